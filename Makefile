@@ -1,0 +1,52 @@
+# Schulhof developer commands. Quick start: `make serve` (demo school), `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+DEMO   := demo
+PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
+
+.PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $@
+
+# A demo school in ./demo with the example pupils, teachers and parents.
+$(DEMO)/schulhof.toml: | install
+	$(BIN)/schulhof init $(DEMO) --domain schule.example --name "Demo-Schule"
+	$(BIN)/schulhof --config $(DEMO)/schulhof.toml import conf/examples/demo-school.csv \
+	    --passwords-out $(DEMO)/initial-passwords.csv
+	@echo "initial passwords: $(DEMO)/initial-passwords.csv"
+
+demo: $(DEMO)/schulhof.toml
+
+serve: demo
+	$(BIN)/schulhof --config $(DEMO)/schulhof.toml serve
+
+clean-demo:
+	rm -rf $(DEMO)
+
+lint: install
+	$(BIN)/ruff check .
+
+# PostgreSQL for the second half of the suite (started if it is installed but down).
+postgres:
+	@pg_isready -q -h 127.0.0.1 -p 5432 || \
+	    pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
+	@pg_isready -h 127.0.0.1 -p 5432
+
+test-sqlite: install
+	$(BIN)/pytest -n 2 -q
+
+test-postgres: install postgres
+	SCHULHOF_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -n 2 -q
+
+# The whole suite, on both storage backends, plus lint.
+test: lint test-sqlite test-postgres
+
+bench-import: install
+	$(BIN)/python -m tests.bench.import_school

@@ -1,0 +1,98 @@
+"""The composition root: builds one school's server from its settings.
+
+Nothing below ``conf`` reads settings or environment itself; this module
+hands each object what it needs.  Two ``School`` objects can live in one
+process (the federation tests run several schools side by side).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from conf.migrate import upgrade
+from conf.settings import Settings
+from directory.auth import Authenticator, LoginThrottle
+from directory.db import Database
+from directory.passwords import PasswordHasher
+from directory.policy import PolicyRules, RolePolicy
+from directory.service import Directory
+
+log = logging.getLogger("schulhof")
+
+
+class Service(Protocol):
+    """A network service of the school (SMTP, IMAP, Matrix, web)."""
+
+    async def start(self) -> list[str]:
+        """Start listening; return one description per listener for the log."""
+
+    async def stop(self) -> None:
+        """Stop accepting, finish or roll back in-flight work."""
+
+
+def build_policy(settings: Settings) -> RolePolicy:
+    p = settings.policy
+    return RolePolicy(PolicyRules(
+        pupils_external=p.pupils_external, pupils_partner_schools=p.pupils_partner_schools,
+        parents_reach_pupils=p.parents_reach_pupils, parents_external=p.parents_external))
+
+
+@dataclass
+class School:
+    settings: Settings
+    db: Database
+    hasher: PasswordHasher
+    directory: Directory
+    authenticator: Authenticator
+    services: list[Service] = field(default_factory=list)
+
+    @classmethod
+    async def open(cls, settings: Settings, *, migrate: bool = True) -> School:
+        db = Database(settings.database_url, echo=settings.database.echo)
+        if migrate:
+            await upgrade(db)
+        hasher = PasswordHasher()
+        directory = Directory(
+            db, hasher, build_policy(settings), domain=settings.school.domain,
+            extra_domains=settings.school.extra_domains,
+            partner_domains=settings.partner_domains)
+        a = settings.auth
+        throttle = LoginThrottle(free_failures=a.free_failures, max_delay=a.max_delay_seconds,
+                                 window=a.failure_window_seconds)
+        authenticator = Authenticator(directory, hasher, throttle)
+        return cls(settings, db, hasher, directory, authenticator)
+
+    def build_services(self) -> list[Service]:
+        """The network services that exist so far, wired to this school's objects."""
+        from conf.wiring import imap, matrix, smtp
+
+        return [service for wiring in (smtp, imap, matrix) for service in wiring.build(self)]
+
+    async def start(self) -> None:
+        self.services = self.build_services()
+        for service in self.services:
+            for listener in await service.start():
+                log.info("event=listening %s", listener)
+
+    async def stop(self) -> None:
+        for service in reversed(self.services):
+            await service.stop()
+        self.services = []
+
+    async def close(self) -> None:
+        await self.stop()
+        await self.db.dispose()
+
+    async def serve_until(self, stop: asyncio.Event) -> None:
+        await self.start()
+        log.info("event=ready domain=%s services=%d", self.settings.school.domain,
+                 len(self.services))
+        try:
+            await stop.wait()
+        finally:
+            log.info("event=stopping")
+            await self.close()
+            log.info("event=stopped")

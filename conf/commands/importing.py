@@ -1,0 +1,9 @@
+"""`schulhof` sub-commands: importing (registered by conf.cli)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    pass

@@ -1,0 +1,112 @@
+"""``schulhof init``, ``serve``, ``migrate`` and ``purge``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import signal
+import sys
+from pathlib import Path
+
+from conf.app import School
+from conf.migrate import upgrade
+from conf.settings import (
+    DatabaseSettings,
+    ListenSettings,
+    SchoolSettings,
+    Settings,
+    load_settings,
+    render_settings_toml,
+)
+from directory.db import Database
+from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_signed_certificate
+
+KEYS_DIR = "keys"
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("init", help="create a new school: settings, database, TLS and keys")
+    p.add_argument("directory", type=Path)
+    p.add_argument("--domain", required=True, help="the school's mail domain")
+    p.add_argument("--name", default="", help="the school's name")
+    p.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+    p.add_argument("--database", default="", help="database URL (default: SQLite in DIR)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing school")
+    p.set_defaults(handler=init_school, needs_school=False)
+
+    p = sub.add_parser("serve", help="run every service until SIGINT/SIGTERM")
+    p.set_defaults(handler=serve)
+
+    p = sub.add_parser("migrate", help="create or upgrade the database schema")
+    p.set_defaults(handler=migrate, needs_school=False)
+
+    p = sub.add_parser("purge", help="delete leavers whose deletion date has passed")
+    p.add_argument("--today", type=dt.date.fromisoformat, default=None,
+                   help="treat this date (YYYY-MM-DD) as today")
+    p.set_defaults(handler=purge)
+
+
+async def init_school(args: argparse.Namespace) -> int:
+    target: Path = args.directory.resolve()
+    config_path = target / "schulhof.toml"
+    if config_path.exists() and not args.force:
+        print(f"schulhof: {config_path} exists; use --force to overwrite it", file=sys.stderr)
+        return 1
+    target.mkdir(parents=True, exist_ok=True)
+    domain = args.domain.strip().lower().rstrip(".")
+    settings = Settings(
+        base_dir=target,
+        school=SchoolSettings(domain=domain, name=args.name or f"Schule {domain}"),
+        database=DatabaseSettings(url=args.database or "sqlite+aiosqlite:///schulhof.db"),
+        listen=ListenSettings(bind=args.bind),
+    )
+    if args.force and settings.database_url.startswith("sqlite"):
+        Path(settings.database_url.split("///", 1)[1]).unlink(missing_ok=True)
+    make_self_signed_certificate(
+        settings.path(settings.tls.certificate), settings.path(settings.tls.key),
+        [settings.smtp_hostname, domain, f"matrix.{domain}", "localhost"],
+        ip_addresses=[args.bind] if args.bind not in ("0.0.0.0", "::") else [])
+    generate_school_keys(SchoolKeyPaths.in_dir(target / KEYS_DIR))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    config_path.write_text(render_settings_toml(settings), encoding="utf-8")
+    db = Database(settings.database_url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+    print(f"created school {domain} in {target}")
+    print(f"  settings: {config_path}")
+    print(f"  next: schulhof --config {config_path} user add admin --role admin")
+    return 0
+
+
+async def serve(args: argparse.Namespace, school: School) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await school.serve_until(stop)
+    return 0
+
+
+async def migrate(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    db = Database(settings.database_url)
+    try:
+        await upgrade(db)
+    finally:
+        await db.dispose()
+    print("database schema is up to date")
+    return 0
+
+
+async def purge(args: argparse.Namespace, school: School) -> int:
+    today = args.today or dt.date.today()
+    purged = await school.directory.purge_leavers(today)
+    for login in purged:
+        print(f"purged {login}")
+    print(f"{len(purged)} leaver(s) purged")
+    return 0
+
+

@@ -1,0 +1,328 @@
+"""Typed, frozen settings read from one TOML file plus environment overrides.
+
+Every section is a frozen dataclass; the loader checks every key and type and
+names the file and the key when something is wrong, so a typo fails at start
+instead of silently using a default.  Environment variables override single
+keys: ``SCHULHOF_<SECTION>_<KEY>`` (e.g. ``SCHULHOF_DATABASE_URL``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "SCHULHOF_"
+
+
+class SettingsError(ValueError):
+    """A settings file or override is invalid; the message names file and key."""
+
+
+@dataclass(frozen=True)
+class SchoolSettings:
+    domain: str = "schule.example"
+    name: str = "Demo-Schule"
+    # Further mail domains this school receives mail for (aliases of the school).
+    extra_domains: tuple[str, ...] = ()
+    # Where message bodies, media and other files live; relative to the config file.
+    data_dir: str = "data"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    # SQLAlchemy async URL. Relative sqlite paths are relative to the config file.
+    url: str = "sqlite+aiosqlite:///schulhof.db"
+    echo: bool = False
+
+
+@dataclass(frozen=True)
+class TlsSettings:
+    certificate: str = "tls/cert.pem"
+    key: str = "tls/key.pem"
+
+
+@dataclass(frozen=True)
+class ListenSettings:
+    """Listener addresses. A port of 0 picks a free port (tests); -1 disables."""
+
+    bind: str = "127.0.0.1"
+    smtp: int = 2525
+    submission: int = 2587
+    submissions: int = 2465
+    imap: int = 2143
+    imaps: int = 2993
+    matrix: int = 8008
+    web: int = 8080
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    max_message_size: int = 25 * 1024 * 1024
+    max_recipients: int = 100
+    max_line_length: int = 1000
+    max_errors: int = 10
+    idle_timeout_seconds: float = 300.0
+    max_connections_per_ip: int = 20
+    hostname: str = ""  # defaults to mail.<domain>
+
+
+@dataclass(frozen=True)
+class ImapSettings:
+    max_literal_size: int = 64 * 1024 * 1024
+    max_line_length: int = 64 * 1024
+    idle_timeout_seconds: float = 30 * 60.0
+    max_errors: int = 20
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    """Mailbox quota per role in MiB (0 = unlimited)."""
+
+    pupil: int = 1024
+    parent: int = 1024
+    teacher: int = 4096
+    staff: int = 4096
+    admin: int = 0
+
+
+@dataclass(frozen=True)
+class PolicySettings:
+    """Who may write to whom; see directory.policy.RolePolicy."""
+
+    pupils_external: bool = False
+    pupils_partner_schools: bool = True
+    parents_reach_pupils: bool = False
+    parents_external: bool = False
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    # Failed logins before the growing delay starts, and its cap.
+    free_failures: int = 3
+    max_delay_seconds: float = 30.0
+    failure_window_seconds: float = 900.0
+
+
+@dataclass(frozen=True)
+class ImportSettings:
+    leaver_grace_days: int = 90
+    profile: str = "generic"
+    password_length: int = 12
+
+
+@dataclass(frozen=True)
+class FederationSettings:
+    # Empty list: the system resolver. Tests point this at a DNS server on loopback.
+    dns_nameservers: tuple[str, ...] = ()
+    dns_port: int = 53
+    remote_smtp_port: int = 25
+    retry_give_up_hours: float = 120.0
+    delay_warning_hours: float = 4.0
+    first_retry_seconds: float = 300.0
+
+
+@dataclass(frozen=True)
+class PartnerSchool:
+    domain: str
+    dkim_selector: str = ""
+    matrix_server: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of one school. ``base_dir`` is the config file's folder."""
+
+    base_dir: Path = Path(".")
+    school: SchoolSettings = field(default_factory=SchoolSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
+    listen: ListenSettings = field(default_factory=ListenSettings)
+    smtp: SmtpSettings = field(default_factory=SmtpSettings)
+    imap: ImapSettings = field(default_factory=ImapSettings)
+    quota: QuotaSettings = field(default_factory=QuotaSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    importer: ImportSettings = field(default_factory=ImportSettings)
+    federation: FederationSettings = field(default_factory=FederationSettings)
+    partners: tuple[PartnerSchool, ...] = ()
+
+    # --- derived values, resolved against base_dir -------------------------
+    def path(self, relative: str) -> Path:
+        p = Path(relative)
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def data_dir(self) -> Path:
+        return self.path(self.school.data_dir)
+
+    @property
+    def database_url(self) -> str:
+        return resolve_sqlite_url(self.database.url, self.base_dir)
+
+    @property
+    def local_domains(self) -> tuple[str, ...]:
+        return (self.school.domain.lower(), *(d.lower() for d in self.school.extra_domains))
+
+    @property
+    def smtp_hostname(self) -> str:
+        return self.smtp.hostname or f"mail.{self.school.domain}"
+
+    @property
+    def partner_domains(self) -> frozenset[str]:
+        return frozenset(p.domain.lower() for p in self.partners)
+
+
+# TOML section name -> Settings field name, where they differ.
+_SECTION_FIELDS = {"import": "importer"}
+_FIELD_SECTIONS = {v: k for k, v in _SECTION_FIELDS.items()}
+
+
+def resolve_sqlite_url(url: str, base_dir: Path) -> str:
+    """Make a relative SQLite file URL absolute against ``base_dir``."""
+    for prefix in ("sqlite+aiosqlite:///", "sqlite:///"):
+        if url.startswith(prefix):
+            rest = url[len(prefix):]
+            if rest and not rest.startswith("/") and not rest.startswith(":memory:"):
+                return prefix + str((base_dir / rest).resolve())
+    return url
+
+
+def load_settings(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read ``path`` (TOML) and apply environment overrides."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError(f"{path}: settings file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"{path}: not valid TOML: {exc}") from None
+    return settings_from_mapping(raw, source=str(path), base_dir=path.parent.resolve(),
+                                 environ=environ)
+
+
+def settings_from_mapping(raw: Mapping[str, Any], *, source: str, base_dir: Path,
+                          environ: Mapping[str, str] | None = None) -> Settings:
+    values: dict[str, Any] = {"base_dir": base_dir}
+    hints = typing.get_type_hints(Settings)
+    for key, value in raw.items():
+        name = _SECTION_FIELDS.get(key, key)
+        if name == "base_dir" or name not in hints:
+            raise SettingsError(f"{source}: unknown section [{key}]")
+        values[name] = _convert(value, hints[name], f"{source}: {key}")
+    settings = Settings(**values)
+    return _apply_environment(settings, environ or {})
+
+
+def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    changes: dict[str, Any] = {}
+    for env_key, text in environ.items():
+        if not env_key.startswith(ENV_PREFIX):
+            continue
+        rest = env_key[len(ENV_PREFIX):].lower()
+        section_name, _, key = rest.partition("_")
+        section_field = _SECTION_FIELDS.get(section_name, section_name)
+        section = changes.get(section_field, getattr(settings, section_field, None))
+        if not dataclasses.is_dataclass(section) or key not in {
+            f.name for f in dataclasses.fields(section)
+        }:
+            continue  # other SCHULHOF_ variables (e.g. test switches) are not settings
+        hint = typing.get_type_hints(type(section))[key]
+        value = _parse_env_value(text, hint, env_key)
+        changes[section_field] = dataclasses.replace(section, **{key: value})
+    return dataclasses.replace(settings, **changes) if changes else settings
+
+
+def _parse_env_value(text: str, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    if hint is bool:
+        lowered = text.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off"}:
+            return False
+        raise SettingsError(f"environment {where}: expected true/false, got {text!r}")
+    if origin is tuple:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    try:
+        return hint(text)
+    except ValueError:
+        raise SettingsError(
+            f"environment {where}: expected {hint.__name__}, got {text!r}"
+        ) from None
+
+
+def _convert(value: Any, hint: Any, where: str) -> Any:
+    """Check ``value`` against the type hint and convert (tables -> dataclasses)."""
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise SettingsError(f"{where}: expected a table")
+        hints = typing.get_type_hints(hint)
+        known = {f.name for f in dataclasses.fields(hint)}
+        kwargs = {}
+        for key, item in value.items():
+            if key not in known:
+                raise SettingsError(f"{where}.{key}: unknown key")
+            kwargs[key] = _convert(item, hints[key], f"{where}.{key}")
+        try:
+            return hint(**kwargs)
+        except TypeError as exc:  # a required key is missing
+            raise SettingsError(f"{where}: {exc}") from None
+    if origin is tuple:
+        (item_hint, *_rest) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise SettingsError(f"{where}: expected a list")
+        return tuple(_convert(v, item_hint, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin in (types.UnionType, typing.Union):
+        raise SettingsError(f"{where}: unsupported type")  # no unions in settings
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise SettingsError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SettingsError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if not isinstance(value, hint):
+        raise SettingsError(f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def render_settings_toml(settings: Settings) -> str:
+    """Write settings back as TOML (used by ``schulhof init``); every key shown."""
+    lines: list[str] = []
+    for f in dataclasses.fields(settings):
+        if f.name in ("base_dir", "partners"):
+            continue
+        section = getattr(settings, f.name)
+        lines.append(f"[{_FIELD_SECTIONS.get(f.name, f.name)}]")
+        for sf in dataclasses.fields(section):
+            lines.append(f"{sf.name} = {_toml_value(getattr(section, sf.name))}")
+        lines.append("")
+    lines.append("# Partner schools: pupils may write to them (policy.pupils_partner_schools).")
+    for partner in settings.partners:
+        lines.append("[[partners]]")
+        for pf in dataclasses.fields(partner):
+            lines.append(f"{pf.name} = {_toml_value(getattr(partner, pf.name))}")
+    if not settings.partners:
+        lines.append('# [[partners]]\n# domain = "partnerschule.example"')
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

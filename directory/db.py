@@ -1,0 +1,84 @@
+"""The database engine, shared by every package (SQLAlchemy 2.x, async API).
+
+SQLite is the embedded default; PostgreSQL (asyncpg) is the scale-out backend.
+SQLite allows one writer at a time, so writes go through their own engine with
+a single connection and ``BEGIN IMMEDIATE``: writers queue in the pool instead
+of failing with "database is locked" halfway through a transaction.  Readers
+use a separate pool and see WAL snapshots without blocking the writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+
+def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> AsyncEngine:
+    engine = create_async_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=120,
+    )
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take transaction control from the driver so BEGIN is ours (below).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk when COMMIT returns (we answer 250 after it).
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    """Engines and session factories for one school's database."""
+
+    def __init__(self, url: str, *, echo: bool = False) -> None:
+        self.url = url
+        self.backend = make_url(url).get_backend_name()
+        if self.is_sqlite:
+            self.write_engine = _sqlite_engine(url, immediate=True, pool_size=1, echo=echo)
+            self.read_engine = _sqlite_engine(url, immediate=False, pool_size=8, echo=echo)
+        else:
+            engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20)
+            self.write_engine = self.read_engine = engine
+        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.backend == "sqlite"
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction: committed when the block ends, rolled back on error."""
+        async with self._write_sessions() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncSession]:
+        """A read-only transaction (a consistent snapshot)."""
+        async with self._read_sessions() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            await self.read_engine.dispose()

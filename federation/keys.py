@@ -1,0 +1,78 @@
+"""Each school's own keys: TLS certificate, DKIM keys (RSA and Ed25519), Matrix signing key.
+
+Made with ``cryptography`` at ``schulhof init``; stored as PEM files readable
+only by the owner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+
+
+def _pem(key: object) -> bytes:
+    return key.private_bytes(  # type: ignore[attr-defined]
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption())
+
+
+def make_self_signed_certificate(cert_path: Path, key_path: Path, hostnames: list[str],
+                                 ip_addresses: list[str] = (), days: int = 825) -> None:
+    """A self-signed ECDSA P-256 certificate for ``hostnames`` (first is the CN)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])
+    alt_names: list[x509.GeneralName] = [x509.DNSName(h) for h in hostnames]
+    for ip in ip_addresses:
+        alt_names.append(x509.IPAddress(ipaddress.ip_address(ip)))
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    _write_private(key_path, _pem(key))
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+@dataclass(frozen=True)
+class SchoolKeyPaths:
+    dkim_rsa: Path
+    dkim_ed25519: Path
+    matrix_signing: Path
+
+    @classmethod
+    def in_dir(cls, keys_dir: Path) -> SchoolKeyPaths:
+        return cls(keys_dir / "dkim-rsa.pem", keys_dir / "dkim-ed25519.pem",
+                   keys_dir / "matrix-signing.pem")
+
+
+def generate_school_keys(paths: SchoolKeyPaths) -> None:
+    """DKIM keys (RSA 2048, RFC 6376; Ed25519, RFC 8463) and the Matrix server key."""
+    _write_private(paths.dkim_rsa, _pem(rsa.generate_private_key(65537, 2048)))
+    _write_private(paths.dkim_ed25519, _pem(ed25519.Ed25519PrivateKey.generate()))
+    _write_private(paths.matrix_signing, _pem(ed25519.Ed25519PrivateKey.generate()))

@@ -1,0 +1,128 @@
+"""The directory service against a real database (SQLite or PostgreSQL)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from conf.app import School
+from directory.auth import AuthenticationFailed, AuthenticationThrottled
+from directory.model import (
+    AlreadyExists,
+    GroupKind,
+    InvalidName,
+    MemberRole,
+    NotFound,
+    Role,
+    Status,
+)
+
+
+async def test_account_gets_login_from_name_and_resolves(school: School) -> None:
+    d = school.directory
+    a = await d.create_account(role=Role.PUPIL, first_name="Jürgen", last_name="Müßig")
+    b = await d.create_account(role=Role.PUPIL, first_name="Jurgen", last_name="Mussig")
+    assert a.login == "juergen.muessig"
+    assert b.login == "jurgen.mussig"
+    c = await d.create_account(role=Role.PUPIL, first_name="Jürgen", last_name="Müßig")
+    assert c.login == "juergen.muessig2"
+    resolved = await d.resolve("Juergen.Muessig")
+    assert resolved is not None and resolved.account == a
+
+
+async def test_local_parts_are_one_namespace(school: School) -> None:
+    d = school.directory
+    await d.create_account(role=Role.TEACHER, login="sekretariat")
+    with pytest.raises(AlreadyExists):
+        await d.create_group("sekretariat")
+    await d.create_group("5a", kind=GroupKind.CLASS)
+    with pytest.raises(AlreadyExists):
+        await d.add_alias("5a", "sekretariat")
+    with pytest.raises(InvalidName):
+        await d.create_group("bad name")
+
+
+async def test_aliases_resolve_to_their_owner(school: School) -> None:
+    d = school.directory
+    t = await d.create_account(role=Role.TEACHER, login="anna.schmidt")
+    g = await d.create_group("5a", kind=GroupKind.CLASS)
+    await d.add_alias("a.schmidt", "anna.schmidt")
+    await d.add_alias("klasse5a", "5a")
+    assert (await d.resolve("a.schmidt")).account == t
+    assert (await d.resolve("klasse5a")).group == g
+    assert await d.addresses_of("anna.schmidt") == {"anna.schmidt", "a.schmidt"}
+    assert [(e.local_part, e.owner) for e in await d.list_aliases()] == [
+        ("a.schmidt", "anna.schmidt"), ("klasse5a", "5a")]
+    await d.delete_alias("a.schmidt")
+    assert await d.resolve("a.schmidt") is None
+    with pytest.raises(NotFound):
+        await d.delete_alias("anna.schmidt")  # a primary address is not an alias
+
+
+async def test_group_membership_and_policy(school: School) -> None:
+    d = school.directory
+    teacher = await d.create_account(role=Role.TEACHER, login="lehrer")
+    pupil = await d.create_account(role=Role.PUPIL, login="kind")
+    other = await d.create_account(role=Role.PUPIL, login="anderes.kind")
+    parent = await d.create_account(role=Role.PARENT, login="mutter")
+    await d.create_group("5a", kind=GroupKind.CLASS)
+    await d.add_member("5a", "lehrer", MemberRole.OWNER)
+    await d.add_member("5a", "kind")
+    await d.link_parent("mutter", "kind")
+    members = await d.group_members("5a")
+    assert [(m.account.login, m.role) for m in members] == [
+        ("kind", MemberRole.MEMBER), ("lehrer", MemberRole.OWNER)]
+    assert (await d.may_contact(teacher, "5a@schule.test")).allowed
+    verdict = await d.may_contact(pupil, "5a@schule.test")
+    assert not verdict.allowed and "teachers" in verdict.reason
+    assert (await d.may_contact(parent, "kind@schule.test")).allowed
+    assert not (await d.may_contact(parent, "anderes.kind@schule.test")).allowed
+    assert (await d.may_contact(other, "lehrer@schule.test")).allowed
+    refused = await d.may_contact(pupil, "someone@example.org")
+    assert not refused.allowed and "example.org" in refused.reason
+    assert (await d.may_contact(teacher, "someone@example.org")).allowed
+    assert not (await d.may_contact(teacher, "nobody@schule.test")).allowed
+
+
+async def test_authentication_and_throttling(school: School) -> None:
+    d = school.directory
+    await d.create_account(role=Role.PUPIL, login="lea", password="richtig-geheim")
+    auth = school.authenticator
+    account = await auth.authenticate("LEA@schule.test", "richtig-geheim", "10.0.0.1")
+    assert account.login == "lea"
+    for _ in range(3):
+        with pytest.raises(AuthenticationFailed):
+            await auth.authenticate("lea", "falsch", "10.0.0.1")
+    with pytest.raises(AuthenticationFailed):
+        await auth.authenticate("lea", "falsch", "10.0.0.2")  # 4th failure: locks
+    with pytest.raises(AuthenticationThrottled):
+        await auth.authenticate("lea", "richtig-geheim", "10.0.0.3")
+    with pytest.raises(AuthenticationFailed):
+        await auth.authenticate("niemand", "x", "10.0.0.9")
+    with pytest.raises(AuthenticationFailed):
+        await auth.authenticate("lea@other.example", "richtig-geheim", "10.0.0.9")
+
+
+async def test_suspended_account_cannot_log_in(school: School) -> None:
+    d = school.directory
+    await d.create_account(role=Role.TEACHER, login="tom", password="pw-pw-pw")
+    await d.set_status("tom", Status.SUSPENDED)
+    with pytest.raises(AuthenticationFailed):
+        await school.authenticator.authenticate("tom", "pw-pw-pw", "10.1.1.1")
+
+
+async def test_purge_deletes_only_leavers_past_their_date(school: School) -> None:
+    d = school.directory
+    await d.create_account(role=Role.PUPIL, login="geht")
+    await d.create_account(role=Role.PUPIL, login="bleibt")
+    await d.create_account(role=Role.PUPIL, login="spaeter")
+    await d.create_group("5a")
+    await d.add_member("5a", "geht")
+    await d.add_alias("g.alias", "geht")
+    await d.set_status("geht", Status.LEAVER, dt.date(2026, 1, 1))
+    await d.set_status("spaeter", Status.LEAVER, dt.date(2026, 12, 1))
+    assert await d.purge_leavers(dt.date(2026, 6, 1)) == ["geht"]
+    assert await d.resolve("geht") is None and await d.resolve("g.alias") is None
+    assert [m.account.login for m in await d.group_members("5a")] == []
+    assert {a.login for a in await d.list_accounts()} == {"bleibt", "spaeter"}

@@ -1,0 +1,53 @@
+"""Building test schools: settings on free loopback ports, a fresh database, TLS and keys."""
+
+from __future__ import annotations
+
+import dataclasses
+import socket
+from pathlib import Path
+
+from conf.settings import (
+    DatabaseSettings,
+    FederationSettings,
+    ListenSettings,
+    PartnerSchool,
+    SchoolSettings,
+    Settings,
+    SmtpSettings,
+)
+from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_signed_certificate
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.test",
+                  bind: str = "127.0.0.1", partners: tuple[str, ...] = (),
+                  **sections: object) -> Settings:
+    """Settings for a test school with TLS material and keys made in ``base_dir``."""
+    base_dir.mkdir(parents=True, exist_ok=True)
+    listen = ListenSettings(
+        bind=bind, smtp=free_port(bind), submission=free_port(bind),
+        submissions=free_port(bind), imap=free_port(bind), imaps=free_port(bind),
+        matrix=free_port(bind), web=free_port(bind))
+    settings = Settings(
+        base_dir=base_dir,
+        school=SchoolSettings(domain=domain, name=f"Test {domain}"),
+        database=DatabaseSettings(url=database_url),
+        listen=listen,
+        smtp=SmtpSettings(idle_timeout_seconds=30.0),
+        federation=FederationSettings(),
+        partners=tuple(PartnerSchool(domain=p) for p in partners),
+    )
+    if sections:
+        settings = dataclasses.replace(settings, **sections)
+    cert, key = settings.path(settings.tls.certificate), settings.path(settings.tls.key)
+    if not cert.exists():
+        make_self_signed_certificate(cert, key, [settings.smtp_hostname, domain, "localhost"],
+                                     ip_addresses=[bind])
+        generate_school_keys(SchoolKeyPaths.in_dir(base_dir / "keys"))
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
