@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from conf.migrate import upgrade
 from conf.settings import Settings
@@ -19,6 +19,9 @@ from directory.db import Database
 from directory.passwords import PasswordHasher
 from directory.policy import PolicyRules, RolePolicy
 from directory.service import Directory
+
+if TYPE_CHECKING:
+    from mailserver.store import MailStore
 
 log = logging.getLogger("schulhof")
 
@@ -48,6 +51,20 @@ class School:
     directory: Directory
     authenticator: Authenticator
     services: list[Service] = field(default_factory=list)
+    _mail_store: object | None = None
+
+    @property
+    def mail_store(self) -> MailStore:
+        """The mail store shared by SMTP, IMAP and the messenger bridge."""
+        if self._mail_store is None:
+            from mailserver.changes import ChangeFeed
+            from mailserver.store import MailStore
+
+            q = self.settings.quota
+            quota_bytes = {role: getattr(q, role) * 1024 * 1024
+                           for role in ("pupil", "parent", "teacher", "staff", "admin")}
+            self._mail_store = MailStore(self.db, quota_bytes, ChangeFeed())
+        return self._mail_store  # type: ignore[return-value]
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = True) -> School:

@@ -77,3 +77,12 @@ async def school(settings: Settings) -> AsyncIterator[School]:
     the_school = await School.open(settings, migrate=False)
     yield the_school
     await the_school.close()
+
+
+@pytest.fixture
+async def running_school(settings: Settings) -> AsyncIterator[School]:
+    """A school with every network service listening on loopback (ports in settings)."""
+    the_school = await School.open(settings, migrate=False)
+    await the_school.start()
+    yield the_school
+    await the_school.close()
