@@ -324,5 +324,16 @@ def _toml_value(value: Any) -> str:
         return repr(value)
     if isinstance(value, tuple | list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
+    return '"' + "".join(_toml_char(c) for c in str(value)) + '"'
+
+
+def _toml_char(char: str) -> str:
+    """Escape one character for a TOML basic string (TOML 1.0, section String)."""
+    if char == '"':
+        return '\\"'
+    if char == "\\":
+        return "\\\\"
+    if char < " " or char == "\x7f":
+        return {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}.get(
+            char, f"\\u{ord(char):04x}")
+    return char

@@ -69,6 +69,11 @@ class LoginThrottle:
     def _forget_old(self, now: float) -> None:
         for key in [k for k, c in self._counts.items() if now - c.first_at > self.window]:
             del self._counts[key]
+        # Still too many (a spray from many IPs inside the window): drop the oldest
+        # half. Dicts keep insertion order, so the first keys are the oldest.
+        if len(self._counts) > 100_000:
+            for key in list(self._counts)[: len(self._counts) // 2]:
+                del self._counts[key]
 
 
 class CredentialSource(Protocol):

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import (
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> AsyncEngine:
     engine = create_async_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=120,
+        hide_parameters=True,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -57,7 +58,9 @@ class Database:
             self.write_engine = _sqlite_engine(url, immediate=True, pool_size=1, echo=echo)
             self.read_engine = _sqlite_engine(url, immediate=False, pool_size=8, echo=echo)
         else:
-            engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20)
+            # hide_parameters: a database error must never print a hash or a body.
+            engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20,
+                                         hide_parameters=True)
             self.write_engine = self.read_engine = engine
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)

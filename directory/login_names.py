@@ -20,7 +20,8 @@ MAX_BASE_LENGTH = 56  # leaves room for a collision number within 64 characters
 
 
 def transliterate(text: str) -> str:
-    text = text.translate(_GERMAN)
+    # NFC first: exports from some systems store "ü" as "u" + combining diaeresis.
+    text = unicodedata.normalize("NFC", text).translate(_GERMAN)
     decomposed = unicodedata.normalize("NFKD", text)
     return decomposed.encode("ascii", "ignore").decode("ascii")
 

@@ -54,6 +54,9 @@ async def insert_account(session: AsyncSession, *, login: str, display_name: str
                          external_id: str | None = None, password_hash: str = "") -> AccountRow:
     if await local_part_taken(session, login):
         raise AlreadyExists(f"address {login!r} is already in use")
+    if external_id is not None and await session.scalar(
+            select(AccountRow.id).where(AccountRow.external_id == external_id)) is not None:
+        raise AlreadyExists(f"external id {external_id!r} is already in use")
     row = AccountRow(login=login, display_name=display_name, role=role.value,
                      first_name=first_name, last_name=last_name, external_id=external_id,
                      password_hash=password_hash, status=Status.ACTIVE.value)

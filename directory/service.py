@@ -11,7 +11,7 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from directory import repository as repo
 from directory.addresses import is_valid_local_part, normalise_domain
@@ -30,7 +30,7 @@ from directory.model import (
 )
 from directory.passwords import PasswordHasher
 from directory.policy import ContactTarget, RolePolicy, TargetKind, Verdict
-from directory.schema import AccountRow, AddressRow, GroupRow
+from directory.schema import AccountRow, AddressRow, GroupMemberRow, GroupRow, ParentLinkRow
 
 
 @dataclass(frozen=True)
@@ -255,6 +255,23 @@ class Directory:
             parent = await repo.account_row(session, login=parent_login)
             child = await repo.account_row(session, login=child_login)
             await repo.link_parent(session, parent.id, child.id)
+
+    async def children_of(self, parent_login: str) -> list[Account]:
+        async with self.db.read() as session:
+            parent = await repo.account_row(session, login=parent_login)
+            rows = (await session.scalars(
+                select(AccountRow).join(ParentLinkRow, ParentLinkRow.child_id == AccountRow.id)
+                .where(ParentLinkRow.parent_id == parent.id).order_by(AccountRow.login))).all()
+            return [repo.account_from_row(r) for r in rows]
+
+    async def group_counts(self) -> dict[str, int]:
+        """How many groups each account is in, by login (one query)."""
+        async with self.db.read() as session:
+            result = await session.execute(
+                select(AccountRow.login, func.count(GroupMemberRow.group_id))
+                .join(GroupMemberRow, GroupMemberRow.account_id == AccountRow.id)
+                .group_by(AccountRow.login))
+            return {login: count for login, count in result.all()}
 
     # --- policy -------------------------------------------------------------------
     async def may_contact(self, sender: Account, address: str) -> Verdict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import ipaddress
 import signal
 import sys
 from pathlib import Path
@@ -47,6 +48,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=purge)
 
 
+def _is_specific_ip(text: str) -> bool:
+    """An IP literal other than the wildcard (a hostname such as localhost is not one)."""
+    try:
+        return not ipaddress.ip_address(text).is_unspecified
+    except ValueError:
+        return False
+
+
 async def init_school(args: argparse.Namespace) -> int:
     target: Path = args.directory.resolve()
     config_path = target / "schulhof.toml"
@@ -62,11 +71,13 @@ async def init_school(args: argparse.Namespace) -> int:
         listen=ListenSettings(bind=args.bind),
     )
     if args.force and settings.database_url.startswith("sqlite"):
-        Path(settings.database_url.split("///", 1)[1]).unlink(missing_ok=True)
+        db_file = settings.database_url.split("///", 1)[1]
+        for suffix in ("", "-wal", "-shm"):
+            Path(db_file + suffix).unlink(missing_ok=True)
     make_self_signed_certificate(
         settings.path(settings.tls.certificate), settings.path(settings.tls.key),
         [settings.smtp_hostname, domain, f"matrix.{domain}", "localhost"],
-        ip_addresses=[args.bind] if args.bind not in ("0.0.0.0", "::") else [])
+        ip_addresses=[args.bind] if _is_specific_ip(args.bind) else [])
     generate_school_keys(SchoolKeyPaths.in_dir(target / KEYS_DIR))
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     config_path.write_text(render_settings_toml(settings), encoding="utf-8")

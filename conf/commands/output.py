@@ -1,0 +1,26 @@
+"""Plain, script-friendly output shared by the admin commands."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Sequence
+
+
+def fail(message: str) -> int:
+    """Report a refused command the way conf.cli reports directory errors."""
+    print(f"schulhof: {message}", file=sys.stderr)
+    return 1
+
+
+def print_table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> None:
+    """Columns padded to their widest cell; the last column (free text) is not padded.
+
+    Empty cells print as ``-`` so every line splits into the same fields on
+    whitespace up to the last column.
+    """
+    table = [list(headers), *([str(cell) if cell not in ("", None) else "-" for cell in row]
+                              for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(headers) - 1)]
+    for line in table:
+        cells = [cell.ljust(width) for cell, width in zip(line, widths, strict=False)]
+        print("  ".join([*cells, line[-1]]))

@@ -1,0 +1,112 @@
+"""Reading: the bytes of a CSV export -> decoded rows with their line numbers.
+
+School administration programs write UTF-8 (with or without a BOM, the
+latter from Excel), Windows-1252 (older Windows programs and Excel's "CSV"),
+and sometimes UTF-16 ("Unicode text").  The separator is ``;`` (German Excel)
+or ``,``, sometimes a tab.  Nothing here knows what the columns mean.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import unicodedata
+from dataclasses import dataclass
+
+from directory.importer.errors import ImportFileError
+
+DELIMITERS = (";", ",", "\t")
+
+
+@dataclass(frozen=True)
+class CsvRow:
+    line: int  # where the row starts in the file; the header is line 1 of a plain file
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CsvTable:
+    encoding: str
+    delimiter: str
+    header_line: int
+    header: tuple[str, ...]
+    rows: tuple[CsvRow, ...]
+
+
+def decode(data: bytes) -> tuple[str, str]:
+    """The text of ``data`` and the name of the encoding it was read as."""
+    if data.startswith(codecs.BOM_UTF8):
+        return _strict(data[len(codecs.BOM_UTF8):], "utf-8", "UTF-8 (it starts with a BOM)"), \
+            "utf-8-sig"
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return _strict(data, "utf-16", "UTF-16 (it starts with a BOM)"), "utf-16"
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        pass
+    try:
+        return data.decode("cp1252"), "cp1252"
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(
+            f"the file is neither UTF-8 nor Windows-1252 (byte 0x{data[exc.start]:02x} at "
+            f"offset {exc.start}); save it from the school program as CSV (UTF-8)") from None
+
+
+def _strict(data: bytes, encoding: str, what: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise ImportFileError(f"the file is not valid {what}: bad byte at offset "
+                              f"{exc.start}") from None
+
+
+def detect_delimiter(header_line: str) -> str:
+    """The separator that splits the header line most often (``;`` on a tie)."""
+    counts = {d: len(_split_once(header_line, d)) for d in DELIMITERS}
+    return max(DELIMITERS, key=lambda d: counts[d])  # max keeps the first on a tie
+
+
+def _split_once(line: str, delimiter: str) -> list[str]:
+    try:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    except csv.Error:
+        return []
+
+
+def read_csv(data: bytes) -> CsvTable:
+    """Decode ``data`` and split it into a header and rows.
+
+    Blank lines are skipped; every row keeps the line number it starts on so
+    errors can name it.  Raises ``ImportFileError`` for anything unreadable.
+    """
+    text, encoding = decode(data)
+    if "\x00" in text:
+        raise ImportFileError("the file contains NUL characters: it is not a CSV text file")
+    text = unicodedata.normalize("NFC", text)  # "u + ¨" from macOS -> "ü"
+    lines = [line for line in text.splitlines() if line.strip()]
+    if not lines:
+        raise ImportFileError("the file is empty")
+    # The header: the first line with a letter or digit (not a line of separators).
+    delimiter = detect_delimiter(next((ln for ln in lines if any(c.isalnum() for c in ln)),
+                                      lines[0]))
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=False)
+    header: tuple[str, ...] | None = None
+    header_line = 0
+    rows: list[CsvRow] = []
+    line = 1
+    try:
+        for record in reader:
+            start, line = line, reader.line_num + 1
+            fields = tuple(field.strip() for field in record)
+            if not any(fields):
+                continue
+            if header is None:
+                header, header_line = fields, start
+            else:
+                rows.append(CsvRow(start, fields))
+    except csv.Error as exc:
+        raise ImportFileError(f"line {line}: not readable as CSV ({exc})") from None
+    if header is None:
+        raise ImportFileError("the file has no header line (only separators)")
+    return CsvTable(encoding, delimiter, header_line, header, tuple(rows))
