@@ -1,9 +1,117 @@
-"""`schulhof` sub-commands: importing (registered by conf.cli)."""
+"""``schulhof import FILE.csv``: pupils, teachers and parents from a school program's export."""
 
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from conf.app import School
+from directory.importer import (
+    Importer,
+    ImportFileError,
+    ImportSummary,
+    InvalidImportFile,
+    profile_named,
+)
+
+DELIMITER_NAMES = {";": "';'", ",": "','", "\t": "tab"}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    pass
+    p = sub.add_parser(
+        "import", help="import pupils, teachers and parents from a CSV export",
+        description="Create, update and retire accounts, class and course groups and "
+                    "parent links from the CSV export of the school administration "
+                    "program. Nothing changes unless every row is good.")
+    p.add_argument("file", type=Path, help="the CSV file (';' or ',', UTF-8 or Windows-1252)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="show what would change and change nothing")
+    p.add_argument("--passwords-out", type=Path, metavar="FILE",
+                   help="write new accounts' initial passwords to this new CSV file (mode "
+                        "0600); without it new accounts get no password")
+    p.add_argument("--today", type=dt.date.fromisoformat, default=None,
+                   help="treat this date (YYYY-MM-DD) as today (leavers' deletion dates)")
+    p.set_defaults(handler=import_file)
+
+
+async def import_file(args: argparse.Namespace, school: School) -> int:
+    settings = school.settings.importer
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"schulhof: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    try:
+        importer = Importer(school.directory, profile=profile_named(settings.profile),
+                            leaver_grace_days=settings.leaver_grace_days,
+                            password_length=settings.password_length)
+        summary = await importer.run(data, dry_run=args.dry_run,
+                                     passwords_out=args.passwords_out, today=args.today)
+    except InvalidImportFile as exc:
+        print(f"schulhof: {args.file}: {exc}:", file=sys.stderr)
+        for error in exc.errors:
+            print(f"  {error}", file=sys.stderr)
+        return 1
+    except ImportFileError as exc:
+        print(f"schulhof: {args.file}: {exc}; nothing imported", file=sys.stderr)
+        return 1
+    print_summary(summary, sys.stdout)
+    return 0
+
+
+def print_summary(summary: ImportSummary, out: TextIO) -> None:
+    """Counts always; for a dry run also every name, so the run can be checked first."""
+    plan = summary.plan
+
+    def say(text: str = "") -> None:
+        print(text, file=out)
+
+    def section(title: str, items: Sequence[object], line: Callable[[object], str]) -> None:
+        say(f"{title:<10} {len(items)}")
+        if summary.dry_run:
+            for item in items:
+                say(f"  {line(item)}")
+
+    if summary.dry_run:
+        say("dry run: nothing was changed; this is what the import would do")
+    say(f"read {summary.rows} rows ({summary.encoding}, "
+        f"{DELIMITER_NAMES.get(summary.delimiter, summary.delimiter)} separated)")
+    section("created", plan.created, lambda n: f"{n.login} ({n.display_name}, {n.role.value}"
+            + (f", {n.class_name})" if n.class_name else ")"))
+    section("updated", plan.updated, lambda u: f"{u.login}: " + ", ".join(
+        f"{c.field} {c.old!r} -> {c.new!r}" for c in u.changes))
+    section("moved", plan.moved,
+            lambda m: f"{m.login}: {m.old_class or '-'} -> {m.new_class or '-'}")
+    section("leavers", plan.leavers,
+            lambda v: f"{v.login} (deleted by 'schulhof purge' from {v.deletion_date})")
+    section("restored", plan.restored, lambda r: r.login)
+    say(f"{'unchanged':<10} {plan.unchanged}")
+    renamed = plan.groups_changed
+    say(f"groups     {len(plan.groups_created)} created, {len(renamed)} renamed, "
+        f"{len(plan.groups_removed)} removed")
+    if summary.dry_run:
+        for g in plan.groups_created:
+            say(f"  + {g.name} ({g.kind.value})")
+        for c in renamed:
+            say(f"  ~ {c.old_name} -> {c.new_name}")
+        for r in plan.groups_removed:
+            say(f"  - {r.name}")
+    added = sum(1 for m in plan.memberships if m.role is not None)
+    say(f"members    {added} added or changed, {len(plan.memberships) - added} removed")
+    say(f"parents    {len(plan.children)} with changed children")
+    if summary.dry_run:
+        return
+    if summary.passwords_file:
+        say(f"initial passwords of the {len(plan.created)} new accounts: "
+            f"{summary.passwords_file} (hand out, then delete it)")
+    elif plan.created:
+        say(f"note: the {summary.without_password} new accounts have no password and cannot "
+            "log in until one is set with 'schulhof user passwd' (or import with "
+            "--passwords-out FILE)")
+    seconds = summary.seconds
+    say(f"took {sum(seconds.values()):.1f} s ("
+        + ", ".join(f"{name} {s:.1f} s" for name, s in seconds.items()) + ")")

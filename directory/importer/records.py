@@ -19,6 +19,7 @@ from directory.login_names import transliterate
 from directory.model import Role
 
 MAX_NAME = 100  # accounts.first_name / last_name
+MAX_DISPLAY_NAME = 200  # accounts.display_name ("first last")
 MAX_EXTERNAL_ID = 100  # accounts.external_id
 MAX_GROUP_NAME = 64  # an address local part
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -125,6 +126,9 @@ def _record(line: int, values: dict[str, str], profile: ImportProfile,
             problems.append(f"empty {field}")
         elif len(values[field]) > MAX_NAME:
             problems.append(f"{field} longer than {MAX_NAME} characters")
+    if len(values["first_name"]) + len(values["last_name"]) + 1 > MAX_DISPLAY_NAME:
+        problems.append(f"first_name and last_name together longer than "
+                        f"{MAX_DISPLAY_NAME - 1} characters")
     role = profile.role_of(values["role"])
     if role is None:
         known = ", ".join(sorted({r.value for r in profile.role_values.values()}))

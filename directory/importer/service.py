@@ -18,6 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy.exc import IntegrityError
+
 from directory.importer.applying import apply_plan
 from directory.importer.errors import ImportFileError
 from directory.importer.passwords_file import PasswordsFile
@@ -60,7 +62,7 @@ class Importer:
         self.profile = profile
         self.leaver_grace_days = leaver_grace_days
         self.password_length = password_length
-        self.hash_workers = hash_workers or os.cpu_count() or 2
+        self.hash_workers = hash_workers or len(os.sched_getaffinity(0)) or 2
 
     async def run(self, data: bytes, *, dry_run: bool = False,
                   passwords_out: Path | None = None,
@@ -106,6 +108,11 @@ class Importer:
                                n.last_name, n.role.value, n.class_name,
                                passwords[n.external_id]) for n in plan.created)
             clock.lap("write")
+        except IntegrityError as exc:  # PostgreSQL: a login or group name taken meanwhile
+            if out:
+                out.discard()
+            raise ImportFileError("the directory changed during the import; run it "
+                                  "again") from exc
         except BaseException:
             if out:
                 out.discard()
