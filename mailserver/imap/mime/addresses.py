@@ -1,0 +1,145 @@
+"""Address lists for ENVELOPE (RFC 3501 7.4.2 from RFC 5322 3.4 syntax).
+
+The email package's address parsers decode encoded-words and flatten groups;
+ENVELOPE needs raw display names and group markers, so this small tokenizer
+reads the raw header value. Malformed input never raises: it yields what
+could be recognised, like other servers do.
+"""
+
+from __future__ import annotations
+
+from mailserver.imap.mime.types import Address
+
+_SPECIALS = b'()<>@,;:\\".[]'
+# Dovecot's placeholders when a part of an address is missing.
+MISSING_MAILBOX = b"MISSING_MAILBOX"
+MISSING_DOMAIN = b"MISSING_DOMAIN"
+
+Token = tuple[str, bytes]  # kind: "atom", "quoted", "special"
+
+
+def tokenize(value: bytes) -> list[Token]:
+    tokens: list[Token] = []
+    pos = 0
+    while pos < len(value):
+        char = value[pos:pos + 1]
+        if char in (b" ", b"\t", b"\r", b"\n"):
+            pos += 1
+        elif char == b"(":
+            depth = 0
+            while pos < len(value):  # comments nest (RFC 5322 3.2.2) and are dropped
+                if value[pos:pos + 1] == b"\\":
+                    pos += 1
+                elif value[pos:pos + 1] == b"(":
+                    depth += 1
+                elif value[pos:pos + 1] == b")":
+                    depth -= 1
+                    if depth == 0:
+                        pos += 1
+                        break
+                pos += 1
+        elif char == b'"':
+            pos += 1
+            text = bytearray()
+            while pos < len(value) and value[pos:pos + 1] != b'"':
+                if value[pos:pos + 1] == b"\\" and pos + 1 < len(value):
+                    pos += 1
+                text += value[pos:pos + 1]
+                pos += 1
+            pos += 1
+            tokens.append(("quoted", bytes(text)))
+        elif char in b"<>@,;:" or char == b".":
+            tokens.append(("special", char))
+            pos += 1
+        else:
+            start = pos
+            while pos < len(value) and value[pos:pos + 1] not in (
+                    b" ", b"\t", b"\r", b"\n") and value[pos] not in _SPECIALS:
+                pos += 1
+            if pos == start:  # a lone ")", "[", "]" or "\\": keep it as text
+                pos += 1
+            tokens.append(("atom", value[start:pos]))
+    return tokens
+
+
+def _phrase(tokens: list[Token]) -> bytes | None:
+    words: list[bytes] = []
+    for kind, text in tokens:
+        if kind == "special" and text == b"." and words:
+            words[-1] += text  # obs-phrase: "John Q. Public" (RFC 5322 4.1)
+        elif text:
+            words.append(text)
+    return b" ".join(words) or None
+
+
+def _local_part(tokens: list[Token]) -> bytes:
+    out = bytearray()
+    for kind, text in tokens:
+        if kind == "quoted":
+            out += b'"' + text.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+        else:
+            out += text
+    return bytes(out)
+
+
+def _addr_spec(tokens: list[Token]) -> tuple[bytes, bytes]:
+    at = next((i for i, t in enumerate(tokens) if t == ("special", b"@")), None)
+    if at is None:
+        return _local_part(tokens) or MISSING_MAILBOX, MISSING_DOMAIN
+    mailbox = _local_part(tokens[:at]) or MISSING_MAILBOX
+    host = b"".join(text for _, text in tokens[at + 1:]) or MISSING_DOMAIN
+    return mailbox, host
+
+
+def _mailbox(tokens: list[Token]) -> Address | None:
+    if not tokens:
+        return None
+    if ("special", b"<") in tokens:
+        open_at = tokens.index(("special", b"<"))
+        close_at = next((i for i in range(open_at, len(tokens))
+                         if tokens[i] == ("special", b">")), len(tokens))
+        inner = tokens[open_at + 1:close_at]
+        adl = None
+        colon = next((i for i, t in enumerate(inner) if t == ("special", b":")), None)
+        if colon is not None:  # obsolete source route "@a,@b:" (RFC 5322 4.4)
+            adl = b"".join(text for _, text in inner[:colon]) or None
+            inner = inner[colon + 1:]
+        mailbox, host = _addr_spec(inner)
+        return Address(_phrase(tokens[:open_at]), adl, mailbox, host)
+    mailbox, host = _addr_spec(tokens)
+    return Address(None, None, mailbox, host)
+
+
+def parse_address_list(value: bytes | None) -> tuple[Address, ...] | None:
+    """The ENVELOPE address list of a raw header value; None for NIL."""
+    if value is None:
+        return None
+    tokens = tokenize(value)
+    result: list[Address] = []
+    current: list[Token] = []
+    in_group = False
+    for token in tokens:
+        if token == ("special", b":") and not in_group and ("special", b"<") not in current:
+            result.append(Address(None, None, _phrase(current) or b"", None))
+            current = []
+            in_group = True
+        elif token == ("special", b";") and in_group:
+            if (address := _mailbox(current)) is not None:
+                result.append(address)
+            result.append(Address(None, None, None, None))
+            current = []
+            in_group = False
+        elif token == ("special", b",") and ("special", b"<") in current and (
+                ("special", b">") not in current):
+            current.append(token)  # a comma inside a source route
+        elif token == ("special", b","):
+            if (address := _mailbox(current)) is not None:
+                result.append(address)
+            current = []
+        else:
+            current.append(token)
+    if (address := _mailbox(current)) is not None:
+        result.append(address)
+    if in_group:
+        result.append(Address(None, None, None, None))
+    return tuple(result) or None
