@@ -60,6 +60,8 @@ async def import_file(args: argparse.Namespace, school: School) -> int:
         print(f"schulhof: {args.file}: {exc}; nothing imported", file=sys.stderr)
         return 1
     print_summary(summary, sys.stdout)
+    if args.passwords_out and not summary.passwords_file and not summary.dry_run:
+        print(f"no new accounts: {args.passwords_out} was not written")
     return 0
 
 

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from directory import repository as repo
 from directory.importer.planning import ImportPlan
 from directory.importer.state import DirectoryState
+from directory.login_names import unique_login
 from directory.model import Status
 from directory.schema import (
     AccountRow,
@@ -64,7 +65,7 @@ async def _apply_groups(session: AsyncSession, plan: ImportPlan,
     renamed = [(await session.get(GroupRow, c.group_id), c) for c in plan.groups_changed]
     taken = await repo.taken_local_parts(session) if renamed else set()
     for row, _change in renamed:
-        temporary = _free_name(f"import-rename-{row.id}", taken)
+        temporary = unique_login(f"import-rename-{row.id}", taken)
         taken.add(temporary)
         await repo.rename_group(session, row, temporary)
     for row, change in renamed:
@@ -183,11 +184,3 @@ def _chunks(items: Sequence[T] | Iterable[T]) -> Iterator[list[T]]:
     items = list(items)
     for start in range(0, len(items), CHUNK):
         yield items[start:start + CHUNK]
-
-
-def _free_name(base: str, taken: set[str]) -> str:
-    name, n = base, 1
-    while name in taken:
-        n += 1
-        name = f"{base}-{n}"
-    return name

@@ -21,7 +21,6 @@ from directory.model import Role
 MAX_NAME = 100  # accounts.first_name / last_name
 MAX_DISPLAY_NAME = 200  # accounts.display_name ("first last")
 MAX_EXTERNAL_ID = 100  # accounts.external_id
-MAX_GROUP_NAME = 64  # an address local part
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
@@ -163,7 +162,7 @@ def _group_refs(text: str, sep: str, what: str, problems: list[str]) -> tuple[Gr
         name = group_name(part)
         if not name:
             problems.append(f"{what} {part!r} gives no usable group name")
-        elif len(name) > MAX_GROUP_NAME or not is_valid_local_part(name):
+        elif not is_valid_local_part(name):  # longer than 64 characters
             problems.append(f"{what} {part!r} gives no valid group address ({name!r})")
         else:
             refs.setdefault(name, GroupRef(name, part))

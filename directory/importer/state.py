@@ -6,7 +6,6 @@ Plain frozen values, so the planner is a pure function and its tests build a
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -31,7 +30,6 @@ class AccountState:
     display_name: str
     role: Role
     status: Status
-    deletion_date: dt.date | None = None
 
 
 @dataclass(frozen=True)
@@ -60,12 +58,11 @@ async def load_state(session: AsyncSession) -> DirectoryState:
         row.external_id: AccountState(
             id=row.id, external_id=row.external_id, login=row.login,
             first_name=row.first_name, last_name=row.last_name,
-            display_name=row.display_name, role=Role(row.role), status=Status(row.status),
-            deletion_date=row.deletion_date)
+            display_name=row.display_name, role=Role(row.role), status=Status(row.status))
         for row in (await session.execute(
             select(AccountRow.id, AccountRow.external_id, AccountRow.login,
                    AccountRow.first_name, AccountRow.last_name, AccountRow.display_name,
-                   AccountRow.role, AccountRow.status, AccountRow.deletion_date)
+                   AccountRow.role, AccountRow.status)
             .where(AccountRow.external_id.is_not(None)))).all()
     }
     kinds = [k.value for k in MANAGED_KINDS]

@@ -124,3 +124,20 @@ def test_leavers_are_purged_after_the_grace_period(config: str, tmp_path: Path,
     assert schulhof(config, "purge", "--today", "2026-10-30") == 0
     out = capsys.readouterr().out
     assert "purged juergen.muessig" in out and "1 leaver(s) purged" in out
+
+
+def test_import_settings_choose_profile_and_grace_days(
+        config: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    roster = make_school(4, 1, 0)
+    export = tmp_path / "export.csv"
+    export.write_bytes(to_csv(roster))
+    monkeypatch.setenv("SCHULHOF_IMPORT_PROFILE", "magellan")
+    assert schulhof(config, "import", str(export)) == 1
+    assert "unknown import profile 'magellan' (known: generic)" in capsys.readouterr().err
+    monkeypatch.setenv("SCHULHOF_IMPORT_PROFILE", "generic")
+    monkeypatch.setenv("SCHULHOF_IMPORT_LEAVER_GRACE_DAYS", "7")
+    assert schulhof(config, "import", str(export), "--today", "2026-08-01") == 0
+    export.write_bytes(to_csv(roster.without("S00001")))
+    assert schulhof(config, "import", str(export), "--dry-run", "--today", "2026-08-01") == 0
+    assert "from 2026-08-08" in capsys.readouterr().out
