@@ -12,6 +12,7 @@ Content-Type.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email.message import Message
 from email.parser import BytesParser
@@ -70,20 +71,41 @@ def parse_headers(header: bytes, default_type: str = "text/plain") -> Message:
 def split_multipart(body: bytes, boundary: str) -> list[bytes]:
     """The raw parts of a multipart body (RFC 2046 5.1.1): the CRLF before a
     delimiter belongs to the delimiter; preamble and epilogue are dropped."""
-    delimiter = re.compile(
-        rb"(?:\A|\r?\n)--" + re.escape(boundary.encode("utf-8", "surrogateescape"))
-        + rb"(--)?[ \t]*(?:\r?\n|\Z)")
     parts: list[bytes] = []
     start: int | None = None
-    for found in delimiter.finditer(body):
+    for begin, end, closing in _delimiters(body, boundary):
         if start is not None:
-            parts.append(body[start:found.start()])
-        if found.group(1):
+            parts.append(body[start:begin])
+        if closing:
             return parts
-        start = found.end()
+        start = end
     if start is not None:
         parts.append(body[start:])  # no close delimiter: the last part runs to the end
     return parts
+
+
+_DELIMITER_TAIL = re.compile(rb"(--)?[ \t]*(?:\r?\n|\Z)")
+
+
+def _delimiters(body: bytes, boundary: str) -> Iterator[tuple[int, int, bool]]:
+    """(start, end, is_close) of each delimiter line: ``--boundary`` at the start
+    of the body or of a line, its CRLF before it included.  Candidates are found
+    with bytes.find, which is far faster than a regex scan of a 20 MB body."""
+    marker = b"--" + boundary.encode("utf-8", "surrogateescape")
+    pos = 0
+    while (i := body.find(marker, pos)) >= 0:
+        pos = i + 1
+        if i == 0:
+            begin = 0
+        elif body[i - 1] == 0x0A:
+            begin = i - 2 if i >= 2 and body[i - 2] == 0x0D else i - 1
+        else:
+            continue
+        tail = _DELIMITER_TAIL.match(body, i + len(marker))
+        if tail is None:
+            continue
+        yield begin, tail.end(), bool(tail.group(1))
+        pos = tail.end()
 
 
 def parse_entity(raw: bytes, default_type: str = "text/plain", depth: int = 0) -> Entity:

@@ -18,7 +18,7 @@ class UnknownTransferEncoding(Exception):
     the session answers ``NO [UNKNOWN-CTE]`` (RFC 3516 4.3)."""
 
 
-def _resolve(root: Entity, part: tuple[int, ...]) -> tuple[Entity, bool] | None:
+def resolve_part(root: Entity, part: tuple[int, ...]) -> tuple[Entity, bool] | None:
     """The entity a part path names, and whether it is a message (the root
     or an encapsulated message/rfc822), per RFC 3501 6.4.5 numbering: a
     non-multipart message has one part, numbered 1."""
@@ -58,15 +58,15 @@ def section(message: bytes, spec: Section,
             partial: tuple[int, int] | None = None) -> bytes | None:
     """The octets of ``BODY[spec]<partial>``; None when the part does not
     exist (the session returns NIL)."""
-    data = _section_bytes(parse_entity(message), spec)
+    data = section_of(parse_entity(message), spec)
     if data is None or partial is None:
         return data
     origin, count = partial
     return data[origin:origin + count]
 
 
-def _section_bytes(root: Entity, spec: Section) -> bytes | None:
-    found = _resolve(root, spec.part)
+def section_of(root: Entity, spec: Section) -> bytes | None:
+    found = resolve_part(root, spec.part)
     if found is None:
         return None
     entity, is_message = found
@@ -95,7 +95,7 @@ def binary(message: bytes, part: tuple[int, ...],
     if not part:
         data: bytes = root.header + root.body
     else:
-        found = _resolve(root, part)
+        found = resolve_part(root, part)
         if found is None:
             return None
         entity = found[0]
@@ -116,7 +116,7 @@ def decode_transfer_encoding(entity: Entity) -> bytes:
         raise UnknownTransferEncoding(encoding)
     if encoding == "base64":
         # Lenient like the email package: skip characters outside the alphabet.
-        cleaned = bytes(b for b in entity.body if b in _BASE64_ALPHABET)
+        cleaned = entity.body.translate(None, _NOT_BASE64)
         if len(cleaned) % 4 == 1:
             cleaned = cleaned[:-1]  # a dangling sextet carries no whole octet
         try:
@@ -128,8 +128,9 @@ def decode_transfer_encoding(entity: Entity) -> bytes:
     raise UnknownTransferEncoding(encoding)
 
 
-_BASE64_ALPHABET = frozenset(
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+_BASE64_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+# Every byte outside the alphabet, for bytes.translate (C speed on 15 MB attachments).
+_NOT_BASE64 = bytes(b for b in range(256) if b not in _BASE64_ALPHABET)
 
 
 def binary_size(message: bytes, part: tuple[int, ...]) -> int | None:
