@@ -1,0 +1,241 @@
+"""DKIM signing and verification (RFC 6376; Ed25519 per RFC 8463) on top of dkimpy.
+
+dkimpy does the canonicalization and cryptography.  What we add:
+
+* keys come as PEM (federation.keys) and are converted to what dkimpy takes;
+* verification never lets dkimpy touch the network: the DKIM-Signature fields
+  are parsed in a worker thread, the key records are fetched with our async
+  :class:`~federation.resolver.Resolver`, and the signatures are checked in a
+  worker thread with a ``dnsfunc`` that only serves the prefetched records;
+* each signature gets an RFC 8601 2.7.1 result: pass, fail (the signature or
+  body hash does not match), permerror (malformed signature, no key, bad key),
+  temperror (the key lookup failed temporarily, RFC 6376 6.1.2).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import dkim as dkimpy
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+from federation.keys import (
+    DKIM_ED25519,
+    DKIM_RSA,
+    DkimKey,
+    SchoolKeyPaths,
+    load_dkim_keys,
+)
+from federation.resolver import DnsNotFound, DnsTemporaryError, Resolver
+
+log = logging.getLogger("schulhof.federation.dkim")
+# dkimpy logs every failed verification at ERROR; those are normal for mail
+# from the internet and our results carry the reason.  A private logger
+# outside the logging tree (no parent, level above CRITICAL) silences it
+# without touching any process-wide logging configuration.
+_library_log = logging.Logger("schulhof.federation.dkim.dkimpy", level=logging.CRITICAL + 1)
+
+# A message with more signatures than this is not worth the lookups (DoS).
+MAX_SIGNATURES = 8
+
+PASS, FAIL, NEUTRAL, TEMPERROR, PERMERROR = "pass", "fail", "neutral", "temperror", "permerror"
+
+
+@dataclass(frozen=True)
+class DkimResult:
+    """One DKIM-Signature's outcome (RFC 8601 2.7.1)."""
+
+    result: str
+    domain: str = ""
+    selector: str = ""
+    algorithm: str = ""
+    reason: str = ""
+    # The first characters of b=, to tell signatures apart (RFC 6008 header.b).
+    signature_prefix: str = ""
+
+
+def _dkimpy_private_key(private_pem: bytes, algorithm: str) -> bytes:
+    """dkimpy wants PKCS#1 PEM for RSA and base64 of the 32-byte seed for Ed25519."""
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    if algorithm == DKIM_RSA and isinstance(key, rsa.RSAPrivateKey):
+        return key.private_bytes(serialization.Encoding.PEM,
+                                 serialization.PrivateFormat.TraditionalOpenSSL,
+                                 serialization.NoEncryption())
+    if algorithm == DKIM_ED25519 and isinstance(key, ed25519.Ed25519PrivateKey):
+        raw = key.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())
+        return base64.b64encode(raw)
+    raise ValueError(f"key does not fit algorithm {algorithm}")
+
+
+def sign(message: bytes, domain: str, selector: str, private_key_pem: bytes,
+         algorithm: str = DKIM_RSA, headers: Sequence[str] | None = None) -> bytes:
+    """The ``DKIM-Signature: ...\\r\\n`` header field to prepend to ``message``.
+
+    RFC 6376 5: relaxed/relaxed canonicalization (survives the header
+    re-folding some relays do).  ``headers`` defaults to dkimpy's choice: the
+    RFC 6376 5.4.1 recommended fields present in the message, with From
+    signed twice so no second From can be added (5.4.2).  CPU-bound: call it
+    in a worker thread.
+    """
+    if algorithm not in (DKIM_RSA, DKIM_ED25519):
+        raise ValueError(f"unsupported DKIM algorithm {algorithm}")
+    signer = dkimpy.DKIM(message, logger=_library_log, linesep=b"\r\n")
+    include = [h.encode("ascii") for h in headers] if headers is not None else None
+    return signer.sign(selector.encode("ascii"), domain.encode("ascii"),
+                       _dkimpy_private_key(private_key_pem, algorithm),
+                       signature_algorithm=algorithm.encode("ascii"),
+                       canonicalize=(b"relaxed", b"relaxed"), include_headers=include)
+
+
+class DkimSigner:
+    """Signs outgoing mail of one domain with every key it has (RSA and Ed25519).
+
+    RFC 8463 3: Ed25519 signatures go next to an RSA one, because not every
+    verifier reads Ed25519 yet.
+    """
+
+    def __init__(self, domain: str, keys: Sequence[DkimKey]) -> None:
+        self.domain = domain
+        self.keys = tuple(keys)
+
+    @classmethod
+    async def for_school(cls, domain: str, paths: SchoolKeyPaths) -> DkimSigner:
+        """A signer with the school's RSA and Ed25519 keys (read in a worker thread)."""
+        return cls(domain, await asyncio.to_thread(load_dkim_keys, paths))
+
+    def sign_sync(self, message: bytes, headers: Sequence[str] | None = None) -> bytes:
+        """The message with one DKIM-Signature per key prepended."""
+        fields = b"".join(sign(message, self.domain, k.selector, k.private_pem, k.algorithm,
+                               headers) for k in self.keys)
+        return fields + message
+
+    async def sign(self, message: bytes, headers: Sequence[str] | None = None) -> bytes:
+        return await asyncio.to_thread(self.sign_sync, message, headers)
+
+
+# --- verification ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Parsed:
+    index: int
+    domain: str
+    selector: str
+    algorithm: str
+    prefix: str
+    error: str = ""  # a permerror found while parsing
+
+    @property
+    def key_name(self) -> str:
+        return f"{self.selector}._domainkey.{self.domain}"
+
+
+_SIGNATURE_FIELD = re.compile(rb"(?im)^dkim-signature[ \t]*:")
+
+# What dkimpy raises on hostile input besides its own exceptions.
+_MALFORMED = (dkimpy.DKIMException, ValueError, TypeError, KeyError, IndexError)
+
+
+def _text(value: object) -> str:
+    return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")
+
+
+def _parse_signatures(message: bytes) -> tuple[dkimpy.DKIM, list[_Parsed]]:
+    verifier = dkimpy.DKIM(message, logger=_library_log)  # may raise MessageFormatError
+    count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
+    parsed: list[_Parsed] = []
+    for index in range(min(count, MAX_SIGNATURES)):
+        try:
+            sig, _, _ = verifier.verify_headerprep(index)
+        except _MALFORMED as exc:
+            fields = verifier.signature_fields or {}
+            parsed.append(_Parsed(index, _text(fields.get(b"d")).lower(),
+                                  _text(fields.get(b"s")), _text(fields.get(b"a")), "",
+                                  error=str(exc) or exc.__class__.__name__))
+            continue
+        domain, selector = _text(sig[b"d"]).lower(), _text(sig[b"s"])
+        b_value = b"".join(sig.get(b"b", b"").split())
+        parsed.append(_Parsed(index, domain, selector, _text(sig[b"a"]),
+                              _text(b_value[:8])))
+    return verifier, parsed
+
+
+def _check(verifier: dkimpy.DKIM, parsed: list[_Parsed],
+           keys: dict[str, str | DnsTemporaryError | None]) -> list[DkimResult]:
+    results: list[DkimResult] = []
+    for p in parsed:
+        def result(value: str, reason: str = "", p: _Parsed = p) -> DkimResult:
+            return DkimResult(value, p.domain, p.selector, p.algorithm, reason, p.prefix)
+
+        if p.error:
+            results.append(result(PERMERROR, p.error))
+            continue
+        key = keys.get(p.key_name)
+        if isinstance(key, DnsTemporaryError):
+            results.append(result(TEMPERROR, "key lookup failed"))
+            continue
+        if not key:
+            # RFC 6376 6.1.2: no key record -> PERMFAIL "no key for signature".
+            results.append(result(PERMERROR, "no key"))
+            continue
+        try:
+            dkimpy.evaluate_pk(p.key_name.encode("ascii"), key.encode("utf-8"))
+        except (dkimpy.DKIMException, ValueError) as exc:
+            results.append(result(PERMERROR, f"bad key: {exc}"))
+            continue
+
+        def dnsfunc(name: bytes, timeout: float = 5, key: str = key) -> bytes:
+            return key.encode("utf-8")
+
+        try:
+            ok = verifier.verify(p.index, dnsfunc=dnsfunc)
+        except dkimpy.ValidationError as exc:  # the body hash does not match
+            results.append(result(FAIL, str(exc).split(" (")[0]))
+            continue
+        except _MALFORMED as exc:
+            results.append(result(PERMERROR, str(exc) or exc.__class__.__name__))
+            continue
+        results.append(result(PASS) if ok else result(FAIL, "signature did not verify"))
+    return results
+
+
+async def _fetch_key(resolver: Resolver, name: str) -> str | DnsTemporaryError | None:
+    try:
+        records = await resolver.txt(name)
+    except DnsNotFound:
+        return None
+    except DnsTemporaryError as exc:
+        return exc
+    # RFC 6376 3.6.2.2: more than one record is the publisher's mistake; use
+    # the first that looks like a key.
+    for record in records:
+        if "p=" in record:
+            return record
+    return None
+
+
+async def verify(message: bytes, resolver: Resolver) -> list[DkimResult]:
+    """Every DKIM-Signature of ``message`` (top first, at most MAX_SIGNATURES).
+
+    An empty list means the message is unsigned (RFC 8601 ``dkim=none``).
+    """
+    try:
+        verifier, parsed = await asyncio.to_thread(_parse_signatures, message)
+    except _MALFORMED as exc:
+        if not _SIGNATURE_FIELD.search(message):
+            return []
+        return [DkimResult(PERMERROR, reason=f"unparseable message: {exc}")]
+    names = sorted({p.key_name for p in parsed if not p.error})
+    fetched = await asyncio.gather(*(_fetch_key(resolver, n) for n in names))
+    keys = dict(zip(names, fetched, strict=True))
+    results = await asyncio.to_thread(_check, verifier, parsed, keys)
+    for r in results:
+        log.info("dkim result=%s d=%s s=%s a=%s reason=%r", r.result, r.domain, r.selector,
+                 r.algorithm, r.reason)
+    return results
