@@ -64,8 +64,9 @@ async def make_revision(db: Database, message: str, rev_id: str, head: str,
         config = alembic_config()
         config.attributes["connection"] = connection
         command.upgrade(config, "heads")
+        # splice: a new branch may start from a revision that is no longer a head.
         command.revision(config, message=message, autogenerate=True, rev_id=rev_id,
-                         head=head, branch_label=branch_label)
+                         head=head, branch_label=branch_label, splice=True)
 
     async with db.write_engine.begin() as conn:
         await conn.run_sync(run)

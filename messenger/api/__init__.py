@@ -1,0 +1,1 @@
+"""The Matrix Client-Server API over aiohttp: thin handlers, errors mapped once."""

@@ -1,0 +1,100 @@
+"""The aiohttp application of the Client-Server API: routes, CORS, errors.
+
+Middlewares, outermost first: CORS (every response, and OPTIONS preflight on
+any path answered before routing, spec 2.3 "Web Browser Clients"), then the
+error translation (domain errors -> Matrix errcodes; unknown endpoints ->
+M_UNRECOGNIZED; oversized bodies -> M_TOO_LARGE; bugs -> M_UNKNOWN 500 with
+the trace only in our log).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from messenger.api import keys, login, rooms, sync, user
+from messenger.api.errors import MatrixError, matrix_error_for
+from messenger.api.http import CONTEXT, ApiContext, ok
+
+log = logging.getLogger("schulhof.messenger")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization",
+    "Access-Control-Max-Age": "86400",
+}
+PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS":
+        return web.json_response({}, headers=CORS_HEADERS)
+    response = await handler(request)
+    response.headers.update(CORS_HEADERS)
+    return response
+
+
+def _error_response(error: MatrixError) -> web.Response:
+    return web.json_response(error.body(), status=error.status)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error_response(MatrixError(413, "M_TOO_LARGE", "request body too large"))
+    except web.HTTPMethodNotAllowed:
+        return _error_response(MatrixError(405, "M_UNRECOGNIZED",
+                                           "unrecognized request method for this endpoint"))
+    except web.HTTPNotFound:
+        return _error_response(MatrixError(404, "M_UNRECOGNIZED", "unrecognized request"))
+    except web.HTTPException:
+        raise
+    except Exception as exc:
+        error = matrix_error_for(exc)
+        if error is None:
+            log.exception("event=matrix_request_failed method=%s path=%s", request.method,
+                          request.path)
+            error = MatrixError(500, "M_UNKNOWN", "internal server error")
+        return _error_response(error)
+
+
+async def room_keys_version(request: web.Request) -> web.Response:
+    raise MatrixError(404, "M_NOT_FOUND", "no key backup on this server yet")
+
+
+async def empty_object(request: web.Request) -> web.Response:
+    return ok()
+
+
+async def user_directory_search(request: web.Request) -> web.Response:
+    return ok({"results": [], "limited": False})
+
+
+def build_app(context: ApiContext) -> web.Application:
+    app = web.Application(middlewares=[cors_middleware, error_middleware],
+                          client_max_size=context.limits.max_request_bytes)
+    app[CONTEXT] = context
+    route_defs: list[web.RouteDef] = []
+    seen: set[tuple[str, str]] = set()
+    for prefix in PREFIXES:
+        for module in (login, rooms, sync, user, keys):
+            for route in module.routes(prefix):
+                if (route.method, route.path) not in seen:  # well-known etc. only once
+                    seen.add((route.method, route.path))
+                    route_defs.append(route)
+        route_defs += [
+            web.get(f"{prefix}/room_keys/version", room_keys_version),
+            web.get(f"{prefix}/thirdparty/protocols", empty_object),
+            web.get(f"{prefix}/voip/turnServer", empty_object),
+            web.post(f"{prefix}/user_directory/search", user_directory_search),
+        ]
+    app.add_routes(route_defs)
+    return app

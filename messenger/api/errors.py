@@ -1,0 +1,75 @@
+"""Matrix error responses (spec: Client-Server API 3.4 "Standard error response"
+and "Common error codes") and the one place domain errors become them."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from directory.auth import AuthenticationFailed, AuthenticationThrottled
+from messenger.events.canonical import CanonicalJsonError
+from messenger.rooms.errors import (
+    AliasInUse,
+    Forbidden,
+    InvalidRequest,
+    RoomNotFound,
+    UnsupportedVersion,
+)
+from messenger.sessions import AuthRequired, UnknownToken
+from messenger.sync.tokens import InvalidToken
+
+PASSWORD_FLOWS = [{"stages": ["m.login.password"]}]
+
+
+class MatrixError(Exception):
+    def __init__(self, status: int, errcode: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status = status
+        self.errcode = errcode
+        self.message = message
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        if not self.errcode:  # the first 401 of user-interactive auth has no errcode
+            return dict(self.extra)
+        return {"errcode": self.errcode, "error": self.message, **self.extra}
+
+
+def bad_json(message: str) -> MatrixError:
+    return MatrixError(400, "M_BAD_JSON", message)
+
+
+def invalid_param(message: str) -> MatrixError:
+    return MatrixError(400, "M_INVALID_PARAM", message)
+
+
+def matrix_error_for(exc: Exception) -> MatrixError | None:
+    """The Matrix error a domain error stands for, or None for a bug (500)."""
+    if isinstance(exc, MatrixError):
+        return exc
+    if isinstance(exc, AuthenticationThrottled):
+        return MatrixError(429, "M_LIMIT_EXCEEDED", "too many failed logins, try later",
+                           retry_after_ms=math.ceil(exc.retry_after * 1000))
+    if isinstance(exc, AuthenticationFailed):
+        return MatrixError(403, "M_FORBIDDEN", "invalid login or password")
+    if isinstance(exc, UnknownToken):
+        return MatrixError(401, "M_UNKNOWN_TOKEN", str(exc), soft_logout=False)
+    if isinstance(exc, AuthRequired):
+        extra: dict[str, Any] = {"flows": PASSWORD_FLOWS, "params": {}, "session": exc.session}
+        if exc.failed:
+            return MatrixError(401, "M_FORBIDDEN", str(exc), **extra)
+        # Spec 5.4.1: the first 401 of the flow carries only flows, params and session.
+        return MatrixError(401, "", str(exc), **extra)
+    if isinstance(exc, Forbidden):
+        return MatrixError(403, "M_FORBIDDEN", str(exc))
+    if isinstance(exc, RoomNotFound):
+        return MatrixError(404, "M_NOT_FOUND", str(exc))
+    if isinstance(exc, AliasInUse):
+        return MatrixError(409, "M_UNKNOWN", str(exc))
+    if isinstance(exc, UnsupportedVersion):
+        return MatrixError(400, "M_UNSUPPORTED_ROOM_VERSION", str(exc))
+    if isinstance(exc, CanonicalJsonError):
+        return bad_json(f"not valid in an event: {exc}")
+    if isinstance(exc, InvalidRequest | InvalidToken):
+        return invalid_param(str(exc))
+    return None

@@ -1,0 +1,1 @@
+"""Matrix event format: canonical JSON, hashes, event ids, redaction (pure, no I/O)."""

@@ -1,0 +1,77 @@
+"""Matrix identifiers (spec: Appendices, "Identifier Grammar").
+
+User ids are ``@localpart:server``; our local parts are the directory's
+logins, which already use a subset of the allowed alphabet.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+import string
+from dataclasses import dataclass
+
+_USER_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
+_SERVER_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
+MAX_ID_LENGTH = 255
+
+
+class InvalidIdentifier(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class UserId:
+    localpart: str
+    server: str
+
+    def __str__(self) -> str:
+        return f"@{self.localpart}:{self.server}"
+
+    @classmethod
+    def parse(cls, text: str) -> UserId:
+        if len(text) > MAX_ID_LENGTH or not text.startswith("@") or ":" not in text:
+            raise InvalidIdentifier(f"not a user id: {text!r}")
+        localpart, _, server = text[1:].partition(":")
+        if not _USER_LOCALPART.match(localpart) or not _SERVER_NAME.match(server):
+            raise InvalidIdentifier(f"not a user id: {text!r}")
+        return cls(localpart, server)
+
+
+def is_user_id(text: object) -> bool:
+    if not isinstance(text, str):
+        return False
+    try:
+        UserId.parse(text)
+    except InvalidIdentifier:
+        return False
+    return True
+
+
+def server_of(identifier: str) -> str:
+    """The server name part of a user, room, alias id (after the first colon)."""
+    return identifier.partition(":")[2]
+
+
+def new_room_id(server: str) -> str:
+    alphabet = string.ascii_letters
+    return "!" + "".join(secrets.choice(alphabet) for _ in range(18)) + ":" + server
+
+
+def new_device_id() -> str:
+    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(10))
+
+
+def parse_room_alias(text: str) -> tuple[str, str]:
+    """``#local:server`` -> (local, server)."""
+    if len(text) > MAX_ID_LENGTH or not text.startswith("#") or ":" not in text:
+        raise InvalidIdentifier(f"not a room alias: {text!r}")
+    local, _, server = text[1:].partition(":")
+    if not local or not _SERVER_NAME.match(server) or any(c in local for c in ":# \0"):
+        raise InvalidIdentifier(f"not a room alias: {text!r}")
+    return local, server
+
+
+def is_room_id(text: object) -> bool:
+    return (isinstance(text, str) and text.startswith("!") and ":" in text
+            and len(text) <= MAX_ID_LENGTH)

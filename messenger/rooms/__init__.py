@@ -1,0 +1,1 @@
+"""Rooms: auth rules, power levels, state and the room service (domain layer)."""

@@ -1,0 +1,31 @@
+"""Domain errors of the messenger; the HTTP edge maps each to a Matrix errcode."""
+
+from __future__ import annotations
+
+
+class MessengerError(Exception):
+    """Base of the messenger's domain errors."""
+
+
+class Forbidden(MessengerError):
+    """The auth rules, the role policy or a permission check refused (M_FORBIDDEN)."""
+
+
+class AuthRuleViolation(Forbidden):
+    """An event failed the room version's authorization rules."""
+
+
+class RoomNotFound(MessengerError):
+    """No such room, alias or event known here (M_NOT_FOUND)."""
+
+
+class InvalidRequest(MessengerError):
+    """A request value is malformed (M_INVALID_PARAM / M_BAD_JSON)."""
+
+
+class AliasInUse(MessengerError):
+    """The room alias is already taken (409)."""
+
+
+class UnsupportedVersion(MessengerError):
+    """createRoom asked for a room version we do not implement."""

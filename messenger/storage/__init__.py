@@ -1,0 +1,1 @@
+"""Storage of the messenger: SQLAlchemy tables and queries (no Matrix rules here)."""

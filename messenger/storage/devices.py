@@ -1,0 +1,79 @@
+"""Devices and access tokens (tokens stored as sha256, never in the clear)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from directory.schema import AccountRow
+from messenger.storage.tables import AccessTokenRow, DeviceRow
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+async def ensure_device(session: AsyncSession, account_id: int, device_id: str,
+                        display_name: str | None) -> DeviceRow:
+    row = await session.get(DeviceRow, (account_id, device_id))
+    if row is None:
+        row = DeviceRow(account_id=account_id, device_id=device_id, display_name=display_name)
+        session.add(row)
+    elif display_name is not None:
+        row.display_name = display_name
+    await session.flush()
+    return row
+
+
+async def add_token(session: AsyncSession, account_id: int, device_id: str, token: str) -> None:
+    session.add(AccessTokenRow(token_sha256=token_digest(token), account_id=account_id,
+                               device_id=device_id))
+    await session.flush()
+
+
+async def token_owner(session: AsyncSession, token: str,
+                      ) -> tuple[AccountRow, AccessTokenRow] | None:
+    found = (await session.execute(
+        select(AccountRow, AccessTokenRow)
+        .join(AccessTokenRow, AccessTokenRow.account_id == AccountRow.id)
+        .where(AccessTokenRow.token_sha256 == token_digest(token)))).first()
+    return (found[0], found[1]) if found else None
+
+
+async def touch_device(session: AsyncSession, account_id: int, device_id: str,
+                       when: dt.datetime, ip: str | None) -> None:
+    await session.execute(update(DeviceRow).where(
+        DeviceRow.account_id == account_id, DeviceRow.device_id == device_id)
+        .values(last_seen=when, last_seen_ip=ip))
+
+
+async def delete_token(session: AsyncSession, token: str) -> None:
+    await session.execute(delete(AccessTokenRow).where(
+        AccessTokenRow.token_sha256 == token_digest(token)))
+
+
+async def list_devices(session: AsyncSession, account_id: int) -> list[DeviceRow]:
+    rows = await session.scalars(select(DeviceRow).where(DeviceRow.account_id == account_id)
+                                 .order_by(DeviceRow.device_id))
+    return list(rows)
+
+
+async def get_device(session: AsyncSession, account_id: int, device_id: str) -> DeviceRow | None:
+    return await session.get(DeviceRow, (account_id, device_id))
+
+
+async def delete_devices(session: AsyncSession, account_id: int,
+                         device_ids: list[str] | None = None) -> None:
+    """Delete devices (all of the account's with None); their tokens go with them."""
+    # Delete tokens explicitly: SQLite only cascades with foreign_keys=ON, and
+    # the token must be dead even where a connection was opened without it.
+    token_query = delete(AccessTokenRow).where(AccessTokenRow.account_id == account_id)
+    device_query = delete(DeviceRow).where(DeviceRow.account_id == account_id)
+    if device_ids is not None:
+        token_query = token_query.where(AccessTokenRow.device_id.in_(device_ids))
+        device_query = device_query.where(DeviceRow.device_id.in_(device_ids))
+    await session.execute(token_query)
+    await session.execute(device_query)

@@ -1,0 +1,200 @@
+"""SQLAlchemy models of the messenger (on the directory's ``Base.metadata``).
+
+Users of this server are directory accounts: everything a user owns (devices,
+tokens, filters, account data, keys) has a foreign key to ``accounts`` with
+ON DELETE CASCADE, so purging an account removes its messenger data too.
+Room data (events, state, memberships) is keyed by Matrix ids, because remote
+users (federation) have no account here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from directory.schema import Base, UtcDateTime
+
+ID = 255  # Matrix ids are at most 255 bytes
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class RoomRow(Base):
+    __tablename__ = "matrix_rooms"
+
+    room_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    room_version: Mapped[str] = mapped_column(String(32))
+    creator: Mapped[str] = mapped_column(String(ID))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+
+
+class EventRow(Base):
+    """Every accepted event; ``stream_ordering`` is the global order /sync tokens use."""
+
+    __tablename__ = "matrix_events"
+
+    event_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    stream_ordering: Mapped[int] = mapped_column(BigInteger, unique=True)
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(ID))
+    state_key: Mapped[str | None] = mapped_column(String(ID), nullable=True)
+    sender: Mapped[str] = mapped_column(String(ID))
+    depth: Mapped[int] = mapped_column(BigInteger)
+    origin_server_ts: Mapped[int] = mapped_column(BigInteger)
+    # The PDU as canonical JSON; after a redaction, the redacted PDU (same event id).
+    json: Mapped[str] = mapped_column(Text)
+    redacted: Mapped[bool] = mapped_column(Boolean, default=False)
+    redacted_by: Mapped[str | None] = mapped_column(String(ID), nullable=True)
+
+    __table_args__ = (
+        Index("ix_matrix_events_room_stream", "room_id", "stream_ordering"),
+        Index("ix_matrix_events_room_state", "room_id", "type", "state_key", "stream_ordering"),
+    )
+
+
+class RoomStateRow(Base):
+    """The current state of each room: (type, state_key) -> event."""
+
+    __tablename__ = "matrix_room_state"
+
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"), primary_key=True)
+    type: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    state_key: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    event_id: Mapped[str] = mapped_column(ForeignKey("matrix_events.event_id"))
+
+
+class MembershipRow(Base):
+    """Each user's current membership per room (a projection of the state)."""
+
+    __tablename__ = "matrix_room_memberships"
+
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID), primary_key=True, index=True)
+    membership: Mapped[str] = mapped_column(String(16))
+    event_id: Mapped[str] = mapped_column(String(ID))
+    stream_ordering: Mapped[int] = mapped_column(BigInteger)
+    forgotten: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class RoomAliasRow(Base):
+    __tablename__ = "matrix_room_aliases"
+
+    alias: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"), index=True)
+    creator: Mapped[str] = mapped_column(String(ID))
+
+
+class DeviceRow(Base):
+    __tablename__ = "matrix_devices"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    display_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    last_seen_ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Device identity keys (E2EE) as uploaded, canonical JSON.
+    keys_json: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class AccessTokenRow(Base):
+    """Access tokens by their sha256: a database leak does not leak sessions."""
+
+    __tablename__ = "matrix_access_tokens"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(Integer, index=True)
+    device_id: Mapped[str] = mapped_column(String(ID))
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id", "device_id"],
+                             ["matrix_devices.account_id", "matrix_devices.device_id"],
+                             ondelete="CASCADE"),
+    )
+
+
+class TxnRow(Base):
+    """Client transaction ids: the same (device, txn id) always yields one event."""
+
+    __tablename__ = "matrix_txn_ids"
+
+    account_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    txn_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(ID), index=True)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id", "device_id"],
+                             ["matrix_devices.account_id", "matrix_devices.device_id"],
+                             ondelete="CASCADE"),
+    )
+
+
+class FilterRow(Base):
+    __tablename__ = "matrix_filters"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    filter_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    json: Mapped[str] = mapped_column(Text)
+
+
+class AccountDataRow(Base):
+    """Global (room_id "") and per-room account data; stream_id orders changes for /sync."""
+
+    __tablename__ = "matrix_account_data"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    type: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    content: Mapped[str] = mapped_column(Text)
+    stream_id: Mapped[int] = mapped_column(BigInteger, index=True)
+
+
+class ReceiptRow(Base):
+    __tablename__ = "matrix_receipts"
+
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    receipt_type: Mapped[str] = mapped_column(String(64), primary_key=True)
+    thread_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(ID))
+    ts: Mapped[int] = mapped_column(BigInteger)
+
+
+class OneTimeKeyRow(Base):
+    """Uploaded one-time keys (E2EE); /keys/claim hands out and deletes one."""
+
+    __tablename__ = "matrix_one_time_keys"
+
+    account_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    device_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(ID), primary_key=True)  # "algorithm:id"
+    json: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id", "device_id"],
+                             ["matrix_devices.account_id", "matrix_devices.device_id"],
+                             ondelete="CASCADE"),
+    )

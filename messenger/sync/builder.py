@@ -1,0 +1,206 @@
+"""GET /sync (spec: Client-Server API 8.1 "Syncing").
+
+Initial sync: for each joined room the last N events as ``timeline`` and the
+state before them as ``state``; invites with stripped ``invite_state``.
+Incremental sync from a token: new events per room (``limited`` with a
+``prev_batch`` when more than N), the state changes the client missed when
+the timeline had a gap, rooms newly joined in full, invites and leaves that
+happened since.  With nothing new, the request waits on the notifier up to
+``timeout`` ms.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from messenger.events.client_format import stripped_state
+from messenger.identity import Requester
+from messenger.limits import MessengerLimits
+from messenger.render import render_events
+from messenger.storage import events as store
+from messenger.storage import user_data
+from messenger.storage.events import StoredEvent
+from messenger.storage.tables import MembershipRow
+from messenger.sync.filters import SyncFilter
+from messenger.sync.notifier import Notifier
+from messenger.sync.tokens import SyncToken, room_token
+
+INVITE_STATE_KEYS = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
+                     "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
+
+
+@dataclass(frozen=True)
+class SyncRequest:
+    since: SyncToken | None
+    timeout_ms: int
+    full_state: bool
+    filter: SyncFilter
+
+
+class SyncBuilder:
+    def __init__(self, db: Any, notifier: Notifier, limits: MessengerLimits) -> None:
+        self.db = db
+        self.notifier = notifier
+        self.limits = limits
+
+    async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
+        async with self.db.read() as session:
+            rows = await store.memberships_of(session, requester.user_id)
+        joined = {r.room_id for r in rows if r.membership == "join"}
+        # Register before reading, so nothing stored meanwhile is missed.
+        with self.notifier.waiting(requester.user_id, joined) as waiter:
+            deadline = time.monotonic() + min(max(request.timeout_ms, 0),
+                                              self.limits.max_sync_timeout_ms) / 1000
+            while True:
+                waiter.woken.clear()
+                response, has_news = await self._build(requester, request)
+                remaining = deadline - time.monotonic()
+                if has_news or request.since is None or request.full_state or remaining <= 0:
+                    return response
+                if not await waiter.wait(remaining):
+                    return response
+                async with self.db.read() as session:
+                    rows = await store.memberships_of(session, requester.user_id)
+                waiter.update_rooms(r.room_id for r in rows if r.membership == "join")
+
+    async def _build(self, requester: Requester,
+                     request: SyncRequest) -> tuple[dict[str, Any], bool]:
+        since = request.since
+        limit = request.filter.timeline_limit
+        if limit is None:
+            limit = self.limits.default_timeline_limit
+        limit = min(limit, self.limits.max_timeline_limit)
+        joins: dict[str, Any] = {}
+        invites: dict[str, Any] = {}
+        leaves: dict[str, Any] = {}
+        async with self.db.read() as session:
+            now = SyncToken(await store.max_stream_ordering(session),
+                            await user_data.max_account_data_stream(session))
+            if since is not None and (since.events > now.events
+                                      or since.account_data > now.account_data):
+                since = None  # a token from a reset database: start afresh
+            account_data = await user_data.account_data_since(
+                session, requester.account_id, since.account_data if since else 0,
+                now.account_data)
+            room_data: dict[str, list[dict[str, Any]]] = {}
+            global_data = []
+            for room_id, data_type, content in account_data:
+                item = {"type": data_type, "content": content}
+                if room_id:
+                    room_data.setdefault(room_id, []).append(item)
+                else:
+                    global_data.append(item)
+            for row in await store.memberships_of(session, requester.user_id):
+                if row.forgotten or not request.filter.wants_room(row.room_id):
+                    continue
+                if row.membership == "join":
+                    room = await self._joined_room(session, requester, row, since, now, limit,
+                                                   request)
+                    if room is not None or row.room_id in room_data:
+                        room = room or _empty_joined_room()
+                        room["account_data"]["events"] = room_data.get(row.room_id, [])
+                        joins[row.room_id] = room
+                elif row.membership == "invite":
+                    if since is None or row.stream_ordering > since.events:
+                        invites[row.room_id] = await self._invited_room(session, row)
+                elif row.membership in ("leave", "ban"):
+                    wanted = (row.stream_ordering > since.events) if since is not None \
+                        else request.filter.include_leave
+                    if wanted:
+                        leaves[row.room_id] = await self._left_room(
+                            session, requester, row, since, limit, request)
+        response = {
+            "next_batch": str(now),
+            "rooms": {"join": joins, "invite": invites, "leave": leaves, "knock": {}},
+            "account_data": {"events": global_data},
+            "to_device": {"events": []},
+            "presence": {"events": []},
+            "device_lists": {"changed": [], "left": []},
+            "device_one_time_keys_count": {},
+        }
+        has_news = bool(joins or invites or leaves or global_data)
+        return response, has_news
+
+    async def _timeline(self, session: AsyncSession, room_id: str, after: int, upto: int,
+                        limit: int, request: SyncRequest) -> tuple[list[StoredEvent], bool]:
+        newest = await store.room_events(session, room_id, after=after, upto=upto,
+                                         limit=limit + 1, newest_first=True)
+        limited = len(newest) > limit
+        events = list(reversed(newest[:limit]))
+        return [e for e in events if request.filter.wants_type(e.type)], limited
+
+    async def _joined_room(self, session: AsyncSession, requester: Requester,
+                           row: MembershipRow, since: SyncToken | None, now: SyncToken,
+                           limit: int, request: SyncRequest) -> dict[str, Any] | None:
+        full = since is None or request.full_state or row.stream_ordering > since.events
+        after = 0 if since is None or row.stream_ordering > since.events else since.events
+        events, limited = await self._timeline(session, row.room_id, after, now.events, limit,
+                                               request)
+        if not full and not events:
+            return None
+        start = events[0].stream_ordering - 1 if events else now.events
+        if full:
+            state = list((await store.state_at(session, row.room_id, start)).values())
+        elif limited:
+            state = [e for e in (await store.state_at(session, row.room_id, start)).values()
+                     if e.stream_ordering > since.events]  # type: ignore[union-attr]
+        else:
+            state = []
+        state.sort(key=lambda e: e.stream_ordering)
+        room = _empty_joined_room()
+        room["timeline"] = {
+            "events": await render_events(session, requester, events, include_room_id=False),
+            "limited": limited,
+            "prev_batch": room_token(start),
+        }
+        room["state"]["events"] = await render_events(session, requester, state,
+                                                      include_room_id=False)
+        room["summary"] = await _summary(session, row.room_id, requester.user_id)
+        return room
+
+    async def _invited_room(self, session: AsyncSession, row: MembershipRow) -> dict[str, Any]:
+        state = await store.current_state(session, row.room_id,
+                                          [(t, "") for t in INVITE_STATE_KEYS])
+        events = [stripped_state(e.pdu) for e in state.values()]
+        invite = await store.get_event(session, row.event_id)
+        if invite is not None:
+            events.append(stripped_state(invite.pdu))
+        return {"invite_state": {"events": events}}
+
+    async def _left_room(self, session: AsyncSession, requester: Requester,
+                         row: MembershipRow, since: SyncToken | None, limit: int,
+                         request: SyncRequest) -> dict[str, Any]:
+        after = since.events if since is not None else 0
+        events, limited = await self._timeline(session, row.room_id, after,
+                                               row.stream_ordering, limit, request)
+        start = events[0].stream_ordering - 1 if events else row.stream_ordering
+        return {
+            "timeline": {"events": await render_events(session, requester, events,
+                                                       include_room_id=False),
+                         "limited": limited, "prev_batch": room_token(start)},
+            "state": {"events": []},
+            "account_data": {"events": []},
+        }
+
+
+def _empty_joined_room() -> dict[str, Any]:
+    return {
+        "timeline": {"events": [], "limited": False},
+        "state": {"events": []},
+        "ephemeral": {"events": []},
+        "account_data": {"events": []},
+        "unread_notifications": {"highlight_count": 0, "notification_count": 0},
+        "summary": {},
+    }
+
+
+async def _summary(session: AsyncSession, room_id: str, me: str) -> dict[str, Any]:
+    members = await store.room_members(session, room_id)
+    joined = [m.user_id for m in members if m.membership == "join"]
+    invited = [m.user_id for m in members if m.membership == "invite"]
+    return {"m.joined_member_count": len(joined), "m.invited_member_count": len(invited),
+            "m.heroes": sorted(u for u in joined + invited if u != me)[:5]}
