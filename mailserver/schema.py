@@ -1,0 +1,148 @@
+"""SQLAlchemy models of the mail store (storage layer).
+
+Bodies are content-addressed rows (``message_blobs``): a mail to a class of
+30 is stored once and referenced by 30 ``messages`` rows.  The database commit
+is the single durability point, so "250 after durable" means "after commit".
+
+Flags are two columns chosen for cheap updates and searches: the five system
+flags as a bit mask (``system_flags & 1 = 0`` is UNSEEN, ``& 8`` is
+\\Deleted, usable in SQL on both backends) and the rarer keywords as one
+space-separated text in the client's spelling (RFC 3501 2.3.2).
+
+Everything an account owns hangs off ``accounts`` with ``ON DELETE CASCADE``
+(``mail_accounts``, ``mailboxes`` -> ``messages``, ``expunged``), so purging a
+leaver deletes the mail; orphaned blobs are then collected by
+``MailStore.collect_garbage``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from directory.schema import Base, UtcDateTime
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class MessageBlobRow(Base):
+    """One message body, keyed by the hex SHA-256 of its bytes."""
+
+    __tablename__ = "message_blobs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+
+
+class MailAccountRow(Base):
+    """Per-account mail state: the exact quota counter and the UIDVALIDITY clock.
+
+    ``used_bytes`` is changed in the same transaction as every message insert
+    or delete, so it always equals the sum of the account's message sizes
+    without a scan.  ``last_uidvalidity`` survives mailbox deletion, so a
+    re-created folder gets a strictly greater UIDVALIDITY (RFC 9051 2.3.1.1).
+    """
+
+    __tablename__ = "mail_accounts"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_uidvalidity: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class MailboxRow(Base):
+    """An IMAP mailbox; ``name`` is the full name with '/' as separator."""
+
+    __tablename__ = "mailboxes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(1000))
+    special_use: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    uidvalidity: Mapped[int] = mapped_column(BigInteger)
+    uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
+    highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
+    subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+
+    # AUTOINCREMENT: SQLite would otherwise reuse the id of a deleted last row, and
+    # an IMAP session still holding the old id would act on the new mailbox.
+    __table_args__ = (UniqueConstraint("account_id", "name", name="mailbox_name_unique"),
+                      {"sqlite_autoincrement": True})
+
+
+class MessageRow(Base):
+    """One message in one mailbox (RFC 9051 2.3.1: UID, flags, internal date, size)."""
+
+    __tablename__ = "messages"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mailbox_id: Mapped[int] = mapped_column(ForeignKey("mailboxes.id", ondelete="CASCADE"))
+    uid: Mapped[int] = mapped_column(BigInteger)
+    # No cascade: a referenced blob must never go (garbage collection relies on it).
+    blob_id: Mapped[str] = mapped_column(ForeignKey("message_blobs.id"), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    internal_date: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+    system_flags: Mapped[int] = mapped_column(Integer, default=0)
+    keywords: Mapped[str] = mapped_column(Text, default="")
+    modseq: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        UniqueConstraint("mailbox_id", "uid", name="message_uid_unique"),
+        Index("ix_messages_mailbox_modseq", "mailbox_id", "modseq"),
+    )
+
+
+class ExpungedRow(Base):
+    """A UID expunged at a MODSEQ: what QRESYNC reports as VANISHED (RFC 7162 3.2.10)."""
+
+    __tablename__ = "expunged"
+
+    mailbox_id: Mapped[int] = mapped_column(
+        ForeignKey("mailboxes.id", ondelete="CASCADE"), primary_key=True)
+    uid: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    modseq: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (Index("ix_expunged_mailbox_modseq", "mailbox_id", "modseq"),)
+
+
+class OutboundRow(Base):
+    """One (message, remote recipient) waiting for the outbound SMTP client."""
+
+    __tablename__ = "outbound_queue"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mail_from: Mapped[str] = mapped_column(String(320))
+    recipient: Mapped[str] = mapped_column(String(320))
+    blob_id: Mapped[str] = mapped_column(ForeignKey("message_blobs.id"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+
+    __table_args__ = (
+        CheckConstraint("state IN ('queued','delivering','sent','bounced')",
+                        name="outbound_state_ok"),
+        Index("ix_outbound_due", "state", "next_attempt_at"),
+        {"sqlite_autoincrement": True},  # queue ids are handed out; never reuse one
+    )

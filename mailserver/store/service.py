@@ -1,0 +1,306 @@
+"""MailStore: the protocol-independent mail store used by SMTP delivery and IMAP.
+
+Plain async methods with typed arguments and results; domain errors from
+``mailserver.store.model``.  Every change is one write transaction, and the
+change feed is told only after that transaction committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from directory.db import Database
+from mailserver.changes import ChangeFeed, MailboxChange
+from mailserver.delivery import Envelope
+from mailserver.store import flags as fl
+from mailserver.store import mailboxes as boxes
+from mailserver.store import messages as msgs
+from mailserver.store import queries as q
+from mailserver.store.batcher import CommitBatcher
+from mailserver.store.delivery import (
+    DeliveryResult,
+    DeliveryWork,
+    StoreDeliveryTransaction,
+    apply_deliveries,
+)
+from mailserver.store.model import (
+    AppendResult,
+    Changes,
+    CopyResult,
+    FlagMode,
+    MailboxInfo,
+    MailboxNotFound,
+    MailboxStatus,
+    MessageMeta,
+    Quota,
+    QuotaExceeded,
+    Snapshot,
+    StoredMessage,
+    StoreError,
+    StoreResult,
+)
+from mailserver.store.names import check_special_use, normalise
+
+RCPT_QUOTA_SECONDS = 2.0
+RCPT_QUOTA_CACHE_SIZE = 100_000
+
+
+class MailStore:
+    """Mailboxes, messages, flags, UIDs, MODSEQs and quotas of one school (RFC 9051 2.3)."""
+
+    def __init__(self, db: Database, quota_bytes: Mapping[str, int], feed: ChangeFeed, *,
+                 group_commit: bool = True) -> None:
+        self.db = db
+        self.feed = feed
+        self._quota_bytes = dict(quota_bytes)
+        # RCPT-time quota answers, briefly cached: that check is advisory (commit
+        # re-checks in its transaction) and one read per RCPT halved throughput.
+        self._rcpt_quota: dict[int, tuple[float, Quota]] = {}
+        self._batcher: CommitBatcher[DeliveryWork, DeliveryResult] = CommitBatcher(
+            db, lambda session, works: apply_deliveries(session, works, self.limit_for),
+            self._after_delivery, size_of=lambda work: len(work.message),
+            enabled=group_commit)
+
+    @property
+    def batcher(self) -> CommitBatcher[DeliveryWork, DeliveryResult]:
+        return self._batcher
+
+    def limit_for(self, role: str) -> int | None:
+        """The role's quota in bytes; None when unlimited (configured as 0)."""
+        limit = self._quota_bytes.get(role, 0)
+        return limit if limit > 0 else None
+
+    # --- delivery (mailserver.delivery.DeliveryTarget) ---------------------
+    def begin(self, envelope: Envelope) -> StoreDeliveryTransaction:
+        return StoreDeliveryTransaction(envelope, self._batcher, self._quota_for_rcpt)
+
+    async def _quota_for_rcpt(self, account_id: int) -> Quota:
+        now = time.monotonic()
+        cached = self._rcpt_quota.get(account_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        quota = await self.quota(account_id)
+        if len(self._rcpt_quota) > RCPT_QUOTA_CACHE_SIZE:
+            self._rcpt_quota.clear()
+        self._rcpt_quota[account_id] = (now + RCPT_QUOTA_SECONDS, quota)
+        return quota
+
+    def _after_delivery(self, result: DeliveryResult) -> None:
+        for change in result.changes:
+            self.feed.publish(change)
+        size = result.size
+        for account_id, _, _ in result.receipt.stored:
+            cached = self._rcpt_quota.get(account_id)
+            if cached is not None:
+                expires, quota = cached
+                self._rcpt_quota[account_id] = (expires, Quota(quota.used + size, quota.limit))
+
+    # --- transactions -------------------------------------------------------
+    @asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[AsyncSession]:
+        """A read transaction whose statements all see one snapshot.
+
+        SQLite WAL readers already do; PostgreSQL needs REPEATABLE READ, else
+        the mailbox row and its messages could come from different commits.
+        """
+        async with self.db.read() as session:
+            if not self.db.is_sqlite:
+                await session.connection(
+                    execution_options={"isolation_level": "REPEATABLE READ"})
+            yield session
+
+    def _publish(self, account_id: int, *boxes_: tuple[int, int]) -> None:
+        self._rcpt_quota.pop(account_id, None)  # usage may have changed
+        for mailbox_id, modseq in boxes_:
+            self.feed.publish(MailboxChange(account_id, mailbox_id, modseq))
+
+    # --- mailboxes ------------------------------------------------------------
+    async def ensure_default_mailboxes(self, account_id: int) -> bool:
+        """INBOX, Sent, Drafts, Trash, Junk, Archive (RFC 6154) on first use; True if made."""
+        async with self.db.read() as session:
+            if await session.scalar(select(q.mail_accounts.c.account_id).where(
+                    q.mail_accounts.c.account_id == account_id)) is not None:
+                return False
+        async with self.db.write() as session:
+            return await q.ensure_account(session, account_id)
+
+    async def list_mailboxes(self, account_id: int) -> list[MailboxStatus]:
+        async with self.db.read() as session:
+            return await boxes.statuses(session, account_id)
+
+    async def mailbox_status(self, account_id: int, name: str) -> MailboxStatus:
+        """STATUS (RFC 9051 6.3.11)."""
+        async with self._snapshot() as session:
+            row = await boxes.resolve(session, account_id, normalise(name))
+            return (await boxes.statuses(session, account_id, row.id))[0]
+
+    async def create_mailbox(self, account_id: int, name: str,
+                             special_use: str | None = None) -> MailboxInfo:
+        """CREATE (RFC 9051 6.3.3; USE attribute RFC 6154 3); a trailing '/' is allowed."""
+        name = normalise(name[:-1] if name.endswith("/") else name)
+        special_use = check_special_use(special_use)
+        await self.ensure_default_mailboxes(account_id)
+        async with self.db.write() as session:
+            return await boxes.create(session, account_id, name, special_use)
+
+    async def delete_mailbox(self, account_id: int, name: str) -> None:
+        """DELETE (RFC 9051 6.3.4); refuses INBOX and mailboxes with inferiors."""
+        async with self.db.write() as session:
+            info = await boxes.delete_mailbox(session, account_id, normalise(name))
+        self._rcpt_quota.pop(account_id, None)
+        self.feed.publish(MailboxChange(account_id, info.id, info.highestmodseq, deleted=True))
+
+    async def rename_mailbox(self, account_id: int, old: str, new: str) -> list[MailboxInfo]:
+        """RENAME (RFC 9051 6.3.6; INBOX per RFC 3501 6.3.5)."""
+        async with self.db.write() as session:
+            renamed = await boxes.rename(session, account_id, normalise(old), normalise(new))
+            inbox = await q.mailbox_by_name(session, account_id, "INBOX")
+        changes = [(info.id, info.highestmodseq) for info in renamed]
+        if normalise(old) == "INBOX" and inbox is not None:
+            changes.append((inbox.id, inbox.highestmodseq))
+        self._publish(account_id, *changes)
+        return renamed
+
+    async def set_subscribed(self, account_id: int, name: str, subscribed: bool) -> None:
+        """SUBSCRIBE / UNSUBSCRIBE (RFC 9051 6.3.7, 6.3.8) of an existing mailbox."""
+        async with self.db.write() as session:
+            await boxes.set_subscribed(session, account_id, normalise(name), subscribed)
+
+    async def select_snapshot(self, account_id: int, name: str) -> Snapshot:
+        """SELECT/EXAMINE (RFC 9051 6.3.2): the mailbox and all (uid, flags, modseq)."""
+        async with self._snapshot() as session:
+            row = await boxes.resolve(session, account_id, normalise(name))
+            return Snapshot(q.mailbox_info(row), await msgs.snapshot(session, row.id))
+
+    # --- messages ---------------------------------------------------------------
+    async def fetch_messages(self, mailbox_id: int, uids: Sequence[int]) -> list[MessageMeta]:
+        async with self.db.read() as session:
+            return await msgs.fetch(session, mailbox_id, uids)
+
+    async def read_blob(self, blob_id: str) -> bytes:
+        async with self.db.read() as session:
+            data = await session.scalar(select(q.blobs.c.data).where(q.blobs.c.id == blob_id))
+        if data is None:
+            raise StoreError(f"no blob {blob_id}")
+        return bytes(data)
+
+    async def append(self, account_id: int, mailbox: str, message: bytes,
+                     flags: Iterable[str] = (),
+                     internal_date: dt.datetime | None = None) -> AppendResult:
+        """APPEND (RFC 9051 6.3.12) with APPENDUID data (RFC 4315) and quota (RFC 9208)."""
+        bits, keywords = fl.encode(flags)
+        name = normalise(mailbox)
+        blob_id = hashlib.sha256(message).hexdigest()
+        await self.ensure_default_mailboxes(account_id)
+        async with self.db.write() as session:
+            box = await boxes.resolve(session, account_id, name)
+            used, role = await q.usage_and_role(session, account_id)
+            self._check_quota(used, len(message), role)
+            await q.put_blob(session, blob_id, message)
+            uid, modseq = await msgs.insert_messages(session, box.id, account_id, [{
+                "blob_id": blob_id, "size": len(message),
+                "internal_date": internal_date or msgs.now(),
+                "system_flags": bits, "keywords": fl.keywords_text(keywords)}])
+        self._publish(account_id, (box.id, modseq))
+        return AppendResult(box.id, box.uidvalidity, uid)
+
+    def _check_quota(self, used: int, size: int, role: str) -> None:
+        limit = self.limit_for(role)
+        if limit is not None and used + size > limit:
+            raise QuotaExceeded(f"quota of {limit} bytes exceeded", permanent=size > limit)
+
+    async def store_flags(self, mailbox_id: int, uids: Sequence[int], mode: FlagMode,
+                          flags: Iterable[str],
+                          unchanged_since: int | None = None) -> StoreResult:
+        """STORE (RFC 9051 6.4.6) with UNCHANGEDSINCE (RFC 7162 3.2); no-ops keep MODSEQ."""
+        given = fl.encode(flags)
+        async with self.db.write() as session:
+            box = await q.mailbox_by_id(session, mailbox_id)
+            result = await msgs.store_flags(session, mailbox_id, uids, mode, given,
+                                            unchanged_since)
+        if result.updated:
+            self._publish(box.account_id, (mailbox_id, result.highestmodseq))
+        return result
+
+    async def copy(self, mailbox_id: int, uids: Sequence[int],
+                   dest_mailbox_id: int) -> CopyResult:
+        """COPY (RFC 9051 6.4.7) with COPYUID data (RFC 4315 3); counts against quota."""
+        async with self.db.write() as session:
+            await q.mailbox_by_id(session, mailbox_id)
+            rows = await msgs.copy_rows(session, mailbox_id, uids)
+            dest = await q.lock_mailbox(session, dest_mailbox_id)
+            used, role = await q.usage_and_role(session, dest.account_id)
+            self._check_quota(used, sum(r.size for r in rows), role)
+            pairs = await msgs.insert_copies(session, dest, rows)
+            after = await q.mailbox_by_id(session, dest.id)
+        if pairs:
+            self._publish(dest.account_id, (dest.id, after.highestmodseq))
+        return CopyResult(dest.uidvalidity, pairs)
+
+    async def move(self, mailbox_id: int, uids: Sequence[int],
+                   dest_mailbox_id: int) -> CopyResult:
+        """MOVE (RFC 6851 3.1): copy and expunge in one transaction."""
+        async with self.db.write() as session:
+            source = await q.lock_mailbox(session, mailbox_id)
+            rows = await msgs.copy_rows(session, mailbox_id, uids)
+            dest = await q.lock_mailbox(session, dest_mailbox_id)
+            if dest.account_id != source.account_id:
+                used, role = await q.usage_and_role(session, dest.account_id)
+                self._check_quota(used, sum(r.size for r in rows), role)
+            pairs = await msgs.insert_copies(session, dest, rows)
+            source_modseq = await msgs.remove(session, source, rows) if rows else 0
+            after = await q.mailbox_by_id(session, dest.id)
+        if pairs:
+            self._publish(source.account_id, (source.id, source_modseq))
+            self._publish(dest.account_id, (dest.id, after.highestmodseq))
+        return CopyResult(dest.uidvalidity, pairs)
+
+    async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
+        """EXPUNGE / UID EXPUNGE (RFC 9051 6.4.3, 6.4.9): removes \\Deleted messages."""
+        async with self.db.write() as session:
+            box = await q.mailbox_by_id(session, mailbox_id)
+            expunged, modseq = await msgs.expunge(session, mailbox_id, uids)
+        if expunged:
+            self._publish(box.account_id, (mailbox_id, modseq))
+        return expunged
+
+    async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
+        """Changed and vanished UIDs after ``modseq`` (RFC 7162 3.1.4.1, 3.2.10)."""
+        async with self._snapshot() as session:
+            return await msgs.changes_since(session, mailbox_id, modseq)
+
+    async def quota(self, account_id: int) -> Quota:
+        """STORAGE usage and limit (RFC 9208 5.1), exact (a counter kept in every write)."""
+        async with self.db.read() as session:
+            used, role = await q.usage_and_role(session, account_id)
+        return Quota(used, self.limit_for(role))
+
+    async def read_mailbox(self, account_id: int, mailbox: str = "INBOX") -> list[StoredMessage]:
+        """Every message with its body, in UID order: for tests and simple readers."""
+        async with self._snapshot() as session:
+            row = await q.mailbox_by_name(session, account_id, normalise(mailbox))
+            if row is None:
+                raise MailboxNotFound(f"no mailbox {mailbox!r}")
+            m, b = q.messages, q.blobs
+            result = await session.execute(
+                select(m.c.uid, m.c.system_flags, m.c.keywords, b.c.data)
+                .join(b, b.c.id == m.c.blob_id)
+                .where(m.c.mailbox_id == row.id).order_by(m.c.uid))
+            return [StoredMessage(uid, fl.decode(bits, kw), bytes(data))
+                    for uid, bits, kw, data in result]
+
+    async def collect_garbage(self) -> int:
+        """Delete bodies no message and no queue row refers to; returns how many."""
+        b = q.blobs
+        async with self.db.write() as session:
+            result = await session.execute(delete(b).where(
+                ~exists().where(q.messages.c.blob_id == b.c.id),
+                ~exists().where(q.outbound.c.blob_id == b.c.id)))
+            return int(result.rowcount or 0)
