@@ -84,9 +84,10 @@ class School:
 
     def build_services(self) -> list[Service]:
         """The network services that exist so far, wired to this school's objects."""
-        from conf.wiring import imap, matrix, smtp
+        from conf.wiring import imap, matrix, outbound, smtp
 
-        return [service for wiring in (smtp, imap, matrix) for service in wiring.build(self)]
+        return [service for wiring in (smtp, imap, matrix, outbound)
+                for service in wiring.build(self)]
 
     async def start(self) -> None:
         self.services = self.build_services()

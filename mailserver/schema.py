@@ -139,6 +139,8 @@ class OutboundRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default="queued")
+    # Added by migration outq_0001 (the outbound branch): when the delay DSN went out.
+    delay_warned_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
     __table_args__ = (
         CheckConstraint("state IN ('queued','delivering','sent','bounced')",

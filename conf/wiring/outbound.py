@@ -1,0 +1,121 @@
+"""Wiring of outbound delivery into a School: the queue worker as a Service.
+
+Builds, from ``settings.federation``: the DNS resolver (``dns_nameservers``,
+``dns_port``), the SMTP client (``remote_smtp_port``; outgoing connections
+bound to the listen address when it is a specific IP, so SPF sees it), the
+retry schedule (``first_retry_seconds``, ``delay_warning_hours``,
+``retry_give_up_hours``), and from the school: the DKIM keys in
+``<base_dir>/keys``, the mail store (bounces go into the sender's INBOX).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+from typing import TYPE_CHECKING
+
+from conf.commands.school import KEYS_DIR
+from federation.keys import SchoolKeyPaths, load_dkim_keys
+from federation.resolver import Resolver
+from federation.smtp_out import ClientConfig, OutboundClient
+from mailserver.outbound.bounces import InboxBounces
+from mailserver.outbound.queue import OutboundQueue
+from mailserver.outbound.schedule import RetrySchedule
+from mailserver.outbound.signing import MessageSigner
+from mailserver.outbound.worker import OutboundWorker, WorkerConfig
+
+if TYPE_CHECKING:
+    from conf.app import School, Service
+    from conf.settings import Settings
+
+log = logging.getLogger("schulhof.outbound")
+
+
+def _specific_ip(text: str) -> str | None:
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return None if ip.is_unspecified else str(ip)
+
+
+def worker_config(settings: Settings) -> WorkerConfig:
+    f = settings.federation
+    return WorkerConfig(
+        hostname=settings.smtp_hostname,
+        postmaster=f"MAILER-DAEMON@{settings.school.domain}",
+        schedule=RetrySchedule.from_settings(f.first_retry_seconds, f.retry_give_up_hours,
+                                             f.delay_warning_hours))
+
+
+def client_config(settings: Settings) -> ClientConfig:
+    return ClientConfig(helo_name=settings.smtp_hostname,
+                        port=settings.federation.remote_smtp_port,
+                        source_address=_specific_ip(settings.listen.bind))
+
+
+def build_resolver(settings: Settings) -> Resolver:
+    f = settings.federation
+    return Resolver(f.dns_nameservers, f.dns_port)
+
+
+class OutboundService:
+    """Runs the school's OutboundWorker (the conf.app Service protocol)."""
+
+    def __init__(self, school: School) -> None:
+        self._school = school
+        self.worker: OutboundWorker | None = None
+        self.client: OutboundClient | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _find_account(self, address: str) -> int | None:
+        local, _, domain = address.rpartition("@")
+        if not local or domain.lower() not in self._school.settings.local_domains:
+            return None
+        resolved = await self._school.directory.resolve(local)
+        if resolved is None or resolved.account is None:
+            return None  # a group address: no INBOX of its own
+        return resolved.account.id
+
+    async def _signer(self) -> MessageSigner | None:
+        settings = self._school.settings
+        paths = SchoolKeyPaths.in_dir(settings.base_dir / KEYS_DIR)
+        try:
+            keys = await asyncio.to_thread(load_dkim_keys, paths)
+        except (OSError, ValueError) as exc:
+            log.warning("event=dkim_keys_missing reason=%r: outgoing mail is not signed",
+                        type(exc).__name__)
+            return None
+        return MessageSigner(keys, settings.local_domains, settings.school.domain)
+
+    async def start(self) -> list[str]:
+        settings = self._school.settings
+        self.client = OutboundClient(client_config(settings))
+        store = self._school.mail_store
+        self.worker = OutboundWorker(
+            worker_config(settings), OutboundQueue(self._school.db), self.client,
+            build_resolver(settings), await self._signer(),
+            InboxBounces(store, self._find_account))
+        self._task = asyncio.create_task(self.worker.run(), name="outbound-worker")
+        f = settings.federation
+        dns = ",".join(f.dns_nameservers) or "system"
+        return [f"service=outbound-queue remote_port={f.remote_smtp_port} "
+                f"dns={dns}:{f.dns_port}"]
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            await self.worker.stop()
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            except Exception:
+                log.exception("event=outbound_worker_failed")
+            self._task = None
+
+
+def build(school: School) -> list[Service]:
+    return [OutboundService(school)]

@@ -1,0 +1,336 @@
+"""The outbound SMTP client: delivers queued mail to another school's (or anyone's) MX.
+
+RFC 5321 client side on top of aiosmtplib:
+
+* one :class:`OutboundConnection` per MX host carries several messages
+  (RFC 5321 3.3: a new MAIL after the previous transaction; RSET after a
+  failed one), so a class's worth of mail to one school costs one TLS
+  handshake;
+* STARTTLS whenever the server offers it (RFC 3207).  Opportunistic, as
+  RFC 7435 describes: we first try with certificate verification against
+  the system trust store (or ``ca_file``) and the MX host name; if only the
+  *verification* fails we reconnect and encrypt without it; the outcome
+  (protocol version, cipher, verified or not) is part of every result and
+  is logged.  ``require_tls`` turns a server without working TLS into a
+  temporary failure (for MTA-STS/DANE later);
+* per-recipient results with the reply code and the RFC 3463 enhanced
+  status code, so the queue can retry 4xx and bounce 5xx recipient by
+  recipient (RFC 5321 4.2.5 / 6.1).
+
+No DNS here: the caller gives the MX host name (for SNI and verification)
+and the address to connect to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import ssl
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosmtplib
+
+log = logging.getLogger("schulhof.federation.smtp_out")
+
+_ENHANCED = re.compile(r"^([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+@dataclass(frozen=True)
+class TlsInfo:
+    """How one connection was protected; ``version == ""`` means plaintext."""
+
+    version: str = ""
+    cipher: str = ""
+    verified: bool = False
+
+    @property
+    def encrypted(self) -> bool:
+        return bool(self.version)
+
+    def log_fields(self) -> str:
+        if not self.encrypted:
+            return "tls=none"
+        return f"tls={self.version} cipher={self.cipher} verified={str(self.verified).lower()}"
+
+
+PLAINTEXT = TlsInfo()
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One SMTP reply (RFC 5321 4.2) with its enhanced status code (RFC 3463, RFC 2034)."""
+
+    code: int
+    text: str
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.code < 300
+
+    @property
+    def permanent(self) -> bool:
+        return 500 <= self.code < 600
+
+    @property
+    def temporary(self) -> bool:
+        return not self.ok and not self.permanent
+
+    @property
+    def enhanced(self) -> str:
+        """The X.Y.Z code the server sent, else one derived from the reply class."""
+        match = _ENHANCED.match(self.text.strip())
+        if match and match.group(1) == str(self.code)[0]:
+            return ".".join(match.groups())
+        return {2: "2.0.0", 5: "5.0.0"}.get(self.code // 100, "4.0.0")
+
+    @property
+    def diagnostic(self) -> str:
+        """The reply in one line, as RFC 3464 2.3.6 Diagnostic-Code wants it."""
+        return f"{self.code} {' '.join(self.text.split())}".strip()
+
+
+@dataclass(frozen=True)
+class RecipientResult:
+    recipient: str
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class MessageResult:
+    """What one message's transaction on one connection did, recipient by recipient."""
+
+    host: str
+    tls: TlsInfo
+    recipients: tuple[RecipientResult, ...]
+
+    @property
+    def delivered(self) -> tuple[str, ...]:
+        return tuple(r.recipient for r in self.recipients if r.reply.ok)
+
+
+class ConnectionFailed(Exception):
+    """No usable SMTP session with the host (refused, timeout, lost, greeting 4xx/5xx).
+
+    Always temporary for the message: try the next MX host, then retry later.
+    """
+
+    def __init__(self, host: str, reason: str) -> None:
+        super().__init__(f"{host}: {reason}")
+        self.host = host
+        self.reason = reason
+
+
+class ConnectionLost(ConnectionFailed):
+    """The connection broke in the middle of a transaction (its outcome is unknown)."""
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    helo_name: str
+    port: int = 25
+    timeout: float = 60.0  # per command; RFC 5321 4.5.3.2 suggests minutes, we stay shorter
+    data_timeout: float = 300.0
+    ca_file: str | None = None  # None: the system trust store
+    source_address: str | None = None  # bind outgoing connections (SPF sees this address)
+    require_tls: bool = False
+
+
+def _verifying_context(ca_file: str | None) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _opportunistic_context() -> ssl.SSLContext:
+    """Encryption without authentication (RFC 7435 "opportunistic security")."""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return context
+
+
+def _is_verification_error(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate verify failed" in str(exc)
+
+
+_NETWORK_ERRORS = (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError, ssl.SSLError)
+
+
+class OutboundClient:
+    """Opens :class:`OutboundConnection` s; one instance per school."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        self._verifying = _verifying_context(config.ca_file)
+        self._opportunistic = _opportunistic_context()
+        self.connections_opened = 0  # for tests and metrics
+
+    async def connect(self, host: str, address: str) -> OutboundConnection:
+        """An SMTP session with ``host`` at ``address``, TLS if offered; or ConnectionFailed.
+
+        A failure before or at EHLO is the host's (try the next MX); a failure
+        in the TLS step only moves on to the next, weaker attempt: verified
+        TLS, then unverified TLS, then (unless ``require_tls``) plaintext.
+        """
+        attempts: list[ssl.SSLContext | None] = [self._verifying, self._opportunistic]
+        if not self.config.require_tls:
+            attempts.append(None)
+        last = "no attempt"
+        for context in attempts:
+            smtp = self._smtp(address)
+            try:
+                await smtp.connect()
+                self.connections_opened += 1
+                await smtp.ehlo()
+            except _NETWORK_ERRORS as exc:
+                smtp.close()
+                raise ConnectionFailed(host, _describe(exc)) from exc
+            offered = smtp.supports_extension("starttls")
+            if context is None or not offered:
+                if self.config.require_tls:
+                    await _quietly_quit(smtp)
+                    reason = last if offered else "not offered"
+                    raise ConnectionFailed(host, f"TLS required; {reason}")
+                if offered:
+                    log.warning("event=tls_fallback_plaintext host=%s reason=%r", host, last)
+                return OutboundConnection(smtp, host, PLAINTEXT, self.config)
+            try:
+                await smtp.starttls(tls_context=context, server_hostname=host)
+                await smtp.ehlo()  # RFC 3207 4.2: forget what was said in the clear
+            except _NETWORK_ERRORS as exc:
+                smtp.close()
+                last = _describe(exc)
+                if context is self._verifying and _is_verification_error(exc):
+                    log.info("event=tls_unverified host=%s reason=%r", host, last)
+                else:
+                    log.warning("event=tls_failed host=%s reason=%r", host, last)
+                continue
+            return OutboundConnection(smtp, host, _tls_info(smtp, context is self._verifying),
+                                      self.config)
+        raise ConnectionFailed(host, last)
+
+    def _smtp(self, address: str) -> aiosmtplib.SMTP:
+        source = (self.config.source_address, 0) if self.config.source_address else None
+        return aiosmtplib.SMTP(hostname=address, port=self.config.port,
+                               local_hostname=self.config.helo_name, source_address=source,
+                               timeout=self.config.timeout, start_tls=False)
+
+
+def _tls_info(smtp: aiosmtplib.SMTP, verified: bool) -> TlsInfo:
+    ssl_object = smtp.get_transport_info("ssl_object")
+    if ssl_object is None:
+        return PLAINTEXT
+    cipher = ssl_object.cipher()
+    return TlsInfo(ssl_object.version() or "", cipher[0] if cipher else "", verified)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())[:300]
+
+
+async def _quietly_quit(smtp: aiosmtplib.SMTP) -> None:
+    try:
+        await smtp.quit()
+    except _NETWORK_ERRORS:
+        smtp.close()
+
+
+class OutboundConnection:
+    """One SMTP session with one MX host; several messages one after another."""
+
+    def __init__(self, smtp: aiosmtplib.SMTP, host: str, tls: TlsInfo,
+                 config: ClientConfig) -> None:
+        self._smtp = smtp
+        self.host = host
+        self.tls = tls
+        self._config = config
+        self.messages_sent = 0
+        log.info("event=outbound_connected host=%s %s", host, tls.log_fields())
+
+    @property
+    def usable(self) -> bool:
+        return self._smtp.is_connected
+
+    async def send(self, mail_from: str, recipients: Sequence[str],
+                   message: bytes) -> MessageResult:
+        """One transaction (RFC 5321 3.3): MAIL, RCPT per recipient, DATA.
+
+        Raises ConnectionLost when the connection breaks (the caller retries
+        every recipient of this message that did not get a result).
+        """
+        if not self.usable:
+            raise ConnectionLost(self.host, "connection closed")
+        smtp = self._smtp
+        utf8 = any(not a.isascii() for a in (mail_from, *recipients))
+        options = []
+        if utf8:
+            if not smtp.supports_extension("smtputf8"):
+                # RFC 6531 3.2: no downgrade of internationalized addresses.
+                reply = Reply(553, "5.6.7 the receiving server does not support SMTPUTF8")
+                return self._result([RecipientResult(r, reply) for r in recipients])
+            options.append("SMTPUTF8")
+        if not message.isascii() and smtp.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")  # RFC 6152
+        encoding = "utf-8" if utf8 else "ascii"
+        try:
+            try:
+                await smtp.mail(mail_from, options=options, encoding=encoding)
+            except aiosmtplib.SMTPSenderRefused as exc:
+                reply = Reply(exc.code, exc.message)
+                await self._reset()
+                return self._result([RecipientResult(r, reply) for r in recipients])
+            results: dict[str, Reply] = {}
+            accepted: list[str] = []
+            for recipient in recipients:
+                try:
+                    response = await smtp.rcpt(recipient, encoding=encoding)
+                except aiosmtplib.SMTPRecipientRefused as exc:
+                    results[recipient] = Reply(exc.code, exc.message)
+                else:
+                    accepted.append(recipient)
+                    results[recipient] = Reply(response.code, response.message)
+            if not accepted:
+                await self._reset()
+                return self._result([RecipientResult(r, results[r]) for r in recipients])
+            try:
+                response = await smtp.data(message, timeout=self._config.data_timeout)
+            except aiosmtplib.SMTPDataError as exc:
+                data_reply = Reply(exc.code, exc.message)
+                await self._reset()
+            else:
+                data_reply = Reply(response.code, response.message)
+                self.messages_sent += 1
+            for recipient in accepted:
+                results[recipient] = data_reply
+            return self._result([RecipientResult(r, results[r]) for r in recipients])
+        except ConnectionLost:
+            raise
+        except _NETWORK_ERRORS as exc:
+            self._smtp.close()
+            raise ConnectionLost(self.host, _describe(exc)) from exc
+
+    def _result(self, results: list[RecipientResult]) -> MessageResult:
+        return MessageResult(self.host, self.tls, tuple(results))
+
+    async def _reset(self) -> None:
+        """RSET after a refused transaction; a server that hung up is found out later."""
+        try:
+            await self._smtp.rset()
+        except _NETWORK_ERRORS:
+            self._smtp.close()
+
+    async def close(self) -> None:
+        """QUIT (RFC 5321 4.1.1.10), or just drop the connection if that fails."""
+        if self._smtp.is_connected:
+            await _quietly_quit(self._smtp)

@@ -1,0 +1,202 @@
+"""The durable outbound queue (storage layer): claim, finish, inspect.
+
+Rows are written by the delivery transaction (one per message and remote
+recipient, ``state='queued'``).  Life of a row::
+
+    queued --claim--> delivering --remote 250--> sent
+                        |   \\--5xx / give up--> bounced
+                        \\--4xx, no connection--> queued (next_attempt_at later)
+
+While a row is ``delivering``, ``next_attempt_at`` is its *lease*: the time
+after which another claim may take it again (the worker died without
+finishing).  The worker also hands back every ``delivering`` row when it
+starts (one worker per school database; a killed process leaves them).  So
+delivery is at-least-once; the window for a duplicate is between the remote
+250 and :meth:`OutboundQueue.mark_sent`, one short commit.
+
+Claiming is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
+LOCKED) RETURNING`` on PostgreSQL (concurrent claimers skip each other's
+rows); SQLite ignores the lock clause and is safe through its single-writer
+engine (``BEGIN IMMEDIATE``).
+
+The columns are addressed through a lightweight table clause: the mail
+store owns the ``outbound_queue`` model; ``delay_warned_at`` comes from the
+``outq_0001`` migration of this package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    column,
+    delete,
+    func,
+    or_,
+    select,
+    table,
+    update,
+)
+
+from directory.db import Database
+from directory.schema import UtcDateTime
+
+QUEUED, DELIVERING, SENT, BOUNCED = "queued", "delivering", "sent", "bounced"
+
+queue = table(
+    "outbound_queue",
+    column("id", Integer), column("mail_from", String), column("recipient", String),
+    column("blob_id", String), column("created_at", UtcDateTime()),
+    column("next_attempt_at", UtcDateTime()), column("attempts", Integer),
+    column("last_error", Text), column("state", String),
+    column("delay_warned_at", UtcDateTime()),
+)
+blobs = table("message_blobs", column("id", String), column("data", LargeBinary))
+
+_COLUMNS = (queue.c.id, queue.c.mail_from, queue.c.recipient, queue.c.blob_id,
+            queue.c.created_at, queue.c.next_attempt_at, queue.c.attempts,
+            queue.c.last_error, queue.c.state, queue.c.delay_warned_at)
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    """One (message, remote recipient) row."""
+
+    id: int
+    mail_from: str
+    recipient: str
+    blob_id: str
+    created_at: dt.datetime
+    next_attempt_at: dt.datetime
+    attempts: int
+    last_error: str | None
+    state: str
+    delay_warned_at: dt.datetime | None
+
+    @property
+    def domain(self) -> str:
+        return self.recipient.rpartition("@")[2].lower()
+
+    @property
+    def message_key(self) -> tuple[str, str, dt.datetime]:
+        """Rows of one submission: same body, same sender, same commit time."""
+        return (self.blob_id, self.mail_from, self.created_at)
+
+
+def _entry(row: object) -> QueueEntry:
+    return QueueEntry(*row)  # type: ignore[arg-type]
+
+
+class OutboundQueue:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def claim(self, now: dt.datetime, lease: dt.timedelta,
+                    limit: int) -> list[QueueEntry]:
+        """Take up to ``limit`` due rows (queued, or delivering with an expired lease)."""
+        due = or_(queue.c.state == QUEUED, queue.c.state == DELIVERING)
+        chosen = (select(queue.c.id).where(due, queue.c.next_attempt_at <= now)
+                  .order_by(queue.c.next_attempt_at, queue.c.id).limit(limit)
+                  .with_for_update(skip_locked=True))
+        statement = (update(queue).where(queue.c.id.in_(chosen.scalar_subquery()))
+                     .values(state=DELIVERING, next_attempt_at=now + lease,
+                             attempts=queue.c.attempts + 1)
+                     .returning(*_COLUMNS))
+        async with self.db.write() as session:
+            rows = (await session.execute(statement)).all()
+        return sorted((_entry(r) for r in rows), key=lambda e: e.id)
+
+    async def recover(self, now: dt.datetime) -> int:
+        """Hand back rows a killed worker left in ``delivering``: due at once."""
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(queue).where(queue.c.state == DELIVERING)
+                .values(state=QUEUED, next_attempt_at=now))
+        return int(result.rowcount or 0)
+
+    async def body(self, blob_id: str) -> bytes:
+        async with self.db.read() as session:
+            data = await session.scalar(select(blobs.c.data).where(blobs.c.id == blob_id))
+        if data is None:
+            raise LookupError(f"no body {blob_id}")
+        return bytes(data)
+
+    async def _set(self, ids: Sequence[int], *, only_delivering: bool = True,
+                   **values: object) -> int:
+        if not ids:
+            return 0
+        where = [queue.c.id.in_(list(ids))]
+        if only_delivering:  # a row deleted or retried by an admin meanwhile stays as is
+            where.append(queue.c.state == DELIVERING)
+        async with self.db.write() as session:
+            result = await session.execute(update(queue).where(*where).values(**values))
+        return int(result.rowcount or 0)
+
+    async def mark_sent(self, ids: Sequence[int]) -> int:
+        return await self._set(ids, state=SENT, last_error=None)
+
+    async def mark_bounced(self, ids: Sequence[int], error: str) -> int:
+        return await self._set(ids, state=BOUNCED, last_error=error)
+
+    async def reschedule(self, ids: Sequence[int], next_attempt_at: dt.datetime,
+                         error: str) -> int:
+        return await self._set(ids, state=QUEUED, next_attempt_at=next_attempt_at,
+                               last_error=error)
+
+    async def release(self, ids: Sequence[int], now: dt.datetime) -> int:
+        """Unfinished rows back to the queue (the worker stops), due at once."""
+        return await self._set(ids, state=QUEUED, next_attempt_at=now)
+
+    async def mark_warned(self, ids: Sequence[int], now: dt.datetime) -> int:
+        return await self._set(ids, only_delivering=False, delay_warned_at=now)
+
+    async def next_due(self) -> dt.datetime | None:
+        """The earliest next_attempt_at among waiting rows (leases included)."""
+        async with self.db.read() as session:
+            return await session.scalar(
+                select(func.min(queue.c.next_attempt_at))
+                .where(queue.c.state.in_([QUEUED, DELIVERING])))
+
+    async def purge_finished(self, before: dt.datetime) -> int:
+        """Forget sent and bounced rows older than ``before`` (their bodies become garbage)."""
+        async with self.db.write() as session:
+            result = await session.execute(
+                delete(queue).where(queue.c.state.in_([SENT, BOUNCED]),
+                                    queue.c.created_at < before))
+        return int(result.rowcount or 0)
+
+    # --- administration (schulhof queue ...) ----------------------------------------------
+    async def entries(self, states: Sequence[str] = (QUEUED, DELIVERING),
+                      limit: int = 1000) -> list[QueueEntry]:
+        async with self.db.read() as session:
+            rows = (await session.execute(
+                select(*_COLUMNS).where(queue.c.state.in_(list(states)))
+                .order_by(queue.c.id).limit(limit))).all()
+        return [_entry(r) for r in rows]
+
+    async def get(self, entry_id: int) -> QueueEntry | None:
+        async with self.db.read() as session:
+            row = (await session.execute(
+                select(*_COLUMNS).where(queue.c.id == entry_id))).one_or_none()
+        return _entry(row) if row is not None else None
+
+    async def retry_now(self, entry_id: int, now: dt.datetime) -> bool:
+        """A waiting row becomes due now; False if it is not waiting (in flight or done)."""
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(queue).where(queue.c.id == entry_id, queue.c.state == QUEUED)
+                .values(next_attempt_at=now))
+        return bool(result.rowcount)
+
+    async def delete(self, entry_id: int) -> bool:
+        """Remove a row that is not in flight; False if there is none or it is in flight."""
+        async with self.db.write() as session:
+            result = await session.execute(
+                delete(queue).where(queue.c.id == entry_id, queue.c.state != DELIVERING))
+        return bool(result.rowcount)
