@@ -41,8 +41,10 @@ def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
         format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    if not verbose:  # one line per migration step is noise for admin commands
+    if not verbose:
+        # One line per migration step, and aiosmtpd's line per SMTP command, are noise.
         logging.getLogger("alembic").setLevel(logging.WARNING)
+        logging.getLogger("mail.log").setLevel(logging.WARNING)
 
 
 async def run(args: argparse.Namespace) -> int:

@@ -1,12 +1,37 @@
-"""Wiring of the smtp service(s) into a School (see conf.wiring)."""
+"""Wiring of the SMTP service into a School: settings -> SmtpConfig, school objects -> service."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from mailserver.smtp import SmtpConfig, SmtpLimits, SmtpService
+
 if TYPE_CHECKING:
     from conf.app import School, Service
+    from conf.settings import Settings
+
+
+def smtp_config(settings: Settings) -> SmtpConfig:
+    s, listen = settings.smtp, settings.listen
+    return SmtpConfig(
+        hostname=settings.smtp_hostname,
+        local_domains=frozenset(settings.local_domains),
+        certificate=settings.path(settings.tls.certificate),
+        key=settings.path(settings.tls.key),
+        bind=listen.bind,
+        mx_port=listen.smtp,
+        submission_port=listen.submission,
+        submissions_port=listen.submissions,
+        limits=SmtpLimits(
+            max_message_size=s.max_message_size, max_recipients=s.max_recipients,
+            max_line_length=s.max_line_length, max_errors=s.max_errors,
+            idle_timeout_seconds=s.idle_timeout_seconds,
+            max_connections_per_ip=s.max_connections_per_ip),
+    )
 
 
 def build(school: School) -> list[Service]:
-    return []
+    config = smtp_config(school.settings)
+    if max(config.mx_port, config.submission_port, config.submissions_port) < 0:
+        return []  # every listener disabled
+    return [SmtpService(config, school.directory, school.authenticator, school.mail_store)]

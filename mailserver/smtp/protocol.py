@@ -1,0 +1,191 @@
+"""aiosmtpd's SMTP protocol, extended only where it has no hook for what we need.
+
+aiosmtpd (``aiosmtpd.smtp.SMTP``) owns the protocol.  This subclass adds:
+
+* strict envelope address parsing (``_getaddr``, see mailserver.smtp.addresses);
+* enhanced status codes on aiosmtpd's own replies and an error counter
+  (``push``): after ``max_errors`` bad replies, 421 4.7.0 and close;
+* unknown commands as counted errors (500 5.5.2) instead of aiosmtpd's
+  fixed "5 unknown commands" rule;
+* a per-IP connection limit (421 4.7.0 at connect, RFC 5321 3.8);
+* a 421 4.4.2 before closing an idle connection (RFC 5321 4.5.3.2.7), and
+  idleness measured on received bytes, so a long DATA upload is not idle;
+* the line length limit from the settings (RFC 5321 4.5.3.1.6);
+* a hook so the session hears about lost connections (to abort its transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, Session
+
+from mailserver.smtp import replies
+from mailserver.smtp.addresses import AddressError, parse_path, split_path_argument
+from mailserver.smtp.config import SmtpLimits
+from mailserver.smtp.session import SmtpSession
+
+log = logging.getLogger("schulhof.smtp")
+
+
+class ConnectionLimiter:
+    """Counts open connections per client IP across all listeners of one service."""
+
+    def __init__(self, per_ip: int) -> None:
+        self.per_ip = per_ip
+        self._open: dict[str, int] = {}
+
+    def acquire(self, ip: str) -> bool:
+        count = self._open.get(ip, 0)
+        if self.per_ip > 0 and count >= self.per_ip:
+            return False
+        self._open[ip] = count + 1
+        return True
+
+    def release(self, ip: str) -> None:
+        count = self._open.get(ip, 0) - 1
+        if count > 0:
+            self._open[ip] = count
+        else:
+            self._open.pop(ip, None)
+
+    def open_connections(self, ip: str) -> int:
+        return self._open.get(ip, 0)
+
+
+class _Commands(dict[str, Any]):
+    """aiosmtpd's command table, answering unknown commands with our own handler."""
+
+    def __init__(self, commands: dict[str, Any], unknown: Callable[..., Any]) -> None:
+        super().__init__(commands)
+        self._unknown = unknown
+
+    def get(self, command: str, default: Any = None) -> Any:  # type: ignore[override]
+        found = super().get(command)
+        return found if found is not None else functools.partial(self._unknown, command)
+
+
+class _Session(Session):
+    """aiosmtpd's Session without the deprecation warning its AUTH path logs every time."""
+
+    @property
+    def login_data(self) -> Any:
+        return self._login_data
+
+    @login_data.setter
+    def login_data(self, value: Any) -> None:
+        self._login_data = value
+
+
+class SchulhofSMTP(SMTP):
+    """One SMTP connection (RFC 5321) with our limits; see the module docstring."""
+
+    def __init__(self, handler: SmtpSession, *, limits: SmtpLimits,
+                 limiter: ConnectionLimiter, on_opened: Callable[[SchulhofSMTP], None],
+                 on_closed: Callable[[SchulhofSMTP], None],
+                 **kwargs: Any) -> None:
+        # Read by SMTP.__init__ for its StreamReader: +1 for a dot-stuffed line.
+        self.line_length_limit = limits.max_line_length + 1
+        super().__init__(handler, **kwargs)
+        self.session_handler = handler
+        self._limits = limits
+        self._limiter = limiter
+        self._on_opened = on_opened
+        self._on_closed = on_closed
+        self._errors = 0
+        self._client_ip: str | None = None
+        self._refused = False
+        self._finished = False
+        self._smtp_methods = _Commands(self._smtp_methods, self._smtp_unknown)
+
+    def _create_session(self) -> Session:
+        return _Session(self.loop)
+
+    def _set_post_data_state(self) -> None:
+        # aiosmtpd drops the envelope after DATA (also after 552/500 without calling
+        # handle_DATA), on RSET, HELO/EHLO and STARTTLS: end our transaction with it.
+        old = self.envelope
+        super()._set_post_data_state()
+        if old is not None and getattr(self, "session_handler", None) is not None:
+            self.session_handler.envelope_dropped(old)
+
+    # --- connection lifetime ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        if self._original_transport is None and self._client_ip is None:
+            peer = transport.get_extra_info("peername")
+            ip = str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+            if not self._limiter.acquire(ip):
+                log.info("event=smtp_refused reason=connections_per_ip ip=%s", ip)
+                self._refused = True
+                transport.write(replies.TOO_MANY_CONNECTIONS.encode() + b"\r\n")  # type: ignore[attr-defined]
+                transport.close()
+                return
+            self._client_ip = ip
+            self._on_opened(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._refused:
+            return  # never counted, never opened
+        if not self._finished:
+            self._finished = True
+            if self._client_ip is not None:
+                self._limiter.release(self._client_ip)
+            self._on_closed(self)
+        super().connection_lost(error)
+
+    def eof_received(self) -> bool | None:
+        if self._refused:
+            return False
+        return super().eof_received()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        self._reset_timeout()
+        super().data_received(data)
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(replies.IDLE_TIMEOUT.encode() + b"\r\n")  # type: ignore[attr-defined]
+        super()._timeout_cb()
+
+    def close_now(self, reply: str = replies.SHUTTING_DOWN) -> None:
+        """Say ``reply`` and close (used when the service stops)."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
+            self.transport.close()
+
+    # --- replies and errors ----------------------------------------------------------------------
+    async def push(self, status: str | bytes) -> None:
+        text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
+        text = replies.enhance(text)
+        await super().push(text)
+        if not replies.counts_as_error(text):
+            return
+        self._errors += 1
+        if self._errors >= self._limits.max_errors and self.transport is not None:
+            log.info("event=smtp_too_many_errors ip=%s", self._client_ip)
+            await super().push(replies.TOO_MANY_ERRORS)
+            self.transport.close()
+            if self._handler_coroutine is not None:
+                self._handler_coroutine.cancel()
+
+    async def _smtp_unknown(self, command: str, arg: str | None) -> None:
+        await self.push(replies.unknown_command(command))
+
+    # --- addresses -------------------------------------------------------------------------------
+    def _getaddr(self, arg: str) -> tuple[str | None, str | None]:
+        """RFC 5321 4.1.2 paths, strictly (see mailserver.smtp.addresses)."""
+        if not arg:
+            return "", ""
+        try:
+            path, params = split_path_argument(arg)
+            mailbox = parse_path(path)
+        except AddressError:
+            return None, None
+        return ("<>" if mailbox is None else str(mailbox)), params

@@ -1,0 +1,130 @@
+"""The SMTP service: MX (25), submission (587) and submissions (465) listeners.
+
+RFC 5321 (MX, opportunistic STARTTLS of RFC 3207), RFC 6409 (submission:
+STARTTLS required before anything but EHLO/NOOP/QUIT, AUTH required before
+MAIL), RFC 8314 3.3 (submissions: TLS from the first byte).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+import time
+import warnings
+from typing import Any
+
+from directory.auth import Authenticator
+from directory.service import Directory
+from mailserver.delivery import DeliveryTarget
+from mailserver.smtp.config import ListenerKind, SmtpConfig
+from mailserver.smtp.protocol import ConnectionLimiter, SchulhofSMTP
+from mailserver.smtp.routing import Router
+from mailserver.smtp.session import SessionServices, SmtpSession
+
+log = logging.getLogger("schulhof.smtp")
+
+IDENT = "Schulhof ESMTP"
+
+
+def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
+    """A server context with the school's certificate; TLS 1.2 or newer (RFC 8996, 8314 4.1)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, key)
+    return context
+
+
+class SmtpService:
+    """The school's SMTP listeners (the conf.app Service protocol: start/stop)."""
+
+    def __init__(self, config: SmtpConfig, directory: Directory,
+                 authenticator: Authenticator, target: DeliveryTarget) -> None:
+        self.config = config
+        router = Router(directory, config.local_domains,
+                        cache_seconds=config.directory_cache_seconds)
+        self._services = SessionServices(config, router, authenticator, target)
+        self._limiter = ConnectionLimiter(config.limits.max_connections_per_ip)
+        self._servers: list[asyncio.Server] = []
+        self._connections: set[SchulhofSMTP] = set()
+        self._cleanups: set[asyncio.Task[Any]] = set()
+        self.addresses: dict[ListenerKind, tuple[str, int]] = {}
+
+    async def start(self) -> list[str]:
+        tls = await asyncio.to_thread(server_tls_context, str(self.config.certificate),
+                                      str(self.config.key))
+        loop = asyncio.get_running_loop()
+        described = []
+        for kind in ListenerKind:
+            port = self.config.port(kind)
+            if port < 0:
+                continue
+            server = await loop.create_server(
+                lambda kind=kind: self._connection(kind, tls), self.config.bind, port,
+                ssl=tls if kind.implicit_tls else None, reuse_address=True)
+            self._servers.append(server)
+            host, real_port = server.sockets[0].getsockname()[:2]
+            self.addresses[kind] = (host, real_port)
+            shown = f"[{host}]" if ":" in host else host
+            described.append(f"service={kind.service_name} addr={shown}:{real_port}")
+        return described
+
+    def _connection(self, kind: ListenerKind, tls: ssl.SSLContext) -> SchulhofSMTP:
+        options: dict[str, Any] = {}
+        if kind is ListenerKind.MX:
+            options = {"tls_context": tls, "auth_exclude_mechanism": ["PLAIN", "LOGIN"]}
+        elif kind is ListenerKind.SUBMISSION:
+            # RFC 8314 / 6409: nothing but EHLO/NOOP/QUIT/STARTTLS in the clear.
+            options = {"tls_context": tls, "require_starttls": True, "auth_required": True}
+        else:
+            # Already TLS from the first byte: aiosmtpd must not ask for STARTTLS.
+            options = {"auth_required": True, "auth_require_tls": False}
+        with warnings.catch_warnings():
+            # aiosmtpd warns about AUTH without STARTTLS; on 465 the whole connection is TLS.
+            warnings.simplefilter("ignore", UserWarning)
+            return self._protocol(kind, options)
+
+    def _protocol(self, kind: ListenerKind, options: dict[str, Any]) -> SchulhofSMTP:
+        limits = self.config.limits
+        return SchulhofSMTP(
+            SmtpSession(self._services, kind), limits=limits, limiter=self._limiter,
+            on_opened=self._connections.add, on_closed=self._closed,
+            hostname=self.config.hostname, ident=IDENT,
+            data_size_limit=limits.max_message_size, enable_SMTPUTF8=True,
+            timeout=limits.idle_timeout_seconds, **options)
+
+    def _closed(self, protocol: SchulhofSMTP) -> None:
+        self._connections.discard(protocol)
+        task = asyncio.get_running_loop().create_task(
+            protocol.session_handler.connection_closed())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
+
+    @property
+    def open_connections(self) -> int:
+        return len(self._connections)
+
+    async def stop(self) -> None:
+        """Stop accepting; let running commits finish (bounded), then close every connection.
+
+        Transactions that are not committing are aborted by the sessions when
+        their connection closes, so nothing half-received is stored.
+        """
+        for server in self._servers:
+            server.close()
+        deadline = time.monotonic() + self.config.stop_grace_seconds
+        while self._services.committing and time.monotonic() < deadline:
+            await asyncio.wait(set(self._services.committing),
+                               timeout=max(0.0, deadline - time.monotonic()))
+        for protocol in list(self._connections):
+            protocol.close_now()
+        for server in self._servers:
+            await server.wait_closed()
+        self._servers = []
+        # connection_lost runs on the next loop iterations; wait for the aborts it starts.
+        for _ in range(100):
+            if not self._connections and not self._cleanups:
+                break
+            await asyncio.sleep(0.01)
+        if self._cleanups:
+            await asyncio.wait(set(self._cleanups), timeout=self.config.stop_grace_seconds)

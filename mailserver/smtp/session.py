@@ -1,0 +1,376 @@
+"""The SMTP session: aiosmtpd handler hooks that turn commands into delivery decisions.
+
+One ``SmtpSession`` per connection (aiosmtpd calls its ``handle_*`` hooks
+and ``auth_*`` mechanisms).  aiosmtpd owns the protocol (syntax, state order,
+DATA framing, STARTTLS); this class owns the decisions:
+
+* MAIL: who may use this reverse-path (``Router.check_sender``); opens one
+  delivery transaction (mailserver.delivery) for the envelope;
+* RCPT: routing, role policy, recipient limit, quota per recipient
+  (``add_local`` with the SIZE= hint, RFC 1870);
+* DATA: content checks, From header ownership on submission, header
+  additions, then ``commit``; 250 only after ``commit`` returned (durable);
+* anything that ends a transaction without DATA (RSET, a new EHLO, QUIT, a
+  lost connection, a refused message) aborts it, so nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import datetime as dt
+import logging
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
+
+from directory.auth import AuthenticationFailed, AuthenticationThrottled, Authenticator
+from directory.model import Account
+from mailserver import delivery
+from mailserver.delivery import DeliveryTarget, DeliveryTransaction, LocalRecipient
+from mailserver.delivery import Envelope as DeliveryEnvelope
+from mailserver.smtp import headers, replies
+from mailserver.smtp.addresses import AddressError, Mailbox, parse_mailbox, parse_path
+from mailserver.smtp.config import ListenerKind, SmtpConfig
+from mailserver.smtp.routing import Refusal, Router
+from mailserver.store.model import QuotaExceeded
+
+log = logging.getLogger("schulhof.smtp")
+
+_QUOTA_REPLIES = {
+    delivery.RecipientOutcome.OVER_QUOTA_TEMPORARY: replies.OVER_QUOTA_TEMPORARY,
+    delivery.RecipientOutcome.OVER_QUOTA_PERMANENT: replies.OVER_QUOTA_PERMANENT,
+}
+
+
+@dataclass
+class SessionServices:
+    """What every session of one SMTP service shares."""
+
+    config: SmtpConfig
+    router: Router
+    authenticator: Authenticator
+    target: DeliveryTarget
+    clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
+    # Commits in flight (stop() waits for them before closing connections).
+    committing: set[asyncio.Task[Any]] = field(default_factory=set)
+
+
+@dataclass
+class _Transaction:
+    """Our side of one aiosmtpd envelope: the open delivery transaction and its recipients."""
+
+    envelope: Envelope
+    delivery: DeliveryTransaction
+    reverse_path: str
+    size_hint: int
+    account_ids: set[int] = field(default_factory=set)
+    recipients: list[str] = field(default_factory=list)
+
+
+def _path(address: str) -> Mailbox | None:
+    # aiosmtpd hands us what SchulhofSMTP._getaddr produced: "<>" or a Mailbox's str().
+    return None if address == "<>" else parse_path(f"<{address}>")
+
+
+def _size_hint(mail_options: list[str]) -> int:
+    for option in mail_options:
+        name, _, value = option.partition("=")
+        if name.upper() == "SIZE" and value.isdigit():
+            return int(value)
+    return 0
+
+
+class SmtpSession:
+    """aiosmtpd handler for one connection on one listener."""
+
+    def __init__(self, services: SessionServices, kind: ListenerKind) -> None:
+        self._services = services
+        self._kind = kind
+        self._tx: _Transaction | None = None
+        self.account: Account | None = None
+        self._owned: dict[str, bool] = {}
+        self._aborts: set[asyncio.Future[None]] = set()
+
+    # --- greeting ---------------------------------------------------------------------------
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        """RFC 5321 4.1.1.1; our extensions added, AUTH only where it is offered."""
+        session.host_name = hostname
+        await self.abort()
+        keep = [r[4:] for r in responses[1:] if r[4:] != "HELP"
+                and (self._kind.requires_auth or not r[4:].startswith("AUTH"))]
+        keywords = [*keep, "PIPELINING", "ENHANCEDSTATUSCODES"]
+        return [responses[0]] + [f"250-{k}" for k in keywords[:-1]] + [f"250 {keywords[-1]}"]
+
+    async def handle_NOOP(self, server: SMTP, session: Session, envelope: Envelope,
+                          arg: str) -> str:
+        return replies.OK
+
+    async def handle_RSET(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await self.abort()
+        return replies.OK
+
+    async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        await self.abort()
+        return replies.BYE
+
+    async def handle_VRFY(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str) -> str:
+        # RFC 5321 3.5.3: 252 for everyone, so VRFY does not list our users.
+        return replies.VRFY_UNKNOWN
+
+    # --- authentication (RFC 4954; mechanisms RFC 4616 PLAIN and LOGIN) ----------------------
+    async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            blob = await server.challenge_auth("")
+            if not isinstance(blob, bytes):
+                return AuthResult(success=False, handled=True)
+        else:
+            blob = _b64(args[1])
+            if blob is None:
+                return AuthResult(success=False, handled=False,
+                                  message="501 5.5.2 Cannot decode base64")
+        parts = blob.split(b"\x00")
+        if len(parts) != 3:
+            return AuthResult(success=False, handled=False,
+                              message="501 5.5.2 Cannot split the PLAIN response")
+        return await self._authenticate(server, parts[1], parts[2])
+
+    async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        if len(args) == 1:
+            login = await server.challenge_auth(server.AuthLoginUsernameChallenge)
+        else:
+            login = _b64(args[1])
+            if login is None:
+                return AuthResult(success=False, handled=False,
+                                  message="501 5.5.2 Cannot decode base64")
+        if not isinstance(login, bytes):
+            return AuthResult(success=False, handled=True)
+        password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
+        if not isinstance(password, bytes):
+            return AuthResult(success=False, handled=True)
+        return await self._authenticate(server, login, password)
+
+    async def _authenticate(self, server: SMTP, login: bytes, password: bytes) -> AuthResult:
+        client_ip = _client_ip(server)
+        try:
+            account = await self._services.authenticator.authenticate(
+                login.decode("utf-8", "replace"), password.decode("utf-8", "replace"),
+                client_ip)
+        except AuthenticationThrottled:
+            log.info("event=smtp_auth_throttled ip=%s", client_ip)
+            return AuthResult(success=False, handled=False, message=replies.AUTH_THROTTLED)
+        except AuthenticationFailed:
+            log.info("event=smtp_auth_failed ip=%s", client_ip)
+            return AuthResult(success=False, handled=False, message=replies.AUTH_INVALID)
+        self.account = account
+        log.info("event=smtp_auth_ok ip=%s login=%s", client_ip, account.login)
+        return AuthResult(success=True, auth_data=_AuthData(account.id),
+                          message="235 2.7.0 Authentication successful")
+
+    # --- the transaction -------------------------------------------------------------------------
+    async def handle_MAIL(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, mail_options: list[str]) -> str:
+        await self.abort()
+        if self._kind.requires_auth and self.account is None:
+            return "530 5.7.0 Authentication required"
+        try:
+            mailbox = _path(address)
+        except AddressError:
+            return "553 5.1.3 Malformed address"
+        if mailbox is not None and not mailbox.is_ascii and not envelope.smtp_utf8:
+            return replies.NON_ASCII_ADDRESS
+        if self.account is not None and mailbox is not None:
+            # The same answer as Router.check_sender, cached for the connection.
+            if not await self._may_send_as(self.account, str(mailbox)):
+                return replies.sender_not_owned(str(mailbox))
+        else:
+            try:
+                await self._services.router.check_sender(self.account, mailbox)
+            except Refusal as refusal:
+                return refusal.reply
+        reverse_path = "" if mailbox is None else str(mailbox)
+        transaction = self._services.target.begin(
+            DeliveryEnvelope(mail_from=reverse_path, received_at=self._services.clock()))
+        self._tx = _Transaction(envelope, transaction, reverse_path, _size_hint(mail_options))
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return replies.SENDER_OK
+
+    async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
+                          address: str, rcpt_options: list[str]) -> str:
+        tx = self._tx
+        if tx is None or tx.envelope is not envelope:
+            return "503 5.5.1 Need MAIL command"
+        if len(envelope.rcpt_tos) >= self._services.config.limits.max_recipients:
+            return replies.TOO_MANY_RECIPIENTS
+        try:
+            mailbox = _path(address)
+        except AddressError:
+            return "553 5.1.3 Malformed address"
+        if mailbox is None:
+            return replies.NULL_RECIPIENT
+        if not mailbox.is_ascii and not envelope.smtp_utf8:
+            return replies.NON_ASCII_ADDRESS
+        try:
+            route = await self._services.router.route(self.account, mailbox)
+        except Refusal as refusal:
+            return refusal.reply
+        if route.remote is not None:
+            tx.delivery.add_remote(route.remote)
+        refused = await self._add_local(tx, route.account_ids)
+        if refused is not None:
+            return refused
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(rcpt_options)
+        tx.recipients.append(address)
+        return replies.RECIPIENT_OK
+
+    async def _add_local(self, tx: _Transaction, account_ids: tuple[int, ...]) -> str | None:
+        """Add each account once; None if at least one was accepted (or all were already in)."""
+        fresh = [i for i in account_ids if i not in tx.account_ids]
+        if not fresh:
+            return None
+        outcomes = []
+        for account_id in fresh:
+            outcome = await tx.delivery.add_local(LocalRecipient(account_id), tx.size_hint)
+            if outcome is delivery.RecipientOutcome.ACCEPTED:
+                tx.account_ids.add(account_id)
+            else:
+                # A group member over quota does not stop the others; a DSN is future work.
+                log.info("event=smtp_rcpt_over_quota account_id=%d outcome=%s",
+                         account_id, outcome.value)
+            outcomes.append(outcome)
+        if delivery.RecipientOutcome.ACCEPTED in outcomes:
+            return None
+        if delivery.RecipientOutcome.OVER_QUOTA_TEMPORARY in outcomes:
+            return _QUOTA_REPLIES[delivery.RecipientOutcome.OVER_QUOTA_TEMPORARY]
+        return _QUOTA_REPLIES[outcomes[0]]
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        tx, self._tx = self._tx, None
+        if tx is None or tx.envelope is not envelope:
+            return "503 5.5.1 Need MAIL command"
+        content = envelope.original_content or b""
+        refusal = await self._check_content(content)
+        if refusal is not None:
+            await tx.delivery.abort()
+            return refusal
+        services = self._services
+        now = services.clock()
+        queue_id = secrets.token_hex(8)
+        added = b""
+        if self.account is not None:
+            added = headers.submission_fixups(content, hostname=services.config.hostname,
+                                              now=now, unique=queue_id)
+        trace = headers.trace_headers(tx.reverse_path, headers.TraceInfo(
+            helo=session.host_name or "", client_ip=_client_ip(server),
+            by_host=services.config.hostname, queue_id=queue_id, received_at=now,
+            extended=session.extended_smtp, authenticated=self.account is not None,
+            utf8=envelope.smtp_utf8, tls=_tls_info(server),
+            for_recipient=tx.recipients[0] if len(tx.recipients) == 1 else None))
+        message = trace + added + content
+        # The commit runs as its own task so a client that hangs up now does not
+        # cancel it half-way: either it is durable (and the 250 may be lost, which
+        # SMTP allows: the client retries, RFC 5321 6.1), or it failed as a whole.
+        commit = asyncio.ensure_future(tx.delivery.commit(message))
+        services.committing.add(commit)
+        commit.add_done_callback(services.committing.discard)
+        try:
+            receipt = await asyncio.shield(commit)
+        except asyncio.CancelledError:
+            raise
+        except QuotaExceeded as exc:
+            # The real size no longer fits anyone's quota (RFC 1870 6): nothing was stored.
+            return replies.OVER_QUOTA_PERMANENT if exc.permanent else replies.OVER_QUOTA_TEMPORARY
+        except Exception:
+            log.exception("event=smtp_commit_failed id=%s", queue_id)
+            return replies.LOCAL_ERROR
+        log.info("event=smtp_accepted id=%s listener=%s size=%d local=%d remote=%d",
+                 queue_id, self._kind.value, len(message), len(receipt.stored),
+                 len(receipt.queued_ids))
+        return f"250 2.0.0 OK queued as {queue_id}"
+
+    async def _check_content(self, content: bytes) -> str | None:
+        what = headers.bad_bytes(content)
+        if what is not None:
+            return replies.BAD_MESSAGE_BYTES.format(what=what)
+        if self.account is None:
+            return None
+        addresses = headers.from_addresses(content)
+        if addresses is None:
+            return replies.NO_FROM_HEADER
+        for address in addresses:
+            if not await self._may_send_as(self.account, address):
+                return replies.from_not_owned(address)
+        return None
+
+    async def _may_send_as(self, account: Account, address: str) -> bool:
+        """From header check (RFC 6409 8.1 leaves it to local policy), cached per session."""
+        owned = self._owned.get(address.lower())
+        if owned is None:
+            try:
+                mailbox = parse_mailbox(address)
+            except AddressError:
+                return False
+            owned = await self._services.router.may_send_as(account, mailbox)
+            self._owned[address.lower()] = owned
+        return owned
+
+    def envelope_dropped(self, envelope: Envelope) -> None:
+        """aiosmtpd forgot ``envelope``: abort its transaction now (in a task; we are sync)."""
+        tx = self._tx
+        if tx is not None and tx.envelope is envelope:
+            self._tx = None
+            task = asyncio.ensure_future(tx.delivery.abort())
+            self._aborts.add(task)
+            task.add_done_callback(self._aborts.discard)
+
+    async def abort(self) -> None:
+        """End the open transaction, if any, storing nothing."""
+        tx, self._tx = self._tx, None
+        if tx is not None:
+            try:
+                await tx.delivery.abort()
+            except Exception:
+                log.exception("event=smtp_abort_failed")
+
+    async def connection_closed(self) -> None:
+        await self.abort()
+        if self._aborts:
+            await asyncio.gather(*self._aborts, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class _AuthData:
+    """What aiosmtpd keeps in ``session.auth_data``: the account id (no login name, so
+    aiosmtpd's deprecated ``login_data`` stays empty)."""
+
+    account_id: int
+
+
+def _b64(text: str) -> bytes | None:
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError):
+        return None
+
+
+def _client_ip(server: SMTP) -> str:
+    peer = server.session.peer if server.session is not None else None
+    return str(peer[0]) if isinstance(peer, tuple) and peer else "unknown"
+
+
+def _tls_info(server: SMTP) -> headers.TlsInfo | None:
+    transport = server.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    if ssl_object is None:
+        return None
+    cipher = ssl_object.cipher() or ("unknown", "", 0)
+    return headers.TlsInfo(version=ssl_object.version() or "TLS", cipher=cipher[0],
+                           bits=int(cipher[2] or 0))

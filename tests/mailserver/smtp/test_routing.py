@@ -1,0 +1,78 @@
+"""Recipient routing decisions and the short directory cache, on the real directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from conf.app import School
+from directory.model import GroupKind, MemberRole, Role, Status
+from mailserver.smtp.addresses import Mailbox, parse_path
+from mailserver.smtp.routing import Refusal, ResolveCache, Route, Router
+
+DOMAINS = frozenset({"schule.test"})
+
+
+def box(text: str) -> Mailbox:
+    mailbox = parse_path(f"<{text}>")
+    assert mailbox is not None
+    return mailbox
+
+
+async def test_routes_and_refusals(school: School) -> None:
+    d = school.directory
+    anna = await d.create_account(role=Role.TEACHER, login="anna")
+    paul = await d.create_account(role=Role.PUPIL, login="paul")
+    await d.create_group("klasse", kind=GroupKind.CLASS)
+    await d.add_member("klasse", "paul")
+    await d.add_member("klasse", "anna", MemberRole.OWNER)
+    router = Router(d, DOMAINS)
+    assert await router.route(None, box("Anna@schule.test")) == Route(account_ids=(anna.id,))
+    assert await router.route(anna, box("x@outside.example")) == Route(
+        remote="x@outside.example")
+    group = await router.route(anna, box("klasse@schule.test"))
+    assert sorted(group.account_ids) == sorted([anna.id, paul.id])
+    for account, address, code in [
+        (None, "x@outside.example", "554 5.7.1"),
+        (None, "klasse@schule.test", "550 5.7.1"),
+        (paul, "x@outside.example", "550 5.7.1"),
+        (None, "nobody@schule.test", "550 5.1.1"),
+        (anna, "anna@[127.0.0.1]", "550 5.7.1"),
+    ]:
+        with pytest.raises(Refusal) as caught:
+            await router.route(account, box(address))
+        assert caught.value.reply.startswith(code), (address, caught.value.reply)
+
+
+async def test_sender_checks(school: School) -> None:
+    d = school.directory
+    anna = await d.create_account(role=Role.TEACHER, login="anna")
+    await d.add_alias("frau.a", "anna")
+    await d.create_group("klasse", kind=GroupKind.CLASS)
+    await d.add_member("klasse", "anna", MemberRole.OWNER)
+    await d.create_group("andere", kind=GroupKind.CLASS)
+    router = Router(d, DOMAINS)
+    for address, owned in [("anna@schule.test", True), ("Frau.A@schule.test", True),
+                           ("klasse@schule.test", True), ("andere@schule.test", False),
+                           ("anna@outside.example", False), ("anna%x@schule.test", False)]:
+        assert await router.may_send_as(anna, box(address)) is owned, address
+    await router.check_sender(None, None)  # bounces are accepted on the MX
+    with pytest.raises(Refusal):
+        await router.check_sender(None, box("anna@schule.test"))
+    with pytest.raises(Refusal):
+        await router.check_sender(anna, None)
+
+
+async def test_resolve_cache_expires(school: School) -> None:
+    d = school.directory
+    await d.create_account(role=Role.PUPIL, login="paul")
+    now = [0.0]
+    cache = ResolveCache(d, ttl=5.0, clock=lambda: now[0])
+    first = await cache.resolve("paul")
+    assert first is not None and first.account is not None
+    await d.set_status("paul", Status.SUSPENDED)
+    assert await cache.resolve("paul") == first  # within the ttl: the cached answer
+    now[0] = 6.0
+    later = await cache.resolve("paul")
+    assert later is not None and later.account is not None
+    assert later.account.status is Status.SUSPENDED
+    assert await ResolveCache(d, ttl=0).resolve("nobody") is None
