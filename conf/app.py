@@ -19,6 +19,7 @@ from directory.db import Database
 from directory.passwords import PasswordHasher
 from directory.policy import PolicyRules, RolePolicy
 from directory.service import Directory
+from federation.resolver import Resolver
 
 if TYPE_CHECKING:
     from mailserver.store import MailStore
@@ -52,6 +53,15 @@ class School:
     authenticator: Authenticator
     services: list[Service] = field(default_factory=list)
     _mail_store: object | None = None
+    _resolver: Resolver | None = None
+
+    @property
+    def resolver(self) -> Resolver:
+        """The DNS resolver for everything that finds or checks other servers."""
+        if self._resolver is None:
+            f = self.settings.federation
+            self._resolver = Resolver(f.dns_nameservers, f.dns_port)
+        return self._resolver
 
     @property
     def mail_store(self) -> MailStore:

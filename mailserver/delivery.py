@@ -51,6 +51,9 @@ class DeliveryTransaction(Protocol):
     def add_remote(self, address: str) -> None:
         """A recipient at another domain: queued for outbound delivery on commit."""
 
+    def redirect_local(self, mailbox: str) -> None:
+        """Deliver every local copy into ``mailbox`` instead (e.g. Junk for quarantine)."""
+
     async def commit(self, message: bytes) -> DeliveryReceipt:
         """Store ``message`` for every accepted recipient; durable when it returns."""
 

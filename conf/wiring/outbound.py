@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 from conf.commands.school import KEYS_DIR
 from federation.keys import SchoolKeyPaths, load_dkim_keys
-from federation.resolver import Resolver
 from federation.smtp_out import ClientConfig, OutboundClient
 from mailserver.outbound.bounces import InboxBounces
 from mailserver.outbound.queue import OutboundQueue
@@ -55,11 +54,6 @@ def client_config(settings: Settings) -> ClientConfig:
                         source_address=_specific_ip(settings.listen.bind))
 
 
-def build_resolver(settings: Settings) -> Resolver:
-    f = settings.federation
-    return Resolver(f.dns_nameservers, f.dns_port)
-
-
 class OutboundService:
     """Runs the school's OutboundWorker (the conf.app Service protocol)."""
 
@@ -95,7 +89,7 @@ class OutboundService:
         store = self._school.mail_store
         self.worker = OutboundWorker(
             worker_config(settings), OutboundQueue(self._school.db), self.client,
-            build_resolver(settings), await self._signer(),
+            self._school.resolver, await self._signer(),
             InboxBounces(store, self._find_account))
         self._task = asyncio.create_task(self.worker.run(), name="outbound-worker")
         f = settings.federation

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from mailserver.smtp import SmtpConfig, SmtpLimits, SmtpService
+from mailserver.smtp.inbound_auth import MailAuthCheck
 
 if TYPE_CHECKING:
     from conf.app import School, Service
@@ -34,4 +35,6 @@ def build(school: School) -> list[Service]:
     config = smtp_config(school.settings)
     if max(config.mx_port, config.submission_port, config.submissions_port) < 0:
         return []  # every listener disabled
-    return [SmtpService(config, school.directory, school.authenticator, school.mail_store)]
+    check = MailAuthCheck(school.resolver, config.hostname)
+    return [SmtpService(config, school.directory, school.authenticator, school.mail_store,
+                        inbound_check=check)]

@@ -64,6 +64,12 @@ def from_not_owned(address: str) -> str:
                                 "addresses or a group you own")
 
 
+def dmarc_reject(from_domain: str) -> str:
+    """RFC 7489 6.6 / 7372: the From domain's DMARC policy rejects this message."""
+    return (f"550 5.7.1 Message rejected: it fails the DMARC policy (p=reject) of "
+            f"{_one_line(from_domain)}; it is neither SPF- nor DKIM-authenticated for it")
+
+
 def unknown_command(command: str) -> str:
     return f'500 5.5.2 Command "{_one_line(command)[:20]}" unrecognized'
 

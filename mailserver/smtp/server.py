@@ -18,6 +18,7 @@ from directory.auth import Authenticator
 from directory.service import Directory
 from mailserver.delivery import DeliveryTarget
 from mailserver.smtp.config import ListenerKind, SmtpConfig
+from mailserver.smtp.inbound_auth import InboundCheck
 from mailserver.smtp.protocol import ConnectionLimiter, SchulhofSMTP
 from mailserver.smtp.routing import Router
 from mailserver.smtp.session import SessionServices, SmtpSession
@@ -39,11 +40,13 @@ class SmtpService:
     """The school's SMTP listeners (the conf.app Service protocol: start/stop)."""
 
     def __init__(self, config: SmtpConfig, directory: Directory,
-                 authenticator: Authenticator, target: DeliveryTarget) -> None:
+                 authenticator: Authenticator, target: DeliveryTarget,
+                 inbound_check: InboundCheck | None = None) -> None:
         self.config = config
         router = Router(directory, config.local_domains,
                         cache_seconds=config.directory_cache_seconds)
-        self._services = SessionServices(config, router, authenticator, target)
+        self._services = SessionServices(config, router, authenticator, target,
+                                         inbound_check=inbound_check)
         self._limiter = ConnectionLimiter(config.limits.max_connections_per_ip)
         self._servers: list[asyncio.Server] = []
         self._connections: set[SchulhofSMTP] = set()

@@ -36,6 +36,7 @@ from mailserver.delivery import Envelope as DeliveryEnvelope
 from mailserver.smtp import headers, replies
 from mailserver.smtp.addresses import AddressError, Mailbox, parse_mailbox, parse_path
 from mailserver.smtp.config import ListenerKind, SmtpConfig
+from mailserver.smtp.inbound_auth import QUARANTINE_MAILBOX, InboundCheck
 from mailserver.smtp.routing import Refusal, Router
 from mailserver.store.model import QuotaExceeded
 
@@ -55,6 +56,8 @@ class SessionServices:
     router: Router
     authenticator: Authenticator
     target: DeliveryTarget
+    # SPF/DKIM/DMARC of mail arriving on the MX; None turns the checks off.
+    inbound_check: InboundCheck | None = None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     # Commits in flight (stop() waits for them before closing connections).
     committing: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -262,6 +265,12 @@ class SmtpSession:
             await tx.delivery.abort()
             return refusal
         services = self._services
+        if self._kind is ListenerKind.MX and services.inbound_check is not None:
+            checked = await self._authenticate_inbound(server, session, tx, content)
+            if isinstance(checked, str):
+                await tx.delivery.abort()
+                return checked
+            content = checked
         now = services.clock()
         queue_id = secrets.token_hex(8)
         added = b""
@@ -295,6 +304,23 @@ class SmtpSession:
                  queue_id, self._kind.value, len(message), len(receipt.stored),
                  len(receipt.queued_ids))
         return f"250 2.0.0 OK queued as {queue_id}"
+
+    async def _authenticate_inbound(self, server: SMTP, session: Session, tx: _Transaction,
+                                    content: bytes) -> bytes | str:
+        """The message with our Authentication-Results, or the refusal (RFC 7489 6.6)."""
+        assert self._services.inbound_check is not None
+        try:
+            verdict = await self._services.inbound_check(
+                content, _client_ip(server), tx.reverse_path, session.host_name or "")
+        except Exception:
+            # Authentication is a judgement on the mail, not a reason to lose it.
+            log.exception("event=smtp_inbound_auth_failed")
+            return content
+        if verdict.reject:
+            return replies.dmarc_reject(verdict.dmarc.from_domain)
+        if verdict.quarantine:
+            tx.delivery.redirect_local(QUARANTINE_MAILBOX)
+        return verdict.apply(content)
 
     async def _check_content(self, content: bytes) -> str | None:
         what = headers.bad_bytes(content)

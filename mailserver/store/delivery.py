@@ -288,6 +288,15 @@ class StoreDeliveryTransaction:
         if address not in self._remote:
             self._remote.append(address)
 
+    def redirect_local(self, mailbox: str) -> None:
+        self._check_open()
+        mailbox = normalise(mailbox)
+        redirected: dict[tuple[int, str], LocalRecipient] = {}
+        for recipient in self._local.values():
+            redirected[(recipient.account_id, mailbox)] = LocalRecipient(
+                recipient.account_id, mailbox, recipient.flags)
+        self._local = redirected
+
     async def commit(self, message: bytes) -> DeliveryReceipt:
         self._check_open()
         self._finished = True

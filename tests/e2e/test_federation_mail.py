@@ -239,9 +239,6 @@ async def test_unknown_recipient_at_partner_bounces_to_sender_inbox(
     assert "An niemanden" in dsn.get_payload()[2].get_payload()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mailserver/smtp does not call federation.mail_auth.authenticate_inbound on the MX "
-    "yet: no Authentication-Results header, forged mail is not rejected"))
 async def test_partner_mx_authenticates_and_rejects_forgeries(
         federation: Federation) -> None:
     a, b = federation.a, federation.b
@@ -256,9 +253,11 @@ async def test_partner_mx_authenticates_and_rejects_forgeries(
                            source_address=("127.0.0.9", 0), local_hostname="evil.test")
     await smtp.connect()
     _, forged = make_message(sender="paul@a.test", to=["anna@b.test"], subject="forged")
-    with pytest.raises(aiosmtplib.SMTPException):
+    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
         await smtp.sendmail("paul@a.test", ["anna@b.test"], forged)
     smtp.close()
+    assert refused.value.code == 550 and "DMARC" in refused.value.message
+    assert [m["Subject"] for m in await b.inbox("anna")] == [received["Subject"]]
 
 
 # --- SIGKILL of a sending server ------------------------------------------------------------

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import queue
 import struct
+import threading
 from dataclasses import dataclass, field
 
 import dns.flags
@@ -235,3 +238,27 @@ class SilentServer:
     async def stop(self) -> None:
         if self._udp is not None:
             self._udp.close()
+
+
+@functools.cache
+def quiet_dns() -> tuple[str, int]:
+    """An empty-zone DNS server on loopback, in its own thread, one per test process.
+
+    Test schools point their resolver here by default, so SPF/DKIM/DMARC of
+    inbound mail get fast NXDOMAIN answers (results "none") instead of asking
+    the machine's resolver about test domains.  Tests that need records start
+    their own ``DnsServer``.
+    """
+    started: queue.Queue[tuple[str, int]] = queue.Queue()
+
+    def run() -> None:
+        async def serve() -> None:
+            server = DnsServer()
+            await server.start()
+            started.put((server.host, server.port))
+            await asyncio.Event().wait()  # serve until the process ends
+
+        asyncio.run(serve())
+
+    threading.Thread(target=run, name="quiet-dns", daemon=True).start()
+    return started.get(timeout=10)

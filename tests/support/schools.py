@@ -16,6 +16,7 @@ from conf.settings import (
     SmtpSettings,
 )
 from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_signed_certificate
+from tests.support.dns_server import quiet_dns
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -29,6 +30,7 @@ def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.te
                   **sections: object) -> Settings:
     """Settings for a test school with TLS material and keys made in ``base_dir``."""
     base_dir.mkdir(parents=True, exist_ok=True)
+    dns_host, dns_port = quiet_dns()
     listen = ListenSettings(
         bind=bind, smtp=free_port(bind), submission=free_port(bind),
         submissions=free_port(bind), imap=free_port(bind), imaps=free_port(bind),
@@ -39,7 +41,7 @@ def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.te
         database=DatabaseSettings(url=database_url),
         listen=listen,
         smtp=SmtpSettings(idle_timeout_seconds=30.0),
-        federation=FederationSettings(),
+        federation=FederationSettings(dns_nameservers=(dns_host,), dns_port=dns_port),
         partners=tuple(PartnerSchool(domain=p) for p in partners),
     )
     if sections:
