@@ -1,12 +1,46 @@
-"""Wiring of the imap service(s) into a School (see conf.wiring)."""
+"""Wiring of the IMAP service into a School (see conf.wiring): the STARTTLS
+listener (settings.listen.imap) and the implicit-TLS one (listen.imaps),
+with the school's certificate, store, authenticator and limits."""
 
 from __future__ import annotations
 
+import ssl
 from typing import TYPE_CHECKING
+
+from mailserver.imap.server import ImapConnection, ImapLimits, ImapServer
+from mailserver.imap.session import ImapSession, SessionServices
 
 if TYPE_CHECKING:
     from conf.app import School, Service
 
 
+def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
+    """TLS 1.2+ server context (RFC 8314 4.1, RFC 9051 11.1)."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate, key)
+    return context
+
+
 def build(school: School) -> list[Service]:
-    return []
+    settings = school.settings
+    listen = settings.listen
+    if listen.imap < 0 and listen.imaps < 0:
+        return []
+    cert = settings.path(settings.tls.certificate)
+    key = settings.path(settings.tls.key)
+    context = server_tls_context(str(cert), str(key)) if cert.exists() else None
+    imap = settings.imap
+    services = SessionServices(
+        store=school.mail_store, authenticator=school.authenticator,
+        max_literal_size=imap.max_literal_size, idle_timeout=imap.idle_timeout_seconds,
+        max_errors=imap.max_errors)
+
+    async def run_session(connection: ImapConnection) -> None:
+        await ImapSession(services, connection).run()
+
+    limits = ImapLimits(max_line_length=imap.max_line_length,
+                        max_literal_size=imap.max_literal_size,
+                        idle_timeout=imap.idle_timeout_seconds, max_errors=imap.max_errors)
+    return [ImapServer(bind=listen.bind, imap_port=listen.imap, imaps_port=listen.imaps,
+                       ssl_context=context, limits=limits, session_runner=run_session)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import random
 import socket
 from pathlib import Path
 
@@ -20,9 +21,22 @@ from tests.support.dns_server import quiet_dns
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    """A port that is free now, from below the kernel's ephemeral range.
+
+    Picking with bind(0) hands out ephemeral ports, which an outgoing client
+    connection can take between our check and the server's bind ("address
+    already in use"); ports from 20000-32767 are never handed out that way.
+    """
+    rng = random.SystemRandom()
+    for _ in range(200):
+        port = rng.randrange(20000, 32768)
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port on {host}")
 
 
 def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.test",

@@ -1,0 +1,297 @@
+"""The IMAP network layer: listeners, one connection per client, STARTTLS
+(RFC 9051 6.2.1, RFC 8314 for implicit TLS on the imaps port).
+
+Each connection is an ``asyncio.Protocol`` (no per-connection thread, no
+stream objects): bytes go straight into the wire layer's ``CommandFramer``
+and the events it completes wait in a short queue for the session task,
+which runs the state machine in ``mailserver.imap.session``.  An idle
+connection therefore costs the transport, the (TLS) protocol object, an
+empty framer and a parked task: a few KiB.
+
+Flow control both ways: reading pauses while the session has unconsumed
+commands queued (a client cannot pile up work), and the session waits for
+the transport's write buffer to drain between responses (a slow reader
+cannot make us buffer a whole mailbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mailserver.imap.wire.framer import CommandFramer, FramerEvent
+
+log = logging.getLogger("schulhof.imap")
+
+# asyncio's TLS layer (3.11+) gives every connection a 256 KiB read buffer,
+# zero-filled and so resident: 2,000 idle clients would hold 500 MiB. One TLS
+# record is at most 16 KiB (RFC 8446 5.1), so a buffer of that size loses
+# nothing but the memory.
+TLS_READ_BUFFER = 16 * 1024
+
+# Read pauses with this many framed events waiting, resumes below the low mark.
+_QUEUE_HIGH = 32
+_QUEUE_LOW = 4
+
+
+class ConnectionClosed(Exception):
+    """The peer went away; the session task ends quietly."""
+
+
+@dataclass(frozen=True)
+class ImapLimits:
+    """Per-connection limits (conf.settings.ImapSettings, RFC 7889 APPENDLIMIT)."""
+
+    max_line_length: int = 64 * 1024
+    max_literal_size: int = 64 * 1024 * 1024
+    idle_timeout: float = 30 * 60.0
+    max_errors: int = 20
+
+
+class ImapConnection(asyncio.Protocol):
+    """One client connection: framing, a bounded event queue, writes with drain.
+
+    Implements the ``Channel`` the session state machine talks through.
+    """
+
+    def __init__(self, limits: ImapLimits, ssl_context: ssl.SSLContext | None,
+                 implicit_tls: bool, start_session: Callable[[ImapConnection], Any]) -> None:
+        self.limits = limits
+        self._ssl_context = ssl_context
+        self.tls_active = implicit_tls
+        self._start_session = start_session
+        self._framer = self._new_framer()
+        self._events: collections.deque[FramerEvent] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self._drain_waiter: asyncio.Future[None] | None = None
+        self._transport: asyncio.Transport | None = None
+        self._paused_reading = False
+        self._paused_writing = False
+        self._discarding = False
+        self.closed = False
+        self.client_ip = ""
+        self.task: asyncio.Task[None] | None = None
+
+    def _shrink_tls_buffer(self, transport: asyncio.BaseTransport) -> None:
+        """Replace the TLS layer's read buffer by a small one (see
+        TLS_READ_BUFFER). asyncio has no public knob for it, so this touches
+        ``SSLProtocol`` internals and does nothing when they look different."""
+        protocol = getattr(transport, "_ssl_protocol", None)
+        buffer = getattr(protocol, "_ssl_buffer", None)
+        if (protocol is None or not isinstance(buffer, bytearray)
+                or len(buffer) <= TLS_READ_BUFFER or not hasattr(protocol, "max_size")):
+            return
+        protocol.max_size = TLS_READ_BUFFER
+        protocol._ssl_buffer = bytearray(TLS_READ_BUFFER)
+        protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
+
+    def _new_framer(self) -> CommandFramer:
+        return CommandFramer(max_line_length=self.limits.max_line_length,
+                             max_literal_size=self.limits.max_literal_size)
+
+    @property
+    def tls_available(self) -> bool:
+        return self._ssl_context is not None and not self.tls_active
+
+    # --- asyncio.Protocol -------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        self._shrink_tls_buffer(transport)
+        peer = transport.get_extra_info("peername")
+        self.client_ip = str(peer[0]) if peer else ""
+        self.task = self._start_session(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self._discarding or self._framer.failed:
+            return  # bytes pipelined after STARTTLS are never commands (RFC 9051 6.2.1)
+        self._events.extend(self._framer.feed(data))
+        if len(self._events) >= _QUEUE_HIGH and not self._paused_reading and self._transport:
+            self._paused_reading = True
+            self._transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        return None  # close the transport; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused_writing = True
+
+    def resume_writing(self) -> None:
+        self._paused_writing = False
+        if self._drain_waiter is not None and not self._drain_waiter.done():
+            self._drain_waiter.set_result(None)
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    # --- the Channel the session uses ---------------------------------------
+
+    async def next_event(self, timeout: float | None) -> FramerEvent | None:
+        """The next framed event; None when ``timeout`` passes first.
+        Raises ConnectionClosed when the client has gone."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not self._events:
+            if self.closed:
+                raise ConnectionClosed()
+            self._waiter = loop.create_future()
+            try:
+                remaining = None if deadline is None else deadline - loop.time()
+                if remaining is not None and remaining <= 0:
+                    return None
+                await asyncio.wait_for(asyncio.shield(self._waiter), remaining)
+            except TimeoutError:
+                return None
+            finally:
+                self._waiter = None
+        event = self._events.popleft()
+        if self._paused_reading and len(self._events) <= _QUEUE_LOW and self._transport:
+            self._paused_reading = False
+            self._transport.resume_reading()
+        return event
+
+    def write(self, data: bytes) -> None:
+        if not self.closed and self._transport is not None:
+            self._transport.write(data)
+
+    async def drain(self) -> None:
+        if self.closed:
+            raise ConnectionClosed()
+        if self._paused_writing:
+            self._drain_waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._drain_waiter
+            finally:
+                self._drain_waiter = None
+            if self.closed:
+                raise ConnectionClosed()
+
+    async def start_tls(self) -> None:
+        """Upgrade to TLS (RFC 9051 6.2.1). Anything the client sent after
+        STARTTLS and before the handshake is dropped, with the framer state."""
+        assert self._transport is not None and self._ssl_context is not None
+        self._discarding = True
+        await self.drain()
+        self._events.clear()
+        self._framer = self._new_framer()
+        # No await between here and loop.start_tls switching the transport's
+        # protocol: every later data_received call carries decrypted bytes
+        # (which may come before start_tls returns), never plaintext.
+        self._discarding = False
+        loop = asyncio.get_running_loop()
+        transport = await loop.start_tls(self._transport, self, self._ssl_context,
+                                         server_side=True, ssl_handshake_timeout=30.0)
+        if transport is None:
+            raise ConnectionClosed()
+        self._transport = transport
+        self._shrink_tls_buffer(transport)
+        self.tls_active = True
+
+    def close(self) -> None:
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.close()
+
+    def abort(self) -> None:
+        if self._transport is not None:
+            self._transport.abort()
+
+
+SessionFactory = Callable[[ImapConnection], Any]
+
+
+class ImapServer:
+    """The IMAP service: a STARTTLS listener and an implicit-TLS listener.
+
+    ``session_runner(connection)`` is a coroutine function running one
+    session to its end (``mailserver.imap.session.ImapSession(...).run``);
+    the server only owns sockets and tasks. Port 0 takes a free port (the
+    real one is reported by ``start``), -1 disables a listener.
+    """
+
+    def __init__(self, *, bind: str, imap_port: int, imaps_port: int,
+                 ssl_context: ssl.SSLContext | None, limits: ImapLimits,
+                 session_runner: Callable[[ImapConnection], Any]) -> None:
+        self._bind = bind
+        self._ports = {"imap": imap_port, "imaps": imaps_port}
+        self._ssl_context = ssl_context
+        self._limits = limits
+        self._run_session = session_runner
+        self._servers: list[asyncio.AbstractServer] = []
+        self._connections: set[ImapConnection] = set()
+        self.bound: dict[str, int] = {}
+
+    async def start(self) -> list[str]:
+        loop = asyncio.get_running_loop()
+        described = []
+        for name, port in self._ports.items():
+            if port < 0:
+                continue
+            implicit = name == "imaps"
+            if implicit and self._ssl_context is None:
+                continue
+
+            def factory(implicit: bool = implicit) -> ImapConnection:
+                return ImapConnection(self._limits, self._ssl_context, implicit, self._spawn)
+
+            server = await loop.create_server(
+                factory, self._bind, port, ssl=self._ssl_context if implicit else None,
+                ssl_handshake_timeout=30.0 if implicit else None, reuse_address=True,
+                backlog=1024)
+            self._servers.append(server)
+            real = server.sockets[0].getsockname()[1]
+            self.bound[name] = real
+            described.append(f"service={name} address={self._bind}:{real}")
+        return described
+
+    def _spawn(self, connection: ImapConnection) -> asyncio.Task[None]:
+        self._connections.add(connection)
+        task = asyncio.get_running_loop().create_task(self._serve(connection))
+        return task
+
+    async def _serve(self, connection: ImapConnection) -> None:
+        try:
+            await self._run_session(connection)
+        except ConnectionClosed:
+            pass
+        except Exception:  # the session catches per command; this is a last resort
+            log.exception("event=imap_session_crash client=%s", connection.client_ip)
+        finally:
+            connection.close()
+            self._connections.discard(connection)
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._connections)
+
+    async def stop(self) -> None:
+        for server in self._servers:
+            server.close()
+        for connection in list(self._connections):
+            connection.write(b"* BYE Server shutting down\r\n")
+            if connection.task is not None:
+                connection.task.cancel()
+            connection.close()
+        tasks = [c.task for c in self._connections if c.task is not None]
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
+        for server in self._servers:
+            try:
+                await asyncio.wait_for(server.wait_closed(), 5)
+            except TimeoutError:
+                pass
+        self._servers = []
+        self._connections.clear()

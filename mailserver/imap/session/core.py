@@ -1,0 +1,305 @@
+"""The IMAP session state machine (RFC 9051 3, RFC 3501 3): not
+authenticated -> authenticated -> selected -> logout.
+
+One ``ImapSession`` per connection runs the command loop: take a framed
+command from the channel, parse it (wire layer), check that it is valid in
+the current state, run its handler (one module per group of commands), tell
+the client about other sessions' changes to the selected mailbox, send the
+tagged result.  Handlers return the tagged response and send untagged data
+through ``send``; domain errors are translated to ``NO [code]`` here, once,
+and any other exception becomes ``NO [SERVERBUG]`` without ending the session.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from mailserver.imap.session.capabilities import capabilities
+from mailserver.imap.session.errors import translate
+from mailserver.imap.session.view import ChangedMessage, SelectedView
+from mailserver.imap.wire import commands as c
+from mailserver.imap.wire import responses as r
+from mailserver.imap.wire.errors import ParseError
+from mailserver.imap.wire.framer import (
+    CommandUnit,
+    ContinuationRequest,
+    FramerEvent,
+    FramingFailure,
+    LiteralTooBig,
+)
+from mailserver.imap.wire.parser import parse_command
+from mailserver.imap.wire.serializer import serialize_response
+
+if TYPE_CHECKING:
+    from mailserver.imap.fetching import ParsedMessageCache
+
+log = logging.getLogger("schulhof.imap")
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not-authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+ANY = frozenset(State) - {State.LOGOUT}
+NOT_AUTH = frozenset({State.NOT_AUTHENTICATED})
+AUTH = frozenset({State.AUTHENTICATED, State.SELECTED})
+SELECTED = frozenset({State.SELECTED})
+
+
+class Channel(Protocol):
+    """What the session needs of its connection (mailserver.imap.server)."""
+
+    client_ip: str
+    tls_active: bool
+
+    @property
+    def tls_available(self) -> bool: ...
+
+    async def next_event(self, timeout: float | None) -> FramerEvent | None: ...
+
+    def write(self, data: bytes) -> None: ...
+
+    async def drain(self) -> None: ...
+
+    async def start_tls(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class SessionServices:
+    """What every session of one server shares: the store, the authenticator
+    and the limits (constructor arguments, never globals)."""
+
+    store: Any  # mailserver.store.MailStore
+    authenticator: Any  # directory.auth.Authenticator
+    max_literal_size: int
+    idle_timeout: float
+    max_errors: int
+
+
+Handler = Callable[["ImapSession", Any], Awaitable["r.Tagged | None"]]
+
+# Commands during whose responses an EXPUNGE must not be sent (RFC 9051 7.5.1,
+# RFC 3501 7.4.1): the client could not tell which numbers had moved.
+_NO_EXPUNGE_DURING = (c.Fetch, c.Store, c.Search)
+
+
+class ImapSession:
+    """One connection's IMAP session."""
+
+    def __init__(self, services: SessionServices, channel: Channel) -> None:
+        self.services = services
+        self.store = services.store
+        self.channel = channel
+        self.state = State.NOT_AUTHENTICATED
+        self.account_id: int | None = None
+        self.login: str = ""
+        self.view: SelectedView | None = None
+        self.enabled: set[str] = set()
+        self.condstore = False
+        self.saved_uids: tuple[int, ...] = ()
+        self.errors = 0
+        self.subscription: Any = None
+        self._dirty = False
+        self._mailbox_gone = False
+        self._cache: ParsedMessageCache | None = None
+
+    # --- flags of the session ------------------------------------------------
+
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        # RFC 9051 5.1: IMAP4rev2 mailbox names are UTF-8.
+        return self.rev2
+
+    @property
+    def cache(self) -> ParsedMessageCache:
+        """A parsed-message cache made on first FETCH/SEARCH: idle sessions
+        do not carry one."""
+        if self._cache is None:
+            from mailserver.imap.fetching import ParsedMessageCache
+
+            self._cache = ParsedMessageCache(entries=2, max_bytes=8 * 1024 * 1024)
+        return self._cache
+
+    def capabilities(self) -> tuple[str, ...]:
+        return capabilities(tls=self.channel.tls_active,
+                            tls_available=self.channel.tls_available,
+                            authenticated=self.state in AUTH,
+                            append_limit=self.services.max_literal_size)
+
+    # --- output ----------------------------------------------------------------
+
+    def send(self, *responses: r.Response) -> None:
+        for response in responses:
+            self.channel.write(serialize_response(response, utf8=self.utf8))
+
+    def bad(self, tag: str | None, text: str) -> None:
+        """A BAD answer, counted towards ``max_errors`` (then BYE)."""
+        self.errors += 1
+        if tag is None:
+            self.send(r.Untagged("BAD", text))
+        else:
+            self.send(r.Tagged(tag, "BAD", text))
+        if self.errors >= self.services.max_errors:
+            self.send(r.Untagged("BYE", "Too many errors, closing"))
+            self.state = State.LOGOUT
+
+    # --- the loop ----------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Greet, then serve commands until LOGOUT, BYE or the peer leaves."""
+        from mailserver.imap.server import ConnectionClosed
+
+        self.send(r.Untagged("OK", "Schulhof IMAP server ready",
+                             r.CapabilityCode(self.capabilities())))
+        try:
+            while self.state is not State.LOGOUT:
+                await self.channel.drain()
+                event = await self.channel.next_event(self.services.idle_timeout)
+                if event is None:
+                    self.send(r.Untagged("BYE", "Autologout; idle for too long"))
+                    break
+                await self.handle_event(event)
+            await self.channel.drain()
+        except ConnectionClosed:
+            pass
+        finally:
+            self.close_subscription()
+
+    async def handle_event(self, event: FramerEvent) -> None:
+        if isinstance(event, ContinuationRequest):
+            self.send(r.Continuation())
+        elif isinstance(event, LiteralTooBig):
+            # RFC 7889 / RFC 9051 7.1: the command is refused, the session goes on.
+            text = f"Literal of {event.size} octets is over the limit"
+            if event.tag is None:
+                self.send(r.Untagged("NO", text, r.Code("TOOBIG")))
+            else:
+                self.send(r.Tagged(event.tag, "NO", text, r.Code("TOOBIG")))
+        elif isinstance(event, FramingFailure):
+            self.send(r.Untagged("BYE", event.text))
+            self.state = State.LOGOUT
+        else:
+            await self.execute(event)
+
+    async def execute(self, unit: CommandUnit) -> None:
+        from mailserver.imap.server import ConnectionClosed
+        from mailserver.imap.session.registry import HANDLERS
+
+        try:
+            command = parse_command(unit, utf8=self.utf8)
+        except ParseError as error:
+            if error.status == "NO" and error.tag is not None:
+                code = r.Code(*error.code.split(" ", 1)) if error.code else None
+                self.send(r.Tagged(error.tag, "NO", error.text, code))
+            else:
+                self.bad(error.tag, f"Invalid command: {error.text}")
+            return
+        handler, states = HANDLERS[type(command)]
+        if self.state not in states:
+            self.bad(command.tag, f"Command not valid in the {self.state.value} state")
+            return
+        try:
+            final = await handler(self, command)
+        except ConnectionClosed:
+            raise
+        except Exception as error:
+            final = self._failure(command, error)
+        if final is None:
+            return  # STARTTLS: answered before the handshake, nothing follows
+        if self.state is State.SELECTED and not isinstance(command, c.Logout):
+            try:
+                await self.poll(allow_expunge=not (isinstance(command, _NO_EXPUNGE_DURING)
+                                                   and not getattr(command, "uid", False)))
+            except Exception as error:  # a failed poll must not lose the tagged reply
+                log.exception("event=imap_poll_failed account=%s", self.account_id)
+                del error
+        if final.status == "BAD":
+            self.bad(final.tag, final.text)
+        else:
+            self.send(final)
+
+    def _failure(self, command: c.Command, error: Exception) -> r.Tagged:
+        translated = translate(command.tag, error, target_mailbox=isinstance(
+            command, c.Copy | c.Move | c.Append))
+        if translated is not None:
+            return translated
+        log.exception("event=imap_command_failed command=%s account=%s",
+                      type(command).__name__, self.account_id)
+        return r.Tagged(command.tag, "NO", "Internal server error", r.Code("SERVERBUG"))
+
+    # --- account and selected mailbox -------------------------------------------
+
+    async def logged_in(self, account: Any) -> None:
+        """Enter the authenticated state (RFC 9051 6.2.3) for ``account``."""
+        self.account_id = account.id
+        self.login = account.login
+        self.state = State.AUTHENTICATED
+        await self.store.ensure_default_mailboxes(account.id)
+        feed = getattr(self.store, "feed", None)
+        if feed is not None:
+            self.subscription = feed.subscribe(account.id)
+
+    def close_subscription(self) -> None:
+        if self.subscription is not None:
+            self.subscription.close()
+            self.subscription = None
+
+    def select(self, view: SelectedView | None) -> None:
+        self.view = view
+        self.saved_uids = ()
+        self._dirty = False
+        self._mailbox_gone = False
+        self.state = State.SELECTED if view is not None else State.AUTHENTICATED
+
+    def note_changes(self, changes: list[Any]) -> None:
+        """Feed notifications -> whether the selected mailbox needs a poll."""
+        if self.view is None:
+            return
+        for change in changes:
+            if change.mailbox_id != self.view.mailbox_id:
+                continue
+            if change.deleted:
+                self._mailbox_gone = True
+            elif change.highestmodseq > self.view.modseq:
+                self._dirty = True
+
+    async def poll(self, *, allow_expunge: bool, force: bool = False) -> None:
+        """Tell the client what changed in the selected mailbox since it last
+        heard (RFC 9051 5.2, 7.4.1): EXPUNGE/VANISHED, EXISTS, FETCH FLAGS."""
+        view = self.view
+        if view is None:
+            return
+        if self.subscription is not None:
+            self.note_changes(self.subscription.pending())
+        else:
+            force = True
+        if self._mailbox_gone:
+            # RFC 9051 7.1.5: the mailbox went away under us; nothing we could
+            # send keeps the numbers right, so end the session.
+            self.send(r.Untagged("BYE", "Selected mailbox was deleted"))
+            self.state = State.LOGOUT
+            return
+        if self._dirty or force:
+            self._dirty = False
+            changes = await self.store.changes_since(view.mailbox_id, view.modseq)
+            self.send(*view.apply_changes(
+                (ChangedMessage(m.uid, frozenset(m.flags), m.modseq) for m in changes.changed),
+                changes.vanished, changes.highestmodseq, allow_expunge=allow_expunge,
+                qresync=self.qresync, condstore=self.condstore))
+        elif allow_expunge and view.pending_expunge:
+            self.send(*view.flush_expunges(qresync=self.qresync))

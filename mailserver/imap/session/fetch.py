@@ -1,0 +1,171 @@
+"""FETCH / UID FETCH (RFC 9051 6.4.5, 6.4.9; CONDSTORE CHANGEDSINCE RFC 7162
+3.1.4; QRESYNC VANISHED RFC 7162 3.2.6): the session side.  The items are
+computed by ``mailserver.imap.fetching``; here we load records and bodies
+in chunks, set ``\\Seen`` for non-PEEK body fetches, and stream the
+responses with drains in between (a 20 MB body is sent without holding
+more than that one message)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from mailserver.imap import fetching
+from mailserver.imap.session.core import SELECTED
+from mailserver.imap.wire import commands as c
+from mailserver.imap.wire import responses as r
+from mailserver.imap.wire.fetch_items import FetchItem
+from mailserver.imap.wire.sequence import SequenceSet
+
+if TYPE_CHECKING:
+    from mailserver.imap.session.core import ImapSession
+
+# Records per store round trip: many when only flags are asked, few when
+# bodies are loaded (bounds the memory one FETCH holds).
+RECORD_CHUNK = 2000
+BODY_CHUNK = 16
+# Bodies above this are parsed in a worker thread, off the event loop.
+THREAD_THRESHOLD = 256 * 1024
+# FETCH of only these items for many messages takes the fast path below.
+_STATE_ITEMS = frozenset({FetchItem("UID"), FetchItem("FLAGS"), FetchItem("MODSEQ")})
+FAST_PATH_MINIMUM = 500
+
+
+def chunks(items: list[int], size: int) -> list[list[int]]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def record_of(seq: int, meta: Any) -> fetching.MessageRecord:
+    return fetching.MessageRecord(seq, meta.uid, frozenset(meta.flags), meta.internal_date,
+                                  meta.size, meta.modseq, meta.blob_id)
+
+
+async def fetch(s: ImapSession, cmd: c.Fetch) -> r.Tagged:
+    view = s.view
+    assert view is not None
+    if not cmd.uid and view.out_of_range(cmd.sequence_set):
+        return r.Tagged(cmd.tag, "BAD", "Message number out of range")
+    items = cmd.attributes
+    if cmd.changed_since is not None or FetchItem("MODSEQ") in items:
+        s.condstore = True  # RFC 7162 3.1: CONDSTORE enabling
+        if FetchItem("MODSEQ") not in items:
+            items = (*items, FetchItem("MODSEQ"))
+    if cmd.vanished:
+        if not s.qresync:
+            return r.Tagged(cmd.tag, "BAD", "VANISHED needs ENABLE QRESYNC")
+        await _send_vanished(s, cmd)
+    uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=s.saved_uids)
+    if (len(uids) >= FAST_PATH_MINIMUM and set(items) <= _STATE_ITEMS
+            and await _fetch_states(s, cmd, items, uids)):
+        return r.Tagged(cmd.tag, "OK", "FETCH completed")
+    with_body = fetching.needs_body(items)
+    for chunk in chunks(uids, BODY_CHUNK if with_body else RECORD_CHUNK):
+        metas = await s.store.fetch_messages(view.mailbox_id, chunk)
+        results: list[tuple[int, int, fetching.FetchResult]] = []
+        for meta in metas:
+            if cmd.changed_since is not None and meta.modseq <= cmd.changed_since:
+                continue
+            seq = view.seq_of(meta.uid)
+            if seq is None:
+                continue
+            record = record_of(seq, meta)
+            body = await s.store.read_blob(meta.blob_id) if with_body else None
+            results.append((seq, meta.uid, await _items(s, items, record, body, cmd.uid)))
+        await _set_seen(s, results)
+        for seq, _, result in results:
+            s.send(r.FetchData(seq, result.items))
+        await s.channel.drain()
+    return r.Tagged(cmd.tag, "OK", "FETCH completed")
+
+
+async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
+                        uids: list[int]) -> bool:
+    """``FETCH 1:* (UID FLAGS)``, the first thing a client does on a big
+    mailbox: read (uid, flags, modseq) for the whole mailbox in one snapshot
+    query (the SELECT path, no per-message records) and write the responses
+    as bytes directly, with each distinct flag set rendered once.  Returns
+    False (use the general path) if the mailbox was renamed meanwhile."""
+    view = s.view
+    assert view is not None
+    snapshot = await s.store.select_snapshot(s.account_id, view.name)
+    if snapshot.mailbox.id != view.mailbox_id:
+        return False
+    wanted = set(uids)
+    uid_item = FetchItem("UID") in items or cmd.uid
+    flags_item = FetchItem("FLAGS") in items
+    modseq_item = FetchItem("MODSEQ") in items
+    rendered: dict[frozenset[str], bytes] = {}
+    out: list[bytes] = []
+    seq_of = view.seq_of
+    for state in snapshot.messages:
+        if state.uid not in wanted or (cmd.changed_since is not None
+                                       and state.modseq <= cmd.changed_since):
+            continue
+        seq = seq_of(state.uid)
+        if seq is None:
+            continue
+        parts = []
+        if uid_item:
+            parts.append(b"UID %d" % state.uid)
+        if flags_item:
+            flags = rendered.get(state.flags)
+            if flags is None:
+                flags = rendered[state.flags] = b"FLAGS (" + " ".join(
+                    sorted(state.flags, key=lambda f: (not f.startswith("\\"), f.lower()))
+                ).encode() + b")"
+            parts.append(flags)
+        if modseq_item:
+            parts.append(b"MODSEQ (%d)" % state.modseq)
+        out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
+        if len(out) >= 1000:
+            s.channel.write(b"".join(out))
+            out.clear()
+            await s.channel.drain()
+    s.channel.write(b"".join(out))
+    return True
+
+
+async def _items(s: ImapSession, items: tuple[Any, ...], record: fetching.MessageRecord,
+                 body: bytes | None, uid: bool) -> fetching.FetchResult:
+    read_only = s.view is not None and s.view.read_only
+    if body is not None and len(body) > THREAD_THRESHOLD:
+        return await asyncio.to_thread(fetching.fetch_response_items, items, record, body,
+                                       uid_fetch=uid, rev2=s.rev2, read_only=read_only,
+                                       cache=None)
+    return fetching.fetch_response_items(items, record, body, uid_fetch=uid, rev2=s.rev2,
+                                         read_only=read_only, cache=s.cache)
+
+
+async def _set_seen(s: ImapSession, results: list[tuple[int, int, fetching.FetchResult]]
+                    ) -> None:
+    """RFC 3501 6.4.5: a non-PEEK body fetch sets \\Seen; the FLAGS item of
+    the same response already shows it (the fetching module adds it)."""
+    view = s.view
+    assert view is not None
+    seen = [uid for _, uid, result in results if result.sets_seen]
+    if not seen:
+        return
+    from mailserver.store.model import FlagMode
+
+    stored = await s.store.store_flags(view.mailbox_id, seen, FlagMode.ADD, ("\\Seen",), None)
+    modseqs = {m.uid: m.modseq for m in stored.updated}
+    for index, (seq, uid, result) in enumerate(results):
+        if uid in modseqs:
+            view.note_own_change(uid, modseqs[uid])
+            if s.condstore:
+                results[index] = (seq, uid, result.with_modseq(modseqs[uid]))
+
+
+async def _send_vanished(s: ImapSession, cmd: c.Fetch) -> None:
+    """UID FETCH ... (CHANGEDSINCE m VANISHED): UIDs in the set expunged
+    since m, as ``VANISHED (EARLIER)`` (RFC 7162 3.2.6)."""
+    view = s.view
+    assert view is not None and cmd.changed_since is not None
+    changes = await s.store.changes_since(view.mailbox_id, cmd.changed_since)
+    largest = max([view.largest_uid, *changes.vanished, 1])
+    gone = [uid for uid in changes.vanished if cmd.sequence_set.contains(uid, largest)]
+    if gone:
+        s.send(r.VanishedData(SequenceSet.from_numbers(gone), earlier=True))
+
+
+HANDLERS = {c.Fetch: (fetch, SELECTED)}

@@ -1,0 +1,170 @@
+"""Entering and leaving the selected state, and waiting in it: SELECT,
+EXAMINE (RFC 9051 6.3.2-6.3.3, CONDSTORE/QRESYNC RFC 7162 3.1.8 / 3.2.5),
+CLOSE, UNSELECT (RFC 9051 6.4.1-6.4.2), CHECK (RFC 3501 6.4.1) and IDLE
+(RFC 2177, RFC 9051 6.3.13)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from mailserver.imap.session.core import AUTH, SELECTED, State
+from mailserver.imap.session.view import SelectedView
+from mailserver.imap.wire import commands as c
+from mailserver.imap.wire import responses as r
+from mailserver.imap.wire.errors import ParseError
+from mailserver.imap.wire.framer import CommandUnit, FramingFailure
+from mailserver.imap.wire.parser import parse_idle_done
+from mailserver.imap.wire.sequence import SequenceSet
+
+if TYPE_CHECKING:
+    from mailserver.imap.session.core import ImapSession
+
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
+
+async def select(s: ImapSession, cmd: c.Select) -> r.Tagged:
+    """SELECT / EXAMINE: the untagged data of RFC 9051 6.3.2 (and RFC 3501
+    6.3.1 RECENT/UNSEEN for IMAP4rev1 clients), then READ-WRITE/READ-ONLY."""
+    if s.view is not None:
+        if s.rev2 or s.qresync:
+            s.send(r.Untagged("OK", "Previous mailbox closed", r.Code("CLOSED")))
+        s.select(None)
+    if cmd.qresync is not None and not s.qresync:
+        return r.Tagged(cmd.tag, "BAD", "QRESYNC is not enabled")
+    if cmd.condstore:
+        s.condstore = True
+    snapshot = await s.store.select_snapshot(s.account_id, cmd.mailbox)
+    box = snapshot.mailbox
+    messages = snapshot.messages
+    view = SelectedView.from_uids(box.id, box.name, box.uidvalidity, cmd.read_only,
+                                  (m.uid for m in messages), box.highestmodseq)
+    keywords = sorted({flag for m in messages for flag in m.flags if not flag.startswith("\\")})
+    s.send(r.FlagsData((*SYSTEM_FLAGS, *keywords)), r.ExistsData(len(messages)))
+    if s.rev2:
+        s.send(r.ListData((), "/", box.name))
+    else:
+        s.send(r.RecentData(0))
+        first_unseen = next((i for i, m in enumerate(messages, 1)
+                             if not any(f.lower() == "\\seen" for f in m.flags)), None)
+        if first_unseen is not None:
+            s.send(r.Untagged("OK", "First unseen", r.NumberCode("UNSEEN", first_unseen)))
+    permanent = () if cmd.read_only else (*SYSTEM_FLAGS, *keywords, "\\*")
+    s.send(r.Untagged("OK", "Flags permitted", r.PermanentFlagsCode(permanent)),
+           r.Untagged("OK", "UIDs valid", r.NumberCode("UIDVALIDITY", box.uidvalidity)),
+           r.Untagged("OK", "Predicted next UID", r.NumberCode("UIDNEXT", box.uidnext)),
+           r.Untagged("OK", "Highest", r.NumberCode("HIGHESTMODSEQ", box.highestmodseq)))
+    del messages
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == box.uidvalidity:
+        await _qresync(s, view, cmd.qresync)
+    s.select(view)
+    mode = "READ-ONLY" if cmd.read_only else "READ-WRITE"
+    return r.Tagged(cmd.tag, "OK", f"{'EXAMINE' if cmd.read_only else 'SELECT'} completed",
+                    r.Code(mode))
+
+
+async def _qresync(s: ImapSession, view: SelectedView, params: c.QresyncParams) -> None:
+    """RFC 7162 3.2.5.2: what the client missed since its MODSEQ."""
+    changes = await s.store.changes_since(view.mailbox_id, params.modseq)
+    known = params.known_uids
+    vanished = [uid for uid in changes.vanished
+                if known is None or known.contains(uid, max(uid, 1))]
+    if vanished:
+        s.send(r.VanishedData(SequenceSet.from_numbers(vanished), earlier=True))
+    for message in changes.changed:
+        seq = view.seq_of(message.uid)
+        if seq is not None:
+            s.send(r.FetchData(seq, (r.UidItem(message.uid),
+                                     r.FlagsItem(tuple(sorted(message.flags))),
+                                     r.ModSeqItem(message.modseq))))
+
+
+async def close(s: ImapSession, cmd: c.Close) -> r.Tagged:
+    """RFC 9051 6.4.1: expunge \\Deleted silently (not when read-only)."""
+    view = s.view
+    assert view is not None
+    if not view.read_only:
+        await s.store.expunge(view.mailbox_id, None)
+    s.select(None)
+    return r.Tagged(cmd.tag, "OK", "CLOSE completed")
+
+
+async def unselect(s: ImapSession, cmd: c.Unselect) -> r.Tagged:
+    """RFC 3691 / RFC 9051 6.4.2."""
+    s.select(None)
+    return r.Tagged(cmd.tag, "OK", "UNSELECT completed")
+
+
+async def check(s: ImapSession, cmd: c.Check) -> r.Tagged:
+    """RFC 3501 6.4.1: every write is durable at commit; only the poll remains."""
+    await s.poll(allow_expunge=True, force=True)
+    return r.Tagged(cmd.tag, "OK", "CHECK completed")
+
+
+async def idle(s: ImapSession, cmd: c.Idle) -> r.Tagged:
+    """RFC 2177: wait on the change feed and the client at once; a commit by
+    SMTP or another session wakes us within the feed's latency."""
+    s.send(r.Continuation("idling"))
+    if s.view is not None:
+        await s.poll(allow_expunge=True, force=True)
+    await s.channel.drain()
+    event_task: asyncio.Future[Any] = asyncio.ensure_future(
+        s.channel.next_event(s.services.idle_timeout))
+    change_task: asyncio.Future[Any] | None = None
+    try:
+        while True:
+            waiters: set[asyncio.Future[Any]] = {event_task}
+            if s.subscription is not None:
+                change_task = asyncio.ensure_future(s.subscription.wait())
+                waiters.add(change_task)
+            done, _ = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            if change_task is not None:
+                if change_task in done:
+                    s.note_changes(change_task.result())
+                    if s.view is not None:
+                        await s.poll(allow_expunge=True)
+                        await s.channel.drain()
+                    if s.state is State.LOGOUT:
+                        return r.Tagged(cmd.tag, "OK", "IDLE terminated")
+                else:
+                    change_task.cancel()
+                change_task = None
+            if event_task in done:
+                return _end_idle(s, cmd, event_task.result())
+    finally:
+        for task in (event_task, change_task):
+            if task is not None and not task.done():
+                task.cancel()
+
+
+def _end_idle(s: ImapSession, cmd: c.Idle, event: Any) -> r.Tagged:
+    if event is None:
+        s.send(r.Untagged("BYE", "Autologout; idle for too long"))
+        s.state = State.LOGOUT
+        return r.Tagged(cmd.tag, "OK", "IDLE terminated")
+    if isinstance(event, FramingFailure):
+        s.send(r.Untagged("BYE", event.text))
+        s.state = State.LOGOUT
+        return r.Tagged(cmd.tag, "OK", "IDLE terminated")
+    if isinstance(event, CommandUnit):
+        try:
+            parse_idle_done(event)
+            return r.Tagged(cmd.tag, "OK", "IDLE terminated")
+        except ParseError:
+            pass
+    return r.Tagged(cmd.tag, "BAD", "Expected DONE")
+
+
+async def compress(s: ImapSession, cmd: c.Compress) -> r.Tagged:
+    """COMPRESS (RFC 4978) is not advertised."""
+    return r.Tagged(cmd.tag, "BAD", "COMPRESS is not supported")
+
+
+HANDLERS = {
+    c.Select: (select, AUTH),
+    c.Close: (close, SELECTED),
+    c.Unselect: (unselect, SELECTED),
+    c.Check: (check, SELECTED),
+    c.Idle: (idle, AUTH),
+    c.Compress: (compress, AUTH),
+}
