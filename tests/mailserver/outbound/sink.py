@@ -34,6 +34,9 @@ class SinkHandler:
     rcpt_delay: float = 0.0
     # Cleared: every RCPT and DATA waits (no further 250 is given until it is set again).
     gate: asyncio.Event = field(default_factory=asyncio.Event)
+    # False: the gate holds RCPT only.  A DATA held at the gate would be recorded
+    # after its client died (the 250 never reached it): a legitimate duplicate.
+    gate_data: bool = True
 
     def __post_init__(self) -> None:
         self.gate.set()
@@ -50,11 +53,16 @@ class SinkHandler:
         return "250 2.1.5 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        await self.gate.wait()
+        if self.gate_data:
+            await self.gate.wait()
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
         if self.data_reply is not None:
             return self.data_reply
+        if server.transport is None or server.transport.is_closing():
+            # The client is gone while we held the reply: it never got a 250 and
+            # will send again, so this copy does not count as delivered.
+            return "421 4.4.2 connection lost"
         content = envelope.original_content or b""
         sender = "" if envelope.mail_from in (None, "<>") else envelope.mail_from
         self.messages.append(Received(sender, list(envelope.rcpt_tos),
