@@ -83,6 +83,9 @@ class CredentialSource(Protocol):
 
     async def credentials_for(self, login: str) -> tuple[Account, str] | None: ...
 
+    async def replace_password_hash(self, login: str, old_hash: str,
+                                    new_hash: str) -> bool: ...
+
 
 class Authenticator:
     """Verify login + password in constant time, with throttling."""
@@ -108,4 +111,8 @@ class Authenticator:
             self._throttle.failed(account_key, ip_key)
             raise AuthenticationFailed("invalid login or password")
         self._throttle.succeeded(account_key)
+        if password_hash and self._hasher.needs_rehash(password_hash):
+            # Generated initial passwords carry light parameters: upgrade them now.
+            new_hash = await self._hasher.hash(password)
+            await self._directory.replace_password_hash(login, password_hash, new_hash)
         return account

@@ -118,6 +118,15 @@ class Directory:
             row = await repo.account_row(session, login=login)
             row.password_hash = password_hash
 
+    async def replace_password_hash(self, login: str, old_hash: str, new_hash: str) -> bool:
+        """Swap the hash only if it is still ``old_hash`` (a concurrent passwd wins)."""
+        async with self.db.write() as session:
+            row = await repo.account_row(session, login=login)
+            if row.password_hash != old_hash:
+                return False
+            row.password_hash = new_hash
+            return True
+
     async def set_status(self, login: str, status: Status,
                          deletion_date: dt.date | None = None) -> Account:
         async with self.db.write() as session:
@@ -231,14 +240,20 @@ class Directory:
     async def resolve(self, local_part: str) -> Resolved | None:
         """What ``local_part`` at one of our domains stands for, or None."""
         local_part = local_part.lower()
+        # One round trip (every RCPT on a cache miss lands here): the address row
+        # joined to whichever of account or group owns it.
         async with self.db.read() as session:
-            address = await session.get(AddressRow, local_part)
-            if address is None:
+            row = (await session.execute(
+                select(AccountRow, GroupRow)
+                .select_from(AddressRow)
+                .outerjoin(AccountRow, AccountRow.id == AddressRow.account_id)
+                .outerjoin(GroupRow, GroupRow.id == AddressRow.group_id)
+                .where(AddressRow.local_part == local_part))).one_or_none()
+            if row is None:
                 return None
-            if address.account_id is not None:
-                row = await session.get(AccountRow, address.account_id)
-                return Resolved(local_part, account=repo.account_from_row(row))
-            group = await session.get(GroupRow, address.group_id)
+            account, group = row
+            if account is not None:
+                return Resolved(local_part, account=repo.account_from_row(account))
             return Resolved(local_part, group=repo.group_from_row(group))
 
     async def addresses_of(self, login: str) -> set[str]:

@@ -134,7 +134,7 @@ class Importer:
         if not passwords:
             return {}
         loop = asyncio.get_running_loop()
-        hash_sync = self.directory.hasher.hash_sync
+        hash_sync = self.directory.hasher.hash_generated_sync
         with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="import-hash") as pool:
             hashes = await asyncio.gather(*(loop.run_in_executor(pool, hash_sync, password)
                                             for password in passwords.values()))

@@ -144,6 +144,9 @@ class FakeHasher:
     async def verify(self, password_hash: str | None, password: str) -> bool:
         return password_hash is not None and password_hash == f"hash:{password}"
 
+    def needs_rehash(self, password_hash: str) -> bool:
+        return False  # the rehash path is tested against the real hasher
+
 
 class FakeDirectory:
     local_domains = frozenset({"schule.test"})

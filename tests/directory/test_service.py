@@ -126,3 +126,18 @@ async def test_purge_deletes_only_leavers_past_their_date(school: School) -> Non
     assert await d.resolve("geht") is None and await d.resolve("g.alias") is None
     assert [m.account.login for m in await d.group_members("5a")] == []
     assert {a.login for a in await d.list_accounts()} == {"bleibt", "spaeter"}
+
+
+async def test_generated_password_is_rehashed_with_full_parameters_at_first_login(
+        school: School) -> None:
+    d, hasher = school.directory, school.hasher
+    await d.create_account(role=Role.PUPIL, login="neu")
+    light = hasher.hash_generated_sync("Zufall-Geheim-42")
+    assert await d.replace_password_hash("neu", "", light)
+    assert hasher.needs_rehash(light)
+    await school.authenticator.authenticate("neu", "Zufall-Geheim-42", "10.2.0.1")
+    _, stored = await d.credentials_for("neu")
+    assert stored != light and not hasher.needs_rehash(stored)
+    assert hasher.verify_sync(stored, "Zufall-Geheim-42")
+    # A hash that changed meanwhile (e.g. `schulhof user passwd`) is not overwritten.
+    assert not await d.replace_password_hash("neu", light, "x")
