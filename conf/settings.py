@@ -126,6 +126,11 @@ class FederationSettings:
     retry_give_up_hours: float = 120.0
     delay_warning_hours: float = 4.0
     first_retry_seconds: float = 300.0
+    # Outbound TLS: a CA bundle instead of the system trust store ("" = system),
+    # and whether MTA-STS (RFC 8461) and DANE (RFC 7672) policies are enforced.
+    tls_ca_file: str = ""
+    mta_sts: bool = True
+    dane: bool = True
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import logging
 import re
 from collections.abc import Sequence
@@ -60,7 +61,9 @@ class DkimResult:
     signature_prefix: str = ""
 
 
+@functools.lru_cache(maxsize=16)
 def _dkimpy_private_key(private_pem: bytes, algorithm: str) -> bytes:
+    # Cached: loading an RSA key validates it (about 40 ms), once per key is enough.
     """dkimpy wants PKCS#1 PEM for RSA and base64 of the 32-byte seed for Ed25519."""
     key = serialization.load_pem_private_key(private_pem, password=None)
     if algorithm == DKIM_RSA and isinstance(key, rsa.RSAPrivateKey):

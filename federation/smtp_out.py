@@ -12,7 +12,12 @@ RFC 5321 client side on top of aiosmtplib:
   *verification* fails we reconnect and encrypt without it; the outcome
   (protocol version, cipher, verified or not) is part of every result and
   is logged.  ``require_tls`` turns a server without working TLS into a
-  temporary failure (for MTA-STS/DANE later);
+  temporary failure;
+* per connection, a :class:`TlsRequirement` from the recipient domain's
+  policies: MTA-STS ``enforce`` (RFC 8461 4.2) wants TLS with a certificate
+  valid for the MX host name (no fallback at all); DANE (RFC 7672 2.2, 3)
+  wants TLS authenticated by the host's TLSA records instead of the trust
+  store.  Not achieving it raises :class:`TlsRefused` (temporary);
 * per-recipient results with the reply code and the RFC 3463 enhanced
   status code, so the queue can retry 4xx and bounce 5xx recipient by
   recipient (RFC 5321 4.2.5 / 6.1).
@@ -24,6 +29,7 @@ and the address to connect to.
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import re
 import ssl
@@ -31,6 +37,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import aiosmtplib
+
+from federation import dane
+from federation.resolver import TlsaRecord
 
 log = logging.getLogger("schulhof.federation.smtp_out")
 
@@ -43,7 +52,8 @@ class TlsInfo:
 
     version: str = ""
     cipher: str = ""
-    verified: bool = False
+    verified: bool = False  # PKIX with the host name, or DANE
+    dane: bool = False  # authenticated by TLSA records (RFC 7672)
 
     @property
     def encrypted(self) -> bool:
@@ -52,7 +62,8 @@ class TlsInfo:
     def log_fields(self) -> str:
         if not self.encrypted:
             return "tls=none"
-        return f"tls={self.version} cipher={self.cipher} verified={str(self.verified).lower()}"
+        text = f"tls={self.version} cipher={self.cipher} verified={str(self.verified).lower()}"
+        return text + " dane=true" if self.dane else text
 
 
 PLAINTEXT = TlsInfo()
@@ -126,6 +137,32 @@ class ConnectionLost(ConnectionFailed):
     """The connection broke in the middle of a transaction (its outcome is unknown)."""
 
 
+class TlsRefused(ConnectionFailed):
+    """The host did not give the TLS a :class:`TlsRequirement` asked for (temporary)."""
+
+
+@dataclass(frozen=True)
+class TlsRequirement:
+    """What one connection must achieve beyond opportunistic TLS (RFC 7435).
+
+    ``verified``: a certificate chain the trust store accepts, for the MX
+    host name (MTA-STS enforce, RFC 8461 4.2).  ``tlsa``: DNSSEC-validated
+    TLSA records (RFC 7672); when given they replace the trust store, and TLS
+    is mandatory even if none of them is usable (RFC 7672 2.2).
+    """
+
+    verified: bool = False
+    tlsa: tuple[TlsaRecord, ...] = ()
+    dane: bool = False  # secure TLSA records exist (possibly none usable)
+
+    @property
+    def tls_required(self) -> bool:
+        return self.verified or self.dane
+
+
+OPPORTUNISTIC = TlsRequirement()
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     helo_name: str
@@ -175,18 +212,31 @@ class OutboundClient:
         self._opportunistic = _opportunistic_context()
         self.connections_opened = 0  # for tests and metrics
 
-    async def connect(self, host: str, address: str) -> OutboundConnection:
+    def _attempts(self, requirement: TlsRequirement) -> list[ssl.SSLContext | None]:
+        if requirement.dane:
+            # The TLSA records, not the trust store, decide (RFC 7672 3.1).
+            return [self._opportunistic]
+        if requirement.verified:
+            return [self._verifying]  # RFC 8461 4.2: no fallback of any kind
+        attempts: list[ssl.SSLContext | None] = [self._verifying, self._opportunistic]
+        if not self.config.require_tls:
+            attempts.append(None)
+        return attempts
+
+    async def connect(self, host: str, address: str,
+                      requirement: TlsRequirement = OPPORTUNISTIC) -> OutboundConnection:
         """An SMTP session with ``host`` at ``address``, TLS if offered; or ConnectionFailed.
 
         A failure before or at EHLO is the host's (try the next MX); a failure
         in the TLS step only moves on to the next, weaker attempt: verified
         TLS, then unverified TLS, then (unless ``require_tls``) plaintext.
+        With a ``requirement`` there are fewer attempts, and falling short
+        raises :class:`TlsRefused`.
         """
-        attempts: list[ssl.SSLContext | None] = [self._verifying, self._opportunistic]
-        if not self.config.require_tls:
-            attempts.append(None)
+        require_tls = self.config.require_tls or requirement.tls_required
+        refusal = TlsRefused if requirement.tls_required else ConnectionFailed
         last = "no attempt"
-        for context in attempts:
+        for context in self._attempts(requirement):
             smtp = self._smtp(address)
             try:
                 await smtp.connect()
@@ -197,10 +247,10 @@ class OutboundClient:
                 raise ConnectionFailed(host, _describe(exc)) from exc
             offered = smtp.supports_extension("starttls")
             if context is None or not offered:
-                if self.config.require_tls:
+                if require_tls:
                     await _quietly_quit(smtp)
-                    reason = last if offered else "not offered"
-                    raise ConnectionFailed(host, f"TLS required; {reason}")
+                    reason = last if offered else "STARTTLS not offered"
+                    raise refusal(host, f"TLS required; {reason}")
                 if offered:
                     log.warning("event=tls_fallback_plaintext host=%s reason=%r", host, last)
                 return OutboundConnection(smtp, host, PLAINTEXT, self.config)
@@ -215,9 +265,27 @@ class OutboundClient:
                 else:
                     log.warning("event=tls_failed host=%s reason=%r", host, last)
                 continue
+            if requirement.dane:
+                return await self._dane_checked(smtp, host, requirement)
             return OutboundConnection(smtp, host, _tls_info(smtp, context is self._verifying),
                                       self.config)
-        raise ConnectionFailed(host, last)
+        raise refusal(host, last)
+
+    async def _dane_checked(self, smtp: aiosmtplib.SMTP, host: str,
+                            requirement: TlsRequirement) -> OutboundConnection:
+        """The connection if the server's chain matches the TLSA records (RFC 7672 3)."""
+        usable = [r for r in requirement.tlsa if dane.usable(r)]
+        if not usable:
+            # RFC 7672 2.2: secure TLSA records, none usable: encrypt, authenticate nothing.
+            return OutboundConnection(smtp, host, _tls_info(smtp, False), self.config)
+        result = dane.verify_chain(_peer_chain(smtp), usable, host, _utcnow())
+        if not result.ok:
+            await _quietly_quit(smtp)
+            log.warning("event=dane_mismatch host=%s reason=%r", host, result.reason)
+            raise TlsRefused(host, f"DANE: {result.reason}")
+        info = _tls_info(smtp, True)
+        return OutboundConnection(smtp, host, TlsInfo(info.version, info.cipher, True, True),
+                                  self.config)
 
     def _smtp(self, address: str) -> aiosmtplib.SMTP:
         source = (self.config.source_address, 0) if self.config.source_address else None
@@ -232,6 +300,30 @@ def _tls_info(smtp: aiosmtplib.SMTP, verified: bool) -> TlsInfo:
         return PLAINTEXT
     cipher = ssl_object.cipher()
     return TlsInfo(ssl_object.version() or "", cipher[0] if cipher else "", verified)
+
+
+def _peer_chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
+    """The certificates the server sent, leaf first, DER.
+
+    ``get_unverified_chain`` is public from Python 3.13; on 3.11/3.12 the
+    same method sits on the private ``_sslobj``.  Without it only the leaf is
+    known (enough for DANE-EE).
+    """
+    ssl_object = smtp.get_transport_info("ssl_object")
+    if ssl_object is None:
+        return []
+    chain_of = getattr(ssl_object, "get_unverified_chain", None) or getattr(
+        getattr(ssl_object, "_sslobj", None), "get_unverified_chain", None)
+    if chain_of is not None:
+        chain = chain_of() or []
+        return [c if isinstance(c, bytes) else c.public_bytes(ssl._ssl.ENCODING_DER)  # type: ignore[attr-defined]
+                for c in chain]
+    leaf = ssl_object.getpeercert(binary_form=True)
+    return [leaf] if leaf else []
+
+
+def _utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
 
 
 def _describe(exc: BaseException) -> str:

@@ -6,6 +6,12 @@ bound to the listen address when it is a specific IP, so SPF sees it), the
 retry schedule (``first_retry_seconds``, ``delay_warning_hours``,
 ``retry_give_up_hours``), and from the school: the DKIM keys in
 ``<base_dir>/keys``, the mail store (bounces go into the sender's INBOX).
+
+Transport security: MTA-STS (policies fetched over HTTPS through the same
+resolver, cached in ``mta_sts_policies``) and DANE (TLSA records trusted
+only when the resolver validated them).  :class:`OutboundTrust` holds what
+the settings do not have yet (a CA file instead of the system trust store,
+the policy server's port): tests pass it to :class:`OutboundService`.
 """
 
 from __future__ import annotations
@@ -13,15 +19,20 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from conf.commands.school import KEYS_DIR
+from federation.dane import DaneLookup
 from federation.keys import SchoolKeyPaths, load_dkim_keys
+from federation.mta_sts import FetchConfig, MtaSts, PolicyFetcher
 from federation.smtp_out import ClientConfig, OutboundClient
 from mailserver.outbound.bounces import InboxBounces
 from mailserver.outbound.queue import OutboundQueue
 from mailserver.outbound.schedule import RetrySchedule
 from mailserver.outbound.signing import MessageSigner
+from mailserver.outbound.sts_store import DatabasePolicyCache
+from mailserver.outbound.tls_policy import TlsPolicies
 from mailserver.outbound.worker import OutboundWorker, WorkerConfig
 
 if TYPE_CHECKING:
@@ -48,17 +59,40 @@ def worker_config(settings: Settings) -> WorkerConfig:
                                              f.delay_warning_hours))
 
 
-def client_config(settings: Settings) -> ClientConfig:
+@dataclass(frozen=True)
+class OutboundTrust:
+    """Trust settings of outbound TLS (defaults: production)."""
+
+    ca_file: str | None = None  # None: the system trust store (SMTP and MTA-STS fetches)
+    mta_sts_port: int = 443
+    mta_sts: bool = True
+    dane: bool = True
+
+
+def client_config(settings: Settings, trust: OutboundTrust = OutboundTrust()) -> ClientConfig:
     return ClientConfig(helo_name=settings.smtp_hostname,
                         port=settings.federation.remote_smtp_port,
+                        ca_file=trust.ca_file,
                         source_address=_specific_ip(settings.listen.bind))
+
+
+def tls_policies(school: School, trust: OutboundTrust) -> TlsPolicies:
+    f = school.settings.federation
+    sts = None
+    if trust.mta_sts:
+        fetcher = PolicyFetcher(FetchConfig(ca_file=trust.ca_file, port=trust.mta_sts_port),
+                                school.resolver.addresses)
+        sts = MtaSts(school.resolver, fetcher, DatabasePolicyCache(school.db))
+    dane = DaneLookup(f.dns_nameservers, f.dns_port) if trust.dane else None
+    return TlsPolicies(sts, dane)
 
 
 class OutboundService:
     """Runs the school's OutboundWorker (the conf.app Service protocol)."""
 
-    def __init__(self, school: School) -> None:
+    def __init__(self, school: School, trust: OutboundTrust = OutboundTrust()) -> None:
         self._school = school
+        self._trust = trust
         self.worker: OutboundWorker | None = None
         self.client: OutboundClient | None = None
         self._task: asyncio.Task[None] | None = None
@@ -85,12 +119,13 @@ class OutboundService:
 
     async def start(self) -> list[str]:
         settings = self._school.settings
-        self.client = OutboundClient(client_config(settings))
+        self.client = OutboundClient(client_config(settings, self._trust))
         store = self._school.mail_store
         self.worker = OutboundWorker(
             worker_config(settings), OutboundQueue(self._school.db), self.client,
             self._school.resolver, await self._signer(),
-            InboxBounces(store, self._find_account))
+            InboxBounces(store, self._find_account),
+            tls=tls_policies(self._school, self._trust))
         self._task = asyncio.create_task(self.worker.run(), name="outbound-worker")
         f = settings.federation
         dns = ",".join(f.dns_nameservers) or "system"
@@ -112,4 +147,7 @@ class OutboundService:
 
 
 def build(school: School) -> list[Service]:
-    return [OutboundService(school)]
+    f = school.settings.federation
+    trust = OutboundTrust(ca_file=str(school.settings.path(f.tls_ca_file)) if f.tls_ca_file
+                          else None, mta_sts=f.mta_sts, dane=f.dane)
+    return [OutboundService(school, trust)]

@@ -12,6 +12,12 @@ of one submission share body, sender and time) and then by recipient
 tasks at once, each with one SMTP connection that carries all of its
 messages (a class's worth of mail to a partner school is one connection).
 A message going to three domains is DKIM-signed once.
+
+Transport security per domain and host comes from
+:mod:`mailserver.outbound.tls_policy` (MTA-STS, RFC 8461; DANE, RFC 7672):
+hosts outside an enforced policy are skipped, and a host that cannot give
+the TLS asked for is a temporary failure (``event=mta_sts_refused`` /
+``event=dane_refused``), never a bounce.
 """
 
 from __future__ import annotations
@@ -25,10 +31,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from federation.resolver import DnsError, DnsNotFound, DnsTemporaryError, MxHost, NullMx
-from federation.smtp_out import ConnectionFailed, ConnectionLost, MessageResult
+from federation.smtp_out import (
+    OPPORTUNISTIC,
+    ConnectionFailed,
+    ConnectionLost,
+    MessageResult,
+    TlsInfo,
+    TlsRefused,
+    TlsRequirement,
+)
 from mailserver.outbound.dsn import DELAYED, FAILED, DsnRecipient, DsnReport, build_dsn
 from mailserver.outbound.queue import OutboundQueue, QueueEntry
 from mailserver.outbound.schedule import RetrySchedule
+from mailserver.outbound.tls_policy import DaneUnavailable, DomainTls, TlsPolicies
+from mailserver.outbound.trace import strip_delivery_fields
 
 log = logging.getLogger("schulhof.outbound")
 
@@ -40,6 +56,7 @@ class Resolving(Protocol):
 
 class Connection(Protocol):
     host: str
+    tls: TlsInfo
 
     async def send(self, mail_from: str, recipients: list[str],
                    message: bytes) -> MessageResult: ...
@@ -47,7 +64,8 @@ class Connection(Protocol):
 
 
 class Connecting(Protocol):
-    async def connect(self, host: str, address: str) -> Connection: ...
+    async def connect(self, host: str, address: str,
+                      requirement: TlsRequirement = OPPORTUNISTIC) -> Connection: ...
 
 
 class Signing(Protocol):
@@ -68,6 +86,10 @@ class WorkerConfig:
     postmaster: str  # From of our DSNs
     schedule: RetrySchedule
     poll_seconds: float = 1.0
+    # After a claim that found rows, look again this soon: mail tends to come in
+    # runs (a class's worth), and nothing wakes the worker on commit yet.
+    busy_poll_seconds: float = 0.05
+    busy_window_seconds: float = 2.0  # ... for this long after the last rows were found
     batch_size: int = 200
     per_domain_connections: int = 2
     max_in_flight: int = 1000  # rows
@@ -110,7 +132,8 @@ class _Message:
     async def signed(self, queue: OutboundQueue, signer: Signing | None) -> bytes:
         if self._signed is None:
             async def sign() -> bytes:
-                body = await self.body(queue)
+                # Our Return-Path belongs to the local copies only (RFC 5321 4.4).
+                body = strip_delivery_fields(await self.body(queue))
                 return await signer.sign(body) if signer is not None else body
             self._signed = asyncio.ensure_future(sign())
         return await asyncio.shield(self._signed)
@@ -122,8 +145,10 @@ Batch = list[tuple[_Message, list[QueueEntry]]]
 class OutboundWorker:
     def __init__(self, config: WorkerConfig, queue: OutboundQueue, client: Connecting,
                  resolver: Resolving, signer: Signing | None, bounces: BounceSink, *,
-                 clock: Callable[[], dt.datetime] = utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = utcnow,
+                 tls: TlsPolicies | None = None) -> None:
         self.config = config
+        self._tls = tls or TlsPolicies(None, None)
         self.queue = queue
         self._client = client
         self._resolver = resolver
@@ -136,6 +161,7 @@ class OutboundWorker:
         self._wake = asyncio.Event()
         self._stopping = False
         self._last_purge: dt.datetime | None = None
+        self._last_found = float("-inf")  # loop time of the last claim that found rows
 
     # --- driving -------------------------------------------------------------------------
     def wake(self) -> None:
@@ -155,9 +181,13 @@ class OutboundWorker:
         while not self._stopping:
             try:
                 await self._purge_now_and_then()
-                if await self._claim_and_dispatch() >= self.config.batch_size:
+                claimed = await self._claim_and_dispatch()
+                now = asyncio.get_running_loop().time()
+                if claimed:
+                    self._last_found = now
+                if claimed >= self.config.batch_size:
                     continue  # more may be due right now
-                await self._idle()
+                await self._idle(busy=now - self._last_found < self.config.busy_window_seconds)
             except Exception:  # e.g. the database is briefly away: keep the worker alive
                 log.exception("event=outbound_loop_failed")
                 await asyncio.sleep(self.config.poll_seconds)
@@ -184,8 +214,8 @@ class OutboundWorker:
             await self.queue.release(list(self._in_flight), self._clock())
             self._in_flight.clear()
 
-    async def _idle(self) -> None:
-        timeout = self.config.poll_seconds
+    async def _idle(self, busy: bool = False) -> None:
+        timeout = self.config.busy_poll_seconds if busy else self.config.poll_seconds
         due = await self.queue.next_due()
         if due is not None:
             timeout = min(timeout, max(0.05, (due - self._clock()).total_seconds()))
@@ -253,7 +283,12 @@ class OutboundWorker:
             return
         pending = list(items)
         last = Failure("4.4.1", f"451 4.4.1 no mail server of {domain} answered", False)
-        for mx in hosts:
+        policy = await self._tls.domain(domain)
+        allowed = policy.usable_hosts(hosts)
+        if not allowed:
+            last = Failure("4.7.5", f"451 4.7.5 MTA-STS: no MX host of {domain} is allowed "
+                           "by its policy", False)
+        for mx in allowed:
             if not pending:
                 break
             try:
@@ -262,16 +297,30 @@ class OutboundWorker:
                 last = Failure("4.4.3", f"451 4.4.3 address lookup of {mx.host} failed: "
                                f"{type(exc).__name__}", False, mx.host)
                 continue
+            try:
+                requirement = await self._tls.requirement(policy, mx.host)
+            except DaneUnavailable as exc:
+                log.warning("event=dane_refused domain=%s host=%s reason=%r", domain, mx.host,
+                            str(exc))
+                last = Failure("4.7.5", f"451 4.7.5 {exc}", False, mx.host)
+                continue
             for address in addresses:
                 if not pending:
                     break
                 try:
-                    connection = await self._client.connect(mx.host, address)
+                    connection = await self._client.connect(mx.host, address, requirement)
+                except TlsRefused as exc:
+                    event = "dane_refused" if requirement.dane else "mta_sts_refused"
+                    log.warning("event=%s domain=%s host=%s address=%s reason=%r", event,
+                                domain, mx.host, address, exc.reason)
+                    last = Failure("4.7.5", f"451 4.7.5 {exc.reason}", False, mx.host)
+                    continue
                 except ConnectionFailed as exc:
                     log.info("event=outbound_connect_failed host=%s address=%s reason=%r",
                              mx.host, address, exc.reason)
                     last = Failure("4.4.1", f"451 4.4.1 {exc.reason}", False, mx.host)
                     continue
+                _log_testing_failure(policy, connection)
                 try:
                     pending, last = await self._send_all(connection, pending, last)
                 finally:
@@ -406,3 +455,10 @@ class OutboundWorker:
     def _forget(self, ids: list[int]) -> None:
         for entry_id in ids:
             self._in_flight.pop(entry_id, None)
+
+
+def _log_testing_failure(policy: DomainTls, connection: Connection) -> None:
+    """RFC 8461 5: in mode testing, a failed check is reported, the mail still goes."""
+    if policy.checked and not policy.enforced and not connection.tls.verified:
+        log.warning("event=mta_sts_testing_failure domain=%s host=%s reason=tls_unverified %s",
+                    policy.domain, connection.host, connection.tls.log_fields())

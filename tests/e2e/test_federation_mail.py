@@ -85,12 +85,14 @@ class Mail:
     def settings(self) -> Settings:
         return self.school.settings
 
-    async def start(self, *, smtp: bool = True) -> None:
-        wirings = [smtp_wiring, outbound_wiring] if smtp else [outbound_wiring]
-        for wiring in wirings:
-            for service in wiring.build(self.school):
-                await service.start()
-                self.services.append(service)
+    async def start(self, *, smtp: bool = True,
+                    trust: outbound_wiring.OutboundTrust | None = None) -> None:
+        services = smtp_wiring.build(self.school) if smtp else []
+        services += ([outbound_wiring.OutboundService(self.school, trust)] if trust
+                     else outbound_wiring.build(self.school))
+        for service in services:
+            await service.start()
+            self.services.append(service)
 
     async def stop_smtp(self) -> None:
         from mailserver.smtp import SmtpService
@@ -302,6 +304,7 @@ async def test_sigkill_with_a_full_queue_delivers_each_message_once(
     await dns.start()
     sink = await Sink("127.0.0.1", hostname="mx.b.test").start()
     sink.handler.rcpt_delay = 0.05
+    sink.handler.gate_data = False  # see SinkHandler.gate_data
     dns.add("b.test", "MX", "10 mx.b.test.")
     dns.add("mx.b.test", "A", "127.0.0.1")
     settings = make_settings(
@@ -329,8 +332,8 @@ async def test_sigkill_with_a_full_queue_delivers_each_message_once(
     proc = start_server(config, log)
     try:
         await eventually(lambda: _true(len(sink.messages) >= 5), timeout=60)
-        # Hold every further transaction before its 250, let the server record the
-        # ones it got, then kill it while the rest of the queue is in flight or waiting.
+        # Hold every further transaction at RCPT, let the server record the ones it
+        # got, then kill it while the rest of the queue is in flight or waiting.
         sink.handler.gate.clear()
         await eventually(lambda: _equal(sent_count(settings), len(sink.messages)))
         delivered_before = len(sink.messages)
@@ -367,3 +370,79 @@ async def _true(value: bool) -> bool:
 
 async def _equal(value: Awaitable[int], expected: int) -> bool:
     return await value == expected
+
+
+# --- MTA-STS between the schools -------------------------------------------------------------
+async def test_mta_sts_enforced_between_schools(tmp_path: Path,
+                                                fresh_database_url: Callable[[], str]) -> None:
+    """B publishes an enforce policy (RFC 8461); A fetches it over HTTPS, caches it,
+    delivers over verified TLS, and holds mail back when the policy excludes B's MX."""
+    from mailserver.outbound.sts_store import DatabasePolicyCache
+    from tests.mailserver.outbound.pki import TestCa
+    from tests.mailserver.outbound.policy_server import PolicyServer
+
+    dns = DnsServer()
+    await dns.start()
+    mx_port = common_free_port(A_IP, B_IP)
+    fed = FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port,
+                             remote_smtp_port=mx_port, first_retry_seconds=1.0)
+    mails = []
+    for name, ip, partner, login, role in (("a", A_IP, "b.test", "paul", Role.PUPIL),
+                                           ("b", B_IP, "a.test", "anna", Role.TEACHER)):
+        url = await asyncio.to_thread(fresh_database_url)
+        settings = make_settings(tmp_path / name, url, domain=f"{name}.test",
+                                 bind=ip, partners=(partner,), federation=fed)
+        settings = dataclasses.replace(
+            settings, listen=dataclasses.replace(settings.listen, smtp=mx_port))
+        publish(dns, settings, ip)
+        school = await School.open(settings, migrate=False)
+        account = await school.directory.create_account(role=role, login=login,
+                                                        password=PASSWORDS[login])
+        mails.append(Mail(school, ip, {login: account.id}))
+    a, b = mails
+    ca = TestCa(tmp_path / "ca")
+    policies = await PolicyServer(ca.issue(["mta-sts.b.test"], ips=(B_IP,)).server_context(),
+                                  host=B_IP).start()
+    dns.add("mta-sts.b.test", "A", B_IP)
+    dns.add("_mta-sts.b.test", "TXT", "v=STSv1; id=2026a")
+    policies.serve("version: STSv1\nmode: enforce\nmx: mail.b.test\nmax_age: 86400\n")
+    # A trusts the test CA (policy server) and B's own certificate (its MX).
+    bundle = tmp_path / "trust.pem"
+    bundle.write_bytes(ca.path.read_bytes() +
+                       b.settings.path(b.settings.tls.certificate).read_bytes())
+    trust = outbound_wiring.OutboundTrust(ca_file=str(bundle), mta_sts_port=policies.port)
+    try:
+        await b.start()
+        await a.start(trust=trust)
+        marker, message = make_message(sender="paul@a.test", to=["anna@b.test"])
+        await a.submit("paul", ["anna@b.test"], message)
+        [received] = await eventually(lambda: b.inbox("anna"))
+        assert received["X-Test-Id"] == marker
+        assert received["Return-Path"] == "<paul@a.test>"  # B's own, exactly one
+        assert len(received.get_all("Return-Path")) == 1
+        cached = await DatabasePolicyCache(a.school.db).get("b.test")
+        assert cached is not None and cached.policy_id == "2026a"
+        assert cached.policy.mx == ("mail.b.test",)
+
+        # B's policy no longer names its MX: A keeps the mail (temporary failure).
+        dns.remove("_mta-sts.b.test")
+        dns.add("_mta-sts.b.test", "TXT", "v=STSv1; id=2026b")
+        policies.serve("version: STSv1\nmode: enforce\nmx: mx.elsewhere.test\n"
+                       "max_age: 86400\n")
+        _, held = make_message(sender="paul@a.test", to=["anna@b.test"])
+        await a.submit("paul", ["anna@b.test"], held)
+        queue = OutboundQueue(a.school.db)
+
+        async def refused() -> bool:
+            entries = await queue.entries(("queued",))
+            return bool(entries) and (entries[0].last_error or "").startswith("451 4.7.5")
+
+        await eventually(refused)
+        assert len(await b.inbox("anna")) == 1
+        assert len(policies.requests) == 2
+    finally:
+        for mail in (a, b):
+            await mail.stop()
+            await mail.school.close()
+        await policies.stop()
+        await dns.stop()

@@ -6,6 +6,7 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
+from pathlib import Path
 
 import pytest
 
@@ -222,3 +223,58 @@ async def test_per_domain_connection_limit(outbound: Outbound, lanes: int) -> No
     await outbound.worker.process_due()
     assert len(outbound.sink.messages) == 9
     assert outbound.sink.connections == lanes
+
+
+async def test_return_path_stays_on_the_local_copy_and_never_leaves(
+        outbound: Outbound, dns_server: DnsServer, tmp_path: Path) -> None:
+    from federation.dkim import verify
+    from federation.keys import SchoolKeyPaths, load_dkim_keys
+    from federation.resolver import Resolver
+    from mailserver.delivery import Envelope, LocalRecipient
+
+    # As the SMTP layer stores it: our trace fields on top, one copy for everyone.
+    stored = (b"Return-Path: <paul@a.test>\r\n"
+              b"Received: from client.test ([127.0.0.1]) by mail.a.test; "
+              b"Mon, 1 Jan 2024 00:00:00 +0000\r\n" + mail("trace"))
+    tx = outbound.store.begin(Envelope("paul@a.test", outbound.clock()))
+    await tx.add_local(LocalRecipient(outbound.accounts["paul"]), len(stored))
+    tx.add_remote("anna@b.test")
+    await tx.commit(stored)
+    await outbound.worker.process_due()
+    [local] = await outbound.inbox("paul")
+    assert local.startswith(b"Return-Path: <paul@a.test>\r\n")
+    [relayed] = outbound.sink.messages
+    assert b"return-path" not in relayed.data.lower()
+    assert b"Received: from client.test" in relayed.data
+    assert relayed.data.startswith(b"DKIM-Signature:")
+    # The signature was made over what left: it verifies at the receiver.
+    for key in load_dkim_keys(SchoolKeyPaths.in_dir(tmp_path / "keys")):
+        dns_server.add(f"{key.selector}._domainkey.a.test", "TXT", key.dns_txt)
+    results = await verify(relayed.data, Resolver([dns_server.host], dns_server.port))
+    assert [r.result for r in results] == ["pass", "pass"]
+
+
+async def test_run_loop_looks_again_soon_while_mail_is_coming_in(outbound: Outbound) -> None:
+    import dataclasses
+
+    # A long idle poll: only the busy window can explain a quick second delivery.
+    outbound.worker.config = dataclasses.replace(outbound.worker.config, poll_seconds=30.0)
+    task = asyncio.create_task(outbound.worker.run())
+    try:
+        await outbound.submit("paul@a.test", ["anna@b.test"], mail("first"))
+        outbound.worker.wake()
+        for _ in range(100):
+            if outbound.sink.messages:
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)
+        await outbound.submit("paul@a.test", ["ben@b.test"], mail("second"))  # no wake
+        for _ in range(100):
+            if len(outbound.sink.messages) == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert [m.recipients for m in outbound.sink.messages] == [["anna@b.test"],
+                                                                  ["ben@b.test"]]
+    finally:
+        await outbound.worker.stop()
+        await asyncio.wait_for(task, 5)
