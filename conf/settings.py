@@ -82,6 +82,17 @@ class ImapSettings:
 
 
 @dataclass(frozen=True)
+class MatrixSettings:
+    """The messenger (Matrix Client-Server API)."""
+
+    # Directory groups become rooms; how often the server re-checks them.
+    group_sync_interval_seconds: float = 60.0
+    # Group members are joined to their group's room (false: only invited).
+    auto_join_group_rooms: bool = True
+    max_upload_mib: int = 20
+
+
+@dataclass(frozen=True)
 class QuotaSettings:
     """Mailbox quota per role in MiB (0 = unlimited)."""
 
@@ -151,6 +162,7 @@ class Settings:
     listen: ListenSettings = field(default_factory=ListenSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
+    matrix: MatrixSettings = field(default_factory=MatrixSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     auth: AuthSettings = field(default_factory=AuthSettings)

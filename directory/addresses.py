@@ -23,6 +23,10 @@ class MailAddress:
         return f"{self.local_part}@{self.domain}"
 
 
+# Local parts the server itself uses: the messenger's system user @schulhof:domain.
+RESERVED_LOCAL_PARTS = frozenset({"schulhof"})
+
+
 def normalise_domain(domain: str) -> str:
     """Lower-case, strip one trailing root dot, IDNA-encode non-ASCII labels."""
     domain = domain.strip()

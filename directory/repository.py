@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.addresses import RESERVED_LOCAL_PARTS
 from directory.model import (
     Account,
     AlreadyExists,
@@ -46,7 +47,9 @@ async def local_part_taken(session: AsyncSession, local_part: str) -> bool:
 
 
 async def taken_local_parts(session: AsyncSession) -> set[str]:
-    return set((await session.scalars(select(AddressRow.local_part))).all())
+    """Local parts no new account or group may get (in use, or reserved)."""
+    return set((await session.scalars(select(AddressRow.local_part))).all()) | set(
+        RESERVED_LOCAL_PARTS)
 
 
 async def insert_account(session: AsyncSession, *, login: str, display_name: str, role: Role,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, func, select
 
 from directory import repository as repo
-from directory.addresses import is_valid_local_part, normalise_domain
+from directory.addresses import RESERVED_LOCAL_PARTS, is_valid_local_part, normalise_domain
 from directory.db import Database
 from directory.login_names import login_base, unique_login
 from directory.model import (
@@ -54,6 +54,8 @@ def _check_local_part(name: str) -> str:
     if not is_valid_local_part(name):
         raise InvalidName(f"{name!r} is not a valid address local part "
                           "(a-z, 0-9, '.', '-', '_'; not at the ends)")
+    if name in RESERVED_LOCAL_PARTS:
+        raise InvalidName(f"{name!r} is reserved for the server itself")
     return name
 
 

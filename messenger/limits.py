@@ -14,3 +14,7 @@ class MessengerLimits:
     max_timeline_limit: int = 500
     default_messages_limit: int = 10
     max_messages_limit: int = 1000
+    max_upload_bytes: int = 20 * 1024 * 1024
+    # /sync responses built at once: below the database pool size, so message sends
+    # (and token lookups) always find a connection while many long-polls wake.
+    max_concurrent_sync_builds: int = 4

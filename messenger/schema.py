@@ -5,19 +5,24 @@ from __future__ import annotations
 from messenger.storage.tables import (
     AccessTokenRow,
     AccountDataRow,
+    DeviceListChangeRow,
     DeviceRow,
     EventRow,
     FilterRow,
+    GroupRoomRow,
+    MediaRow,
     MembershipRow,
     OneTimeKeyRow,
     ReceiptRow,
     RoomAliasRow,
     RoomRow,
     RoomStateRow,
+    ToDeviceRow,
     TxnRow,
 )
 
 __all__ = [
-    "AccessTokenRow", "AccountDataRow", "DeviceRow", "EventRow", "FilterRow", "MembershipRow",
-    "OneTimeKeyRow", "ReceiptRow", "RoomAliasRow", "RoomRow", "RoomStateRow", "TxnRow",
+    "AccessTokenRow", "AccountDataRow", "DeviceListChangeRow", "DeviceRow", "EventRow",
+    "FilterRow", "GroupRoomRow", "MediaRow", "MembershipRow", "OneTimeKeyRow", "ReceiptRow",
+    "RoomAliasRow", "RoomRow", "RoomStateRow", "ToDeviceRow", "TxnRow",
 ]

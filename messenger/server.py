@@ -7,20 +7,29 @@ one process have separate notifiers, sessions and locks.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import ssl
+from pathlib import Path
 from typing import Any
 
 from aiohttp import web
 
 from messenger.api.app import build_app
 from messenger.api.http import ApiContext
+from messenger.e2ee import DeviceMessaging
+from messenger.ephemeral import Receipts, TypingTracker
 from messenger.limits import MessengerLimits
+from messenger.media import MediaRepository
+from messenger.ratelimit import RateLimiter, RateLimits
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
+from messenger.school_rooms import SchoolRooms
 from messenger.sessions import PasswordChecker, Sessions
 from messenger.sync.builder import SyncBuilder
 from messenger.sync.notifier import Notifier
+from messenger.user_directory import UserDirectory
 
 log = logging.getLogger("schulhof.messenger")
 
@@ -29,7 +38,10 @@ class MatrixServer:
     def __init__(self, *, db: Any, directory: Any, authenticator: PasswordChecker,
                  server_name: str, bind: str, port: int,
                  limits: MessengerLimits | None = None, mail_domain: str | None = None,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None,
+                 group_sync_interval: float | None = 60.0,
+                 auto_join_groups: bool = True, media_dir: Path | None = None,
+                 rate_limits: RateLimits | None = None) -> None:
         self.server_name = server_name
         self.bind = bind
         self.port = port
@@ -38,10 +50,23 @@ class MatrixServer:
         policy = ChatPolicy(directory, server_name, mail_domain or server_name)
         self.rooms = RoomService(db, server_name, self.notifier, policy)
         self.sessions = Sessions(db, authenticator, server_name, mail_domain or server_name)
-        self.sync = SyncBuilder(db, self.notifier, self.limits)
+        self.typing = TypingTracker(self.notifier)
+        self.receipts = Receipts(db, self.notifier)
+        self.e2ee = DeviceMessaging(db, directory, server_name, self.notifier)
+        self.sync = SyncBuilder(db, self.notifier, self.limits, self.typing)
+        self.school_rooms = SchoolRooms(directory, self.rooms, auto_join=auto_join_groups)
+        self._group_sync_interval = group_sync_interval
+        self._background: list[asyncio.Task[None]] = []
+        self.media = None if media_dir is None else MediaRepository(
+            db, media_dir, server_name, self.limits.max_upload_bytes)
+        self.limiter = RateLimiter(rate_limits)
         self.context = ApiContext(server_name=server_name, sessions=self.sessions,
                                   rooms=self.rooms, sync=self.sync, limits=self.limits, db=db,
-                                  directory=directory)
+                                  directory=directory, media=self.media,
+                                  typing=self.typing, receipts=self.receipts, e2ee=self.e2ee,
+                                  limiter=self.limiter,
+                                  users=UserDirectory(directory, server_name,
+                                                      mail_domain or server_name))
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
@@ -58,6 +83,8 @@ class MatrixServer:
         self._runner = runner
         # With port 0 the OS picked one: report the real one.
         self.bound_port = runner.addresses[0][1] if runner.addresses else self.port
+        if self._group_sync_interval is not None:
+            self._background.append(asyncio.create_task(self._sync_groups_periodically()))
         scheme = "https" if self._ssl else "http"
         return [f"service=matrix addr={self.bind}:{self.bound_port} scheme={scheme} "
                 f"server_name={self.server_name}"]
@@ -68,7 +95,23 @@ class MatrixServer:
         host = f"[{self.bind}]" if ":" in self.bind else self.bind
         return f"{scheme}://{host}:{self.bound_port}"
 
+    async def _sync_groups_periodically(self) -> None:
+        """School rooms at start and then every interval (directory changes made by
+        another process, e.g. ``schulhof import``, arrive at the latest then)."""
+        assert self._group_sync_interval is not None
+        while True:
+            try:
+                await self.school_rooms.sync_group_rooms()
+            except Exception:  # the database may be away for a moment: try again later
+                log.exception("event=group_room_sync_failed")
+            await asyncio.sleep(self._group_sync_interval)
+
     async def stop(self) -> None:
+        for task in self._background:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._background.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

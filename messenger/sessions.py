@@ -28,6 +28,12 @@ log = logging.getLogger("schulhof.messenger")
 
 UIA_SESSION_SECONDS = 300.0
 SEEN_INTERVAL_SECONDS = 60.0  # "last seen" is news, not a log: at most one write a minute
+# Access tokens are looked up at most every few seconds per token: every request
+# (and every /sync wake-up) would otherwise cost a query.  A logout here drops the
+# cached entry at once; a change made by another process (``schulhof user
+# suspend``) takes effect within this time.
+TOKEN_CACHE_SECONDS = 10.0
+TOKEN_CACHE_SIZE = 50_000
 
 
 class PasswordChecker(Protocol):
@@ -72,6 +78,7 @@ class Sessions:
         self._clock = clock
         self._uia_sessions: dict[str, tuple[str, float]] = {}  # session -> (user, started)
         self._last_seen: dict[tuple[int, str], float] = {}
+        self._tokens: dict[str, tuple[Requester, float]] = {}  # token -> (who, looked up)
 
     # --- login ------------------------------------------------------------------------
     def login_name(self, identifier: object, legacy_user: object = None) -> str:
@@ -114,6 +121,10 @@ class Sessions:
         return LoginResult(user_id, token, device_id)
 
     async def requester(self, token: str, client_ip: str | None = None) -> Requester:
+        cached = self._tokens.get(token)
+        now = self._clock()
+        if cached is not None and now - cached[1] < TOKEN_CACHE_SECONDS:
+            return cached[0]
         async with self.db.read() as session:  # type: ignore[attr-defined]
             found = await device_store.token_owner(session, token)
         if found is None:
@@ -122,8 +133,18 @@ class Sessions:
         account = account_from_row(account_row)
         if not account.is_active:
             raise UnknownToken("the account is not active")
-        return Requester(user_id_for(account.login, self.server_name), account,
-                         token_row.device_id)
+        who = Requester(user_id_for(account.login, self.server_name), account,
+                        token_row.device_id)
+        if len(self._tokens) >= TOKEN_CACHE_SIZE:
+            self._tokens.clear()
+        self._tokens[token] = (who, now)
+        return who
+
+    def _forget_tokens(self, account_id: int, device_ids: list[str] | None = None) -> None:
+        for token, (who, _at) in list(self._tokens.items()):
+            if who.account_id == account_id and (device_ids is None
+                                                 or who.device_id in device_ids):
+                del self._tokens[token]
 
     async def seen(self, requester: Requester, client_ip: str | None) -> None:
         key, now = (requester.account_id, requester.device_id), self._clock()
@@ -137,6 +158,7 @@ class Sessions:
                                             dt.datetime.now(dt.UTC), client_ip)
 
     async def logout(self, token: str) -> None:
+        self._tokens.pop(token, None)
         async with self.db.write() as session:  # type: ignore[attr-defined]
             found = await device_store.token_owner(session, token)
             if found is not None:
@@ -147,6 +169,7 @@ class Sessions:
     async def logout_all(self, requester: Requester) -> None:
         async with self.db.write() as session:  # type: ignore[attr-defined]
             await device_store.delete_devices(session, requester.account_id)
+        self._forget_tokens(requester.account_id)
 
     # --- devices ------------------------------------------------------------------
     async def devices(self, requester: Requester) -> list[DeviceInfo]:
@@ -176,6 +199,7 @@ class Sessions:
         await self.check_user_interactive_auth(requester, auth, client_ip)
         async with self.db.write() as session:  # type: ignore[attr-defined]
             await device_store.delete_devices(session, requester.account_id, device_ids)
+        self._forget_tokens(requester.account_id, device_ids)
         log.info("event=matrix_devices_deleted user=%s count=%d", requester.user_id,
                  len(device_ids))
 

@@ -33,7 +33,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
-from directory.addresses import is_valid_local_part
+from directory.addresses import RESERVED_LOCAL_PARTS, is_valid_local_part
 from directory.importer.errors import InvalidImportFile, RowError
 from directory.importer.records import GroupRef, ImportRecord
 from directory.importer.state import AccountState, DirectoryState, GroupState
@@ -176,7 +176,8 @@ def plan_import(records: list[ImportRecord], state: DirectoryState,
     groups = _plan_groups(records, state, imported_ids)
     if groups.errors:
         raise InvalidImportFile(groups.errors)
-    taken = set(state.addresses) | set(groups.target) | {c.new_name for c in groups.changes}
+    taken = (set(state.addresses) | set(groups.target) | {c.new_name for c in groups.changes}
+             | RESERVED_LOCAL_PARTS)
     in_file = {r.external_id for r in records}
 
     created: list[NewAccount] = []
@@ -276,7 +277,7 @@ def _plan_groups(records: list[ImportRecord], state: DirectoryState,
                                    f"{out.display[name].display_name!r}: its group address "
                                    f"{name!r} is already used by {what}"))
 
-    taken = set(state.addresses) | set(out.target)
+    taken = set(state.addresses) | set(out.target) | RESERVED_LOCAL_PARTS
     for name, orphan in sorted(orphans.items()):
         by_hand = [i for i in orphan.members if i not in imported_ids]
         had_imported = len(by_hand) < len(orphan.members)

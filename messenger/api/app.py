@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from messenger.api import keys, login, rooms, sync, user
+from messenger.api import discovery, keys, login, media, rooms, sync, user
 from messenger.api.errors import MatrixError, matrix_error_for
 from messenger.api.http import CONTEXT, ApiContext, ok
 
@@ -74,18 +74,16 @@ async def empty_object(request: web.Request) -> web.Response:
     return ok()
 
 
-async def user_directory_search(request: web.Request) -> web.Response:
-    return ok({"results": [], "limited": False})
-
-
 def build_app(context: ApiContext) -> web.Application:
     app = web.Application(middlewares=[cors_middleware, error_middleware],
                           client_max_size=context.limits.max_request_bytes)
     app[CONTEXT] = context
+    if context.media is not None:
+        app[media.MEDIA_KEY] = context.media
     route_defs: list[web.RouteDef] = []
     seen: set[tuple[str, str]] = set()
     for prefix in PREFIXES:
-        for module in (login, rooms, sync, user, keys):
+        for module in (login, rooms, sync, user, keys, discovery):
             for route in module.routes(prefix):
                 if (route.method, route.path) not in seen:  # well-known etc. only once
                     seen.add((route.method, route.path))
@@ -94,7 +92,7 @@ def build_app(context: ApiContext) -> web.Application:
             web.get(f"{prefix}/room_keys/version", room_keys_version),
             web.get(f"{prefix}/thirdparty/protocols", empty_object),
             web.get(f"{prefix}/voip/turnServer", empty_object),
-            web.post(f"{prefix}/user_directory/search", user_directory_search),
         ]
+    route_defs += media.routes(context)
     app.add_routes(route_defs)
     return app

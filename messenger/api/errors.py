@@ -12,7 +12,9 @@ from messenger.rooms.errors import (
     AliasInUse,
     Forbidden,
     InvalidRequest,
+    RateLimited,
     RoomNotFound,
+    TooLarge,
     UnsupportedVersion,
 )
 from messenger.sessions import AuthRequired, UnknownToken
@@ -50,6 +52,11 @@ def matrix_error_for(exc: Exception) -> MatrixError | None:
     if isinstance(exc, AuthenticationThrottled):
         return MatrixError(429, "M_LIMIT_EXCEEDED", "too many failed logins, try later",
                            retry_after_ms=math.ceil(exc.retry_after * 1000))
+    if isinstance(exc, RateLimited):
+        return MatrixError(429, "M_LIMIT_EXCEEDED", str(exc),
+                           retry_after_ms=math.ceil(exc.retry_after * 1000))
+    if isinstance(exc, TooLarge):
+        return MatrixError(413, "M_TOO_LARGE", str(exc))
     if isinstance(exc, AuthenticationFailed):
         return MatrixError(403, "M_FORBIDDEN", "invalid login or password")
     if isinstance(exc, UnknownToken):

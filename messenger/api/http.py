@@ -28,6 +28,12 @@ class ApiContext:
     limits: MessengerLimits
     db: Any
     directory: Any
+    media: Any = None  # messenger.media.MediaRepository, or None without a data folder
+    typing: Any = None  # messenger.ephemeral.TypingTracker
+    receipts: Any = None  # messenger.ephemeral.Receipts
+    e2ee: Any = None  # messenger.e2ee.DeviceMessaging
+    limiter: Any = None  # messenger.ratelimit.RateLimiter
+    users: Any = None  # messenger.user_directory.UserDirectory
 
 
 CONTEXT = web.AppKey("messenger_context", ApiContext)
@@ -110,3 +116,10 @@ def int_query(request: web.Request, key: str, default: int, *, low: int = 0,
 def own_user(request: web.Request, who: Requester) -> None:
     if request.match_info.get("user_id") != who.user_id:
         raise MatrixError(403, "M_FORBIDDEN", "you can only change your own data")
+
+
+def rate_limit(request: web.Request, action: str, who: Requester | None = None) -> None:
+    """Charge one request of ``action`` to the user and the client address (429 if spent)."""
+    limiter = context(request).limiter
+    if limiter is not None:
+        limiter.check(action, who.user_id if who is not None else None, request.remote)

@@ -1,6 +1,8 @@
 """End-to-end encryption key endpoints, minimal (spec: Client-Server API
 11.12.5 "Key management API"): device keys and one-time keys are stored and
-handed out; cross-signing, key backup and device-list tracking come later."""
+handed out, fallback keys used when one-time keys run out; device-list
+changes and to-device messages (11.11.3) via messenger.e2ee; cross-signing and
+key backup come later."""
 
 from __future__ import annotations
 
@@ -9,10 +11,11 @@ from typing import Any
 from aiohttp import web
 
 from directory.model import NotFound
-from messenger.api.errors import bad_json
-from messenger.api.http import context, json_body, ok, requester
+from messenger.api.errors import MatrixError, bad_json
+from messenger.api.http import context, event_content, json_body, ok, rate_limit, requester
 from messenger.events.identifiers import InvalidIdentifier, UserId
-from messenger.storage import user_data
+from messenger.storage import device_messages, user_data
+from messenger.sync.tokens import InvalidToken, SyncToken
 
 
 async def upload(request: web.Request) -> web.Response:
@@ -24,11 +27,19 @@ async def upload(request: web.Request) -> web.Response:
         raise bad_json("device_keys must be an object")
     if not isinstance(one_time, dict):
         raise bad_json("one_time_keys must be an object")
-    async with context(request).db.write() as session:
+    fallback = body.get("fallback_keys") or body.get("org.matrix.msc2732.fallback_keys") or {}
+    if not isinstance(fallback, dict):
+        raise bad_json("fallback_keys must be an object")
+    ctx = context(request)
+    async with ctx.db.write() as session:
         if device_keys is not None:
             await user_data.set_device_keys(session, who.account_id, who.device_id, device_keys)
         await user_data.add_one_time_keys(session, who.account_id, who.device_id, one_time)
+        if fallback:
+            await user_data.set_fallback_keys(session, who.account_id, who.device_id, fallback)
         counts = await user_data.one_time_key_counts(session, who.account_id, who.device_id)
+    if device_keys is not None and ctx.e2ee is not None:
+        await ctx.e2ee.device_list_changed(who.user_id)
     counts.setdefault("signed_curve25519", 0)
     return ok({"one_time_key_counts": counts})
 
@@ -90,8 +101,33 @@ async def claim(request: web.Request) -> web.Response:
 
 
 async def changes(request: web.Request) -> web.Response:
-    await requester(request)
-    return ok({"changed": [], "left": []})
+    """GET /keys/changes?from=&to= (spec 11.12.5.1): users sharing a room whose keys changed."""
+    who = await requester(request)
+    try:
+        start = SyncToken.parse(request.query.get("from", "")).device_lists
+        end = SyncToken.parse(request.query["to"]).device_lists if "to" in request.query \
+            else 2 ** 62
+    except InvalidToken as exc:
+        raise MatrixError(400, "M_INVALID_PARAM", str(exc)) from None
+    async with context(request).db.read() as session:
+        users = await device_messages.users_sharing_a_room(session, who.user_id)
+        changed = await device_messages.changed_users(session, start, end,
+                                                      users | {who.user_id})
+    return ok({"changed": sorted(changed), "left": []})
+
+
+async def send_to_device(request: web.Request) -> web.Response:
+    """PUT /sendToDevice/{eventType}/{txnId} (spec 11.11.3.1)."""
+    who = await requester(request)
+    rate_limit(request, "to_device", who)
+    body = await json_body(request)
+    messages = body.get("messages")
+    if not isinstance(messages, dict):
+        raise bad_json("messages must be an object")
+    event_content(body, context(request).limits)  # size and canonical JSON
+    await context(request).e2ee.send(who.user_id, who.device_id, request.match_info["txn_id"],
+                                     request.match_info["event_type"], messages)
+    return ok()
 
 
 def routes(prefix: str) -> list[web.RouteDef]:
@@ -100,4 +136,5 @@ def routes(prefix: str) -> list[web.RouteDef]:
         web.post(f"{prefix}/keys/query", query),
         web.post(f"{prefix}/keys/claim", claim),
         web.get(f"{prefix}/keys/changes", changes),
+        web.put(f"{prefix}/sendToDevice/{{event_type}}/{{txn_id}}", send_to_device),
     ]

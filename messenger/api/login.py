@@ -12,6 +12,7 @@ from messenger.api.http import (
     context,
     json_body,
     ok,
+    rate_limit,
     requester,
     string_field,
 )
@@ -47,6 +48,7 @@ async def login_flows(request: web.Request) -> web.Response:
 
 
 async def login(request: web.Request) -> web.Response:
+    rate_limit(request, "login")
     body = await json_body(request)
     if body.get("type") != "m.login.password":
         raise MatrixError(400, "M_UNKNOWN", "only m.login.password is supported")
@@ -66,15 +68,23 @@ async def register(request: web.Request) -> web.Response:
                       "registration is disabled: accounts come from the school directory")
 
 
+async def _devices_changed(request: web.Request, user_id: str) -> None:
+    e2ee = context(request).e2ee
+    if e2ee is not None:  # others must stop encrypting for the deleted device
+        await e2ee.device_list_changed(user_id)
+
+
 async def logout(request: web.Request) -> web.Response:
-    await requester(request)
+    who = await requester(request)
     await context(request).sessions.logout(access_token(request) or "")
+    await _devices_changed(request, who.user_id)
     return ok()
 
 
 async def logout_all(request: web.Request) -> web.Response:
     who = await requester(request)
     await context(request).sessions.logout_all(who)
+    await _devices_changed(request, who.user_id)
     return ok()
 
 
@@ -115,6 +125,7 @@ async def delete_device(request: web.Request) -> web.Response:
     await context(request).sessions.device(who, device_id)  # 404 before asking for auth
     await context(request).sessions.delete_devices(who, [device_id], body.get("auth"),
                                                    request.remote or "")
+    await _devices_changed(request, who.user_id)
     return ok()
 
 
@@ -126,6 +137,7 @@ async def delete_devices(request: web.Request) -> web.Response:
         raise bad_json("devices must be a list of device ids")
     await context(request).sessions.delete_devices(who, ids, body.get("auth"),
                                                    request.remote or "")
+    await _devices_changed(request, who.user_id)
     return ok()
 
 

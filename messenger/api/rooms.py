@@ -15,6 +15,7 @@ from messenger.api.http import (
     int_query,
     json_body,
     ok,
+    rate_limit,
     requester,
     string_field,
 )
@@ -58,6 +59,7 @@ def _create_request(body: dict[str, Any]) -> CreateRoomRequest:
 
 async def create_room(request: web.Request) -> web.Response:
     who = await requester(request)
+    rate_limit(request, "create_room", who)
     body = event_content(await json_body(request), context(request).limits)
     try:
         room_id = await context(request).rooms.create_room(who, _create_request(body))
@@ -76,6 +78,7 @@ async def join(request: web.Request) -> web.Response:
 
 async def invite(request: web.Request) -> web.Response:
     who = await requester(request)
+    rate_limit(request, "invite", who)
     body = await json_body(request)
     await context(request).rooms.invite(who, request.match_info["room_id"],
                                         string_field(body, "user_id") or "",
@@ -166,6 +169,7 @@ async def put_state_event(request: web.Request) -> web.Response:
 
 async def send(request: web.Request) -> web.Response:
     who = await requester(request)
+    rate_limit(request, "send", who)
     ctx = context(request)
     content = event_content(await json_body(request), ctx.limits)
     event_id = await ctx.rooms.send(who, request.match_info["room_id"],
@@ -248,8 +252,17 @@ async def typing(request: web.Request) -> web.Response:
     who = await requester(request)
     if request.match_info["user_id"] != who.user_id:
         raise MatrixError(403, "M_FORBIDDEN", "you can only set your own typing state")
-    await json_body(request)
-    return ok()  # typing notifications are not relayed yet
+    body = await json_body(request)
+    typing_now = body.get("typing")
+    timeout = body.get("timeout", 30_000)
+    if not isinstance(typing_now, bool) or not isinstance(timeout, int):
+        raise bad_json("typing must be a boolean and timeout an integer")
+    ctx = context(request)
+    room_id = request.match_info["room_id"]
+    if room_id not in await ctx.rooms.joined_rooms(who.user_id):
+        raise MatrixError(403, "M_FORBIDDEN", "you are not in this room")
+    ctx.typing.set_typing(room_id, who.user_id, typing_now, timeout)
+    return ok()
 
 
 def routes(prefix: str) -> list[web.RouteDef]:

@@ -5,7 +5,6 @@ receipts, presence, pushers (spec: Client-Server API 10.3 profiles, 13.13 push,
 from __future__ import annotations
 
 import json
-import time
 
 from aiohttp import web
 
@@ -92,11 +91,16 @@ async def receipt(request: web.Request) -> web.Response:
     thread = body.get("thread_id", "")
     if not isinstance(thread, str):
         raise bad_json("thread_id must be a string")
-    await ctx.rooms.get_event(who.user_id, room_id, request.match_info["event_id"])
-    async with ctx.db.write() as session:
-        await user_data.put_receipt(session, room_id, who.user_id,
-                                    request.match_info["receipt_type"], thread,
-                                    request.match_info["event_id"], int(time.time() * 1000))
+    receipt_type = request.match_info["receipt_type"]
+    event_id = request.match_info["event_id"]
+    await ctx.rooms.get_event(who.user_id, room_id, event_id)
+    if receipt_type == "m.fully_read":  # spec 13.7: the same as the read marker
+        async with ctx.db.write() as session:
+            await user_data.put_account_data(session, who.account_id, room_id,
+                                             "m.fully_read", {"event_id": event_id})
+        ctx.sync.notifier.user_event(who.user_id)
+        return ok()
+    await ctx.receipts.put(room_id, who.user_id, receipt_type, thread, event_id)
     return ok()
 
 
@@ -105,6 +109,10 @@ async def read_markers(request: web.Request) -> web.Response:
     body = await json_body(request)
     ctx = context(request)
     room_id = request.match_info["room_id"]
+    for receipt_type in ("m.read", "m.read.private"):
+        if isinstance(body.get(receipt_type), str):
+            await ctx.rooms.get_event(who.user_id, room_id, body[receipt_type])
+            await ctx.receipts.put(room_id, who.user_id, receipt_type, "", body[receipt_type])
     fully_read = body.get("m.fully_read")
     if isinstance(fully_read, str):
         try:

@@ -29,3 +29,15 @@ class AliasInUse(MessengerError):
 
 class UnsupportedVersion(MessengerError):
     """createRoom asked for a room version we do not implement."""
+
+
+class TooLarge(MessengerError):
+    """An upload or request is larger than the server's limit (413 M_TOO_LARGE)."""
+
+
+class RateLimited(MessengerError):
+    """Too many requests from one user or address (429 M_LIMIT_EXCEEDED)."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(f"too many requests; retry in {retry_after:.1f} s")
+        self.retry_after = retry_after

@@ -170,14 +170,25 @@ class RoomService:
 
     # --- rooms ----------------------------------------------------------------------
     async def create_room(self, requester: Requester, request: CreateRoomRequest) -> str:
+        for invitee in request.invite:
+            await self.policy.check_may_invite(requester.account, requester.user_id, invitee)
+        return await self._create_room(requester.user_id, requester.account.display_name,
+                                       request)
+
+    async def create_room_as(self, sender: str, display_name: str,
+                             request: CreateRoomRequest) -> str:
+        """A room created by the server itself (its system user): no role policy check,
+        the caller (``messenger.school_rooms``) decides who belongs in the room."""
+        return await self._create_room(sender, display_name, request)
+
+    async def _create_room(self, sender: str, display_name: str,
+                           request: CreateRoomRequest) -> str:
         version = DEFAULT_ROOM_VERSION
         if request.room_version is not None:
             if request.room_version not in KNOWN_ROOM_VERSIONS:
                 raise UnsupportedVersion(
                     f"room version {request.room_version!r} is not supported here")
             version = room_version(request.room_version)
-        for invitee in request.invite:
-            await self.policy.check_may_invite(requester.account, requester.user_id, invitee)
         alias = None
         if request.room_alias_name is not None:
             alias = f"#{request.room_alias_name}:{self.server_name}"
@@ -186,9 +197,7 @@ class RoomService:
             except InvalidIdentifier as exc:
                 raise InvalidRequest(str(exc)) from None
         room_id = new_room_id(self.server_name)
-        sender = requester.user_id
-        templates = initial_state(request, creator=sender,
-                                  creator_displayname=requester.account.display_name,
+        templates = initial_state(request, creator=sender, creator_displayname=display_name,
                                   version=version, alias=alias)
         stored: list[StoredEvent] = []
         async with self._write_lock, self.db.write() as session:
@@ -217,6 +226,14 @@ class RoomService:
         log.info("event=room_created room=%s creator=%s version=%s invites=%d", room_id,
                  sender, version.identifier, len(request.invite))
         return room_id
+
+    async def append_as(self, sender: str, room_id: str, event_type: str,
+                        content: Mapping[str, Any], *, state_key: str | None = None) -> str:
+        """An event the server sends in a user's name (its system user, or a local user
+        it joins to a school room); the auth rules still apply."""
+        event = await self._append(None, sender, room_id, event_type, content,
+                                   state_key=state_key)
+        return event.event_id
 
     async def resolve_room(self, room_id_or_alias: str) -> str:
         if is_room_id(room_id_or_alias):
@@ -386,6 +403,62 @@ class RoomService:
                 more = len(events) == limit
                 next_position = events[-1].stream_ordering if more and events else None
         return Page(events, start, next_position)
+
+    async def context(self, user_id: str, room_id: str, event_id: str, limit: int,
+                      ) -> tuple[list[StoredEvent], StoredEvent, list[StoredEvent],
+                                 list[StoredEvent]]:
+        """/context (spec 10.9): up to ``limit`` events around one, split before and
+        after, and the room state at the event; only what the user may read."""
+        async with self.db.read() as session:
+            upto = await self.visible_upto(session, user_id, room_id)
+            event = await store.get_event(session, event_id)
+            if event is None or event.room_id != room_id or event.stream_ordering > upto:
+                raise RoomNotFound(f"unknown event {event_id}")
+            before_n = limit // 2
+            before = await store.room_events(session, room_id, after=0,
+                                             upto=event.stream_ordering - 1,
+                                             limit=before_n, newest_first=True)
+            after = await store.room_events(session, room_id, after=event.stream_ordering,
+                                            upto=upto, limit=limit - before_n,
+                                            newest_first=False)
+            state = await store.state_at(session, room_id, event.stream_ordering)
+        return before, event, after, sorted(state.values(), key=lambda e: e.stream_ordering)
+
+    async def is_public(self, room_id: str) -> bool:
+        async with self.db.read() as session:
+            row = await store.room(session, room_id)
+        if row is None:
+            raise RoomNotFound(f"unknown room {room_id}")
+        return row.is_public
+
+    async def public_rooms(self) -> list[dict[str, Any]]:
+        """Rooms published to the room directory (createRoom visibility public)."""
+        async with self.db.read() as session:
+            room_ids = await store.public_room_ids(session)
+            out = []
+            for room_id in room_ids:
+                state = await store.current_state(session, room_id, [
+                    ("m.room.name", ""), ("m.room.topic", ""), ("m.room.canonical_alias", ""),
+                    ("m.room.join_rules", "")])
+                joined = await store.room_members(session, room_id, "join")
+
+                def field(event_type: str, key: str, st: Any = state) -> Any:
+                    event = st.get((event_type, ""))
+                    return (event.pdu.get("content") or {}).get(key) if event else None
+
+                entry: dict[str, Any] = {
+                    "room_id": room_id, "num_joined_members": len(joined),
+                    "world_readable": False, "guest_can_join": False,
+                    "join_rule": field("m.room.join_rules", "join_rule") or "invite"}
+                for key, (event_type, content_key) in {
+                        "name": ("m.room.name", "name"), "topic": ("m.room.topic", "topic"),
+                        "canonical_alias": ("m.room.canonical_alias", "alias")}.items():
+                    value = field(event_type, content_key)
+                    if isinstance(value, str):
+                        entry[key] = value
+                out.append(entry)
+        out.sort(key=lambda r: (-r["num_joined_members"], r["room_id"]))
+        return out
 
     # --- aliases --------------------------------------------------------------------
     async def create_alias(self, requester: Requester, alias: str, room_id: str) -> None:

@@ -186,3 +186,9 @@ async def room_ids_with_events_between(session: AsyncSession, room_ids: Iterable
                                        EventRow.stream_ordering > after,
                                        EventRow.stream_ordering <= upto).distinct())
     return set(rows)
+
+
+async def public_room_ids(session: AsyncSession) -> list[str]:
+    rows = await session.scalars(select(RoomRow.room_id).where(RoomRow.is_public.is_(True))
+                                 .order_by(RoomRow.room_id))
+    return list(rows)

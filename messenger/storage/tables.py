@@ -181,6 +181,8 @@ class ReceiptRow(Base):
     thread_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(ID))
     ts: Mapped[int] = mapped_column(BigInteger)
+    # Position in the receipts stream (/sync ephemeral events); matrix_0002.
+    stream_id: Mapped[int] = mapped_column(BigInteger, default=0, index=True)
 
 
 class OneTimeKeyRow(Base):
@@ -198,3 +200,66 @@ class OneTimeKeyRow(Base):
                              ["matrix_devices.account_id", "matrix_devices.device_id"],
                              ondelete="CASCADE"),
     )
+
+
+# --- matrix_0002 ---------------------------------------------------------------------
+
+
+class GroupRoomRow(Base):
+    """The room the server keeps for a directory group (messenger.school_rooms).
+
+    Keyed by the group's id, not its name, so renaming a group keeps its room;
+    deleting the group drops the link (the room and its history stay).
+    """
+
+    __tablename__ = "matrix_group_rooms"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"), unique=True)
+
+
+class MediaRow(Base):
+    """An uploaded file; the bytes live on disk under their sha256 (messenger.media)."""
+
+    __tablename__ = "matrix_media"
+
+    media_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    content_type: Mapped[str] = mapped_column(String(255))
+    upload_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+
+
+class ToDeviceRow(Base):
+    """A to-device message waiting for its device (spec 11.11.3 "Send-to-Device
+    messaging"); deleted once the device syncs with a token past it."""
+
+    __tablename__ = "matrix_to_device"
+
+    stream_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    account_id: Mapped[int] = mapped_column(Integer)
+    device_id: Mapped[str] = mapped_column(String(ID))
+    sender: Mapped[str] = mapped_column(String(ID))
+    type: Mapped[str] = mapped_column(String(ID))
+    content: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id", "device_id"],
+                             ["matrix_devices.account_id", "matrix_devices.device_id"],
+                             ondelete="CASCADE"),
+        Index("ix_matrix_to_device_target", "account_id", "device_id", "stream_id"),
+    )
+
+
+class DeviceListChangeRow(Base):
+    """A user's devices or keys changed at ``stream_id`` (sync ``device_lists``)."""
+
+    __tablename__ = "matrix_device_list_changes"
+
+    stream_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    user_id: Mapped[str] = mapped_column(String(ID), index=True)

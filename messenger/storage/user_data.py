@@ -68,9 +68,10 @@ async def account_data_since(session: AsyncSession, account_id: int, since: int,
 
 
 async def put_receipt(session: AsyncSession, room_id: str, user_id: str, receipt_type: str,
-                      thread_id: str, event_id: str, ts: int) -> None:
+                      thread_id: str, event_id: str, ts: int, stream_id: int = 0) -> None:
     await session.merge(ReceiptRow(room_id=room_id, user_id=user_id, receipt_type=receipt_type,
-                                   thread_id=thread_id, event_id=event_id, ts=ts))
+                                   thread_id=thread_id, event_id=event_id, ts=ts,
+                                   stream_id=stream_id))
 
 
 async def set_device_keys(session: AsyncSession, account_id: int, device_id: str,
@@ -78,6 +79,31 @@ async def set_device_keys(session: AsyncSession, account_id: int, device_id: str
     row = await session.get(DeviceRow, (account_id, device_id))
     if row is not None:
         row.keys_json = canonical_json(keys).decode("utf-8")
+
+
+FALLBACK_PREFIX = "fallback/"  # fallback keys share the table, under this prefix
+
+
+async def set_fallback_keys(session: AsyncSession, account_id: int, device_id: str,
+                            keys: Mapping[str, Any]) -> None:
+    """Replace the device's fallback key per algorithm (spec 11.12.5.3 fallback keys)."""
+    for key_id, key in keys.items():
+        algorithm = key_id.partition(":")[0]
+        await session.execute(delete(OneTimeKeyRow).where(
+            OneTimeKeyRow.account_id == account_id, OneTimeKeyRow.device_id == device_id,
+            OneTimeKeyRow.key_id.like(f"{FALLBACK_PREFIX}{algorithm}:%")))
+        session.add(OneTimeKeyRow(account_id=account_id, device_id=device_id,
+                                  key_id=FALLBACK_PREFIX + key_id,
+                                  json=canonical_json(key).decode()))
+    await session.flush()
+
+
+async def fallback_key_types(session: AsyncSession, account_id: int,
+                             device_id: str) -> list[str]:
+    rows = await session.scalars(select(OneTimeKeyRow.key_id).where(
+        OneTimeKeyRow.account_id == account_id, OneTimeKeyRow.device_id == device_id,
+        OneTimeKeyRow.key_id.like(f"{FALLBACK_PREFIX}%")))
+    return sorted({k[len(FALLBACK_PREFIX):].partition(":")[0] for k in rows})
 
 
 async def add_one_time_keys(session: AsyncSession, account_id: int, device_id: str,
@@ -93,9 +119,27 @@ async def one_time_key_counts(session: AsyncSession, account_id: int,
         OneTimeKeyRow.account_id == account_id, OneTimeKeyRow.device_id == device_id))
     counts: dict[str, int] = {}
     for key_id in rows:
+        if key_id.startswith(FALLBACK_PREFIX):
+            continue
         algorithm = key_id.partition(":")[0]
         counts[algorithm] = counts.get(algorithm, 0) + 1
     return counts
+
+
+async def key_counts(session: AsyncSession, account_id: int,
+                     device_id: str) -> tuple[dict[str, int], list[str]]:
+    """One query for /sync: one-time key counts per algorithm, fallback key types."""
+    rows = await session.scalars(select(OneTimeKeyRow.key_id).where(
+        OneTimeKeyRow.account_id == account_id, OneTimeKeyRow.device_id == device_id))
+    counts: dict[str, int] = {}
+    fallback: set[str] = set()
+    for key_id in rows:
+        if key_id.startswith(FALLBACK_PREFIX):
+            fallback.add(key_id[len(FALLBACK_PREFIX):].partition(":")[0])
+        else:
+            algorithm = key_id.partition(":")[0]
+            counts[algorithm] = counts.get(algorithm, 0) + 1
+    return counts, sorted(fallback)
 
 
 async def devices_with_keys(session: AsyncSession, account_id: int) -> dict[str, Any]:
@@ -110,7 +154,11 @@ async def claim_one_time_key(session: AsyncSession, account_id: int, device_id: 
         OneTimeKeyRow.account_id == account_id, OneTimeKeyRow.device_id == device_id,
         OneTimeKeyRow.key_id.like(f"{algorithm}:%")).order_by(OneTimeKeyRow.key_id).limit(1))
     if row is None:
-        return None
+        # No one-time key left: the fallback key, which stays (it is reused).
+        row = await session.scalar(select(OneTimeKeyRow).where(
+            OneTimeKeyRow.account_id == account_id, OneTimeKeyRow.device_id == device_id,
+            OneTimeKeyRow.key_id.like(f"{FALLBACK_PREFIX}{algorithm}:%")).limit(1))
+        return (row.key_id[len(FALLBACK_PREFIX):], json.loads(row.json)) if row else None
     await session.execute(delete(OneTimeKeyRow).where(
         OneTimeKeyRow.account_id == account_id, OneTimeKeyRow.device_id == device_id,
         OneTimeKeyRow.key_id == row.key_id))

@@ -11,16 +11,20 @@ happened since.  With nothing new, the request waits on the notifier up to
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from messenger.ephemeral import TypingTracker
 from messenger.events.client_format import stripped_state
 from messenger.identity import Requester
 from messenger.limits import MessengerLimits
 from messenger.render import render_events
+from messenger.storage import device_messages as dm
 from messenger.storage import events as store
 from messenger.storage import user_data
 from messenger.storage.events import StoredEvent
@@ -41,11 +45,19 @@ class SyncRequest:
     filter: SyncFilter
 
 
+MAX_TO_DEVICE_PER_SYNC = 100
+
+
 class SyncBuilder:
-    def __init__(self, db: Any, notifier: Notifier, limits: MessengerLimits) -> None:
+    def __init__(self, db: Any, notifier: Notifier, limits: MessengerLimits,
+                 typing: TypingTracker | None = None) -> None:
         self.db = db
         self.notifier = notifier
         self.limits = limits
+        self.typing = typing or TypingTracker(notifier)
+        self._building = asyncio.Semaphore(limits.max_concurrent_sync_builds)
+        # (account, device) -> to-device position already deleted (acknowledged)
+        self._acked: dict[tuple[int, str], int] = {}
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
         async with self.db.read() as session:
@@ -57,7 +69,8 @@ class SyncBuilder:
                                               self.limits.max_sync_timeout_ms) / 1000
             while True:
                 waiter.woken.clear()
-                response, has_news = await self._build(requester, request)
+                async with self._building:
+                    response, has_news = await self._build(requester, request)
                 remaining = deadline - time.monotonic()
                 if has_news or request.since is None or request.full_state or remaining <= 0:
                     return response
@@ -77,15 +90,17 @@ class SyncBuilder:
         joins: dict[str, Any] = {}
         invites: dict[str, Any] = {}
         leaves: dict[str, Any] = {}
+        if since is not None:
+            await self._acknowledge_to_device(requester, since.to_device)
         async with self.db.read() as session:
-            now = SyncToken(await store.max_stream_ordering(session),
-                            await user_data.max_account_data_stream(session))
-            if since is not None and (since.events > now.events
-                                      or since.account_data > now.account_data):
+            now = SyncToken(*await dm.stream_maxima(session), self.typing.serial)
+            if since is not None and since.ahead_of(now):
                 since = None  # a token from a reset database: start afresh
-            account_data = await user_data.account_data_since(
-                session, requester.account_id, since.account_data if since else 0,
-                now.account_data)
+            account_data = []
+            if since is None or now.account_data > since.account_data:
+                account_data = await user_data.account_data_since(
+                    session, requester.account_id, since.account_data if since else 0,
+                    now.account_data)
             room_data: dict[str, list[dict[str, Any]]] = {}
             global_data = []
             for room_id, data_type, content in account_data:
@@ -94,12 +109,20 @@ class SyncBuilder:
                     room_data.setdefault(room_id, []).append(item)
                 else:
                     global_data.append(item)
-            for row in await store.memberships_of(session, requester.user_id):
+            memberships = await store.memberships_of(session, requester.user_id)
+            joined_now = [r.room_id for r in memberships if r.membership == "join"]
+            # Incremental: one query finds the rooms with news; the rest are skipped.
+            changed_rooms = None if since is None or request.full_state else \
+                await store.room_ids_with_events_between(session, joined_now, since.events,
+                                                         now.events)
+            for row in memberships:
                 if row.forgotten or not request.filter.wants_room(row.room_id):
                     continue
                 if row.membership == "join":
-                    room = await self._joined_room(session, requester, row, since, now, limit,
-                                                   request)
+                    room = None
+                    if changed_rooms is None or row.room_id in changed_rooms:
+                        room = await self._joined_room(session, requester, row, since, now,
+                                                       limit, request)
                     if room is not None or row.room_id in room_data:
                         room = room or _empty_joined_room()
                         room["account_data"]["events"] = room_data.get(row.room_id, [])
@@ -113,17 +136,76 @@ class SyncBuilder:
                     if wanted:
                         leaves[row.room_id] = await self._left_room(
                             session, requester, row, since, limit, request)
+            joined_ids = [r for r in joined_now if request.filter.wants_room(r)]
+            ephemeral = await self._ephemeral(session, joined_ids, since, now)
+            for room_id, events in ephemeral.items():
+                joins.setdefault(room_id, _empty_joined_room())["ephemeral"]["events"] = events
+            to_device, to_device_pos = await self._to_device(session, requester, since, now)
+            changed = await self._changed_devices(session, requester, since, now)
+            key_counts, fallback = await user_data.key_counts(session, requester.account_id,
+                                                              requester.device_id)
+            key_counts.setdefault("signed_curve25519", 0)
+        now = dataclasses.replace(now, to_device=to_device_pos)
         response = {
             "next_batch": str(now),
             "rooms": {"join": joins, "invite": invites, "leave": leaves, "knock": {}},
             "account_data": {"events": global_data},
-            "to_device": {"events": []},
+            "to_device": {"events": to_device},
             "presence": {"events": []},
-            "device_lists": {"changed": [], "left": []},
-            "device_one_time_keys_count": {},
+            "device_lists": {"changed": sorted(changed), "left": []},
+            "device_one_time_keys_count": key_counts,
+            "device_unused_fallback_key_types": fallback,
         }
-        has_news = bool(joins or invites or leaves or global_data)
+        has_news = bool(joins or invites or leaves or global_data or to_device or changed)
         return response, has_news
+
+    async def _ephemeral(self, session: AsyncSession, room_ids: list[str],
+                         since: SyncToken | None, now: SyncToken) -> dict[str, list[Any]]:
+        """Typing and receipts per joined room (spec 13.6, 13.7: ``ephemeral``)."""
+        out: dict[str, list[Any]] = {}
+        for room_id, event in self.typing.changes(room_ids, since.typing if since else None
+                                                  ).items():
+            out.setdefault(room_id, []).append(event)
+        after = since.receipts if since is not None else 0
+        if now.receipts > after:
+            receipts = await dm.receipts_between(session, room_ids, after, now.receipts)
+            for room_id, content in receipts.items():
+                out.setdefault(room_id, []).append({"type": "m.receipt", "content": content})
+        return out
+
+    async def _acknowledge_to_device(self, requester: Requester, position: int) -> None:
+        """A token past a to-device message acknowledges it (spec 11.11.3): delete.
+
+        One small write per advance, not per sync: ``_acked`` remembers how far."""
+        key = (requester.account_id, requester.device_id)
+        if position <= self._acked.get(key, 0):
+            return
+        async with self.db.write() as session:
+            await dm.delete_to_device_upto(session, *key, position)
+        self._acked[key] = position
+        if len(self._acked) > 100_000:
+            self._acked.clear()
+
+    async def _to_device(self, session: AsyncSession, requester: Requester,
+                         since: SyncToken | None, now: SyncToken,
+                         ) -> tuple[list[dict[str, Any]], int]:
+        after = since.to_device if since is not None else 0
+        if now.to_device <= after:
+            return [], now.to_device
+        rows = await dm.to_device_for(session, requester.account_id, requester.device_id,
+                                      after, now.to_device, MAX_TO_DEVICE_PER_SYNC)
+        if len(rows) == MAX_TO_DEVICE_PER_SYNC:  # more wait: the token stops after these
+            return [event for _, event in rows], rows[-1][0]
+        return [event for _, event in rows], now.to_device
+
+    async def _changed_devices(self, session: AsyncSession, requester: Requester,
+                               since: SyncToken | None, now: SyncToken) -> set[str]:
+        """Users sharing a room whose device list changed (spec 11.12.5.1)."""
+        if since is None or now.device_lists <= since.device_lists:
+            return set()
+        users = await dm.users_sharing_a_room(session, requester.user_id)
+        users.add(requester.user_id)
+        return await dm.changed_users(session, since.device_lists, now.device_lists, users)
 
     async def _timeline(self, session: AsyncSession, room_id: str, after: int, upto: int,
                         limit: int, request: SyncRequest) -> tuple[list[StoredEvent], bool]:
@@ -159,7 +241,10 @@ class SyncBuilder:
         }
         room["state"]["events"] = await render_events(session, requester, state,
                                                       include_room_id=False)
-        room["summary"] = await _summary(session, row.room_id, requester.user_id)
+        # The summary only when membership may have changed (spec: may be omitted
+        # when unchanged): it costs a query per room per sync otherwise.
+        if full or state or any(e.type == "m.room.member" for e in events):
+            room["summary"] = await _summary(session, row.room_id, requester.user_id)
         return room
 
     async def _invited_room(self, session: AsyncSession, row: MembershipRow) -> dict[str, Any]:

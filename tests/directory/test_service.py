@@ -141,3 +141,13 @@ async def test_generated_password_is_rehashed_with_full_parameters_at_first_logi
     assert hasher.verify_sync(stored, "Zufall-Geheim-42")
     # A hash that changed meanwhile (e.g. `schulhof user passwd`) is not overwritten.
     assert not await d.replace_password_hash("neu", light, "x")
+
+
+async def test_the_messenger_system_user_name_is_reserved(school: School) -> None:
+    d = school.directory
+    with pytest.raises(InvalidName):
+        await d.create_account(role=Role.ADMIN, login="schulhof")
+    with pytest.raises(InvalidName):
+        await d.create_group("schulhof")
+    generated = await d.create_account(role=Role.PUPIL, last_name="Schulhof")
+    assert generated.login == "schulhof2"

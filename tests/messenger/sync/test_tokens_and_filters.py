@@ -13,11 +13,15 @@ from messenger.sync.tokens import InvalidToken, SyncToken, parse_position, room_
 positions = st.integers(0, 10**17)
 
 
-@given(positions, positions)
-def test_sync_token_round_trip(events: int, account_data: int) -> None:
-    token = SyncToken(events, account_data)
+@given(positions, positions, st.lists(positions, min_size=4, max_size=4))
+def test_sync_token_round_trip(events: int, account_data: int, more: list[int]) -> None:
+    token = SyncToken(events, account_data, *more)
     assert SyncToken.parse(str(token)) == token
     assert parse_position(str(token)) == events
+
+
+def test_two_number_tokens_of_the_first_slice_still_parse() -> None:
+    assert SyncToken.parse("s5_7") == SyncToken(5, 7, 0, 0, 0, 0)
 
 
 @given(positions)
@@ -37,7 +41,8 @@ def test_parsers_only_raise_invalid_token(text: str) -> None:
         pass
 
 
-@pytest.mark.parametrize("bad", ["", "s1", "s1_", "t-1", "s1_2_3", "t1x", "s" + "9" * 30 + "_1"])
+@pytest.mark.parametrize("bad", ["", "s1", "s1_", "t-1", "s1_2_3", "s1_2_3_4_5_6_7", "t1x",
+                                 "s" + "9" * 30 + "_1"])
 def test_bad_tokens(bad: str) -> None:
     with pytest.raises(InvalidToken):
         parse_position(bad)

@@ -1,0 +1,99 @@
+"""What end-to-end encryption needs of the server besides key storage
+(spec: Client-Server API 11.11.3 "Send-to-Device messaging", 11.12.5.1
+"Tracking the device list for a user").
+
+To-device messages wait in the database until their device syncs with a
+token past them.  Device-list changes (keys uploaded, devices deleted) are a
+stream: /sync tells each user which users they share a room with changed.
+Only local users exist here; messages to unknown users or devices are dropped
+as the spec allows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from directory.model import NotFound
+from messenger.events.identifiers import InvalidIdentifier, UserId
+from messenger.rooms.errors import InvalidRequest
+from messenger.storage import device_messages as dm
+from messenger.sync.notifier import Notifier
+
+log = logging.getLogger("schulhof.messenger")
+
+MAX_TO_DEVICE_TARGETS = 10_000
+
+
+class DeviceMessaging:
+    def __init__(self, db: Any, directory: Any, server_name: str, notifier: Notifier) -> None:
+        self._db = db
+        self._directory = directory
+        self._server_name = server_name
+        self._notifier = notifier
+        self._lock = asyncio.Lock()
+        self._recent_txns: dict[tuple[str, str, str], None] = {}  # idempotent txn ids
+
+    async def _account_id(self, user_id: str) -> int | None:
+        try:
+            user = UserId.parse(user_id)
+        except InvalidIdentifier:
+            return None
+        if user.server != self._server_name:
+            return None  # remote users: needs federation
+        try:
+            return (await self._directory.get_account(user.localpart)).id
+        except NotFound:
+            return None
+
+    async def send(self, sender: str, sender_device: str, txn_id: str, event_type: str,
+                   messages: Mapping[str, Any]) -> int:
+        """Queue ``messages`` ({user: {device or "*": content}}); returns how many."""
+        key = (sender, sender_device, txn_id)
+        if key in self._recent_txns:
+            return 0  # a retried request: already queued
+        targets: list[tuple[int, str, str, Mapping[str, Any]]] = []
+        for user_id, devices in messages.items():
+            if not isinstance(devices, Mapping):
+                raise InvalidRequest("messages must map users to devices to contents")
+            account_id = await self._account_id(user_id)
+            if account_id is None:
+                continue
+            for device_id, content in devices.items():
+                if not isinstance(content, Mapping):
+                    raise InvalidRequest("a to-device message content must be an object")
+                targets.append((account_id, user_id, device_id, content))
+        if len(targets) > MAX_TO_DEVICE_TARGETS:
+            raise InvalidRequest("too many to-device messages in one request")
+        woken: set[str] = set()
+        count = 0
+        async with self._lock, self._db.write() as session:
+            stream_id = await dm.max_to_device(session)
+            for account_id, user_id, device_id, content in targets:
+                known = await dm.device_ids(session, account_id)
+                for target in (known if device_id == "*" else
+                               [device_id] if device_id in known else []):
+                    stream_id += 1
+                    await dm.add_to_device(session, stream_id, account_id, target, sender,
+                                           event_type, content)
+                    count += 1
+                    woken.add(user_id)
+        self._recent_txns[key] = None
+        if len(self._recent_txns) > 10_000:  # bounded: the oldest half goes
+            for old in list(self._recent_txns)[:5_000]:
+                del self._recent_txns[old]
+        for user_id in woken:
+            self._notifier.user_event(user_id)
+        log.info("event=to_device sender=%s type=%s messages=%d", sender, event_type, count)
+        return count
+
+    async def device_list_changed(self, user_id: str) -> None:
+        """``user_id``'s devices or keys changed: tell everyone who shares a room."""
+        async with self._lock, self._db.write() as session:
+            stream_id = await dm.max_device_list(session) + 1
+            await dm.add_device_list_change(session, stream_id, user_id)
+            others = await dm.users_sharing_a_room(session, user_id)
+        for other in others | {user_id}:
+            self._notifier.user_event(other)
