@@ -32,6 +32,7 @@ from directory.passwords import generate_password
 from directory.service import Directory
 
 log = logging.getLogger("schulhof.import")
+LIGHT_HASH_MIN_LENGTH = 12  # shorter generated passwords get the full argon2 parameters
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,11 @@ class Importer:
         if not passwords:
             return {}
         loop = asyncio.get_running_loop()
-        hash_sync = self.directory.hasher.hash_generated_sync
+        hasher = self.directory.hasher
+        # The light parameters are safe only for long random passwords (the readable
+        # alphabet gives 5.8 bits a character: 12 characters are about 70 bits).
+        light = self.password_length >= LIGHT_HASH_MIN_LENGTH
+        hash_sync = hasher.hash_generated_sync if light else hasher.hash_sync
         with ThreadPoolExecutor(self.hash_workers, thread_name_prefix="import-hash") as pool:
             hashes = await asyncio.gather(*(loop.run_in_executor(pool, hash_sync, password)
                                             for password in passwords.values()))

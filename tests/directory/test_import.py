@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import stat
 from collections import Counter
@@ -245,8 +246,6 @@ async def test_passwords_file_is_private_and_its_passwords_log_in(school: School
     summary = await run(school, to_csv(roster), passwords_out=out)
     assert summary.passwords_file == out
     assert stat.S_IMODE(out.stat().st_mode) == 0o600
-    import csv
-
     rows = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
     assert list(rows[0]) == ["login", "email", "first_name", "last_name", "role", "class",
                              "initial_password"]
@@ -295,3 +294,17 @@ async def test_failed_apply_removes_the_passwords_file(school: School, tmp_path:
         await run(school, to_csv(make_school(3, 1, 0)), passwords_out=out)
     assert not out.exists()
     assert await school.directory.list_accounts() == []
+
+
+async def test_short_generated_passwords_get_the_full_hash(school: School,
+                                                          tmp_path: Path) -> None:
+    for length, light in ((12, True), (8, False)):
+        out = tmp_path / f"passwords-{length}.csv"
+        importer = Importer(school.directory, password_length=length)
+        await importer.run(to_csv(make_school(1, 0, 0, seed=length)).replace(
+            b"S00001", f"S{length}".encode()), passwords_out=out, today=TODAY)
+        [row] = list(csv.DictReader(out.open(encoding="utf-8", newline="")))
+        assert len(row["initial_password"]) == length
+        _account, password_hash = await school.directory.credentials_for(row["login"])
+        assert school.hasher.needs_rehash(password_hash) is light
+        assert school.hasher.verify_sync(password_hash, row["initial_password"])
