@@ -60,7 +60,8 @@ class School:
         """The DNS resolver for everything that finds or checks other servers."""
         if self._resolver is None:
             f = self.settings.federation
-            self._resolver = Resolver(f.dns_nameservers, f.dns_port)
+            self._resolver = Resolver(f.dns_nameservers, f.dns_port,
+                                      cache_size=10_000 if f.dns_cache else 0)
         return self._resolver
 
     @property

@@ -133,6 +133,8 @@ class FederationSettings:
     # Empty list: the system resolver. Tests point this at a DNS server on loopback.
     dns_nameservers: tuple[str, ...] = ()
     dns_port: int = 53
+    # Cache DNS answers for their TTL (inbound SPF/DMARC lookups repeat a lot).
+    dns_cache: bool = True
     remote_smtp_port: int = 25
     retry_give_up_hours: float = 120.0
     delay_warning_hours: float = 4.0

@@ -84,7 +84,7 @@ class Resolver:
     """Typed async DNS lookups.  One instance per school; holds no global state."""
 
     def __init__(self, nameservers: Sequence[str] = (), port: int = 53, *,
-                 timeout: float = 3.0, lifetime: float = 10.0,
+                 timeout: float = 3.0, lifetime: float = 10.0, cache_size: int = 0,
                  rng: random.Random | None = None) -> None:
         if nameservers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
@@ -92,6 +92,9 @@ class Resolver:
             self._resolver.port = port
         else:
             self._resolver = dns.asyncresolver.Resolver()
+        if cache_size:
+            # Answers kept for their TTL: every inbound mail asks for SPF and DMARC.
+            self._resolver.cache = dns.resolver.LRUCache(cache_size)
         self._resolver.timeout = timeout
         self._resolver.lifetime = lifetime
         # No search list: a mail domain is always fully qualified.

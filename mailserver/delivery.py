@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -47,6 +48,10 @@ class DeliveryReceipt:
 class DeliveryTransaction(Protocol):
     async def add_local(self, recipient: LocalRecipient, size_hint: int = 0) -> RecipientOutcome:
         """Check one local recipient (quota with ``size_hint``) and remember it."""
+
+    async def add_locals(self, recipients: Sequence[LocalRecipient],
+                         size_hint: int = 0) -> list[RecipientOutcome]:
+        """``add_local`` for many recipients at once (group expansion), in order."""
 
     def add_remote(self, address: str) -> None:
         """A recipient at another domain: queued for outbound delivery on commit."""

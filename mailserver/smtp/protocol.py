@@ -11,6 +11,7 @@ aiosmtpd (``aiosmtpd.smtp.SMTP``) owns the protocol.  This subclass adds:
 * a 421 4.4.2 before closing an idle connection (RFC 5321 4.5.3.2.7), and
   idleness measured on received bytes, so a long DATA upload is not idle;
 * the line length limit from the settings (RFC 5321 4.5.3.1.6);
+* DATA read in bulk (mailserver.smtp.data) instead of aiosmtpd's line loop;
 * a hook so the session hears about lost connections (to abort its transaction).
 """
 
@@ -22,11 +23,12 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import SMTP, Session
+from aiosmtpd.smtp import MISSING, SMTP, Session, syntax
 
 from mailserver.smtp import replies
 from mailserver.smtp.addresses import AddressError, parse_path, split_path_argument
 from mailserver.smtp.config import SmtpLimits
+from mailserver.smtp.data import DataAccumulator, DataState, read_data
 from mailserver.smtp.session import SmtpSession
 
 log = logging.getLogger("schulhof.smtp")
@@ -177,6 +179,49 @@ class SchulhofSMTP(SMTP):
 
     async def _smtp_unknown(self, command: str, arg: str | None) -> None:
         await self.push(replies.unknown_command(command))
+
+    # --- DATA (RFC 5321 4.1.1.4) ---------------------------------------------------------------
+    @syntax("DATA")
+    async def smtp_DATA(self, arg: str) -> None:
+        """aiosmtpd's DATA with the section read by ``read_data``; same checks and replies."""
+        if self._decode_data:  # never on our listeners; aiosmtpd's own loop decodes
+            await super().smtp_DATA(arg)
+            return
+        if await self.check_helo_needed():
+            return
+        if await self.check_auth_needed("DATA"):
+            return
+        assert self.envelope is not None
+        if not self.envelope.rcpt_tos:
+            await self.push("503 Error: need RCPT command")
+            return
+        if arg:
+            await self.push("501 Syntax: DATA")
+            return
+        await self.push("354 End data with <CR><LF>.<CR><LF>")
+        data = DataAccumulator(self.data_size_limit, self.line_length_limit,
+                               self.line_length_limit)
+        try:
+            await read_data(self._reader, data)
+        except asyncio.CancelledError:
+            log.info("event=smtp_lost_during_data ip=%s", self._client_ip)
+            self._writer.close()
+            raise
+        if data.state is DataState.TOO_LONG:
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            self._set_post_data_state()
+            return
+        if data.state is DataState.TOO_MUCH:
+            await self.push("552 Error: Too much mail data")
+            self._set_post_data_state()
+            return
+        content = data.content()
+        # decode_data is never set on our listeners: the content stays bytes.
+        self.envelope.content = content
+        self.envelope.original_content = content
+        status = await self._call_handler_hook("DATA")
+        self._set_post_data_state()
+        await self.push("250 OK" if status is MISSING else status)
 
     # --- addresses -------------------------------------------------------------------------------
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:

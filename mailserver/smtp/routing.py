@@ -21,13 +21,14 @@ Decisions (RFC 5321 3.6 and 7.1; RFC 6409 for submission):
 
 Address lookups (``Directory.resolve``) are cached for a few seconds per
 service (``ResolveCache``): on a busy MX most mail goes to the same people,
-and each lookup is two database round trips.  The price: an account that is
-suspended, or an alias that is removed, can still receive mail for up to
-``ttl`` seconds.  Role policy and group membership are never cached.
+and each lookup is a read transaction; concurrent misses share one lookup.
+The price: an account that is suspended, or an alias that is removed, can
+still receive mail for up to ``ttl`` seconds.  Role policy and group membership are never cached.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +56,13 @@ class Route:
 
 
 class ResolveCache:
-    """``Directory.resolve`` results (hits and misses) for ``ttl`` seconds, bounded in size."""
+    """``Directory.resolve`` results (hits and misses) for ``ttl`` seconds, bounded in size.
+
+    Concurrent misses for one key share one lookup (single flight): parallel
+    connections tend to deliver to the same people at the same moment, and
+    without this each of them paid its own database round trip when an entry
+    expired.
+    """
 
     def __init__(self, directory: Directory, ttl: float, max_entries: int = 10_000,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -64,21 +71,32 @@ class ResolveCache:
         self._max_entries = max_entries
         self._clock = clock
         self._entries: dict[str, tuple[float, Resolved | None]] = {}
+        self._inflight: dict[str, asyncio.Future[Resolved | None]] = {}
 
     async def resolve(self, key: str) -> Resolved | None:
         if self._ttl <= 0:
             return await self._directory.resolve(key)
-        now = self._clock()
         entry = self._entries.get(key)
-        if entry is not None and entry[0] > now:
+        if entry is not None and entry[0] > self._clock():
             return entry[1]
-        resolved = await self._directory.resolve(key)
+        lookup = self._inflight.get(key)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._directory.resolve(key))
+            self._inflight[key] = lookup
+            lookup.add_done_callback(lambda done: self._settle(key, done))
+        # shield: one waiter going away must not cancel the lookup the others share.
+        return await asyncio.shield(lookup)
+
+    def _settle(self, key: str, lookup: asyncio.Future[Resolved | None]) -> None:
+        self._inflight.pop(key, None)
+        if lookup.cancelled() or lookup.exception() is not None:
+            return  # not cached; the waiters saw the error
+        now = self._clock()
         if len(self._entries) >= self._max_entries:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
             if len(self._entries) >= self._max_entries:
                 self._entries.clear()
-        self._entries[key] = (now + self._ttl, resolved)
-        return resolved
+        self._entries[key] = (now + self._ttl, lookup.result())
 
 
 class Router:

@@ -239,16 +239,16 @@ class SmtpSession:
         fresh = [i for i in account_ids if i not in tx.account_ids]
         if not fresh:
             return None
-        outcomes = []
-        for account_id in fresh:
-            outcome = await tx.delivery.add_local(LocalRecipient(account_id), tx.size_hint)
+        recipients = [LocalRecipient(account_id) for account_id in fresh]
+        # One call for a whole group: the store checks all quotas in one query.
+        outcomes = await tx.delivery.add_locals(recipients, tx.size_hint)
+        for account_id, outcome in zip(fresh, outcomes, strict=True):
             if outcome is delivery.RecipientOutcome.ACCEPTED:
                 tx.account_ids.add(account_id)
             else:
                 # A group member over quota does not stop the others; a DSN is future work.
                 log.info("event=smtp_rcpt_over_quota account_id=%d outcome=%s",
                          account_id, outcome.value)
-            outcomes.append(outcome)
         if delivery.RecipientOutcome.ACCEPTED in outcomes:
             return None
         if delivery.RecipientOutcome.OVER_QUOTA_TEMPORARY in outcomes:

@@ -16,14 +16,17 @@ row per remote recipient.  Quota is checked again there with the real size:
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import BigInteger, bindparam, case, insert, literal, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import BigInteger, and_, bindparam, insert, select, update
+from sqlalchemy.dialects import postgresql as postgresql_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailserver.changes import MailboxChange
 from mailserver.delivery import (
@@ -79,20 +82,52 @@ class DeliveryResult:
     size: int = 0
 
 
+# The statements of a delivery batch, built once: building and cache-keying a
+# SQLAlchemy statement costs more than running it, and this is the hot path.
+# Lists go in as expanding bind parameters, so one compiled form serves every batch.
+_a, _ma, _mb = q.accounts_t, q.mail_accounts, q.mailboxes
+_STATE = (
+    select(_a.c.id, _a.c.role, _ma.c.used_bytes, _mb.c.name, _mb.c.id)
+    .select_from(_a.outerjoin(_ma, _ma.c.account_id == _a.c.id).outerjoin(
+        _mb, and_(_mb.c.account_id == _a.c.id,
+                  _mb.c.name.in_(bindparam("names", expanding=True)))))
+    .where(_a.c.id.in_(bindparam("ids", expanding=True))))
+_FRESH_BOXES = (
+    select(_mb.c.account_id, _mb.c.name, _mb.c.id)
+    .where(_mb.c.account_id.in_(bindparam("ids", expanding=True)),
+           _mb.c.name.in_(bindparam("names", expanding=True))))
+_RESERVE_UIDS = (
+    update(_mb).where(_mb.c.id.in_(bindparam("ids", expanding=True)))
+    .values(uidnext=_mb.c.uidnext + bindparam("n", type_=BigInteger),
+            highestmodseq=_mb.c.highestmodseq + 1)
+    .returning(_mb.c.id, _mb.c.uidnext, _mb.c.highestmodseq))
+_INSERT_MESSAGES = insert(q.messages)
+_ADD_USAGE = (
+    update(_ma).where(_ma.c.account_id == bindparam("account"))
+    .values(used_bytes=_ma.c.used_bytes + bindparam("delta", type_=BigInteger)))
+_INSERT_QUEUE = insert(q.outbound).returning(q.outbound.c.id, sort_by_parameter_order=True)
+_INSERT_BLOBS = {
+    "sqlite": sqlite_dialect.insert(q.blobs).on_conflict_do_nothing(),
+    "postgresql": postgresql_dialect.insert(q.blobs).on_conflict_do_nothing(),
+}
+
+
 async def apply_deliveries(session: AsyncSession, works: Sequence[DeliveryWork],
                            limit_for: Callable[[str], int | None],
                            ) -> list[DeliveryResult | Failed]:
     """Write a batch of deliveries inside ``session`` with a constant number of statements.
 
-    Per batch, not per message: one query each for account state, usage and
-    mailboxes, one multi-row insert each for blobs, messages and queue rows, one
-    ``UPDATE ... RETURNING`` reserving the UIDs of every touched mailbox.
-    Refusals (quota, missing account) are returned as ``Failed`` and nothing
-    of a refused delivery is written.
+    Per batch, not per message: one query for account state, usage and
+    mailboxes; one multi-row insert each for blobs, messages and queue rows;
+    one ``UPDATE ... RETURNING`` reserving the UIDs of the touched mailboxes
+    (one per distinct per-mailbox count, usually one); one usage update
+    (executemany).  Refusals (quota, missing account) are returned as
+    ``Failed`` and nothing of a refused delivery is written.
     """
+    conn = await session.connection()
     account_ids = sorted({r.account_id for w in works for r in w.local})
-    accounts = await _account_state(session, account_ids)
-    boxes = await _mailboxes(session, account_ids)
+    names = sorted({r.mailbox for w in works for r in w.local} | {INBOX})
+    accounts, boxes = await _account_state(session, conn, account_ids, names)
     plans: list[list[tuple[LocalRecipient, int]] | Failed] = []
     for work in works:
         plans.append(_plan(work, accounts, boxes, limit_for))
@@ -100,74 +135,74 @@ async def apply_deliveries(session: AsyncSession, works: Sequence[DeliveryWork],
     if not live:
         return [p for p in plans if isinstance(p, Failed)]
 
+    now = msgs.now()
     blob_rows = {w.blob_id: w.message for w, _ in live}
-    await session.execute(q.insert_ignoring_conflict(session, q.blobs), [
-        {"id": blob_id, "size": len(data), "data": data, "created_at": msgs.now()}
+    await conn.execute(_INSERT_BLOBS[conn.dialect.name], [
+        {"id": blob_id, "size": len(data), "data": data, "created_at": now}
         for blob_id, data in blob_rows.items()])
 
     counts = Counter(mailbox_id for _, plan in live for _, mailbox_id in plan)
-    next_uid, modseqs = await _reserve_uids(session, counts)
+    next_uid, modseqs = await _reserve_uids(conn, counts)
     message_rows: list[dict[str, object]] = []
     results: dict[int, DeliveryResult] = {}
     usage: Counter[int] = Counter()
     for work, plan in live:
         stored: list[tuple[int, int, int]] = []
+        size = len(work.message)
         for recipient, mailbox_id in plan:
             uid = next_uid[mailbox_id]
             next_uid[mailbox_id] += 1
             bits, keywords = fl.encode(recipient.flags)
             message_rows.append({
                 "mailbox_id": mailbox_id, "uid": uid, "blob_id": work.blob_id,
-                "size": len(work.message), "internal_date": work.envelope.received_at,
+                "size": size, "internal_date": work.envelope.received_at,
                 "system_flags": bits, "keywords": fl.keywords_text(keywords),
                 "modseq": modseqs[mailbox_id]})
-            usage[recipient.account_id] += len(work.message)
+            usage[recipient.account_id] += size
             stored.append((recipient.account_id, mailbox_id, uid))
         results[id(work)] = DeliveryResult(
             DeliveryReceipt(tuple(stored), ()),
-            [MailboxChange(a, m, modseqs[m]) for a, m, _ in stored], len(work.message))
+            [MailboxChange(a, m, modseqs[m]) for a, m, _ in stored], size)
     if message_rows:
-        await session.execute(insert(q.messages), message_rows)
-        a = q.mail_accounts
-        await session.execute(
-            update(a).where(a.c.account_id == bindparam("account"))
-            .values(used_bytes=a.c.used_bytes + bindparam("delta")),
-            [{"account": account, "delta": delta} for account, delta in sorted(usage.items())])
-    await _queue(session, [w for w, _ in live], results)
+        await conn.execute(_INSERT_MESSAGES, message_rows)
+        await conn.execute(_ADD_USAGE, [{"account": account, "delta": delta}
+                                        for account, delta in sorted(usage.items())])
+    await _queue(conn, [w for w, _ in live], results, now)
     out: list[DeliveryResult | Failed] = []
     for work, plan in zip(works, plans, strict=True):
         out.append(plan if isinstance(plan, Failed) else results[id(work)])
     return out
 
 
-async def _account_state(session: AsyncSession, account_ids: list[int]) -> dict[int, list]:
-    """account id -> [used bytes, role]; creates missing mail state and default folders."""
+async def _account_state(session: AsyncSession, conn: AsyncConnection, account_ids: list[int],
+                         names: list[str],
+                         ) -> tuple[dict[int, list], dict[tuple[int, str], int]]:
+    """(account id -> [used bytes, role], (account id, mailbox name) -> mailbox id).
+
+    One query for the whole batch (account, its mail state and the mailboxes
+    the batch delivers into); accounts without mail state yet get it and their
+    default folders here (first delivery), then one more query for those.
+    Accounts that no longer exist are simply absent.
+    """
     if not account_ids:
-        return {}
-    known = set((await session.scalars(select(q.mail_accounts.c.account_id).where(
-        q.mail_accounts.c.account_id.in_(account_ids)))).all())
+        return {}, {}
+    rows = await conn.execute(_STATE, {"ids": account_ids, "names": names})
     state: dict[int, list] = {}
-    rows = await session.execute(
-        select(q.accounts_t.c.id, q.accounts_t.c.role).where(q.accounts_t.c.id.in_(account_ids)))
-    for account_id, role in rows:
-        state[account_id] = [0, role]
-        if account_id not in known:
+    boxes: dict[tuple[int, str], int] = {}
+    fresh: list[int] = []
+    for account_id, role, used, name, mailbox_id in rows:
+        if account_id not in state:
+            state[account_id] = [int(used or 0), role]
+            if used is None:
+                fresh.append(account_id)
+        if mailbox_id is not None:
+            boxes[(account_id, name)] = mailbox_id
+    if fresh:
+        for account_id in fresh:
             await q.ensure_account(session, account_id)
-    usage = await session.execute(
-        select(q.mail_accounts.c.account_id, q.mail_accounts.c.used_bytes)
-        .where(q.mail_accounts.c.account_id.in_(list(state))))
-    for account_id, used in usage:
-        state[account_id][0] = int(used)
-    return state
-
-
-async def _mailboxes(session: AsyncSession, account_ids: list[int]) -> dict[tuple[int, str], int]:
-    if not account_ids:
-        return {}
-    mb = q.mailboxes
-    rows = await session.execute(select(mb.c.account_id, mb.c.name, mb.c.id)
-                                 .where(mb.c.account_id.in_(account_ids)))
-    return {(account_id, name): mailbox_id for account_id, name, mailbox_id in rows}
+        rows = await conn.execute(_FRESH_BOXES, {"ids": fresh, "names": names})
+        boxes.update({(account_id, name): mailbox_id for account_id, name, mailbox_id in rows})
+    return state, boxes
 
 
 def _plan(work: DeliveryWork, accounts: dict[int, list], boxes: dict[tuple[int, str], int],
@@ -207,44 +242,39 @@ def _plan(work: DeliveryWork, accounts: dict[int, list], boxes: dict[tuple[int, 
     return Failed(QuotaExceeded("no recipient has room for the message", permanent=permanent))
 
 
-async def _reserve_uids(session: AsyncSession,
+async def _reserve_uids(conn: AsyncConnection,
                         counts: Counter[int]) -> tuple[dict[int, int], dict[int, int]]:
-    """One UPDATE ... RETURNING for all mailboxes: (first uid, new modseq) per mailbox.
+    """``UPDATE ... RETURNING`` per distinct count: (first uid, new modseq) per mailbox.
 
-    Messages delivered into one mailbox by one batch share a MODSEQ: they
-    appeared in the same commit (RFC 7162 3.1.1 only needs it to increase).
+    Usually one statement: single-recipient mail puts one message into each
+    mailbox, a class mail the same number into each pupil's INBOX.  Messages
+    delivered into one mailbox by one batch share a MODSEQ: they appeared in
+    the same commit (RFC 7162 3.1.1 only needs it to increase).
     """
-    if not counts:
-        return {}, {}
-    mb = q.mailboxes
-    ids = sorted(counts)
-    increment = case({i: counts[i] for i in ids}, value=mb.c.id) if len(ids) > 1 \
-        else literal(counts[ids[0]], BigInteger)
-    rows = await session.execute(
-        update(mb).where(mb.c.id.in_(ids))
-        .values(uidnext=mb.c.uidnext + increment, highestmodseq=mb.c.highestmodseq + 1)
-        .returning(mb.c.id, mb.c.uidnext, mb.c.highestmodseq))
+    by_count: dict[int, list[int]] = {}
+    for mailbox_id, n in sorted(counts.items()):
+        by_count.setdefault(n, []).append(mailbox_id)
     first: dict[int, int] = {}
     modseqs: dict[int, int] = {}
-    for mailbox_id, uidnext, modseq in rows:
-        first[mailbox_id] = int(uidnext) - counts[mailbox_id]
-        modseqs[mailbox_id] = int(modseq)
-    if len(first) != len(ids):
+    for n, ids in sorted(by_count.items()):
+        rows = await conn.execute(_RESERVE_UIDS, {"ids": ids, "n": n})
+        for mailbox_id, uidnext, modseq in rows:
+            first[mailbox_id] = int(uidnext) - n
+            modseqs[mailbox_id] = int(modseq)
+    if len(first) != len(counts):
         raise MailboxNotFound("a mailbox vanished during delivery")
     return first, modseqs
 
 
-async def _queue(session: AsyncSession, works: list[DeliveryWork],
-                 results: dict[int, DeliveryResult]) -> None:
+async def _queue(conn: AsyncConnection, works: list[DeliveryWork],
+                 results: dict[int, DeliveryResult], now: dt.datetime) -> None:
     rows = [(work, address) for work in works for address in work.remote]
     if not rows:
         return
-    now = msgs.now()
-    result = await session.execute(
-        insert(q.outbound).returning(q.outbound.c.id, sort_by_parameter_order=True), [
-            {"mail_from": work.envelope.mail_from, "recipient": address,
-             "blob_id": work.blob_id, "created_at": now, "next_attempt_at": now,
-             "attempts": 0, "state": "queued"} for work, address in rows])
+    result = await conn.execute(_INSERT_QUEUE, [
+        {"mail_from": work.envelope.mail_from, "recipient": address,
+         "blob_id": work.blob_id, "created_at": now, "next_attempt_at": now,
+         "attempts": 0, "state": "queued"} for work, address in rows])
     ids: dict[int, list[int]] = {}
     for (work, _), queue_id in zip(rows, result.scalars().all(), strict=True):
         ids.setdefault(id(work), []).append(queue_id)
@@ -261,27 +291,44 @@ class StoreDeliveryTransaction:
 
     def __init__(self, envelope: Envelope,
                  batcher: CommitBatcher[DeliveryWork, DeliveryResult],
-                 quota_of: Callable[[int], Awaitable[Quota]]) -> None:
+                 quotas_of: Callable[[Sequence[int]], Awaitable[dict[int, Quota]]]) -> None:
         self._envelope = envelope
         self._batcher = batcher
-        self._quota_of = quota_of
+        self._quotas_of = quotas_of
         self._local: dict[tuple[int, str], LocalRecipient] = {}
         self._remote: list[str] = []
         self._finished = False
 
     async def add_local(self, recipient: LocalRecipient,
                         size_hint: int = 0) -> RecipientOutcome:
-        self._check_open()
-        recipient = LocalRecipient(recipient.account_id, normalise(recipient.mailbox),
-                                   recipient.flags)
-        key = (recipient.account_id, recipient.mailbox)
-        if key in self._local:  # the same mailbox twice (alias + address): one copy
-            return RecipientOutcome.ACCEPTED
-        quota = await self._quota_of(recipient.account_id)
-        outcome = quota_outcome(quota.used, size_hint, quota.limit)
-        if outcome is RecipientOutcome.ACCEPTED:
-            self._local[key] = recipient
+        [outcome] = await self.add_locals([recipient], size_hint)
         return outcome
+
+    async def add_locals(self, recipients: Sequence[LocalRecipient],
+                         size_hint: int = 0) -> list[RecipientOutcome]:
+        """``add_local`` for many recipients (a group's members) with one quota lookup.
+
+        Each recipient is judged on its own, in order, exactly as separate
+        ``add_local`` calls would judge it.
+        """
+        self._check_open()
+        normalised = [LocalRecipient(r.account_id, normalise(r.mailbox), r.flags)
+                      for r in recipients]
+        fresh = [r.account_id for r in normalised
+                 if (r.account_id, r.mailbox) not in self._local]
+        quotas = await self._quotas_of(fresh) if fresh else {}
+        outcomes: list[RecipientOutcome] = []
+        for recipient in normalised:
+            key = (recipient.account_id, recipient.mailbox)
+            if key in self._local:  # the same mailbox twice (alias + address): one copy
+                outcomes.append(RecipientOutcome.ACCEPTED)
+                continue
+            quota = quotas[recipient.account_id]
+            outcome = quota_outcome(quota.used, size_hint, quota.limit)
+            if outcome is RecipientOutcome.ACCEPTED:
+                self._local[key] = recipient
+            outcomes.append(outcome)
+        return outcomes
 
     def add_remote(self, address: str) -> None:
         self._check_open()

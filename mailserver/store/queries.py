@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Table, case, func, insert, select, update
+from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -130,13 +130,32 @@ async def add_usage(session: AsyncSession, account_id: int, delta: int) -> None:
             .values(used_bytes=mail_accounts.c.used_bytes + delta))
 
 
+# Built once: every RCPT's quota answer (when not cached) runs it.
+_USAGE_AND_ROLE = (
+    select(accounts_t.c.role, func.coalesce(mail_accounts.c.used_bytes, 0).label("used"))
+    .select_from(accounts_t.outerjoin(
+        mail_accounts, mail_accounts.c.account_id == accounts_t.c.id))
+    .where(accounts_t.c.id == bindparam("account_id")))
+
+
+_USAGES_AND_ROLES = (
+    select(accounts_t.c.id, accounts_t.c.role,
+           func.coalesce(mail_accounts.c.used_bytes, 0).label("used"))
+    .select_from(accounts_t.outerjoin(
+        mail_accounts, mail_accounts.c.account_id == accounts_t.c.id))
+    .where(accounts_t.c.id.in_(bindparam("account_ids", expanding=True))))
+
+
+async def usages_and_roles(session: AsyncSession,
+                           account_ids: Sequence[int]) -> dict[int, tuple[int, str]]:
+    """``usage_and_role`` of many accounts in one query; missing accounts are left out."""
+    rows = await session.execute(_USAGES_AND_ROLES, {"account_ids": list(account_ids)})
+    return {row.id: (int(row.used), row.role) for row in rows}
+
+
 async def usage_and_role(session: AsyncSession, account_id: int) -> tuple[int, str]:
     """(bytes used, role) of an account; 0 used before its first message."""
-    row = (await session.execute(
-        select(accounts_t.c.role, func.coalesce(mail_accounts.c.used_bytes, 0).label("used"))
-        .select_from(accounts_t.outerjoin(
-            mail_accounts, mail_accounts.c.account_id == accounts_t.c.id))
-        .where(accounts_t.c.id == account_id))).one_or_none()
+    row = (await session.execute(_USAGE_AND_ROLE, {"account_id": account_id})).one_or_none()
     if row is None:
         raise AccountNotFound(f"no account {account_id}")
     return int(row.used), row.role

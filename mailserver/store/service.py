@@ -7,6 +7,7 @@ change feed is told only after that transaction committed.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import hashlib
 import time
@@ -31,6 +32,7 @@ from mailserver.store.delivery import (
     apply_deliveries,
 )
 from mailserver.store.model import (
+    AccountNotFound,
     AppendResult,
     Changes,
     CopyResult,
@@ -63,6 +65,7 @@ class MailStore:
         # RCPT-time quota answers, briefly cached: that check is advisory (commit
         # re-checks in its transaction) and one read per RCPT halved throughput.
         self._rcpt_quota: dict[int, tuple[float, Quota]] = {}
+        self._rcpt_quota_inflight: dict[int, asyncio.Future[dict[int, Quota]]] = {}
         self._batcher: CommitBatcher[DeliveryWork, DeliveryResult] = CommitBatcher(
             db, lambda session, works: apply_deliveries(session, works, self.limit_for),
             self._after_delivery, size_of=lambda work: len(work.message),
@@ -79,18 +82,59 @@ class MailStore:
 
     # --- delivery (mailserver.delivery.DeliveryTarget) ---------------------
     def begin(self, envelope: Envelope) -> StoreDeliveryTransaction:
-        return StoreDeliveryTransaction(envelope, self._batcher, self._quota_for_rcpt)
+        return StoreDeliveryTransaction(envelope, self._batcher, self._quotas_for_rcpt)
 
-    async def _quota_for_rcpt(self, account_id: int) -> Quota:
+    async def _quotas_for_rcpt(self, account_ids: Sequence[int]) -> dict[int, Quota]:
+        """RCPT-time quota of each account: cached answers, one query for the rest.
+
+        A class mail's RCPT asks for 30 accounts at once; parallel RCPTs for the
+        same accounts share the reads in flight (they come in bursts).
+        Accounts that do not exist raise AccountNotFound, as ``quota`` does.
+        """
         now = time.monotonic()
-        cached = self._rcpt_quota.get(account_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        quota = await self.quota(account_id)
+        found: dict[int, Quota] = {}
+        waiting: dict[int, asyncio.Future[dict[int, Quota]]] = {}
+        missing: list[int] = []
+        for account_id in account_ids:
+            cached = self._rcpt_quota.get(account_id)
+            if cached is not None and cached[0] > now:
+                found[account_id] = cached[1]
+            elif account_id in self._rcpt_quota_inflight:
+                waiting[account_id] = self._rcpt_quota_inflight[account_id]
+            elif account_id not in missing:
+                missing.append(account_id)
+        if missing:
+            lookup = asyncio.ensure_future(self._read_quotas(missing))
+            for account_id in missing:
+                self._rcpt_quota_inflight[account_id] = lookup
+                waiting[account_id] = lookup
+            lookup.add_done_callback(lambda done: self._settle_quotas(missing, done))
+        for account_id, lookup in waiting.items():
+            # shield: one RCPT going away must not cancel a read others wait for.
+            quotas = await asyncio.shield(lookup)
+            if account_id not in quotas:
+                raise AccountNotFound(f"no account {account_id}")
+            found[account_id] = quotas[account_id]
+        return found
+
+    async def _read_quotas(self, account_ids: list[int]) -> dict[int, Quota]:
+        async with self.db.read() as session:
+            rows = await q.usages_and_roles(session, account_ids)
+        return {account_id: Quota(used, self.limit_for(role))
+                for account_id, (used, role) in rows.items()}
+
+    def _settle_quotas(self, account_ids: list[int],
+                       lookup: asyncio.Future[dict[int, Quota]]) -> None:
+        for account_id in account_ids:
+            if self._rcpt_quota_inflight.get(account_id) is lookup:
+                del self._rcpt_quota_inflight[account_id]
+        if lookup.cancelled() or lookup.exception() is not None:
+            return
         if len(self._rcpt_quota) > RCPT_QUOTA_CACHE_SIZE:
             self._rcpt_quota.clear()
-        self._rcpt_quota[account_id] = (now + RCPT_QUOTA_SECONDS, quota)
-        return quota
+        expires = time.monotonic() + RCPT_QUOTA_SECONDS
+        for account_id, quota in lookup.result().items():
+            self._rcpt_quota[account_id] = (expires, quota)
 
     def _after_delivery(self, result: DeliveryResult) -> None:
         for change in result.changes:

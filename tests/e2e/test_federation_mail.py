@@ -156,7 +156,7 @@ async def federation(tmp_path: Path, fresh_database_url: Callable[[], str]
     dns = DnsServer()
     await dns.start()
     mx_port = common_free_port(A_IP, B_IP)
-    fed = FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port,
+    fed = FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port, dns_cache=False,
                              remote_smtp_port=mx_port, first_retry_seconds=1.0)
     mails = []
     for name, ip, partner, login, role in (("a", A_IP, "b.test", "paul", Role.PUPIL),
@@ -310,6 +310,7 @@ async def test_sigkill_with_a_full_queue_delivers_each_message_once(
     settings = make_settings(
         tmp_path / "a", database_url, domain="a.test",
         federation=FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port,
+                                      dns_cache=False,
                                       remote_smtp_port=sink.port, first_retry_seconds=1.0))
     school = await School.open(settings, migrate=False)
     await school.directory.create_account(role=Role.TEACHER, login="paul")
@@ -384,7 +385,7 @@ async def test_mta_sts_enforced_between_schools(tmp_path: Path,
     dns = DnsServer()
     await dns.start()
     mx_port = common_free_port(A_IP, B_IP)
-    fed = FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port,
+    fed = FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port, dns_cache=False,
                              remote_smtp_port=mx_port, first_retry_seconds=1.0)
     mails = []
     for name, ip, partner, login, role in (("a", A_IP, "b.test", "paul", Role.PUPIL),

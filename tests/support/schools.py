@@ -55,7 +55,9 @@ def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.te
         database=DatabaseSettings(url=database_url),
         listen=listen,
         smtp=SmtpSettings(idle_timeout_seconds=30.0),
-        federation=FederationSettings(dns_nameservers=(dns_host,), dns_port=dns_port),
+        # No DNS cache: tests change zone records and expect the change to be seen.
+        federation=FederationSettings(dns_nameservers=(dns_host,), dns_port=dns_port,
+                                      dns_cache=False),
         partners=tuple(PartnerSchool(domain=p) for p in partners),
     )
     if sections:

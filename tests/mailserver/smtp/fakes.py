@@ -30,8 +30,15 @@ class FakeTransaction:
             self.local.append(recipient.account_id)
         return outcome
 
+    async def add_locals(self, recipients: list[LocalRecipient],
+                         size_hint: int = 0) -> list[RecipientOutcome]:
+        return [await self.add_local(recipient, size_hint) for recipient in recipients]
+
     def add_remote(self, address: str) -> None:
         self.remote.append(address)
+
+    def redirect_local(self, mailbox: str) -> None:
+        pass
 
     async def commit(self, message: bytes) -> DeliveryReceipt:
         if self.target.commit_delay:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from conf.app import School
@@ -76,3 +78,24 @@ async def test_resolve_cache_expires(school: School) -> None:
     assert later is not None and later.account is not None
     assert later.account.status is Status.SUSPENDED
     assert await ResolveCache(d, ttl=0).resolve("nobody") is None
+
+
+async def test_resolve_cache_shares_concurrent_lookups(school: School) -> None:
+    """Parallel connections missing the same key pay for one directory lookup."""
+    d = school.directory
+    await d.create_account(role=Role.PUPIL, login="paul")
+    calls: list[str] = []
+
+    class CountingDirectory:
+        async def resolve(self, key: str) -> object:
+            calls.append(key)
+            await asyncio.sleep(0.01)  # a lookup in flight while the others arrive
+            return await d.resolve(key)
+
+    cache = ResolveCache(CountingDirectory(), ttl=5.0)  # type: ignore[arg-type]
+    results = await asyncio.gather(*(cache.resolve("paul") for _ in range(10)),
+                                   cache.resolve("nobody"))
+    assert calls == ["paul", "nobody"]
+    assert all(r is not None and r.account is not None for r in results[:10])
+    assert results[10] is None
+    assert await cache.resolve("paul") is results[0] and calls == ["paul", "nobody"]

@@ -7,7 +7,7 @@ import datetime as dt
 import hashlib
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from conf.app import School
 from directory.db import Database
@@ -244,3 +244,55 @@ async def test_rcpt_quota_answer_follows_committed_deliveries(
     await store.expunge(inbox.id)
     tx = store.begin(envelope())
     assert await tx.add_local(LocalRecipient(pupil), len(big)) is RecipientOutcome.ACCEPTED
+
+
+async def test_add_locals_judges_like_add_local_with_one_quota_query(
+        store: MailStore, db: Database) -> None:
+    """A class mail's RCPT: every member's quota in one read, same outcomes as one by one."""
+    pupils = [await make_account(db) for _ in range(6)]
+    teacher = await make_account(db, "teacher")
+    await store.append(pupils[1], "INBOX", b"y" * (PUPIL_QUOTA - 500))
+    recipients = [LocalRecipient(a) for a in [*pupils, teacher, pupils[0]]]
+    size = len(MAIL)
+
+    one_by_one = store.begin(envelope())
+    expected = [await one_by_one.add_local(r, size) for r in recipients]
+    assert expected.count(RecipientOutcome.OVER_QUOTA_TEMPORARY) == 1
+
+    quota_reads: list[str] = []
+
+    def count_quota_reads(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        if "used_bytes" in statement:
+            quota_reads.append(statement)
+
+    store._rcpt_quota.clear()  # a cold cache: the first RCPT after the TTL
+    event.listen(db.read_engine.sync_engine, "before_cursor_execute", count_quota_reads)
+    try:
+        batched = store.begin(envelope())
+        assert await batched.add_locals(recipients, size) == expected
+    finally:
+        event.remove(db.read_engine.sync_engine, "before_cursor_execute", count_quota_reads)
+    assert len(quota_reads) == 1
+    receipt = await batched.commit(MAIL)
+    assert sorted({a for a, _, _ in receipt.stored}) == sorted(
+        {*pupils, teacher} - {pupils[1]})
+
+
+async def test_concurrent_rcpt_quota_reads_are_shared(store: MailStore, db: Database) -> None:
+    pupils = [await make_account(db) for _ in range(3)]
+    reads: list[list[int]] = []
+    real_read = store._read_quotas
+
+    async def counting_read(account_ids: list[int]) -> dict:
+        reads.append(sorted(account_ids))
+        return await real_read(account_ids)
+
+    store._read_quotas = counting_read  # type: ignore[method-assign]
+    outcomes = await asyncio.gather(*(
+        store.begin(envelope()).add_locals([LocalRecipient(a) for a in pupils], len(MAIL))
+        for _ in range(5)))
+    assert all(o == [RecipientOutcome.ACCEPTED] * 3 for o in outcomes)
+    assert reads == [sorted(pupils)]
+    tx = store.begin(envelope())
+    with pytest.raises(AccountNotFound):
+        await tx.add_local(LocalRecipient(max(pupils) + 1000), len(MAIL))
