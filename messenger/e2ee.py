@@ -20,6 +20,7 @@ from directory.model import NotFound
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.rooms.errors import InvalidRequest
 from messenger.storage import device_messages as dm
+from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
 
 log = logging.getLogger("schulhof.messenger")
@@ -28,8 +29,10 @@ MAX_TO_DEVICE_TARGETS = 10_000
 
 
 class DeviceMessaging:
-    def __init__(self, db: Any, directory: Any, server_name: str, notifier: Notifier) -> None:
+    def __init__(self, db: Any, directory: Any, server_name: str, notifier: Notifier,
+                 cache: SyncCache | None = None) -> None:
         self._db = db
+        self._cache = cache
         self._directory = directory
         self._server_name = server_name
         self._notifier = notifier
@@ -69,17 +72,20 @@ class DeviceMessaging:
             raise InvalidRequest("too many to-device messages in one request")
         woken: set[str] = set()
         count = 0
-        async with self._lock, self._db.write() as session:
-            stream_id = await dm.max_to_device(session)
-            for account_id, user_id, device_id, content in targets:
-                known = await dm.device_ids(session, account_id)
-                for target in (known if device_id == "*" else
-                               [device_id] if device_id in known else []):
-                    stream_id += 1
-                    await dm.add_to_device(session, stream_id, account_id, target, sender,
-                                           event_type, content)
-                    count += 1
-                    woken.add(user_id)
+        async with self._lock:
+            async with self._db.write() as session:
+                stream_id = await dm.max_to_device(session)
+                for account_id, user_id, device_id, content in targets:
+                    known = await dm.device_ids(session, account_id)
+                    for target in (known if device_id == "*" else
+                                   [device_id] if device_id in known else []):
+                        stream_id += 1
+                        await dm.add_to_device(session, stream_id, account_id, target,
+                                               sender, event_type, content)
+                        count += 1
+                        woken.add(user_id)
+            if self._cache is not None and count:
+                self._cache.advance("to_device", stream_id)
         self._recent_txns[key] = None
         if len(self._recent_txns) > 10_000:  # bounded: the oldest half goes
             for old in list(self._recent_txns)[:5_000]:
@@ -91,9 +97,12 @@ class DeviceMessaging:
 
     async def device_list_changed(self, user_id: str) -> None:
         """``user_id``'s devices or keys changed: tell everyone who shares a room."""
-        async with self._lock, self._db.write() as session:
-            stream_id = await dm.max_device_list(session) + 1
-            await dm.add_device_list_change(session, stream_id, user_id)
-            others = await dm.users_sharing_a_room(session, user_id)
+        async with self._lock:
+            async with self._db.write() as session:
+                stream_id = await dm.max_device_list(session) + 1
+                await dm.add_device_list_change(session, stream_id, user_id)
+                others = await dm.users_sharing_a_room(session, user_id)
+            if self._cache is not None:
+                self._cache.advance("device_lists", stream_id)
         for other in others | {user_id}:
             self._notifier.user_event(other)

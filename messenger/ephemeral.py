@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from messenger.storage import device_messages, user_data
+from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
 
 MAX_TYPING_SECONDS = 120.0
@@ -76,15 +77,20 @@ class TypingTracker:
 class Receipts:
     """Read receipts with a stream position, so /sync sends each one once."""
 
-    def __init__(self, db: Any, notifier: Notifier) -> None:
+    def __init__(self, db: Any, notifier: Notifier, cache: SyncCache | None = None) -> None:
         self._db = db
         self._notifier = notifier
+        self._cache = cache
         self._lock = asyncio.Lock()
 
     async def put(self, room_id: str, user_id: str, receipt_type: str, thread_id: str,
                   event_id: str) -> None:
-        async with self._lock, self._db.write() as session:
-            stream_id = await device_messages.max_receipt(session) + 1
-            await user_data.put_receipt(session, room_id, user_id, receipt_type, thread_id,
-                                        event_id, int(time.time() * 1000), stream_id)
+        async with self._lock:
+            async with self._db.write() as session:
+                stream_id = await device_messages.max_receipt(session) + 1
+                await user_data.put_receipt(session, room_id, user_id, receipt_type,
+                                            thread_id, event_id, int(time.time() * 1000),
+                                            stream_id)
+            if self._cache is not None:  # committed: tokens may now point past it
+                self._cache.advance("receipts", stream_id)
         self._notifier.room_event(room_id)

@@ -28,10 +28,13 @@ from messenger.rooms.service import RoomService
 from messenger.school_rooms import SchoolRooms
 from messenger.sessions import PasswordChecker, Sessions
 from messenger.sync.builder import SyncBuilder
+from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
 from messenger.user_directory import UserDirectory
 
 log = logging.getLogger("schulhof.messenger")
+
+OTHER_WRITERS_INTERVAL = 1.0  # seconds between looks at the database's stream maxima
 
 
 class MatrixServer:
@@ -47,13 +50,15 @@ class MatrixServer:
         self.port = port
         self.limits = limits or MessengerLimits()
         self.notifier = Notifier()
+        # Recent events and stream positions for /sync, fed by this instance's writers.
+        self.sync_cache = SyncCache()
         policy = ChatPolicy(directory, server_name, mail_domain or server_name)
-        self.rooms = RoomService(db, server_name, self.notifier, policy)
+        self.rooms = RoomService(db, server_name, self.notifier, policy, cache=self.sync_cache)
         self.sessions = Sessions(db, authenticator, server_name, mail_domain or server_name)
         self.typing = TypingTracker(self.notifier)
-        self.receipts = Receipts(db, self.notifier)
-        self.e2ee = DeviceMessaging(db, directory, server_name, self.notifier)
-        self.sync = SyncBuilder(db, self.notifier, self.limits, self.typing)
+        self.receipts = Receipts(db, self.notifier, self.sync_cache)
+        self.e2ee = DeviceMessaging(db, directory, server_name, self.notifier, self.sync_cache)
+        self.sync = SyncBuilder(db, self.notifier, self.limits, self.typing, self.sync_cache)
         self.school_rooms = SchoolRooms(directory, self.rooms, auto_join=auto_join_groups)
         self._group_sync_interval = group_sync_interval
         self._background: list[asyncio.Task[None]] = []
@@ -85,6 +90,7 @@ class MatrixServer:
         self.bound_port = runner.addresses[0][1] if runner.addresses else self.port
         if self._group_sync_interval is not None:
             self._background.append(asyncio.create_task(self._sync_groups_periodically()))
+        self._background.append(asyncio.create_task(self._watch_other_writers()))
         scheme = "https" if self._ssl else "http"
         return [f"service=matrix addr={self.bind}:{self.bound_port} scheme={scheme} "
                 f"server_name={self.server_name}"]
@@ -105,6 +111,18 @@ class MatrixServer:
             except Exception:  # the database may be away for a moment: try again later
                 log.exception("event=group_room_sync_failed")
             await asyncio.sleep(self._group_sync_interval)
+
+    async def _watch_other_writers(self) -> None:
+        """Another process (``schulhof rooms post``, a second server on the database)
+        may write: its changes reach /sync within ``OTHER_WRITERS_INTERVAL``."""
+        while True:
+            await asyncio.sleep(OTHER_WRITERS_INTERVAL)
+            try:
+                if await self.rooms.catch_up():
+                    log.info("event=sync_cache_caught_up")
+                    self.notifier.wake_all()
+            except Exception:  # the database may be away for a moment: try again later
+                log.exception("event=sync_cache_check_failed")
 
     async def stop(self) -> None:
         for task in self._background:

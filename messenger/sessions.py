@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import random
 import secrets
 import time
 from collections.abc import Callable
@@ -78,7 +79,7 @@ class Sessions:
         self._clock = clock
         self._uia_sessions: dict[str, tuple[str, float]] = {}  # session -> (user, started)
         self._last_seen: dict[tuple[int, str], float] = {}
-        self._tokens: dict[str, tuple[Requester, float]] = {}  # token -> (who, looked up)
+        self._tokens: dict[str, tuple[Requester, float]] = {}  # token -> (who, valid until)
 
     # --- login ------------------------------------------------------------------------
     def login_name(self, identifier: object, legacy_user: object = None) -> str:
@@ -123,7 +124,7 @@ class Sessions:
     async def requester(self, token: str, client_ip: str | None = None) -> Requester:
         cached = self._tokens.get(token)
         now = self._clock()
-        if cached is not None and now - cached[1] < TOKEN_CACHE_SECONDS:
+        if cached is not None and now < cached[1]:
             return cached[0]
         async with self.db.read() as session:  # type: ignore[attr-defined]
             found = await device_store.token_owner(session, token)
@@ -137,7 +138,10 @@ class Sessions:
                         token_row.device_id)
         if len(self._tokens) >= TOKEN_CACHE_SIZE:
             self._tokens.clear()
-        self._tokens[token] = (who, now)
+        # Each entry lives between half and all of TOKEN_CACHE_SECONDS: tokens first seen
+        # together (clients reconnecting after a restart) do not all expire together
+        # and queue their look-ups behind each other.
+        self._tokens[token] = (who, now + TOKEN_CACHE_SECONDS * (0.5 + random.random() / 2))
         return who
 
     def _forget_tokens(self, account_id: int, device_ids: list[str] | None = None) -> None:

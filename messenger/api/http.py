@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from messenger import jsonenc
 from messenger.api.errors import MatrixError, bad_json, invalid_param
 from messenger.events.canonical import CanonicalJsonError, check_canonical_value, parse_json
 from messenger.identity import Requester
@@ -44,8 +45,8 @@ def context(request: web.Request) -> ApiContext:
 
 
 def ok(body: Any = None, status: int = 200) -> web.Response:
-    return web.json_response({} if body is None else body, status=status,
-                             dumps=lambda v: json.dumps(v, ensure_ascii=False))
+    return web.Response(body=jsonenc.dumps({} if body is None else body), status=status,
+                        content_type="application/json", charset="utf-8")
 
 
 async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:

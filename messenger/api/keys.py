@@ -38,6 +38,7 @@ async def upload(request: web.Request) -> web.Response:
         if fallback:
             await user_data.set_fallback_keys(session, who.account_id, who.device_id, fallback)
         counts = await user_data.one_time_key_counts(session, who.account_id, who.device_id)
+    ctx.sync.keys_changed(who.account_id, who.device_id)
     if device_keys is not None and ctx.e2ee is not None:
         await ctx.e2ee.device_list_changed(who.user_id)
     counts.setdefault("signed_curve25519", 0)
@@ -85,6 +86,7 @@ async def claim(request: web.Request) -> web.Response:
     if not isinstance(wanted, dict):
         raise bad_json("one_time_keys must be an object")
     result: dict[str, Any] = {}
+    claimed: list[tuple[int, str]] = []
     async with context(request).db.write() as session:
         for user_id, devices in wanted.items():
             account_id = await _account_id(request, user_id)
@@ -95,8 +97,11 @@ async def claim(request: web.Request) -> web.Response:
                     continue
                 found = await user_data.claim_one_time_key(session, account_id, device_id,
                                                            algorithm)
+                claimed.append((account_id, device_id))
                 if found is not None:
                     result.setdefault(user_id, {}).setdefault(device_id, {})[found[0]] = found[1]
+    for account_id, device_id in claimed:  # committed: their counts went down
+        context(request).sync.keys_changed(account_id, device_id)
     return ok({"one_time_keys": result, "failures": {}})
 
 

@@ -59,6 +59,9 @@ async def login(request: web.Request) -> web.Response:
     login_name = ctx.sessions.login_name(body.get("identifier"), body.get("user"))
     result = await ctx.sessions.login(login_name, password or "", device_id=device_id,
                                       display_name=display, client_ip=request.remote or "")
+    # A device id may come back after a logout: drop what /sync kept for the old one.
+    who = await ctx.sessions.requester(result.access_token)
+    ctx.sync.device_logged_in(who.account_id, who.device_id)
     return ok({"user_id": result.user_id, "access_token": result.access_token,
                "device_id": result.device_id, "home_server": ctx.server_name})
 

@@ -18,10 +18,18 @@ async def _filter(request: web.Request, account_id: int) -> SyncFilter:
     if not text:
         return SyncFilter()
     if text.lstrip().startswith("{"):
+        # Clients send the same inline filter with every poll: parse it once.
+        known = context(request).sync.inline_filters
+        if (parsed := known.get(text)) is not None:
+            return parsed
         try:
-            return parse_filter(parse_json(text))
+            parsed = parse_filter(parse_json(text))
         except (ValueError, CanonicalJsonError):
             raise invalid_param("filter is not valid JSON") from None
+        if len(known) >= 1000:
+            known.clear()
+        known[text] = parsed
+        return parsed
     try:
         filter_id = int(text)
     except ValueError:

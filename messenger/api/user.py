@@ -77,9 +77,9 @@ async def put_account_data(request: web.Request) -> web.Response:
     if len(json.dumps(body).encode()) > ctx.limits.max_event_bytes:
         raise MatrixError(413, "M_TOO_LARGE", "account data too large")
     async with ctx.db.write() as session:
-        await user_data.put_account_data(session, who.account_id, _room_key(request),
-                                         request.match_info["type"], body)
-    ctx.sync.notifier.user_event(who.user_id)
+        stream_id = await user_data.put_account_data(
+            session, who.account_id, _room_key(request), request.match_info["type"], body)
+    ctx.sync.account_data_changed(who.user_id, stream_id)
     return ok()
 
 
@@ -96,9 +96,9 @@ async def receipt(request: web.Request) -> web.Response:
     await ctx.rooms.get_event(who.user_id, room_id, event_id)
     if receipt_type == "m.fully_read":  # spec 13.7: the same as the read marker
         async with ctx.db.write() as session:
-            await user_data.put_account_data(session, who.account_id, room_id,
-                                             "m.fully_read", {"event_id": event_id})
-        ctx.sync.notifier.user_event(who.user_id)
+            stream_id = await user_data.put_account_data(
+                session, who.account_id, room_id, "m.fully_read", {"event_id": event_id})
+        ctx.sync.account_data_changed(who.user_id, stream_id)
         return ok()
     await ctx.receipts.put(room_id, who.user_id, receipt_type, thread, event_id)
     return ok()
@@ -120,9 +120,9 @@ async def read_markers(request: web.Request) -> web.Response:
         except RoomNotFound:
             raise MatrixError(404, "M_NOT_FOUND", "unknown event") from None
         async with ctx.db.write() as session:
-            await user_data.put_account_data(session, who.account_id, room_id,
-                                             "m.fully_read", {"event_id": fully_read})
-        ctx.sync.notifier.user_event(who.user_id)
+            stream_id = await user_data.put_account_data(
+                session, who.account_id, room_id, "m.fully_read", {"event_id": fully_read})
+        ctx.sync.account_data_changed(who.user_id, stream_id)
     return ok()
 
 

@@ -36,20 +36,25 @@ from messenger.events.room_versions import (
 from messenger.identity import Requester
 from messenger.rooms import state as room_state
 from messenger.rooms.auth import check_event
+from messenger.rooms.batching import MessageSend, SendBatcher
 from messenger.rooms.errors import (
     AliasInUse,
     Forbidden,
     InvalidRequest,
+    MessengerError,
     RoomNotFound,
     UnsupportedVersion,
 )
+from messenger.rooms.heads import RoomHeads
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.power import power_levels
 from messenger.rooms.presets import CreateRoomRequest, initial_state
 from messenger.storage import aliases as alias_store
 from messenger.storage import events as store
+from messenger.storage.device_messages import stream_maxima
 from messenger.storage.events import StoredEvent
 from messenger.storage.tables import TxnRow
+from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
 
 log = logging.getLogger("schulhof.messenger")
@@ -68,13 +73,18 @@ class Page:
 
 class RoomService:
     def __init__(self, db: Any, server_name: str, notifier: Notifier, policy: ChatPolicy, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, cache: SyncCache | None = None,
+                 ) -> None:
         self.db = db
         self.server_name = server_name
         self.notifier = notifier
         self.policy = policy
         self._clock = clock
         self._write_lock = asyncio.Lock()
+        self._heads = RoomHeads()  # latest event and state per room, under the lock
+        self._sends = SendBatcher(self._append_messages)
+        # /sync's view of recent events: fed here, in stream order, under the lock.
+        self.cache = cache
 
     # --- building and storing events --------------------------------------------
     def _now_ms(self) -> int:
@@ -84,7 +94,8 @@ class RoomService:
                      state: Mapping[tuple[str, str], Mapping[str, Any]],
                      latest: StoredEvent | None, sender: str, event_type: str,
                      content: Mapping[str, Any], state_key: str | None = None,
-                     redacts: str | None = None) -> StoredEvent:
+                     redacts: str | None = None, position: int | None = None,
+                     flush: bool = True) -> StoredEvent:
         keys = room_state.auth_state_keys(event_type, sender, state_key, content)
         auth_events = [] if event_type == "m.room.create" else \
             [state[k]["event_id"] for k in keys if k in state]
@@ -105,8 +116,30 @@ class RoomService:
         check_event(pdu, state, version)
         pdu = add_hashes(pdu)
         event_id = event_id_for(pdu, version)
-        position = await store.max_stream_ordering(session) + 1
-        return await store.insert_event(session, pdu, event_id, position)
+        if position is None:
+            position = await store.max_stream_ordering(session) + 1
+        return await store.insert_event(session, pdu, event_id, position, flush=flush)
+
+    def _publish(self, event: StoredEvent, txn: tuple[int, str, str] | None = None,
+                 redacted: StoredEvent | None = None) -> None:
+        """Hand a committed event to the sync cache (called under the write lock)."""
+        self._heads.committed(event)
+        if redacted is not None:
+            self._heads.forget(event.room_id)
+        if self.cache is not None:
+            self.cache.publish(event, txn, redacted)
+
+    async def catch_up(self) -> bool:
+        """Compare the sync cache with the database; True if another process wrote
+        (``schulhof rooms post``): the cache then covers afresh from the database.
+
+        Under the write lock, so this process's own commits are all published."""
+        if self.cache is None:
+            return False
+        async with self._write_lock:
+            async with self.db.read() as session:
+                maxima = await stream_maxima(session)
+            return self.cache.catch_up(maxima) if self.cache.ready else False
 
     def _notify(self, events: list[StoredEvent]) -> None:
         for event in events:
@@ -124,31 +157,42 @@ class RoomService:
                       event_type: str, content: Mapping[str, Any], *,
                       state_key: str | None = None, txn_id: str | None = None,
                       redacts: str | None = None) -> StoredEvent:
-        async with self._write_lock, self.db.write() as session:
-            if txn_id is not None and requester is not None:
-                known = await session.get(
-                    TxnRow, (requester.account_id, requester.device_id, txn_id))
-                if known is not None:
-                    event = await store.get_event(session, known.event_id)
-                    if event is not None:
-                        return event
-            version = await self._room_version(session, room_id)
-            keys = room_state.auth_state_keys(event_type, sender, state_key, content)
-            state = {k: e.pdu for k, e in
-                     (await store.current_state(session, room_id, keys)).items()}
-            target = None
-            if redacts is not None:
-                target = await self._check_redaction(session, room_id, sender, redacts)
-            latest = await store.latest_event(session, room_id)
-            event = await self._store(session, version, room_id, state, latest, sender,
-                                      event_type, content, state_key, redacts)
-            if target is not None:
-                await store.replace_with_redacted(
-                    session, target.event_id, redact(target.pdu, version), event.event_id)
-            if txn_id is not None and requester is not None:
-                session.add(TxnRow(account_id=requester.account_id,
-                                   device_id=requester.device_id, txn_id=txn_id,
-                                   event_id=event.event_id))
+        async with self._write_lock:
+            async with self.db.write() as session:
+                if txn_id is not None and requester is not None:
+                    known = await session.get(
+                        TxnRow, (requester.account_id, requester.device_id, txn_id))
+                    if known is not None:
+                        event = await store.get_event(session, known.event_id)
+                        if event is not None:
+                            return event
+                newest = await store.max_stream_ordering(session)
+                head = await self._heads.get(session, room_id, newest)
+                version = head.version
+                keys = room_state.auth_state_keys(event_type, sender, state_key, content)
+                state = {k: head.state[k] for k in keys if k in head.state}
+                target = None
+                if redacts is not None:
+                    target = await self._check_redaction(session, room_id, sender, redacts)
+                event = await self._store(session, version, room_id, state, head.latest,
+                                          sender, event_type, content, state_key, redacts,
+                                          newest + 1)
+                redacted = None
+                if target is not None:
+                    body = redact(target.pdu, version)
+                    await store.replace_with_redacted(session, target.event_id, body,
+                                                      event.event_id)
+                    body = {k: v for k, v in body.items() if k != "event_id"}
+                    redacted = StoredEvent(target.event_id, target.stream_ordering, room_id,
+                                           {**body, "event_id": target.event_id},
+                                           event.event_id)
+                txn = None
+                if txn_id is not None and requester is not None:
+                    session.add(TxnRow(account_id=requester.account_id,
+                                       device_id=requester.device_id, txn_id=txn_id,
+                                       event_id=event.event_id))
+                    txn = (requester.account_id, requester.device_id, txn_id)
+            self._publish(event, txn, redacted)
         self._notify([event])
         log.info("event=room_event room=%s type=%s sender=%s id=%s", room_id, event_type,
                  sender, event.event_id)
@@ -200,28 +244,31 @@ class RoomService:
         templates = initial_state(request, creator=sender, creator_displayname=display_name,
                                   version=version, alias=alias)
         stored: list[StoredEvent] = []
-        async with self._write_lock, self.db.write() as session:
-            if alias is not None and await alias_store.resolve(session, alias):
-                raise AliasInUse(f"room alias {alias} already exists")
-            await store.insert_room(session, room_id, version.identifier, sender,
-                                    request.is_public)
-            state: dict[tuple[str, str], Mapping[str, Any]] = {}
-            latest = None
-            for t in templates:
-                latest = await self._store(session, version, room_id, state, latest,
-                                           sender, t.type, t.content, t.state_key)
-                state = room_state.apply(state, latest.pdu)
-                stored.append(latest)
-            for invitee in request.invite:
-                content: dict[str, Any] = {"membership": "invite"}
-                if request.is_direct:
-                    content["is_direct"] = True
-                latest = await self._store(session, version, room_id, state, latest,
-                                           sender, "m.room.member", content, invitee)
-                state = room_state.apply(state, latest.pdu)
-                stored.append(latest)
-            if alias is not None:
-                await alias_store.create(session, alias, room_id, sender)
+        async with self._write_lock:
+            async with self.db.write() as session:
+                if alias is not None and await alias_store.resolve(session, alias):
+                    raise AliasInUse(f"room alias {alias} already exists")
+                await store.insert_room(session, room_id, version.identifier, sender,
+                                        request.is_public)
+                state: dict[tuple[str, str], Mapping[str, Any]] = {}
+                latest = None
+                for t in templates:
+                    latest = await self._store(session, version, room_id, state, latest,
+                                               sender, t.type, t.content, t.state_key)
+                    state = room_state.apply(state, latest.pdu)
+                    stored.append(latest)
+                for invitee in request.invite:
+                    content: dict[str, Any] = {"membership": "invite"}
+                    if request.is_direct:
+                        content["is_direct"] = True
+                    latest = await self._store(session, version, room_id, state, latest,
+                                               sender, "m.room.member", content, invitee)
+                    state = room_state.apply(state, latest.pdu)
+                    stored.append(latest)
+                if alias is not None:
+                    await alias_store.create(session, alias, room_id, sender)
+            for event in stored:
+                self._publish(event)
         self._notify(stored)
         log.info("event=room_created room=%s creator=%s version=%s invites=%d", room_id,
                  sender, version.identifier, len(request.invite))
@@ -306,15 +353,93 @@ class RoomService:
             if row.membership in ("join", "invite"):
                 raise InvalidRequest("leave the room before forgetting it")
             await store.set_forgotten(session, room_id, requester.user_id)
+        if self.cache is not None:
+            self.cache.forget_memberships(requester.user_id)
 
     # --- sending --------------------------------------------------------------------
     async def send(self, requester: Requester, room_id: str, event_type: str,
                    content: Mapping[str, Any], txn_id: str | None = None) -> str:
         if event_type == "m.room.redaction":
             raise InvalidRequest("use /redact to redact events")
-        event = await self._append(requester, requester.user_id, room_id, event_type, content,
-                                   txn_id=txn_id)
+        event = await self._sends.submit(MessageSend(requester, room_id, event_type, content,
+                                                     txn_id))
         return event.event_id
+
+    async def _append_messages(self, sends: list[MessageSend]) -> list[Any]:
+        """Message events in one transaction (``messenger.rooms.batching``): per send
+        its event or its error.  Should the transaction fail, each goes alone."""
+        async with self._write_lock:
+            try:
+                stored, results = await self._write_messages(sends)
+            except Exception as exc:
+                self._heads = RoomHeads()  # it moved on with events never committed
+                log.warning("event=send_batch_failed count=%d error=%s", len(sends),
+                            type(exc).__name__)
+                stored = None
+            else:
+                for event, txn in stored:
+                    if self.cache is not None:
+                        self.cache.publish(event, txn)
+        if stored is None:
+            results = []
+            for send in sends:
+                try:
+                    results.append(await self._append(
+                        send.requester, send.requester.user_id, send.room_id,
+                        send.event_type, send.content, txn_id=send.txn_id))
+                except Exception as exc:
+                    results.append(exc)
+            return results
+        self._notify([event for event, _ in stored])
+        for event, _ in stored:
+            log.info("event=room_event room=%s type=%s sender=%s id=%s", event.room_id,
+                     event.type, event.sender, event.event_id)
+        return results
+
+    async def _write_messages(self, sends: list[MessageSend],
+                              ) -> tuple[list[tuple[StoredEvent, Any]], list[Any]]:
+        stored: list[tuple[StoredEvent, Any]] = []
+        results: list[Any] = []
+        async with self.db.write() as session:
+            newest = await store.max_stream_ordering(session)
+            known = await store.events_of_txns(session, [
+                (s.requester.account_id, s.requester.device_id, s.txn_id)
+                for s in sends if s.txn_id is not None])
+            made: dict[tuple[int, str, str], StoredEvent] = {}
+            for send in sends:
+                who = send.requester
+                key = (who.account_id, who.device_id, send.txn_id) \
+                    if send.txn_id is not None else None
+                if key is not None and key in made:  # the same request twice in a batch
+                    results.append(made[key])
+                    continue
+                if key is not None and key in known:
+                    event = await store.get_event(session, known[key])
+                    if event is not None:
+                        results.append(event)
+                        continue
+                try:
+                    head = await self._heads.get(session, send.room_id, newest)
+                    keys = room_state.auth_state_keys(send.event_type, who.user_id, None,
+                                                      send.content)
+                    state = {k: head.state[k] for k in keys if k in head.state}
+                    event = await self._store(session, head.version, send.room_id, state,
+                                              head.latest, who.user_id, send.event_type,
+                                              send.content, position=newest + 1, flush=False)
+                except MessengerError as exc:
+                    results.append(exc)
+                    continue
+                newest = event.stream_ordering
+                self._heads.committed(event)  # undone by the caller if the commit fails
+                txn = None
+                if key is not None:
+                    session.add(TxnRow(account_id=who.account_id, device_id=who.device_id,
+                                       txn_id=send.txn_id, event_id=event.event_id))
+                    txn = key
+                    made[key] = event
+                stored.append((event, txn))
+                results.append(event)
+        return stored, results
 
     async def set_state(self, requester: Requester, room_id: str, event_type: str,
                         state_key: str, content: Mapping[str, Any]) -> str:

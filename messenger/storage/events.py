@@ -17,7 +17,7 @@ from sqlalchemy import and_, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.canonical import canonical_json
-from messenger.storage.tables import EventRow, MembershipRow, RoomRow, RoomStateRow
+from messenger.storage.tables import EventRow, MembershipRow, RoomRow, RoomStateRow, TxnRow
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,9 @@ async def latest_event(session: AsyncSession, room_id: str) -> StoredEvent | Non
 
 
 async def insert_event(session: AsyncSession, pdu: Mapping[str, Any], event_id: str,
-                       stream_ordering: int) -> StoredEvent:
+                       stream_ordering: int, *, flush: bool = True) -> StoredEvent:
+    """Add the event (and its state and membership rows); ``flush=False`` leaves the
+    INSERT to the commit, where the rows of several events go in one statement."""
     body = {k: v for k, v in pdu.items() if k != "event_id"}
     session.add(EventRow(
         event_id=event_id, stream_ordering=stream_ordering, room_id=pdu["room_id"],
@@ -87,8 +89,21 @@ async def insert_event(session: AsyncSession, pdu: Mapping[str, Any], event_id: 
                 room_id=pdu["room_id"], user_id=state_key,
                 membership=pdu["content"]["membership"], event_id=event_id,
                 stream_ordering=stream_ordering, forgotten=False))
-    await session.flush()
+    if flush:
+        await session.flush()
     return StoredEvent(event_id, stream_ordering, pdu["room_id"], {**body, "event_id": event_id})
+
+
+async def events_of_txns(session: AsyncSession, keys: Iterable[tuple[int, str, str]],
+                         ) -> dict[tuple[int, str, str], str]:
+    """(account, device, transaction id) -> the event it made, for those known."""
+    wanted = list(keys)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(TxnRow.account_id, TxnRow.device_id, TxnRow.txn_id, TxnRow.event_id).where(
+            tuple_(TxnRow.account_id, TxnRow.device_id, TxnRow.txn_id).in_(wanted)))
+    return {(a, d, t): e for a, d, t, e in rows}
 
 
 async def get_event(session: AsyncSession, event_id: str) -> StoredEvent | None:

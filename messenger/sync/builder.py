@@ -29,7 +29,9 @@ from messenger.storage import events as store
 from messenger.storage import user_data
 from messenger.storage.events import StoredEvent
 from messenger.storage.tables import MembershipRow
+from messenger.sync.cache import SyncCache
 from messenger.sync.filters import SyncFilter
+from messenger.sync.incremental import build_from_cache
 from messenger.sync.notifier import Notifier
 from messenger.sync.tokens import SyncToken, room_token
 
@@ -50,18 +52,21 @@ MAX_TO_DEVICE_PER_SYNC = 100
 
 class SyncBuilder:
     def __init__(self, db: Any, notifier: Notifier, limits: MessengerLimits,
-                 typing: TypingTracker | None = None) -> None:
+                 typing: TypingTracker | None = None, cache: SyncCache | None = None) -> None:
         self.db = db
         self.notifier = notifier
         self.limits = limits
         self.typing = typing or TypingTracker(notifier)
+        # Without a cache shared with the writers, every sync reads the database.
+        self.cache = cache
+        self.inline_filters: dict[str, SyncFilter] = {}  # filter JSON -> parsed (api.sync)
         self._building = asyncio.Semaphore(limits.max_concurrent_sync_builds)
         # (account, device) -> to-device position already deleted (acknowledged)
         self._acked: dict[tuple[int, str], int] = {}
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
-        async with self.db.read() as session:
-            rows = await store.memberships_of(session, requester.user_id)
+        await self._load_cache()
+        rows = await self._memberships(requester.user_id)
         joined = {r.room_id for r in rows if r.membership == "join"}
         # Register before reading, so nothing stored meanwhile is missed.
         with self.notifier.waiting(requester.user_id, joined) as waiter:
@@ -69,16 +74,87 @@ class SyncBuilder:
                                               self.limits.max_sync_timeout_ms) / 1000
             while True:
                 waiter.woken.clear()
-                async with self._building:
-                    response, has_news = await self._build(requester, request)
+                built = await self._build_cached(requester, request)
+                if built is None:
+                    async with self._building:
+                        built = await self._build(requester, request)
+                response, has_news = built
                 remaining = deadline - time.monotonic()
                 if has_news or request.since is None or request.full_state or remaining <= 0:
                     return response
                 if not await waiter.wait(remaining):
                     return response
-                async with self.db.read() as session:
-                    rows = await store.memberships_of(session, requester.user_id)
+                rows = await self._memberships(requester.user_id)
                 waiter.update_rooms(r.room_id for r in rows if r.membership == "join")
+
+    # --- what writers outside the room service tell the cache ------------------------
+    def account_data_changed(self, user_id: str, stream_id: int) -> None:
+        """Account data at ``stream_id`` was committed for ``user_id`` (spec 8.2.1)."""
+        if self.cache is not None:
+            self.cache.advance("account_data", stream_id)
+        self.notifier.user_event(user_id)
+
+    def keys_changed(self, account_id: int, device_id: str) -> None:
+        """One-time or fallback keys of the device were uploaded or claimed."""
+        if self.cache is not None:
+            self.cache.forget_key_counts(account_id, device_id)
+
+    def device_logged_in(self, account_id: int, device_id: str) -> None:
+        """A login (re)made the device: nothing cached for an earlier one applies."""
+        if self.cache is not None:
+            self.cache.forget_device(account_id, device_id)
+
+    async def _memberships(self, user_id: str) -> list[Any]:
+        """The user's membership rows, from the cache when it has them."""
+        cache = self.cache
+        if cache is not None and (known := cache.memberships(user_id)) is not None:
+            return list(known.values())
+        generation = cache.membership_generation if cache is not None else 0
+        async with self.db.read() as session:
+            rows = await store.memberships_of(session, user_id)
+        if cache is not None:
+            cache.remember_memberships(user_id, rows, generation)
+        return rows
+
+    async def _load_cache(self) -> bool:
+        """Make the cache cover from now on (at the first sync, and after a reset)."""
+        cache = self.cache
+        if cache is None:
+            return False
+        if not cache.ready:
+            generation = cache.generation
+            async with self.db.read() as session:
+                maxima = await dm.stream_maxima(session)
+            cache.load(maxima, generation)
+        return cache.ready
+
+    async def _build_cached(self, requester: Requester, request: SyncRequest,
+                            ) -> tuple[dict[str, Any], bool] | None:
+        """An incremental sync from memory, or None when the database must answer."""
+        cache = self.cache
+        if cache is None or request.since is None or request.full_state:
+            return None
+        if not await self._load_cache():
+            return None
+        await self._acknowledge_to_device(requester, request.since.to_device)
+        if cache.memberships(requester.user_id) is None:
+            await self._memberships(requester.user_id)
+        if cache.key_counts(requester.account_id, requester.device_id) is None:
+            generation = cache.key_generation
+            async with self.db.read() as session:
+                counts = await user_data.key_counts(session, requester.account_id,
+                                                    requester.device_id)
+            cache.remember_key_counts(requester.account_id, requester.device_id, counts,
+                                      generation)
+        limit = request.filter.timeline_limit
+        if limit is None:
+            limit = self.limits.default_timeline_limit
+        limit = min(limit, self.limits.max_timeline_limit)
+        # No await from here on: the response is one consistent moment of the cache
+        # (memberships or key counts that changed during the reads above are gone
+        # from it again, and then the database answers).
+        return build_from_cache(cache, self.typing, requester, request.since, request.filter,
+                                limit)
 
     async def _build(self, requester: Requester,
                      request: SyncRequest) -> tuple[dict[str, Any], bool]:

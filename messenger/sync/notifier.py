@@ -18,9 +18,17 @@ class Waiter:
     user_id: str
     room_ids: set[str]
     woken: asyncio.Event = field(default_factory=asyncio.Event)
+    # The notifier's index follows room changes (None: not registered).
+    _notifier: Notifier | None = field(default=None, repr=False)
 
     def update_rooms(self, room_ids: Iterable[str]) -> None:
-        self.room_ids = set(room_ids)
+        rooms = set(room_ids)
+        if self._notifier is not None and rooms != self.room_ids:
+            self._notifier._unindex(self)
+            self.room_ids = rooms
+            self._notifier._index(self)
+        else:
+            self.room_ids = rooms
 
     async def wait(self, timeout: float) -> bool:
         """True if woken within ``timeout`` seconds."""
@@ -34,31 +42,61 @@ class Waiter:
 
 
 class Notifier:
+    """Waiters indexed by room and by user: an event costs the waiters it wakes,
+    not all of them (thousands of idle long-polls)."""
+
     def __init__(self) -> None:
         self._waiters: set[Waiter] = set()
+        self._by_room: dict[str, set[Waiter]] = {}
+        self._by_user: dict[str, set[Waiter]] = {}
+
+    def _index(self, waiter: Waiter) -> None:
+        for room_id in waiter.room_ids:
+            self._by_room.setdefault(room_id, set()).add(waiter)
+
+    def _unindex(self, waiter: Waiter) -> None:
+        for room_id in waiter.room_ids:
+            waiters = self._by_room.get(room_id)
+            if waiters is not None:
+                waiters.discard(waiter)
+                if not waiters:
+                    del self._by_room[room_id]
 
     @contextmanager
     def waiting(self, user_id: str, room_ids: Iterable[str] = ()) -> Iterator[Waiter]:
-        waiter = Waiter(user_id, set(room_ids))
+        waiter = Waiter(user_id, set(room_ids), _notifier=self)
         self._waiters.add(waiter)
+        self._by_user.setdefault(user_id, set()).add(waiter)
+        self._index(waiter)
         try:
             yield waiter
         finally:
             self._waiters.discard(waiter)
+            self._unindex(waiter)
+            mine = self._by_user.get(user_id)
+            if mine is not None:
+                mine.discard(waiter)
+                if not mine:
+                    del self._by_user[user_id]
 
     def room_event(self, room_id: str, user_ids: Iterable[str] = ()) -> None:
         """An event of ``room_id`` was stored; ``user_ids`` are users it concerns
         directly (the target of a membership change, who may not be in the room yet)."""
-        users = set(user_ids)
-        for waiter in self._waiters:
-            if room_id in waiter.room_ids or waiter.user_id in users:
+        for waiter in self._by_room.get(room_id, ()):
+            waiter.woken.set()
+        for user_id in user_ids:
+            for waiter in self._by_user.get(user_id, ()):
                 waiter.woken.set()
 
     def user_event(self, user_id: str) -> None:
         """Something private to ``user_id`` changed (account data, to-device)."""
+        for waiter in self._by_user.get(user_id, ()):
+            waiter.woken.set()
+
+    def wake_all(self) -> None:
+        """Everyone looks again (another process changed the database)."""
         for waiter in self._waiters:
-            if waiter.user_id == user_id:
-                waiter.woken.set()
+            waiter.woken.set()
 
     @property
     def waiting_count(self) -> int:
