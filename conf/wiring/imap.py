@@ -7,8 +7,11 @@ from __future__ import annotations
 import ssl
 from typing import TYPE_CHECKING
 
+from mailserver.imap.flag_writes import FlagWriter
+from mailserver.imap.mailbox_states import MailboxStates
 from mailserver.imap.server import ImapConnection, ImapLimits, ImapServer
 from mailserver.imap.session import ImapSession, SessionServices
+from mailserver.store.bulk_reads import BodyCache, HeaderCache
 
 if TYPE_CHECKING:
     from conf.app import School, Service
@@ -31,10 +34,15 @@ def build(school: School) -> list[Service]:
     key = settings.path(settings.tls.key)
     context = server_tls_context(str(cert), str(key)) if cert.exists() else None
     imap = settings.imap
+    store = school.mail_store
+    # Shared by this service's sessions only (two schools never share them).
+    states = MailboxStates(store.db)
     services = SessionServices(
-        store=school.mail_store, authenticator=school.authenticator,
+        store=store, authenticator=school.authenticator,
         max_literal_size=imap.max_literal_size, idle_timeout=imap.idle_timeout_seconds,
-        max_errors=imap.max_errors)
+        max_errors=imap.max_errors, states=states, flag_writer=FlagWriter(store, states),
+        headers=HeaderCache(), bodies=BodyCache(max_bytes=32 * 1024 * 1024,
+                                                max_entry=256 * 1024))
 
     async def run_session(connection: ImapConnection) -> None:
         await ImapSession(services, connection).run()

@@ -16,6 +16,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 from mailserver.imap.mime import UnknownTransferEncoding
@@ -23,6 +24,7 @@ from mailserver.imap.mime.entity import Entity, parse_entity, split_header
 from mailserver.imap.mime.envelope import envelope_of_header
 from mailserver.imap.mime.sections import (
     decode_transfer_encoding,
+    header_subset,
     resolve_part,
     section_of,
 )
@@ -197,6 +199,27 @@ def needs_body(items: Iterable[FetchAttribute]) -> bool:
                for item in expand_macros(items))
 
 
+_HEADER_ITEMS = frozenset({"ENVELOPE", "RFC822.HEADER"})
+_HEADER_SECTIONS = frozenset({"HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT"})
+
+
+def needs_only_header(items: Iterable[FetchAttribute]) -> bool:
+    """Whether every attribute that needs the message needs only its
+    header block: ENVELOPE, RFC822.HEADER and the top-level BODY[HEADER],
+    BODY[HEADER.FIELDS (...)], BODY[HEADER.FIELDS.NOT (...)] (any partial,
+    PEEK or not). Then the session may read the header alone."""
+    for item in expand_macros(items):
+        if isinstance(item, FetchItem):
+            if item.name in _RECORD_ITEMS or item.name in _HEADER_ITEMS:
+                continue
+            return False
+        if isinstance(item, FetchBody) and not item.section.part \
+                and item.section.text in _HEADER_SECTIONS:
+            continue
+        return False
+    return True
+
+
 def sets_seen(items: Iterable[FetchAttribute], flags: Iterable[str], *,
               read_only: bool = False) -> bool:
     """RFC 3501 6.4.5: BODY[...], BINARY[...] (not .PEEK), RFC822 and
@@ -215,7 +238,8 @@ def sets_seen(items: Iterable[FetchAttribute], flags: Iterable[str], *,
 def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
                          body: bytes | None, *, uid_fetch: bool = False, rev2: bool = False,
                          read_only: bool = False,
-                         cache: ParsedMessageCache | None = None) -> FetchResult:
+                         cache: ParsedMessageCache | None = None,
+                         header: bytes | None = None) -> FetchResult:
     """The FETCH response items for ``record`` (RFC 9051 7.5.2), in the
     order asked, duplicates dropped; UID first for UID FETCH when not asked
     for (RFC 9051 6.4.9). Macros arrive expanded by the wire parser.
@@ -224,16 +248,23 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
     ``rev2`` is accepted for the session's convenience: the IMAP4rev2
     answers are the same here (RFC822.* stay answered, RFC 9051 Appendix E
     lets servers keep them; \\Recent is never reported as it is not stored).
+    Instead of ``body``, ``header`` may give the header block alone when
+    ``needs_only_header(items)``; sizes then come from the record.
     Raises UnknownCte for BINARY of an undecodable part and
     UnsupportedFetchItem for EMAILID / THREADID / SAVEDATE.
     """
     del rev2  # same items for IMAP4rev1 and IMAP4rev2, see docstring
-    attributes = list(dict.fromkeys(expand_macros(items)))
-    if needs_body(attributes) and body is None:
+    attributes, with_body, only_header = _analysed(tuple(items))
+    if body is None and header is not None:
+        if not only_header:
+            raise ValueError("these FETCH items need more than the header")
+        message: ParsedMessage | None = ParsedMessage(header)
+    elif with_body and body is None:
         raise ValueError("these FETCH items need the message body")
+    else:
+        message = None if body is None else parsed_message(body, record.blob_id, cache)
     seen = sets_seen(attributes, record.flags, read_only=read_only)
     flags = record.flags | {SEEN} if seen else record.flags
-    message = None if body is None else parsed_message(body, record.blob_id, cache)
     size = record.size if body is None else len(body)
     values: list[r.FetchValue] = []
     if uid_fetch and FetchItem("UID") not in attributes:
@@ -243,6 +274,15 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
     if seen and FetchItem("FLAGS") not in attributes:
         values.append(r.FlagsItem(_flag_order(flags)))
     return FetchResult(tuple(values), seen)
+
+
+@lru_cache(maxsize=256)
+def _analysed(items: tuple[FetchAttribute, ...]) -> tuple[list[FetchAttribute], bool, bool]:
+    """(expanded attributes without duplicates, needs_body, needs_only_header):
+    worked out once per distinct item list, not once per message.  The list
+    is shared: callers only read it."""
+    attributes = list(dict.fromkeys(expand_macros(items)))
+    return attributes, needs_body(attributes), needs_only_header(attributes)
 
 
 def _flag_order(flags: frozenset[str]) -> tuple[str, ...]:
@@ -322,6 +362,9 @@ def _section_of(message: ParsedMessage, spec: Section) -> bytes | None:
         return message.header
     if not spec.part and spec.text == "TEXT":
         return message.text
+    if not spec.part and spec.text in ("HEADER.FIELDS", "HEADER.FIELDS.NOT"):
+        # The top-level header needs no MIME parse (same octets as section_of).
+        return header_subset(message.header, spec.fields, spec.text == "HEADER.FIELDS")
     return message.memo(("section", spec), lambda: section_of(message.entity, spec))
 
 

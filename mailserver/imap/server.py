@@ -34,6 +34,9 @@ log = logging.getLogger("schulhof.imap")
 # nothing but the memory.
 TLS_READ_BUFFER = 16 * 1024
 
+# Queued output is written once it reaches this size, without waiting for the drain.
+_FLUSH_SIZE = 64 * 1024
+
 # Read pauses with this many framed events waiting, resumes below the low mark.
 _QUEUE_HIGH = 32
 _QUEUE_LOW = 4
@@ -72,6 +75,10 @@ class ImapConnection(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._paused_reading = False
         self._paused_writing = False
+        # Responses of one command are collected and written at once (one
+        # TLS record and one send() instead of one per line).
+        self._out: list[bytes] = []
+        self._out_size = 0
         self._discarding = False
         self.closed = False
         self.client_ip = ""
@@ -143,6 +150,7 @@ class ImapConnection(asyncio.Protocol):
     async def next_event(self, timeout: float | None) -> FramerEvent | None:
         """The next framed event; None when ``timeout`` passes first.
         Raises ConnectionClosed when the client has gone."""
+        self.flush()  # the client may be waiting for what we wrote (say a "+")
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not self._events:
@@ -165,10 +173,27 @@ class ImapConnection(asyncio.Protocol):
         return event
 
     def write(self, data: bytes) -> None:
+        """Queue ``data``; it goes out at the next ``drain``, ``next_event``
+        or ``close`` (or at once beyond 64 KiB, so flow control still sees
+        big responses)."""
+        if self.closed or self._transport is None:
+            return
+        self._out.append(data)
+        self._out_size += len(data)
+        if self._out_size >= _FLUSH_SIZE:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self._out:
+            return
+        data = self._out[0] if len(self._out) == 1 else b"".join(self._out)
+        self._out = []
+        self._out_size = 0
         if not self.closed and self._transport is not None:
             self._transport.write(data)
 
     async def drain(self) -> None:
+        self.flush()
         if self.closed:
             raise ConnectionClosed()
         if self._paused_writing:
@@ -185,7 +210,7 @@ class ImapConnection(asyncio.Protocol):
         STARTTLS and before the handshake is dropped, with the framer state."""
         assert self._transport is not None and self._ssl_context is not None
         self._discarding = True
-        await self.drain()
+        await self.drain()  # the tagged OK goes out in plaintext first
         self._events.clear()
         self._framer = self._new_framer()
         # No await between here and loop.start_tls switching the transport's
@@ -203,6 +228,7 @@ class ImapConnection(asyncio.Protocol):
 
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
+            self.flush()
             self._transport.close()
 
     def abort(self) -> None:

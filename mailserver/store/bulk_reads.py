@@ -18,8 +18,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, literal, select, union_all
-
 from directory.db import Database
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
@@ -39,39 +37,45 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-async def _sqlite_rows(db: Database, sql: str, parameters: Sequence[Any]) -> list[Any]:
-    """One read statement on SQLite in one hop to the driver's thread
-    (aiosqlite's public ``execute_fetchall``).  Through SQLAlchemy a read
-    is about eight hops (BEGIN, cursor, execute, fetch, close, ROLLBACK),
-    each waiting for the GIL behind a busy event loop.  The read engine's
-    connections run in autocommit mode (``directory.db``), so the
-    statement is its own snapshot."""
+async def _rows(db: Database, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    """One read statement in one driver call on a pooled read connection.
+
+    Through SQLAlchemy's async layer a read costs BEGIN, execute, fetch and
+    ROLLBACK: on SQLite about eight hops to aiosqlite's thread (each waiting
+    for the GIL behind a busy event loop), on PostgreSQL three round trips.
+    Here it is one: aiosqlite's ``execute_fetchall`` / asyncpg's ``fetch``,
+    outside any transaction (the read connections autocommit), so the
+    statement is its own snapshot.  ``sql`` uses ``?`` placeholders;
+    for PostgreSQL they become ``$1, $2, ...``."""
     async with db.read_engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        return list(await raw.driver_connection.execute_fetchall(sql, parameters))
+        raw = (await conn.get_raw_connection()).driver_connection
+        if db.is_sqlite:
+            return list(await raw.execute_fetchall(sql, parameters))  # type: ignore[union-attr]
+        return list(await raw.fetch(_numbered(sql), *parameters))  # type: ignore[union-attr]
 
 
-def _marks(n: int) -> str:
-    return ",".join("?" * n)
+def _numbered(sql: str) -> str:
+    parts = sql.split("?")
+    return "".join(part + (f"${i}" if i < len(parts) else "")
+                   for i, part in enumerate(parts, 1))
+
+
+def _in(db: Database, values: Sequence[Any]) -> tuple[str, list[Any]]:
+    """``IN (?, ?, ...)`` on SQLite, ``= ANY(?)`` with one array on PostgreSQL
+    (one prepared statement whatever the count)."""
+    if db.is_sqlite:
+        return f"IN ({','.join('?' * len(values))})", list(values)
+    return "= ANY(?)", [list(values)]
 
 
 async def read_blobs(db: Database, blob_ids: Iterable[str]) -> dict[str, bytes]:
     """The bodies of ``blob_ids`` (missing ids are simply absent)."""
     wanted = sorted(set(blob_ids))
     out: dict[str, bytes] = {}
-    if not wanted:
-        return out
-    b = q.blobs
-    if db.is_sqlite:
-        for chunk in _chunks(wanted):
-            out.update((blob_id, bytes(data)) for blob_id, data in await _sqlite_rows(
-                db, f"SELECT id, data FROM message_blobs WHERE id IN ({_marks(len(chunk))})",
-                chunk))
-        return out
-    async with db.read_engine.connect() as conn:
-        for chunk in _chunks(wanted):
-            result = await conn.execute(select(b.c.id, b.c.data).where(b.c.id.in_(chunk)))
-            out.update((blob_id, bytes(data)) for blob_id, data in result)
+    for chunk in _chunks(wanted):
+        where, values = _in(db, chunk)
+        out.update((blob_id, bytes(data)) for blob_id, data in await _rows(
+            db, f"SELECT id, data FROM message_blobs WHERE id {where}", values))
     return out
 
 
@@ -98,29 +102,18 @@ async def read_headers(db: Database, blob_ids: Iterable[str],
     body in SQL (``substr`` works on BLOB and bytea alike)."""
     wanted = sorted(set(blob_ids))
     out: dict[str, bytes] = {}
-    if not wanted:
-        return out
-    b = q.blobs
     again: list[str] = []
-    rows: list[Any] = []
-    if db.is_sqlite:
-        for chunk in _chunks(wanted):
-            rows += await _sqlite_rows(
-                db, "SELECT id, size, substr(data, 1, ?) FROM message_blobs "
-                f"WHERE id IN ({_marks(len(chunk))})", [prefix, *chunk])
-    else:
-        async with db.read_engine.connect() as conn:
-            for chunk in _chunks(wanted):
-                rows += await conn.execute(
-                    select(b.c.id, b.c.size, func.substr(b.c.data, 1, prefix))
-                    .where(b.c.id.in_(chunk)))
-    for blob_id, size, head in rows:
-        head = bytes(head)
-        header = header_of_prefix(head, complete=len(head) >= size)
-        if header is None:
-            again.append(blob_id)
-        else:
-            out[blob_id] = header
+    for chunk in _chunks(wanted):
+        where, values = _in(db, chunk)
+        for blob_id, size, head in await _rows(
+                db, f"SELECT id, size, substr(data, 1, ?) FROM message_blobs WHERE id {where}",
+                [prefix, *values]):
+            head = bytes(head)
+            header = header_of_prefix(head, complete=len(head) >= size)
+            if header is None:
+                again.append(blob_id)
+            else:
+                out[blob_id] = header
     if again:
         for blob_id, data in (await read_blobs(db, again)).items():
             out[blob_id] = header_of_prefix(data, complete=True) or data
@@ -132,31 +125,20 @@ async def fetch_metas(db: Database, mailbox_id: int,
     """FETCH records of ``uids`` in UID order (what ``MailStore.fetch_messages``
     returns), one statement per ``CHUNK`` UIDs."""
     out: list[MessageMeta] = []
-    if not uids:
-        return out
     decode = fl.decode
-    if db.is_sqlite:
-        # The column type's own conversion, as SQLAlchemy would apply it.
-        dialect = db.read_engine.dialect
-        date_of = m.c.internal_date.type.dialect_impl(dialect).result_processor(dialect, None)
-        for chunk in _chunks(sorted(set(uids))):
-            rows = await _sqlite_rows(
-                db, "SELECT uid, system_flags, keywords, internal_date, size, modseq, blob_id "
-                f"FROM messages WHERE mailbox_id = ? AND uid IN ({_marks(len(chunk))}) "
-                "ORDER BY uid", [mailbox_id, *chunk])
-            out.extend(MessageMeta(uid, decode(bits, kw),
-                                   date_of(date) if date_of is not None else date,
-                                   size, modseq, blob_id)
-                       for uid, bits, kw, date, size, modseq, blob_id in rows)
-        return out
-    async with db.read_engine.connect() as conn:
-        for chunk in _chunks(sorted(set(uids))):
-            result = await conn.execute(
-                select(m.c.uid, m.c.system_flags, m.c.keywords, m.c.internal_date, m.c.size,
-                       m.c.modseq, m.c.blob_id)
-                .where(m.c.mailbox_id == mailbox_id, m.c.uid.in_(chunk)).order_by(m.c.uid))
-            out.extend(MessageMeta(uid, decode(bits, kw), date, size, modseq, blob_id)
-                       for uid, bits, kw, date, size, modseq, blob_id in result)
+    # The column type's own conversion of the date, as SQLAlchemy applies it.
+    dialect = db.read_engine.dialect
+    date_of = m.c.internal_date.type.dialect_impl(dialect).result_processor(dialect, None)
+    for chunk in _chunks(sorted(set(uids))):
+        where, values = _in(db, chunk)
+        rows = await _rows(
+            db, "SELECT uid, system_flags, keywords, internal_date, size, modseq, blob_id "
+            f"FROM messages WHERE mailbox_id = ? AND uid {where} ORDER BY uid",
+            [mailbox_id, *values])
+        out.extend(MessageMeta(uid, decode(bits, kw),
+                               date_of(date) if date_of is not None else date,
+                               size, modseq, blob_id)
+                   for uid, bits, kw, date, size, modseq, blob_id in rows)
     return out
 
 
@@ -186,22 +168,15 @@ class MailboxDelta:
 
 async def mailbox_by_name(db: Database, account_id: int, name: str) -> MailboxRow | None:
     """The mailbox ``name`` (already normalised) of an account."""
-    mb = q.mailboxes
-    if db.is_sqlite:
-        rows = await _sqlite_rows(
-            db, "SELECT id, account_id, name, uidvalidity, uidnext, highestmodseq "
-            "FROM mailboxes WHERE account_id = ? AND name = ?", [account_id, name])
-        return MailboxRow(*rows[0]) if rows else None
-    async with db.read_engine.connect() as conn:
-        row = (await conn.execute(
-            select(mb.c.id, mb.c.account_id, mb.c.name, mb.c.uidvalidity, mb.c.uidnext,
-                   mb.c.highestmodseq)
-            .where(mb.c.account_id == account_id, mb.c.name == name))).one_or_none()
-    return None if row is None else MailboxRow(*row)
+    rows = await _rows(
+        db, "SELECT id, account_id, name, uidvalidity, uidnext, highestmodseq "
+        "FROM mailboxes WHERE account_id = ? AND name = ?", [account_id, name])
+    return MailboxRow(*rows[0]) if rows else None
 
 
-# The statement of mailbox_delta, written out for SQLite's one-hop path.
-_SQLITE_DELTA = (
+# Changes, expunges and the mailbox row in one statement: one snapshot on
+# both backends without a REPEATABLE READ transaction.
+_DELTA = (
     "SELECT 0, uid, system_flags, keywords, modseq, 0 FROM messages "
     "WHERE mailbox_id = ? AND modseq > ? "
     "UNION ALL SELECT 1, uid, 0, '', modseq, 0 FROM expunged "
@@ -212,31 +187,15 @@ _SQLITE_DELTA = (
 
 async def mailbox_delta(db: Database, mailbox_id: int, modseq: int | None) -> MailboxDelta:
     """Messages changed after ``modseq`` (every message when None), UIDs
-    expunged after it (none when None) and the mailbox row: one statement,
-    so one snapshot on SQLite and PostgreSQL alike."""
-    mb, e = q.mailboxes, q.expunged
+    expunged after it (none when None) and the mailbox row."""
     changed_after = -1 if modseq is None else modseq
     expunged_after = _NO_EXPUNGED if modseq is None else modseq
-    statement = union_all(
-        select(literal(0).label("kind"), m.c.uid.label("a"), m.c.system_flags.label("b"),
-               m.c.keywords.label("c"), m.c.modseq.label("d"), literal(0).label("e"))
-        .where(m.c.mailbox_id == mailbox_id, m.c.modseq > changed_after),
-        select(literal(1), e.c.uid, literal(0), literal(""), e.c.modseq, literal(0))
-        .where(e.c.mailbox_id == mailbox_id, e.c.modseq > expunged_after),
-        select(literal(2), mb.c.uidnext, mb.c.uidvalidity, mb.c.name, mb.c.highestmodseq,
-               mb.c.account_id)
-        .where(mb.c.id == mailbox_id),
-    )
+    rows = await _rows(db, _DELTA, [mailbox_id, changed_after, mailbox_id, expunged_after,
+                                    mailbox_id])
     changed: list[tuple[int, frozenset[str], int]] = []
     vanished: list[tuple[int, int]] = []
     row: MailboxRow | None = None
     decode = fl.decode
-    if db.is_sqlite:
-        rows: Any = await _sqlite_rows(db, _SQLITE_DELTA, [
-            mailbox_id, changed_after, mailbox_id, expunged_after, mailbox_id])
-    else:
-        async with db.read_engine.connect() as conn:
-            rows = (await conn.execute(statement)).all()
     for kind, a, b, c, d, account in rows:
         if kind == 0:
             changed.append((a, decode(b, c), d))
@@ -291,9 +250,7 @@ class HeaderCache:
         """Entries for ``blob_ids``: cached ones at once, the rest in one read."""
         out: dict[str, bytes] = {}
         missing: list[str] = []
-        for blob_id in blob_ids:
-            if blob_id in out:
-                continue
+        for blob_id in dict.fromkeys(blob_ids):
             found = self.get(blob_id)
             if found is None:
                 missing.append(blob_id)

@@ -54,6 +54,11 @@ def _header_subset(header: bytes, names: tuple[str, ...], keep: bool) -> bytes:
     return b"".join(chosen) + b"\r\n"
 
 
+def header_subset(header: bytes, names: tuple[str, ...], keep: bool) -> bytes:
+    """HEADER.FIELDS (``keep``) or HEADER.FIELDS.NOT of a raw header block."""
+    return _header_subset(header, names, keep)
+
+
 def section(message: bytes, spec: Section,
             partial: tuple[int, int] | None = None) -> bytes | None:
     """The octets of ``BODY[spec]<partial>``; None when the part does not

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
+from mailserver.imap.mailbox_states import adopt_uids
 from mailserver.imap.session.capabilities import capabilities
 from mailserver.imap.session.errors import translate
 from mailserver.imap.session.view import ChangedMessage, SelectedView
@@ -81,6 +82,21 @@ class SessionServices:
     max_literal_size: int
     idle_timeout: float
     max_errors: int
+    # Shared by all sessions of the service (see conf.wiring.imap): mailbox
+    # states (mailserver.imap.mailbox_states.MailboxStates), group-committed
+    # STOREs (mailserver.imap.flag_writes.FlagWriter) and header blocks
+    # (mailserver.store.bulk_reads.HeaderCache). Without them the session
+    # reads and writes through the store alone.
+    states: Any = None
+    flag_writer: Any = None
+    headers: Any = None
+    bodies: Any = None  # mailserver.store.bulk_reads.BodyCache
+
+    async def store_flags(self, mailbox_id: int, uids: Any, mode: Any, flags: Any,
+                          unchanged_since: int | None = None) -> Any:
+        """STORE through the group commit when there is one."""
+        writer = self.flag_writer if self.flag_writer is not None else self.store
+        return await writer.store_flags(mailbox_id, uids, mode, flags, unchanged_since)
 
 
 Handler = Callable[["ImapSession", Any], Awaitable["r.Tagged | None"]]
@@ -107,6 +123,7 @@ class ImapSession:
         self.errors = 0
         self.subscription: Any = None
         self._dirty = False
+        self._dirty_modseq = 0  # the highest MODSEQ the change feed told of
         self._mailbox_gone = False
         self._cache: ParsedMessageCache | None = None
 
@@ -263,6 +280,7 @@ class ImapSession:
         self.view = view
         self.saved_uids = ()
         self._dirty = False
+        self._dirty_modseq = 0
         self._mailbox_gone = False
         self.state = State.SELECTED if view is not None else State.AUTHENTICATED
 
@@ -277,6 +295,7 @@ class ImapSession:
                 self._mailbox_gone = True
             elif change.highestmodseq > self.view.modseq:
                 self._dirty = True
+                self._dirty_modseq = max(self._dirty_modseq, change.highestmodseq)
 
     async def poll(self, *, allow_expunge: bool, force: bool = False) -> None:
         """Tell the client what changed in the selected mailbox since it last
@@ -295,11 +314,29 @@ class ImapSession:
             self.state = State.LOGOUT
             return
         if self._dirty or force:
+            target = None if force else self._dirty_modseq
             self._dirty = False
-            changes = await self.store.changes_since(view.mailbox_id, view.modseq)
+            self._dirty_modseq = 0
+            changes, state = await self._changes(view, target)
             self.send(*view.apply_changes(
                 (ChangedMessage(m.uid, frozenset(m.flags), m.modseq) for m in changes.changed),
                 changes.vanished, changes.highestmodseq, allow_expunge=allow_expunge,
                 qresync=self.qresync, condstore=self.condstore))
+            if state is not None and view.modseq == state.modseq:
+                adopt_uids(view, state)
         elif allow_expunge and view.pending_expunge:
             self.send(*view.flush_expunges(qresync=self.qresync))
+
+    async def _changes(self, view: SelectedView, target: int | None) -> tuple[Any, Any]:
+        """Changes after the view's MODSEQ (RFC 7162 3.1.4.1, 3.2.10): from
+        the shared mailbox state, refreshed from the store unless the feed's
+        ``target`` MODSEQ is already in it (``None``: always refresh); from
+        the store when the state cannot say."""
+        states = self.services.states
+        if states is not None:
+            state = await states.current(view.mailbox_id, at_least=target)
+            if state is not None:
+                changes = state.changes_since(view.modseq)
+                if changes is not None:
+                    return changes, state
+        return await self.store.changes_since(view.mailbox_id, view.modseq), None

@@ -3,11 +3,19 @@
 computed by ``mailserver.imap.fetching``; here we load records and bodies
 in chunks, set ``\\Seen`` for non-PEEK body fetches, and stream the
 responses with drains in between (a 20 MB body is sent without holding
-more than that one message)."""
+more than that one message).
+
+Per chunk the database sees at most one statement per kind of data: the
+records come from the shared mailbox state (refreshed after the command
+arrived; ``mailserver.imap.mailbox_states``), bodies from one ``IN`` query
+or the service's body cache, and when only header fields are asked
+(``fetching.needs_only_header``) only header blocks are read, from the
+service's header cache or as a prefix of each body."""
 
 from __future__ import annotations
 
 import asyncio
+from array import array
 from typing import TYPE_CHECKING, Any
 
 from mailserver.imap import fetching
@@ -24,6 +32,7 @@ if TYPE_CHECKING:
 # bodies are loaded (bounds the memory one FETCH holds).
 RECORD_CHUNK = 2000
 BODY_CHUNK = 16
+HEADER_CHUNK = 500
 # Bodies above this are parsed in a worker thread, off the event loop.
 THREAD_THRESHOLD = 256 * 1024
 # FETCH of only these items for many messages takes the fast path below.
@@ -59,23 +68,79 @@ async def fetch(s: ImapSession, cmd: c.Fetch) -> r.Tagged:
             and await _fetch_states(s, cmd, items, uids)):
         return r.Tagged(cmd.tag, "OK", "FETCH completed")
     with_body = fetching.needs_body(items)
-    for chunk in chunks(uids, BODY_CHUNK if with_body else RECORD_CHUNK):
-        metas = await s.store.fetch_messages(view.mailbox_id, chunk)
-        results: list[tuple[int, int, fetching.FetchResult]] = []
+    header_only = with_body and fetching.needs_only_header(items)
+    size = HEADER_CHUNK if header_only else BODY_CHUNK if with_body else RECORD_CHUNK
+    for chunk in chunks(uids, size):
+        metas = await load_records(s, view.mailbox_id, chunk)
+        wanted = []
         for meta in metas:
             if cmd.changed_since is not None and meta.modseq <= cmd.changed_since:
                 continue
             seq = view.seq_of(meta.uid)
-            if seq is None:
-                continue
-            record = record_of(seq, meta)
-            body = await s.store.read_blob(meta.blob_id) if with_body else None
-            results.append((seq, meta.uid, await _items(s, items, record, body, cmd.uid)))
+            if seq is not None:
+                wanted.append((seq, meta))
+        results: list[tuple[int, int, fetching.FetchResult]] = []
+        if header_only:
+            headers = await _headers(s, [meta.blob_id for _, meta in wanted])
+            for seq, meta in wanted:
+                results.append((seq, meta.uid, fetching.fetch_response_items(
+                    items, record_of(seq, meta), None, uid_fetch=cmd.uid, rev2=s.rev2,
+                    read_only=view.read_only, header=blob_of(headers, meta.blob_id))))
+        else:
+            bodies = await load_bodies(s, [meta.blob_id for _, meta in wanted]) if with_body \
+                else {}
+            for seq, meta in wanted:
+                body = blob_of(bodies, meta.blob_id) if with_body else None
+                results.append((seq, meta.uid, await _items(s, items, record_of(seq, meta),
+                                                            body, cmd.uid)))
         await _set_seen(s, results)
         for seq, _, result in results:
             s.send(r.FetchData(seq, result.items))
         await s.channel.drain()
     return r.Tagged(cmd.tag, "OK", "FETCH completed")
+
+
+async def load_records(s: ImapSession, mailbox_id: int, uids: list[int]) -> list[Any]:
+    """The records of a chunk (what ``MailStore.fetch_messages`` returns):
+    from the shared mailbox state, refreshed after the command arrived."""
+    states = s.services.states
+    if states is None:
+        return list(await s.store.fetch_messages(mailbox_id, uids))
+    state = await states.current(mailbox_id)
+    if state is None:
+        return list(await s.store.fetch_messages(mailbox_id, uids))
+    return await state.metas(s.store.db, uids)
+
+
+async def _headers(s: ImapSession, blob_ids: list[str]) -> dict[str, bytes]:
+    """Header blocks of a chunk: from the server-wide cache, the rest in one
+    statement reading only a prefix of each body."""
+    cache = s.services.headers
+    if cache is not None:
+        return dict(await cache.get_many(s.store.db, blob_ids))
+    from mailserver.store.bulk_reads import split_headers
+
+    return split_headers(await load_bodies(s, blob_ids))
+
+
+async def load_bodies(s: ImapSession, blob_ids: list[str]) -> dict[str, bytes]:
+    """The bodies of a chunk in one statement."""
+    if s.services.states is None:
+        return {blob_id: await s.store.read_blob(blob_id) for blob_id in dict.fromkeys(blob_ids)}
+    if s.services.bodies is not None:
+        return dict(await s.services.bodies.get_many(s.store.db, blob_ids))
+    from mailserver.store.bulk_reads import read_blobs
+
+    return await read_blobs(s.store.db, blob_ids)
+
+
+def blob_of(found: dict[str, bytes], blob_id: str) -> bytes:
+    data = found.get(blob_id)
+    if data is None:
+        from mailserver.store.model import StoreError
+
+        raise StoreError(f"no blob {blob_id}")
+    return data
 
 
 async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
@@ -87,9 +152,17 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
     False (use the general path) if the mailbox was renamed meanwhile."""
     view = s.view
     assert view is not None
-    snapshot = await s.store.select_snapshot(s.account_id, view.name)
-    if snapshot.mailbox.id != view.mailbox_id:
-        return False
+    states = s.services.states
+    state = None if states is None else await states.current(view.mailbox_id)
+    if state is not None:
+        # Copies (C speed): the state changes while we wait for the client.
+        messages: Any = zip(state.uids, list(state.flags), array("Q", state.modseqs),
+                            strict=True)
+    else:
+        snapshot = await s.store.select_snapshot(s.account_id, view.name)
+        if snapshot.mailbox.id != view.mailbox_id:
+            return False
+        messages = snapshot.messages
     wanted = set(uids)
     uid_item = FetchItem("UID") in items or cmd.uid
     flags_item = FetchItem("FLAGS") in items
@@ -97,25 +170,25 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
     rendered: dict[frozenset[str], bytes] = {}
     out: list[bytes] = []
     seq_of = view.seq_of
-    for state in snapshot.messages:
-        if state.uid not in wanted or (cmd.changed_since is not None
-                                       and state.modseq <= cmd.changed_since):
+    for uid, message_flags, modseq in messages:
+        if uid not in wanted or (cmd.changed_since is not None
+                                 and modseq <= cmd.changed_since):
             continue
-        seq = seq_of(state.uid)
+        seq = seq_of(uid)
         if seq is None:
             continue
         parts = []
         if uid_item:
-            parts.append(b"UID %d" % state.uid)
+            parts.append(b"UID %d" % uid)
         if flags_item:
-            flags = rendered.get(state.flags)
+            flags = rendered.get(message_flags)
             if flags is None:
-                flags = rendered[state.flags] = b"FLAGS (" + " ".join(
-                    sorted(state.flags, key=lambda f: (not f.startswith("\\"), f.lower()))
+                flags = rendered[message_flags] = b"FLAGS (" + " ".join(
+                    sorted(message_flags, key=lambda f: (not f.startswith("\\"), f.lower()))
                 ).encode() + b")"
             parts.append(flags)
         if modseq_item:
-            parts.append(b"MODSEQ (%d)" % state.modseq)
+            parts.append(b"MODSEQ (%d)" % modseq)
         out.append(b"* %d FETCH (%s)\r\n" % (seq, b" ".join(parts)))
         if len(out) >= 1000:
             s.channel.write(b"".join(out))
@@ -147,7 +220,8 @@ async def _set_seen(s: ImapSession, results: list[tuple[int, int, fetching.Fetch
         return
     from mailserver.store.model import FlagMode
 
-    stored = await s.store.store_flags(view.mailbox_id, seen, FlagMode.ADD, ("\\Seen",), None)
+    stored = await s.services.store_flags(view.mailbox_id, seen, FlagMode.ADD, ("\\Seen",),
+                                          None)
     modseqs = {m.uid: m.modseq for m in stored.updated}
     for index, (seq, uid, result) in enumerate(results):
         if uid in modseqs:

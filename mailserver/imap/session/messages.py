@@ -38,8 +38,8 @@ async def store(s: ImapSession, cmd: c.Store) -> r.Tagged:
         s.condstore = True
     uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=s.saved_uids)
     flags = tuple(f for f in cmd.flags if f.lower() != "\\recent")
-    result = await s.store.store_flags(view.mailbox_id, uids, FlagMode(cmd.mode), flags,
-                                       cmd.unchanged_since)
+    result = await s.services.store_flags(view.mailbox_id, uids, FlagMode(cmd.mode), flags,
+                                          cmd.unchanged_since)
     reported: set[int] = set()
     for message in result.updated:
         view.note_own_change(message.uid, message.modseq)

@@ -5,6 +5,7 @@ RFC 5182, MODSEQ RFC 7162 3.1.5): the session side; matching is
 from __future__ import annotations
 
 import datetime
+from itertools import compress
 from typing import TYPE_CHECKING, Any
 
 from mailserver.imap import searching
@@ -57,6 +58,57 @@ def _state_only(key: SearchKey) -> bool:
     return False
 
 
+def _flags_only(key: SearchKey) -> bool:
+    """Whether ``key`` depends on nothing but the flags (then it is decided
+    once per distinct flag set, not once per message)."""
+    match key:
+        case SearchFlagKey() | SearchKeyword():
+            return True
+        case SearchNot(inner):
+            return _flags_only(inner)
+        case SearchOr(left, right):
+            return _flags_only(left) and _flags_only(right)
+        case SearchAnd(keys):
+            return all(_flags_only(k) for k in keys)
+    return False
+
+
+def _search_state(s: ImapSession, cmd: c.Search, state: Any) -> list[tuple[int, int, int]]:
+    """(seq, uid, modseq) of the messages of the shared mailbox state that
+    match a state-only key and are in the session's view."""
+    view = s.view
+    assert view is not None
+    max_seq, max_uid = view.exists, view.largest_uid
+    saved = frozenset(s.saved_uids)
+    uids, flags, modseqs = state.uids, state.flags, state.modseqs
+    shared = view.uids is uids  # then a message's number is its index + 1
+    seq_of = view.seq_of
+    found: list[tuple[int, int, int]] = []
+    if _flags_only(cmd.key):
+        # Decide once per distinct flag set, then pick the indices at C speed.
+        matching = set()
+        for message_flags in set(flags):
+            record = searching.MessageRecord(1, 1, message_flags, _EPOCH, 0, 0)
+            if searching.matches(cmd.key, searching.SearchContext(record, max_seq, max_uid,
+                                                                  saved)):
+                matching.add(message_flags)
+        for index in compress(range(len(flags)), map(matching.__contains__, flags)):
+            uid = uids[index]
+            seq = index + 1 if shared else seq_of(uid)
+            if seq is not None:
+                found.append((seq, uid, modseqs[index]))
+        return found
+    for index, uid in enumerate(uids):
+        seq = index + 1 if shared else seq_of(uid)
+        if seq is None:
+            continue
+        record = searching.MessageRecord(seq, uid, flags[index], _EPOCH, 0, modseqs[index])
+        if searching.matches(cmd.key, searching.SearchContext(record, max_seq, max_uid,
+                                                              saved)):
+            found.append((seq, uid, modseqs[index]))
+    return found
+
+
 async def _candidates(s: ImapSession, cmd: c.Search, with_body: bool) -> Any:
     """The messages to test, as records: from one snapshot query when the
     key allows it, else from the store's records in chunks."""
@@ -71,13 +123,16 @@ async def _candidates(s: ImapSession, cmd: c.Search, with_body: bool) -> Any:
                     yield searching.MessageRecord(seq, state.uid, frozenset(state.flags),
                                                   _EPOCH, 0, state.modseq), None
             return
+    from mailserver.imap.session.fetch import blob_of, load_bodies, load_records
+
     for chunk in chunks(list(view.uids), 64 if with_body else RECORD_CHUNK):
-        for meta in await s.store.fetch_messages(view.mailbox_id, chunk):
+        metas = await load_records(s, view.mailbox_id, chunk)
+        bodies = await load_bodies(s, [meta.blob_id for meta in metas]) if with_body else {}
+        for meta in metas:
             seq = view.seq_of(meta.uid)
             if seq is None:
                 continue
-            body = await s.store.read_blob(meta.blob_id) if with_body else None
-            yield record_of(seq, meta), body
+            yield record_of(seq, meta), blob_of(bodies, meta.blob_id) if with_body else None
 
 
 async def search(s: ImapSession, cmd: c.Search) -> r.Tagged:
@@ -90,12 +145,20 @@ async def search(s: ImapSession, cmd: c.Search) -> r.Tagged:
     max_seq, max_uid = view.exists, view.largest_uid
     saved = frozenset(s.saved_uids)
     found: list[tuple[int, int, int]] = []  # (seq, uid, modseq)
-    async for record, body in _candidates(s, cmd, with_body):
-        ctx = searching.SearchContext(record, max_seq, max_uid, saved,
-                                      load_body=None if body is None else (lambda b=body: b),
-                                      cache=s.cache if with_body else None)
-        if searching.matches(cmd.key, ctx):
-            found.append((record.seq, record.uid, record.modseq))
+    states = s.services.states
+    state = None
+    if states is not None and _state_only(cmd.key):
+        state = await states.current(view.mailbox_id)
+    if state is not None:
+        found = _search_state(s, cmd, state)  # no await inside: one consistent state
+    else:
+        async for record, body in _candidates(s, cmd, with_body):
+            ctx = searching.SearchContext(record, max_seq, max_uid, saved,
+                                          load_body=None if body is None
+                                          else (lambda b=body: b),
+                                          cache=s.cache if with_body else None)
+            if searching.matches(cmd.key, ctx):
+                found.append((record.seq, record.uid, record.modseq))
     numbers = [uid if cmd.uid else seq for seq, uid, _ in found]
     modseq = max((m for _, _, m in found), default=None) if with_modseq else None
     if cmd.return_options is not None or s.rev2:

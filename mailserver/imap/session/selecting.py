@@ -34,33 +34,63 @@ async def select(s: ImapSession, cmd: c.Select) -> r.Tagged:
         return r.Tagged(cmd.tag, "BAD", "QRESYNC is not enabled")
     if cmd.condstore:
         s.condstore = True
-    snapshot = await s.store.select_snapshot(s.account_id, cmd.mailbox)
-    box = snapshot.mailbox
-    messages = snapshot.messages
-    view = SelectedView.from_uids(box.id, box.name, box.uidvalidity, cmd.read_only,
-                                  (m.uid for m in messages), box.highestmodseq)
-    keywords = sorted({flag for m in messages for flag in m.flags if not flag.startswith("\\")})
-    s.send(r.FlagsData((*SYSTEM_FLAGS, *keywords)), r.ExistsData(len(messages)))
+    opened = await _open(s, cmd.mailbox, cmd.read_only)
+    if opened is None:
+        snapshot = await s.store.select_snapshot(s.account_id, cmd.mailbox)
+        box = snapshot.mailbox
+        opened = (SelectedView.from_uids(box.id, box.name, box.uidvalidity, cmd.read_only,
+                                         (m.uid for m in snapshot.messages),
+                                         box.highestmodseq),
+                  box.uidnext, [m.flags for m in snapshot.messages])
+        del snapshot
+    view, uidnext, flags = opened
+    distinct = set(flags)
+    keywords = sorted({flag for f in distinct for flag in f if not flag.startswith("\\")})
+    s.send(r.FlagsData((*SYSTEM_FLAGS, *keywords)), r.ExistsData(len(flags)))
     if s.rev2:
-        s.send(r.ListData((), "/", box.name))
+        s.send(r.ListData((), "/", view.name))
     else:
         s.send(r.RecentData(0))
-        first_unseen = next((i for i, m in enumerate(messages, 1)
-                             if not any(f.lower() == "\\seen" for f in m.flags)), None)
+        unseen = {f for f in distinct if not any(x.lower() == "\\seen" for x in f)}
+        first_unseen = next((i for i, f in enumerate(flags, 1) if f in unseen), None)
         if first_unseen is not None:
             s.send(r.Untagged("OK", "First unseen", r.NumberCode("UNSEEN", first_unseen)))
     permanent = () if cmd.read_only else (*SYSTEM_FLAGS, *keywords, "\\*")
     s.send(r.Untagged("OK", "Flags permitted", r.PermanentFlagsCode(permanent)),
-           r.Untagged("OK", "UIDs valid", r.NumberCode("UIDVALIDITY", box.uidvalidity)),
-           r.Untagged("OK", "Predicted next UID", r.NumberCode("UIDNEXT", box.uidnext)),
-           r.Untagged("OK", "Highest", r.NumberCode("HIGHESTMODSEQ", box.highestmodseq)))
-    del messages
-    if cmd.qresync is not None and cmd.qresync.uidvalidity == box.uidvalidity:
+           r.Untagged("OK", "UIDs valid", r.NumberCode("UIDVALIDITY", view.uidvalidity)),
+           r.Untagged("OK", "Predicted next UID", r.NumberCode("UIDNEXT", uidnext)),
+           r.Untagged("OK", "Highest", r.NumberCode("HIGHESTMODSEQ", view.modseq)))
+    del flags, distinct
+    if cmd.qresync is not None and cmd.qresync.uidvalidity == view.uidvalidity:
         await _qresync(s, view, cmd.qresync)
     s.select(view)
     mode = "READ-ONLY" if cmd.read_only else "READ-WRITE"
     return r.Tagged(cmd.tag, "OK", f"{'EXAMINE' if cmd.read_only else 'SELECT'} completed",
                     r.Code(mode))
+
+
+async def _open(s: ImapSession, name: str, read_only: bool
+                ) -> tuple[SelectedView, int, list[frozenset[str]]] | None:
+    """The view, UIDNEXT and every message's flags from the shared mailbox
+    state (refreshed after this command arrived; the view shares its UID
+    array). None when there is no state to use or the name moved meanwhile:
+    the caller then reads the store's snapshot (which also reports errors)."""
+    states = s.services.states
+    if states is None:
+        return None
+    from mailserver.store.names import normalise
+
+    try:
+        wanted = normalise(name)
+    except Exception:
+        return None  # the store's own path reports the bad name
+    state = await states.by_name(s.account_id, wanted)
+    counters = None if state is None else state.counters
+    if state is None or counters is None:
+        return None
+    view = SelectedView(state.mailbox_id, counters.name, counters.uidvalidity, read_only,
+                        state.uids, state.modseq)
+    return view, counters.uidnext, list(state.flags)
 
 
 async def _qresync(s: ImapSession, view: SelectedView, params: c.QresyncParams) -> None:

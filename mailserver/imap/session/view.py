@@ -8,8 +8,11 @@ may not be announced during FETCH, STORE or SEARCH (RFC 3501 5.5, RFC 9051
 until a command that may announce them completes.
 
 Memory: UIDs are an ``array('I')`` (4 octets a message, no Python object per
-message); flags are not kept at all: changes come from the store's
-``changes_since`` and are reported as they arrive.
+message), never changed in place: a view that has caught up shares the
+array of the server-wide mailbox state (``mailserver.imap.mailbox_states``)
+with every other session on that mailbox.  Flags are not kept at all:
+changes come from the store's ``changes_since`` and are reported as they
+arrive.
 """
 
 from __future__ import annotations
@@ -121,10 +124,13 @@ class SelectedView:
     def append_uids(self, uids: Iterable[int]) -> None:
         """Messages this session learnt of directly (APPEND, COPY into itself)."""
         last = self.largest_uid
+        added = array("I")
         for uid in sorted(uids):
             if uid > last:
-                self.uids.append(uid)
+                added.append(uid)
                 last = uid
+        if added:
+            self.uids = self.uids + added  # a new array: the old one may be shared
 
     def apply_changes(self, changed: Iterable[ChangedMessage], vanished: Iterable[int],
                       highestmodseq: int, *, allow_expunge: bool, qresync: bool,
@@ -141,16 +147,16 @@ class SelectedView:
             out.extend(self.flush_expunges(qresync=qresync))
         last = self.largest_uid
         flag_changes: list[ChangedMessage] = []
-        grew = False
+        added = array("I")
         for message in sorted(changed, key=lambda m: m.uid):
             if message.uid > last:
                 if message.uid not in self.pending_expunge:
-                    self.uids.append(message.uid)
-                    last = message.uid
-                    grew = True  # its flags come with the client's first FETCH
+                    added.append(message.uid)
+                    last = message.uid  # its flags come with the client's first FETCH
             elif self.own_changes.get(message.uid) != message.modseq:
                 flag_changes.append(message)
-        if grew:
+        if added:
+            self.uids = self.uids + added  # a new array: the old one may be shared
             out.append(r.ExistsData(len(self.uids)))
         for message in flag_changes:
             seq = self.seq_of(message.uid)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+from functools import lru_cache
 
 from mailserver.imap.mime.types import Address, BodyStructure, Envelope, Extension, SinglePart
 from mailserver.imap.wire import responses as r
@@ -162,9 +163,18 @@ def _origin(origin: int | None) -> bytes:
     return b"" if origin is None else b"<%d>" % origin
 
 
+@lru_cache(maxsize=1024)
+def _flags_item(flags: tuple[str, ...]) -> bytes:
+    # Few distinct flag lists exist; each is rendered once (unsolicited FETCH
+    # FLAGS go to every session on the mailbox after each STORE).
+    return b"FLAGS " + _paren(_atoms(flags))
+
+
 def _fetch_item(item: r.FetchValue) -> bytes:
     match item:
         case r.FlagsItem(flags):
+            if type(flags) is tuple:
+                return _flags_item(flags)
             return b"FLAGS " + _paren(_atoms(flags))
         case r.UidItem(uid):
             return b"UID %d" % uid
@@ -231,6 +241,8 @@ def _esearch(item: r.ESearchData) -> bytes:
 def serialize_response(response: r.Response, *, utf8: bool = False) -> bytes:
     """One response, CRLF-terminated, ready for the socket."""
     match response:
+        case r.FetchData(number, items):  # first: by far the most frequent
+            return b"* %d FETCH " % number + _paren([_fetch_item(item) for item in items]) + CRLF
         case r.Tagged(tag, status, text, code):
             line = (tag.encode("ascii") + b" " + status.encode("ascii") + b" "
                     + (_code(code) if code else b"") + _text(text))
