@@ -48,6 +48,23 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> 
     return engine
 
 
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
+
+
+def _postgres_connect_args(url: str) -> dict[str, Any]:
+    """No TLS negotiation with a server on this machine, unless the URL asks for it.
+
+    asyncpg's default (sslmode=prefer) first asks the server for TLS; on
+    loopback that is a wasted round trip per connection, and a connection
+    cancelled during that exchange (at shutdown) leaves an unretrieved error.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql" or "ssl" in parsed.query or (
+            "sslmode" in parsed.query):
+        return {}
+    return {"ssl": False} if (parsed.host or "") in _LOOPBACK_HOSTS else {}
+
+
 class Database:
     """Engines and session factories for one school's database."""
 
@@ -60,7 +77,8 @@ class Database:
         else:
             # hide_parameters: a database error must never print a hash or a body.
             engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20,
-                                         hide_parameters=True)
+                                         hide_parameters=True,
+                                         connect_args=_postgres_connect_args(url))
             self.write_engine = self.read_engine = engine
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
