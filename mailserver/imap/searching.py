@@ -54,6 +54,7 @@ from mailserver.imap.wire.search import (
     SearchSequence,
     SearchSize,
     SearchText,
+    any_leaf,
 )
 from mailserver.imap.wire.sequence import SequenceSet
 
@@ -95,17 +96,15 @@ def needs_body(key: SearchKey) -> bool:
     """Whether evaluating ``key`` may read the message: text keys, HEADER
     and SENT* (the Date: header). Flag, size, UID, sequence, MODSEQ and
     INTERNALDATE keys never do."""
-    match key:
+    return any_leaf(key, _reads_message)
+
+
+def _reads_message(leaf: SearchKey) -> bool:
+    match leaf:
         case SearchText() | SearchHeader():
             return True
         case SearchDate(name, _):
             return name in _SENT_KEYS
-        case SearchNot(inner):
-            return needs_body(inner)
-        case SearchOr(left, right):
-            return needs_body(left) or needs_body(right)
-        case SearchAnd(keys):
-            return any(needs_body(k) for k in keys)
     return False
 
 

@@ -14,14 +14,13 @@ from mailserver.imap.session.fetch import RECORD_CHUNK, chunks, record_of
 from mailserver.imap.wire import commands as c
 from mailserver.imap.wire import responses as r
 from mailserver.imap.wire.search import (
-    SearchAnd,
     SearchFlagKey,
     SearchKey,
     SearchKeyword,
     SearchModSeq,
-    SearchNot,
-    SearchOr,
     SearchSequence,
+    all_leaves,
+    any_leaf,
 )
 
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
@@ -31,46 +30,20 @@ if TYPE_CHECKING:
 
 
 def _has_modseq(key: SearchKey) -> bool:
-    match key:
-        case SearchModSeq():
-            return True
-        case SearchNot(inner):
-            return _has_modseq(inner)
-        case SearchOr(left, right):
-            return _has_modseq(left) or _has_modseq(right)
-        case SearchAnd(keys):
-            return any(_has_modseq(k) for k in keys)
-    return False
+    return any_leaf(key, lambda leaf: isinstance(leaf, SearchModSeq))
 
 
 def _state_only(key: SearchKey) -> bool:
     """Whether ``key`` needs nothing but UID, number, flags and MODSEQ (then
     the mailbox snapshot answers it without a record per message)."""
-    match key:
-        case SearchFlagKey() | SearchKeyword() | SearchSequence() | SearchModSeq():
-            return True
-        case SearchNot(inner):
-            return _state_only(inner)
-        case SearchOr(left, right):
-            return _state_only(left) and _state_only(right)
-        case SearchAnd(keys):
-            return all(_state_only(k) for k in keys)
-    return False
+    return all_leaves(key, lambda leaf: isinstance(
+        leaf, SearchFlagKey | SearchKeyword | SearchSequence | SearchModSeq))
 
 
 def _flags_only(key: SearchKey) -> bool:
     """Whether ``key`` depends on nothing but the flags (then it is decided
     once per distinct flag set, not once per message)."""
-    match key:
-        case SearchFlagKey() | SearchKeyword():
-            return True
-        case SearchNot(inner):
-            return _flags_only(inner)
-        case SearchOr(left, right):
-            return _flags_only(left) and _flags_only(right)
-        case SearchAnd(keys):
-            return all(_flags_only(k) for k in keys)
-    return False
+    return all_leaves(key, lambda leaf: isinstance(leaf, SearchFlagKey | SearchKeyword))
 
 
 def _search_state(s: ImapSession, cmd: c.Search, state: Any) -> list[tuple[int, int, int]]:

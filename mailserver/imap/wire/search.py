@@ -107,6 +107,23 @@ class SearchAnd:
 SearchKey = (SearchFlagKey | SearchKeyword | SearchText | SearchHeader | SearchDate
              | SearchSize | SearchSequence | SearchModSeq | SearchNot | SearchOr | SearchAnd)
 
+
+def any_leaf(key: SearchKey, test: Callable[[SearchKey], bool]) -> bool:
+    """Whether ``test`` holds for some leaf of the key tree (NOT/OR/AND looked through)."""
+    match key:
+        case SearchNot(inner):
+            return any_leaf(inner, test)
+        case SearchOr(left, right):
+            return any_leaf(left, test) or any_leaf(right, test)
+        case SearchAnd(keys):
+            return any(any_leaf(k, test) for k in keys)
+    return test(key)
+
+
+def all_leaves(key: SearchKey, test: Callable[[SearchKey], bool]) -> bool:
+    """Whether ``test`` holds for every leaf of the key tree."""
+    return not any_leaf(key, lambda leaf: not test(leaf))
+
 # Nesting bound: NOT NOT NOT ... must not exhaust the Python stack.
 MAX_DEPTH = 50
 
