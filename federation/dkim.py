@@ -1,6 +1,12 @@
 """DKIM signing and verification (RFC 6376; Ed25519 per RFC 8463) on top of dkimpy.
 
-dkimpy does the canonicalization and cryptography.  What we add:
+dkimpy does the canonicalization, the header building and the verification.  What
+we add:
+
+* RSA signatures are made by OpenSSL (through ``cryptography``), not by
+  dkimpy's pure-Python modular exponentiation: about 1 ms instead of 10 ms
+  per RSA-2048 signature, and constant-time.  dkimpy still canonicalizes,
+  hashes and builds the header field (see :class:`_OpenSslRsaDkim`);
 
 * keys come as PEM (federation.keys) and are converted to what dkimpy takes;
 * verification never lets dkimpy touch the network: the DKIM-Signature fields
@@ -23,8 +29,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dkim as dkimpy
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from federation.keys import (
     DKIM_ED25519,
@@ -77,6 +84,62 @@ def _dkimpy_private_key(private_pem: bytes, algorithm: str) -> bytes:
     raise ValueError(f"key does not fit algorithm {algorithm}")
 
 
+@functools.lru_cache(maxsize=16)
+def _rsa_private_key(private_pem: bytes) -> rsa.RSAPrivateKey:
+    # Cached for the same reason: loading checks the key (tens of ms).
+    key = serialization.load_pem_private_key(private_pem, password=None)
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise ValueError(f"key does not fit algorithm {DKIM_RSA}")
+    return key
+
+
+@dataclass(frozen=True)
+class _Signature:
+    signature: bytes
+
+
+@dataclass(frozen=True)
+class _PrehashedRsaSigner:
+    """RSASSA-PKCS1-v1_5 (RFC 8017 8.2) over a SHA-256 digest dkimpy computed."""
+
+    key: rsa.RSAPrivateKey
+
+    def sign(self, digest: bytes) -> _Signature:
+        return _Signature(self.key.sign(digest, padding.PKCS1v15(), Prehashed(hashes.SHA256())))
+
+
+class _OpenSslRsaDkim(dkimpy.DKIM):
+    """dkimpy's signer with the RSA step done by OpenSSL.
+
+    dkimpy has no hook for a signing backend.  Its ``gen_header`` hashes the
+    canonicalized header fields (RFC 6376 3.7) and then either signs the
+    hash object with its own RSA code, or, for Ed25519, calls
+    ``pk.sign(digest).signature``.  For the signature step only, we let it
+    take the second path with a ``pk`` that makes an RSA PKCS#1 v1.5
+    signature of that same SHA-256 digest, which is exactly what the RSA
+    path computes (PKCS#1 v1.5 is deterministic; tests compare both byte
+    for byte).  Everything else - tags, ``a=rsa-sha256``, canonicalization,
+    folding - stays dkimpy's.
+    """
+
+    def __init__(self, message: bytes, key: rsa.RSAPrivateKey, **kwargs: object) -> None:
+        super().__init__(message, **kwargs)
+        self._openssl_signer = _PrehashedRsaSigner(key)
+
+    def gen_header(self, fields, include_headers, canon_policy, header_name, pk,  # type: ignore[no-untyped-def]
+                   standardize=False):
+        if self.signature_algorithm != b"rsa-sha256":
+            return super().gen_header(fields, include_headers, canon_policy, header_name,
+                                      pk, standardize)
+        # The tags (a=rsa-sha256) and the hasher (SHA-256) are already fixed by sign().
+        self.signature_algorithm = b"ed25519-sha256"
+        try:
+            return super().gen_header(fields, include_headers, canon_policy, header_name,
+                                      self._openssl_signer, standardize)
+        finally:
+            self.signature_algorithm = b"rsa-sha256"
+
+
 def sign(message: bytes, domain: str, selector: str, private_key_pem: bytes,
          algorithm: str = DKIM_RSA, headers: Sequence[str] | None = None) -> bytes:
     """The ``DKIM-Signature: ...\\r\\n`` header field to prepend to ``message``.
@@ -89,7 +152,11 @@ def sign(message: bytes, domain: str, selector: str, private_key_pem: bytes,
     """
     if algorithm not in (DKIM_RSA, DKIM_ED25519):
         raise ValueError(f"unsupported DKIM algorithm {algorithm}")
-    signer = dkimpy.DKIM(message, logger=_library_log, linesep=b"\r\n")
+    if algorithm == DKIM_RSA:
+        signer: dkimpy.DKIM = _OpenSslRsaDkim(message, _rsa_private_key(private_key_pem),
+                                              logger=_library_log, linesep=b"\r\n")
+    else:
+        signer = dkimpy.DKIM(message, logger=_library_log, linesep=b"\r\n")
     include = [h.encode("ascii") for h in headers] if headers is not None else None
     return signer.sign(selector.encode("ascii"), domain.encode("ascii"),
                        _dkimpy_private_key(private_key_pem, algorithm),

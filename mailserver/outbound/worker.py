@@ -129,14 +129,29 @@ class _Message:
             self._body = await queue.body(self.blob_id)
         return self._body
 
-    async def signed(self, queue: OutboundQueue, signer: Signing | None) -> bytes:
+    def prepare(self, queue: OutboundQueue, signer: Signing | None) -> asyncio.Task[bytes]:
+        """Start reading and signing the body (once); :meth:`signed` collects the result.
+
+        Called for the next message while the current one is on the wire, so the
+        body read and the DKIM signature (a worker thread) overlap the network wait.
+        """
         if self._signed is None:
             async def sign() -> bytes:
                 # Our Return-Path belongs to the local copies only (RFC 5321 4.4).
                 body = strip_delivery_fields(await self.body(queue))
                 return await signer.sign(body) if signer is not None else body
             self._signed = asyncio.ensure_future(sign())
-        return await asyncio.shield(self._signed)
+            # A failure is raised by signed(); a message never sent must not warn.
+            self._signed.add_done_callback(_retrieve_exception)
+        return self._signed
+
+    async def signed(self, queue: OutboundQueue, signer: Signing | None) -> bytes:
+        return await asyncio.shield(self.prepare(queue, signer))
+
+
+def _retrieve_exception(task: asyncio.Future[bytes]) -> None:
+    if not task.cancelled():
+        task.exception()
 
 
 Batch = list[tuple[_Message, list[QueueEntry]]]
@@ -358,6 +373,8 @@ class OutboundWorker:
                 self._forget(ids)
                 return [], last
             data = await message.signed(self.queue, self._signer)
+            if len(pending) > 1:
+                pending[1][0].prepare(self.queue, self._signer)
             try:
                 result = await connection.send(message.mail_from,
                                                [e.recipient for e in entries], data)

@@ -24,11 +24,17 @@ Prints:
   seconds per message (both schools, all threads).
 
 ``--poll`` sets the worker's idle poll interval (default: the production
-value).  ``--cache-dkim-keys`` measures a proposed change outside the
-outbound package: ``federation.dkim._dkimpy_private_key`` memoized (it
-parses and converts the PEM key for every signature, ~40 ms of CPU per
-message with RSA-2048); the flag wraps it in ``functools.lru_cache`` for
-this process only.
+value).  Both schools' certificates are signed by a test CA that A trusts
+through ``federation.tls_ca_file``, so each outbound connection needs one
+verified handshake; ``--no-ca`` keeps self-signed certificates, which
+makes the client try verified TLS, fail and reconnect for unverified TLS
+(RFC 7435 opportunistic fallback) on every connection.  The outbound
+service is built from the settings, as ``schulhof serve`` builds it.
+
+``--dns-cache`` measures a proposed change outside the mail packages: a
+TTL-honouring answer cache (``dns.resolver.LRUCache``) on each school's
+resolver in federation/resolver.py; the flag sets it on this process's two
+resolvers only.
 """
 
 from __future__ import annotations
@@ -94,6 +100,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
     from mailserver.outbound.queue import OutboundQueue, queue
     from tests.bench.smtp_throughput import client_process
     from tests.e2e.test_federation_mail import common_free_port, publish
+    from tests.mailserver.outbound.pki import TestCa
     from tests.support.dns_server import DnsServer
     from tests.support.schools import make_settings
 
@@ -109,8 +116,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         await dns.start()
         urls, factory = await _database_urls(args.database_url, work)
         mx_port = common_free_port(A_IP, B_IP)
+        ca = None if args.no_ca else TestCa(work / "ca")
         fed = FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port,
-                                 remote_smtp_port=mx_port)
+                                 remote_smtp_port=mx_port,
+                                 tls_ca_file=str(ca.path) if ca is not None else "")
         schools: list[School] = []
         for name, ip, url, partner in (("a", A_IP, urls[0], "b.test"),
                                        ("b", B_IP, urls[1], "a.test")):
@@ -120,8 +129,17 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                                                   max_message_size=50 * 1024 * 1024))
             settings = dataclasses.replace(
                 settings, listen=dataclasses.replace(settings.listen, smtp=mx_port))
+            if ca is not None:
+                issued = ca.issue([settings.smtp_hostname, settings.school.domain], ips=(ip,))
+                settings.path(settings.tls.certificate).write_bytes(
+                    issued.chain_file.read_bytes())
+                settings.path(settings.tls.key).write_bytes(issued.key_file.read_bytes())
             publish(dns, settings, ip)
             school = await School.open(settings, migrate=factory is None)
+            if args.dns_cache:
+                from dns.resolver import LRUCache
+
+                school.resolver._resolver.cache = LRUCache()
             schools.append(school)
         a, b = schools
         await a.directory.create_account(role=Role.TEACHER, login="paul", password=PASSWORD)
@@ -131,7 +149,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         for service in [*smtp_wiring.build(b), *smtp_wiring.build(a)]:
             await service.start()
             services.append(service)
-        outbound = outbound_wiring.OutboundService(a)
+        [outbound] = outbound_wiring.build(a)
+        assert isinstance(outbound, outbound_wiring.OutboundService)
         await outbound.start()
         services.append(outbound)
         assert outbound.worker is not None
@@ -150,7 +169,8 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                            or 0)
 
         plan = {"host": A_IP, "port": a.settings.listen.submission,
-                "cafile": str(a.settings.path(a.settings.tls.certificate)),
+                "cafile": str(ca.path if ca is not None
+                              else a.settings.path(a.settings.tls.certificate)),
                 "implicit_tls": False, "starttls": True, "login": "paul",
                 "recipients": ["anna@b.test"], "sender": "paul@a.test",
                 "size": args.size, "messages": args.messages,
@@ -212,17 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--lanes", type=int, default=None,
                         help="SMTP connections per recipient domain (worker default if unset)")
     parser.add_argument("--timeout", type=float, default=600.0)
-    parser.add_argument("--cache-dkim-keys", action="store_true",
-                        help="memoize DKIM key conversion (a proposed change, see above)")
+    parser.add_argument("--dns-cache", action="store_true",
+                        help="cache DNS answers in the resolvers (a proposed change, see above)")
+    parser.add_argument("--no-ca", action="store_true",
+                        help="self-signed certificates: outbound TLS falls back to unverified")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
-    if args.cache_dkim_keys:
-        import functools
-
-        import federation.dkim
-
-        federation.dkim._dkimpy_private_key = functools.lru_cache(maxsize=16)(
-            federation.dkim._dkimpy_private_key)
     figures = asyncio.run(run(args))
     backend = "postgresql" if args.database_url else "sqlite"
     print(f"backend={backend} messages={figures['messages']} stored={figures['stored']} "

@@ -43,9 +43,10 @@ class SinkHandler:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
-        await self.gate.wait()
         if self.rcpt_delay:
             await asyncio.sleep(self.rcpt_delay)
+        # After the delay: once the gate is cleared, no RCPT is accepted any more.
+        await self.gate.wait()
         reply = self.rcpt_replies.get(address)
         if reply is not None:
             return reply

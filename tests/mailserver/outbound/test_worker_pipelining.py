@@ -1,0 +1,50 @@
+"""The worker reads and signs the next message while the current one is on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+
+from federation.resolver import Resolver
+from mailserver.outbound.worker import OutboundWorker
+from tests.mailserver.outbound.conftest import Outbound
+from tests.support.dns_server import DnsServer
+
+
+class RecordingSigner:
+    """Notes how many messages the remote had when each signature was started."""
+
+    def __init__(self, outbound: Outbound) -> None:
+        self._outbound = outbound
+        self.started: list[tuple[str, int]] = []
+
+    async def sign(self, message: bytes) -> bytes:
+        subject = message.split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode()
+        self.started.append((subject, len(self._outbound.sink.messages)))
+        await asyncio.sleep(0)
+        return b"X-Signed: yes\r\n" + message
+
+
+def mail(subject: str) -> bytes:
+    return (f"From: paul@a.test\r\nTo: anna@b.test\r\nSubject: {subject}\r\n"
+            f"Message-ID: <{subject}@a.test>\r\n\r\nText\r\n").encode()
+
+
+async def test_next_message_is_signed_while_the_current_one_is_sent(
+        outbound: Outbound, dns_server: DnsServer) -> None:
+    signer = RecordingSigner(outbound)
+    worker = OutboundWorker(outbound.worker.config, outbound.queue, outbound.client,
+                            Resolver([dns_server.host], dns_server.port, timeout=2,
+                                     lifetime=4),
+                            signer, outbound.bounces, clock=outbound.clock)
+    outbound.sink.handler.rcpt_delay = 0.2  # each message stays on the wire a while
+    for subject in ("m0", "m1", "m2"):
+        await outbound.submit("paul@a.test", ["anna@b.test"], mail(subject))
+    assert await worker.process_due() == 3
+
+    # One connection, in order; m1 was signed before m0 had arrived, m2 before m1.
+    assert outbound.sink.connections == 1
+    assert [m.data.split(b"Subject: ")[1][:2] for m in outbound.sink.messages] == [
+        b"m0", b"m1", b"m2"]
+    assert signer.started == [("m0", 0), ("m1", 0), ("m2", 1)]
+    assert all(m.data.startswith(b"X-Signed: yes\r\n") for m in outbound.sink.messages)
+    assert set((await outbound.states()).values()) == {"sent"}
