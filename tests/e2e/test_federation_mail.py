@@ -150,9 +150,11 @@ class Federation:
     dns: DnsServer
 
 
-@pytest.fixture
-async def federation(tmp_path: Path, fresh_database_url: Callable[[], str]
-                     ) -> AsyncIterator[Federation]:
+async def two_schools(tmp_path: Path, fresh_database_url: Callable[[], str]
+                      ) -> tuple[Mail, Mail, DnsServer]:
+    """School A (a pupil, paul) and school B (a teacher, anna), each with its own
+    database and keys, their records in a started loopback DNS server; services
+    not started yet.  Both MX listen on one port number, the remote SMTP port."""
     dns = DnsServer()
     await dns.start()
     mx_port = common_free_port(A_IP, B_IP)
@@ -173,6 +175,13 @@ async def federation(tmp_path: Path, fresh_database_url: Callable[[], str]
                                                         password=PASSWORDS[login])
         mails.append(Mail(school, ip, {login: account.id}))
     a, b = mails
+    return a, b, dns
+
+
+@pytest.fixture
+async def federation(tmp_path: Path, fresh_database_url: Callable[[], str]
+                     ) -> AsyncIterator[Federation]:
+    a, b, dns = await two_schools(tmp_path, fresh_database_url)
     await b.start()
     await a.start()
     yield Federation(a, b, dns)
@@ -385,25 +394,7 @@ async def test_mta_sts_enforced_between_schools(tmp_path: Path,
     from tests.mailserver.outbound.pki import TestCa
     from tests.mailserver.outbound.policy_server import PolicyServer
 
-    dns = DnsServer()
-    await dns.start()
-    mx_port = common_free_port(A_IP, B_IP)
-    fed = FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port, dns_cache=False,
-                             remote_smtp_port=mx_port, first_retry_seconds=1.0)
-    mails = []
-    for name, ip, partner, login, role in (("a", A_IP, "b.test", "paul", Role.PUPIL),
-                                           ("b", B_IP, "a.test", "anna", Role.TEACHER)):
-        url = await asyncio.to_thread(fresh_database_url)
-        settings = make_settings(tmp_path / name, url, domain=f"{name}.test",
-                                 bind=ip, partners=(partner,), federation=fed)
-        settings = dataclasses.replace(
-            settings, listen=dataclasses.replace(settings.listen, smtp=mx_port))
-        publish(dns, settings, ip)
-        school = await School.open(settings, migrate=False)
-        account = await school.directory.create_account(role=role, login=login,
-                                                        password=PASSWORDS[login])
-        mails.append(Mail(school, ip, {login: account.id}))
-    a, b = mails
+    a, b, dns = await two_schools(tmp_path, fresh_database_url)
     ca = TestCa(tmp_path / "ca")
     policies = await PolicyServer(ca.issue(["mta-sts.b.test"], ips=(B_IP,)).server_context(),
                                   host=B_IP).start()
