@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import os
 import random
 import socket
 from pathlib import Path
@@ -19,6 +21,29 @@ from conf.settings import (
 from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_signed_certificate
 from tests.support.dns_server import quiet_dns
 
+_PORTS_LOW, _PORTS_HIGH = 20000, 32768
+
+
+def _port_cursor() -> itertools.cycle[int]:
+    """This process's own slice of the port range, walked from a random start.
+
+    Each pytest-xdist worker gets a disjoint slice, and inside a process a port
+    is not handed out again until the slice has been walked through, so two
+    schools (or two listeners of one school) never get the same port between
+    the check here and the server's bind.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    index = int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+    size = (_PORTS_HIGH - _PORTS_LOW) // max(workers, 1)
+    low = _PORTS_LOW + index * size
+    ports = list(range(low, low + size))
+    start = random.SystemRandom().randrange(size)
+    return itertools.cycle(ports[start:] + ports[:start])
+
+
+_cursor: itertools.cycle[int] | None = None
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     """A port that is free now, from below the kernel's ephemeral range.
@@ -27,9 +52,11 @@ def free_port(host: str = "127.0.0.1") -> int:
     connection can take between our check and the server's bind ("address
     already in use"); ports from 20000-32767 are never handed out that way.
     """
-    rng = random.SystemRandom()
-    for _ in range(200):
-        port = rng.randrange(20000, 32768)
+    global _cursor
+    if _cursor is None:
+        _cursor = _port_cursor()
+    for _ in range(500):
+        port = next(_cursor)
         with socket.socket() as s:
             try:
                 s.bind((host, port))
