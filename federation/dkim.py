@@ -295,11 +295,11 @@ async def verify(message: bytes, resolver: Resolver) -> list[DkimResult]:
 
     An empty list means the message is unsigned (RFC 8601 ``dkim=none``).
     """
+    if not _SIGNATURE_FIELD.search(message):
+        return []  # unsigned: no need to parse it in a worker thread
     try:
         verifier, parsed = await asyncio.to_thread(_parse_signatures, message)
     except _MALFORMED as exc:
-        if not _SIGNATURE_FIELD.search(message):
-            return []
         return [DkimResult(PERMERROR, reason=f"unparseable message: {exc}")]
     names = sorted({p.key_name for p in parsed if not p.error})
     fetched = await asyncio.gather(*(_fetch_key(resolver, n) for n in names))

@@ -13,8 +13,6 @@ Callers who need exactness pass their own ``organizational_domain`` function
 
 from __future__ import annotations
 
-import email.parser
-import email.policy
 import logging
 import random
 from collections.abc import Callable, Sequence
@@ -120,24 +118,6 @@ def aligned(identifier: str, from_domain: str, mode: str,
     if not a or not b:
         return False
     return a == b if mode == "s" else org(a) == org(b)
-
-
-def from_domain(message: bytes) -> str | None:
-    """The RFC5322.From domain (RFC 7489 6.6.1), or None when there is not exactly one
-    From field or its addresses do not share one domain."""
-    try:
-        headers = email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(
-            message)
-        fields = headers.get_all("From") or []
-        if len(fields) != 1:
-            return None
-        domains = {a.domain.lower().rstrip(".") for a in fields[0].addresses}
-    except Exception:  # the email package raises many kinds on hostile headers
-        return None
-    if len(domains) != 1:
-        return None
-    (domain,) = domains
-    return domain or None
 
 
 def _is_dmarc(text: str) -> bool:

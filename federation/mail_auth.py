@@ -12,7 +12,7 @@ import asyncio
 import random
 from dataclasses import dataclass
 
-from federation import authresults, dkim, dmarc, spf
+from federation import authresults, dkim, dmarc, from_header, spf
 from federation.resolver import Resolver
 
 
@@ -46,10 +46,14 @@ async def authenticate_inbound(message: bytes, client_ip: str, mail_from: str, h
     ``mail_from`` is the MAIL FROM address without brackets ("" for the null
     sender); ``our_hostname`` is the authserv-id of our Authentication-Results.
     """
-    spf_task = spf.check_spf(resolver, client_ip, mail_from, helo)
-    dkim_task = dkim.verify(message, resolver)
-    from_task = asyncio.to_thread(dmarc.from_domain, message)
-    spf_result, dkim_results, from_dom = await asyncio.gather(spf_task, dkim_task, from_task)
+    checks = [spf.check_spf(resolver, client_ip, mail_from, helo),
+              dkim.verify(message, resolver)]
+    from_dom = from_header.fast_from_domain(message)
+    if from_dom is from_header.UNDECIDED:  # unusual headers: the full parser, off the loop
+        checks.append(asyncio.to_thread(from_header.parsed_from_domain, message))
+    spf_result, dkim_results, *parsed = await asyncio.gather(*checks)
+    if parsed:
+        from_dom = parsed[0]
     verdict = await dmarc.evaluate(resolver, from_dom, spf_result, dkim_results, rng=rng)
     header = authresults.build_header(our_hostname, spf_result, dkim_results, verdict)
     return InboundVerdict(spf_result, tuple(dkim_results), verdict, header, our_hostname)

@@ -77,14 +77,6 @@ def test_alignment_modes() -> None:
     assert not dmarc.aligned("schule.test.evil.test", "schule.test", "r")
 
 
-def test_from_domain() -> None:
-    assert dmarc.from_domain(b"From: A <a@Schule.Test>\r\n\r\nhi") == "schule.test"
-    assert dmarc.from_domain(b"To: b@x.test\r\n\r\nhi") is None
-    assert dmarc.from_domain(b"From: a@x.test\r\nFrom: b@y.test\r\n\r\n") is None
-    assert dmarc.from_domain(b"From: a@x.test, b@y.test\r\n\r\n") is None
-    assert dmarc.from_domain(b"From: a@x.test, b@x.test\r\n\r\n") == "x.test"
-
-
 async def test_aligned_spf_pass(dns_server: DnsServer, resolver: Resolver) -> None:
     dns_server.add("_dmarc.schule.test", "TXT", "v=DMARC1; p=reject")
     v = await dmarc.evaluate(resolver, "schule.test", spf("pass", "mail.schule.test"), [])

@@ -8,7 +8,9 @@ Tests fill an in-memory zone::
 and point a :class:`federation.resolver.Resolver` at ``dns_server.host`` /
 ``dns_server.port``.  Unknown names get NXDOMAIN, known names without the
 asked type an empty NOERROR answer; CNAMEs are followed inside the zone.
-``fail(name)`` makes a name answer SERVFAIL and ``drop(name)`` makes the
+Negative answers carry an SOA of the name's two-label parent in the authority
+section, as real servers do (RFC 2308), so caching resolvers keep them for
+NEGATIVE_TTL.  ``fail(name)`` makes a name answer SERVFAIL and ``drop(name)`` makes the
 server ignore queries for it (a timeout for the client).  Messages are built
 with dnspython (dns.message.from_wire / make_response), never by hand.
 """
@@ -34,6 +36,7 @@ import dns.rdtypes.ANY.TXT
 import dns.rrset
 
 TTL = 60
+NEGATIVE_TTL = 60
 
 
 def _name(text: str) -> dns.name.Name:
@@ -46,6 +49,15 @@ def txt_rdata_text(value: str) -> str:
     chunks = [raw[i:i + 255] for i in range(0, len(raw), 255)] or [b""]
     return " ".join('"' + c.decode("utf-8", "surrogateescape").replace("\\", "\\\\")
                     .replace('"', '\\"') + '"' for c in chunks)
+
+
+def _negative_soa(qname: dns.name.Name) -> dns.rrset.RRset:
+    """The SOA a negative answer carries (RFC 2308 3); its minimum is the negative TTL."""
+    apex = dns.name.Name(qname.labels[-3:]) if len(qname.labels) > 3 else qname
+    rdata = dns.rdata.from_text(
+        dns.rdataclass.IN, dns.rdatatype.SOA,
+        f"ns.{apex} hostmaster.{apex} 1 3600 600 86400 {NEGATIVE_TTL}")
+    return dns.rrset.from_rdata_list(apex, NEGATIVE_TTL, [rdata])
 
 
 @dataclass
@@ -114,6 +126,7 @@ class Zone:
                 continue
             if not self._exists(qname):
                 response.set_rcode(dns.rcode.NXDOMAIN)
+            response.authority.append(_negative_soa(qname))
             return response
         response.set_rcode(dns.rcode.SERVFAIL)  # CNAME loop
         return response
