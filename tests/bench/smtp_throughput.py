@@ -22,7 +22,7 @@ Prints accepted messages/s, p50 and p99 time per message (client side, from
 MAIL to the 250 after DATA) and server CPU seconds per message
 (``resource.getrusage`` of this process, all threads).  Target: >= 500
 messages/s of 10 KB on SQLite.  ``--profile FILE`` writes a pyinstrument
-HTML profile of the server side.
+profile of the server side (HTML, or text when FILE ends in ``.txt``).
 """
 
 from __future__ import annotations
@@ -216,7 +216,9 @@ async def _bench(args: argparse.Namespace, database_url: str, work: Path, ctx: A
     latencies, failures, elapsed = outcome
     if profiler is not None:
         profiler.stop()
-        Path(args.profile).write_text(profiler.output_html(), encoding="utf-8")
+        text = args.profile.endswith(".txt")
+        Path(args.profile).write_text(profiler.output_text(show_all=False) if text
+                                      else profiler.output_html(), encoding="utf-8")
     after = resource.getrusage(resource.RUSAGE_SELF)
     await loop.run_in_executor(None, client.join)
     if args.null_store:

@@ -9,7 +9,8 @@ import pytest
 from conf.app import School
 from directory.model import GroupKind, MemberRole, Role, Status
 from mailserver.smtp.addresses import Mailbox, parse_path
-from mailserver.smtp.routing import Refusal, ResolveCache, Route, Router
+from mailserver.smtp.lookup_cache import TtlCache
+from mailserver.smtp.routing import Refusal, Route, Router
 
 DOMAINS = frozenset({"schule.test"})
 
@@ -68,16 +69,16 @@ async def test_resolve_cache_expires(school: School) -> None:
     d = school.directory
     await d.create_account(role=Role.PUPIL, login="paul")
     now = [0.0]
-    cache = ResolveCache(d, ttl=5.0, clock=lambda: now[0])
-    first = await cache.resolve("paul")
+    cache = TtlCache(d.resolve, ttl=5.0, clock=lambda: now[0])
+    first = await cache.get("paul")
     assert first is not None and first.account is not None
     await d.set_status("paul", Status.SUSPENDED)
-    assert await cache.resolve("paul") == first  # within the ttl: the cached answer
+    assert await cache.get("paul") == first  # within the ttl: the cached answer
     now[0] = 6.0
-    later = await cache.resolve("paul")
+    later = await cache.get("paul")
     assert later is not None and later.account is not None
     assert later.account.status is Status.SUSPENDED
-    assert await ResolveCache(d, ttl=0).resolve("nobody") is None
+    assert await TtlCache(d.resolve, ttl=0).get("nobody") is None
 
 
 async def test_resolve_cache_shares_concurrent_lookups(school: School) -> None:
@@ -92,10 +93,41 @@ async def test_resolve_cache_shares_concurrent_lookups(school: School) -> None:
             await asyncio.sleep(0.01)  # a lookup in flight while the others arrive
             return await d.resolve(key)
 
-    cache = ResolveCache(CountingDirectory(), ttl=5.0)  # type: ignore[arg-type]
-    results = await asyncio.gather(*(cache.resolve("paul") for _ in range(10)),
-                                   cache.resolve("nobody"))
+    cache = TtlCache(CountingDirectory().resolve, ttl=5.0)
+    results = await asyncio.gather(*(cache.get("paul") for _ in range(10)),
+                                   cache.get("nobody"))
     assert calls == ["paul", "nobody"]
     assert all(r is not None and r.account is not None for r in results[:10])
     assert results[10] is None
-    assert await cache.resolve("paul") is results[0] and calls == ["paul", "nobody"]
+    assert await cache.get("paul") is results[0] and calls == ["paul", "nobody"]
+
+
+async def test_group_mail_reuses_members_and_verdicts_within_the_ttl(school: School) -> None:
+    """A teacher's second mail to her class asks the directory nothing; with ttl 0, all."""
+    d = school.directory
+    anna = await d.create_account(role=Role.TEACHER, login="anna")
+    await d.create_account(role=Role.PUPIL, login="paul")
+    await d.create_group("klasse", kind=GroupKind.CLASS)
+    await d.add_member("klasse", "paul")
+    await d.add_member("klasse", "anna", MemberRole.OWNER)
+    calls: list[str] = []
+
+    class CountingDirectory:
+        def __getattr__(self, name: str) -> object:
+            real = getattr(d, name)
+            if not callable(real):
+                return real
+
+            async def counted(*args: object) -> object:
+                calls.append(name)
+                return await real(*args)
+            return counted
+
+    for ttl, asked_again in [(5.0, []), (0.0, ["resolve", "may_contact", "group_members"])]:
+        calls.clear()
+        router = Router(CountingDirectory(), DOMAINS, cache_seconds=ttl)  # type: ignore[arg-type]
+        first = await router.route(anna, box("klasse@schule.test"))
+        assert sorted(calls) == ["group_members", "may_contact", "resolve"]
+        calls.clear()
+        assert await router.route(anna, box("Klasse@schule.test")) == first
+        assert sorted(calls) == sorted(asked_again)

@@ -1,0 +1,57 @@
+"""Directory answers reused for a few seconds by one SMTP service.
+
+On a busy MX most mail goes to the same people, and a teacher's mail to a
+class asks the same questions (who is in 5a, may she write to 5a) for every
+message; each answer is a read transaction.  ``TtlCache`` keeps answers
+(including "no such address") for ``ttl`` seconds, bounded in size, and lets
+concurrent misses for one key share one lookup (single flight): parallel
+connections tend to ask the same thing at the same moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable
+from typing import Generic, TypeVar
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
+class TtlCache(Generic[K, V]):
+    """``load(key)`` results for ``ttl`` seconds; ``ttl <= 0`` asks ``load`` every time."""
+
+    def __init__(self, load: Callable[[K], Awaitable[V]], ttl: float,
+                 max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic) -> None:
+        self._load = load
+        self._ttl = ttl
+        self._max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[K, tuple[float, V]] = {}
+        self._inflight: dict[K, asyncio.Future[V]] = {}
+
+    async def get(self, key: K) -> V:
+        if self._ttl <= 0:
+            return await self._load(key)
+        entry = self._entries.get(key)
+        if entry is not None and entry[0] > self._clock():
+            return entry[1]
+        lookup = self._inflight.get(key)
+        if lookup is None:
+            lookup = asyncio.ensure_future(self._load(key))
+            self._inflight[key] = lookup
+            lookup.add_done_callback(lambda done: self._settle(key, done))
+        # shield: one waiter going away must not cancel the lookup the others share.
+        return await asyncio.shield(lookup)
+
+    def _settle(self, key: K, lookup: asyncio.Future[V]) -> None:
+        self._inflight.pop(key, None)
+        if lookup.cancelled() or lookup.exception() is not None:
+            return  # not cached; the waiters saw the error
+        now = self._clock()
+        if len(self._entries) >= self._max_entries:
+            self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+            if len(self._entries) >= self._max_entries:
+                self._entries.clear()
+        self._entries[key] = (now + self._ttl, lookup.result())
