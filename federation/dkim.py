@@ -29,6 +29,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dkim as dkimpy
+import nacl.exceptions
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -192,6 +194,62 @@ class DkimSigner:
 
 # --- verification ---------------------------------------------------------------
 
+_RSA_HASHES: dict[bytes, hashes.HashAlgorithm] = {
+    b"rsa-sha256": hashes.SHA256(), b"rsa-sha1": hashes.SHA1()}
+
+
+@functools.lru_cache(maxsize=256)
+def _rsa_public_key(modulus: int, exponent: int) -> rsa.RSAPublicKey:
+    return rsa.RSAPublicNumbers(exponent, modulus).public_key()
+
+
+@dataclass(frozen=True)
+class _PrehashedRsaVerifier:
+    """RSASSA-PKCS1-v1_5 verification (RFC 8017 8.2.2) of a digest dkimpy computed,
+    shaped like the Ed25519 key dkimpy expects: ``verify`` raises on a bad signature."""
+
+    public: dict  # dkimpy's parsed key: {"modulus": n, "publicExponent": e}
+    algorithm: hashes.HashAlgorithm
+
+    def verify(self, digest: bytes, signature: bytes) -> None:
+        key = _rsa_public_key(self.public["modulus"], self.public["publicExponent"])
+        # dkimpy reads the signature as an integer (OS2IP), so leading zero octets
+        # do not matter to it; OpenSSL wants exactly k octets.  Same answers as dkimpy.
+        signature = signature.lstrip(b"\0").rjust((key.key_size + 7) // 8, b"\0")
+        try:
+            key.verify(signature, digest, padding.PKCS1v15(), Prehashed(self.algorithm))
+        except (InvalidSignature, ValueError):
+            raise nacl.exceptions.BadSignatureError("signature did not verify") from None
+
+
+class _OpenSslVerifyingDkim(dkimpy.DKIM):
+    """dkimpy's verifier with the RSA step done by OpenSSL (about 0.3 ms less per
+    message than its pure-Python modular arithmetic).
+
+    The mirror of :class:`_OpenSslRsaDkim`: dkimpy checks an Ed25519 key by
+    calling ``pk.verify(digest, signature)`` on the digest of the
+    canonicalized header fields, so for the signature step only, an RSA key
+    is handed to that path as a :class:`_PrehashedRsaVerifier`.  Hashing,
+    canonicalization, the body hash and the tag checks stay dkimpy's; the
+    minimum key size is checked as dkimpy's RSA path does (after a valid
+    signature).  Tests compare both verifiers on valid and tampered mail.
+    """
+
+    def verify_sig_process(self, sig, include_headers, sig_header, dnsfunc):  # type: ignore[no-untyped-def]
+        algorithm = _RSA_HASHES.get(sig.get(b"a", b""))
+        if self.ktag != b"rsa" or algorithm is None:
+            return super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)
+        rsa_key = self.pk
+        self.ktag, self.pk = b"ed25519", _PrehashedRsaVerifier(rsa_key, algorithm)
+        try:
+            valid = super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)
+        finally:
+            self.ktag, self.pk = b"rsa", rsa_key
+        if valid and self.keysize < self.minkey:
+            raise dkimpy.KeyFormatError(f"public key too small: {self.keysize}")
+        return valid
+
+
 @dataclass(frozen=True)
 class _Parsed:
     index: int
@@ -216,8 +274,9 @@ def _text(value: object) -> str:
     return value.decode("ascii", "replace") if isinstance(value, bytes) else str(value or "")
 
 
-def _parse_signatures(message: bytes) -> tuple[dkimpy.DKIM, list[_Parsed]]:
-    verifier = dkimpy.DKIM(message, logger=_library_log)  # may raise MessageFormatError
+def _parse_signatures(message: bytes) -> tuple[_OpenSslVerifyingDkim, list[_Parsed]]:
+    # may raise MessageFormatError
+    verifier = _OpenSslVerifyingDkim(message, logger=_library_log)
     count = sum(1 for name, _ in verifier.headers if name.lower() == b"dkim-signature")
     parsed: list[_Parsed] = []
     for index in range(min(count, MAX_SIGNATURES)):
@@ -234,6 +293,16 @@ def _parse_signatures(message: bytes) -> tuple[dkimpy.DKIM, list[_Parsed]]:
         parsed.append(_Parsed(index, domain, selector, _text(sig[b"a"]),
                               _text(b_value[:8])))
     return verifier, parsed
+
+
+@functools.lru_cache(maxsize=1024)
+def _key_problem(name: str, record: str) -> str | None:
+    """Why a key record is unusable, or None (dkimpy's verify would only say False)."""
+    try:
+        dkimpy.evaluate_pk(name.encode("ascii"), record.encode("utf-8"))
+    except (dkimpy.DKIMException, ValueError) as exc:
+        return str(exc) or exc.__class__.__name__
+    return None
 
 
 def _check(verifier: dkimpy.DKIM, parsed: list[_Parsed],
@@ -254,10 +323,9 @@ def _check(verifier: dkimpy.DKIM, parsed: list[_Parsed],
             # RFC 6376 6.1.2: no key record -> PERMFAIL "no key for signature".
             results.append(result(PERMERROR, "no key"))
             continue
-        try:
-            dkimpy.evaluate_pk(p.key_name.encode("ascii"), key.encode("utf-8"))
-        except (dkimpy.DKIMException, ValueError) as exc:
-            results.append(result(PERMERROR, f"bad key: {exc}"))
+        problem = _key_problem(p.key_name, key)
+        if problem is not None:
+            results.append(result(PERMERROR, f"bad key: {problem}"))
             continue
 
         def dnsfunc(name: bytes, timeout: float = 5, key: str = key) -> bytes:

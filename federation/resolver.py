@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import dns.asyncresolver
@@ -76,6 +77,15 @@ class TlsaRecord:
     data: bytes
 
 
+def _negative_ttl(exc: dns.resolver.NXDOMAIN) -> int:
+    """How long an NXDOMAIN may be cached: the SOA in its authority section (RFC 2308 5)."""
+    ttls = [min(rrset.ttl, rrset[0].minimum)
+            for response in exc.responses().values()
+            for rrset in getattr(response, "authority", ())
+            if rrset.rdtype == dns.rdatatype.SOA and len(rrset)]
+    return min(ttls, default=0)
+
+
 def _host(name: dns.name.Name) -> str:
     return name.to_text(omit_final_dot=True).lower()
 
@@ -85,16 +95,21 @@ class Resolver:
 
     def __init__(self, nameservers: Sequence[str] = (), port: int = 53, *,
                  timeout: float = 3.0, lifetime: float = 10.0, cache_size: int = 0,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         if nameservers:
             self._resolver = dns.asyncresolver.Resolver(configure=False)
             self._resolver.nameservers = list(nameservers)
             self._resolver.port = port
         else:
             self._resolver = dns.asyncresolver.Resolver()
-        if cache_size:
-            # Answers kept for their TTL: every inbound mail asks for SPF and DMARC.
-            self._resolver.cache = dns.resolver.LRUCache(cache_size)
+        # Answers kept for their TTL (negative ones for the SOA's, RFC 2308): every
+        # inbound mail asks for SPF, DMARC and DKIM keys, mostly of a few domains.
+        # Kept here as typed results, in front of dnspython, whose own cache
+        # lookup costs about as much as the rest of an SPF check.
+        self._cache_size = cache_size
+        self._answers: dict[tuple[str, str], tuple[float, tuple[object, ...] | None]] = {}
+        self._clock = clock
         self._resolver.timeout = timeout
         self._resolver.lifetime = lifetime
         # No search list: a mail domain is always fully qualified.
@@ -108,6 +123,12 @@ class Resolver:
         Raises DnsNotFound on NXDOMAIN, DnsTemporaryError on timeouts and
         server failures.  CNAMEs are followed by the resolver.
         """
+        key = (name.lower(), rdtype)
+        cached = self._answers.get(key) if self._cache_size else None
+        if cached is not None and cached[0] > self._clock():
+            if cached[1] is None:
+                raise DnsNotFound(name)
+            return list(cached[1])
         try:
             qname = dns.name.from_text(name if name.endswith(".") else name + ".")
         except dns.exception.DNSException:
@@ -115,7 +136,10 @@ class Resolver:
         try:
             answer = await self._resolver.resolve(qname, rdtype, search=False,
                                                   raise_on_no_answer=False)
-        except dns.resolver.NXDOMAIN:
+        except dns.resolver.NXDOMAIN as exc:
+            ttl = _negative_ttl(exc)
+            if ttl:
+                self._remember(key, self._clock() + ttl, None)
             raise DnsNotFound(name) from None
         except dns.resolver.NoNameservers as exc:  # every server said SERVFAIL/REFUSED
             raise DnsTemporaryError(f"{name} {rdtype}: no nameserver answered") from exc
@@ -123,9 +147,21 @@ class Resolver:
             raise DnsTemporaryError(f"{name} {rdtype}: timeout") from exc
         except dns.exception.DNSException as exc:
             raise DnsTemporaryError(f"{name} {rdtype}: {exc.__class__.__name__}") from exc
-        if answer.rrset is None:
-            return []
-        return list(answer.rrset)
+        records = tuple(answer.rrset) if answer.rrset is not None else ()
+        if answer.expiration > self._clock():
+            self._remember(key, answer.expiration, records)
+        return list(records)
+
+    def _remember(self, key: tuple[str, str], expires: float,
+                  records: tuple[object, ...] | None) -> None:
+        if not self._cache_size:
+            return
+        if len(self._answers) >= self._cache_size:
+            now = self._clock()
+            self._answers = {k: v for k, v in self._answers.items() if v[0] > now}
+            if len(self._answers) >= self._cache_size:
+                self._answers.clear()
+        self._answers[key] = (expires, records)
 
     async def txt(self, name: str) -> list[str]:
         """TXT records, each with its character-strings joined (RFC 7208 3.3)."""

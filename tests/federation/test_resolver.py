@@ -136,3 +136,35 @@ async def test_name_without_type_is_empty_not_nxdomain(dns_server: DnsServer,
     # an empty non-terminal exists too
     dns_server.add("x._domainkey.schule.test", "TXT", "v=DKIM1; p=")
     assert await resolver.txt("_domainkey.schule.test") == []
+
+
+async def test_answers_are_cached_for_their_ttl(dns_server: DnsServer) -> None:
+    """Positive answers for the record TTL, NXDOMAIN for the SOA's negative TTL (RFC 2308)."""
+    from tests.support.dns_server import NEGATIVE_TTL, TTL
+
+    now = [time.time()]
+    resolver = Resolver([dns_server.host], dns_server.port, cache_size=100,
+                        clock=lambda: now[0])
+    dns_server.add("schule.test", "TXT", "v=spf1 -all")
+    for _ in range(3):
+        assert await resolver.txt("Schule.Test") == ["v=spf1 -all"]
+        with pytest.raises(DnsNotFound):
+            await resolver.txt("_dmarc.nowhere.test")
+    assert [(n.lower(), t) for n, t in dns_server.queries] == [
+        ("schule.test.", "TXT"), ("_dmarc.nowhere.test.", "TXT")]
+    dns_server.add("_dmarc.nowhere.test", "TXT", "v=DMARC1; p=reject")
+    now[0] += min(TTL, NEGATIVE_TTL) - 1
+    with pytest.raises(DnsNotFound):
+        await resolver.txt("_dmarc.nowhere.test")  # still the cached negative answer
+    # dnspython's expiration is wall-clock based; step past it as well.
+    now[0] += max(TTL, NEGATIVE_TTL) + 2
+    assert await resolver.txt("_dmarc.nowhere.test") == ["v=DMARC1; p=reject"]
+    assert len(dns_server.queries) == 3
+
+
+async def test_without_a_cache_every_lookup_asks(dns_server: DnsServer,
+                                                 resolver: Resolver) -> None:
+    dns_server.add("schule.test", "TXT", "v=spf1 -all")
+    for _ in range(3):
+        assert await resolver.txt("schule.test") == ["v=spf1 -all"]
+    assert len(dns_server.queries) == 3
