@@ -266,6 +266,12 @@ class _Parsed:
 
 _SIGNATURE_FIELD = re.compile(rb"(?im)^dkim-signature[ \t]*:")
 
+
+def _header_section(message: bytes) -> bytes:
+    """The message up to its first empty line (CRLF or bare LF), or all of it."""
+    ends = [i for i in (message.find(b"\n\r\n"), message.find(b"\n\n")) if i >= 0]
+    return message[:min(ends) + 1] if ends else message
+
 # What dkimpy raises on hostile input besides its own exceptions.
 _MALFORMED = (dkimpy.DKIMException, ValueError, TypeError, KeyError, IndexError)
 
@@ -363,7 +369,7 @@ async def verify(message: bytes, resolver: Resolver) -> list[DkimResult]:
 
     An empty list means the message is unsigned (RFC 8601 ``dkim=none``).
     """
-    if not _SIGNATURE_FIELD.search(message):
+    if not _SIGNATURE_FIELD.search(_header_section(message)):
         return []  # unsigned: no need to parse it in a worker thread
     try:
         verifier, parsed = await asyncio.to_thread(_parse_signatures, message)

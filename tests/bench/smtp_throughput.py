@@ -275,7 +275,7 @@ async def _bench(args: argparse.Namespace, database_url: str, work: Path, ctx: A
     if profiler is not None:
         profiler.stop()
         text = args.profile.endswith(".txt")
-        Path(args.profile).write_text(profiler.output_text(show_all=False) if text
+        Path(args.profile).write_text(profiler.output_text() if text
                                       else profiler.output_html(), encoding="utf-8")
     after = resource.getrusage(resource.RUSAGE_SELF)
     await loop.run_in_executor(None, client.join)

@@ -236,3 +236,12 @@ async def test_arbitrary_signature_field_never_crashes(resolver: Resolver, value
     message = b"DKIM-Signature: " + value.encode() + b"\r\n" + MESSAGE
     results = await dkim.verify(message, resolver)
     assert all(r.result in {"fail", "permerror", "temperror"} for r in results)
+
+
+@pytest.mark.parametrize(("message", "expected"), [
+    (b"A: b\r\nDKIM-Signature: x\r\n\r\nbody", b"A: b\r\nDKIM-Signature: x\r\n"),
+    (b"A: b\n\nDKIM-Signature: in the body\n", b"A: b\n"),
+    (b"A: b\r\nno body", b"A: b\r\nno body"),
+])
+def test_header_section_ends_at_the_first_empty_line(message: bytes, expected: bytes) -> None:
+    assert dkim._header_section(message) == expected
