@@ -20,13 +20,13 @@ Decisions (RFC 5321 3.6 and 7.1; RFC 6409 for submission):
   owns (``MemberRole.OWNER``).
 
 Address lookups, group members and role-policy verdicts are reused for a few
-seconds per service (mailserver.smtp.lookup_cache, ``directory_cache_seconds``
-in the settings): a mail to a class of 30 asked the directory four questions
-per message, more than half of the MX's work for it.  The price: for up to
-that many seconds after a change in the directory (made by another process:
-the admin CLI, an import) an account that was suspended can still receive
-mail, a pupil who left a group still gets its mail, and a changed policy
-still gives its old answer.
+seconds per service (mailserver.smtp.lookup_cache with
+``SmtpConfig.directory_cache_seconds``, 5 s): a mail to a class of 30 asked
+the directory four questions per message, more than half of the MX's work
+for it.  The price: for up to that many seconds after a change in the
+directory (made by another process: the admin CLI, an import) an account
+that was suspended can still receive mail, a pupil who left a group still
+gets its mail, and a changed policy still gives its old answer.
 """
 
 from __future__ import annotations
