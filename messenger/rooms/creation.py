@@ -1,0 +1,88 @@
+"""Creating rooms (spec: Client-Server API 10.1.1 "Creation", POST /createRoom):
+the preset's state events (``messenger.rooms.presets``), the invitations and the
+alias, all in one transaction."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from messenger.events.identifiers import InvalidIdentifier, new_room_id, parse_room_alias
+from messenger.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, room_version
+from messenger.identity import Requester
+from messenger.rooms import state as room_state
+from messenger.rooms.errors import AliasInUse, InvalidRequest, UnsupportedVersion
+from messenger.rooms.policy import ChatPolicy
+from messenger.rooms.presets import CreateRoomRequest, initial_state
+from messenger.rooms.writer import RoomWriter
+from messenger.storage import aliases as alias_store
+from messenger.storage import events as store
+
+log = logging.getLogger("schulhof.messenger")
+
+
+class RoomCreation:
+    def __init__(self, writer: RoomWriter, server_name: str, policy: ChatPolicy) -> None:
+        self._writer = writer
+        self._server_name = server_name
+        self._policy = policy
+
+    async def create_room(self, requester: Requester, request: CreateRoomRequest) -> str:
+        for invitee in request.invite:
+            await self._policy.check_may_invite(requester.account, requester.user_id, invitee)
+        return await self._create_room(requester.user_id, requester.account.display_name,
+                                       request)
+
+    async def create_room_as(self, sender: str, display_name: str,
+                             request: CreateRoomRequest) -> str:
+        """A room created by the server itself (its system user): no role policy check,
+        the caller (``messenger.school_rooms``) decides who belongs in the room."""
+        return await self._create_room(sender, display_name, request)
+
+    async def _create_room(self, sender: str, display_name: str,
+                           request: CreateRoomRequest) -> str:
+        version = DEFAULT_ROOM_VERSION
+        if request.room_version is not None:
+            if request.room_version not in KNOWN_ROOM_VERSIONS:
+                raise UnsupportedVersion(
+                    f"room version {request.room_version!r} is not supported here")
+            version = room_version(request.room_version)
+        alias = None
+        if request.room_alias_name is not None:
+            alias = f"#{request.room_alias_name}:{self._server_name}"
+            try:
+                parse_room_alias(alias)
+            except InvalidIdentifier as exc:
+                raise InvalidRequest(str(exc)) from None
+        room_id = new_room_id(self._server_name)
+        templates = initial_state(request, creator=sender, creator_displayname=display_name,
+                                  version=version, alias=alias)
+        async with self._writer.transaction() as write:
+            session = write.session
+            if alias is not None and await alias_store.resolve(session, alias):
+                raise AliasInUse(f"room alias {alias} already exists")
+            await store.insert_room(session, room_id, version.identifier, sender,
+                                    request.is_public)
+            state: dict[tuple[str, str], Mapping[str, Any]] = {}
+            latest = None
+            for t in templates:
+                latest = await self._writer.store_event(session, version, room_id, state,
+                                                        latest, sender, t.type, t.content,
+                                                        t.state_key)
+                state = room_state.apply(state, latest.pdu)
+                write.publish(latest)
+            for invitee in request.invite:
+                content: dict[str, Any] = {"membership": "invite"}
+                if request.is_direct:
+                    content["is_direct"] = True
+                latest = await self._writer.store_event(session, version, room_id, state,
+                                                        latest, sender, "m.room.member",
+                                                        content, invitee)
+                state = room_state.apply(state, latest.pdu)
+                write.publish(latest)
+            if alias is not None:
+                await alias_store.create(session, alias, room_id, sender)
+        log.info("event=room_created room=%s creator=%s version=%s invites=%d", room_id,
+                 sender, version.identifier, len(request.invite))
+        return room_id

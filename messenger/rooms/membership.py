@@ -1,0 +1,81 @@
+"""Membership changes (spec: Client-Server API 10.4 "Room membership"): join,
+invite, leave, kick, ban, unban and forget.  Each is an ``m.room.member`` event
+the auth rules judge; invitations also pass the school's role policy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from messenger.identity import Requester
+from messenger.rooms.aliases import RoomAliases
+from messenger.rooms.errors import Forbidden, InvalidRequest, RoomNotFound
+from messenger.rooms.policy import ChatPolicy
+from messenger.rooms.writer import RoomWriter
+from messenger.storage import events as store
+
+
+class Membership:
+    def __init__(self, writer: RoomWriter, aliases: RoomAliases, policy: ChatPolicy) -> None:
+        self._writer = writer
+        self._aliases = aliases
+        self._policy = policy
+
+    async def join(self, requester: Requester, room_id_or_alias: str) -> str:
+        room_id = await self._aliases.resolve_room(room_id_or_alias)
+        content = {"membership": "join", "displayname": requester.account.display_name}
+        await self._writer.append(requester, requester.user_id, room_id, "m.room.member",
+                                  content, state_key=requester.user_id)
+        return room_id
+
+    async def invite(self, requester: Requester, room_id: str, target: str,
+                     reason: str | None = None, is_direct: bool = False) -> None:
+        await self._policy.check_may_invite(requester.account, requester.user_id, target)
+        content: dict[str, Any] = {"membership": "invite"}
+        if reason:
+            content["reason"] = reason
+        if is_direct:
+            content["is_direct"] = True
+        await self._writer.append(requester, requester.user_id, room_id, "m.room.member",
+                                  content, state_key=target)
+
+    async def _set_membership(self, requester: Requester, room_id: str, target: str,
+                              membership: str, reason: str | None) -> None:
+        content: dict[str, Any] = {"membership": membership}
+        if reason:
+            content["reason"] = reason
+        await self._writer.append(requester, requester.user_id, room_id, "m.room.member",
+                                  content, state_key=target)
+
+    async def leave(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
+        await self._set_membership(requester, room_id, requester.user_id, "leave", reason)
+
+    async def kick(self, requester: Requester, room_id: str, target: str,
+                   reason: str | None = None) -> None:
+        async with self._writer.db.read() as session:
+            row = await store.membership(session, room_id, target)
+        if row is None or row.membership not in ("join", "invite"):
+            raise Forbidden(f"{target} is not in the room")
+        await self._set_membership(requester, room_id, target, "leave", reason)
+
+    async def ban(self, requester: Requester, room_id: str, target: str,
+                  reason: str | None = None) -> None:
+        await self._set_membership(requester, room_id, target, "ban", reason)
+
+    async def unban(self, requester: Requester, room_id: str, target: str,
+                    reason: str | None = None) -> None:
+        async with self._writer.db.read() as session:
+            row = await store.membership(session, room_id, target)
+        if row is None or row.membership != "ban":
+            raise Forbidden(f"{target} is not banned")
+        await self._set_membership(requester, room_id, target, "leave", reason)
+
+    async def forget(self, requester: Requester, room_id: str) -> None:
+        async with self._writer.db.write() as session:
+            row = await store.membership(session, room_id, requester.user_id)
+            if row is None:
+                raise RoomNotFound(f"you were never in {room_id}")
+            if row.membership in ("join", "invite"):
+                raise InvalidRequest("leave the room before forgetting it")
+            await store.set_forgotten(session, room_id, requester.user_id)
+        if self._writer.cache is not None:
+            self._writer.cache.forget_memberships(requester.user_id)

@@ -1,0 +1,276 @@
+"""The one writer of room events: every change to a room is stored here
+(spec: Client-Server API 9 "Events"; auth per room version).
+
+An event is built from the room's current state (prev_events = the room's
+latest event, auth_events chosen per the S2S rules), hashed, given its event
+id, checked against the auth rules and stored with the state update in one
+transaction; then the notifier wakes /sync.  One lock per writer serialises
+writers, which keeps every room's graph linear and stream orderings gapless.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from messenger.events.hashing import add_hashes, event_id_for
+from messenger.events.redaction import redact
+from messenger.events.room_versions import RoomVersion
+from messenger.identity import Requester
+from messenger.rooms import state as room_state
+from messenger.rooms.auth import check_event
+from messenger.rooms.batching import MessageSend
+from messenger.rooms.errors import Forbidden, MessengerError, RoomNotFound
+from messenger.rooms.heads import RoomHeads
+from messenger.rooms.lookups import room_power_levels
+from messenger.storage import events as store
+from messenger.storage.device_messages import stream_maxima
+from messenger.storage.events import StoredEvent
+from messenger.storage.tables import TxnRow
+from messenger.sync.cache import SyncCache
+from messenger.sync.notifier import Notifier
+
+log = logging.getLogger("schulhof.messenger")
+
+TxnKey = tuple[int, str, str]  # (account id, device id, transaction id)
+
+
+@dataclass
+class Transaction:
+    """One write transaction under the lock; what it commits is published afterwards."""
+
+    session: AsyncSession
+    committed: list[tuple[StoredEvent, TxnKey | None, StoredEvent | None]] = \
+        field(default_factory=list)
+
+    def publish(self, event: StoredEvent, txn: TxnKey | None = None,
+                redacted: StoredEvent | None = None) -> None:
+        """Hand ``event`` to the heads, the sync cache and /sync once the commit is done."""
+        self.committed.append((event, txn, redacted))
+
+
+class RoomWriter:
+    def __init__(self, db: Any, notifier: Notifier, *, clock: Callable[[], float],
+                 cache: SyncCache | None) -> None:
+        self.db = db
+        self.notifier = notifier
+        self._clock = clock
+        self._write_lock = asyncio.Lock()
+        self._heads = RoomHeads()  # latest event and state per room, under the lock
+        # /sync's view of recent events: fed here, in stream order, under the lock.
+        self.cache = cache
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    async def store_event(self, session: AsyncSession, version: RoomVersion, room_id: str,
+                          state: Mapping[tuple[str, str], Mapping[str, Any]],
+                          latest: StoredEvent | None, sender: str, event_type: str,
+                          content: Mapping[str, Any], state_key: str | None = None,
+                          redacts: str | None = None, position: int | None = None,
+                          flush: bool = True) -> StoredEvent:
+        """Build the event after ``latest``, check it against ``state`` and insert it
+        (the caller holds the write lock, see ``transaction``)."""
+        keys = room_state.auth_state_keys(event_type, sender, state_key, content)
+        auth_events = [] if event_type == "m.room.create" else \
+            [state[k]["event_id"] for k in keys if k in state]
+        pdu: dict[str, Any] = {
+            "room_id": room_id, "sender": sender, "type": event_type,
+            "content": dict(content), "origin_server_ts": self._now_ms(),
+            "depth": (latest.pdu["depth"] + 1) if latest else 1,
+            "prev_events": [latest.event_id] if latest else [],
+            "auth_events": auth_events,
+        }
+        if state_key is not None:
+            pdu["state_key"] = state_key
+        if redacts is not None:
+            if version.redacts_in_content:
+                pdu["content"]["redacts"] = redacts
+            else:
+                pdu["redacts"] = redacts
+        check_event(pdu, state, version)
+        pdu = add_hashes(pdu)
+        event_id = event_id_for(pdu, version)
+        if position is None:
+            position = await store.max_stream_ordering(session) + 1
+        return await store.insert_event(session, pdu, event_id, position, flush=flush)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """The write lock and one write transaction; the events given to its
+        ``publish`` reach the sync cache after the commit and /sync after the lock."""
+        async with self._write_lock:
+            async with self.db.write() as session:
+                write = Transaction(session)
+                yield write
+            for event, txn, redacted in write.committed:
+                self._publish(event, txn, redacted)
+        self._notify([event for event, _, _ in write.committed])
+
+    def _publish(self, event: StoredEvent, txn: TxnKey | None = None,
+                 redacted: StoredEvent | None = None) -> None:
+        """Hand a committed event to the sync cache (called under the write lock)."""
+        self._heads.committed(event)
+        if redacted is not None:
+            self._heads.forget(event.room_id)
+        if self.cache is not None:
+            self.cache.publish(event, txn, redacted)
+
+    async def catch_up(self) -> bool:
+        """Compare the sync cache with the database; True if another process wrote
+        (``schulhof rooms post``): the cache then covers afresh from the database.
+
+        Under the write lock, so this process's own commits are all published."""
+        if self.cache is None:
+            return False
+        async with self._write_lock:
+            async with self.db.read() as session:
+                maxima = await stream_maxima(session)
+            return self.cache.catch_up(maxima) if self.cache.ready else False
+
+    def _notify(self, events: list[StoredEvent]) -> None:
+        for event in events:
+            users = [event.state_key] if event.type == "m.room.member" and event.state_key \
+                else []
+            self.notifier.room_event(event.room_id, users)
+
+    # --- one event --------------------------------------------------------------------
+    async def append(self, requester: Requester | None, sender: str, room_id: str,
+                     event_type: str, content: Mapping[str, Any], *,
+                     state_key: str | None = None, txn_id: str | None = None,
+                     redacts: str | None = None) -> StoredEvent:
+        async with self.transaction() as write:
+            session = write.session
+            if txn_id is not None and requester is not None:
+                known = await session.get(
+                    TxnRow, (requester.account_id, requester.device_id, txn_id))
+                if known is not None:
+                    event = await store.get_event(session, known.event_id)
+                    if event is not None:
+                        return event
+            newest = await store.max_stream_ordering(session)
+            head = await self._heads.get(session, room_id, newest)
+            version = head.version
+            keys = room_state.auth_state_keys(event_type, sender, state_key, content)
+            state = {k: head.state[k] for k in keys if k in head.state}
+            target = None
+            if redacts is not None:
+                target = await self._check_redaction(session, room_id, sender, redacts)
+            event = await self.store_event(session, version, room_id, state, head.latest,
+                                           sender, event_type, content, state_key, redacts,
+                                           newest + 1)
+            redacted = None
+            if target is not None:
+                body = redact(target.pdu, version)
+                await store.replace_with_redacted(session, target.event_id, body,
+                                                  event.event_id)
+                body = {k: v for k, v in body.items() if k != "event_id"}
+                redacted = StoredEvent(target.event_id, target.stream_ordering, room_id,
+                                       {**body, "event_id": target.event_id},
+                                       event.event_id)
+            txn = None
+            if txn_id is not None and requester is not None:
+                session.add(TxnRow(account_id=requester.account_id,
+                                   device_id=requester.device_id, txn_id=txn_id,
+                                   event_id=event.event_id))
+                txn = (requester.account_id, requester.device_id, txn_id)
+            write.publish(event, txn, redacted)
+        log.info("event=room_event room=%s type=%s sender=%s id=%s", room_id, event_type,
+                 sender, event.event_id)
+        return event
+
+    async def _check_redaction(self, session: AsyncSession, room_id: str, sender: str,
+                               redacts: str) -> StoredEvent:
+        """The rule servers apply to redactions in v3+ rooms: own events, or redact level."""
+        target = await store.get_event(session, redacts)
+        if target is None or target.room_id != room_id:
+            raise RoomNotFound(f"unknown event {redacts}")
+        if target.sender != sender:
+            levels = await room_power_levels(session, room_id)
+            if levels.user_level(sender) < levels.redact:
+                raise Forbidden(f"redacting others' events needs power level {levels.redact}")
+        return target
+
+    # --- messages in batches ------------------------------------------------------------
+    async def append_messages(self, sends: list[MessageSend]) -> list[Any]:
+        """Message events in one transaction (``messenger.rooms.batching``): per send
+        its event or its error.  Should the transaction fail, each goes alone."""
+        async with self._write_lock:
+            try:
+                stored, results = await self._write_messages(sends)
+            except Exception as exc:
+                self._heads = RoomHeads()  # it moved on with events never committed
+                log.warning("event=send_batch_failed count=%d error=%s", len(sends),
+                            type(exc).__name__)
+                stored = None
+            else:
+                for event, txn in stored:
+                    if self.cache is not None:
+                        self.cache.publish(event, txn)
+        if stored is None:
+            results = []
+            for send in sends:
+                try:
+                    results.append(await self.append(
+                        send.requester, send.requester.user_id, send.room_id,
+                        send.event_type, send.content, txn_id=send.txn_id))
+                except Exception as exc:
+                    results.append(exc)
+            return results
+        self._notify([event for event, _ in stored])
+        for event, _ in stored:
+            log.info("event=room_event room=%s type=%s sender=%s id=%s", event.room_id,
+                     event.type, event.sender, event.event_id)
+        return results
+
+    async def _write_messages(self, sends: list[MessageSend],
+                              ) -> tuple[list[tuple[StoredEvent, Any]], list[Any]]:
+        stored: list[tuple[StoredEvent, Any]] = []
+        results: list[Any] = []
+        async with self.db.write() as session:
+            newest = await store.max_stream_ordering(session)
+            known = await store.events_of_txns(session, [
+                (s.requester.account_id, s.requester.device_id, s.txn_id)
+                for s in sends if s.txn_id is not None])
+            made: dict[TxnKey, StoredEvent] = {}
+            for send in sends:
+                who = send.requester
+                key = (who.account_id, who.device_id, send.txn_id) \
+                    if send.txn_id is not None else None
+                if key is not None and key in made:  # the same request twice in a batch
+                    results.append(made[key])
+                    continue
+                if key is not None and key in known:
+                    event = await store.get_event(session, known[key])
+                    if event is not None:
+                        results.append(event)
+                        continue
+                try:
+                    head = await self._heads.get(session, send.room_id, newest)
+                    keys = room_state.auth_state_keys(send.event_type, who.user_id, None,
+                                                      send.content)
+                    state = {k: head.state[k] for k in keys if k in head.state}
+                    event = await self.store_event(session, head.version, send.room_id, state,
+                                                   head.latest, who.user_id, send.event_type,
+                                                   send.content, position=newest + 1,
+                                                   flush=False)
+                except MessengerError as exc:
+                    results.append(exc)
+                    continue
+                newest = event.stream_ordering
+                self._heads.committed(event)  # undone by the caller if the commit fails
+                txn = None
+                if key is not None:
+                    session.add(TxnRow(account_id=who.account_id, device_id=who.device_id,
+                                       txn_id=send.txn_id, event_id=event.event_id))
+                    txn = key
+                    made[key] = event
+                stored.append((event, txn))
+                results.append(event)
+        return stored, results
