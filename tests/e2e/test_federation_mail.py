@@ -32,6 +32,12 @@ from federation.keys import SchoolKeyPaths, load_dkim_keys
 from mailserver.outbound.queue import OutboundQueue
 from mailserver.store import MailboxNotFound
 from tests.support.dns_server import DnsServer
+from tests.support.mail_assertions import (
+    assert_authentication_passed,
+    assert_delivered,
+    assert_failure_dsn,
+    assert_forgery_refused_by_dmarc,
+)
 from tests.support.schools import make_settings
 from tests.support.smtp_clients import client_tls_context, make_message
 
@@ -198,8 +204,7 @@ async def test_pupil_mails_teacher_at_partner_school_and_gets_the_reply(
                                    subject="Frage zur Hausaufgabe")
     await a.submit("paul", ["anna@b.test"], message)
     [received] = await eventually(lambda: b.inbox("anna"))
-    assert received["X-Test-Id"] == marker
-    assert "d=a.test" in received["DKIM-Signature"]
+    assert_delivered(received, marker=marker, signed_by="a.test")
     queue_a = await OutboundQueue(a.school.db).entries(("sent",))
     assert [e.recipient for e in queue_a] == ["anna@b.test"]
 
@@ -207,8 +212,7 @@ async def test_pupil_mails_teacher_at_partner_school_and_gets_the_reply(
                                        subject="Re: Frage zur Hausaufgabe")
     await b.submit("anna", ["paul@a.test"], reply)
     [answer] = await eventually(lambda: a.inbox("paul"))
-    assert answer["X-Test-Id"] == reply_marker
-    assert "d=b.test" in answer["DKIM-Signature"]
+    assert_delivered(answer, marker=reply_marker, signed_by="b.test")
 
 
 async def test_queued_while_partner_is_down_then_delivered(federation: Federation) -> None:
@@ -241,13 +245,8 @@ async def test_unknown_recipient_at_partner_bounces_to_sender_inbox(
                               subject="An niemanden")
     await a.submit("paul", ["nobody@b.test"], message)
     [dsn] = await eventually(lambda: a.inbox("paul"))
-    assert dsn.get_content_type() == "multipart/report"
-    blocks = dsn.get_payload()[1].get_payload()
-    assert blocks[1]["Final-Recipient"] == "rfc822; nobody@b.test"
-    assert blocks[1]["Action"] == "failed"
-    assert blocks[1]["Status"].startswith("5.")
-    assert blocks[1]["Remote-MTA"] == "dns; mail.b.test"
-    assert "An niemanden" in dsn.get_payload()[2].get_payload()
+    assert_failure_dsn(dsn, recipient="nobody@b.test", remote_mta="mail.b.test",
+                       original_subject="An niemanden")
 
 
 async def test_partner_mx_authenticates_and_rejects_forgeries(
@@ -256,18 +255,11 @@ async def test_partner_mx_authenticates_and_rejects_forgeries(
     _, message = make_message(sender="paul@a.test", to=["anna@b.test"])
     await a.submit("paul", ["anna@b.test"], message)
     [received] = await eventually(lambda: b.inbox("anna"))
-    results = received["Authentication-Results"] or ""
-    assert "dkim=pass" in results and "spf=pass" in results and "dmarc=pass" in results
+    assert_authentication_passed(received)
 
     # A forgery: From paul@a.test, unsigned, from an address SPF does not allow.
-    smtp = aiosmtplib.SMTP(hostname=B_IP, port=b.settings.listen.smtp, start_tls=False,
-                           source_address=("127.0.0.9", 0), local_hostname="evil.test")
-    await smtp.connect()
-    _, forged = make_message(sender="paul@a.test", to=["anna@b.test"], subject="forged")
-    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
-        await smtp.sendmail("paul@a.test", ["anna@b.test"], forged)
-    smtp.close()
-    assert refused.value.code == 550 and "DMARC" in refused.value.message
+    await assert_forgery_refused_by_dmarc(B_IP, b.settings.listen.smtp, source_ip="127.0.0.9",
+                                          sender="paul@a.test", recipient="anna@b.test")
     assert [m["Subject"] for m in await b.inbox("anna")] == [received["Subject"]]
 
 

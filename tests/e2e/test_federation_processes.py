@@ -46,6 +46,13 @@ from federation.keys import SchoolKeyPaths, load_dkim_keys
 from tests.e2e.test_federation_mail import common_free_port
 from tests.mailserver.outbound.pki import TestCa
 from tests.support.dns_server import DnsServer
+from tests.support.mail_assertions import (
+    assert_authentication_passed,
+    assert_delivered,
+    assert_failure_dsn,
+    assert_forgery_refused_by_dmarc,
+    assert_received_with_esmtps,
+)
 from tests.support.schools import make_settings
 from tests.support.smtp_clients import make_message
 
@@ -262,12 +269,9 @@ async def test_pupil_and_teacher_at_two_school_processes(federation: Federation)
                                    subject="Frage zur Hausaufgabe")
     await a.submit("paul", ["anna@b.test"], message)
     [received] = await eventually(lambda: b.inbox("anna"))
-    assert received["X-Test-Id"] == marker
-    assert "d=a.test" in received["DKIM-Signature"]
-    results = received["Authentication-Results"] or ""
-    assert results.startswith("mail.b.test"), results
-    assert "dkim=pass" in results and "spf=pass" in results and "dmarc=pass" in results
-    assert "with ESMTPS" in " ".join((received.get_all("Received") or [""])[0].split())
+    assert_delivered(received, marker=marker, signed_by="a.test")
+    assert_authentication_passed(received, authserv_id="mail.b.test")
+    assert_received_with_esmtps(received)
     # A verified B's certificate (the test CA, federation.tls_ca_file) on the first try.
     sent = [line for line in a.log.read_text().splitlines() if "event=outbound_sent" in line]
     assert len(sent) == 1 and "host=mail.b.test" in sent[0] and "verified=true" in sent[0]
@@ -278,22 +282,15 @@ async def test_pupil_and_teacher_at_two_school_processes(federation: Federation)
                                        subject="Re: Frage zur Hausaufgabe")
     await b.submit("anna", ["paul@a.test"], reply)
     [answer] = await eventually(lambda: a.inbox("paul"))
-    assert answer["X-Test-Id"] == reply_marker
-    assert "d=b.test" in answer["DKIM-Signature"]
-    assert "dmarc=pass" in (answer["Authentication-Results"] or "")
+    assert_delivered(answer, marker=reply_marker, signed_by="b.test")
+    assert_authentication_passed(answer, methods=("dmarc",))
 
     # A forgery of A's domain, unsigned, straight to B's MX from an address A's
     # SPF does not list: DMARC p=reject (RFC 7489 6.6.2).
-    smtp = aiosmtplib.SMTP(hostname=B_IP, port=b.settings.listen.smtp, start_tls=False,
-                           source_address=(FORGER_IP, 0), local_hostname="evil.test",
-                           timeout=15)
-    await smtp.connect()
-    _, forged = make_message(sender="paul@a.test", to=["anna@b.test"], subject="forged")
-    with pytest.raises(aiosmtplib.SMTPDataError) as refused:
-        await smtp.sendmail("paul@a.test", ["anna@b.test"], forged)
-    smtp.close()
-    assert refused.value.code == 550
-    assert refused.value.message.startswith("5.7.1") and "DMARC" in refused.value.message
+    refused = await assert_forgery_refused_by_dmarc(
+        B_IP, b.settings.listen.smtp, source_ip=FORGER_IP, sender="paul@a.test",
+        recipient="anna@b.test", timeout=15)
+    assert refused.message.startswith("5.7.1")
     assert [m["X-Test-Id"] for m in await b.inbox("anna")] == [marker]
 
     # Submission at A checks the pupil's recipients against A's partner list.
@@ -348,13 +345,8 @@ async def test_partner_down_queues_then_delivers_and_unknown_recipient_bounces(
                               subject="An niemanden")
     await a.submit("paul", ["nobody@b.test"], unknown)
     [dsn] = await eventually(lambda: a.inbox("paul"))
-    assert dsn.get_content_type() == "multipart/report"
-    blocks = dsn.get_payload()[1].get_payload()
-    assert blocks[1]["Final-Recipient"] == "rfc822; nobody@b.test"
-    assert blocks[1]["Action"] == "failed"
-    assert blocks[1]["Status"].startswith("5.")
-    assert blocks[1]["Remote-MTA"] == "dns; mail.b.test"
-    assert "An niemanden" in dsn.get_payload()[2].get_payload()
+    assert_failure_dsn(dsn, recipient="nobody@b.test", remote_mta="mail.b.test",
+                       original_subject="An niemanden")
 
 
 async def _empty_queue(school: SchoolProcess) -> bool:
