@@ -79,6 +79,13 @@ class ImapSettings:
     max_line_length: int = 64 * 1024
     idle_timeout_seconds: float = 30 * 60.0
     max_errors: int = 20
+    # Open connections per client IP (0 = unlimited), checked at connect,
+    # before login, so it cannot be per user like Dovecot's 10 per user+IP.
+    # A whole school building often sits behind one NAT address: a few hundred
+    # phones and laptops, each mail app holding several connections (IDLE on
+    # INBOX and more). 500 leaves room for that and still stops one client
+    # from opening thousands.
+    max_connections_per_ip: int = 500
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ Flow control both ways: reading pauses while the session has unconsumed
 commands queued (a client cannot pile up work), and the session waits for
 the transport's write buffer to drain between responses (a slow reader
 cannot make us buffer a whole mailbox).
+
+Connections per client IP are capped (``ImapLimits.max_connections_per_ip``,
+counted across both listeners by a ``ConnectionLimiter``): one more gets
+``* BYE [UNAVAILABLE]`` as its greeting (RFC 9051 7.1.5, RFC 5530 3) and is
+closed without a session.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from mailserver.connection_limits import ConnectionLimiter
 from mailserver.imap.wire.framer import CommandFramer, FramerEvent
 
 log = logging.getLogger("schulhof.imap")
@@ -41,6 +47,10 @@ _FLUSH_SIZE = 64 * 1024
 _QUEUE_HIGH = 32
 _QUEUE_LOW = 4
 
+# The greeting of a connection over the per-IP limit (RFC 9051 7.1.5: BYE
+# instead of OK "if the server is not willing to accept a connection").
+TOO_MANY_CONNECTIONS = b"* BYE [UNAVAILABLE] Too many connections from your address\r\n"
+
 
 class ConnectionClosed(Exception):
     """The peer went away; the session task ends quietly."""
@@ -48,12 +58,14 @@ class ConnectionClosed(Exception):
 
 @dataclass(frozen=True)
 class ImapLimits:
-    """Per-connection limits (conf.settings.ImapSettings, RFC 7889 APPENDLIMIT)."""
+    """Per-connection limits (conf.settings.ImapSettings, RFC 7889 APPENDLIMIT)
+    and the cap on open connections per client IP (0 = unlimited)."""
 
     max_line_length: int = 64 * 1024
     max_literal_size: int = 64 * 1024 * 1024
     idle_timeout: float = 30 * 60.0
     max_errors: int = 20
+    max_connections_per_ip: int = 500
 
 
 class ImapConnection(asyncio.Protocol):
@@ -63,7 +75,8 @@ class ImapConnection(asyncio.Protocol):
     """
 
     def __init__(self, limits: ImapLimits, ssl_context: ssl.SSLContext | None,
-                 implicit_tls: bool, start_session: Callable[[ImapConnection], Any]) -> None:
+                 implicit_tls: bool,
+                 start_session: Callable[[ImapConnection], asyncio.Task[None] | None]) -> None:
         self.limits = limits
         self._ssl_context = ssl_context
         self.tls_active = implicit_tls
@@ -116,6 +129,8 @@ class ImapConnection(asyncio.Protocol):
         self.task = self._start_session(self)
 
     def data_received(self, data: bytes) -> None:
+        if self.closed:
+            return  # refused: no session reads these
         if self._discarding or self._framer.failed:
             return  # bytes pipelined after STARTTLS are never commands (RFC 9051 6.2.1)
         self._events.extend(self._framer.feed(data))
@@ -226,6 +241,14 @@ class ImapConnection(asyncio.Protocol):
         self._shrink_tls_buffer(transport)
         self.tls_active = True
 
+    def refuse(self, greeting: bytes) -> None:
+        """Answer ``greeting`` (a BYE) instead of starting a session, and close."""
+        self.closed = True
+        self._out = []
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(greeting)
+            self._transport.close()
+
     def close(self) -> None:
         if self._transport is not None and not self._transport.is_closing():
             self.flush()
@@ -246,6 +269,10 @@ class ImapServer:
     session to its end (``mailserver.imap.session.ImapSession(...).run``);
     the server only owns sockets and tasks. Port 0 takes a free port (the
     real one is reported by ``start``), -1 disables a listener.
+
+    A connection counts towards its IP's limit from the moment it is
+    accepted (for imaps: after the TLS handshake) until its session task has
+    ended, however it ends (LOGOUT, client gone, autologout, ``stop``).
     """
 
     def __init__(self, *, bind: str, imap_port: int, imaps_port: int,
@@ -258,6 +285,7 @@ class ImapServer:
         self._run_session = session_runner
         self._servers: list[asyncio.AbstractServer] = []
         self._connections: set[ImapConnection] = set()
+        self._limiter = ConnectionLimiter(limits.max_connections_per_ip)
         self.bound: dict[str, int] = {}
 
     async def start(self) -> list[str]:
@@ -283,10 +311,22 @@ class ImapServer:
             described.append(f"service={name} address={self._bind}:{real}")
         return described
 
-    def _spawn(self, connection: ImapConnection) -> asyncio.Task[None]:
+    def _spawn(self, connection: ImapConnection) -> asyncio.Task[None] | None:
+        ip = connection.client_ip
+        if not self._limiter.acquire(ip):
+            log.info("event=imap_refused reason=connections_per_ip ip=%s", ip)
+            connection.refuse(TOO_MANY_CONNECTIONS)
+            return None
         self._connections.add(connection)
         task = asyncio.get_running_loop().create_task(self._serve(connection))
+        # A done callback, not a finally in _serve: a task cancelled by stop()
+        # before its first step never runs _serve's body, but still gets here.
+        task.add_done_callback(lambda _task: self._ended(connection))
         return task
+
+    def _ended(self, connection: ImapConnection) -> None:
+        self._connections.discard(connection)
+        self._limiter.release(connection.client_ip)
 
     async def _serve(self, connection: ImapConnection) -> None:
         try:
@@ -297,11 +337,14 @@ class ImapServer:
             log.exception("event=imap_session_crash client=%s", connection.client_ip)
         finally:
             connection.close()
-            self._connections.discard(connection)
 
     @property
     def connection_count(self) -> int:
         return len(self._connections)
+
+    def connections_from(self, ip: str) -> int:
+        """Open (counted) connections of one client IP."""
+        return self._limiter.open_connections(ip)
 
     async def stop(self) -> None:
         for server in self._servers:

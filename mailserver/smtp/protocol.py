@@ -25,6 +25,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Session, syntax
 
+from mailserver.connection_limits import ConnectionLimiter
 from mailserver.smtp import replies
 from mailserver.smtp.addresses import AddressError, parse_path, split_path_argument
 from mailserver.smtp.config import SmtpLimits
@@ -32,31 +33,6 @@ from mailserver.smtp.data import DataAccumulator, DataState, read_data
 from mailserver.smtp.session import SmtpSession
 
 log = logging.getLogger("schulhof.smtp")
-
-
-class ConnectionLimiter:
-    """Counts open connections per client IP across all listeners of one service."""
-
-    def __init__(self, per_ip: int) -> None:
-        self.per_ip = per_ip
-        self._open: dict[str, int] = {}
-
-    def acquire(self, ip: str) -> bool:
-        count = self._open.get(ip, 0)
-        if self.per_ip > 0 and count >= self.per_ip:
-            return False
-        self._open[ip] = count + 1
-        return True
-
-    def release(self, ip: str) -> None:
-        count = self._open.get(ip, 0) - 1
-        if count > 0:
-            self._open[ip] = count
-        else:
-            self._open.pop(ip, None)
-
-    def open_connections(self, ip: str) -> int:
-        return self._open.get(ip, 0)
 
 
 class _Commands(dict[str, Any]):

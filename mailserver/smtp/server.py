@@ -16,10 +16,11 @@ from typing import Any
 
 from directory.auth import Authenticator
 from directory.service import Directory
+from mailserver.connection_limits import ConnectionLimiter
 from mailserver.delivery import DeliveryTarget
 from mailserver.smtp.config import ListenerKind, SmtpConfig
 from mailserver.smtp.inbound_auth import InboundCheck
-from mailserver.smtp.protocol import ConnectionLimiter, SchulhofSMTP
+from mailserver.smtp.protocol import SchulhofSMTP
 from mailserver.smtp.routing import Router
 from mailserver.smtp.session import SessionServices, SmtpSession
 
