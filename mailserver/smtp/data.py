@@ -50,7 +50,7 @@ class DataAccumulator:
         n = len(chunk)
         if self.state is DataState.NOMINAL \
                 and (not self._size_limit or self.size + n <= self._size_limit) \
-                and (n <= self._line_limit or _longest(chunk) + 2 <= self._line_limit):
+                and (n <= self._line_limit or longest_line(chunk) + 2 <= self._line_limit):
             self.size += n
             self._parts.append(chunk)
             return
@@ -95,7 +95,8 @@ class DataAccumulator:
         return data.replace(b"\r\n.", b"\r\n")
 
 
-def _longest(chunk: bytes) -> int:
+def longest_line(chunk: bytes) -> int:
+    """The longest line of ``chunk`` without its CRLF."""
     return max(map(len, chunk.split(b"\r\n")))
 
 

@@ -12,6 +12,7 @@ aiosmtpd (``aiosmtpd.smtp.SMTP``) owns the protocol.  This subclass adds:
   idleness measured on received bytes, so a long DATA upload is not idle;
 * the line length limit from the settings (RFC 5321 4.5.3.1.6);
 * DATA read in bulk (mailserver.smtp.data) instead of aiosmtpd's line loop;
+* BDAT (RFC 3030 CHUNKING, mailserver.smtp.chunking), which aiosmtpd lacks;
 * a hook so the session hears about lost connections (to abort its transaction).
 """
 
@@ -28,8 +29,14 @@ from aiosmtpd.smtp import MISSING, SMTP, Session, syntax
 from mailserver.connection_limits import ConnectionLimiter
 from mailserver.smtp import replies
 from mailserver.smtp.addresses import AddressError, parse_path, split_path_argument
+from mailserver.smtp.chunking import (
+    BdatSyntaxError,
+    ChunkedMessage,
+    parse_bdat_argument,
+    read_chunk,
+)
 from mailserver.smtp.config import SmtpLimits
-from mailserver.smtp.data import DataAccumulator, DataState, read_data
+from mailserver.smtp.data import DataAccumulator, DataState, longest_line, read_data
 from mailserver.smtp.session import SmtpSession
 
 log = logging.getLogger("schulhof.smtp")
@@ -68,6 +75,7 @@ class SchulhofSMTP(SMTP):
                  **kwargs: Any) -> None:
         # Read by SMTP.__init__ for its StreamReader: +1 for a dot-stuffed line.
         self.line_length_limit = limits.max_line_length + 1
+        self._chunks: ChunkedMessage | None = None  # the BDAT chunks of this transaction
         super().__init__(handler, **kwargs)
         self.session_handler = handler
         self._limits = limits
@@ -87,6 +95,7 @@ class SchulhofSMTP(SMTP):
         # aiosmtpd drops the envelope after DATA (also after 552/500 without calling
         # handle_DATA), on RSET, HELO/EHLO and STARTTLS: end our transaction with it.
         old = self.envelope
+        self._chunks = None
         super()._set_post_data_state()
         if old is not None and getattr(self, "session_handler", None) is not None:
             self.session_handler.envelope_dropped(old)
@@ -174,6 +183,9 @@ class SchulhofSMTP(SMTP):
         if arg:
             await self.push("501 Syntax: DATA")
             return
+        if self._chunks is not None:  # RFC 3030 2: not both in one transaction
+            await self.push("503 5.5.1 Error: DATA after BDAT; send RSET")
+            return
         await self.push("354 End data with <CR><LF>.<CR><LF>")
         data = DataAccumulator(self.data_size_limit, self.line_length_limit,
                                self.line_length_limit)
@@ -191,13 +203,90 @@ class SchulhofSMTP(SMTP):
             await self.push("552 Error: Too much mail data")
             self._set_post_data_state()
             return
-        content = data.content()
+        await self._deliver(data.content())
+
+    async def _deliver(self, content: bytes) -> None:
+        """The end of DATA or BDAT LAST: the session's handle_DATA decides and replies."""
+        assert self.envelope is not None
         # decode_data is never set on our listeners: the content stays bytes.
         self.envelope.content = content
         self.envelope.original_content = content
         status = await self._call_handler_hook("DATA")
         self._set_post_data_state()
         await self.push("250 OK" if status is MISSING else status)
+
+    # --- BDAT (RFC 3030 2) -----------------------------------------------------------------------
+    @syntax("BDAT chunk-size [LAST]")
+    async def smtp_BDAT(self, arg: str | None) -> None:
+        """One chunk; its octets are read (kept or discarded) before any reply."""
+        try:
+            command = parse_bdat_argument(arg)
+        except BdatSyntaxError:
+            # Without a size the stream cannot be followed: what comes next
+            # would be read as commands.
+            await self.push("501 5.5.4 Syntax: BDAT chunk-size [LAST]; closing")
+            self._close_now()
+            return
+        refusal = self._bdat_refusal()
+        chunks = self._chunks
+        if refusal is None and chunks is None:
+            chunks = self._chunks = ChunkedMessage(self.data_size_limit or 0)
+        if refusal is None and chunks is not None and not chunks.fits(command.size):
+            refusal = "552 Error: Too much mail data"
+            if command.size > 2 * chunks.size_limit:
+                await self.push(f"{refusal}; closing")  # not worth reading to discard
+                self._close_now()
+                return
+        keep = refusal is None
+        try:
+            data = await read_chunk(self._reader, command.size, keep=keep)
+        except asyncio.CancelledError:
+            log.info("event=smtp_lost_during_bdat ip=%s", self._client_ip)
+            self._writer.close()
+            raise
+        except asyncio.IncompleteReadError:  # the client hung up mid-chunk
+            log.info("event=smtp_lost_during_bdat ip=%s", self._client_ip)
+            self._close_now()
+            return
+        if refusal is not None:
+            if chunks is not None:
+                chunks.fail()  # later chunks of this transaction: 503
+            if command.last:
+                self._set_post_data_state()
+            await self.push(refusal)
+            return
+        assert chunks is not None
+        chunks.add(data)
+        if not command.last:
+            await self.push(f"250 2.0.0 {command.size} octets received")
+            return
+        content = chunks.content()
+        if content and longest_line(content) + 2 > self.line_length_limit:  # as for DATA
+            self._set_post_data_state()
+            await self.push("500 Line too long (see RFC5321 4.5.3.1.6)")
+            return
+        await self._deliver(content)
+
+    def _bdat_refusal(self) -> str | None:
+        """Why this transaction takes no chunk now, as aiosmtpd's DATA checks would say."""
+        assert self.session is not None and self.envelope is not None
+        if not self.session.host_name or not self.session.extended_smtp:
+            return "503 5.5.1 Error: send EHLO first"
+        if self._auth_required and not self.session.authenticated:
+            return "530 5.7.0 Authentication required"
+        if not self.envelope.mail_from:
+            return "503 5.5.1 Error: need MAIL command"
+        if not self.envelope.rcpt_tos:
+            return "503 Error: need RCPT command"
+        if self._chunks is not None and self._chunks.failed:
+            return "503 5.5.1 Error: an earlier chunk of this message failed; send RSET"
+        return None
+
+    def _close_now(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if self._handler_coroutine is not None:
+            self._handler_coroutine.cancel()
 
     # --- addresses -------------------------------------------------------------------------------
     def _getaddr(self, arg: str) -> tuple[str | None, str | None]:

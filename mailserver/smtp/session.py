@@ -107,7 +107,7 @@ class SmtpSession:
         await self.abort()
         keep = [r[4:] for r in responses[1:] if r[4:] != "HELP"
                 and (self._kind.requires_auth or not r[4:].startswith("AUTH"))]
-        keywords = [*keep, "PIPELINING", "ENHANCEDSTATUSCODES"]
+        keywords = [*keep, "PIPELINING", "ENHANCEDSTATUSCODES", "CHUNKING"]
         return [responses[0]] + [f"250-{k}" for k in keywords[:-1]] + [f"250 {keywords[-1]}"]
 
     async def handle_NOOP(self, server: SMTP, session: Session, envelope: Envelope,
