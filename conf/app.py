@@ -95,9 +95,9 @@ class School:
 
     def build_services(self) -> list[Service]:
         """The network services that exist so far, wired to this school's objects."""
-        from conf.wiring import imap, matrix, outbound, smtp
+        from conf.wiring import imap, matrix, outbound, smtp, webmail
 
-        return [service for wiring in (smtp, imap, matrix, outbound)
+        return [service for wiring in (smtp, imap, matrix, webmail, outbound)
                 for service in wiring.build(self)]
 
     async def start(self) -> None:

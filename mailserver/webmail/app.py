@@ -1,0 +1,363 @@
+"""The webmail's HTTP side (aiohttp): login, folders, reading, sending, deleting.
+
+Thin handlers: the mail store through ``reading.Mail``, sending through
+``mailserver.submission.Submitter`` (the submission listener's rules), the
+password check through the directory's throttled ``Authenticator``.
+
+Web security, since a webmail is what an attacker aims at first:
+* the session cookie is ``__Host-``, Secure, HttpOnly, SameSite=Strict;
+* every state-changing request is a POST with the session's CSRF token, and
+  the login form is refused from another origin;
+* templates escape everything (Jinja2 autoescape), mail is shown as text
+  only, attachments are only downloaded (``application/octet-stream``,
+  ``Content-Disposition: attachment``), and a strict Content-Security-Policy
+  forbids scripts, frames and foreign resources altogether;
+* every request re-reads the account: a suspended account is logged out.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.policy
+import email.utils
+import logging
+import urllib.parse
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+from aiohttp import web
+
+from directory.auth import AuthenticationFailed, AuthenticationThrottled, Authenticator
+from directory.model import Account, DirectoryError
+from directory.service import Directory
+from mailserver.store import MailboxNotFound, StoreError
+from mailserver.submission import Refused, SubmissionRefused, Submitter
+from mailserver.webmail.reading import Mail, MessageGone
+from mailserver.webmail.sessions import Sessions, WebSession
+
+log = logging.getLogger("schulhof.webmail")
+
+COOKIE = "__Host-schulhof"
+MAX_FORM_BYTES = 1024 * 1024
+HERE = Path(__file__).parent
+SECURITY_HEADERS = {
+    "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
+                                "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+
+@dataclass(frozen=True)
+class Webmail:
+    """What the handlers need, one per school."""
+
+    school_name: str
+    domain: str
+    directory: Directory
+    authenticator: Authenticator
+    mail: Mail
+    submitter: Submitter
+    sessions: Sessions
+
+
+WEBMAIL = web.AppKey("webmail", Webmail)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _environment() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined)
+
+
+def _client_ip(request: web.Request) -> str:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    return str(peer[0]) if peer else "unknown"
+
+
+def page(request: web.Request, template: str, status: int = 200,
+         **values: object) -> web.Response:
+    webmail = request.app[WEBMAIL]
+    values.setdefault("session", None)
+    values.setdefault("folders", None)
+    values.setdefault("mailbox", None)
+    text = request.app[TEMPLATES].get_template(template).render(
+        school=webmail.school_name, **values)
+    return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
+
+
+def error_page(request: web.Request, status: int, title: str, text: str,
+               session: WebSession | None = None) -> web.Response:
+    return page(request, "error.html", status, title=title, text=text, session=session)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    response.headers.update(SECURITY_HEADERS)
+    if not request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-store"
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+# --- sessions --------------------------------------------------------------------------------
+async def _logged_in(request: web.Request) -> tuple[WebSession, Account] | None:
+    """The request's live session and its account (still active), or None."""
+    webmail = request.app[WEBMAIL]
+    session = webmail.sessions.get(request.cookies.get(COOKIE))
+    if session is None:
+        return None
+    try:
+        account = await webmail.directory.get_account_by_id(session.account_id)
+    except DirectoryError:
+        account = None
+    if account is None or not account.is_active:
+        webmail.sessions.end(session.token)
+        return None
+    return session, account
+
+
+def login_required(handler: Callable[[web.Request, WebSession, Account],
+                                     Awaitable[web.StreamResponse]]) -> Handler:
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        found = await _logged_in(request)
+        if found is None:
+            if request.method == "POST":
+                return error_page(request, 403, "Nicht angemeldet", "Bitte neu anmelden.")
+            raise web.HTTPSeeOther("/login")
+        session, account = found
+        if request.method == "POST":
+            form = await request.post()
+            if not session.csrf_ok(str(form.get("csrf", ""))):
+                log.info("event=webmail_csrf_refused login=%s", session.login)
+                return error_page(request, 403, "Abgelehnt",
+                                  "Das Formular ist abgelaufen. Bitte erneut versuchen.",
+                                  session)
+        return await handler(request, session, account)
+    return wrapped
+
+
+def _same_origin(request: web.Request) -> bool:
+    origin = request.headers.get("Origin")
+    if origin is None or origin == "null":
+        return origin is None
+    parsed = urllib.parse.urlsplit(origin)
+    return parsed.netloc == request.host
+
+
+async def login_form(request: web.Request) -> web.StreamResponse:
+    if await _logged_in(request) is not None:
+        raise web.HTTPSeeOther("/mail")
+    return page(request, "login.html", error="", login="")
+
+
+async def login(request: web.Request) -> web.StreamResponse:
+    if not _same_origin(request):
+        return error_page(request, 403, "Abgelehnt", "Anmeldung nur über diese Seite.")
+    webmail = request.app[WEBMAIL]
+    form = await request.post()
+    name, password = str(form.get("login", "")), str(form.get("password", ""))
+    try:
+        account = await webmail.authenticator.authenticate(name, password, _client_ip(request))
+    except AuthenticationThrottled:
+        return page(request, "login.html", 429, login=name,
+                    error="Zu viele Versuche. Bitte später noch einmal.")
+    except AuthenticationFailed:
+        log.info("event=webmail_login_failed ip=%s", _client_ip(request))
+        return page(request, "login.html", 401, login=name,
+                    error="Benutzername oder Passwort stimmt nicht.")
+    session = webmail.sessions.create(account.id, account.login)
+    log.info("event=webmail_login login=%s ip=%s", account.login, _client_ip(request))
+    response = web.HTTPSeeOther("/mail")
+    response.set_cookie(COOKIE, session.token, secure=True, httponly=True, samesite="Strict",
+                        path="/")
+    raise response
+
+
+@login_required
+async def logout(request: web.Request, session: WebSession, account: Account
+                 ) -> web.StreamResponse:
+    request.app[WEBMAIL].sessions.end(session.token)
+    response = web.HTTPSeeOther("/login")
+    response.del_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="Strict")
+    raise response
+
+
+# --- reading ---------------------------------------------------------------------------------
+def _box(request: web.Request) -> str:
+    return request.query.get("box", "INBOX") or "INBOX"
+
+
+def _number(text: str | None, default: int | None = None) -> int:
+    try:
+        return int(text or "")
+    except ValueError:
+        if default is None:
+            raise web.HTTPBadRequest(text="bad number") from None
+        return default
+
+
+@login_required
+async def folder(request: web.Request, session: WebSession, account: Account
+                 ) -> web.StreamResponse:
+    mail = request.app[WEBMAIL].mail
+    box = _box(request)
+    folders = await mail.folders(account.id)
+    try:
+        shown = await mail.page(account.id, box, _number(request.query.get("page"), 1))
+    except (MailboxNotFound, StoreError):
+        return error_page(request, 404, "Ordner nicht gefunden", box, session)
+    notice = "Die Nachricht wurde gesendet." if request.query.get("notice") == "sent" else ""
+    return page(request, "folder.html", session=session, folders=folders, mailbox=box,
+                page=shown, notice=notice)
+
+
+@login_required
+async def message(request: web.Request, session: WebSession, account: Account
+                  ) -> web.StreamResponse:
+    mail = request.app[WEBMAIL].mail
+    box = _box(request)
+    try:
+        shown = await mail.open(account.id, box, _number(request.query.get("uid")))
+    except (MailboxNotFound, MessageGone, StoreError):
+        return error_page(request, 404, "Nachricht nicht gefunden",
+                          "Sie wurde vielleicht gelöscht.", session)
+    return page(request, "message.html", session=session, folders=await mail.folders(account.id),
+                mailbox=box, message=shown)
+
+
+@login_required
+async def attachment(request: web.Request, session: WebSession, account: Account
+                     ) -> web.StreamResponse:
+    mail = request.app[WEBMAIL].mail
+    try:
+        filename, content = await mail.attachment(
+            account.id, _box(request), _number(request.query.get("uid")),
+            _number(request.query.get("part")))
+    except (MailboxNotFound, MessageGone, StoreError):
+        return error_page(request, 404, "Anhang nicht gefunden", "", session)
+    quoted = urllib.parse.quote(filename, safe="")
+    ascii_name = "".join(c if c.isascii() and c.isprintable() and c not in '"\\' else "_"
+                         for c in filename)
+    return web.Response(body=content, content_type="application/octet-stream", headers={
+        "Content-Disposition": f"attachment; filename=\"{ascii_name}\"; "
+                               f"filename*=UTF-8''{quoted}"})
+
+
+@login_required
+async def delete(request: web.Request, session: WebSession, account: Account
+                 ) -> web.StreamResponse:
+    form = await request.post()
+    box = str(form.get("box", "INBOX"))
+    try:
+        await request.app[WEBMAIL].mail.move_to_trash(account.id, box,
+                                                     _number(str(form.get("uid", ""))))
+    except (MailboxNotFound, MessageGone, StoreError):
+        return error_page(request, 404, "Nachricht nicht gefunden", "", session)
+    raise web.HTTPSeeOther(f"/mail?box={urllib.parse.quote(box, safe='')}")
+
+
+# --- sending ---------------------------------------------------------------------------------
+def _sender(webmail: Webmail, account: Account) -> str:
+    return f"{account.login}@{webmail.domain}"
+
+
+def _recipients(text: str) -> list[str]:
+    return [address for _name, address in email.utils.getaddresses([text]) if address]
+
+
+async def _reply_values(webmail: Webmail, account: Account,
+                        request: web.Request) -> dict[str, str]:
+    box, uid = request.query.get("reply_box"), request.query.get("reply_uid")
+    if not box or not uid:
+        return {"to": request.query.get("to", ""), "cc": "", "subject": "", "body": ""}
+    try:
+        original = await webmail.mail.open(account.id, box, _number(uid))
+    except (MailboxNotFound, MessageGone, StoreError):
+        return {"to": "", "cc": "", "subject": "", "body": ""}
+    subject = original.subject
+    if not subject.lower().startswith("re:"):
+        subject = f"Re: {subject}"
+    quoted = "\n".join(f"> {line}" for line in original.text.splitlines())
+    return {"to": original.sender, "cc": "", "subject": subject,
+            "body": f"\n\n{original.sender} schrieb am {original.date}:\n{quoted}\n"}
+
+
+@login_required
+async def compose_form(request: web.Request, session: WebSession, account: Account
+                       ) -> web.StreamResponse:
+    webmail = request.app[WEBMAIL]
+    return page(request, "compose.html", session=session,
+                folders=await webmail.mail.folders(account.id), sender=_sender(webmail, account),
+                refused=[], **await _reply_values(webmail, account, request))
+
+
+def build_message(account: Account, sender: str, to: str, cc: str, subject: str,
+                  body: str) -> bytes:
+    message = email.message.EmailMessage(policy=email.policy.SMTP)
+    message["From"] = email.utils.formataddr((account.display_name, sender))
+    message["To"] = to
+    if cc:
+        message["Cc"] = cc
+    message["Subject"] = subject
+    message.set_content(body.replace("\r\n", "\n"))
+    return message.as_bytes()
+
+
+@login_required
+async def compose(request: web.Request, session: WebSession, account: Account
+                  ) -> web.StreamResponse:
+    webmail = request.app[WEBMAIL]
+    form = await request.post()
+    values = {key: str(form.get(key, "")) for key in ("to", "cc", "subject", "body")}
+    sender = _sender(webmail, account)
+    recipients = _recipients(values["to"]) + _recipients(values["cc"])
+    try:
+        if not recipients:
+            raise SubmissionRefused([Refused(values["to"], "keine Empfängeradresse")])
+        message_bytes = build_message(account, sender, values["to"], values["cc"],
+                                      values["subject"], values["body"])
+        await webmail.submitter.submit(account, sender, recipients, message_bytes,
+                                       client=_client_ip(request))
+    except SubmissionRefused as refused:
+        return page(request, "compose.html", 400, session=session,
+                    folders=await webmail.mail.folders(account.id), sender=sender,
+                    refused=refused.refused, **values)
+    except (ValueError, TypeError):  # header values the email package will not encode
+        return page(request, "compose.html", 400, session=session,
+                    folders=await webmail.mail.folders(account.id), sender=sender,
+                    refused=[Refused(values["to"], "ungültige Eingabe")], **values)
+    raise web.HTTPSeeOther("/mail?box=INBOX&notice=sent")
+
+
+async def root(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPSeeOther("/mail")
+
+
+def build_app(webmail: Webmail) -> web.Application:
+    app = web.Application(middlewares=[security_headers], client_max_size=MAX_FORM_BYTES)
+    app[WEBMAIL] = webmail
+    app[TEMPLATES] = _environment()
+    app.add_routes([
+        web.get("/", root),
+        web.get("/login", login_form),
+        web.post("/login", login),
+        web.post("/logout", logout),
+        web.get("/mail", folder),
+        web.get("/message", message),
+        web.get("/attachment", attachment),
+        web.post("/delete", delete),
+        web.get("/compose", compose_form),
+        web.post("/compose", compose),
+        web.static("/static", HERE / "static"),
+    ])
+    return app

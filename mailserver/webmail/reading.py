@@ -1,0 +1,242 @@
+"""What the webmail shows of the mail store: folder pages and single messages.
+
+Every lookup goes by (account, mailbox name, UID), never by a database id
+from the browser, so a request can only ever reach the logged-in account's
+own mail.  Messages are shown as text: a text/plain part as it is, an
+HTML-only message with its tags stripped (mail HTML is never sent to the
+browser, so no script, tracking pixel or style in a mail can run).
+Attachments are only offered for download.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import email.utils
+import html.parser
+from dataclasses import dataclass
+
+from directory.db import Database
+from mailserver.store import FlagMode, MailStore, MessageMeta
+from mailserver.store.bulk_reads import read_headers
+
+PAGE_SIZE = 50
+_HIDDEN_HTML = {"script", "style", "head", "title"}
+_BLOCK_HTML = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
+               "blockquote", "pre", "hr"}
+
+
+class MessageGone(Exception):
+    """No such message in this mailbox (expunged meanwhile, or never there)."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    uid: int
+    subject: str
+    sender: str
+    date: str
+    seen: bool
+    size: int
+
+
+@dataclass(frozen=True)
+class Page:
+    mailbox: str
+    summaries: list[Summary]
+    number: int
+    pages: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Attachment:
+    index: int
+    filename: str
+    content_type: str
+    size: int
+
+
+@dataclass(frozen=True)
+class MessageView:
+    uid: int
+    subject: str
+    sender: str
+    to: str
+    cc: str
+    date: str
+    text: str
+    attachments: list[Attachment]
+
+
+def _header_text(message: email.message.EmailMessage, name: str) -> str:
+    try:
+        return str(message.get(name, "") or "")
+    except Exception:  # undecodable header on hostile input: show it raw
+        raw = message.get_all(name) or []
+        return " ".join(map(str, raw))
+
+
+def _date_text(message: email.message.EmailMessage) -> str:
+    try:
+        parsed = email.utils.parsedate_to_datetime(_header_text(message, "Date"))
+    except (TypeError, ValueError):
+        return ""
+    return parsed.strftime("%d.%m.%Y %H:%M")
+
+
+def _parse_headers(header: bytes) -> email.message.EmailMessage:
+    return email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(header)
+
+
+class Mail:
+    """The webmail's read and file operations for one school's mail store."""
+
+    def __init__(self, store: MailStore, db: Database) -> None:
+        self._store = store
+        self._db = db
+
+    async def folders(self, account_id: int) -> list[tuple[str, int]]:
+        """(name, unseen) of every mailbox, INBOX first."""
+        await self._store.ensure_default_mailboxes(account_id)
+        statuses = await self._store.list_mailboxes(account_id)
+        rows = [(s.mailbox.name, s.unseen) for s in statuses]
+        return sorted(rows, key=lambda row: (row[0] != "INBOX", row[0].lower()))
+
+    async def page(self, account_id: int, mailbox: str, number: int) -> Page:
+        """Newest first, PAGE_SIZE to a page (raises MailboxNotFound)."""
+        snapshot = await self._store.select_snapshot(account_id, mailbox)
+        states = list(reversed(snapshot.messages))
+        pages = max(1, -(-len(states) // PAGE_SIZE))
+        number = min(max(number, 1), pages)
+        shown = states[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
+        metas = await self._store.fetch_messages(snapshot.mailbox.id, [s.uid for s in shown])
+        heads = await read_headers(self._db, [m.blob_id for m in metas])
+        by_uid = {m.uid: m for m in metas}
+        summaries = []
+        for state in shown:
+            meta = by_uid.get(state.uid)
+            if meta is None:
+                continue
+            parsed = _parse_headers(heads.get(meta.blob_id, b""))
+            summaries.append(Summary(state.uid, _header_text(parsed, "Subject") or "(no subject)",
+                                     _header_text(parsed, "From"), _date_text(parsed),
+                                     "\\Seen" in state.flags, meta.size))
+        return Page(mailbox, summaries, number, pages, len(states))
+
+    async def _locate(self, account_id: int, mailbox: str, uid: int) -> tuple[int, MessageMeta]:
+        snapshot = await self._store.select_snapshot(account_id, mailbox)
+        metas = await self._store.fetch_messages(snapshot.mailbox.id, [uid])
+        if not metas or metas[0].uid != uid:
+            raise MessageGone(f"no message {uid} in {mailbox}")
+        return snapshot.mailbox.id, metas[0]
+
+    async def _message(self, account_id: int, mailbox: str,
+                       uid: int) -> tuple[int, MessageMeta, email.message.EmailMessage]:
+        mailbox_id, meta = await self._locate(account_id, mailbox, uid)
+        data = await self._store.read_blob(meta.blob_id)
+        parsed = email.parser.BytesParser(policy=email.policy.default).parsebytes(data)
+        return mailbox_id, meta, parsed  # type: ignore[return-value]
+
+    async def open(self, account_id: int, mailbox: str, uid: int) -> MessageView:
+        """The message as text, marked \\Seen (RFC 9051 6.4.5: like a BODY[] fetch)."""
+        mailbox_id, meta, parsed = await self._message(account_id, mailbox, uid)
+        if "\\Seen" not in meta.flags:
+            await self._store.store_flags(mailbox_id, [uid], FlagMode.ADD, ["\\Seen"])
+        return MessageView(uid, _header_text(parsed, "Subject") or "(no subject)",
+                           _header_text(parsed, "From"), _header_text(parsed, "To"),
+                           _header_text(parsed, "Cc"), _date_text(parsed), body_text(parsed),
+                           attachments(parsed))
+
+    async def attachment(self, account_id: int, mailbox: str, uid: int,
+                         index: int) -> tuple[str, bytes]:
+        """(filename, content) of the attachment ``index`` (raises MessageGone)."""
+        _, _, parsed = await self._message(account_id, mailbox, uid)
+        for number, part in enumerate(parsed.iter_attachments()):
+            if number == index:
+                content = part.get_payload(decode=True) or b""
+                return _filename(part, number), content
+        raise MessageGone(f"no attachment {index}")
+
+    async def move_to_trash(self, account_id: int, mailbox: str, uid: int) -> None:
+        """Delete: into Trash, or for good when it is in Trash already."""
+        mailbox_id, _ = await self._locate(account_id, mailbox, uid)
+        if mailbox == "Trash":
+            await self._store.store_flags(mailbox_id, [uid], FlagMode.ADD, ["\\Deleted"])
+            await self._store.expunge(mailbox_id, [uid])
+            return
+        trash = await self._store.select_snapshot(account_id, "Trash")
+        await self._store.move(mailbox_id, [uid], trash.mailbox.id)
+
+
+def _filename(part: email.message.EmailMessage, number: int) -> str:
+    try:
+        name = part.get_filename()
+    except Exception:
+        name = None
+    return name or f"attachment-{number + 1}"
+
+
+def attachments(message: email.message.EmailMessage) -> list[Attachment]:
+    found = []
+    for number, part in enumerate(message.iter_attachments()):
+        payload = part.get_payload(decode=True) or b""
+        found.append(Attachment(number, _filename(part, number), part.get_content_type(),
+                                len(payload)))
+    return found
+
+
+def body_text(message: email.message.EmailMessage) -> str:
+    """The text to show: text/plain preferred, else HTML without its tags."""
+    try:
+        part = message.get_body(preferencelist=("plain", "html"))
+    except Exception:
+        part = None
+    if part is None:
+        return ""
+    try:
+        content = part.get_content()
+    except Exception:  # unknown charset or broken transfer encoding
+        payload = part.get_payload(decode=True) or b""
+        content = payload.decode("utf-8", "replace")
+    if not isinstance(content, str):
+        return ""
+    if part.get_content_type() == "text/html":
+        return html_to_text(content)
+    return content
+
+
+class _TextOfHtml(html.parser.HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _HIDDEN_HTML:
+            self._hidden += 1
+        elif tag in _BLOCK_HTML:
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _HIDDEN_HTML:
+            self._hidden = max(0, self._hidden - 1)
+        elif tag in _BLOCK_HTML:
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """The readable text of an HTML mail body (tags, scripts and styles dropped)."""
+    parser = _TextOfHtml()
+    parser.feed(markup)
+    parser.close()
+    lines = [" ".join(line.split()) for line in "".join(parser.parts).splitlines()]
+    text = "\n".join(lines)
+    while "\n\n\n" in text:
+        text = text.replace("\n\n\n", "\n\n")
+    return text.strip()

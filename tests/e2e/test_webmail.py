@@ -1,0 +1,235 @@
+"""Webmail end to end: a browser-like HTTPS client against a running school.
+
+Mail arrives over SMTP, is read, answered, downloaded and deleted over
+HTTPS; what the pages show is checked in the HTML, what they did in the
+mail store and the outbound queue.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import re
+from collections.abc import AsyncIterator
+from email.message import EmailMessage
+
+import aiohttp
+import aiosmtplib
+import pytest
+
+from conf.app import School
+from directory.model import Role, Status
+from mailserver.smtp import ListenerKind
+from mailserver.store import MailboxNotFound
+from tests.support.smtp_clients import client_tls_context, stored_counts
+
+PASSWORDS = {"anna": "Anna-Lehrerin-1", "paul": "Paul-Schueler-1"}
+OUTSIDE = "someone@outside.example"
+
+
+@pytest.fixture
+async def school_with_people(running_school: School) -> School:
+    d = running_school.directory
+    await d.create_account(role=Role.TEACHER, login="anna", password=PASSWORDS["anna"],
+                           display_name="Anna Lehrerin")
+    await d.create_account(role=Role.PUPIL, login="paul", password=PASSWORDS["paul"])
+    return running_school
+
+
+def base_url(school: School) -> str:
+    (server,) = [s for s in school.services if type(s).__name__ == "WebmailServer"]
+    return server.base_url  # type: ignore[attr-defined,no-any-return]
+
+
+@pytest.fixture
+async def browser(school_with_people: School) -> AsyncIterator[aiohttp.ClientSession]:
+    connector = aiohttp.TCPConnector(ssl=client_tls_context(school_with_people.settings))
+    async with aiohttp.ClientSession(base_url(school_with_people), connector=connector,
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        yield session
+
+
+async def log_in(browser: aiohttp.ClientSession, login: str) -> None:
+    async with browser.post("/login", data={"login": login, "password": PASSWORDS[login]},
+                            allow_redirects=False) as response:
+        assert response.status == 303, await response.text()
+        assert response.headers["Location"] == "/mail"
+
+
+def csrf_of(html: str) -> str:
+    match = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert match, html
+    return match.group(1)
+
+
+async def deliver(school: School, message: EmailMessage) -> None:
+    host, port = school.services[0].addresses[ListenerKind.MX]  # type: ignore[attr-defined]
+    await aiosmtplib.send(message, hostname=host, port=port, start_tls=False,
+                          sender=OUTSIDE, recipients=["anna@schule.test"])
+
+
+def incoming(subject: str, *, html: str | None = None, text: str | None = None,
+             attachment: bytes | None = None) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"Someone <{OUTSIDE}>"
+    message["To"] = "anna@schule.test"
+    message["Subject"] = subject
+    if text is not None:
+        message.set_content(text)
+    if html is not None:
+        if text is None:
+            message.set_content(html, subtype="html")
+        else:
+            message.add_alternative(html, subtype="html")
+    if attachment is not None:
+        message.add_attachment(attachment, maintype="application", subtype="pdf",
+                               filename="Zeugnis <1>.pdf")
+    return message
+
+
+async def flags_of(school: School, login: str, mailbox: str) -> list[frozenset[str]]:
+    account = await school.directory.get_account(login)
+    try:
+        return [m.flags for m in await school.mail_store.read_mailbox(account.id, mailbox)]
+    except MailboxNotFound:
+        return []
+
+
+async def test_wrong_password_sets_no_session(browser: aiohttp.ClientSession) -> None:
+    async with browser.post("/login", data={"login": "anna", "password": "falsch"},
+                            allow_redirects=False) as response:
+        assert response.status == 401
+        assert "stimmt nicht" in await response.text()
+        assert "Set-Cookie" not in response.headers
+    async with browser.get("/mail", allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == "/login"
+
+
+async def test_read_download_delete_and_log_out(school_with_people: School,
+                                                browser: aiohttp.ClientSession) -> None:
+    school = school_with_people
+    await deliver(school, incoming("<script>alert(1)</script> Elternabend",
+                                   text="Liebe Eltern,\n<b>bitte</b> kommen.",
+                                   attachment=b"%PDF-1.4 fake"))
+    await deliver(school, incoming("Nur HTML", html=(
+        "<html><head><style>p{color:red}</style><script>steal()</script></head>"
+        "<body><p>Hallo&nbsp;Anna</p><img src=https://tracker.example/x.gif></body></html>")))
+    async with browser.post("/login", data={"login": "anna", "password": PASSWORDS["anna"]},
+                            allow_redirects=False) as response:
+        cookie = response.headers["Set-Cookie"]
+        assert cookie.startswith("__Host-schulhof=")
+        for attribute in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
+            assert attribute in cookie, cookie
+
+    async with browser.get("/mail") as response:
+        html = await response.text()
+        assert response.status == 200
+        assert "script-src" not in response.headers["Content-Security-Policy"]
+        assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+        assert response.headers["Cache-Control"] == "no-store"
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; Elternabend" in html
+    assert "<script>" not in html
+    uids = [int(u) for u in re.findall(r"uid=(\d+)", html)]
+    assert sorted(uids) == [1, 2] and uids[0] == 2  # newest first
+
+    async with browser.get("/message?box=INBOX&uid=2") as response:
+        shown = await response.text()
+    assert "Hallo\xa0Anna" in shown or "Hallo Anna" in shown
+    assert "steal()" not in shown and "color:red" not in shown and "tracker" not in shown
+    assert await flags_of(school, "anna", "INBOX") == [frozenset(), {"\\Seen"}]
+
+    async with browser.get("/message?box=INBOX&uid=1") as response:
+        shown = await response.text()
+    assert "&lt;b&gt;bitte&lt;/b&gt; kommen." in shown
+    assert "Zeugnis &lt;1&gt;.pdf" in shown
+    async with browser.get("/attachment?box=INBOX&uid=1&part=0") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "application/octet-stream"
+        assert response.headers["Content-Disposition"].startswith('attachment; filename="')
+        assert await response.read() == b"%PDF-1.4 fake"
+
+    async with browser.post("/delete", data={"csrf": csrf_of(shown), "box": "INBOX",
+                                             "uid": "1"}, allow_redirects=False) as response:
+        assert response.status == 303
+    assert len(await flags_of(school, "anna", "INBOX")) == 1
+    assert len(await flags_of(school, "anna", "Trash")) == 1
+
+    async with browser.get("/mail") as response:
+        token = csrf_of(await response.text())
+    async with browser.post("/logout", data={"csrf": token}, allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == "/login"
+    async with browser.get("/mail", allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == "/login"
+
+
+async def test_send_reply_and_policy_refusal(school_with_people: School,
+                                             browser: aiohttp.ClientSession) -> None:
+    school = school_with_people
+    await log_in(browser, "anna")
+    async with browser.get("/compose") as response:
+        token = csrf_of(await response.text())
+    form = {"csrf": token, "to": "paul@schule.test", "cc": OUTSIDE,
+            "subject": "Hausaufgaben für Montag", "body": "Seite 42, Aufgabe 3.\n"}
+    async with browser.post("/compose", data=form, allow_redirects=False) as response:
+        assert response.status == 303, await response.text()
+    paul = await school.directory.get_account("paul")
+    (received,) = await school.mail_store.read_mailbox(paul.id)
+    parsed = email.message_from_bytes(received.body, policy=email.policy.default)
+    assert parsed["From"] == "Anna Lehrerin <anna@schule.test>"
+    assert parsed["Subject"] == "Hausaufgaben für Montag"
+    assert parsed["Cc"] == OUTSIDE and parsed["Message-ID"] and parsed["Date"]
+    assert "with HTTPS id" in parsed["Received"]
+    assert parsed.get_content().splitlines() == ["Seite 42, Aufgabe 3."]
+    assert len(await flags_of(school, "anna", "Sent")) == 1
+    assert (await stored_counts(school))["outbound"] == 1  # the Cc to outside
+
+    # The pupil answers; a pupil may not write outside the school (role policy).
+    await browser.post("/logout", data={"csrf": token})
+    browser.cookie_jar.clear()
+    await log_in(browser, "paul")
+    async with browser.get("/compose?reply_box=INBOX&reply_uid=1") as response:
+        reply_form = await response.text()
+    assert "Re: Hausaufgaben für Montag" in reply_form
+    assert "&gt; Seite 42, Aufgabe 3." in reply_form
+    form = {"csrf": csrf_of(reply_form), "to": f"anna@schule.test, {OUTSIDE}",
+            "subject": "Re: Hausaufgaben", "body": "Danke!"}
+    async with browser.post("/compose", data=form) as response:
+        assert response.status == 400
+        refusal = await response.text()
+    assert "Nicht gesendet" in refusal and OUTSIDE in refusal
+    assert len(await flags_of(school, "anna", "INBOX")) == 0  # all or nothing
+    assert (await stored_counts(school))["outbound"] == 1
+    assert len(await flags_of(school, "paul", "Sent")) == 0
+
+
+async def test_forms_need_the_session_token_and_other_origins_cannot_log_in(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    school = school_with_people
+    async with browser.post("/login", data={"login": "anna", "password": PASSWORDS["anna"]},
+                            headers={"Origin": "https://evil.example"},
+                            allow_redirects=False) as response:
+        assert response.status == 403
+    await log_in(browser, "anna")
+    form = {"to": "paul@schule.test", "subject": "x", "body": "y"}
+    for token in (None, "forged"):
+        data = form if token is None else {**form, "csrf": token}
+        async with browser.post("/compose", data=data) as response:
+            assert response.status == 403
+    paul = await school.directory.get_account("paul")
+    with pytest.raises(MailboxNotFound):
+        await school.mail_store.read_mailbox(paul.id)
+
+
+async def test_no_reach_into_another_account_and_suspension_ends_the_session(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    school = school_with_people
+    await deliver(school, incoming("Nur für Anna", text="geheim"))
+    await log_in(browser, "paul")
+    async with browser.get("/message?box=INBOX&uid=1") as response:
+        assert response.status == 404
+        assert "geheim" not in await response.text()
+    async with browser.get("/mail?box=../anna/INBOX") as response:
+        assert response.status == 404
+    await school.directory.set_status("paul", Status.SUSPENDED)
+    async with browser.get("/mail", allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == "/login"
