@@ -71,12 +71,16 @@ class SchulhofSMTP(SMTP):
 
     def __init__(self, handler: SmtpSession, *, limits: SmtpLimits,
                  limiter: ConnectionLimiter, on_opened: Callable[[SchulhofSMTP], None],
-                 on_closed: Callable[[SchulhofSMTP], None],
+                 on_closed: Callable[[SchulhofSMTP], None], implicit_tls: bool = False,
                  **kwargs: Any) -> None:
         # Read by SMTP.__init__ for its StreamReader: +1 for a dot-stuffed line.
         self.line_length_limit = limits.max_line_length + 1
         self._chunks: ChunkedMessage | None = None  # the BDAT chunks of this transaction
         super().__init__(handler, **kwargs)
+        if implicit_tls:
+            # The whole connection is TLS (RFC 8314), so AUTH needs no STARTTLS.  Set
+            # after __init__: given to aiosmtpd, it logs a warning for every connection.
+            self._auth_require_tls = False
         self.session_handler = handler
         self._limits = limits
         self._limiter = limiter

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import ssl
 import time
-import warnings
 from typing import Any
 
 from directory.auth import Authenticator
@@ -82,11 +81,8 @@ class SmtpService:
             options = {"tls_context": tls, "require_starttls": True, "auth_required": True}
         else:
             # Already TLS from the first byte: aiosmtpd must not ask for STARTTLS.
-            options = {"auth_required": True, "auth_require_tls": False}
-        with warnings.catch_warnings():
-            # aiosmtpd warns about AUTH without STARTTLS; on 465 the whole connection is TLS.
-            warnings.simplefilter("ignore", UserWarning)
-            return self._protocol(kind, options)
+            options = {"auth_required": True, "implicit_tls": True}
+        return self._protocol(kind, options)
 
     def _protocol(self, kind: ListenerKind, options: dict[str, Any]) -> SchulhofSMTP:
         limits = self.config.limits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import logging
 import smtplib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,7 +114,9 @@ async def test_mx_delivery_over_starttls(world: World) -> None:
     assert stored.startswith(b"Return-Path:")
 
 
-async def test_submission_adds_message_id_and_date(world: World) -> None:
+async def test_submission_adds_message_id_and_date(world: World,
+                                                   caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING)
     marker, message = make_message(sender="anna@schule.test", to=["paul@schule.test"])
 
     def send() -> None:
@@ -126,6 +129,8 @@ async def test_submission_adds_message_id_and_date(world: World) -> None:
     assert header(stored, "X-Test-Id") == [marker]
     assert len(header(stored, "Message-ID")) == 1 and len(header(stored, "Date")) == 1
     assert "with ESMTPSA id" in " ".join(header(stored, "Received")[0].split())
+    # aiosmtpd logged a warning for every connection on 465 (AUTH without STARTTLS).
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
 
 
 async def test_unknown_recipient(world: World) -> None:
