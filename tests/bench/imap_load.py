@@ -324,7 +324,9 @@ def main(argv: list[str] | None = None) -> None:
         databases = (PostgresDatabases(args.database_url) if args.database_url
                      else SqliteDatabases(base))
         url = databases.fresh(base)
-        settings = imap_settings(base / "school", url, idle_timeout_seconds=600.0)
+        # All clients come from 127.0.0.1: no per-IP cap here.
+        settings = imap_settings(base / "school", url, idle_timeout_seconds=600.0,
+                                 max_connections_per_ip=0)
         asyncio.run(_fill(settings, {LOGINS[0]: args.messages, LOGINS[1]: args.big}))
         context = multiprocessing.get_context("spawn")
         ready, stop = context.Queue(), context.Event()
