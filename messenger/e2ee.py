@@ -39,7 +39,8 @@ class DeviceMessaging:
         self._lock = asyncio.Lock()
         self._recent_txns: dict[tuple[str, str, str], None] = {}  # idempotent txn ids
 
-    async def _account_id(self, user_id: str) -> int | None:
+    async def local_account_id(self, user_id: str) -> int | None:
+        """The account behind a user id of this server; None for others and unknown ones."""
         try:
             user = UserId.parse(user_id)
         except InvalidIdentifier:
@@ -61,7 +62,7 @@ class DeviceMessaging:
         for user_id, devices in messages.items():
             if not isinstance(devices, Mapping):
                 raise InvalidRequest("messages must map users to devices to contents")
-            account_id = await self._account_id(user_id)
+            account_id = await self.local_account_id(user_id)
             if account_id is None:
                 continue
             for device_id, content in devices.items():

@@ -14,9 +14,21 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from messenger.api import discovery, keys, login, media, rooms, sync, user
+from messenger.api import (
+    cross_signing,
+    discovery,
+    key_backup,
+    keys,
+    login,
+    media,
+    rooms,
+    sync,
+    user,
+)
 from messenger.api.errors import MatrixError, matrix_error_for
 from messenger.api.http import CONTEXT, ApiContext, ok
+from messenger.cross_signing import CrossSigning
+from messenger.key_backup import KeyBackup
 
 log = logging.getLogger("schulhof.messenger")
 
@@ -66,10 +78,6 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(error)
 
 
-async def room_keys_version(request: web.Request) -> web.Response:
-    raise MatrixError(404, "M_NOT_FOUND", "no key backup on this server yet")
-
-
 async def empty_object(request: web.Request) -> web.Response:
     return ok()
 
@@ -80,16 +88,17 @@ def build_app(context: ApiContext) -> web.Application:
     app[CONTEXT] = context
     if context.media is not None:
         app[media.MEDIA_KEY] = context.media
+    app[cross_signing.CROSS_SIGNING] = CrossSigning(context.db, context.sessions, context.e2ee)
+    app[key_backup.KEY_BACKUP] = KeyBackup(context.db)
     route_defs: list[web.RouteDef] = []
     seen: set[tuple[str, str]] = set()
     for prefix in PREFIXES:
-        for module in (login, rooms, sync, user, keys, discovery):
+        for module in (login, rooms, sync, user, keys, cross_signing, key_backup, discovery):
             for route in module.routes(prefix):
                 if (route.method, route.path) not in seen:  # well-known etc. only once
                     seen.add((route.method, route.path))
                     route_defs.append(route)
         route_defs += [
-            web.get(f"{prefix}/room_keys/version", room_keys_version),
             web.get(f"{prefix}/thirdparty/protocols", empty_object),
             web.get(f"{prefix}/voip/turnServer", empty_object),
         ]

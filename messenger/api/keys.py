@@ -1,8 +1,8 @@
 """End-to-end encryption key endpoints, minimal (spec: Client-Server API
 11.12.5 "Key management API"): device keys and one-time keys are stored and
 handed out, fallback keys used when one-time keys run out; device-list
-changes and to-device messages (11.11.3) via messenger.e2ee; cross-signing and
-key backup come later."""
+changes and to-device messages (11.11.3) via messenger.e2ee; cross-signing keys
+in /keys/query via messenger.cross_signing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from aiohttp import web
 from directory.model import NotFound
 from messenger.api.errors import MatrixError, bad_json
 from messenger.api.http import context, event_content, json_body, ok, rate_limit, requester
+from messenger.cross_signing import published_keys
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.storage import device_messages, user_data
 from messenger.sync.tokens import InvalidToken, SyncToken
@@ -60,23 +61,32 @@ async def _account_id(request: web.Request, user_id: str) -> int | None:
 
 
 async def query(request: web.Request) -> web.Response:
-    await requester(request)
+    """POST /keys/query: device keys and cross-signing keys with the signatures the
+    requester may see (user-signing keys only their own)."""
+    who = await requester(request)
     body = await json_body(request)
     wanted = body.get("device_keys")
     if not isinstance(wanted, dict):
         raise bad_json("device_keys must be an object")
     result: dict[str, Any] = {}
+    cross_signing: dict[str, dict[str, Any]] = {
+        "master_keys": {}, "self_signing_keys": {}, "user_signing_keys": {}}
     async with context(request).db.read() as session:
         for user_id, device_ids in wanted.items():
             account_id = await _account_id(request, user_id)
             if account_id is None:
                 continue
-            keys = await user_data.devices_with_keys(session, account_id)
+            published = await published_keys(session, who.user_id, user_id, account_id)
+            keys = published.devices
             if isinstance(device_ids, list) and device_ids:
                 keys = {d: k for d, k in keys.items() if d in device_ids}
             result[user_id] = keys
-    return ok({"device_keys": result, "failures": {}, "master_keys": {},
-               "self_signing_keys": {}, "user_signing_keys": {}})
+            for field, key in (("master_keys", published.master),
+                               ("self_signing_keys", published.self_signing),
+                               ("user_signing_keys", published.user_signing)):
+                if key is not None:
+                    cross_signing[field][user_id] = key
+    return ok({"device_keys": result, "failures": {}, **cross_signing})
 
 
 async def claim(request: web.Request) -> web.Response:

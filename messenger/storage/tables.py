@@ -263,3 +263,72 @@ class DeviceListChangeRow(Base):
 
     stream_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     user_id: Mapped[str] = mapped_column(String(ID), index=True)
+
+
+# --- matrix_0003 ---------------------------------------------------------------------
+
+
+class CrossSigningKeyRow(Base):
+    """A user's cross-signing key of one usage: master, self_signing or user_signing
+    (spec: Client-Server API "Cross-signing"), as uploaded, with the master key's signature."""
+
+    __tablename__ = "matrix_cross_signing_keys"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    usage: Mapped[str] = mapped_column(String(16), primary_key=True)
+    public_key: Mapped[str] = mapped_column(String(64))  # unpadded base64 ed25519 key
+    json: Mapped[str] = mapped_column(Text)
+
+
+class CrossSigningSignatureRow(Base):
+    """A signature added later (/keys/signatures/upload) to one of the account's keys:
+    a device key (``target_key_id`` = device id) or a cross-signing key (= its public
+    key).  Signers are the owner or, on master keys, another user's user-signing key."""
+
+    __tablename__ = "matrix_cross_signing_signatures"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    target_key_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    signer_user_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    signer_key_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    signature: Mapped[str] = mapped_column(Text)
+
+
+class KeyBackupVersionRow(Base):
+    """A version of a user's server-side key backup (spec: Client-Server API "Server-side key
+    backups").  Deleted versions stay as rows so their numbers are never reused."""
+
+    __tablename__ = "matrix_key_backup_versions"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    algorithm: Mapped[str] = mapped_column(String(ID))
+    auth_data: Mapped[str] = mapped_column(Text)
+    etag: Mapped[int] = mapped_column(BigInteger, default=0)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class KeyBackupSessionRow(Base):
+    """One Megolm session's key in a backup version; ``session_data`` is the client's
+    ciphertext, stored as it came."""
+
+    __tablename__ = "matrix_key_backup_sessions"
+
+    account_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    session_id: Mapped[str] = mapped_column(String(ID), primary_key=True)
+    first_message_index: Mapped[int] = mapped_column(BigInteger)
+    forwarded_count: Mapped[int] = mapped_column(BigInteger)
+    is_verified: Mapped[bool] = mapped_column(Boolean)
+    session_data: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (
+        ForeignKeyConstraint(["account_id", "version"],
+                             ["matrix_key_backup_versions.account_id",
+                              "matrix_key_backup_versions.version"],
+                             ondelete="CASCADE"),
+    )
