@@ -53,6 +53,10 @@ class ListenSettings:
     """Listener addresses. A port of 0 picks a free port (tests); -1 disables."""
 
     bind: str = "127.0.0.1"
+    # Reverse proxies in front of the HTTP listeners (Matrix, webmail), as
+    # addresses or networks: from them, X-Forwarded-For names the client
+    # (for login throttling and rate limits).  Empty: the header is ignored.
+    trusted_proxies: tuple[str, ...] = ()
     smtp: int = 2525
     submission: int = 2587
     submissions: int = 2465

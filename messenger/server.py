@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from directory.client_address import TrustedProxies
 from messenger.api.app import build_app
 from messenger.api.http import ApiContext
 from messenger.e2ee import DeviceMessaging
@@ -44,7 +45,8 @@ class MatrixServer:
                  ssl_context: ssl.SSLContext | None = None,
                  group_sync_interval: float | None = 60.0,
                  auto_join_groups: bool = True, media_dir: Path | None = None,
-                 rate_limits: RateLimits | None = None) -> None:
+                 rate_limits: RateLimits | None = None,
+                 trusted_proxies: TrustedProxies | None = None) -> None:
         self.server_name = server_name
         self.bind = bind
         self.port = port
@@ -71,7 +73,8 @@ class MatrixServer:
                                   typing=self.typing, receipts=self.receipts, e2ee=self.e2ee,
                                   limiter=self.limiter,
                                   users=UserDirectory(directory, server_name,
-                                                      mail_domain or server_name))
+                                                      mail_domain or server_name),
+                                  trusted_proxies=trusted_proxies or TrustedProxies())
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None

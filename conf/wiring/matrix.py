@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from directory.client_address import TrustedProxies
 from messenger.limits import MessengerLimits
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
@@ -33,7 +34,8 @@ def build(school: School) -> list[Service]:
         limits=MessengerLimits(max_upload_bytes=m.max_upload_mib * 1024 * 1024),
         media_dir=settings.data_dir / "media",
         group_sync_interval=m.group_sync_interval_seconds,
-        auto_join_groups=m.auto_join_group_rooms)]
+        auto_join_groups=m.auto_join_group_rooms,
+        trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))]
 
 
 def school_rooms(school: School) -> SchoolRooms:

@@ -7,6 +7,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from conf.wiring.imap import server_tls_context
+from directory.client_address import TrustedProxies
 from mailserver.smtp.routing import Router
 from mailserver.submission import Submitter
 from mailserver.webmail.app import Webmail
@@ -36,6 +37,7 @@ def build(school: School) -> list[Service]:
         domain=settings.school.domain.lower(), directory=school.directory,
         authenticator=school.authenticator, mail=Mail(store, store.db),
         submitter=Submitter(router, store, store, hostname=settings.smtp_hostname),
-        sessions=Sessions())
+        sessions=Sessions(),
+        trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
                           ssl_context=server_tls_context(str(cert), str(key)))]

@@ -23,13 +23,14 @@ import email.utils
 import logging
 import urllib.parse
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jinja2
 from aiohttp import web
 
 from directory.auth import AuthenticationFailed, AuthenticationThrottled, Authenticator
+from directory.client_address import TrustedProxies
 from directory.model import Account, DirectoryError
 from directory.service import Directory
 from mailserver.store import MailboxNotFound, StoreError
@@ -62,6 +63,7 @@ class Webmail:
     mail: Mail
     submitter: Submitter
     sessions: Sessions
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 WEBMAIL = web.AppKey("webmail", Webmail)
@@ -75,8 +77,10 @@ def _environment() -> jinja2.Environment:
 
 
 def _client_ip(request: web.Request) -> str:
-    peer = request.transport.get_extra_info("peername") if request.transport else None
-    return str(peer[0]) if peer else "unknown"
+    """The browser's address, also behind a trusted reverse proxy (login throttling)."""
+    peer = request.remote or "unknown"
+    return request.app[WEBMAIL].trusted_proxies.client_address(
+        peer, request.headers.getall("X-Forwarded-For", []))
 
 
 def page(request: web.Request, template: str, status: int = 200,

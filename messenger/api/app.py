@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from directory.client_address import TrustedProxies
 from messenger.api import (
     cross_signing,
     discovery,
@@ -41,6 +42,20 @@ CORS_HEADERS = {
     "Access-Control-Max-Age": "86400",
 }
 PREFIXES = ("/_matrix/client/v3", "/_matrix/client/r0")
+
+
+def forwarded_middleware(proxies: TrustedProxies) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """``request.remote`` is the client behind a trusted reverse proxy
+    (directory.client_address), for the login throttle and the rate limits."""
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if proxies.networks and request.remote:
+            client = proxies.client_address(request.remote,
+                                            request.headers.getall("X-Forwarded-For", []))
+            if client != request.remote:
+                request = request.clone(remote=client)
+        return await handler(request)
+    return middleware
 
 
 @web.middleware
@@ -83,7 +98,8 @@ async def empty_object(request: web.Request) -> web.Response:
 
 
 def build_app(context: ApiContext) -> web.Application:
-    app = web.Application(middlewares=[cors_middleware, error_middleware],
+    app = web.Application(middlewares=[forwarded_middleware(context.trusted_proxies),
+                                       cors_middleware, error_middleware],
                           client_max_size=context.limits.max_request_bytes)
     app[CONTEXT] = context
     if context.media is not None:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
 
+from directory.client_address import TrustedProxies
 from messenger import jsonenc
 from messenger.api.errors import MatrixError, bad_json, invalid_param
 from messenger.events.canonical import CanonicalJsonError, check_canonical_value, parse_json
@@ -35,6 +36,7 @@ class ApiContext:
     e2ee: Any = None  # messenger.e2ee.DeviceMessaging
     limiter: Any = None  # messenger.ratelimit.RateLimiter
     users: Any = None  # messenger.user_directory.UserDirectory
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
 CONTEXT = web.AppKey("messenger_context", ApiContext)
