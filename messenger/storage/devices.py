@@ -9,7 +9,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.schema import AccountRow
-from messenger.storage.tables import AccessTokenRow, DeviceRow
+from messenger.storage.tables import AccessTokenRow, CrossSigningSignatureRow, DeviceRow
 
 
 def token_digest(token: str) -> str:
@@ -75,5 +75,14 @@ async def delete_devices(session: AsyncSession, account_id: int,
     if device_ids is not None:
         token_query = token_query.where(AccessTokenRow.device_id.in_(device_ids))
         device_query = device_query.where(DeviceRow.device_id.in_(device_ids))
+    if device_ids is None:
+        device_ids = list(await session.scalars(
+            select(DeviceRow.device_id).where(DeviceRow.account_id == account_id)))
     await session.execute(token_query)
     await session.execute(device_query)
+    # Signatures made on the devices' keys go with them: a device id used again
+    # later must not come back with the old device's signatures merged in.
+    if device_ids:
+        await session.execute(delete(CrossSigningSignatureRow).where(
+            CrossSigningSignatureRow.account_id == account_id,
+            CrossSigningSignatureRow.target_key_id.in_(device_ids)))
