@@ -36,6 +36,7 @@ from messenger.user_directory import UserDirectory
 log = logging.getLogger("schulhof.messenger")
 
 OTHER_WRITERS_INTERVAL = 1.0  # seconds between looks at the database's stream maxima
+STOP_GRACE_SECONDS = 5.0  # for a background pass to finish its database work at stop
 
 
 class MatrixServer:
@@ -64,6 +65,7 @@ class MatrixServer:
         self.school_rooms = SchoolRooms(directory, self.rooms, auto_join=auto_join_groups)
         self._group_sync_interval = group_sync_interval
         self._background: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self.media = None if media_dir is None else MediaRepository(
             db, media_dir, server_name, self.limits.max_upload_bytes)
         self.limiter = RateLimiter(rate_limits)
@@ -91,6 +93,7 @@ class MatrixServer:
         self._runner = runner
         # With port 0 the OS picked one: report the real one.
         self.bound_port = runner.addresses[0][1] if runner.addresses else self.port
+        self._stopping.clear()
         if self._group_sync_interval is not None:
             self._background.append(asyncio.create_task(self._sync_groups_periodically()))
         self._background.append(asyncio.create_task(self._watch_other_writers()))
@@ -108,18 +111,20 @@ class MatrixServer:
         """School rooms at start and then every interval (directory changes made by
         another process, e.g. ``schulhof import``, arrive at the latest then)."""
         assert self._group_sync_interval is not None
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.school_rooms.sync_group_rooms()
             except Exception:  # the database may be away for a moment: try again later
                 log.exception("event=group_room_sync_failed")
-            await asyncio.sleep(self._group_sync_interval)
+            if await self._stopped_within(self._group_sync_interval):
+                return
 
     async def _watch_other_writers(self) -> None:
         """Another process (``schulhof rooms post``, a second server on the database)
         may write: its changes reach /sync within ``OTHER_WRITERS_INTERVAL``."""
         while True:
-            await asyncio.sleep(OTHER_WRITERS_INTERVAL)
+            if await self._stopped_within(OTHER_WRITERS_INTERVAL):
+                return
             try:
                 if await self.rooms.catch_up():
                     log.info("event=sync_cache_caught_up")
@@ -127,7 +132,20 @@ class MatrixServer:
             except Exception:  # the database may be away for a moment: try again later
                 log.exception("event=sync_cache_check_failed")
 
+    async def _stopped_within(self, seconds: float) -> bool:
+        """Sleep ``seconds``; True at once when the server is stopping."""
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            return False
+        return True
+
     async def stop(self) -> None:
+        # Let a background pass finish its database work: cancelled in the middle
+        # of a query it would strand a connection.
+        self._stopping.set()
+        if self._background:
+            await asyncio.wait(self._background, timeout=STOP_GRACE_SECONDS)
         for task in self._background:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

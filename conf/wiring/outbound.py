@@ -136,6 +136,9 @@ class OutboundService:
         if self.worker is not None:
             await self.worker.stop()
         if self._task is not None:
+            # The stopped worker's loop ends by itself; cancelling it in the middle
+            # of a queue query would strand a database connection.
+            await asyncio.wait({self._task}, timeout=STOP_GRACE_SECONDS)
             self._task.cancel()
             try:
                 await self._task
@@ -144,6 +147,9 @@ class OutboundService:
             except Exception:
                 log.exception("event=outbound_worker_failed")
             self._task = None
+
+
+STOP_GRACE_SECONDS = 5.0
 
 
 def build(school: School) -> list[Service]:
