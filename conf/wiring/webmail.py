@@ -37,7 +37,7 @@ def build(school: School) -> list[Service]:
         domain=settings.school.domain.lower(), directory=school.directory,
         authenticator=school.authenticator, mail=Mail(store, store.db),
         submitter=Submitter(router, store, store, hostname=settings.smtp_hostname),
-        sessions=Sessions(),
+        sessions=Sessions(), max_message_size=settings.smtp.max_message_size,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
                           ssl_context=server_tls_context(str(cert), str(key)))]

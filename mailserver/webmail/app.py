@@ -22,9 +22,10 @@ import email.policy
 import email.utils
 import logging
 import urllib.parse
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import jinja2
 from aiohttp import web
@@ -41,7 +42,6 @@ from mailserver.webmail.sessions import Sessions, WebSession
 log = logging.getLogger("schulhof.webmail")
 
 COOKIE = "__Host-schulhof"
-MAX_FORM_BYTES = 1024 * 1024
 HERE = Path(__file__).parent
 SECURITY_HEADERS = {
     "Content-Security-Policy": ("default-src 'none'; style-src 'self'; img-src 'self'; "
@@ -63,6 +63,7 @@ class Webmail:
     mail: Mail
     submitter: Submitter
     sessions: Sessions
+    max_message_size: int = 25 * 1024 * 1024  # the SMTP limit: what other servers take
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 
@@ -305,8 +306,41 @@ async def compose_form(request: web.Request, session: WebSession, account: Accou
                 refused=[], **await _reply_values(webmail, account, request))
 
 
+@dataclass(frozen=True)
+class Upload:
+    filename: str
+    content_type: str
+    data: bytes
+
+
+def _uploads(form: Any) -> list[Upload]:
+    """The files of the compose form's ``attachments`` field (empty ones skipped)."""
+    found = []
+    for item in form.getall("attachments", []):
+        if not isinstance(item, web.FileField):
+            continue
+        data = item.file.read()
+        if not data and not item.filename:
+            continue  # the browser's empty file input
+        kind = item.content_type or ""
+        if kind.count("/") != 1 or not all(kind.split("/")):
+            kind = "application/octet-stream"
+        found.append(Upload(upload_filename(item.filename), kind, data))
+    return found
+
+
+def upload_filename(raw: str | None) -> str:
+    """A file name as it goes into the mail: browsers escape '"', CR and LF as %22,
+    %0D, %0A (HTML multipart/form-data) and some clients percent-encode it all; old
+    ones send a whole Windows path.  No control characters, at most 200 characters."""
+    name = urllib.parse.unquote(raw or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(c for c in name if c.isprintable()).strip()
+    return name[:200] or "attachment"
+
+
 def build_message(account: Account, sender: str, to: str, cc: str, subject: str,
-                  body: str) -> bytes:
+                  body: str, uploads: Sequence[Upload] = ()) -> bytes:
     message = email.message.EmailMessage(policy=email.policy.SMTP)
     message["From"] = email.utils.formataddr((account.display_name, sender))
     message["To"] = to
@@ -314,6 +348,10 @@ def build_message(account: Account, sender: str, to: str, cc: str, subject: str,
         message["Cc"] = cc
     message["Subject"] = subject
     message.set_content(body.replace("\r\n", "\n"))
+    for upload in uploads:
+        maintype, subtype = upload.content_type.split("/")
+        message.add_attachment(upload.data, maintype=maintype, subtype=subtype,
+                               filename=upload.filename)
     return message.as_bytes()
 
 
@@ -329,7 +367,12 @@ async def compose(request: web.Request, session: WebSession, account: Account
         if not recipients:
             raise SubmissionRefused([Refused(values["to"], "keine Empfängeradresse")])
         message_bytes = build_message(account, sender, values["to"], values["cc"],
-                                      values["subject"], values["body"])
+                                      values["subject"], values["body"], _uploads(form))
+        if len(message_bytes) > webmail.max_message_size:
+            limit = webmail.max_message_size // (1024 * 1024)
+            raise SubmissionRefused([Refused("", f"die Nachricht ist größer als {limit} MiB "
+                                                 "(Anhänge werden beim Senden um ein "
+                                                 "Drittel größer)")])
         await webmail.submitter.submit(account, sender, recipients, message_bytes,
                                        client=_client_ip(request))
     except SubmissionRefused as refused:
@@ -348,7 +391,9 @@ async def root(request: web.Request) -> web.StreamResponse:
 
 
 def build_app(webmail: Webmail) -> web.Application:
-    app = web.Application(middlewares=[security_headers], client_max_size=MAX_FORM_BYTES)
+    # Room for the largest message's attachments before their base64 encoding.
+    app = web.Application(middlewares=[security_headers],
+                          client_max_size=webmail.max_message_size + 1024 * 1024)
     app[WEBMAIL] = webmail
     app[TEMPLATES] = _environment()
     app.add_routes([

@@ -23,6 +23,7 @@ from mailserver.store.bulk_reads import read_headers
 
 PAGE_SIZE = 50
 _HIDDEN_HTML = {"script", "style", "head", "title"}
+_SHOWN_LINKS = ("https://", "http://", "mailto:")
 _BLOCK_HTML = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
                "blockquote", "pre", "hr"}
 
@@ -208,22 +209,33 @@ def body_text(message: email.message.EmailMessage) -> str:
 
 
 class _TextOfHtml(html.parser.HTMLParser):
+    """Text of HTML; a link's target is written after its text, as plain text
+    (the reader sees where it goes; nothing becomes clickable)."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._hidden = 0
+        self._links: list[tuple[str, int]] = []  # (target, where its text starts)
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _HIDDEN_HTML:
             self._hidden += 1
         elif tag in _BLOCK_HTML:
             self.parts.append("\n")
+        elif tag == "a":
+            href = dict(attrs).get("href") or ""
+            self._links.append((href if href.startswith(_SHOWN_LINKS) else "", len(self.parts)))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _HIDDEN_HTML:
             self._hidden = max(0, self._hidden - 1)
         elif tag in _BLOCK_HTML:
             self.parts.append("\n")
+        elif tag == "a" and self._links:
+            href, start = self._links.pop()
+            if href and not self._hidden and "".join(self.parts[start:]).strip() != href:
+                self.parts.append(f" <{href}>")
 
     def handle_data(self, data: str) -> None:
         if not self._hidden:

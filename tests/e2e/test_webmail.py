@@ -12,19 +12,29 @@ import email.policy
 import re
 from collections.abc import AsyncIterator
 from email.message import EmailMessage
+from pathlib import Path
 
 import aiohttp
 import aiosmtplib
 import pytest
 
 from conf.app import School
+from conf.settings import Settings, SmtpSettings
 from directory.model import Role, Status
 from mailserver.smtp import ListenerKind
 from mailserver.store import MailboxNotFound
+from tests.support.schools import make_settings
 from tests.support.smtp_clients import client_tls_context, stored_counts
 
 PASSWORDS = {"anna": "Anna-Lehrerin-1", "paul": "Paul-Schueler-1"}
 OUTSIDE = "someone@outside.example"
+MAX_MESSAGE = 300_000
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return make_settings(tmp_path / "school", database_url,
+                         smtp=SmtpSettings(max_message_size=MAX_MESSAGE))
 
 
 @pytest.fixture
@@ -233,3 +243,41 @@ async def test_no_reach_into_another_account_and_suspension_ends_the_session(
     await school.directory.set_status("paul", Status.SUSPENDED)
     async with browser.get("/mail", allow_redirects=False) as response:
         assert response.status == 303 and response.headers["Location"] == "/login"
+
+
+async def test_attachments_are_sent_and_the_size_limit_holds(school_with_people: School,
+                                                             browser: aiohttp.ClientSession
+                                                             ) -> None:
+    school = school_with_people
+    await log_in(browser, "anna")
+    async with browser.get("/compose") as response:
+        token = csrf_of(await response.text())
+    worksheet = bytes(range(256)) * 200  # binary, 51 KB
+
+    def form(*files: tuple[str, bytes, str]) -> aiohttp.FormData:
+        data = aiohttp.FormData()
+        for name, value in (("csrf", token), ("to", "paul@schule.test"),
+                            ("subject", "Arbeitsblatt"), ("body", "Im Anhang.")):
+            data.add_field(name, value)
+        for filename, content, kind in files:
+            data.add_field("attachments", content, filename=filename, content_type=kind)
+        return data
+
+    async with browser.post("/compose", data=form(
+            ("Übung 1.pdf", worksheet, "application/pdf"),
+            ("notes.txt", b"Seite 3\n", "text/plain")), allow_redirects=False) as response:
+        assert response.status == 303, await response.text()
+    paul = await school.directory.get_account("paul")
+    (received,) = await school.mail_store.read_mailbox(paul.id)
+    parsed = email.message_from_bytes(received.body, policy=email.policy.default)
+    found = {part.get_filename(): (part.get_content_type(), part.get_payload(decode=True))
+             for part in parsed.iter_attachments()}
+    assert found == {"Übung 1.pdf": ("application/pdf", worksheet),
+                     "notes.txt": ("text/plain", b"Seite 3\n")}
+
+    too_big = b"x" * (MAX_MESSAGE * 3 // 4)  # fits the form, not the message once encoded
+    async with browser.post("/compose", data=form(("big.bin", too_big, "bad type")),
+                            allow_redirects=False) as response:
+        assert response.status == 400
+        assert "größer als" in await response.text()
+    assert len(await school.mail_store.read_mailbox(paul.id)) == 1

@@ -5,9 +5,11 @@ from __future__ import annotations
 import email
 import email.policy
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mailserver.webmail.app import upload_filename
 from mailserver.webmail.reading import attachments, body_text, html_to_text
 from mailserver.webmail.sessions import Sessions
 
@@ -65,3 +67,27 @@ def test_sessions_expire_when_idle_and_end_per_account() -> None:
         now[0] = 100 + t
         alive = sessions.get(third.token)
     assert alive is None
+
+
+def test_links_keep_their_target_as_text() -> None:
+    markup = ('<p>Hier ist der <a href="https://schule.test/plan">Vertretungsplan</a>, '
+              '<a href="javascript:alert(1)">klick</a> und '
+              '<a href="https://x.test/">https://x.test/</a>.</p>')
+    assert html_to_text(markup) == ("Hier ist der Vertretungsplan <https://schule.test/plan>, "
+                                    "klick und https://x.test/.")
+
+
+@pytest.mark.parametrize(("raw", "name"), [
+    ("Übung 1.pdf", "Übung 1.pdf"), ("%C3%9Cbung%201.pdf", "Übung 1.pdf"),
+    ('say %22hi%22.txt', 'say "hi".txt'), ("a%0D%0Ab.txt", "ab.txt"),
+    ("C:\\Users\\anna\\Blatt.pdf", "Blatt.pdf"), ("", "attachment"), (None, "attachment"),
+    ("../../etc/passwd", "passwd"), ("x" * 300, "x" * 200),
+])
+def test_upload_filenames(raw: str | None, name: str) -> None:
+    assert upload_filename(raw) == name
+
+
+@given(st.text(max_size=80))
+def test_upload_filenames_are_always_printable_and_short(raw: str) -> None:
+    name = upload_filename(raw)
+    assert name and len(name) <= 200 and name.isprintable() and "/" not in name
