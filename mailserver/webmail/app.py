@@ -34,7 +34,7 @@ from directory.auth import AuthenticationFailed, AuthenticationThrottled, Authen
 from directory.client_address import TrustedProxies
 from directory.model import Account, DirectoryError
 from directory.service import Directory
-from mailserver.store import MailboxNotFound, StoreError
+from mailserver.store import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
 from mailserver.submission import Refused, SubmissionRefused, Submitter
 from mailserver.webmail.reading import Mail, MessageGone
 from mailserver.webmail.sessions import Sessions, WebSession
@@ -271,6 +271,33 @@ async def delete(request: web.Request, session: WebSession, account: Account
     raise web.HTTPSeeOther(f"/mail?box={urllib.parse.quote(box, safe='')}")
 
 
+@login_required
+async def move(request: web.Request, session: WebSession, account: Account
+               ) -> web.StreamResponse:
+    form = await request.post()
+    box, target = str(form.get("box", "INBOX")), str(form.get("target", ""))
+    try:
+        await request.app[WEBMAIL].mail.move(account.id, box, _number(str(form.get("uid", ""))),
+                                             target)
+    except (MailboxNotFound, MessageGone, StoreError):
+        return error_page(request, 404, "Nicht verschoben",
+                          "Die Nachricht oder der Ordner ist nicht (mehr) da.", session)
+    raise web.HTTPSeeOther(f"/mail?box={urllib.parse.quote(box, safe='')}")
+
+
+@login_required
+async def create_folder(request: web.Request, session: WebSession, account: Account
+                        ) -> web.StreamResponse:
+    name = str((await request.post()).get("name", "")).strip()
+    try:
+        await request.app[WEBMAIL].mail.create_folder(account.id, name)
+    except MailboxExists:
+        return error_page(request, 409, "Ordner gibt es schon", name, session)
+    except (InvalidMailboxName, StoreError):
+        return error_page(request, 400, "Ungültiger Ordnername", name, session)
+    raise web.HTTPSeeOther(f"/mail?box={urllib.parse.quote(name, safe='')}")
+
+
 # --- sending ---------------------------------------------------------------------------------
 def _sender(webmail: Webmail, account: Account) -> str:
     return f"{account.login}@{webmail.domain}"
@@ -405,6 +432,8 @@ def build_app(webmail: Webmail) -> web.Application:
         web.get("/message", message),
         web.get("/attachment", attachment),
         web.post("/delete", delete),
+        web.post("/move", move),
+        web.post("/folders", create_folder),
         web.get("/compose", compose_form),
         web.post("/compose", compose),
         web.static("/static", HERE / "static"),

@@ -160,6 +160,17 @@ class Mail:
                 return _filename(part, number), content
         raise MessageGone(f"no attachment {index}")
 
+    async def move(self, account_id: int, mailbox: str, uid: int, target: str) -> None:
+        """Into another of the account's folders (raises MailboxNotFound, MessageGone)."""
+        mailbox_id, _ = await self._locate(account_id, mailbox, uid)
+        destination = await self._store.select_snapshot(account_id, target)
+        if destination.mailbox.id != mailbox_id:
+            await self._store.move(mailbox_id, [uid], destination.mailbox.id)
+
+    async def create_folder(self, account_id: int, name: str) -> None:
+        """A new folder ("/" makes a hierarchy; raises MailboxExists, InvalidMailboxName)."""
+        await self._store.create_mailbox(account_id, name.strip())
+
     async def move_to_trash(self, account_id: int, mailbox: str, uid: int) -> None:
         """Delete: into Trash, or for good when it is in Trash already."""
         mailbox_id, _ = await self._locate(account_id, mailbox, uid)

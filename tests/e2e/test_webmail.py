@@ -281,3 +281,33 @@ async def test_attachments_are_sent_and_the_size_limit_holds(school_with_people:
         assert response.status == 400
         assert "größer als" in await response.text()
     assert len(await school.mail_store.read_mailbox(paul.id)) == 1
+
+
+async def test_folders_are_made_and_mail_moved_into_them(school_with_people: School,
+                                                         browser: aiohttp.ClientSession
+                                                         ) -> None:
+    school = school_with_people
+    await deliver(school, incoming("Protokoll", text="TOP 1"))
+    await log_in(browser, "anna")
+    async with browser.get("/mail") as response:
+        token = csrf_of(await response.text())
+    async with browser.post("/folders", data={"csrf": token, "name": "Klasse 5a/Eltern"},
+                            allow_redirects=False) as response:
+        assert response.status == 303
+    for name, status in (("Klasse 5a/Eltern", 409), ("   ", 400)):
+        async with browser.post("/folders", data={"csrf": token, "name": name}) as response:
+            assert response.status == status
+    async with browser.get("/message?box=INBOX&uid=1") as response:
+        page = await response.text()
+    assert '<option value="Klasse 5a/Eltern">' in page
+    async with browser.post("/move", data={"csrf": token, "box": "INBOX", "uid": "1",
+                                           "target": "Klasse 5a/Eltern"},
+                            allow_redirects=False) as response:
+        assert response.status == 303
+    assert await flags_of(school, "anna", "INBOX") == []
+    assert len(await flags_of(school, "anna", "Klasse 5a/Eltern")) == 1
+    async with browser.post("/move", data={"csrf": token, "box": "INBOX", "uid": "1",
+                                           "target": "Archive"}) as response:
+        assert response.status == 404  # moved already
+    async with browser.get("/mail?box=Klasse%205a%2FEltern") as response:
+        assert "Protokoll" in await response.text()
