@@ -29,7 +29,7 @@ from mailserver.delivery import (
 from mailserver.smtp import headers
 from mailserver.smtp.addresses import AddressError, parse_mailbox
 from mailserver.smtp.routing import Refusal, Router
-from mailserver.store import MailStore
+from mailserver.store import MailStore, StoreError
 
 log = logging.getLogger("schulhof.submission")
 
@@ -92,7 +92,11 @@ class Submitter:
         except BaseException:
             await transaction.abort()
             raise
-        await self._store.append(account.id, SENT, message, flags=("\\Seen",))
+        try:
+            await self._store.append(account.id, SENT, message, flags=("\\Seen",))
+        except StoreError as exc:  # e.g. the sender's quota is full: the mail is sent anyway
+            log.warning("event=webmail_sent_copy_failed id=%s account=%s error=%s", queue_id,
+                        account.login, exc.__class__.__name__)
         log.info("event=webmail_sent id=%s account=%s recipients=%d", queue_id, account.login,
                  len(recipients))
         return queue_id
