@@ -101,6 +101,11 @@ class MatrixSettings:
     # Group members are joined to their group's room (false: only invited).
     auto_join_group_rooms: bool = True
     max_upload_mib: int = 20
+    # The push gateways phones may register (exact notify URLs).  The server
+    # POSTs to a pusher's URL, so an open list would let any user make it call
+    # hosts inside the school network.  The default is the gateway the Element
+    # apps use; a school with its own Sygnal lists that instead.
+    push_gateways: tuple[str, ...] = ("https://matrix.org/_matrix/push/v1/notify",)
 
 
 @dataclass(frozen=True)

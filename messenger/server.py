@@ -23,6 +23,7 @@ from messenger.e2ee import DeviceMessaging
 from messenger.ephemeral import Receipts, TypingTracker
 from messenger.limits import MessengerLimits
 from messenger.media import MediaRepository
+from messenger.push import PushSender
 from messenger.ratelimit import RateLimiter, RateLimits
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
@@ -47,7 +48,8 @@ class MatrixServer:
                  group_sync_interval: float | None = 60.0,
                  auto_join_groups: bool = True, media_dir: Path | None = None,
                  rate_limits: RateLimits | None = None,
-                 trusted_proxies: TrustedProxies | None = None) -> None:
+                 trusted_proxies: TrustedProxies | None = None,
+                 push_gateways: tuple[str, ...] = ()) -> None:
         self.server_name = server_name
         self.bind = bind
         self.port = port
@@ -57,6 +59,9 @@ class MatrixServer:
         self.sync_cache = SyncCache()
         policy = ChatPolicy(directory, server_name, mail_domain or server_name)
         self.rooms = RoomService(db, server_name, self.notifier, policy, cache=self.sync_cache)
+        self.push = PushSender(db)
+        # RoomService keeps its writer to itself; its bound ``catch_up`` leads there.
+        self.rooms.writer.after_commit = self.push.events_committed
         self.sessions = Sessions(db, authenticator, server_name, mail_domain or server_name)
         self.typing = TypingTracker(self.notifier)
         self.receipts = Receipts(db, self.notifier, self.sync_cache)
@@ -76,7 +81,8 @@ class MatrixServer:
                                   limiter=self.limiter,
                                   users=UserDirectory(directory, server_name,
                                                       mail_domain or server_name),
-                                  trusted_proxies=trusted_proxies or TrustedProxies())
+                                  trusted_proxies=trusted_proxies or TrustedProxies(),
+                                  push_gateways=push_gateways)
         self._ssl = ssl_context
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
@@ -94,6 +100,7 @@ class MatrixServer:
         # With port 0 the OS picked one: report the real one.
         self.bound_port = runner.addresses[0][1] if runner.addresses else self.port
         self._stopping.clear()
+        await self.push.start()
         if self._group_sync_interval is not None:
             self._background.append(asyncio.create_task(self._sync_groups_periodically()))
         self._background.append(asyncio.create_task(self._watch_other_writers()))
@@ -151,6 +158,7 @@ class MatrixServer:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._background.clear()
+        await self.push.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

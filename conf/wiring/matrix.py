@@ -34,7 +34,7 @@ def build(school: School) -> list[Service]:
         limits=MessengerLimits(max_upload_bytes=m.max_upload_mib * 1024 * 1024),
         media_dir=settings.data_dir / "media",
         group_sync_interval=m.group_sync_interval_seconds,
-        auto_join_groups=m.auto_join_group_rooms,
+        auto_join_groups=m.auto_join_group_rooms, push_gateways=m.push_gateways,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))]
 
 

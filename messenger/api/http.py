@@ -37,6 +37,7 @@ class ApiContext:
     limiter: Any = None  # messenger.ratelimit.RateLimiter
     users: Any = None  # messenger.user_directory.UserDirectory
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+    push_gateways: tuple[str, ...] = ()  # the notify URLs pushers may use
 
 
 CONTEXT = web.AppKey("messenger_context", ApiContext)

@@ -1,6 +1,6 @@
 """Per-user endpoints: profile (from the directory), push rules, account data,
-receipts, presence, pushers (spec: Client-Server API 10.3 profiles, 13.13 push,
-10.5 client config, 13.7 receipts, 13.8 presence)."""
+receipts, presence (spec: Client-Server API 10.3 profiles, 13.13 push, 10.5 client
+config, 13.7 receipts, 13.8 presence); pushers are in messenger.api.pushers."""
 
 from __future__ import annotations
 
@@ -134,17 +134,6 @@ async def presence(request: web.Request) -> web.Response:
     return ok({"presence": "offline"})  # presence is not tracked yet
 
 
-async def pushers(request: web.Request) -> web.Response:
-    await requester(request)
-    return ok({"pushers": []})
-
-
-async def set_pusher(request: web.Request) -> web.Response:
-    await requester(request)
-    await json_body(request)
-    return ok()  # no push gateway yet: accepted and ignored
-
-
 def routes(prefix: str) -> list[web.RouteDef]:
     user = f"{prefix}/user/{{user_id}}"
     return [
@@ -162,6 +151,4 @@ def routes(prefix: str) -> list[web.RouteDef]:
         web.post(f"{prefix}/rooms/{{room_id}}/read_markers", read_markers),
         web.get(f"{prefix}/presence/{{user_id}}/status", presence),
         web.put(f"{prefix}/presence/{{user_id}}/status", presence),
-        web.get(f"{prefix}/pushers", pushers),
-        web.post(f"{prefix}/pushers/set", set_pusher),
     ]

@@ -36,7 +36,8 @@ class RoomService:
         self.notifier = notifier
         self.policy = policy
         self.cache = cache
-        writer = RoomWriter(db, notifier, clock=clock, cache=cache)
+        # Public for one hook: the push sender hears of each commit (writer.after_commit).
+        self.writer = writer = RoomWriter(db, notifier, clock=clock, cache=cache)
         aliases = RoomAliases(db, server_name)
         creation = RoomCreation(writer, server_name, policy)
         membership = Membership(writer, aliases, policy)

@@ -65,6 +65,8 @@ class RoomWriter:
         self._heads = RoomHeads()  # latest event and state per room, under the lock
         # /sync's view of recent events: fed here, in stream order, under the lock.
         self.cache = cache
+        # Told about every committed event after /sync is woken (messenger.push); must not block.
+        self.after_commit: Callable[[list[StoredEvent]], None] | None = None
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -139,6 +141,8 @@ class RoomWriter:
             users = [event.state_key] if event.type == "m.room.member" and event.state_key \
                 else []
             self.notifier.room_event(event.room_id, users)
+        if self.after_commit is not None:
+            self.after_commit(events)
 
     # --- one event --------------------------------------------------------------------
     async def append(self, requester: Requester | None, sender: str, room_id: str,

@@ -332,3 +332,28 @@ class KeyBackupSessionRow(Base):
                               "matrix_key_backup_versions.version"],
                              ondelete="CASCADE"),
     )
+
+
+# --- matrix_0004 ---------------------------------------------------------------------
+
+
+class PusherRow(Base):
+    """An HTTP pusher of a user's device (spec: Client-Server API "Push Notifications"):
+    where the push gateway is and which pushkey it knows the device by."""
+
+    __tablename__ = "matrix_pushers"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    pushkey: Mapped[str] = mapped_column(String(512), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    app_display_name: Mapped[str] = mapped_column(String(ID))
+    device_display_name: Mapped[str] = mapped_column(String(ID))
+    profile_tag: Mapped[str | None] = mapped_column(String(ID), nullable=True)
+    lang: Mapped[str] = mapped_column(String(64))
+    data: Mapped[str] = mapped_column(Text)  # the client's data object as JSON, url included
+    pushkey_ts: Mapped[int] = mapped_column(BigInteger)  # seconds, as the gateway gets it
+
+    __table_args__ = (Index("ix_matrix_pushers_app_pushkey", "app_id", "pushkey"),)

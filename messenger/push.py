@@ -1,0 +1,220 @@
+"""Push notifications to phones through their push gateway (spec: Client-Server API
+"Push Notifications", Push Gateway API ``POST /_matrix/push/v1/notify``).
+
+The gateway belongs to a third party (the app's vendor, then Apple or Google):
+it always gets the ``event_id_only`` shape - event id, room id, an unread count
+and the device - never content, sender or room names, whatever the pusher asked
+for.  The phone fetches the event itself.  Sending runs in the background from a
+bounded queue, so a slow or dead gateway never delays a client's send.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from messenger.storage import pushers as store
+from messenger.storage import user_data
+from messenger.storage.events import StoredEvent
+from messenger.storage.pushers import Pusher
+
+log = logging.getLogger("schulhof.messenger")
+
+MESSAGE_TYPES = frozenset({"m.room.message", "m.room.encrypted"})
+# The unread count is not computed (it would need every room's receipts per push):
+# 1 tells the app "there is something", which is what it shows a badge for.
+UNREAD_COUNT = 1
+STOP_GRACE_SECONDS = 1.0
+
+
+def wants_push(event: StoredEvent) -> bool:
+    """Messages (clear or encrypted) and invites; notices stay silent (spec default
+    rule ``.m.rule.suppress_notices``)."""
+    content = event.pdu.get("content", {})
+    if event.type in MESSAGE_TYPES:
+        return not (event.type == "m.room.message" and content.get("msgtype") == "m.notice")
+    return (event.type == "m.room.member" and content.get("membership") == "invite"
+            and bool(event.state_key) and event.state_key != event.sender)
+
+
+def _silent(rule: Mapping[str, Any]) -> bool:
+    return rule.get("enabled", True) is not False and \
+        rule.get("actions") in ([], ["dont_notify"])
+
+
+def _matches_room_only(rule: Mapping[str, Any], room_id: str) -> bool:
+    conditions = rule.get("conditions")
+    return isinstance(conditions, list) and bool(conditions) and all(
+        isinstance(c, Mapping) and c.get("kind") == "event_match"
+        and c.get("key") == "room_id" and c.get("pattern") == room_id for c in conditions)
+
+
+def is_muted(push_rules: Any, room_id: str) -> bool:
+    """True if the user's stored ``m.push_rules`` silence ``room_id``: an override
+    rule on exactly this room with no notify action (how clients mute a room), or
+    the master rule switched on."""
+    if not isinstance(push_rules, Mapping):
+        return False
+    scope = push_rules.get("global")
+    override = scope.get("override") if isinstance(scope, Mapping) else None
+    if not isinstance(override, list):
+        return False
+    for rule in override:
+        if not isinstance(rule, Mapping):
+            continue
+        if rule.get("rule_id") == ".m.rule.master" and rule.get("enabled") is True:
+            return True
+        if _silent(rule) and _matches_room_only(rule, room_id):
+            return True
+    return False
+
+
+def notification(event: StoredEvent, pusher: Pusher) -> dict[str, Any]:
+    """The ``event_id_only`` body for one device."""
+    return {"notification": {
+        "event_id": event.event_id, "room_id": event.room_id,
+        "counts": {"unread": UNREAD_COUNT}, "prio": "high",
+        "devices": [{"app_id": pusher.app_id, "pushkey": pusher.pushkey,
+                     "pushkey_ts": pusher.pushkey_ts,
+                     "data": store.pusher_data_for_gateway(pusher.data)}]}}
+
+
+class _GatewayUnavailable(Exception):
+    """A 5xx answer: worth another try."""
+
+
+async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
+    """The gateway's answer; a 200 with a body that is not JSON still counts as delivered."""
+    try:
+        return await response.json(content_type=None)
+    except ValueError:
+        return None
+
+
+class PushSender:
+    """Told about every newly stored event (``events_committed``); pushes the ones
+    that concern someone with a pusher from a few background workers."""
+
+    def __init__(self, db: Any, *, timeout: float = 5.0, queue_size: int = 1000,
+                 workers: int = 4, retries: int = 3, backoff: float = 0.5) -> None:
+        self.db = db
+        self._timeout = timeout
+        self._queue: asyncio.Queue[StoredEvent] = asyncio.Queue(queue_size)
+        self._worker_count = workers
+        self._retries = retries
+        self._backoff = backoff
+        self._workers: list[asyncio.Task[None]] = []
+        self._http: aiohttp.ClientSession | None = None
+
+    def events_committed(self, events: Iterable[StoredEvent]) -> None:
+        """Called by the room writer after each commit: must not block."""
+        if self._http is None:
+            return  # not started (tools, tests without a server): nobody to push
+        for event in events:
+            if not wants_push(event):
+                continue
+            try:
+                self._queue.put_nowait(event)
+            except asyncio.QueueFull:
+                log.warning("event=push_dropped reason=queue_full id=%s", event.event_id)
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout))
+        self._workers = [asyncio.create_task(self._work()) for _ in range(self._worker_count)]
+
+    async def stop(self) -> None:
+        """Drops what is still queued: a push is a hint, the phone syncs anyway.
+
+        A moment's grace first, so a worker is not cancelled inside its database
+        read (that would strand the connection)."""
+        if self._workers:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._queue.join(), STOP_GRACE_SECONDS)
+        for task in self._workers:
+            task.cancel()
+        for task in self._workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._workers = []
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        while not self._queue.empty():
+            self._queue.get_nowait()
+            self._queue.task_done()
+
+    async def drained(self) -> None:
+        """Returns once every event queued so far is pushed or given up on (tests)."""
+        await self._queue.join()
+
+    async def _work(self) -> None:
+        while True:
+            event = await self._queue.get()
+            try:
+                await self.push_event(event)
+            except Exception:  # the database may be away for a moment: skip this one
+                log.exception("event=push_failed id=%s", event.event_id)
+            finally:
+                self._queue.task_done()
+
+    async def push_event(self, event: StoredEvent) -> None:
+        targets = await self._targets(event)
+        await asyncio.gather(*(self._notify(event, pusher) for pusher in targets))
+
+    async def _targets(self, event: StoredEvent) -> list[Pusher]:
+        """The pushers to wake for ``event``, without those of users who muted its room."""
+        async with self.db.read() as session:
+            if event.type == "m.room.member":
+                assert event.state_key is not None
+                candidates = await store.pushers_of_user(session, event.state_key)
+            else:
+                candidates = await store.pushers_of_joined_members(session, event.room_id,
+                                                                   event.sender)
+            muted: dict[int, bool] = {}
+            for pusher in candidates:
+                if pusher.account_id not in muted:
+                    rules = await user_data.get_account_data(session, pusher.account_id, "",
+                                                             "m.push_rules")
+                    muted[pusher.account_id] = is_muted(rules, event.room_id)
+        return [p for p in candidates if not muted[p.account_id]]
+
+    async def _notify(self, event: StoredEvent, pusher: Pusher) -> None:
+        url = pusher.data.get("url")
+        if self._http is None or not isinstance(url, str):
+            return
+        host = urlsplit(url).hostname  # logged instead of the url: no pushkeys in logs
+        body = notification(event, pusher)
+        for attempt in range(self._retries + 1):
+            try:
+                async with self._http.post(url, json=body, allow_redirects=False) as response:
+                    if response.status >= 500:
+                        raise _GatewayUnavailable(str(response.status))
+                    if response.status != 200:
+                        log.warning("event=push_refused gateway=%s status=%d", host,
+                                    response.status)
+                        return
+                    answer = await _json_or_none(response)
+            except (aiohttp.ClientError, TimeoutError, _GatewayUnavailable) as exc:
+                if attempt == self._retries:
+                    log.warning("event=push_gave_up gateway=%s error=%s", host,
+                                type(exc).__name__)
+                    return
+                await asyncio.sleep(self._backoff * 2 ** attempt)
+                continue
+            await self._forget_rejected(pusher, answer)
+            return
+
+    async def _forget_rejected(self, pusher: Pusher, answer: Any) -> None:
+        """The gateway no longer knows this pushkey (app uninstalled): delete the pusher."""
+        rejected = answer.get("rejected") if isinstance(answer, Mapping) else None
+        if isinstance(rejected, list) and pusher.pushkey in rejected:
+            async with self.db.write() as session:
+                await store.delete_pusher(session, pusher.account_id, pusher.app_id,
+                                          pusher.pushkey)
+            log.info("event=pusher_rejected user=%s app=%s", pusher.user_id, pusher.app_id)
