@@ -72,7 +72,12 @@ def is_muted(push_rules: Any, room_id: str) -> bool:
             return True
         if _silent(rule) and _matches_room_only(rule, room_id):
             return True
-    return False
+    # A room rule without notify (Element's "mentions and keywords"): mentions are
+    # not evaluated here, so the room gets no push at all.
+    rooms = scope.get("room") if isinstance(scope, Mapping) else None
+    return isinstance(rooms, list) and any(
+        isinstance(rule, Mapping) and rule.get("rule_id") == room_id and _silent(rule)
+        for rule in rooms)
 
 
 def notification(event: StoredEvent, pusher: Pusher) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from messenger.api import (
     keys,
     login,
     media,
+    push_rule_edits,
     pushers,
     rooms,
     sync,
@@ -110,8 +111,8 @@ def build_app(context: ApiContext) -> web.Application:
     route_defs: list[web.RouteDef] = []
     seen: set[tuple[str, str]] = set()
     for prefix in PREFIXES:
-        for module in (login, rooms, sync, user, pushers, keys, cross_signing, key_backup,
-                       discovery):
+        for module in (login, rooms, sync, user, pushers, push_rule_edits, keys,
+                       cross_signing, key_backup, discovery):
             for route in module.routes(prefix):
                 if (route.method, route.path) not in seen:  # well-known etc. only once
                     seen.add((route.method, route.path))

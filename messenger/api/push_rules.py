@@ -1,5 +1,5 @@
 """The predefined push rules (spec: Client-Server API 13.13.1.1 "Predefined
-Rules"), served so clients find the rule set they expect; editing comes later."""
+Rules"): every user's ruleset until they edit it (messenger.push_ruleset)."""
 
 from __future__ import annotations
 

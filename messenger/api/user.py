@@ -11,7 +11,6 @@ from aiohttp import web
 from directory.model import NotFound
 from messenger.api.errors import MatrixError, bad_json
 from messenger.api.http import context, json_body, ok, own_user, requester
-from messenger.api.push_rules import default_push_rules
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.rooms.errors import RoomNotFound
 from messenger.storage import user_data
@@ -45,13 +44,6 @@ async def profile(request: web.Request) -> web.Response:
 
 async def set_profile(request: web.Request) -> web.Response:
     raise MatrixError(403, "M_FORBIDDEN", "names come from the school directory")
-
-
-async def push_rules(request: web.Request) -> web.Response:
-    who = await requester(request)
-    rules = default_push_rules(who.user_id)
-    scope = request.match_info.get("scope")
-    return ok(rules.get(scope, rules))
 
 
 def _room_key(request: web.Request) -> str:
@@ -140,9 +132,6 @@ def routes(prefix: str) -> list[web.RouteDef]:
         web.get(f"{prefix}/profile/{{user_id}}", profile),
         web.get(f"{prefix}/profile/{{user_id}}/{{field}}", profile),
         web.put(f"{prefix}/profile/{{user_id}}/{{field}}", set_profile),
-        web.get(f"{prefix}/pushrules/", push_rules),
-        web.get(f"{prefix}/pushrules", push_rules),
-        web.get(f"{prefix}/pushrules/{{scope}}/", push_rules),
         web.get(f"{user}/account_data/{{type}}", get_account_data),
         web.put(f"{user}/account_data/{{type}}", put_account_data),
         web.get(f"{user}/rooms/{{room_id}}/account_data/{{type}}", get_account_data),

@@ -170,6 +170,38 @@ async def test_muted_room_gets_no_push(http: aiohttp.ClientSession, base: str,
     assert [n["notification"]["event_id"] for n in gateway.received] == [loud_event]
 
 
+async def test_muting_from_the_client_stops_pushes_until_unmuted(
+        http: aiohttp.ClientSession, base: str, server: MatrixServer,
+        gateway: FakeGateway) -> None:
+    """Element's mute: PUT /pushrules/global/override/{roomId}; unmute: DELETE."""
+    teacher, anna, room = await teacher_and_anna(http, base, gateway.url, "pk-mute")
+    rule_path = f"{V3}/pushrules/global/override/{room}"
+    await anna.ok("PUT", rule_path, {"actions": [], "conditions": [
+        {"kind": "event_match", "key": "room_id", "pattern": room}]})
+    rules = await anna.ok("GET", f"{V3}/pushrules/")
+    assert [r["rule_id"] for r in rules["global"]["override"]][:2] == [".m.rule.master", room]
+    assert (await anna.ok("GET", f"{rule_path}/enabled")) == {"enabled": True}
+    synced = await anna.ok("GET", f"{V3}/sync")
+    assert any(e["type"] == "m.push_rules" for e in synced["account_data"]["events"])
+    await say(teacher, room, "muted")
+    await server.push.drained()
+    assert gateway.received == []
+
+    await anna.ok("PUT", f"{rule_path}/enabled", {"enabled": False})  # switched off
+    first = await say(teacher, room, "switched-off")
+    await server.push.drained()
+    await anna.ok("PUT", f"{rule_path}/enabled", {"enabled": True})
+    await anna.ok("DELETE", rule_path)
+    second = await say(teacher, room, "unmuted")
+    await server.push.drained()
+    assert [n["notification"]["event_id"] for n in gateway.received] == [first, second]
+    status, err = await anna.call("DELETE", rule_path)
+    assert (status, err["errcode"]) == (404, "M_NOT_FOUND")
+    status, err = await anna.call("PUT", f"{V3}/pushrules/global/override/.m.rule.x",
+                                  {"actions": []})
+    assert (status, err["errcode"]) == (400, "M_INVALID_PARAM")
+
+
 async def test_invite_pushes_the_invitee(http: aiohttp.ClientSession, base: str,
                                          server: MatrixServer, gateway: FakeGateway) -> None:
     teacher = await client(http, base, "lehrer")
