@@ -393,8 +393,11 @@ async def compose(request: web.Request, session: WebSession, account: Account
     try:
         if not recipients:
             raise SubmissionRefused([Refused(values["to"], "keine Empfängeradresse")])
-        message_bytes = build_message(account, sender, values["to"], values["cc"],
-                                      values["subject"], values["body"], _uploads(form))
+        try:
+            message_bytes = build_message(account, sender, values["to"], values["cc"],
+                                          values["subject"], values["body"], _uploads(form))
+        except (ValueError, TypeError):  # header values the email package will not encode
+            raise SubmissionRefused([Refused(values["to"], "ungültige Eingabe")]) from None
         if len(message_bytes) > webmail.max_message_size:
             limit = webmail.max_message_size // (1024 * 1024)
             raise SubmissionRefused([Refused("", f"die Nachricht ist größer als {limit} MiB "
@@ -406,10 +409,6 @@ async def compose(request: web.Request, session: WebSession, account: Account
         return page(request, "compose.html", 400, session=session,
                     folders=await webmail.mail.folders(account.id), sender=sender,
                     refused=refused.refused, **values)
-    except (ValueError, TypeError):  # header values the email package will not encode
-        return page(request, "compose.html", 400, session=session,
-                    folders=await webmail.mail.folders(account.id), sender=sender,
-                    refused=[Refused(values["to"], "ungültige Eingabe")], **values)
     raise web.HTTPSeeOther("/mail?box=INBOX&notice=sent")
 
 

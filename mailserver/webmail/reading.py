@@ -18,8 +18,9 @@ import html.parser
 from dataclasses import dataclass
 
 from directory.db import Database
-from mailserver.store import FlagMode, MailStore, MessageMeta
-from mailserver.store.bulk_reads import read_headers
+from mailserver.store import FlagMode, MailboxNotFound, MailStore, MessageMeta
+from mailserver.store.bulk_reads import mailbox_by_name, read_headers
+from mailserver.store.names import normalise
 
 PAGE_SIZE = 50
 _HIDDEN_HTML = {"script", "style", "head", "title"}
@@ -126,12 +127,19 @@ class Mail:
                                      "\\Seen" in state.flags, meta.size))
         return Page(mailbox, summaries, number, pages, len(states))
 
+    async def _mailbox_id(self, account_id: int, mailbox: str) -> int:
+        """One row by name: not the whole mailbox's state that a SELECT snapshot reads."""
+        row = await mailbox_by_name(self._db, account_id, normalise(mailbox))
+        if row is None:
+            raise MailboxNotFound(f"no mailbox {mailbox!r}")
+        return row.id
+
     async def _locate(self, account_id: int, mailbox: str, uid: int) -> tuple[int, MessageMeta]:
-        snapshot = await self._store.select_snapshot(account_id, mailbox)
-        metas = await self._store.fetch_messages(snapshot.mailbox.id, [uid])
+        mailbox_id = await self._mailbox_id(account_id, mailbox)
+        metas = await self._store.fetch_messages(mailbox_id, [uid])
         if not metas or metas[0].uid != uid:
             raise MessageGone(f"no message {uid} in {mailbox}")
-        return snapshot.mailbox.id, metas[0]
+        return mailbox_id, metas[0]
 
     async def _message(self, account_id: int, mailbox: str,
                        uid: int) -> tuple[int, MessageMeta, email.message.EmailMessage]:
@@ -163,9 +171,9 @@ class Mail:
     async def move(self, account_id: int, mailbox: str, uid: int, target: str) -> None:
         """Into another of the account's folders (raises MailboxNotFound, MessageGone)."""
         mailbox_id, _ = await self._locate(account_id, mailbox, uid)
-        destination = await self._store.select_snapshot(account_id, target)
-        if destination.mailbox.id != mailbox_id:
-            await self._store.move(mailbox_id, [uid], destination.mailbox.id)
+        destination = await self._mailbox_id(account_id, target)
+        if destination != mailbox_id:
+            await self._store.move(mailbox_id, [uid], destination)
 
     async def create_folder(self, account_id: int, name: str) -> None:
         """A new folder ("/" makes a hierarchy; raises MailboxExists, InvalidMailboxName)."""
@@ -174,12 +182,12 @@ class Mail:
     async def move_to_trash(self, account_id: int, mailbox: str, uid: int) -> None:
         """Delete: into Trash, or for good when it is in Trash already."""
         mailbox_id, _ = await self._locate(account_id, mailbox, uid)
-        if mailbox == "Trash":
-            await self._store.store_flags(mailbox_id, [uid], FlagMode.ADD, ["\\Deleted"])
-            await self._store.expunge(mailbox_id, [uid])
+        trash = await self._mailbox_id(account_id, "Trash")
+        if mailbox_id != trash:
+            await self._store.move(mailbox_id, [uid], trash)
             return
-        trash = await self._store.select_snapshot(account_id, "Trash")
-        await self._store.move(mailbox_id, [uid], trash.mailbox.id)
+        await self._store.store_flags(mailbox_id, [uid], FlagMode.ADD, ["\\Deleted"])
+        await self._store.expunge(mailbox_id, [uid])
 
 
 def _filename(part: email.message.EmailMessage, number: int) -> str:

@@ -225,6 +225,13 @@ async def test_forms_need_the_session_token_and_other_origins_cannot_log_in(
         data = form if token is None else {**form, "csrf": token}
         async with browser.post("/compose", data=data) as response:
             assert response.status == 403
+    # A header injection attempt in the subject: refused, nothing sent.
+    async with browser.get("/compose") as response:
+        token = csrf_of(await response.text())
+    async with browser.post("/compose", data={**form, "csrf": token,
+                                              "subject": "x\r\nBcc: all@schule.test"}) as response:
+        assert response.status == 400
+        assert "ungültige Eingabe" in await response.text()
     paul = await school.directory.get_account("paul")
     with pytest.raises(MailboxNotFound):
         await school.mail_store.read_mailbox(paul.id)
