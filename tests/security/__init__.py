@@ -1,0 +1,1 @@
+"""Security tests: the reproductions of issue 19 against a running school."""
