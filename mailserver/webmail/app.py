@@ -106,7 +106,8 @@ async def security_headers(request: web.Request, handler: Handler) -> web.Stream
         response = await handler(request)
     except web.HTTPException as exc:
         response = exc
-    response.headers.update(SECURITY_HEADERS)
+    for name, value in SECURITY_HEADERS.items():
+        response.headers.setdefault(name, value)  # a handler may set a stricter one
     if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
     if isinstance(response, web.HTTPException):
@@ -224,20 +225,6 @@ async def folder(request: web.Request, session: WebSession, account: Account
     notice = "Die Nachricht wurde gesendet." if request.query.get("notice") == "sent" else ""
     return page(request, "folder.html", session=session, folders=folders, mailbox=box,
                 page=shown, notice=notice)
-
-
-@login_required
-async def message(request: web.Request, session: WebSession, account: Account
-                  ) -> web.StreamResponse:
-    mail = request.app[WEBMAIL].mail
-    box = _box(request)
-    try:
-        shown = await mail.open(account.id, box, _number(request.query.get("uid")))
-    except (MailboxNotFound, MessageGone, StoreError):
-        return error_page(request, 404, "Nachricht nicht gefunden",
-                          "Sie wurde vielleicht gelöscht.", session)
-    return page(request, "message.html", session=session, folders=await mail.folders(account.id),
-                mailbox=box, message=shown)
 
 
 @login_required
@@ -416,6 +403,12 @@ async def root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/mail")
 
 
+def _feature_routes() -> list[web.RouteDef]:
+    """Pages that live in their own modules (they import this one's helpers)."""
+    from mailserver.webmail import html_view
+    return html_view.routes()
+
+
 def build_app(webmail: Webmail) -> web.Application:
     # Room for the largest message's attachments before their base64 encoding.
     app = web.Application(middlewares=[security_headers],
@@ -428,7 +421,6 @@ def build_app(webmail: Webmail) -> web.Application:
         web.post("/login", login),
         web.post("/logout", logout),
         web.get("/mail", folder),
-        web.get("/message", message),
         web.get("/attachment", attachment),
         web.post("/delete", delete),
         web.post("/move", move),
@@ -437,4 +429,5 @@ def build_app(webmail: Webmail) -> web.Application:
         web.post("/compose", compose),
         web.static("/static", HERE / "static"),
     ])
+    app.add_routes(_feature_routes())
     return app

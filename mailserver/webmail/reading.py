@@ -70,6 +70,13 @@ class MessageView:
     date: str
     text: str
     attachments: list[Attachment]
+    html: str | None = None  # the raw text/html part, sanitised only when shown
+    message_id: str = ""
+    references: str = ""
+    in_reply_to: str = ""
+    reply_to: str = ""
+    flagged: bool = False
+    draft: bool = False
 
 
 def _header_text(message: email.message.EmailMessage, name: str) -> str:
@@ -153,10 +160,25 @@ class Mail:
         mailbox_id, meta, parsed = await self._message(account_id, mailbox, uid)
         if "\\Seen" not in meta.flags:
             await self._store.store_flags(mailbox_id, [uid], FlagMode.ADD, ["\\Seen"])
-        return MessageView(uid, _header_text(parsed, "Subject") or "(no subject)",
-                           _header_text(parsed, "From"), _header_text(parsed, "To"),
-                           _header_text(parsed, "Cc"), _date_text(parsed), body_text(parsed),
-                           attachments(parsed))
+        return view_of(uid, parsed, meta.flags)
+
+    async def raw(self, account_id: int, mailbox: str, uid: int) -> bytes:
+        """The message's bytes as stored (forward as attachment; raises MessageGone)."""
+        _, meta = await self._locate(account_id, mailbox, uid)
+        return await self._store.read_blob(meta.blob_id)
+
+    async def inline_part(self, account_id: int, mailbox: str, uid: int,
+                          content_id: str) -> tuple[str, bytes]:
+        """(content type, bytes) of the part with this Content-ID (RFC 2392)."""
+        _, _, parsed = await self._message(account_id, mailbox, uid)
+        wanted = content_id.strip().strip("<>")
+        for part in parsed.walk():
+            if part.is_multipart():
+                continue
+            found = str(part.get("Content-ID", "") or "").strip().strip("<>")
+            if found and found == wanted:
+                return part.get_content_type(), part.get_payload(decode=True) or b""
+        raise MessageGone(f"no part {content_id!r}")
 
     async def attachment(self, account_id: int, mailbox: str, uid: int,
                          index: int) -> tuple[str, bytes]:
@@ -188,6 +210,35 @@ class Mail:
             return
         await self._store.store_flags(mailbox_id, [uid], FlagMode.ADD, ["\\Deleted"])
         await self._store.expunge(mailbox_id, [uid])
+
+
+def view_of(uid: int, parsed: email.message.EmailMessage,
+            flags: frozenset[str] = frozenset()) -> MessageView:
+    """What the message page and the reply form need of one parsed message."""
+    return MessageView(uid, _header_text(parsed, "Subject") or "(no subject)",
+                       _header_text(parsed, "From"), _header_text(parsed, "To"),
+                       _header_text(parsed, "Cc"), _date_text(parsed), body_text(parsed),
+                       attachments(parsed), html_body(parsed),
+                       _header_text(parsed, "Message-ID").strip(),
+                       " ".join(_header_text(parsed, "References").split()),
+                       _header_text(parsed, "In-Reply-To").strip(),
+                       _header_text(parsed, "Reply-To"),
+                       "\\Flagged" in flags, "\\Draft" in flags)
+
+
+def html_body(message: email.message.EmailMessage) -> str | None:
+    """The text/html body when the message has one (preferred over text/plain)."""
+    try:
+        part = message.get_body(preferencelist=("html",))
+    except Exception:
+        return None
+    if part is None:
+        return None
+    try:
+        content = part.get_content()
+    except Exception:  # unknown charset or broken transfer encoding
+        content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+    return content if isinstance(content, str) else None
 
 
 def _filename(part: email.message.EmailMessage, number: int) -> str:

@@ -1,0 +1,126 @@
+"""Reading a message: the page, its HTML body in a sandboxed frame, inline images.
+
+The message page itself never contains mail HTML.  An HTML body is shown in
+an ``<iframe sandbox>`` without ``allow-scripts`` whose document
+(``/message/frame``) is the sanitised HTML (``sanitise``) with its own CSP:
+no script at all, no request anywhere but this webmail's inline-image URLs,
+remote images only after the reader clicked "Bilder anzeigen" (``images=1``).
+The frame keeps ``allow-same-origin`` (without scripts it grants nothing to
+the mail, but it lets the ``cid:`` image requests carry the SameSite=Strict
+session cookie) and ``allow-popups-to-escape-sandbox`` so links open in a
+normal new tab.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+
+from aiohttp import web
+
+from directory.model import Account
+from mailserver.store import MailboxNotFound, StoreError
+from mailserver.webmail.app import WEBMAIL, _box, _number, error_page, login_required, page
+from mailserver.webmail.reading import MessageGone
+from mailserver.webmail.sanitise import linkify, sanitise_html
+from mailserver.webmail.sessions import WebSession
+
+FRAME_SANDBOX = "allow-same-origin allow-popups allow-popups-to-escape-sandbox"
+# Raster types only: an SVG "image" opened on its own could run script.
+INLINE_TYPES = {"image/png", "image/gif", "image/jpeg", "image/webp"}
+_FRAME_STYLE = ("body{font-family:system-ui,sans-serif;margin:.5rem;color:#1d2327;"
+                "overflow-wrap:anywhere}img{max-width:100%;height:auto}")
+
+
+def frame_csp(remote_images: bool) -> str:
+    """The framed mail's own policy: nothing runs, only allowed images load."""
+    images = "'self' data:" + (" https: http:" if remote_images else "")
+    return (f"default-src 'none'; img-src {images}; style-src 'unsafe-inline'; "
+            "form-action 'none'; base-uri 'none'; frame-ancestors 'self'; "
+            f"sandbox {FRAME_SANDBOX}")
+
+
+def message_page_csp() -> str:
+    """The message page: as every page, plus its one same-origin frame."""
+    return ("default-src 'none'; style-src 'self'; img-src 'self'; frame-src 'self'; "
+            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def _query(box: str, uid: int, **more: str) -> str:
+    return urllib.parse.urlencode({"box": box, "uid": str(uid), **more})
+
+
+def _inline_url(box: str, uid: int):  # type: ignore[no-untyped-def]
+    prefix = f"/message/inline?{_query(box, uid)}&cid="
+    return lambda content_id: prefix + urllib.parse.quote(content_id, safe="")
+
+
+@login_required
+async def message(request: web.Request, session: WebSession, account: Account
+                  ) -> web.StreamResponse:
+    mail = request.app[WEBMAIL].mail
+    box = _box(request)
+    uid = _number(request.query.get("uid"))
+    try:
+        shown = await mail.open(account.id, box, uid)
+    except (MailboxNotFound, MessageGone, StoreError):
+        return error_page(request, 404, "Nachricht nicht gefunden",
+                          "Sie wurde vielleicht gelöscht.", session)
+    images = request.query.get("images") == "1"
+    blocked = 0
+    if shown.html is not None:
+        blocked = sanitise_html(shown.html, inline_url=_inline_url(box, uid),
+                                remote_images=images).blocked_images
+    frame = f"/message/frame?{_query(box, uid, **({'images': '1'} if images else {}))}"
+    response = page(request, "message.html", session=session,
+                    folders=await mail.folders(account.id), mailbox=box, message=shown,
+                    text=linkify(shown.text), frame=frame, sandbox=FRAME_SANDBOX,
+                    blocked=blocked, images_url=f"/message?{_query(box, uid, images='1')}")
+    response.headers["Content-Security-Policy"] = message_page_csp()
+    return response
+
+
+@login_required
+async def frame(request: web.Request, session: WebSession, account: Account
+                ) -> web.StreamResponse:
+    """The sanitised HTML body as its own document (the frame's src)."""
+    mail = request.app[WEBMAIL].mail
+    box = _box(request)
+    uid = _number(request.query.get("uid"))
+    try:
+        shown = await mail.open(account.id, box, uid)
+    except (MailboxNotFound, MessageGone, StoreError):
+        return error_page(request, 404, "Nachricht nicht gefunden", "", session)
+    images = request.query.get("images") == "1"
+    safe = sanitise_html(shown.html or "", inline_url=_inline_url(box, uid),
+                         remote_images=images)
+    document = ('<!doctype html><html><head><meta charset="utf-8">'
+                '<meta name="referrer" content="no-referrer">'
+                f'<style>{_FRAME_STYLE}</style></head><body>{safe.html}</body></html>')
+    return web.Response(text=document, content_type="text/html", charset="utf-8", headers={
+        "Content-Security-Policy": frame_csp(images),
+        "X-Frame-Options": "SAMEORIGIN",
+        "Referrer-Policy": "no-referrer",
+    })
+
+
+@login_required
+async def inline(request: web.Request, session: WebSession, account: Account
+                 ) -> web.StreamResponse:
+    """A ``cid:`` image of the message (RFC 2392), raster types only."""
+    mail = request.app[WEBMAIL].mail
+    try:
+        kind, data = await mail.inline_part(account.id, _box(request),
+                                            _number(request.query.get("uid")),
+                                            request.query.get("cid", ""))
+    except (MailboxNotFound, MessageGone, StoreError):
+        raise web.HTTPNotFound(text="no such part") from None
+    if kind not in INLINE_TYPES:
+        raise web.HTTPNotFound(text="not an inline image")
+    return web.Response(body=data, content_type=kind, headers={
+        "Content-Disposition": "inline",
+        "Content-Security-Policy": "default-src 'none'; sandbox"})
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/message", message), web.get("/message/frame", frame),
+            web.get("/message/inline", inline)]

@@ -1,0 +1,94 @@
+"""Webmail reading over HTTPS: HTML mail framed and sanitised, images, links.
+
+(The same in a real browser, where "no script runs" is observed, is in
+tests/browser.)
+"""
+
+from __future__ import annotations
+
+import re
+from email.message import EmailMessage
+
+import aiohttp
+
+from conf.app import School
+from tests.e2e.webmail_support import *  # noqa: F403  (fixtures)
+from tests.e2e.webmail_support import OUTSIDE, deliver, log_in
+
+PIXEL = bytes.fromhex("89504e470d0a1a0a0000000d49484452000000010000000108060000001f15c489"
+                      "0000000d49444154789c63f8cfc0f01f0005000201a5f2d0a50000000049454e44"
+                      "ae426082")
+
+
+def newsletter() -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"Förderverein <{OUTSIDE}>"
+    message["To"] = "anna@schule.test"
+    message["Subject"] = "Newsletter"
+    message.set_content("Text version https://foerderverein.example/text")
+    message.add_alternative(
+        '<html><head><script>document.title="pwned"</script></head><body>'
+        '<h1 onclick="x()">Sommerfest</h1><img src="https://tracker.example/open.gif">'
+        '<img src="cid:logo@foerderverein"><img src=x onerror="alert(1)">'
+        '<a href="https://foerderverein.example/anmeldung">Anmelden</a>'
+        '<form action="/logout" method="post"><button>Klick</button></form></body></html>',
+        subtype="html")
+    html_part = message.get_payload()[1]
+    html_part.add_related(PIXEL, maintype="image", subtype="png", cid="<logo@foerderverein>")
+    return message
+
+
+async def test_html_mail_is_framed_sanitised_and_images_wait(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    await deliver(school_with_people, newsletter())
+    await log_in(browser, "anna")
+    async with browser.get("/message?box=INBOX&uid=1") as response:
+        page = await response.text()
+        assert "frame-src 'self'" in response.headers["Content-Security-Policy"]
+        assert "script-src" not in response.headers["Content-Security-Policy"]
+    assert "Sommerfest" not in page  # the mail's HTML is never part of the page itself
+    (frame_tag,) = re.findall(r"<iframe [^>]*>", page)
+    sandbox = re.search(r'sandbox="([^"]*)"', frame_tag)
+    assert sandbox and "allow-scripts" not in sandbox.group(1)
+    assert "1 externe Bilder wurden blockiert" in page
+    assert 'href="/message?box=INBOX&amp;uid=1&amp;images=1"' in page
+
+    async with browser.get("/message/frame?box=INBOX&uid=1") as response:
+        body = await response.text()
+        csp = response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in csp and "img-src 'self' data:;" in csp
+    assert "script-src" not in csp and "sandbox allow-same-origin" in csp
+    assert "allow-scripts" not in csp
+    assert "Sommerfest" in body
+    for bad in ("script", "pwned", "onclick", "onerror", "tracker.example", "<form", "<button"):
+        assert bad not in body, bad
+    assert ('<a href="https://foerderverein.example/anmeldung" target="_blank" '
+            'rel="noopener noreferrer">') in body
+    (inline,) = re.findall(r'src="(/message/inline[^"]+)"', body)
+    async with browser.get(inline.replace("&amp;", "&")) as response:
+        assert response.status == 200 and response.content_type == "image/png"
+        assert await response.read() == PIXEL
+
+    async with browser.get("/message/frame?box=INBOX&uid=1&images=1") as response:
+        body = await response.text()
+        assert "img-src 'self' data: https: http:" in response.headers[
+            "Content-Security-Policy"]
+    assert 'src="https://tracker.example/open.gif"' in body
+    async with browser.get("/message/inline?box=INBOX&uid=1&cid=nothing") as response:
+        assert response.status == 404
+
+
+async def test_plain_text_links_are_clickable(school_with_people: School,
+                                              browser: aiohttp.ClientSession) -> None:
+    message = EmailMessage()
+    message["From"] = OUTSIDE
+    message["To"] = "anna@schule.test"
+    message["Subject"] = "Link"
+    message.set_content("Bitte lesen: https://schule.test/plan?tag=1&x=<2> danke")
+    await deliver(school_with_people, message)
+    await log_in(browser, "anna")
+    async with browser.get("/message?box=INBOX&uid=1") as response:
+        page = await response.text()
+    assert ('<a href="https://schule.test/plan?tag=1&amp;x=" target="_blank" '
+            'rel="noopener noreferrer">') in page
+    assert "&lt;2&gt; danke" in page and "<iframe" not in page
