@@ -3,8 +3,9 @@
 Middlewares, outermost first: CORS (every response, and OPTIONS preflight on
 any path answered before routing, spec 2.3 "Web Browser Clients"), then the
 error translation (domain errors -> Matrix errcodes; unknown endpoints ->
-M_UNRECOGNIZED; oversized bodies -> M_TOO_LARGE; bugs -> M_UNKNOWN 500 with
-the trace only in our log).
+M_UNRECOGNIZED; oversized bodies -> M_TOO_LARGE; a path parameter longer than
+an identifier may be -> M_INVALID_PARAM; bugs -> M_UNKNOWN 500 with the trace
+only in our log).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from messenger.api import (
     user,
 )
 from messenger.api.errors import MatrixError, matrix_error_for
-from messenger.api.http import CONTEXT, ApiContext, ok
+from messenger.api.http import CONTEXT, ApiContext, check_path_params, ok
 from messenger.cross_signing import CrossSigning
 from messenger.key_backup import KeyBackup
 
@@ -76,6 +77,7 @@ def _error_response(error: MatrixError) -> web.Response:
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        check_path_params(request)
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         return _error_response(MatrixError(413, "M_TOO_LARGE", "request body too large"))

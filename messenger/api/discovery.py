@@ -9,7 +9,15 @@ from typing import Any
 from aiohttp import web
 
 from messenger.api.errors import bad_json, invalid_param
-from messenger.api.http import context, int_query, json_body, ok, requester
+from messenger.api.http import (
+    MAX_STORED_INT,
+    context,
+    int_query,
+    json_body,
+    ok,
+    parse_int,
+    requester,
+)
 from messenger.render import render_events
 from messenger.sync.tokens import room_token
 
@@ -38,11 +46,14 @@ async def public_rooms(request: web.Request) -> web.Response:
         term = ((body.get("filter") or {}).get("generic_search_term") or "").lower()
     else:
         limit, since, term = request.query.get("limit"), request.query.get("since"), ""
-    try:
-        limit_n = max(1, min(int(limit), 500)) if limit is not None else 100
-        offset = int(since[1:]) if isinstance(since, str) and since.startswith("o") else 0
-    except (TypeError, ValueError):
-        raise invalid_param("limit and since must be what this server handed out") from None
+    if isinstance(limit, str):
+        limit = parse_int(limit, "limit", low=-MAX_STORED_INT - 1)
+    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+        raise invalid_param("limit must be an integer")
+    limit_n = max(1, min(limit, 500)) if limit is not None else 100
+    if since and not (isinstance(since, str) and since.startswith("o")):
+        raise invalid_param("since must be what this server handed out")
+    offset = parse_int(since[1:], "since") if since else 0
     rooms = await context(request).rooms.public_rooms()
     if term:
         rooms = [r for r in rooms if term in (r.get("name", "") + " " + r.get("topic", "") + " "

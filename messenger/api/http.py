@@ -1,4 +1,12 @@
-"""Request helpers shared by the handlers: JSON bodies, access tokens, parameters."""
+"""Request helpers shared by the handlers: JSON bodies, access tokens, parameters.
+
+Every integer a client sends passes through here, range-checked before it can
+reach the database (SQLite and PostgreSQL integers are signed 64-bit; a larger
+one is an ``OverflowError`` deep inside the driver, i.e. a 500): numbers in
+the path or query through ``parse_int``/``int_query``, numbers in a JSON body
+through ``parse_request_json``, which keeps them in the canonical JSON range
+(spec Appendices, "Canonical JSON": [-(2**53)+1, 2**53-1]).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,13 @@ from aiohttp import web
 from directory.client_address import TrustedProxies
 from messenger import jsonenc
 from messenger.api.errors import MatrixError, bad_json, invalid_param
-from messenger.events.canonical import CanonicalJsonError, check_canonical_value, parse_json
+from messenger.events.canonical import (
+    MAX_SAFE_INTEGER,
+    MIN_SAFE_INTEGER,
+    CanonicalJsonError,
+    check_canonical_value,
+    parse_json,
+)
 from messenger.identity import Requester
 from messenger.limits import MessengerLimits
 from messenger.rooms.service import RoomService
@@ -52,15 +66,73 @@ def ok(body: Any = None, status: int = 200) -> web.Response:
                         content_type="application/json", charset="utf-8")
 
 
+# The widest integer the storage layer holds (signed 64-bit in SQLite and PostgreSQL).
+MAX_STORED_INT = 2**63 - 1
+MAX_INT_DIGITS = 19  # len(str(MAX_STORED_INT)); longer text is refused before int()
+
+
+def parse_int(text: str, name: str, *, low: int = 0, high: int = MAX_STORED_INT) -> int:
+    """A decimal integer from a path or query parameter, within [low, high].
+
+    Only ASCII digits with an optional minus sign (``int()`` alone would take
+    "\u0661", " 1_0 " and 4,000-digit numbers); anything else, or a number
+    out of range, is 400 M_INVALID_PARAM naming the parameter.
+    """
+    digits = text[1:] if text.startswith("-") else text
+    if not (digits.isascii() and digits.isdigit() and len(digits) <= MAX_INT_DIGITS):
+        raise invalid_param(f"{name} must be an integer")
+    value = int(text)
+    if not low <= value <= high:
+        raise invalid_param(f"{name} must be between {low} and {high}")
+    return value
+
+
+# Spec Appendices "Identifier Grammar": room, event and user ids, event types and
+# the like are at most 255 bytes, and the storage columns are that wide.
+MAX_PATH_PARAM_BYTES = 255
+UNBOUNDED_PATH_PARAMS = frozenset({"file_name", "tail"})  # media names, never stored
+
+
+def check_path_params(request: web.Request) -> None:
+    """400 M_INVALID_PARAM for a path parameter longer than any identifier may be
+    (it would otherwise reach a VARCHAR(255) column: a PostgreSQL error, a 500)."""
+    for name, value in request.match_info.items():
+        if name not in UNBOUNDED_PATH_PARAMS and len(value.encode()) > MAX_PATH_PARAM_BYTES:
+            raise invalid_param(f"{name} is longer than {MAX_PATH_PARAM_BYTES} bytes")
+
+
+def _bounded_json_int(text: str) -> int:
+    if len(text.lstrip("-")) > 16:  # 2**53 has 16 digits: longer is out of range anyway
+        raise CanonicalJsonError("integer out of range")
+    value = int(text)
+    if not MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+        raise CanonicalJsonError(f"integer out of range: {value}")
+    return value
+
+
+def parse_request_json(raw: bytes | str) -> Any:
+    """JSON from a client: strict (no NaN), integers in the canonical JSON range.
+
+    Raises ``MatrixError`` 400: M_BAD_JSON for an out-of-range integer, M_NOT_JSON
+    for anything unparsable.
+    """
+    try:
+        return parse_json(raw, parse_int=_bounded_json_int)
+    except CanonicalJsonError as exc:
+        if "out of range" in str(exc):
+            raise bad_json(f"the request body is not acceptable JSON: {exc}") from None
+        raise MatrixError(400, "M_NOT_JSON", "the request body is not valid JSON") from None
+    except ValueError:
+        raise MatrixError(400, "M_NOT_JSON", "the request body is not valid JSON") from None
+
+
 async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object: M_NOT_JSON if unparsable, M_BAD_JSON if not an object."""
+    """The request body as a JSON object: M_NOT_JSON if unparsable, M_BAD_JSON if not an object
+    or if it holds an integer outside the canonical JSON range."""
     raw = await request.read()
     if not raw.strip() and allow_empty:
         return {}
-    try:
-        value = parse_json(raw)
-    except (ValueError, CanonicalJsonError):
-        raise MatrixError(400, "M_NOT_JSON", "the request body is not valid JSON") from None
+    value = parse_request_json(raw)
     if not isinstance(value, dict):
         raise bad_json("the request body must be a JSON object")
     return value
@@ -106,13 +178,12 @@ def string_field(body: dict[str, Any], key: str, *, required: bool = True) -> st
 
 def int_query(request: web.Request, key: str, default: int, *, low: int = 0,
               high: int | None = None) -> int:
+    """An integer query parameter clamped into [low, high] (limits and timeouts are
+    hints the server may lower); not an integer or outside 64 bits: M_INVALID_PARAM."""
     text = request.query.get(key)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise invalid_param(f"{key} must be an integer") from None
+    value = parse_int(text, key, low=-MAX_STORED_INT - 1)
     value = max(low, value)
     return min(value, high) if high is not None else value
 

@@ -5,8 +5,17 @@ from __future__ import annotations
 from aiohttp import web
 
 from messenger.api.errors import MatrixError, invalid_param
-from messenger.api.http import context, int_query, json_body, ok, own_user, requester
-from messenger.events.canonical import CanonicalJsonError, parse_json
+from messenger.api.http import (
+    MAX_STORED_INT,
+    context,
+    int_query,
+    json_body,
+    ok,
+    own_user,
+    parse_int,
+    parse_request_json,
+    requester,
+)
 from messenger.storage import user_data
 from messenger.sync.builder import SyncRequest
 from messenger.sync.filters import SyncFilter, parse_filter, validate_filter
@@ -23,17 +32,14 @@ async def _filter(request: web.Request, account_id: int) -> SyncFilter:
         if (parsed := known.get(text)) is not None:
             return parsed
         try:
-            parsed = parse_filter(parse_json(text))
-        except (ValueError, CanonicalJsonError):
-            raise invalid_param("filter is not valid JSON") from None
+            parsed = parse_filter(parse_request_json(text))
+        except MatrixError as exc:
+            raise invalid_param(f"filter is not acceptable JSON: {exc.message}") from None
         if len(known) >= 1000:
             known.clear()
         known[text] = parsed
         return parsed
-    try:
-        filter_id = int(text)
-    except ValueError:
-        raise invalid_param("filter must be JSON or a filter id") from None
+    filter_id = parse_int(text, "filter")
     async with context(request).db.read() as session:
         definition = await user_data.get_filter(session, account_id, filter_id)
     if definition is None:
@@ -68,10 +74,11 @@ async def create_filter(request: web.Request) -> web.Response:
 async def get_filter(request: web.Request) -> web.Response:
     who = await requester(request)
     own_user(request, who)
-    try:
-        filter_id = int(request.match_info["filter_id"])
-    except ValueError:
-        raise MatrixError(404, "M_NOT_FOUND", "unknown filter") from None
+    text = request.match_info["filter_id"]
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_STORED_INT))
+            and int(text) <= MAX_STORED_INT):
+        raise MatrixError(404, "M_NOT_FOUND", "unknown filter")  # no such id can exist
+    filter_id = int(text)
     async with context(request).db.read() as session:
         definition = await user_data.get_filter(session, who.account_id, filter_id)
     if definition is None:

@@ -9,7 +9,8 @@ surrogates are refused because two servers could not agree on their bytes.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 MAX_SAFE_INTEGER = 2**53 - 1
@@ -75,14 +76,20 @@ def _integral_number(text: str) -> int | float:
     # The spec's canonical JSON example turns 1e10 into 10000000000: a number
     # written with an exponent or ".0" that is a whole number is that integer.
     value = float(text)
+    if math.isinf(value):  # 1e400: JSON has no infinity, whatever the float parser says
+        raise CanonicalJsonError(f"number out of range: {text[:40]}")
     if value.is_integer() and MIN_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
         return int(value)
     return value
 
 
-def parse_json(data: bytes | str) -> Any:
-    """Parse JSON text strictly: no NaN/Infinity; ``ValueError`` on anything bad."""
+def parse_json(data: bytes | str, *, parse_int: Callable[[str], Any] | None = None) -> Any:
+    """Parse JSON text strictly: no NaN/Infinity; ``ValueError`` on anything bad.
+
+    ``parse_int`` may bound integers (it raises ``CanonicalJsonError`` to refuse one).
+    """
     try:
-        return json.loads(data, parse_constant=_refuse_constant, parse_float=_integral_number)
+        return json.loads(data, parse_constant=_refuse_constant, parse_float=_integral_number,
+                          parse_int=parse_int)
     except RecursionError:
         raise CanonicalJsonError("JSON nested too deeply") from None
