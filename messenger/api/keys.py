@@ -11,28 +11,43 @@ from typing import Any
 from aiohttp import web
 
 from directory.model import NotFound
-from messenger.api.errors import MatrixError, bad_json
+from messenger.api.errors import MatrixError, bad_json, invalid_param
 from messenger.api.http import context, event_content, json_body, ok, rate_limit, requester
 from messenger.cross_signing import published_keys
+from messenger.device_keys import (
+    InvalidKeys,
+    check_device_keys,
+    check_one_time_keys,
+    stored_device_key,
+)
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.storage import device_messages, user_data
 from messenger.sync.tokens import InvalidToken, SyncToken
 
 
 async def upload(request: web.Request) -> web.Response:
+    """POST /keys/upload: only the requester's device's own keys, self-signed
+    (messenger.device_keys); else 400 M_INVALID_PARAM."""
     who = await requester(request)
     body = await json_body(request)
     device_keys = body.get("device_keys")
     one_time = body.get("one_time_keys") or {}
-    if device_keys is not None and not isinstance(device_keys, dict):
-        raise bad_json("device_keys must be an object")
-    if not isinstance(one_time, dict):
-        raise bad_json("one_time_keys must be an object")
     fallback = body.get("fallback_keys") or body.get("org.matrix.msc2732.fallback_keys") or {}
-    if not isinstance(fallback, dict):
-        raise bad_json("fallback_keys must be an object")
     ctx = context(request)
     async with ctx.db.write() as session:
+        try:
+            if device_keys is not None:
+                device_key = check_device_keys(device_keys, who.user_id, who.device_id)
+            else:
+                device_key = stored_device_key(
+                    await user_data.device_keys(session, who.account_id, who.device_id),
+                    who.device_id)
+            check_one_time_keys(one_time, "one_time_keys", who.user_id, who.device_id,
+                                device_key)
+            check_one_time_keys(fallback, "fallback_keys", who.user_id, who.device_id,
+                                device_key)
+        except InvalidKeys as exc:
+            raise invalid_param(str(exc)) from None
         if device_keys is not None:
             await user_data.set_device_keys(session, who.account_id, who.device_id, device_keys)
         await user_data.add_one_time_keys(session, who.account_id, who.device_id, one_time)

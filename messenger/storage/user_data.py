@@ -81,6 +81,12 @@ async def set_device_keys(session: AsyncSession, account_id: int, device_id: str
         row.keys_json = canonical_json(keys).decode("utf-8")
 
 
+async def device_keys(session: AsyncSession, account_id: int, device_id: str) -> Any | None:
+    """The DeviceKeys a device published, or None."""
+    row = await session.get(DeviceRow, (account_id, device_id))
+    return json.loads(row.keys_json) if row is not None and row.keys_json else None
+
+
 FALLBACK_PREFIX = "fallback/"  # fallback keys share the table, under this prefix
 
 

@@ -16,6 +16,7 @@ import pytest
 from conf.app import School
 from directory.model import Role
 from messenger.server import MatrixServer
+from tests.messenger.signed_json import SigningKey, device_keys
 
 DOMAIN = "schule.test"
 PASSWORD = "correct horse battery"
@@ -332,12 +333,13 @@ async def test_profile_pushrules_keys_and_limits(http: aiohttp.ClientSession,
     assert status == 403
     rules = await anna.ok("GET", f"{V3}/pushrules/")
     assert {r["rule_id"] for r in rules["global"]["underride"]} >= {".m.rule.message"}
+    key = SigningKey()  # keys are the device's own and self-signed (messenger.device_keys)
     uploaded = await anna.ok("POST", f"{V3}/keys/upload", {
-        "device_keys": {"user_id": mxid("anna"), "device_id": anna.device_id,
-                        "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
-                        "keys": {f"curve25519:{anna.device_id}": "abc"}},
-        "one_time_keys": {"signed_curve25519:AAAA": {"key": "k1"},
-                          "signed_curve25519:AAAB": {"key": "k2"}}})
+        "device_keys": device_keys(mxid("anna"), anna.device_id, key),
+        "one_time_keys": {
+            f"signed_curve25519:{name}": key.sign({"key": name.lower()}, mxid("anna"),
+                                                  f"ed25519:{anna.device_id}")
+            for name in ("AAAA", "AAAB")}})
     assert uploaded["one_time_key_counts"]["signed_curve25519"] == 2
     queried = await anna.ok("POST", f"{V3}/keys/query", {"device_keys": {mxid("anna"): []}})
     assert list(queried["device_keys"][mxid("anna")]) == [anna.device_id]
