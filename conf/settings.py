@@ -101,6 +101,12 @@ class MatrixSettings:
     # Group members are joined to their group's room (false: only invited).
     auto_join_group_rooms: bool = True
     max_upload_mib: int = 20
+    # Messages one user may send: a token bucket (spec: Client-Server API 3.4).
+    # Beyond the burst a client gets 429 with retry_after_ms (about 100 ms at 10/s);
+    # matrix-nio and the Element apps wait and resend silently, so a script posting
+    # faster than this sees latency, not errors.
+    send_messages_per_second: float = 10.0
+    send_burst: int = 100
     # The push gateways phones may register (exact notify URLs).  The server
     # POSTs to a pusher's URL, so an open list would let any user make it call
     # hosts inside the school network.  The default is the gateway the Element

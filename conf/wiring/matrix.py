@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from directory.client_address import TrustedProxies
 from messenger.limits import MessengerLimits
+from messenger.ratelimit import RateLimit, RateLimits
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
 from messenger.school_rooms import SchoolRooms
@@ -35,7 +36,18 @@ def build(school: School) -> list[Service]:
         media_dir=settings.data_dir / "media",
         group_sync_interval=m.group_sync_interval_seconds,
         auto_join_groups=m.auto_join_group_rooms, push_gateways=m.push_gateways,
-        trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))]
+        trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies),
+        rate_limits=rate_limits(m.send_messages_per_second, m.send_burst))]
+
+
+def rate_limits(send_per_second: float, send_burst: int) -> RateLimits:
+    """The default limits with the school's per-user send bucket."""
+    if send_per_second <= 0 or send_burst < 1:
+        raise ValueError("matrix.send_messages_per_second must be > 0 and "
+                         "matrix.send_burst >= 1")
+    rules = dict(RateLimits().rules)
+    rules["send"] = (RateLimit(send_per_second, send_burst), rules["send"][1])
+    return RateLimits(rules=rules)
 
 
 def school_rooms(school: School) -> SchoolRooms:

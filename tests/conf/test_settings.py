@@ -253,3 +253,25 @@ def test_each_policy_switch_reaches_the_role_policy(switch: str) -> None:
     rules = build_policy(Settings(policy=flipped_settings)).rules
     assert getattr(rules, switch) is not getattr(defaults, switch)
     assert dataclasses.replace(rules, **{switch: getattr(defaults, switch)}) == defaults
+
+
+def test_the_send_limit_reaches_the_matrix_rate_limiter() -> None:
+    from conf.wiring.matrix import rate_limits
+    from messenger.ratelimit import RateLimit, RateLimits
+
+    limits = rate_limits(2.5, 7)
+    assert limits.rules["send"][0] == RateLimit(2.5, 7)
+    # The other actions and the per-address send bucket keep their defaults.
+    defaults = RateLimits().rules
+    assert limits.rules["send"][1] == defaults["send"][1]
+    assert {k: v for k, v in limits.rules.items() if k != "send"} == {
+        k: v for k, v in defaults.items() if k != "send"}
+
+
+@pytest.mark.parametrize(("per_second", "burst"), [(0, 10), (-1, 10), (5, 0)])
+def test_a_send_limit_that_would_block_everyone_is_refused(per_second: float,
+                                                           burst: int) -> None:
+    from conf.wiring.matrix import rate_limits
+
+    with pytest.raises(ValueError, match="send_messages_per_second"):
+        rate_limits(per_second, burst)
