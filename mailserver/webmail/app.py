@@ -17,12 +17,9 @@ Web security, since a webmail is what an attacker aims at first:
 
 from __future__ import annotations
 
-import email.message
-import email.policy
-import email.utils
 import logging
 import urllib.parse
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +32,8 @@ from directory.client_address import TrustedProxies
 from directory.model import Account, DirectoryError
 from directory.service import Directory
 from mailserver.store import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
-from mailserver.submission import Refused, SubmissionRefused, Submitter
+from mailserver.submission import Submitter
+from mailserver.webmail.compose import Upload
 from mailserver.webmail.reading import Mail, MessageGone
 from mailserver.webmail.sessions import Sessions, WebSession
 
@@ -285,48 +283,7 @@ async def create_folder(request: web.Request, session: WebSession, account: Acco
     raise web.HTTPSeeOther(f"/mail?box={urllib.parse.quote(name, safe='')}")
 
 
-# --- sending ---------------------------------------------------------------------------------
-def _sender(webmail: Webmail, account: Account) -> str:
-    return f"{account.login}@{webmail.domain}"
-
-
-def _recipients(text: str) -> list[str]:
-    return [address for _name, address in email.utils.getaddresses([text]) if address]
-
-
-async def _reply_values(webmail: Webmail, account: Account,
-                        request: web.Request) -> dict[str, str]:
-    box, uid = request.query.get("reply_box"), request.query.get("reply_uid")
-    if not box or not uid:
-        return {"to": request.query.get("to", ""), "cc": "", "subject": "", "body": ""}
-    try:
-        original = await webmail.mail.open(account.id, box, _number(uid))
-    except (MailboxNotFound, MessageGone, StoreError):
-        return {"to": "", "cc": "", "subject": "", "body": ""}
-    subject = original.subject
-    if not subject.lower().startswith("re:"):
-        subject = f"Re: {subject}"
-    quoted = "\n".join(f"> {line}" for line in original.text.splitlines())
-    return {"to": original.sender, "cc": "", "subject": subject,
-            "body": f"\n\n{original.sender} schrieb am {original.date}:\n{quoted}\n"}
-
-
-@login_required
-async def compose_form(request: web.Request, session: WebSession, account: Account
-                       ) -> web.StreamResponse:
-    webmail = request.app[WEBMAIL]
-    return page(request, "compose.html", session=session,
-                folders=await webmail.mail.folders(account.id), sender=_sender(webmail, account),
-                refused=[], **await _reply_values(webmail, account, request))
-
-
-@dataclass(frozen=True)
-class Upload:
-    filename: str
-    content_type: str
-    data: bytes
-
-
+# --- sending (the compose page is compose_pages) ---------------------------------------
 def _uploads(form: Any) -> list[Upload]:
     """The files of the compose form's ``attachments`` field (empty ones skipped)."""
     found = []
@@ -353,60 +310,14 @@ def upload_filename(raw: str | None) -> str:
     return name[:200] or "attachment"
 
 
-def build_message(account: Account, sender: str, to: str, cc: str, subject: str,
-                  body: str, uploads: Sequence[Upload] = ()) -> bytes:
-    message = email.message.EmailMessage(policy=email.policy.SMTP)
-    message["From"] = email.utils.formataddr((account.display_name, sender))
-    message["To"] = to
-    if cc:
-        message["Cc"] = cc
-    message["Subject"] = subject
-    message.set_content(body.replace("\r\n", "\n"))
-    for upload in uploads:
-        maintype, subtype = upload.content_type.split("/")
-        message.add_attachment(upload.data, maintype=maintype, subtype=subtype,
-                               filename=upload.filename)
-    return message.as_bytes()
-
-
-@login_required
-async def compose(request: web.Request, session: WebSession, account: Account
-                  ) -> web.StreamResponse:
-    webmail = request.app[WEBMAIL]
-    form = await request.post()
-    values = {key: str(form.get(key, "")) for key in ("to", "cc", "subject", "body")}
-    sender = _sender(webmail, account)
-    recipients = _recipients(values["to"]) + _recipients(values["cc"])
-    try:
-        if not recipients:
-            raise SubmissionRefused([Refused(values["to"], "keine Empfängeradresse")])
-        try:
-            message_bytes = build_message(account, sender, values["to"], values["cc"],
-                                          values["subject"], values["body"], _uploads(form))
-        except (ValueError, TypeError):  # header values the email package will not encode
-            raise SubmissionRefused([Refused(values["to"], "ungültige Eingabe")]) from None
-        if len(message_bytes) > webmail.max_message_size:
-            limit = webmail.max_message_size // (1024 * 1024)
-            raise SubmissionRefused([Refused("", f"die Nachricht ist größer als {limit} MiB "
-                                                 "(Anhänge werden beim Senden um ein "
-                                                 "Drittel größer)")])
-        await webmail.submitter.submit(account, sender, recipients, message_bytes,
-                                       client=_client_ip(request))
-    except SubmissionRefused as refused:
-        return page(request, "compose.html", 400, session=session,
-                    folders=await webmail.mail.folders(account.id), sender=sender,
-                    refused=refused.refused, **values)
-    raise web.HTTPSeeOther("/mail?box=INBOX&notice=sent")
-
-
 async def root(request: web.Request) -> web.StreamResponse:
     raise web.HTTPSeeOther("/mail")
 
 
 def _feature_routes() -> list[web.RouteDef]:
     """Pages that live in their own modules (they import this one's helpers)."""
-    from mailserver.webmail import html_view
-    return html_view.routes()
+    from mailserver.webmail import compose_pages, html_view
+    return html_view.routes() + compose_pages.routes()
 
 
 def build_app(webmail: Webmail) -> web.Application:
@@ -425,8 +336,6 @@ def build_app(webmail: Webmail) -> web.Application:
         web.post("/delete", delete),
         web.post("/move", move),
         web.post("/folders", create_folder),
-        web.get("/compose", compose_form),
-        web.post("/compose", compose),
         web.static("/static", HERE / "static"),
     ])
     app.add_routes(_feature_routes())

@@ -23,6 +23,7 @@ from mailserver.store.bulk_reads import mailbox_by_name, read_headers
 from mailserver.store.names import normalise
 
 PAGE_SIZE = 50
+DRAFTS = "Drafts"
 _HIDDEN_HTML = {"script", "style", "head", "title"}
 _SHOWN_LINKS = ("https://", "http://", "mailto:")
 _BLOCK_HTML = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
@@ -77,6 +78,7 @@ class MessageView:
     reply_to: str = ""
     flagged: bool = False
     draft: bool = False
+    bcc: str = ""  # only drafts keep it
 
 
 def _header_text(message: email.message.EmailMessage, name: str) -> str:
@@ -190,6 +192,33 @@ class Mail:
                 return _filename(part, number), content
         raise MessageGone(f"no attachment {index}")
 
+    async def attachment_parts(self, account_id: int, mailbox: str,
+                               uid: int) -> list[tuple[str, str, bytes]]:
+        """(filename, content type, content) of every attachment, in listing order."""
+        _, _, parsed = await self._message(account_id, mailbox, uid)
+        return [(_filename(part, number), part.get_content_type(),
+                 part.get_payload(decode=True) or b"")
+                for number, part in enumerate(parsed.iter_attachments())]
+
+    async def save_draft(self, account_id: int, message: bytes,
+                         replaces: int | None = None) -> int:
+        """File ``message`` in Drafts (\\Draft, \\Seen; RFC 6154 \\Drafts), dropping the
+        version it replaces; returns its UID."""
+        result = await self._store.append(account_id, DRAFTS, message,
+                                          flags=("\\Draft", "\\Seen"))
+        if replaces is not None:
+            await self.delete_draft(account_id, replaces)
+        return result.uid
+
+    async def delete_draft(self, account_id: int, uid: int) -> None:
+        """Remove a draft for good (sent, or replaced by a newer version)."""
+        try:
+            mailbox_id, _ = await self._locate(account_id, DRAFTS, uid)
+        except (MailboxNotFound, MessageGone):
+            return
+        await self._store.store_flags(mailbox_id, [uid], FlagMode.ADD, ["\\Deleted"])
+        await self._store.expunge(mailbox_id, [uid])
+
     async def move(self, account_id: int, mailbox: str, uid: int, target: str) -> None:
         """Into another of the account's folders (raises MailboxNotFound, MessageGone)."""
         mailbox_id, _ = await self._locate(account_id, mailbox, uid)
@@ -223,7 +252,7 @@ def view_of(uid: int, parsed: email.message.EmailMessage,
                        " ".join(_header_text(parsed, "References").split()),
                        _header_text(parsed, "In-Reply-To").strip(),
                        _header_text(parsed, "Reply-To"),
-                       "\\Flagged" in flags, "\\Draft" in flags)
+                       "\\Flagged" in flags, "\\Draft" in flags, _header_text(parsed, "Bcc"))
 
 
 def html_body(message: email.message.EmailMessage) -> str | None:
