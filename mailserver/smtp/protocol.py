@@ -13,7 +13,9 @@ aiosmtpd (``aiosmtpd.smtp.SMTP``) owns the protocol.  This subclass adds:
 * the line length limit from the settings (RFC 5321 4.5.3.1.6);
 * DATA read in bulk (mailserver.smtp.data) instead of aiosmtpd's line loop;
 * BDAT (RFC 3030 CHUNKING, mailserver.smtp.chunking), which aiosmtpd lacks;
-* a hook so the session hears about lost connections (to abort its transaction).
+* a hook so the session hears about lost connections (to abort its transaction);
+* STARTTLS refused once TLS is active (RFC 3207 4.2: no TLS inside TLS), and a
+  failed handshake logged as one INFO line instead of aiosmtpd's ERROR traceback.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, Session, syntax
+from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
 
 from mailserver.connection_limits import ConnectionLimiter
 from mailserver.smtp import replies
@@ -168,6 +170,33 @@ class SchulhofSMTP(SMTP):
 
     async def _smtp_unknown(self, command: str, arg: str | None) -> None:
         await self.push(replies.unknown_command(command))
+
+    async def handle_exception(self, error: Exception) -> str:
+        if isinstance(error, TLSSetupException):
+            # A client that cannot (or will not) speak TLS is not our error.  aiosmtpd
+            # closes the connection itself after this; the reply is never sent.
+            cause = error.__cause__
+            reason = getattr(cause, "reason", None) or type(cause).__name__
+            log.info("event=smtp_tls_handshake_failed ip=%s reason=%s", self._client_ip, reason)
+            return replies.LOCAL_ERROR
+        return await super().handle_exception(error)
+
+    # --- STARTTLS (RFC 3207) ---------------------------------------------------------------------
+    @syntax("STARTTLS", when="tls_context")
+    async def smtp_STARTTLS(self, arg: str) -> None:
+        """aiosmtpd's STARTTLS, but never a second TLS layer inside the first one.
+
+        aiosmtpd would wrap its ``SSLProtocol`` around the TLS transport of an
+        implicit-TLS (or already upgraded) connection; a failing inner handshake then
+        makes asyncio call ``_SSLProtocolTransport._force_close(exc)``, which calls
+        ``SSLProtocol._abort(exc)`` with one argument too many (the TypeError of
+        issue 19).  RFC 3207 4.2: a client must not send STARTTLS again.
+        """
+        if self._tls_protocol is not None or self.transport is None \
+                or self.transport.get_extra_info("sslcontext") is not None:
+            await self.push("554 5.5.1 Error: TLS already active")
+            return
+        await super().smtp_STARTTLS(arg)
 
     # --- DATA (RFC 5321 4.1.1.4) ---------------------------------------------------------------
     @syntax("DATA")
