@@ -7,6 +7,14 @@ token past them.  Device-list changes (keys uploaded, devices deleted) are a
 stream: /sync tells each user which users they share a room with changed.
 Only local users exist here; messages to unknown users or devices are dropped
 as the spec allows.
+
+To-device messages are a channel between people like a direct chat, so they
+follow the same role policy (``ChatPolicy.check_may_invite``: both may write
+to each other).  The one exception is the end-to-end encryption traffic that
+Matrix clients exchange with everyone they share a room with (room keys, key
+requests, verification, secrets, all types in ``KEY_SHARING_TYPES``): that is
+allowed between users who are joined to or invited into a common room, as the
+room itself already passed the policy.  A user's own devices may always talk.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from typing import Any
 from directory.model import NotFound
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.rooms.errors import InvalidRequest
+from messenger.rooms.policy import ChatPolicy
 from messenger.storage import device_messages as dm
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
@@ -27,11 +36,24 @@ log = logging.getLogger("schulhof.messenger")
 
 MAX_TO_DEVICE_TARGETS = 10_000
 
+# To-device types of end-to-end encryption (spec 11.12 "End-to-End Encryption":
+# 11.12.2 key verification, 11.12.5 room key sharing and requests, 11.12.8 secrets;
+# Olm-wrapped m.room_key, m.forwarded_room_key, m.secret.send and m.dummy travel as
+# m.room.encrypted) as clients send them to the people they share a room with.
+KEY_SHARING_TYPES = frozenset({
+    "m.room.encrypted", "m.room_key_request", "m.room_key.withheld",
+    "org.matrix.room_key.withheld", "m.secret.request", "m.key.verification.request",
+    "m.key.verification.ready", "m.key.verification.start", "m.key.verification.accept",
+    "m.key.verification.key", "m.key.verification.mac", "m.key.verification.cancel",
+    "m.key.verification.done",
+})
+
 
 class DeviceMessaging:
     def __init__(self, db: Any, directory: Any, server_name: str, notifier: Notifier,
-                 cache: SyncCache | None = None) -> None:
+                 cache: SyncCache | None = None, policy: ChatPolicy | None = None) -> None:
         self._db = db
+        self._policy = policy or ChatPolicy(directory, server_name, server_name)
         self._cache = cache
         self._directory = directory
         self._server_name = server_name
@@ -71,6 +93,7 @@ class DeviceMessaging:
                 targets.append((account_id, user_id, device_id, content))
         if len(targets) > MAX_TO_DEVICE_TARGETS:
             raise InvalidRequest("too many to-device messages in one request")
+        await self.check_recipients(sender, event_type, {t[1] for t in targets} - {sender})
         woken: set[str] = set()
         count = 0
         async with self._lock:
@@ -95,6 +118,20 @@ class DeviceMessaging:
             self._notifier.user_event(user_id)
         log.info("event=to_device sender=%s type=%s messages=%d", sender, event_type, count)
         return count
+
+    async def check_recipients(self, sender: str, event_type: str, recipients: set[str]) -> None:
+        """Raise ``Forbidden`` unless ``sender`` may send ``event_type`` to all of
+        ``recipients`` (see the module docstring); nothing is queued then."""
+        if not recipients:
+            return
+        if event_type in KEY_SHARING_TYPES:
+            async with self._db.read() as session:
+                recipients = recipients - await dm.room_mates(session, sender, recipients)
+        if not recipients:
+            return
+        account = await self._policy.local_account(sender)
+        for recipient in sorted(recipients):
+            await self._policy.check_may_invite(account, sender, recipient)
 
     async def device_list_changed(self, user_id: str) -> None:
         """``user_id``'s devices or keys changed: tell everyone who shares a room."""

@@ -65,7 +65,8 @@ class MatrixServer:
         self.sessions = Sessions(db, authenticator, server_name, mail_domain or server_name)
         self.typing = TypingTracker(self.notifier)
         self.receipts = Receipts(db, self.notifier, self.sync_cache)
-        self.e2ee = DeviceMessaging(db, directory, server_name, self.notifier, self.sync_cache)
+        self.e2ee = DeviceMessaging(db, directory, server_name, self.notifier, self.sync_cache,
+                                    policy=policy)
         self.sync = SyncBuilder(db, self.notifier, self.limits, self.typing, self.sync_cache)
         self.school_rooms = SchoolRooms(directory, self.rooms, auto_join=auto_join_groups)
         self._group_sync_interval = group_sync_interval

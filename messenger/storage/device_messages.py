@@ -93,6 +93,21 @@ async def users_sharing_a_room(session: AsyncSession, user_id: str) -> set[str]:
     return set(rows)
 
 
+async def room_mates(session: AsyncSession, user_id: str, among: Iterable[str]) -> set[str]:
+    """Those of ``among`` who are joined to or invited into a room ``user_id`` is joined
+    to or invited into (the people a client shares room keys with)."""
+    users = list(among)
+    if not users:
+        return set()
+    present = ("join", "invite")
+    mine = select(MembershipRow.room_id).where(MembershipRow.user_id == user_id,
+                                               MembershipRow.membership.in_(present))
+    rows = await session.scalars(select(MembershipRow.user_id).where(
+        MembershipRow.room_id.in_(mine), MembershipRow.membership.in_(present),
+        MembershipRow.user_id.in_(users)).distinct())
+    return set(rows)
+
+
 async def changed_users(session: AsyncSession, after: int, upto: int,
                         among: Iterable[str]) -> set[str]:
     users = list(among)
