@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 DEMO   := demo
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
-.PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo
+.PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo \
+        node-deps
 
 install: $(VENV)/.installed
 
@@ -39,14 +40,18 @@ postgres:
 	    pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql) main start
 	@pg_isready -h 127.0.0.1 -p 5432
 
-test-sqlite: install
+# matrix-js-sdk (Element Web's engine) for tests/e2e/test_matrix_js_sdk.py, from the registry.
+node-deps:
+	cd tests/node && npm ci --no-audit --no-fund
+
+test-sqlite: install node-deps
 	$(BIN)/pytest -n 2 -q
 
-test-postgres: install postgres
+test-postgres: install postgres node-deps
 	SCHULHOF_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -n 2 -q
 
 # The whole suite, on both storage backends, plus lint.
-test: lint test-sqlite test-postgres
+test: lint node-deps test-sqlite test-postgres
 
 bench-import: install
 	$(BIN)/python -m tests.bench.import_school
