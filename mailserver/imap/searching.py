@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from mailserver.imap.fetching import MessageRecord, ParsedMessage, ParsedMessageCache
 from mailserver.imap.fetching import parsed_message as _parsed_message
 from mailserver.imap.mime import UnknownTransferEncoding
+from mailserver.imap.mime.addresses import parse_address_list
 from mailserver.imap.mime.entity import Entity, header_fields
 from mailserver.imap.mime.sections import decode_transfer_encoding
 from mailserver.imap.wire.responses import ESearchData
@@ -62,6 +63,7 @@ _FLAG_OF = {"ANSWERED": "\\answered", "DELETED": "\\deleted", "DRAFT": "\\draft"
             "FLAGGED": "\\flagged", "SEEN": "\\seen"}
 _TEXT_HEADERS = {"BCC": "bcc", "CC": "cc", "FROM": "from", "SUBJECT": "subject", "TO": "to"}
 _SENT_KEYS = frozenset({"SENTBEFORE", "SENTON", "SENTSINCE"})
+_ADDRESS_KEYS = frozenset({"BCC", "CC", "FROM", "TO"})
 
 
 @dataclass
@@ -206,6 +208,10 @@ def _contains(haystacks: Iterable[str], needle: str) -> bool:
 
 
 def _text_key(name: str, value: str, message: ParsedMessage) -> bool:
+    if name in _ADDRESS_KEYS:
+        field = _TEXT_HEADERS[name]
+        return _contains(message.memo(("search-addresses", field),
+                                      lambda: _address_texts(message, field)), value)
     if name in _TEXT_HEADERS:
         return _contains(_header_values(message, _TEXT_HEADERS[name]), value)
     body = message.memo("search-body", lambda: _body_text(message.entity))
@@ -213,6 +219,27 @@ def _text_key(name: str, value: str, message: ParsedMessage) -> bool:
         return _contains(body, value)
     headers = message.memo("search-header", lambda: _header_text(message.header))
     return _contains((headers, *body), value)  # TEXT: header or body
+
+
+def _address_texts(message: ParsedMessage, lower_name: str) -> tuple[str, ...]:
+    """What FROM / TO / CC / BCC match (RFC 3501 6.4.4 "contains the
+    specified string in the envelope structure's ... field"): each field's
+    decoded text, and each address as ``Name <mailbox@host>`` with the name
+    decoded: the display name of a quoted or a comment form
+    (``user@host (Name)``) and the address written without quotes or
+    comments both match, as they do with Dovecot."""
+    out = list(_header_values(message, lower_name))
+    for field_name, text in header_fields(message.header):
+        if field_name.decode("latin-1") != lower_name or b":" not in text:
+            continue
+        raw = text.split(b":", 1)[1].replace(b"\r", b"").replace(b"\n", b"")
+        for address in parse_address_list(raw.strip(b" \t") or None) or ():
+            if address.mailbox is None or address.host is None:
+                continue  # group markers
+            spec = _bytes_text(address.mailbox + b"@" + address.host)
+            name = decode_header_value(address.name) if address.name else ""
+            out.append(f"{name} <{spec}>" if name else spec)
+    return tuple(out)
 
 
 def _header_values(message: ParsedMessage, lower_name: str) -> tuple[str, ...]:

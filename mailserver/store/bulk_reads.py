@@ -13,6 +13,7 @@ Nothing here writes; writes stay in ``mailserver.store.service.MailStore``.
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -79,6 +80,11 @@ async def read_blobs(db: Database, blob_ids: Iterable[str]) -> dict[str, bytes]:
     return out
 
 
+# A header field or continuation line (as mailserver.imap.mime.entity reads
+# it, after the email package's ``feedparser.headerRE``).
+_HEADER_LINE = re.compile(rb"[\041-\071\073-\176]*:|[\t ]")
+
+
 def header_of_prefix(prefix: bytes, complete: bool) -> bytes | None:
     """The header block (with its blank line, RFC 5322 2.1) cut from the
     first octets of a message; None when the prefix is too short to tell.
@@ -91,9 +97,15 @@ def header_of_prefix(prefix: bytes, complete: bool) -> bytes | None:
             break
         if end == pos or (end == pos + 1 and prefix[pos] == 0x0D):
             return prefix[:end + 1]
+        if _HEADER_LINE.match(prefix, pos) is None:
+            return prefix[:pos]  # a line that is no field starts the body
         pos = end + 1
-    # No blank line: the whole message is header, if we saw all of it.
-    return prefix if complete else None
+    if not complete:
+        return None
+    if pos < size and _HEADER_LINE.match(prefix, pos) is None:
+        return prefix[:pos]
+    # No blank line: the whole message is header.
+    return prefix
 
 
 async def read_headers(db: Database, blob_ids: Iterable[str],

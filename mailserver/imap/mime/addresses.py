@@ -15,7 +15,7 @@ _SPECIALS = b'()<>@,;:\\".[]'
 MISSING_MAILBOX = b"MISSING_MAILBOX"
 MISSING_DOMAIN = b"MISSING_DOMAIN"
 
-Token = tuple[str, bytes]  # kind: "atom", "quoted", "special"
+Token = tuple[str, bytes]  # kind: "atom", "quoted", "special", "comment"
 
 
 def tokenize(value: bytes) -> list[Token]:
@@ -27,7 +27,9 @@ def tokenize(value: bytes) -> list[Token]:
             pos += 1
         elif char == b"(":
             depth = 0
-            while pos < len(value):  # comments nest (RFC 5322 3.2.2) and are dropped
+            start = pos + 1
+            end = len(value)
+            while pos < len(value):  # comments nest (RFC 5322 3.2.2)
                 if value[pos:pos + 1] == b"\\":
                     pos += 1
                 elif value[pos:pos + 1] == b"(":
@@ -35,9 +37,12 @@ def tokenize(value: bytes) -> list[Token]:
                 elif value[pos:pos + 1] == b")":
                     depth -= 1
                     if depth == 0:
+                        end = pos
                         pos += 1
                         break
                 pos += 1
+            # Kept only as a name for an address without a phrase.
+            tokens.append(("comment", value[start:end].strip(b" \t")))
         elif char == b'"':
             pos += 1
             text = bytearray()
@@ -65,6 +70,8 @@ def tokenize(value: bytes) -> list[Token]:
 def _phrase(tokens: list[Token]) -> bytes | None:
     words: list[bytes] = []
     for kind, text in tokens:
+        if kind == "comment":
+            continue
         if kind == "special" and text == b"." and words:
             words[-1] += text  # obs-phrase: "John Q. Public" (RFC 5322 4.1)
         elif text:
@@ -75,6 +82,8 @@ def _phrase(tokens: list[Token]) -> bytes | None:
 def _local_part(tokens: list[Token]) -> bytes:
     out = bytearray()
     for kind, text in tokens:
+        if kind == "comment":
+            continue
         if kind == "quoted":
             out += b'"' + text.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
         else:
@@ -87,12 +96,21 @@ def _addr_spec(tokens: list[Token]) -> tuple[bytes, bytes]:
     if at is None:
         return _local_part(tokens) or MISSING_MAILBOX, MISSING_DOMAIN
     mailbox = _local_part(tokens[:at]) or MISSING_MAILBOX
-    host = b"".join(text for _, text in tokens[at + 1:]) or MISSING_DOMAIN
+    host = b"".join(text for kind, text in tokens[at + 1:]
+                    if kind != "comment") or MISSING_DOMAIN
     return mailbox, host
 
 
+def _comment_name(tokens: list[Token]) -> bytes | None:
+    """The last non-empty comment of an addr-spec without a phrase:
+    ``user@host (Real Name)`` is named that way (the RFC 822 habit RFC 5322
+    3.4 still describes; Dovecot reads it so). A name-addr keeps its phrase."""
+    comments = [text for kind, text in tokens if kind == "comment" and text]
+    return comments[-1] if comments else None
+
+
 def _mailbox(tokens: list[Token]) -> Address | None:
-    if not tokens:
+    if not [token for token in tokens if token[0] != "comment"]:
         return None
     if ("special", b"<") in tokens:
         open_at = tokens.index(("special", b"<"))
@@ -102,12 +120,12 @@ def _mailbox(tokens: list[Token]) -> Address | None:
         adl = None
         colon = next((i for i, t in enumerate(inner) if t == ("special", b":")), None)
         if colon is not None:  # obsolete source route "@a,@b:" (RFC 5322 4.4)
-            adl = b"".join(text for _, text in inner[:colon]) or None
+            adl = b"".join(text for kind, text in inner[:colon] if kind != "comment") or None
             inner = inner[colon + 1:]
         mailbox, host = _addr_spec(inner)
         return Address(_phrase(tokens[:open_at]), adl, mailbox, host)
     mailbox, host = _addr_spec(tokens)
-    return Address(None, None, mailbox, host)
+    return Address(_comment_name(tokens), None, mailbox, host)
 
 
 def parse_address_list(value: bytes | None) -> tuple[Address, ...] | None:

@@ -48,14 +48,27 @@ class Entity:
             self.content_type == ("message", "global"))
 
 
+# A header line: a field name and colon, or a continuation (the email
+# package's own test, ``email.feedparser.headerRE``).
+_HEADER_LINE = re.compile(rb"[\041-\071\073-\176]*:|[\t ]")
+
+
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
-    """Header (up to and including the first empty line) and body."""
+    """Header (up to and including the first empty line) and body.
+
+    A line that is neither a field nor a continuation ends the header
+    without a blank line (RFC 5322 2.2, 3.5: the body follows the header
+    fields): a body part written as ``--b CRLF hello CRLF`` is an empty
+    header and the body ``hello``, as the email package and Dovecot read it.
+    """
     pos = 0
     while pos < len(raw):
         end = raw.find(b"\n", pos)
         line = raw[pos:] if end < 0 else raw[pos:end + 1]
         if line in (b"\r\n", b"\n"):
             return raw[:pos + len(line)], raw[pos + len(line):]
+        if _HEADER_LINE.match(line) is None:
+            return raw[:pos], raw[pos:]
         if end < 0:
             break
         pos = end + 1

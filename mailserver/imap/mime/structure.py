@@ -79,8 +79,9 @@ def structure_of(entity: Entity, extended: bool = True) -> BodyStructure:
     params = _params(headers, "Content-Type")
     extension = _extension(entity, single=not entity.is_multipart) if extended else None
     if entity.is_multipart:
+        parts = tuple(structure_of(child, extended) for child in entity.children)
         return MultiPart(
-            parts=tuple(structure_of(child, extended) for child in entity.children),
+            parts=parts or (_empty_text(extended),),
             subtype=_raw(subtype),
             params=params,
             extension=extension,
@@ -111,6 +112,14 @@ def structure_of(entity: Entity, extended: bool = True) -> BodyStructure:
         body=body,
         extension=extension,
     )
+
+
+def _empty_text(extended: bool) -> SinglePart:
+    """The part a multipart without any body part is shown with: the
+    grammar needs at least one (``body-type-mpart = 1*body``, RFC 3501 9),
+    and an empty text/plain is what Dovecot answers."""
+    return SinglePart(b"text", b"plain", ((b"charset", b"us-ascii"),), None, None, b"7bit",
+                      0, lines=0, extension=Extension() if extended else None)
 
 
 def bodystructure(message: bytes, extended: bool = True) -> BodyStructure:

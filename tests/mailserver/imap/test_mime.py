@@ -101,7 +101,7 @@ def test_envelope_sender_reply_to_and_raw_values() -> None:
 
 @pytest.mark.parametrize(("value", "expected"), [
     (b'"Doe, John" <john@example.com>, jane@example.com (Jane)',
-     ((b"Doe, John", None, b"john", b"example.com"), (None, None, b"jane", b"example.com"))),
+     ((b"Doe, John", None, b"john", b"example.com"), (b"Jane", None, b"jane", b"example.com"))),
     (b"John Q. Public <jqp@x>", ((b"John Q. Public", None, b"jqp", b"x"),)),
     (b'"a b"@example.com', ((None, None, b'"a b"', b"example.com"),)),
     (b"localonly", ((None, None, b"localonly", b"MISSING_DOMAIN"),)),

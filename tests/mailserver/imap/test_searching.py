@@ -503,3 +503,25 @@ def test_esearch_property(numbers: set[int], options: set[str]) -> None:
         assert response.min == (min(numbers) if numbers else None)
     if "MAX" in wanted:
         assert response.max == (max(numbers) if numbers else None)
+
+
+@pytest.mark.parametrize(("header", "query"), [
+    (b'"Real Name" <user@domain.example>', b'"Real Name <user@domain.example>"'),
+    (b"user@domain.example (Real Name)", b'"Real Name <user@domain.example>"'),
+    (b"user@domain.example (Real Name)", b'"Real Name"'),
+    (b'=?utf-8?q?J=C3=BCrgen_M=C3=BCller?= <jm@schule.example>',
+     utf8("Jürgen Müller <jm@schule.example>")),
+    (b'"M\\"uller, Jo" <jo@schule.example>', b'"M\\"uller, Jo <jo@schule.example>"'),
+    (b"Kollegium: a@schule.example, \"Bea B\" <b@schule.example>;", b'"Bea B <b@"'),
+    (b"Real\r\n Name <user@domain.example>", b'"Real Name <user@domain.example>"'),
+])
+def test_from_matches_every_address_form(header: bytes, query: bytes) -> None:
+    """RFC 3501 6.4.4 / RFC 9051 6.4.4 FROM, TO, CC, BCC: the string is
+    looked for in the address as the envelope has it, so a display name in
+    quotes, in a comment, as encoded words, folded, or in a group matches as
+    ``Name <mailbox@host>`` too (issue 14)."""
+    raw = b"From: " + header + b"\r\nCc: " + header + b"\r\nSubject: s\r\n\r\nbody\r\n"
+    charset = b"CHARSET UTF-8 " if b"{" in query else b""
+    assert matches(search_key(charset + b"FROM " + query), context(raw))
+    assert matches(search_key(charset + b"CC " + query), context(raw))
+    assert not matches(search_key(charset + b"TO " + query), context(raw))
