@@ -4,25 +4,19 @@ with the school's certificate, store, authenticator and limits."""
 
 from __future__ import annotations
 
-import ssl
 from typing import TYPE_CHECKING
 
+from federation.tls import server_tls_context
 from mailserver.imap.flag_writes import FlagWriter
 from mailserver.imap.mailbox_states import MailboxStates
 from mailserver.imap.server import ImapConnection, ImapLimits, ImapServer
 from mailserver.imap.session import ImapSession, SessionServices
 from mailserver.store.bulk_reads import BodyCache, HeaderCache
 
+__all__ = ["build", "server_tls_context"]  # server_tls_context: the webmail's too
+
 if TYPE_CHECKING:
     from conf.app import School, Service
-
-
-def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
-    """TLS 1.2+ server context (RFC 8314 4.1, RFC 9051 11.1)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certificate, key)
-    return context
 
 
 def build(school: School) -> list[Service]:

@@ -233,8 +233,15 @@ class ImapConnection(asyncio.Protocol):
         # (which may come before start_tls returns), never plaintext.
         self._discarding = False
         loop = asyncio.get_running_loop()
-        transport = await loop.start_tls(self._transport, self, self._ssl_context,
-                                         server_side=True, ssl_handshake_timeout=30.0)
+        try:
+            transport = await loop.start_tls(self._transport, self, self._ssl_context,
+                                             server_side=True, ssl_handshake_timeout=30.0)
+        except (ssl.SSLError, OSError, TimeoutError) as error:
+            # A client that cannot (or will not) speak TLS: one line, not our error.
+            log.info("event=imap_tls_handshake_failed ip=%s reason=%s", self.client_ip,
+                     getattr(error, "reason", None) or type(error).__name__)
+            self.abort()
+            raise ConnectionClosed() from None
         if transport is None:
             raise ConnectionClosed()
         self._transport = transport

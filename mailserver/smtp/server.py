@@ -15,6 +15,7 @@ from typing import Any
 
 from directory.auth import Authenticator
 from directory.service import Directory
+from federation.tls import server_tls_context
 from mailserver.connection_limits import ConnectionLimiter
 from mailserver.delivery import DeliveryTarget
 from mailserver.smtp.config import ListenerKind, SmtpConfig
@@ -26,14 +27,6 @@ from mailserver.smtp.session import SessionServices, SmtpSession
 log = logging.getLogger("schulhof.smtp")
 
 IDENT = "Schulhof ESMTP"
-
-
-def server_tls_context(certificate: str, key: str) -> ssl.SSLContext:
-    """A server context with the school's certificate; TLS 1.2 or newer (RFC 8996, 8314 4.1)."""
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.load_cert_chain(certificate, key)
-    return context
 
 
 class SmtpService:

@@ -115,3 +115,27 @@ async def test_starttls_inside_tls_is_refused(served: ServedSchool) -> None:
             assert reply.startswith(b"554 5.5.1"), reply
     await asyncio.sleep(0.5)
     assert served.bad_log_lines() == [], served.log()[-4000:]
+
+
+def _imap_starttls_then(host: str, port: int, payload: bytes) -> None:
+    with socket.create_connection((host, port), timeout=10) as sock:
+        file = sock.makefile("rb")
+        assert file.readline().startswith(b"* OK")
+        sock.sendall(b"a STARTTLS\r\n")
+        assert file.readline().startswith(b"a OK")
+        if payload:
+            sock.sendall(payload)
+            try:
+                while sock.recv(4096):
+                    pass
+            except OSError:
+                pass
+
+
+async def test_failed_imap_starttls_handshake_logs_no_error(served: ServedSchool) -> None:
+    for payload in GARBAGE.values():
+        await asyncio.to_thread(_imap_starttls_then, served.host, served.settings.listen.imap,
+                                payload)
+    await asyncio.sleep(0.5)
+    assert served.bad_log_lines() == [], served.log()[-4000:]
+    assert "event=imap_tls_handshake_failed" in served.log()
