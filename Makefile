@@ -6,7 +6,7 @@ DEMO   := demo
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo \
-        node-deps
+        node-deps browser
 
 install: $(VENV)/.installed
 
@@ -44,11 +44,23 @@ postgres:
 node-deps:
 	cd tests/node && npm ci --no-audit --no-fund
 
-test-sqlite: install node-deps
-	$(BIN)/pytest -n 2 -q
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright
+# (never Playwright's own browser download).  As root (CI) a missing Chromium
+# is installed with apt and the browser tests must run; otherwise they skip
+# with a message when there is no Chromium.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && apt-get install -y chromium; fi
+	@[ -x /usr/bin/chromium ] || echo "no /usr/bin/chromium: the browser tests will skip"
 
-test-postgres: install postgres node-deps
-	SCHULHOF_TEST_DATABASE_URL=$(PG_URL) $(BIN)/pytest -n 2 -q
+REQUIRE_BROWSER := $(shell [ "$$(id -u)" = 0 ] && echo 1)
+
+test-sqlite: install node-deps browser
+	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/pytest -n 2 -q
+
+test-postgres: install postgres node-deps browser
+	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) SCHULHOF_TEST_DATABASE_URL=$(PG_URL) \
+	    $(BIN)/pytest -n 2 -q
 
 # The whole suite, on both storage backends, plus lint.
 test: lint node-deps test-sqlite test-postgres

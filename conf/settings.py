@@ -64,6 +64,12 @@ class ListenSettings:
     imaps: int = 2993
     matrix: int = 8008
     web: int = 8080
+    # A plain-HTTP port that only redirects browsers to the webmail's HTTPS
+    # (80 in production when nothing else serves it); -1: none.
+    web_http_redirect: int = -1
+    # The HTTPS port the redirect points at when a NAT or port forward puts
+    # the webmail elsewhere than ``web`` (e.g. 443 -> 8080); 0: ``web`` itself.
+    web_public_port: int = 0
 
 
 @dataclass(frozen=True)

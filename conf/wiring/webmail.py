@@ -1,5 +1,6 @@
 """Wiring of the webmail into a School: listens on ``listen.bind``:``listen.web``
-over HTTPS with the school's certificate (-1 = off; no certificate = off)."""
+over HTTPS with the school's certificate (-1 = off; no certificate = off), and
+on ``listen.web_http_redirect`` a plain-HTTP listener redirecting to it."""
 
 from __future__ import annotations
 
@@ -40,4 +41,6 @@ def build(school: School) -> list[Service]:
         sessions=Sessions(), max_message_size=settings.smtp.max_message_size,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
-                          ssl_context=server_tls_context(str(cert), str(key)))]
+                          ssl_context=server_tls_context(str(cert), str(key)),
+                          http_redirect_port=settings.listen.web_http_redirect,
+                          public_port=settings.listen.web_public_port)]

@@ -1,6 +1,16 @@
 """Webmail: the school's mail in a browser (reading, sending, deleting), over HTTPS.
 
-reading.py (the mail store as pages), sessions.py (login sessions),
-app.py (the HTTP handlers and web security), server.py (the listener);
-sending goes through mailserver.submission like the submission listener.
+Layout:
+* context.py  the ``Webmail`` object every handler reaches (``request.app[WEBMAIL]``);
+* security.py headers, CSRF/origin checks, sessions: wrap logged-in handlers in
+  ``@login_required`` (a POST then needs the form field ``csrf`` =
+  ``session.csrf``); a handler may set its own stricter Content-Security-Policy;
+* pages.py    ``page()`` / ``error_page()`` (Jinja2 templates in templates/);
+* routes/     the handlers, one module per area, each with ``routes()``, added
+  in app.py's ``build_app``;
+* reading.py (the mail store as pages), compose.py (outgoing messages; the
+  compose pages are compose_pages.py), uploads.py (files of the compose form),
+  sessions.py (login sessions), server.py (the HTTPS listener and the optional
+  plain-HTTP redirect).
+Sending goes through mailserver.submission like the submission listener.
 """

@@ -18,17 +18,14 @@ from directory.model import Account
 from mailserver.store import MailboxNotFound, StoreError
 from mailserver.submission import Refused, SubmissionRefused
 from mailserver.webmail import compose as c
-from mailserver.webmail.app import (
-    WEBMAIL,
-    Webmail,
-    _client_ip,
-    _uploads,
-    login_required,
-    page,
-)
 from mailserver.webmail.contacts import reachable_contacts
+from mailserver.webmail.context import WEBMAIL, Webmail
+from mailserver.webmail.context import client_ip as _client_ip
+from mailserver.webmail.pages import page
 from mailserver.webmail.reading import DRAFTS, MessageGone, MessageView
+from mailserver.webmail.security import login_required
 from mailserver.webmail.sessions import WebSession
+from mailserver.webmail.uploads import uploads as _uploads
 
 log = logging.getLogger("schulhof.webmail")
 

@@ -19,9 +19,13 @@ from aiohttp import web
 
 from directory.model import Account
 from mailserver.store import MailboxNotFound, StoreError
-from mailserver.webmail.app import WEBMAIL, _box, _number, error_page, login_required, page
+from mailserver.webmail.context import WEBMAIL
+from mailserver.webmail.pages import error_page, page
 from mailserver.webmail.reading import MessageGone
+from mailserver.webmail.routes.mailbox import box_of as _box
+from mailserver.webmail.routes.mailbox import number as _number
 from mailserver.webmail.sanitise import linkify, sanitise_html
+from mailserver.webmail.security import login_required
 from mailserver.webmail.sessions import WebSession
 
 FRAME_SANDBOX = "allow-same-origin allow-popups allow-popups-to-escape-sandbox"

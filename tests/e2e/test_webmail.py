@@ -7,6 +7,7 @@ mail store and the outbound queue.
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import re
@@ -23,7 +24,7 @@ from conf.settings import Settings, SmtpSettings
 from directory.model import Role, Status
 from mailserver.smtp import ListenerKind
 from mailserver.store import MailboxNotFound
-from tests.support.schools import make_settings
+from tests.support.schools import free_port, make_settings
 from tests.support.smtp_clients import client_tls_context, stored_counts
 
 PASSWORDS = {"anna": "Anna-Lehrerin-1", "paul": "Paul-Schueler-1"}
@@ -59,8 +60,18 @@ async def browser(school_with_people: School) -> AsyncIterator[aiohttp.ClientSes
         yield session
 
 
+async def login_form(browser: aiohttp.ClientSession, login: str,
+                     password: str | None = None) -> dict[str, str]:
+    """The login form filled in, with the token the login page hands out (and sets
+    in its cookie: the login form is CSRF-protected like every other form)."""
+    async with browser.get("/login") as response:
+        token = csrf_of(await response.text())
+    return {"csrf": token, "login": login,
+            "password": PASSWORDS[login] if password is None else password}
+
+
 async def log_in(browser: aiohttp.ClientSession, login: str) -> None:
-    async with browser.post("/login", data={"login": login, "password": PASSWORDS[login]},
+    async with browser.post("/login", data=await login_form(browser, login),
                             allow_redirects=False) as response:
         assert response.status == 303, await response.text()
         assert response.headers["Location"] == "/mail"
@@ -106,11 +117,12 @@ async def flags_of(school: School, login: str, mailbox: str) -> list[frozenset[s
 
 
 async def test_wrong_password_sets_no_session(browser: aiohttp.ClientSession) -> None:
-    async with browser.post("/login", data={"login": "anna", "password": "falsch"},
+    async with browser.post("/login", data=await login_form(browser, "anna", "falsch"),
                             allow_redirects=False) as response:
         assert response.status == 401
         assert "stimmt nicht" in await response.text()
-        assert "Set-Cookie" not in response.headers
+        assert not any(c.startswith("__Host-schulhof=")
+                       for c in response.headers.getall("Set-Cookie", []))
     async with browser.get("/mail", allow_redirects=False) as response:
         assert response.status == 303 and response.headers["Location"] == "/login"
 
@@ -124,10 +136,10 @@ async def test_read_download_delete_and_log_out(school_with_people: School,
     await deliver(school, incoming("Nur HTML", html=(
         "<html><head><style>p{color:red}</style><script>steal()</script></head>"
         "<body><p>Hallo&nbsp;Anna</p><img src=https://tracker.example/x.gif></body></html>")))
-    async with browser.post("/login", data={"login": "anna", "password": PASSWORDS["anna"]},
+    async with browser.post("/login", data=await login_form(browser, "anna"),
                             allow_redirects=False) as response:
-        cookie = response.headers["Set-Cookie"]
-        assert cookie.startswith("__Host-schulhof=")
+        (cookie,) = [c for c in response.headers.getall("Set-Cookie")
+                     if c.startswith("__Host-schulhof=")]
         for attribute in ("Secure", "HttpOnly", "SameSite=Strict", "Path=/"):
             assert attribute in cookie, cookie
 
@@ -137,6 +149,10 @@ async def test_read_download_delete_and_log_out(school_with_people: School,
         assert "script-src" not in response.headers["Content-Security-Policy"]
         assert "default-src 'none'" in response.headers["Content-Security-Policy"]
         assert response.headers["Cache-Control"] == "no-store"
+        # Chromium posts forms as "Origin: null" under no-referrer: the login broke.
+        assert response.headers["Referrer-Policy"] == "same-origin"
+        assert response.headers["Strict-Transport-Security"].startswith("max-age=")
+        assert not re.search(r"\d", response.headers.get("Server", ""))  # no versions
     assert "&lt;script&gt;alert(1)&lt;/script&gt; Elternabend" in html
     assert "<script>" not in html
     uids = [int(u) for u in re.findall(r"uid=(\d+)", html)]
@@ -218,16 +234,38 @@ async def test_send_reply_and_policy_refusal(school_with_people: School,
 async def test_forms_need_the_session_token_and_other_origins_cannot_log_in(
         school_with_people: School, browser: aiohttp.ClientSession) -> None:
     school = school_with_people
-    async with browser.post("/login", data={"login": "anna", "password": PASSWORDS["anna"]},
-                            headers={"Origin": "https://evil.example"},
-                            allow_redirects=False) as response:
-        assert response.status == 403
-    await log_in(browser, "anna")
+    # Another site's page posting the login form (login CSRF), however it shows itself.
+    form = await login_form(browser, "anna")
+    for headers in ({"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"},
+                    {"Sec-Fetch-Site": "same-site", "Origin": "null"}):
+        async with browser.post("/login", data=form, headers=headers,
+                                allow_redirects=False) as response:
+            assert response.status == 403, headers
+    # Without the token of the login page (a foreign page cannot read the cookie).
+    for token in ("", "forged-but-long-enough-to-look-real"):
+        async with browser.post("/login", data={**form, "csrf": token},
+                                allow_redirects=False) as response:
+            assert response.status == 403
+            assert "abgelaufen" in await response.text()
+    connector = aiohttp.TCPConnector(ssl=client_tls_context(school.settings))
+    async with aiohttp.ClientSession(base_url(school), connector=connector) as stranger, \
+            stranger.post("/login", data=form, allow_redirects=False) as response:
+        assert response.status == 403  # no login cookie at all
+    # Chromium's own form post under a no-referrer page: Origin null, same-origin fetch.
+    async with browser.post("/login", data=form, allow_redirects=False,
+                            headers={"Origin": "null",
+                                     "Sec-Fetch-Site": "same-origin"}) as response:
+        assert response.status == 303
     form = {"to": "paul@schule.test", "subject": "x", "body": "y"}
     for token in (None, "forged"):
         data = form if token is None else {**form, "csrf": token}
         async with browser.post("/compose", data=data) as response:
             assert response.status == 403
+    async with browser.get("/compose") as response:
+        token = csrf_of(await response.text())
+    async with browser.post("/compose", data={**form, "csrf": token},  # the right token
+                            headers={"Sec-Fetch-Site": "cross-site"}) as response:
+        assert response.status == 403
     # A header injection attempt in the subject: refused, nothing sent.
     async with browser.get("/compose") as response:
         token = csrf_of(await response.text())
@@ -321,3 +359,29 @@ async def test_folders_are_made_and_mail_moved_into_them(school_with_people: Sch
         assert response.status == 404  # moved already
     async with browser.get("/mail?box=Klasse%205a%2FEltern") as response:
         assert "Protokoll" in await response.text()
+
+
+async def test_plain_http_is_redirected_to_https(tmp_path: Path, database_url: str) -> None:
+    """``listen.web_http_redirect``: http:// answers only with a redirect to https://
+    (same host and path, the HTTPS port); nothing of the webmail over plain HTTP."""
+    settings = make_settings(tmp_path / "school", database_url)
+    settings = dataclasses.replace(settings, listen=dataclasses.replace(
+        settings.listen, web_http_redirect=free_port()))
+    school = await School.open(settings, migrate=False)
+    await school.start()
+    try:
+        https = base_url(school)
+        port = settings.listen.web_http_redirect
+        async with aiohttp.ClientSession() as plain:
+            async with plain.get(f"http://127.0.0.1:{port}/message?box=INBOX&uid=1",
+                                 allow_redirects=False) as response:
+                assert response.status == 308
+                assert response.headers["Location"] == f"{https}/message?box=INBOX&uid=1"
+                assert not re.search(r"\d", response.headers.get("Server", ""))
+            async with plain.post(f"http://127.0.0.1:{port}/login", data={"password": "x"},
+                                  headers={"Host": "evil.example/@x"},
+                                  allow_redirects=False) as response:
+                assert response.status == 400  # no redirect built from a bad Host
+                assert "https://" in await response.text()
+    finally:
+        await school.close()

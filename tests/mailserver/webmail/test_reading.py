@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailserver.webmail.app import upload_filename
 from mailserver.webmail.reading import attachments, body_text, html_to_text
 from mailserver.webmail.sessions import Sessions
+from mailserver.webmail.uploads import upload_filename
 
 
 def test_html_becomes_text_without_scripts_styles_or_tags() -> None:

@@ -1,0 +1,41 @@
+"""What every webmail handler reaches through the aiohttp app: the school's ``Webmail``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import jinja2
+from aiohttp import web
+
+from directory.auth import Authenticator
+from directory.client_address import TrustedProxies
+from directory.service import Directory
+from mailserver.submission import Submitter
+from mailserver.webmail.reading import Mail
+from mailserver.webmail.sessions import Sessions
+
+
+@dataclass(frozen=True)
+class Webmail:
+    """What the handlers need, one per school."""
+
+    school_name: str
+    domain: str
+    directory: Directory
+    authenticator: Authenticator
+    mail: Mail
+    submitter: Submitter
+    sessions: Sessions
+    max_message_size: int = 25 * 1024 * 1024  # the SMTP limit: what other servers take
+    trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
+
+
+WEBMAIL = web.AppKey("webmail", Webmail)
+TEMPLATES = web.AppKey("templates", jinja2.Environment)
+
+
+def client_ip(request: web.Request) -> str:
+    """The browser's address, also behind a trusted reverse proxy (login throttling)."""
+    peer = request.remote or "unknown"
+    return request.app[WEBMAIL].trusted_proxies.client_address(
+        peer, request.headers.getall("X-Forwarded-For", []))

@@ -1,0 +1,1 @@
+"""The webmail's HTTP handlers, one module per area; each offers ``routes()``."""

@@ -1,0 +1,65 @@
+"""Logging in with a real Chromium: right and wrong password, a foreign site's form.
+
+The scripted HTTP tests sent no Origin header and so missed that Chromium posts
+the login form with ``Origin: null`` under ``Referrer-Policy: no-referrer``:
+the login failed for every person with the right password.  Here a real browser
+fills the form in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.browser.conftest import DESKTOP, OpenPage, log_in, screenshot
+
+
+async def test_right_password_opens_the_inbox_and_logout_ends_it(open_page: OpenPage) -> None:
+    page = await open_page()
+    posted: list[dict[str, str]] = []
+
+    async def remember(request: Any) -> None:
+        if request.method == "POST" and request.url.endswith("/login"):
+            posted.append(await request.all_headers())
+    page.on("request", remember)
+    await log_in(page, "anna")
+    assert page.url.endswith("/mail"), await page.content()
+    assert await page.get_by_role("button", name="Abmelden").is_visible()
+    (headers,) = posted
+    assert headers.get("sec-fetch-site") == "same-origin"  # what lets the form in
+    await screenshot(page, "login-done-desktop")
+
+    await page.get_by_role("button", name="Abmelden").click()
+    await page.wait_for_url("**/login")
+    await page.goto("/mail")
+    assert page.url.endswith("/login")  # the session is gone
+
+
+async def test_wrong_password_stays_on_the_login_page(open_page: OpenPage) -> None:
+    page = await open_page()
+    await page.goto("/login")
+    await screenshot(page, "login-desktop")
+    await log_in(page, "anna", "falsch")
+    assert page.url.endswith("/login")
+    assert await page.get_by_text("Benutzername oder Passwort stimmt nicht.").is_visible()
+    assert await page.get_by_label("Benutzername").input_value() == "anna"
+    await screenshot(page, "login-wrong-desktop")
+    await page.goto("/mail")
+    assert page.url.endswith("/login")
+
+
+async def test_a_foreign_site_cannot_post_the_login_form(open_page: OpenPage,
+                                                         base_url: str) -> None:
+    """A page of another origin with the right password still gets no session (login
+    CSRF would log the victim into the attacker's account)."""
+    page = await open_page(viewport=DESKTOP)
+    await page.goto("/login")  # the browser even holds the login cookie
+    await page.goto("about:blank")
+    await page.set_content(
+        f'<form method="post" action="{base_url}/login">'
+        '<input name="login" value="paul"><input name="password" value="Paul-Schueler-1">'
+        '<button>go</button></form>')
+    async with page.expect_navigation():
+        await page.click("button")
+    assert "Abgelehnt" in await page.content() or "abgelaufen" in await page.content()
+    await page.goto(f"{base_url}/mail")
+    assert page.url.endswith("/login")
