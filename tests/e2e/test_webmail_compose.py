@@ -14,7 +14,7 @@ from aiohttp import FormData
 from conf.app import School
 from directory.model import Role
 from tests.e2e.webmail_support import *  # noqa: F403  (fixtures)
-from tests.e2e.webmail_support import OUTSIDE, csrf_of, deliver, flags_of, log_in
+from tests.e2e.webmail_support import OUTSIDE, csrf_of, deliver, flags_of, log_in, login_form
 
 
 def parsed(data: bytes) -> EmailMessage:
@@ -148,8 +148,8 @@ async def test_recipient_suggestions_follow_the_role_policy(
     assert 'value="paul@schule.test"' in teacher and 'value="eva.eltern@schule.test"' in teacher
     assert "anna@schule.test" not in teacher.split("<datalist")[1]  # not oneself
     browser.cookie_jar.clear()
-    async with browser.post("/login", data={"login": "eva.eltern",
-                                            "password": "Eva-Elternteil-1"}) as response:
+    async with browser.post("/login", data=await login_form(browser, "eva.eltern",
+                                                            "Eva-Elternteil-1")) as response:
         assert response.status == 200
     async with browser.get("/compose") as response:
         parent = await response.text()

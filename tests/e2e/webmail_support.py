@@ -13,9 +13,10 @@ from tests.e2e.test_webmail import (
     flags_of,
     incoming,
     log_in,
+    login_form,
     school_with_people,
     settings,
 )
 
 __all__ = ["OUTSIDE", "PASSWORDS", "base_url", "browser", "csrf_of", "deliver", "flags_of",
-           "incoming", "log_in", "school_with_people", "settings"]
+           "incoming", "log_in", "login_form", "school_with_people", "settings"]
