@@ -1,5 +1,6 @@
-"""Stored events -> client events for one requester (adds transaction ids and
-``redacted_because``; spec: Client-Server API 9.1 and 9.2.2 "Transaction identifiers")."""
+"""Stored events -> client events for one requester (adds transaction ids,
+``redacted_because`` and bundled relations; spec: Client-Server API 9.1, 9.2.2
+"Transaction identifiers" and "Aggregations of child events")."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.client_format import client_event
 from messenger.identity import Requester
+from messenger.relations import bundled_aggregations
 from messenger.storage import events as store
 from messenger.storage.events import StoredEvent
 from messenger.storage.tables import TxnRow
@@ -30,6 +32,8 @@ async def render_events(session: AsyncSession, requester: Requester | None,
         txn_ids = {event_id: txn_id for event_id, txn_id in rows}
     redactions = await store.get_events(session, [e.redacted_by for e in events
                                                   if e.redacted_by is not None])
+    bundles = await bundled_aggregations(
+        session, requester.user_id if requester is not None else None, events, now_ms=now_ms)
     out = []
     for event in events:
         because = None
@@ -37,5 +41,6 @@ async def render_events(session: AsyncSession, requester: Requester | None,
             because = client_event(redactions[event.redacted_by].pdu, now_ms=now_ms)
         out.append(client_event(event.pdu, now_ms=now_ms, include_room_id=include_room_id,
                                 transaction_id=txn_ids.get(event.event_id),
-                                redacted_because=because))
+                                redacted_because=because,
+                                relations=bundles.get(event.event_id)))
     return out

@@ -14,6 +14,7 @@ from messenger.storage.tables import (
     MembershipRow,
     OneTimeKeyRow,
     ReceiptRow,
+    RelationRow,
     RoomAliasRow,
     RoomRow,
     RoomStateRow,
@@ -24,5 +25,5 @@ from messenger.storage.tables import (
 __all__ = [
     "AccessTokenRow", "AccountDataRow", "DeviceListChangeRow", "DeviceRow", "EventRow",
     "FilterRow", "GroupRoomRow", "MediaRow", "MembershipRow", "OneTimeKeyRow", "ReceiptRow",
-    "RoomAliasRow", "RoomRow", "RoomStateRow", "ToDeviceRow", "TxnRow",
+    "RelationRow", "RoomAliasRow", "RoomRow", "RoomStateRow", "ToDeviceRow", "TxnRow",
 ]

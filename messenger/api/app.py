@@ -25,8 +25,10 @@ from messenger.api import (
     media,
     push_rule_edits,
     pushers,
+    relations,
     rooms,
     sync,
+    tags,
     user,
 )
 from messenger.api.errors import MatrixError, matrix_error_for
@@ -110,11 +112,12 @@ def build_app(context: ApiContext) -> web.Application:
         app[media.MEDIA_KEY] = context.media
     app[cross_signing.CROSS_SIGNING] = CrossSigning(context.db, context.sessions, context.e2ee)
     app[key_backup.KEY_BACKUP] = KeyBackup(context.db)
+    relations.install(app)
     route_defs: list[web.RouteDef] = []
     seen: set[tuple[str, str]] = set()
     for prefix in PREFIXES:
         for module in (login, rooms, sync, user, pushers, push_rule_edits, keys,
-                       cross_signing, key_backup, discovery):
+                       cross_signing, key_backup, discovery, relations, tags):
             for route in module.routes(prefix):
                 if (route.method, route.path) not in seen:  # well-known etc. only once
                     seen.add((route.method, route.path))

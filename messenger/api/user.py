@@ -9,7 +9,7 @@ import json
 from aiohttp import web
 
 from directory.model import NotFound
-from messenger.api.errors import MatrixError, bad_json
+from messenger.api.errors import MatrixError, bad_json, invalid_param
 from messenger.api.http import context, json_body, ok, own_user, requester
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.rooms.errors import RoomNotFound
@@ -84,6 +84,12 @@ async def receipt(request: web.Request) -> web.Response:
     if not isinstance(thread, str):
         raise bad_json("thread_id must be a string")
     receipt_type = request.match_info["receipt_type"]
+    # Threaded receipts (spec 11.6.2.2): "main" or a thread root's event id, and
+    # never on the fully-read marker, which is per room.
+    if thread and (receipt_type == "m.fully_read" or not (
+            thread == "main" or (thread.startswith("$") and len(thread.encode()) <= 255))):
+        raise invalid_param("thread_id must be \"main\" or a thread root's event id, "
+                            "and m.fully_read takes none")
     event_id = request.match_info["event_id"]
     await ctx.rooms.get_event(who.user_id, room_id, event_id)
     if receipt_type == "m.fully_read":  # spec 13.7: the same as the read marker

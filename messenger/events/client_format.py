@@ -3,7 +3,8 @@ ClientEvent; 9.4.1 "Stripped state").
 
 The PDU's federation fields (hashes, signatures, auth/prev events, depth) are
 dropped; ``unsigned`` carries what only this server knows: the age, the
-client's transaction id for its own events, and the redaction that hit it.
+client's transaction id for its own events, the redaction that hit it and the
+bundled aggregations of its relations (spec "Aggregations of child events").
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "
 
 def client_event(pdu: Mapping[str, Any], *, now_ms: int, include_room_id: bool = True,
                  transaction_id: str | None = None,
-                 redacted_because: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 redacted_because: Mapping[str, Any] | None = None,
+                 relations: Mapping[str, Any] | None = None) -> dict[str, Any]:
     out = {k: pdu[k] for k in CLIENT_KEYS if k in pdu}
     if not include_room_id:
         out.pop("room_id", None)
@@ -32,6 +34,8 @@ def client_event(pdu: Mapping[str, Any], *, now_ms: int, include_room_id: bool =
         unsigned["transaction_id"] = transaction_id
     if redacted_because is not None:
         unsigned["redacted_because"] = dict(redacted_because)
+    if relations:  # bundled aggregations (messenger.relations)
+        unsigned["m.relations"] = dict(relations)
     out["unsigned"] = unsigned
     return out
 

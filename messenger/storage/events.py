@@ -17,6 +17,7 @@ from sqlalchemy import and_, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.canonical import canonical_json
+from messenger.storage.relations import add_relation, forget_relation
 from messenger.storage.tables import EventRow, MembershipRow, RoomRow, RoomStateRow, TxnRow
 
 
@@ -89,6 +90,7 @@ async def insert_event(session: AsyncSession, pdu: Mapping[str, Any], event_id: 
                 room_id=pdu["room_id"], user_id=state_key,
                 membership=pdu["content"]["membership"], event_id=event_id,
                 stream_ordering=stream_ordering, forgotten=False))
+    add_relation(session, pdu, event_id, stream_ordering)
     if flush:
         await session.flush()
     return StoredEvent(event_id, stream_ordering, pdu["room_id"], {**body, "event_id": event_id})
@@ -187,6 +189,7 @@ async def set_forgotten(session: AsyncSession, room_id: str, user_id: str) -> No
 async def replace_with_redacted(session: AsyncSession, event_id: str,
                                 redacted_pdu: Mapping[str, Any], redacted_by: str) -> None:
     body = {k: v for k, v in redacted_pdu.items() if k != "event_id"}
+    await forget_relation(session, event_id)
     await session.execute(update(EventRow).where(EventRow.event_id == event_id).values(
         json=canonical_json(body).decode("utf-8"), redacted=True, redacted_by=redacted_by))
 

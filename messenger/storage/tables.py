@@ -357,3 +357,31 @@ class PusherRow(Base):
     pushkey_ts: Mapped[int] = mapped_column(BigInteger)  # seconds, as the gateway gets it
 
     __table_args__ = (Index("ix_matrix_pushers_app_pushkey", "app_id", "pushkey"),)
+
+
+# --- matrix_0005 ---------------------------------------------------------------------
+
+
+class RelationRow(Base):
+    """An event that relates to another (spec: Client-Server API "Forming relationships
+    between events": ``content["m.relates_to"]`` with ``rel_type`` and ``event_id``),
+    kept apart so /relations, /threads and bundled aggregations need no JSON scan.
+    A redaction strips ``m.relates_to``, so redacting the event deletes its row."""
+
+    __tablename__ = "matrix_event_relations"
+
+    event_id: Mapped[str] = mapped_column(
+        ForeignKey("matrix_events.event_id", ondelete="CASCADE"), primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(ID))
+    relates_to: Mapped[str] = mapped_column(String(ID))
+    rel_type: Mapped[str] = mapped_column(String(ID))
+    event_type: Mapped[str] = mapped_column(String(ID))
+    sender: Mapped[str] = mapped_column(String(ID))
+    # m.annotation's key (the reaction's emoji); None for other relation types.
+    aggregation_key: Mapped[str | None] = mapped_column(String(ID), nullable=True)
+    stream_ordering: Mapped[int] = mapped_column(BigInteger)
+
+    __table_args__ = (
+        Index("ix_matrix_event_relations_target", "relates_to", "rel_type", "stream_ordering"),
+        Index("ix_matrix_event_relations_room", "room_id", "rel_type", "stream_ordering"),
+    )

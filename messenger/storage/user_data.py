@@ -42,7 +42,10 @@ async def put_account_data(session: AsyncSession, account_id: int, room_id: str,
                            data_type: str, content: Mapping[str, Any]) -> int:
     stream_id = await max_account_data_stream(session) + 1
     row = await session.get(AccountDataRow, (account_id, room_id, data_type))
-    text = canonical_json(content).decode("utf-8")
+    # Plain JSON, not canonical: account data is never signed, and clients put
+    # floats in it (m.tag's "order" is a number between 0 and 1).
+    text = json.dumps(content, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                      allow_nan=False)
     if row is None:
         session.add(AccountDataRow(account_id=account_id, room_id=room_id, type=data_type,
                                    content=text, stream_id=stream_id))
