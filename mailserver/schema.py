@@ -23,6 +23,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
+    Date,
     ForeignKey,
     Index,
     Integer,
@@ -148,3 +149,51 @@ class OutboundRow(Base):
         Index("ix_outbound_due", "state", "next_attempt_at"),
         {"sqlite_autoincrement": True},  # queue ids are handed out; never reuse one
     )
+
+
+class MailSettingsRow(Base):
+    """Per-account webmail settings that delivery also reads (vacation, forwarding)."""
+
+    __tablename__ = "mail_settings"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    signature: Mapped[str] = mapped_column(Text, default="")
+    vacation_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    vacation_subject: Mapped[str] = mapped_column(String(200), default="")
+    vacation_body: Mapped[str] = mapped_column(Text, default="")
+    vacation_days: Mapped[int] = mapped_column(Integer, default=7)
+    vacation_until: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    forward_to: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    forward_keep: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class VacationReplyRow(Base):
+    """When a vacation reply last went to a sender (RFC 3834 2: once per period)."""
+
+    __tablename__ = "vacation_replies"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(320), primary_key=True)
+    replied_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
+
+
+class MessageSearchRow(Base):
+    """The searchable text of one body (by blob: shared by all its copies).
+
+    Trigram indexes (FTS5 on SQLite, pg_trgm on PostgreSQL) are made by the
+    migration ``mail_0002_webmail``, not by the model."""
+
+    __tablename__ = "message_search"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    blob_id: Mapped[str] = mapped_column(String(64))
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    sender: Mapped[str] = mapped_column(Text)
+    recipients: Mapped[str] = mapped_column(Text)
+    subject: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+
+    __table_args__ = (UniqueConstraint("blob_id", name="message_search_blob_unique"),
+                      {"sqlite_autoincrement": True})

@@ -24,6 +24,7 @@ from mailserver.store import flags as fl
 from mailserver.store import mailboxes as boxes
 from mailserver.store import messages as msgs
 from mailserver.store import queries as q
+from mailserver.store import search
 from mailserver.store.batcher import CommitBatcher
 from mailserver.store.delivery import (
     DeliveryResult,
@@ -325,6 +326,16 @@ class MailStore:
         async with self.db.read() as session:
             used, role = await q.usage_and_role(session, account_id)
         return Quota(used, self.limit_for(role))
+
+    async def latest(self, account_id: int, mailbox: str, offset: int,
+                     limit: int) -> search.Found:
+        """One page of a mailbox, newest first (the webmail's folder page)."""
+        return await search.latest(self.db, account_id, mailbox, offset, limit)
+
+    async def search(self, account_id: int, mailbox: str, query: search.SearchQuery,
+                     offset: int = 0, limit: int = 50) -> search.Found:
+        """Messages matching ``query`` (sender, recipients, subject, body, dates)."""
+        return await search.search(self.db, account_id, mailbox, query, offset, limit)
 
     async def read_mailbox(self, account_id: int, mailbox: str = "INBOX") -> list[StoredMessage]:
         """Every message with its body, in UID order: for tests and simple readers."""

@@ -18,12 +18,15 @@ import html.parser
 from dataclasses import dataclass
 
 from directory.db import Database
-from mailserver.store import FlagMode, MailboxNotFound, MailStore, MessageMeta
+from mailserver.store import FlagMode, InvalidMailboxName, MailboxNotFound, MailStore, MessageMeta
 from mailserver.store.bulk_reads import mailbox_by_name, read_headers
 from mailserver.store.names import normalise
+from mailserver.store.search import SearchQuery
 
 PAGE_SIZE = 50
 DRAFTS = "Drafts"
+FOR_GOOD = {"Trash", "Junk"}  # deleting here deletes; these can be emptied
+PROTECTED = {"INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"}  # RFC 6154 folders
 _HIDDEN_HTML = {"script", "style", "head", "title"}
 _SHOWN_LINKS = ("https://", "http://", "mailto:")
 _BLOCK_HTML = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "table",
@@ -42,6 +45,7 @@ class Summary:
     date: str
     seen: bool
     size: int
+    flagged: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,26 +119,77 @@ class Mail:
         rows = [(s.mailbox.name, s.unseen) for s in statuses]
         return sorted(rows, key=lambda row: (row[0] != "INBOX", row[0].lower()))
 
-    async def page(self, account_id: int, mailbox: str, number: int) -> Page:
-        """Newest first, PAGE_SIZE to a page (raises MailboxNotFound)."""
-        snapshot = await self._store.select_snapshot(account_id, mailbox)
-        states = list(reversed(snapshot.messages))
-        pages = max(1, -(-len(states) // PAGE_SIZE))
-        number = min(max(number, 1), pages)
-        shown = states[(number - 1) * PAGE_SIZE:number * PAGE_SIZE]
-        metas = await self._store.fetch_messages(snapshot.mailbox.id, [s.uid for s in shown])
-        heads = await read_headers(self._db, [m.blob_id for m in metas])
-        by_uid = {m.uid: m for m in metas}
+    async def page(self, account_id: int, mailbox: str, number: int,
+                   query: SearchQuery | None = None) -> Page:
+        """Newest first, PAGE_SIZE to a page, of the whole folder or of what ``query``
+        finds in it (raises MailboxNotFound)."""
+        number = max(number, 1)
+        for _ in range(2):  # a page past the end shows the last one
+            offset = (number - 1) * PAGE_SIZE
+            if query is None or query.empty:
+                found = await self._store.latest(account_id, mailbox, offset, PAGE_SIZE)
+            else:
+                found = await self._store.search(account_id, mailbox, query, offset, PAGE_SIZE)
+            pages = max(1, -(-found.total // PAGE_SIZE))
+            if number <= pages:
+                break
+            number = pages
+        heads = await read_headers(self._db, [m.blob_id for m in found.messages])
         summaries = []
-        for state in shown:
-            meta = by_uid.get(state.uid)
-            if meta is None:
-                continue
+        for meta in found.messages:
             parsed = _parse_headers(heads.get(meta.blob_id, b""))
-            summaries.append(Summary(state.uid, _header_text(parsed, "Subject") or "(no subject)",
+            summaries.append(Summary(meta.uid, _header_text(parsed, "Subject") or "(no subject)",
                                      _header_text(parsed, "From"), _date_text(parsed),
-                                     "\\Seen" in state.flags, meta.size))
-        return Page(mailbox, summaries, number, pages, len(states))
+                                     "\\Seen" in meta.flags, meta.size,
+                                     "\\Flagged" in meta.flags))
+        return Page(mailbox, summaries, number, pages, found.total)
+
+    async def set_flag(self, account_id: int, mailbox: str, uids: list[int], flag: str,
+                       on: bool) -> None:
+        """Add or remove one flag (\\Seen, \\Flagged) on several messages (RFC 9051 6.4.6)."""
+        mailbox_id = await self._mailbox_id(account_id, mailbox)
+        await self._store.store_flags(mailbox_id, uids, FlagMode.ADD if on else FlagMode.REMOVE,
+                                      [flag])
+
+    async def move_many(self, account_id: int, mailbox: str, uids: list[int],
+                        target: str) -> None:
+        """Several messages into another folder at once (RFC 6851 MOVE)."""
+        source = await self._mailbox_id(account_id, mailbox)
+        destination = await self._mailbox_id(account_id, target)
+        if destination != source and uids:
+            await self._store.move(source, uids, destination)
+
+    async def delete_many(self, account_id: int, mailbox: str, uids: list[int]) -> None:
+        """Into Trash; from Trash and Junk for good."""
+        source = await self._mailbox_id(account_id, mailbox)
+        if normalise(mailbox) in FOR_GOOD:
+            await self._store.store_flags(source, uids, FlagMode.ADD, ["\\Deleted"])
+            await self._store.expunge(source, uids)
+            return
+        await self.move_many(account_id, mailbox, uids, "Trash")
+
+    async def empty(self, account_id: int, mailbox: str) -> None:
+        """Empty Trash or Junk (only those: other folders are emptied by deleting)."""
+        if normalise(mailbox) not in FOR_GOOD:
+            raise MailboxNotFound(f"{mailbox!r} is not emptied")
+        snapshot = await self._store.select_snapshot(account_id, mailbox)
+        uids = [state.uid for state in snapshot.messages]
+        if uids:
+            await self._store.store_flags(snapshot.mailbox.id, uids, FlagMode.ADD,
+                                          ["\\Deleted"])
+            await self._store.expunge(snapshot.mailbox.id, uids)
+
+    async def rename_folder(self, account_id: int, old: str, new: str) -> None:
+        """RENAME (RFC 9051 6.3.6); the special folders keep their names."""
+        if normalise(old) in PROTECTED:
+            raise InvalidMailboxName(f"{old!r} keeps its name")
+        await self._store.rename_mailbox(account_id, old, new.strip())
+
+    async def delete_folder(self, account_id: int, name: str) -> None:
+        """DELETE (RFC 9051 6.3.4) of a folder of the user's own."""
+        if normalise(name) in PROTECTED:
+            raise InvalidMailboxName(f"{name!r} cannot be deleted")
+        await self._store.delete_mailbox(account_id, name)
 
     async def _mailbox_id(self, account_id: int, mailbox: str) -> int:
         """One row by name: not the whole mailbox's state that a SELECT snapshot reads."""

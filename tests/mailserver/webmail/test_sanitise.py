@@ -83,7 +83,7 @@ def test_relative_sources_cannot_reach_the_webmail() -> None:
     assert sources[:2] == [None, None]
 
 
-_DANGEROUS = re.compile(r"<\s*(script|style|iframe|form|object|embed|svg)|\son\w+\s*=",
+_DANGEROUS = re.compile(r"<\s*(script|style|iframe|form|object|embed|svg)|<[^>]*\son\w+\s*=",
                         re.IGNORECASE)
 
 

@@ -1,0 +1,80 @@
+"""Folder pages and text search of the store (both backends)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from email.message import EmailMessage
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from directory.db import Database
+from mailserver.store import MailboxNotFound, MailStore
+from mailserver.store.search import SearchQuery, index_row
+from tests.mailserver.store.conftest import make_account
+
+
+def mail(sender: str, to: str, subject: str, body: str, date: str = "") -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Date"] = date or "Fri, 04 Dec 2026 10:00:00 +0100"
+    message.set_content(body)
+    return message.as_bytes()
+
+
+async def test_latest_pages_newest_first(store: MailStore, db: Database) -> None:
+    account = await make_account(db, "teacher")
+    for n in range(7):
+        await store.append(account, "INBOX", mail("a@x", "b@x", f"Nr {n}", "text"))
+    page = await store.latest(account, "INBOX", 0, 3)
+    assert page.total == 7 and [m.uid for m in page.messages] == [7, 6, 5]
+    page = await store.latest(account, "INBOX", 6, 3)
+    assert [m.uid for m in page.messages] == [1]
+    with pytest.raises(MailboxNotFound):
+        await store.latest(account, "Nope", 0, 3)
+
+
+async def test_search_fields_dates_and_case(store: MailStore, db: Database) -> None:
+    account = await make_account(db, "teacher")
+    other = await make_account(db, "teacher")
+    await store.append(account, "INBOX", mail("Eva Müller <eva@eltern.example>",
+                                              "anna@schule.test", "Ausflug Zoo",
+                                              "Wir treffen uns am Bahnhof.",
+                                              "Tue, 01 Dec 2026 08:00:00 +0000"))
+    await store.append(account, "INBOX", mail("Sekretariat <sek@schule.test>",
+                                              "anna@schule.test, eva@eltern.example",
+                                              "=?utf-8?q?Zeugnisse_f=C3=BCr_die_5a?=",
+                                              "Bitte bis Freitag eintragen.",
+                                              "Sat, 05 Dec 2026 09:00:00 +0000"))
+    await store.append(other, "INBOX", mail("eva@eltern.example", "x@y", "Zoo", "Zoo"))
+
+    async def uids(**terms: object) -> list[int]:
+        found = await store.search(account, "INBOX", SearchQuery(**terms))  # type: ignore[arg-type]
+        assert found.total == len(found.messages)
+        return [m.uid for m in found.messages]
+
+    assert await uids(text="zoo") == [1]  # other accounts' mail is never found
+    assert await uids(text="ELTERN") == [2, 1]
+    assert await uids(sender="eltern") == [1]
+    assert await uids(recipient="eltern") == [2]
+    assert await uids(subject="zeugnisse für") == [2]  # decoded encoded-words
+    assert await uids(body="bahnhof") == [1]
+    assert await uids(body="5a") == [] and await uids(subject="5a") == [2]  # short terms
+    assert await uids(text="Bahnhof", sender="sek") == []
+    assert await uids(since=dt.date(2026, 12, 2)) == [2]
+    assert await uids(before=dt.date(2026, 12, 5)) == [1]
+    assert await uids(since=dt.date(2026, 12, 5), before=dt.date(2026, 12, 6)) == [2]
+    assert await uids(text='"%_\\') == []  # wildcards and quotes are literal
+
+    await store.append(account, "INBOX", mail("neu@x", "anna@schule.test", "Neu: Zoo", "x"))
+    assert await uids(text="zoo") == [3, 1]  # new mail is indexed at the next search
+
+
+@given(st.binary(max_size=400))
+def test_index_row_never_fails(data: bytes) -> None:
+    row = index_row("0" * 64, data, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    assert row["sent_at"].tzinfo is not None
+    assert all(isinstance(row[k], str) for k in ("sender", "recipients", "subject", "body"))
