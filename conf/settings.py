@@ -115,9 +115,11 @@ class MatrixSettings:
     send_burst: int = 100
     # The push gateways phones may register (exact notify URLs).  The server
     # POSTs to a pusher's URL, so an open list would let any user make it call
-    # hosts inside the school network.  The default is the gateway the Element
-    # apps use; a school with its own Sygnal lists that instead.
-    push_gateways: tuple[str, ...] = ("https://matrix.org/_matrix/push/v1/notify",)
+    # hosts inside the school network.  The defaults are the gateways of the apps
+    # schools use: Element, Element X (matrix.org's Sygnal) and FluffyChat.  A
+    # school with its own Sygnal, or UnifiedPush (ntfy), lists those URLs too.
+    push_gateways: tuple[str, ...] = ("https://matrix.org/_matrix/push/v1/notify",
+                                      "https://push.fluffychat.im/_matrix/push/v1/notify")
 
 
 @dataclass(frozen=True)
