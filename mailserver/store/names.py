@@ -39,6 +39,9 @@ def normalise(name: str) -> str:
     parts = name.split(SEPARATOR)
     if any(not part for part in parts):
         raise InvalidMailboxName(f"mailbox name {name!r} has an empty level")
+    if any(part.strip() in (".", "..") for part in parts):
+        # Path-like levels would read as "this" / "up" to people and tools.
+        raise InvalidMailboxName(f"mailbox name {name!r} has a '.' or '..' level")
     if parts[0].upper() == INBOX:
         parts[0] = INBOX
     return SEPARATOR.join(parts)

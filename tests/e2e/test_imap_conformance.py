@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import imaplib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -124,3 +125,111 @@ async def test_envelope_and_search_address_forms(env: tuple[School, int],
                 + "Jürgen <j@schule.example>".encode()
         reply = await client.command(b"SEARCH " + raw)
         assert reply.untagged == [b"* SEARCH 1"], key
+
+
+async def test_new_keyword_is_announced_before_fetch(env: tuple[School, int],
+                                                     config: Settings) -> None:
+    """RFC 3501 7.2.6 / RFC 9051 7.3.5: a keyword used for the first time
+    is sent in ``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` before any FETCH
+    shows it, to the session that stored it and to another session that
+    learns of it by NOOP or FETCH FLAGS (issue 14)."""
+    school, account = env
+    for n in range(2):
+        await deliver(school, account, HELLO.replace(b"Subject: hello", b"Subject: m%d" % n))
+    port = imap_ports(school)[1]
+    a = await RawClient.connect(port, tls=client_tls(config))
+    b = await RawClient.connect(port, tls=client_tls(config))
+    for c in (a, b):
+        await c.login()
+        await c.command("SELECT INBOX")
+    reply = await a.command("STORE 1 +FLAGS ($Hausaufgabe)")
+    assert reply.untagged[0] == (
+        b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hausaufgabe)")
+    assert reply.untagged[1].startswith(
+        b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hausaufgabe \\*)]")
+    assert reply.untagged[2] == b"* 1 FETCH (FLAGS ($Hausaufgabe))"
+    assert (await a.command("STORE 2 +FLAGS ($Hausaufgabe)")).untagged == [
+        b"* 2 FETCH (FLAGS ($Hausaufgabe))"]  # known now: no second announcement
+    reply = await b.command("NOOP")
+    first_fetch = next(i for i, line in enumerate(reply.untagged) if b"FETCH" in line)
+    flags_at = next(i for i, line in enumerate(reply.untagged) if line.startswith(b"* FLAGS"))
+    assert flags_at < first_fetch and b"$Hausaufgabe" in reply.untagged[flags_at]
+    c = await RawClient.connect(port, tls=client_tls(config))
+    await c.login()
+    await c.command("SELECT INBOX")
+    await a.command("STORE 1 +FLAGS (Neu)")
+    reply = await c.command("FETCH 1:* (FLAGS)")
+    assert reply.untagged[0].startswith(b"* FLAGS (") and b"Neu" in reply.untagged[0]
+    for client in (a, b, c):
+        await client.close()
+
+
+async def test_condstore_enabling_command_reports_highestmodseq(
+        env: tuple[School, int], client: RawClient, config: Settings) -> None:
+    """RFC 7162 3.1: the first CONDSTORE-enabling command given in the
+    selected state (here FETCH ... (MODSEQ), or STORE UNCHANGEDSINCE)
+    answers with ``[HIGHESTMODSEQ n]``; RFC 4731 3.2: ESEARCH with only MIN
+    or MAX reports the MODSEQ of that message (issue 14)."""
+    school, account = env
+    for _ in range(3):
+        await deliver(school, account, HELLO)
+    select = await client.command("SELECT INBOX")
+    assert select.status == "OK"
+    reply = await client.command("FETCH 1 (MODSEQ)")
+    found = re.match(r"\[HIGHESTMODSEQ (\d+)\]", reply.text)
+    assert found, reply.text
+    highest = int(found.group(1))
+    assert (await client.command("FETCH 1 (MODSEQ)")).text == "FETCH completed"
+    await client.command("STORE 1 +FLAGS (\\Flagged)")
+    await client.command("STORE 3 +FLAGS (\\Flagged)")
+    reply = await client.command("SEARCH RETURN (MIN) MODSEQ 1")
+    modseq_of_1 = int(re.search(rb"MODSEQ \((\d+)\)", (await client.command(
+        "FETCH 1 (MODSEQ)")).untagged[0]).group(1))
+    assert reply.untagged[0].endswith(b"MIN 1 MODSEQ %d" % modseq_of_1)
+    reply = await client.command("SEARCH RETURN (MAX) MODSEQ 1")
+    assert int(reply.untagged[0].rsplit(b" ", 1)[1]) > modseq_of_1 > highest
+    fresh = await RawClient.connect(imap_ports(school)[1], tls=client_tls(config))
+    await fresh.login()
+    await fresh.command("SELECT INBOX")
+    reply = await fresh.command("UID STORE 1 (UNCHANGEDSINCE 999999) +FLAGS (\\Seen)")
+    assert "[HIGHESTMODSEQ " in reply.text or any(b"HIGHESTMODSEQ" in line
+                                                   for line in reply.untagged)
+    await fresh.close()
+
+
+async def test_mailbox_name_errors(client: RawClient) -> None:
+    """RFC 3501 5.1.3: an invalid modified UTF-7 name is NO, not BAD;
+    RFC 5258 3: ``(RECURSIVEMATCH REMOTE)`` is BAD; names with ``.`` or
+    ``..`` levels, empty levels or a leading separator are refused with
+    ``NO [CANNOT]`` (RFC 5530 3, issue 19.10)."""
+    for command in ('SELECT "&Jjo"', 'EXAMINE "&-&"', 'STATUS "a&Jjo-&x" (MESSAGES)',
+                    'DELETE "&AGE"'):
+        reply = await client.command(command)
+        assert (reply.status, reply.text[:13]) == ("NO", "[NONEXISTENT]"), command
+    assert (await client.command('CREATE "&Jj!-"')).text.startswith("[CANNOT]")
+    reply = await client.command('LIST (RECURSIVEMATCH REMOTE) "" "*"')
+    assert reply.status == "BAD"
+    assert (await client.command('LIST (RECURSIVEMATCH SUBSCRIBED) "" "*"')).status == "OK"
+    for name in ("a/../b", "..", "a/./b", "x/..", "/a", "a//b", "../Sent"):
+        reply = await client.command(f'CREATE "{name}"')
+        assert (reply.status, reply.text[:8]) == ("NO", "[CANNOT]"), name
+    assert (await client.command("CREATE Klasse")).status == "OK"
+    reply = await client.command('RENAME Klasse "Klasse/../Sent2"')
+    assert (reply.status, reply.text[:8]) == ("NO", "[CANNOT]")
+    reply = await client.command('LIST "" "*"')
+    assert not any(b".." in line for line in reply.untagged)
+
+
+async def test_odd_atoms_never_close_the_connection(client: RawClient) -> None:
+    """RFC 3501 7.1.5 / RFC 9051 7.1.5: every unparsable line is one BAD;
+    the session goes on. Only an unbroken run of errors ends it, so a
+    client that keeps working between odd commands is never cut off."""
+    odd = [b"* NOOP", b"+ x", b")", b"a1 NOOP x y z", b"a2 (((((", b"a3 FETCH 1 (BODY[)",
+           b"\x80\x81 NOOP", b"a4 SELECT", b'a5 "quoted', b"a6 NOOP\x00", b"   ", b"",
+           b"a7 \t NOOP", b"a8 " + b"%% \\x ) ( ] [ " * 200]
+    for _ in range(3):  # more odd lines in total than max_errors (20)
+        for line in odd:
+            await client.send_raw(line + b"\r\n")
+            answer = await client.read_line()
+            assert b" BAD " in answer, (line, answer)
+        assert (await client.command("NOOP")).status == "OK"

@@ -12,6 +12,7 @@ and any other exception becomes ``NO [SERVERBUG]`` without ending the session.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import logging
 from collections.abc import Awaitable, Callable
@@ -161,11 +162,18 @@ class ImapSession:
     # --- output ----------------------------------------------------------------
 
     def send(self, *responses: r.Response) -> None:
+        view = self.view
         for response in responses:
+            if view is not None and isinstance(response, r.FetchData):
+                for item in response.items:
+                    if isinstance(item, r.FlagsItem):
+                        for announce in view.keyword_announcement((item.flags,)):
+                            self.channel.write(serialize_response(announce, utf8=self.utf8))
             self.channel.write(serialize_response(response, utf8=self.utf8))
 
     def bad(self, tag: str | None, text: str) -> None:
-        """A BAD answer, counted towards ``max_errors`` (then BYE)."""
+        """A BAD answer, counted towards ``max_errors`` consecutive ones
+        (then BYE)."""
         self.errors += 1
         if tag is None:
             self.send(r.Untagged("BAD", text))
@@ -230,6 +238,7 @@ class ImapSession:
         if self.state not in states:
             self.bad(command.tag, f"Command not valid in the {self.state.value} state")
             return
+        condstore_before = self.condstore
         try:
             final = await handler(self, command)
         except ConnectionClosed:
@@ -245,10 +254,29 @@ class ImapSession:
             except Exception as error:  # a failed poll must not lose the tagged reply
                 log.exception("event=imap_poll_failed account=%s", self.account_id)
                 del error
+        if (not condstore_before and self.condstore and self.view is not None
+                and final.status == "OK" and not isinstance(command, c.Select)):
+            final = self._with_highestmodseq(final)
         if final.status == "BAD":
             self.bad(final.tag, final.text)
         else:
+            # Only consecutive errors end a session (as in Dovecot): a client
+            # that now and then sends something odd is never cut off.
+            self.errors = 0
             self.send(final)
+
+    def _with_highestmodseq(self, final: r.Tagged) -> r.Tagged:
+        """RFC 7162 3.1: the first CONDSTORE-enabling command (FETCH MODSEQ,
+        STORE UNCHANGEDSINCE, SEARCH MODSEQ, ENABLE CONDSTORE, ...) issued
+        while a mailbox is selected tells the client the mailbox's
+        HIGHESTMODSEQ, in the tagged OK (or an untagged OK when the tagged
+        one carries another code)."""
+        assert self.view is not None
+        code = r.NumberCode("HIGHESTMODSEQ", self.view.modseq)
+        if final.code is None:
+            return dataclasses.replace(final, code=code)
+        self.send(r.Untagged("OK", "Highest", code))
+        return final
 
     def _failure(self, command: c.Command, error: Exception) -> r.Tagged:
         translated = translate(command.tag, error, target_mailbox=isinstance(

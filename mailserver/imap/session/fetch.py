@@ -167,6 +167,9 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
     uid_item = FetchItem("UID") in items or cmd.uid
     flags_item = FetchItem("FLAGS") in items
     modseq_item = FetchItem("MODSEQ") in items
+    if flags_item:
+        messages = list(messages)
+        s.send(*view.keyword_announcement({flags for _, flags, _ in messages}))
     rendered: dict[frozenset[str], bytes] = {}
     out: list[bytes] = []
     seq_of = view.seq_of

@@ -135,6 +135,13 @@ async def search(s: ImapSession, cmd: c.Search) -> r.Tagged:
     numbers = [uid if cmd.uid else seq for seq, uid, _ in found]
     modseq = max((m for _, _, m in found), default=None) if with_modseq else None
     if cmd.return_options is not None or s.rev2:
+        options = {option.upper() for option in cmd.return_options or ()} - {"SAVE"}
+        if with_modseq and found and options and options <= {"MIN", "MAX"}:
+            # RFC 4731 3.2: with only MIN / MAX, MODSEQ is the highest
+            # mod-sequence of the messages returned, not of all found.
+            ends = ({found[0]} if "MIN" in options else set()) | (
+                {found[-1]} if "MAX" in options else set())
+            modseq = max(m for _, _, m in ends)
         outcome = searching.esearch_result(numbers, cmd.return_options or (), tag=cmd.tag,
                                            uid=cmd.uid, modseq=modseq)
         if outcome.saved is not None:

@@ -20,9 +20,6 @@ from mailserver.imap.wire.sequence import SequenceSet
 if TYPE_CHECKING:
     from mailserver.imap.session.core import ImapSession
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-
-
 async def select(s: ImapSession, cmd: c.Select) -> r.Tagged:
     """SELECT / EXAMINE: the untagged data of RFC 9051 6.3.2 (and RFC 3501
     6.3.1 RECENT/UNSEEN for IMAP4rev1 clients), then READ-WRITE/READ-ONLY."""
@@ -45,8 +42,9 @@ async def select(s: ImapSession, cmd: c.Select) -> r.Tagged:
         del snapshot
     view, uidnext, flags = opened
     distinct = set(flags)
-    keywords = sorted({flag for f in distinct for flag in f if not flag.startswith("\\")})
-    s.send(r.FlagsData((*SYSTEM_FLAGS, *keywords)), r.ExistsData(len(flags)))
+    view.keyword_announcement(distinct)  # the keywords FLAGS below names
+    flags_data, permanent_flags = view.flags_responses()
+    s.send(flags_data, r.ExistsData(len(flags)))
     if s.rev2:
         s.send(r.ListData((), "/", view.name))
     else:
@@ -55,8 +53,7 @@ async def select(s: ImapSession, cmd: c.Select) -> r.Tagged:
         first_unseen = next((i for i, f in enumerate(flags, 1) if f in unseen), None)
         if first_unseen is not None:
             s.send(r.Untagged("OK", "First unseen", r.NumberCode("UNSEEN", first_unseen)))
-    permanent = () if cmd.read_only else (*SYSTEM_FLAGS, *keywords, "\\*")
-    s.send(r.Untagged("OK", "Flags permitted", r.PermanentFlagsCode(permanent)),
+    s.send(permanent_flags,
            r.Untagged("OK", "UIDs valid", r.NumberCode("UIDVALIDITY", view.uidvalidity)),
            r.Untagged("OK", "Predicted next UID", r.NumberCode("UIDNEXT", uidnext)),
            r.Untagged("OK", "Highest", r.NumberCode("HIGHESTMODSEQ", view.modseq)))

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from mailserver.imap.wire import responses as r
 from mailserver.imap.wire.sequence import SequenceSet
 
+SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
+
 
 @dataclass(frozen=True)
 class ChangedMessage:
@@ -48,11 +50,36 @@ class SelectedView:
     pending_expunge: set[int] = field(default_factory=set)
     # (uid, modseq) of changes this session made and already reported itself.
     own_changes: dict[int, int] = field(default_factory=dict)
+    # Keywords the client was told of in FLAGS / PERMANENTFLAGS (lower case).
+    keywords: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_uids(cls, mailbox_id: int, name: str, uidvalidity: int, read_only: bool,
                   uids: Iterable[int], modseq: int) -> SelectedView:
         return cls(mailbox_id, name, uidvalidity, read_only, array("I", uids), modseq)
+
+    # --- keywords -----------------------------------------------------------
+
+    def keyword_announcement(self, flag_sets: Iterable[Iterable[str]]) -> list[r.Response]:
+        """``* FLAGS`` and ``* OK [PERMANENTFLAGS]`` naming every keyword so
+        far when ``flag_sets`` hold one the client has not been told of
+        (RFC 3501 7.2.6 / RFC 9051 7.3.5: a client learns a keyword from
+        FLAGS before it may see it in a FETCH); nothing otherwise."""
+        new = False
+        for flags in flag_sets:
+            for flag in flags:
+                if not flag.startswith("\\") and flag.lower() not in self.keywords:
+                    self.keywords[flag.lower()] = flag
+                    new = True
+        if not new:
+            return []
+        return self.flags_responses()
+
+    def flags_responses(self) -> list[r.Response]:
+        keywords = sorted(self.keywords.values(), key=str.lower)
+        permanent = () if self.read_only else (*SYSTEM_FLAGS, *keywords, "\\*")
+        return [r.FlagsData((*SYSTEM_FLAGS, *keywords)),
+                r.Untagged("OK", "Flags permitted", r.PermanentFlagsCode(permanent))]
 
     # --- lookups ------------------------------------------------------------
 

@@ -110,6 +110,7 @@ class _CommandParser:
     def __init__(self, unit: CommandUnit, utf8: bool) -> None:
         self.r = Reader(unit)
         self.utf8 = utf8
+        self.name = ""  # the command being parsed
 
     # --- shared pieces ----------------------------------------------------
 
@@ -119,12 +120,21 @@ class _CommandParser:
         return "INBOX" if name.upper() == "INBOX" else name
 
     def decode_name(self, raw: bytes) -> str:
-        if self.utf8:
-            try:
-                return raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise ParseError("mailbox name is not UTF-8") from error
-        return decode_mutf7(raw)
+        """A mailbox name off the wire. A name that is not valid modified
+        UTF-7 (or UTF-8 after IMAP4rev2 / UTF8=ACCEPT) is well-formed IMAP
+        syntax naming no mailbox: ``NO``, not ``BAD`` (RFC 3501 5.1.3, RFC
+        9051 5.1; ``[CANNOT]`` for a name to be created, RFC 5530 3)."""
+        try:
+            if self.utf8:
+                try:
+                    return raw.decode("utf-8")
+                except UnicodeDecodeError as error:
+                    raise ParseError("mailbox name is not UTF-8") from error
+            return decode_mutf7(raw)
+        except ParseError as error:
+            code = "CANNOT" if self.name in ("CREATE", "RENAME") else "NONEXISTENT"
+            raise ParseError(f"No such mailbox: {error.text}", status="NO",
+                             code=code) from None
 
     def text(self, raw: bytes) -> str:
         try:
@@ -167,6 +177,7 @@ class _CommandParser:
         handler = _HANDLERS.get(name)
         if handler is None:
             raise ParseError(f"unknown command {name[:20]}")
+        self.name = name
         r.space()
         command = handler(self, tag, uid)
         r.end()
@@ -286,9 +297,11 @@ class _CommandParser:
             for option in selection:
                 if option not in LIST_SELECTION:
                     raise ParseError(f"unknown LIST selection option {option[:20]}")
-            if selection == ("RECURSIVEMATCH",):
-                # RFC 5258 3: RECURSIVEMATCH needs another selection option.
-                raise ParseError("RECURSIVEMATCH alone")
+            if "RECURSIVEMATCH" in selection and not set(selection) - {"RECURSIVEMATCH",
+                                                                       "REMOTE"}:
+                # RFC 5258 3: RECURSIVEMATCH "MUST NOT occur as the only
+                # selection option (or only with REMOTE)".
+                raise ParseError("RECURSIVEMATCH needs another selection option")
             r.space()
             extended = True
         reference = self.decode_name(r.astring())

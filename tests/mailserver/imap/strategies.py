@@ -99,8 +99,8 @@ search_keys = st.recursive(leaf_keys, lambda inner: st.one_of(
 def list_commands(draw: st.DrawFn, tag: str) -> c.ListCommand:
     selection = tuple(draw(st.lists(st.sampled_from(["SUBSCRIBED", "REMOTE", "SPECIAL-USE"]),
                                     max_size=2, unique=True)))
-    if selection and draw(st.booleans()):
-        selection += ("RECURSIVEMATCH",)
+    if set(selection) - {"REMOTE"} and draw(st.booleans()):
+        selection += ("RECURSIVEMATCH",)  # never alone or with REMOTE only (RFC 5258 3)
     patterns = tuple(draw(st.lists(texts, min_size=1, max_size=3)))
     options = draw(st.tuples(st.booleans(), st.booleans(), st.booleans()))
     status = draw(st.none() | st.lists(st.sampled_from(["MESSAGES", "UNSEEN", "SIZE"]),

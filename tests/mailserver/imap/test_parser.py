@@ -216,6 +216,29 @@ def test_list_extended() -> None:
         p(b'a LIST (RECURSIVEMATCH) "" %')
 
 
+@pytest.mark.parametrize("line", [b'a LIST (RECURSIVEMATCH REMOTE) "" *',
+                                  b'a LIST (REMOTE RECURSIVEMATCH) "" *',
+                                  b'a LIST (RECURSIVEMATCH RECURSIVEMATCH) "" *'])
+def test_recursivematch_without_a_real_selection_is_bad(line: bytes) -> None:
+    """RFC 5258 3: RECURSIVEMATCH alone or only with REMOTE is a syntax
+    error, answered BAD (issue 14)."""
+    with pytest.raises(ParseError) as raised:
+        p(line)
+    assert raised.value.status == "BAD"
+
+
+@pytest.mark.parametrize(("line", "code"), [
+    (b'a SELECT "&Jjo"', "NONEXISTENT"), (b'a STATUS "x&-&" (MESSAGES)', "NONEXISTENT"),
+    (b'a LIST "" "&AGE"', "NONEXISTENT"), (b'a CREATE "&Jj!-"', "CANNOT"),
+    (b'a RENAME x "&"', "CANNOT"), (b'a COPY 1 "&ZeVnLIqe"', "NONEXISTENT")])
+def test_invalid_modified_utf7_is_no(line: bytes, code: str) -> None:
+    """RFC 3501 5.1.3: a name with a broken modified UTF-7 sequence is
+    valid syntax (an astring) naming no mailbox: NO, not BAD (issue 14)."""
+    with pytest.raises(ParseError) as raised:
+        p(line)
+    assert (raised.value.status, raised.value.code, raised.value.tag) == ("NO", code, "a")
+
+
 def test_append_rfc_example_with_synchronising_literal() -> None:
     message = (b"Date: Mon, 7 Feb 1994 21:52:25 -0800 (PST)\r\n"
                b"From: Fred Foobar <foobar@Blurdybloop.COM>\r\n"
