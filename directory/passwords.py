@@ -17,6 +17,28 @@ import secrets
 from argon2 import PasswordHasher as _Argon2
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024  # argon2 takes any length; a megabyte "password" is an attack
+
+
+class PasswordRejected(ValueError):
+    """The password given is unusable; the message says why (never the password)."""
+
+
+def check_new_password(password: str) -> str:
+    """The school's rule for passwords people choose (the CLI, the messenger's
+    password change): at least ``MIN_PASSWORD_LENGTH`` characters."""
+    if not password:
+        raise PasswordRejected("the password is empty")
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise PasswordRejected(
+            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
+    if len(password) > MAX_PASSWORD_LENGTH:
+        raise PasswordRejected(
+            f"the password is too long: use at most {MAX_PASSWORD_LENGTH} characters")
+    return password
+
+
 # Letters and digits that cannot be confused on a printed sheet (no 0/O, 1/l/I).
 _READABLE = "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 

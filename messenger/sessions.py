@@ -207,6 +207,17 @@ class Sessions:
         log.info("event=matrix_devices_deleted user=%s count=%d", requester.user_id,
                  len(device_ids))
 
+    async def log_out_other_devices(self, requester: Requester) -> list[str]:
+        """Delete every device of the account but the requester's (after a password
+        change, spec "Password management": ``logout_devices``)."""
+        async with self.db.write() as session:  # type: ignore[attr-defined]
+            rows = await device_store.list_devices(session, requester.account_id)
+            others = [r.device_id for r in rows if r.device_id != requester.device_id]
+            if others:
+                await device_store.delete_devices(session, requester.account_id, others)
+        self._forget_tokens(requester.account_id, others)
+        return others
+
     # --- user-interactive auth (m.login.password only) ------------------------------
     def _new_uia_session(self, user_id: str) -> str:
         now = self._clock()

@@ -4,7 +4,8 @@ Output is plain text for people and scripts alike: tables with a header line
 and the free-text column last, ``key: value`` lines for one record, messages
 on standard error with exit status 1.  Passwords come from standard input
 (``--password-stdin``) or a prompt, never from an argument: arguments end up
-in ``ps`` output and shell history.
+in ``ps`` output and shell history.  The password rule (``check_password``) is
+the directory's, shared with the messenger's password change.
 """
 
 from __future__ import annotations
@@ -16,11 +17,12 @@ from typing import TYPE_CHECKING
 
 from conf.commands.output import fail, print_table
 from directory.model import Role, Status
+from directory.passwords import PasswordRejected
+from directory.passwords import check_new_password as check_password
 
 if TYPE_CHECKING:
     from conf.app import School
 
-MIN_PASSWORD_LENGTH = 8
 ROLES = [r.value for r in Role]
 STATUSES = [s.value for s in Status]
 
@@ -76,19 +78,6 @@ def _add_password_stdin(parser: argparse.ArgumentParser) -> None:
 
 
 # --- passwords -----------------------------------------------------------------------
-
-class PasswordRejected(ValueError):
-    """The password given is unusable; the message says why (never the password)."""
-
-
-def check_password(password: str) -> str:
-    if not password:
-        raise PasswordRejected("the password is empty")
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise PasswordRejected(
-            f"the password is too short: use at least {MIN_PASSWORD_LENGTH} characters")
-    return password
-
 
 def read_new_password(from_stdin: bool) -> str:
     """The first line of standard input, or the same password typed twice at a prompt."""

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from directory.client_address import TrustedProxies
 from messenger.api import (
+    account,
     cross_signing,
     discovery,
     key_backup,
@@ -113,11 +114,12 @@ def build_app(context: ApiContext) -> web.Application:
     app[cross_signing.CROSS_SIGNING] = CrossSigning(context.db, context.sessions, context.e2ee)
     app[key_backup.KEY_BACKUP] = KeyBackup(context.db)
     relations.install(app)
+    account.install(app)
     route_defs: list[web.RouteDef] = []
     seen: set[tuple[str, str]] = set()
     for prefix in PREFIXES:
         for module in (login, rooms, sync, user, pushers, push_rule_edits, keys,
-                       cross_signing, key_backup, discovery, relations, tags):
+                       cross_signing, key_backup, discovery, relations, tags, account):
             for route in module.routes(prefix):
                 if (route.method, route.path) not in seen:  # well-known etc. only once
                     seen.add((route.method, route.path))

@@ -7,6 +7,7 @@ import math
 from typing import Any
 
 from directory.auth import AuthenticationFailed, AuthenticationThrottled
+from messenger.account import WeakPassword
 from messenger.events.canonical import CanonicalJsonError
 from messenger.rooms.errors import (
     AliasInUse,
@@ -67,6 +68,8 @@ def matrix_error_for(exc: Exception) -> MatrixError | None:
             return MatrixError(401, "M_FORBIDDEN", str(exc), **extra)
         # Spec 5.4.1: the first 401 of the flow carries only flows, params and session.
         return MatrixError(401, "", str(exc), **extra)
+    if isinstance(exc, WeakPassword):
+        return MatrixError(400, "M_WEAK_PASSWORD", str(exc))
     if isinstance(exc, Forbidden):
         return MatrixError(403, "M_FORBIDDEN", str(exc))
     if isinstance(exc, RoomNotFound):

@@ -34,7 +34,7 @@ async def versions(request: web.Request) -> web.Response:
 async def capabilities(request: web.Request) -> web.Response:
     await requester(request)
     return ok({"capabilities": {
-        "m.change_password": {"enabled": False},
+        "m.change_password": {"enabled": True},
         "m.set_displayname": {"enabled": False},
         "m.set_avatar_url": {"enabled": False},
         "m.3pid_changes": {"enabled": False},
