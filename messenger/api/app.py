@@ -28,6 +28,7 @@ from messenger.api import (
     pushers,
     relations,
     rooms,
+    sliding_sync,
     sync,
     tags,
     user,
@@ -128,6 +129,7 @@ def build_app(context: ApiContext) -> web.Application:
             web.get(f"{prefix}/thirdparty/protocols", empty_object),
             web.get(f"{prefix}/voip/turnServer", empty_object),
         ]
+    route_defs += sliding_sync.install(app, context)
     route_defs += media.routes(context)
     app.add_routes(route_defs)
     return app

@@ -28,7 +28,9 @@ async def well_known(request: web.Request) -> web.Response:
 
 
 async def versions(request: web.Request) -> web.Response:
-    return ok({"versions": SPEC_VERSIONS, "unstable_features": {}})
+    # MSC4186 simplified sliding sync: matrix-rust-sdk (Element X) requires the flag.
+    return ok({"versions": SPEC_VERSIONS,
+               "unstable_features": {"org.matrix.simplified_msc3575": True}})
 
 
 async def capabilities(request: web.Request) -> web.Response:

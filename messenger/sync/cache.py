@@ -9,7 +9,8 @@ One ``SyncCache`` per server instance holds:
   and by ``catch_up`` when another process (``schulhof rooms post``) wrote;
 * per room, a ring of its recent events, each rendered for clients once;
 * per user, their memberships (dropped on every membership event of theirs);
-* per device, its one-time key counts (dropped on upload, claim and login).
+* per device, its one-time key counts (dropped on upload, claim and login);
+* per room, its bump stamp (sliding sync's recency order), where known.
 
 Coverage: every event with ``base < position <= positions["events"]`` is in
 its room's ring unless the ring dropped it, in which case the ring's ``floor``
@@ -29,6 +30,7 @@ from typing import Any
 from messenger import jsonenc
 from messenger.events.client_format import client_event
 from messenger.storage.events import StoredEvent
+from messenger.storage.room_lists import BUMP_EVENT_TYPES
 
 STREAMS = ("events", "account_data", "to_device", "device_lists", "receipts")
 RING_SIZE = 100  # events per room: far more than an up-to-date client lags behind
@@ -109,6 +111,9 @@ class SyncCache:
         self._key_counts: dict[tuple[int, str], tuple[dict[str, int], list[str]]] = {}
         self._key_generation = 0
         self.generation = 0  # bumped by every reset: loads begun before it are stale
+        # room -> stream position of its newest bump event; stamps only grow, so a
+        # read from the database racing a publish keeps the larger (``max``).
+        self._bumps: dict[str, int] = {}
 
     # --- loading and resets -------------------------------------------------------
     def load(self, maxima: Iterable[int], generation: int) -> bool:
@@ -129,6 +134,7 @@ class SyncCache:
         self.forget_memberships()
         self._key_counts.clear()
         self._key_generation += 1
+        self._bumps.clear()
 
     def catch_up(self, maxima: Iterable[int]) -> bool:
         """Stream maxima read from the database: True if another process wrote
@@ -159,6 +165,8 @@ class SyncCache:
         self.generation += 1  # a load reading the maxima before this commit is stale
         if event.type == "m.room.member" and event.state_key:
             self.forget_memberships(event.state_key)
+        if event.type in BUMP_EVENT_TYPES:
+            self.remember_bump_stamps({event.room_id: event.stream_ordering})
         if not self.ready or event.stream_ordering <= self.base:
             return  # not covered: the load read the maxima after this commit
         if event.stream_ordering != self.positions["events"] + 1:
@@ -235,6 +243,16 @@ class SyncCache:
             self._memberships.clear()
         else:
             self._memberships.pop(user_id, None)
+
+    def bump_stamp(self, room_id: str) -> int | None:
+        return self._bumps.get(room_id)
+
+    def remember_bump_stamps(self, stamps: dict[str, int]) -> None:
+        if len(self._bumps) >= MAX_USERS:
+            self._bumps.clear()
+        for room_id, position in stamps.items():
+            if position > self._bumps.get(room_id, 0):
+                self._bumps[room_id] = position
 
     def key_counts(self, account_id: int, device_id: str,
                    ) -> tuple[dict[str, int], list[str]] | None:
