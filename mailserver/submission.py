@@ -67,9 +67,10 @@ class Submitter:
         self._clock = clock
 
     async def submit(self, account: Account, sender: str, recipients: Sequence[str],
-                     message: bytes, *, client: str) -> str:
-        """Deliver ``message`` (headers and body, CRLF) and file it in Sent; returns the
-        queue id.  Raises SubmissionRefused naming every address that was refused."""
+                     message: bytes, *, client: str, file_copy: bool = True) -> str:
+        """Deliver ``message`` (headers and body, CRLF) and file it in Sent (unless
+        ``file_copy`` is false: automatic replies); returns the queue id.
+        Raises SubmissionRefused naming every address that was refused."""
         try:
             sender_box = parse_mailbox(sender)
         except AddressError:
@@ -92,6 +93,9 @@ class Submitter:
         except BaseException:
             await transaction.abort()
             raise
+        if not file_copy:
+            log.info("event=auto_sent id=%s account=%s", queue_id, account.login)
+            return queue_id
         try:
             await self._store.append(account.id, SENT, message, flags=("\\Seen",))
         except StoreError as exc:  # e.g. the sender's quota is full: the mail is sent anyway

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conf.wiring.vacation import vacation_target
 from mailserver.smtp import SmtpConfig, SmtpLimits, SmtpService
 from mailserver.smtp.inbound_auth import MailAuthCheck
 
@@ -36,5 +37,5 @@ def build(school: School) -> list[Service]:
     if max(config.mx_port, config.submission_port, config.submissions_port) < 0:
         return []  # every listener disabled
     check = MailAuthCheck(school.resolver, config.hostname)
-    return [SmtpService(config, school.directory, school.authenticator, school.mail_store,
-                        inbound_check=check)]
+    return [SmtpService(config, school.directory, school.authenticator,
+                        vacation_target(school), inbound_check=check)]

@@ -8,6 +8,7 @@ import logging
 from typing import TYPE_CHECKING
 
 from conf.wiring.imap import server_tls_context
+from conf.wiring.vacation import vacation_target
 from directory.client_address import TrustedProxies
 from mailserver.smtp.routing import Router
 from mailserver.submission import Submitter
@@ -37,7 +38,8 @@ def build(school: School) -> list[Service]:
         school_name=settings.school.name or settings.school.domain,
         domain=settings.school.domain.lower(), directory=school.directory,
         authenticator=school.authenticator, mail=Mail(store, store.db),
-        submitter=Submitter(router, store, store, hostname=settings.smtp_hostname),
+        submitter=Submitter(router, vacation_target(school), store,
+                            hostname=settings.smtp_hostname),
         sessions=Sessions(), max_message_size=settings.smtp.max_message_size,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,

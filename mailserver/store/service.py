@@ -25,6 +25,7 @@ from mailserver.store import mailboxes as boxes
 from mailserver.store import messages as msgs
 from mailserver.store import queries as q
 from mailserver.store import search
+from mailserver.store.account_settings import SettingsStore
 from mailserver.store.batcher import CommitBatcher
 from mailserver.store.delivery import (
     DeliveryResult,
@@ -62,6 +63,8 @@ class MailStore:
                  group_commit: bool = True) -> None:
         self.db = db
         self.feed = feed
+        # Signature, vacation and forwarding: read by the webmail and by delivery.
+        self.settings = SettingsStore(db)
         self._quota_bytes = dict(quota_bytes)
         # RCPT-time quota answers, briefly cached: that check is advisory (commit
         # re-checks in its transaction) and one read per RCPT halved throughput.

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mailserver.webmail import compose_pages, html_view, organise
+from mailserver.webmail import compose_pages, html_view, organise, settings_pages
 from mailserver.webmail.context import TEMPLATES, WEBMAIL, Webmail
 from mailserver.webmail.pages import HERE, environment
 from mailserver.webmail.routes import login, mailbox
@@ -28,7 +28,7 @@ def build_app(webmail: Webmail) -> web.Application:
     app[WEBMAIL] = webmail
     app[TEMPLATES] = environment()
     app.on_response_prepare.append(add_security_headers)
-    for area in (login, mailbox, html_view, compose_pages, organise):
+    for area in (login, mailbox, html_view, compose_pages, organise, settings_pages):
         app.add_routes(area.routes())
     app.add_routes([web.static("/static", HERE / "static")])
     return app

@@ -45,10 +45,7 @@ def _int(text: object) -> int | None:
 
 
 async def _signature(webmail: Webmail, account: Account) -> str:
-    settings = getattr(webmail, "settings", None)
-    if settings is None:
-        return ""
-    return str((await settings.get(account.id)).signature)
+    return (await webmail.mail.settings.get(account.id)).signature
 
 
 async def _own_addresses(webmail: Webmail, account: Account) -> set[str]:

@@ -111,6 +111,7 @@ class Mail:
     def __init__(self, store: MailStore, db: Database) -> None:
         self._store = store
         self._db = db
+        self.settings = store.settings  # signature, vacation, forwarding
 
     async def folders(self, account_id: int) -> list[tuple[str, int]]:
         """(name, unseen) of every mailbox, INBOX first."""

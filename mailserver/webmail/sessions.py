@@ -60,8 +60,10 @@ class Sessions:
     def end(self, token: str | None) -> None:
         self._by_token.pop(token or "", None)
 
-    def end_account(self, account_id: int) -> None:
-        for token in [t for t, s in self._by_token.items() if s.account_id == account_id]:
+    def end_account(self, account_id: int, keep: str | None = None) -> None:
+        """End every session of the account (but ``keep``: the one changing the password)."""
+        for token in [t for t, s in self._by_token.items()
+                      if s.account_id == account_id and t != keep]:
             del self._by_token[token]
 
     def __len__(self) -> int:

@@ -1,0 +1,154 @@
+"""Settings: password, signature, vacation reply.
+
+The password change needs the old password (checked by the directory's
+throttled ``Authenticator``, so this page is no way around the login
+throttle) and follows the directory's rule (``directory.passwords``);
+afterwards every other session of the account ends.  Signature and vacation reply are stored in the
+mail store's settings, where delivery reads them (``mailserver.vacation``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from typing import Any
+
+from aiohttp import web
+
+from directory.auth import AuthenticationFailed, AuthenticationThrottled
+from directory.model import Account
+from directory.passwords import (
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    PasswordRejected,
+    check_new_password,
+)
+from mailserver.store.account_settings import MAX_DAYS, MIN_DAYS, MailSettings
+from mailserver.webmail.context import WEBMAIL, client_ip
+from mailserver.webmail.pages import page
+from mailserver.webmail.security import login_required
+from mailserver.webmail.sessions import WebSession
+
+log = logging.getLogger("schulhof.webmail")
+
+SIGNATURE_LIMIT = 2000
+SUBJECT_LIMIT = 200
+VACATION_LIMIT = 5000
+NOTICES = {"password": "Das Passwort wurde geändert.",
+           "signature": "Die Signatur wurde gespeichert.",
+           "vacation": "Die Abwesenheitsnotiz wurde gespeichert."}
+
+
+async def _render(request: web.Request, session: WebSession, account: Account, *,
+                  status: int = 200, errors: Any = (), notice: str = "") -> web.Response:
+    webmail = request.app[WEBMAIL]
+    settings = await webmail.mail.settings.get(account.id)
+    return page(request, "settings.html", status, session=session,
+                folders=await webmail.mail.folders(account.id), settings=settings,
+                errors=list(errors), notice=notice, min_days=MIN_DAYS, max_days=MAX_DAYS,
+                min_password=MIN_PASSWORD_LENGTH, max_password=MAX_PASSWORD_LENGTH)
+
+
+@login_required
+async def settings_page(request: web.Request, session: WebSession, account: Account
+                        ) -> web.StreamResponse:
+    return await _render(request, session, account,
+                         notice=NOTICES.get(request.query.get("saved", ""), ""))
+
+
+@login_required
+async def change_password(request: web.Request, session: WebSession, account: Account
+                          ) -> web.StreamResponse:
+    webmail = request.app[WEBMAIL]
+    form = await request.post()
+    old, new, again = (str(form.get(k, "")) for k in ("old", "new", "again"))
+    try:
+        await webmail.authenticator.authenticate(account.login, old, client_ip(request))
+    except AuthenticationThrottled:
+        return await _render(request, session, account, status=429,
+                             errors=["Zu viele Versuche. Bitte später noch einmal."])
+    except AuthenticationFailed:
+        return await _render(request, session, account, status=400,
+                             errors=["Das bisherige Passwort stimmt nicht."])
+    problems = password_problems(new)
+    if new != again:
+        problems.append("Die beiden neuen Passwörter sind nicht gleich.")
+    if new == old:
+        problems.append("Das neue Passwort muss sich vom bisherigen unterscheiden.")
+    if problems:
+        return await _render(request, session, account, status=400, errors=problems)
+    await webmail.directory.set_password(account.login, new)
+    webmail.sessions.end_account(account.id, keep=session.token)  # others log in again
+    log.info("event=webmail_password_changed login=%s", account.login)
+    raise web.HTTPSeeOther("/settings?saved=password")
+
+
+@login_required
+async def save_signature(request: web.Request, session: WebSession, account: Account
+                         ) -> web.StreamResponse:
+    store = request.app[WEBMAIL].mail.settings
+    signature = str((await request.post()).get("signature", "")).replace("\r\n", "\n")
+    if len(signature) > SIGNATURE_LIMIT:
+        return await _render(request, session, account, status=400, errors=[
+            f"Die Signatur darf höchstens {SIGNATURE_LIMIT} Zeichen lang sein."])
+    current = await store.get(account.id)
+    await store.save(account.id, dataclasses.replace(current, signature=signature))
+    raise web.HTTPSeeOther("/settings?saved=signature")
+
+
+def password_problems(password: str) -> list[str]:
+    """The directory's rule (``check_new_password``: the CLI and the messenger use
+    it too), its refusals said in German."""
+    try:
+        check_new_password(password)
+    except PasswordRejected:
+        if len(password) > MAX_PASSWORD_LENGTH:
+            return [f"Das Passwort darf höchstens {MAX_PASSWORD_LENGTH} Zeichen lang sein."]
+        return [f"Das Passwort muss mindestens {MIN_PASSWORD_LENGTH} Zeichen lang sein."]
+    return []
+
+
+def _vacation(form: Any, current: MailSettings) -> tuple[MailSettings, list[str]]:
+    errors = []
+    subject = " ".join(str(form.get("subject", "")).split())
+    body = str(form.get("body", "")).replace("\r\n", "\n")
+    enabled = form.get("enabled") == "on"
+    try:
+        days = int(str(form.get("days", "7")))
+    except ValueError:
+        days = 7
+    if not MIN_DAYS <= days <= MAX_DAYS:
+        errors.append(f"Der Abstand muss zwischen {MIN_DAYS} und {MAX_DAYS} Tagen liegen.")
+    until = None
+    if str(form.get("until", "")).strip():
+        try:
+            until = dt.date.fromisoformat(str(form.get("until")).strip())
+        except ValueError:
+            errors.append("Das Enddatum ist kein gültiges Datum.")
+    if len(subject) > SUBJECT_LIMIT or len(body) > VACATION_LIMIT:
+        errors.append("Betreff oder Text der Abwesenheitsnotiz ist zu lang.")
+    if enabled and not body.strip():
+        errors.append("Bitte einen Text für die Abwesenheitsnotiz eingeben.")
+    return dataclasses.replace(current, vacation_enabled=enabled, vacation_subject=subject,
+                               vacation_body=body, vacation_days=days,
+                               vacation_until=until), errors
+
+
+@login_required
+async def save_vacation(request: web.Request, session: WebSession, account: Account
+                        ) -> web.StreamResponse:
+    store = request.app[WEBMAIL].mail.settings
+    settings, errors = _vacation(await request.post(), await store.get(account.id))
+    if errors:
+        return await _render(request, session, account, status=400, errors=errors)
+    await store.save(account.id, settings)
+    log.info("event=webmail_vacation login=%s enabled=%s", account.login,
+             settings.vacation_enabled)
+    raise web.HTTPSeeOther("/settings?saved=vacation")
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/settings", settings_page), web.post("/settings/password", change_password),
+            web.post("/settings/signature", save_signature),
+            web.post("/settings/vacation", save_vacation)]

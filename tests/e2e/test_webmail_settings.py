@@ -1,0 +1,145 @@
+"""Webmail settings over HTTPS: password change (then IMAP with the new one),
+signature in new mail, vacation replies at delivery."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import imaplib
+from email.message import EmailMessage
+
+import aiohttp
+from sqlalchemy import select
+
+from conf.app import School
+from mailserver.schema import MessageBlobRow, OutboundRow
+from tests.e2e.webmail_support import *  # noqa: F403  (fixtures)
+from tests.e2e.webmail_support import OUTSIDE, PASSWORDS, csrf_of, deliver, log_in
+from tests.mailserver.imap.session.helpers import client_tls, imap_ports
+
+NEW_PASSWORD = "Herbstlaub-auf-dem-Schulhof"
+
+
+async def token(browser: aiohttp.ClientSession) -> str:
+    async with browser.get("/settings") as response:
+        assert response.status == 200
+        return csrf_of(await response.text())
+
+
+def imap_login(school: School, login: str, password: str) -> bool:
+    with imaplib.IMAP4_SSL("127.0.0.1", imap_ports(school)[1],
+                           ssl_context=client_tls(school.settings), timeout=20) as imap:
+        try:
+            imap.login(login, password)
+        except imaplib.IMAP4.error:
+            return False
+        return True
+
+
+async def test_password_change_needs_the_old_one_and_works_over_imap(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    school = school_with_people
+    await log_in(browser, "paul")
+    csrf = await token(browser)
+
+    async def change(old: str, new: str, again: str | None = None) -> tuple[int, str]:
+        async with browser.post("/settings/password", data={
+                "csrf": csrf, "old": old, "new": new, "again": again or new}) as response:
+            return response.status, await response.text()
+
+    status, html = await change("falsch", NEW_PASSWORD)
+    assert status == 400 and "bisherige Passwort stimmt nicht" in html
+    status, html = await change(PASSWORDS["paul"], "kurz")
+    assert status == 400 and "mindestens 8 Zeichen" in html
+    status, html = await change(PASSWORDS["paul"], PASSWORDS["paul"])
+    assert status == 400 and "unterscheiden" in html
+    status, html = await change(PASSWORDS["paul"], NEW_PASSWORD, "anders-als-oben-123")
+    assert status == 400 and "nicht gleich" in html
+    status, html = await change(PASSWORDS["paul"], NEW_PASSWORD)
+    assert status == 200 and "Das Passwort wurde geändert." in html
+
+    assert await asyncio.to_thread(imap_login, school, "paul", NEW_PASSWORD)
+    assert not await asyncio.to_thread(imap_login, school, "paul", PASSWORDS["paul"])
+    async with browser.get("/settings") as response:  # this session stays logged in
+        assert response.status == 200 and "Passwort ändern" in await response.text()
+
+
+async def test_signature_goes_under_new_mail(school_with_people: School,
+                                            browser: aiohttp.ClientSession) -> None:
+    await log_in(browser, "anna")
+    async with browser.post("/settings/signature", data={
+            "csrf": await token(browser), "signature": "Anna Lehrerin\nKlasse 5a"}) as response:
+        assert response.status == 200
+    async with browser.get("/compose") as response:
+        assert "\n-- \nAnna Lehrerin\nKlasse 5a" in await response.text()
+
+
+async def outbound_messages(school: School) -> list[tuple[str, EmailMessage]]:
+    async with school.db.read() as session:
+        rows = (await session.execute(
+            select(OutboundRow.recipient, MessageBlobRow.data)
+            .join(MessageBlobRow, MessageBlobRow.id == OutboundRow.blob_id)
+            .order_by(OutboundRow.id))).all()
+    return [(recipient, email.message_from_bytes(bytes(data), policy=email.policy.default))
+            for recipient, data in rows]  # type: ignore[misc]
+
+
+def mail(subject: str, *extra: tuple[str, str], to: str = "anna@schule.test") -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = f"Eva Eltern <{OUTSIDE}>"
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = f"<{subject.replace(' ', '.')}@outside.example>"
+    for name, value in extra:
+        message[name] = value
+    message.set_content("Hallo Anna")
+    return message
+
+
+async def test_vacation_reply_once_per_sender_never_to_lists(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    school = school_with_people
+    await log_in(browser, "anna")
+    async with browser.post("/settings/vacation", data={
+            "csrf": await token(browser), "enabled": "on", "subject": "",
+            "body": "Ich bin bis Montag nicht da.", "days": "7", "until": ""}) as response:
+        assert response.status == 200
+        assert "Abwesenheitsnotiz wurde gespeichert" in await response.text()
+
+    await deliver(school, mail("Frage zum Ausflug"))
+    await deliver(school, mail("Noch eine Frage"))  # same sender, same period: no reply
+    await deliver(school, mail("Newsletter", ("List-Id", "<news.outside.example>")))
+    await deliver(school, mail("Robot", ("Auto-Submitted", "auto-generated")))
+    await deliver(school, mail("Massen", ("Precedence", "bulk")))
+    for _ in range(100):
+        replies = await outbound_messages(school)
+        if replies:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)  # any wrong second reply would be queued by now
+    replies = await outbound_messages(school)
+    assert len(replies) == 1, [r[1]["Subject"] for r in replies]
+    recipient, reply = replies[0]
+    assert recipient == OUTSIDE
+    assert reply["Subject"] == "Abwesend: Frage zum Ausflug"
+    assert reply["Auto-Submitted"] == "auto-replied"
+    assert reply["In-Reply-To"] == "<Frage.zum.Ausflug@outside.example>"
+    assert reply.get_content().strip() == "Ich bin bis Montag nicht da."
+
+    # A colleague inside the school gets the reply in the INBOX.
+    browser.cookie_jar.clear()
+    await log_in(browser, "paul")
+    async with browser.get("/compose") as response:
+        csrf = csrf_of(await response.text())
+    async with browser.post("/compose", data={"csrf": csrf, "to": "anna", "subject": "Referat",
+                                              "body": "Frage"}, allow_redirects=False) as r:
+        assert r.status == 303
+    paul = await school.directory.get_account("paul")
+    for _ in range(100):
+        inbox = await school.mail_store.read_mailbox(paul.id)
+        if inbox:
+            break
+        await asyncio.sleep(0.05)
+    (received,) = await school.mail_store.read_mailbox(paul.id)
+    assert b"Subject: Abwesend: Referat" in received.body
