@@ -70,6 +70,9 @@ class ListenSettings:
     # The HTTPS port the redirect points at when a NAT or port forward puts
     # the webmail elsewhere than ``web`` (e.g. 443 -> 8080); 0: ``web`` itself.
     web_public_port: int = 0
+    # Matrix Server-Server API (TLS with the school certificate); 8448 is the
+    # spec's default port, which other servers try when no SRV record says otherwise.
+    federation: int = 8448
 
 
 @dataclass(frozen=True)
@@ -174,6 +177,12 @@ class FederationSettings:
     tls_ca_file: str = ""
     mta_sts: bool = True
     dane: bool = True
+    # Matrix federation: servers besides the partner schools' that may exchange
+    # chat with this school, servers trusted to vouch for other servers' keys
+    # (notaries, POST /_matrix/key/v2/query), and how long others may cache our key.
+    matrix_servers: tuple[str, ...] = ()
+    matrix_notary_servers: tuple[str, ...] = ()
+    matrix_key_validity_hours: float = 24.0
 
 
 @dataclass(frozen=True)
@@ -226,6 +235,13 @@ class Settings:
     @property
     def partner_domains(self) -> frozenset[str]:
         return frozenset(p.domain.lower() for p in self.partners)
+
+    @property
+    def matrix_federation_servers(self) -> frozenset[str]:
+        """Matrix servers this school federates with: each partner's (its
+        ``matrix_server``, else its domain) and ``federation.matrix_servers``."""
+        partners = {(p.matrix_server or p.domain).lower() for p in self.partners}
+        return frozenset(partners | {s.lower() for s in self.federation.matrix_servers})
 
 
 # TOML section name -> Settings field name, where they differ.

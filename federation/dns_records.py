@@ -47,7 +47,7 @@ class SchoolDns:
     submissions_port: int = 465
     imap_port: int = 143
     imaps_port: int = 993
-    matrix_port: int = 8448
+    federation_port: int = 8448
     mta_sts_mode: str = "enforce"
     report_address: str = ""       # default postmaster@<domain>
     notes: list[str] = field(default_factory=list)
@@ -111,7 +111,7 @@ def mta_sts_id(policy: str) -> str:
 
 def matrix_well_known(school: SchoolDns) -> tuple[str, str]:
     """(server, client) JSON for https://<domain>/.well-known/matrix/{server,client}."""
-    server = json.dumps({"m.server": f"{school.matrix_host}:{school.matrix_port}"})
+    server = json.dumps({"m.server": f"{school.matrix_host}:{school.federation_port}"})
     client = json.dumps({"m.homeserver": {"base_url": f"https://{school.matrix_host}"}})
     return server, client
 
@@ -162,9 +162,9 @@ def school_records(school: SchoolDns) -> list[DnsRecord]:
         _srv(f"_imaps._tcp.{d}", school.imaps_port, host, "RFC 6186 IMAP over TLS"),
         DnsRecord(f"autoconfig.{d}", "CNAME", host,
                   "mail client autoconfig (/mail/config-v1.1.xml)"),
-        _srv(f"_matrix-fed._tcp.{d}", school.matrix_port, school.matrix_host,
+        _srv(f"_matrix-fed._tcp.{d}", school.federation_port, school.matrix_host,
              "Matrix federation (spec v1.8+)"),
-        _srv(f"_matrix._tcp.{d}", school.matrix_port, school.matrix_host,
+        _srv(f"_matrix._tcp.{d}", school.federation_port, school.matrix_host,
              "Matrix federation (older servers)"),
     ]
     for extra in school.extra_domains:

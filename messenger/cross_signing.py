@@ -12,17 +12,15 @@ to the user who made them.  Any change is a device-list change (/sync).
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature as BadEd25519Signature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from messenger.events.canonical import CanonicalJsonError, canonical_json, check_canonical_value
-from messenger.events.hashing import unpadded_base64
+from federation.matrix.signed_json import (
+    decode_base64,
+    verify_signature,
+)
+from messenger.events.canonical import CanonicalJsonError, check_canonical_value
 from messenger.identity import Requester
 from messenger.storage import cross_signing as store
 from messenger.storage import device_messages, user_data
@@ -55,44 +53,6 @@ class KeyIdInUse(CrossSigningError):
 
 class UnknownKey(CrossSigningError):
     """The key to be signed (or the key to check a signature with) does not exist."""
-
-
-def decode_base64(text: str) -> bytes:
-    """Unpadded (or padded) standard base64, as Matrix writes keys and signatures; only
-    the one encoding of the bytes, so a key has one key id."""
-    try:
-        data = base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("not base64") from None
-    if unpadded_base64(data) != text.rstrip("="):
-        raise ValueError("not the canonical base64 of its bytes")
-    return data
-
-
-def signed_bytes(signed: Mapping[str, Any]) -> bytes:
-    """What a signature covers: canonical JSON without ``signatures`` and ``unsigned``."""
-    return canonical_json({k: v for k, v in signed.items() if k not in ("signatures", "unsigned")})
-
-
-def signature_of(signed: Mapping[str, Any], signer: str, key_id: str) -> str | None:
-    by_signer = signed.get("signatures", {}).get(signer) if isinstance(
-        signed.get("signatures"), Mapping) else None
-    value = by_signer.get(key_id) if isinstance(by_signer, Mapping) else None
-    return value if isinstance(value, str) else None
-
-
-def verify_signature(signed: Mapping[str, Any], signer: str, key_id: str,
-                     public_key: str) -> bool:
-    """Whether ``signed`` carries a valid ed25519 signature of ``signer``'s ``key_id``."""
-    signature = signature_of(signed, signer, key_id)
-    if signature is None:
-        return False
-    try:
-        key = Ed25519PublicKey.from_public_bytes(decode_base64(public_key))
-        key.verify(decode_base64(signature), signed_bytes(signed))
-    except (ValueError, CanonicalJsonError, BadEd25519Signature):
-        return False
-    return True
 
 
 @dataclass(frozen=True)

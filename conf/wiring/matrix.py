@@ -10,7 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conf.commands.school import KEYS_DIR
 from directory.client_address import TrustedProxies
+from federation.keys import SchoolKeyPaths
+from federation.matrix.client import FederationClient
+from federation.matrix.keyring import KeyRing
+from federation.matrix.signed_json import SigningKey
+from messenger.api.federation import FederationContext
+from messenger.federation_listener import FederationListener
 from messenger.limits import MessengerLimits
 from messenger.ratelimit import RateLimit, RateLimits
 from messenger.rooms.policy import ChatPolicy
@@ -28,7 +35,7 @@ def build(school: School) -> list[Service]:
     if settings.listen.matrix < 0:
         return []
     m = settings.matrix
-    return [MatrixServer(
+    services: list[Service] = [MatrixServer(
         db=school.db, directory=school.directory, authenticator=school.authenticator,
         server_name=settings.school.domain.lower(), mail_domain=settings.school.domain.lower(),
         bind=settings.listen.bind, port=settings.listen.matrix,
@@ -38,6 +45,35 @@ def build(school: School) -> list[Service]:
         auto_join_groups=m.auto_join_group_rooms, push_gateways=m.push_gateways,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies),
         rate_limits=rate_limits(m.send_messages_per_second, m.send_burst))]
+    if settings.listen.federation >= 0:
+        services.append(federation_listener(school))
+    return services
+
+
+def federation_listener(school: School) -> FederationListener:
+    """The Server-Server API listener with the school's signing key (``schulhof init``
+    made it beside the DKIM keys) and a client for fetching other servers' keys."""
+    from conf.wiring.imap import server_tls_context
+
+    settings = school.settings
+    server_name = settings.school.domain.lower()
+    paths = SchoolKeyPaths.in_dir(settings.base_dir / KEYS_DIR)
+    key = SigningKey.from_pem(paths.matrix_signing.read_bytes())
+    allowed = settings.matrix_federation_servers
+    f = settings.federation
+    client = FederationClient(server_name, key, school.resolver,
+                              ca_file=settings.path(f.tls_ca_file).as_posix()
+                              if f.tls_ca_file else None,
+                              allowed=allowed.__contains__)
+    context = FederationContext(
+        server_name=server_name, signing_key=key,
+        keyring=KeyRing(client, notaries=f.matrix_notary_servers),
+        directory=school.directory, allowed=allowed.__contains__,
+        key_validity_ms=int(f.matrix_key_validity_hours * 3600 * 1000))
+    tls = server_tls_context(str(settings.path(settings.tls.certificate)),
+                             str(settings.path(settings.tls.key)))
+    return FederationListener(context, client, bind=settings.listen.bind,
+                              port=settings.listen.federation, ssl_context=tls)
 
 
 def rate_limits(send_per_second: float, send_burst: int) -> RateLimits:

@@ -1,0 +1,1 @@
+"""Matrix server-server API (spec "Server-Server API"): keys, signatures, discovery, transport."""

@@ -1,0 +1,163 @@
+"""The Server-Server API listener's application: thin handlers for
+``/_matrix/key/v2/*`` and ``/_matrix/federation/*`` (Matrix Server-Server API).
+
+Every ``/_matrix/federation/*`` request except ``/version`` must carry a valid
+``X-Matrix`` signature of a server the school federates with (its partner
+schools and the servers the admin lists); others get 401 ``M_UNAUTHORIZED`` or
+403 ``M_FORBIDDEN`` with the reason, and the refusal is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from directory.model import NotFound
+from directory.service import Directory
+from federation.matrix.canonical_json import CanonicalJsonError, parse_json
+from federation.matrix.keyring import KeyNotFound, KeyRing
+from federation.matrix.request_auth import (
+    AuthorizationError,
+    parse_authorization,
+    verify_request,
+)
+from federation.matrix.server_keys import publish_keys
+from federation.matrix.signed_json import SigningKey
+from messenger.events.identifiers import InvalidIdentifier, UserId
+
+log = logging.getLogger("schulhof.messenger.federation")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+MAX_FEDERATION_REQUEST_BYTES = 4 * 1024 * 1024
+SERVER_SOFTWARE = {"name": "Schulhof", "version": "0.1.0"}
+
+
+@dataclass(frozen=True)
+class FederationContext:
+    server_name: str
+    signing_key: SigningKey
+    keyring: KeyRing
+    directory: Directory
+    allowed: Callable[[str], bool]
+    key_validity_ms: int = 24 * 3600 * 1000
+
+
+CONTEXT = web.AppKey("federation_context", FederationContext)
+ORIGIN = web.RequestKey("federation_origin", str)  # the authenticated origin server
+
+
+def _error(status: int, errcode: str, message: str) -> web.Response:
+    return web.json_response({"errcode": errcode, "error": message}, status=status)
+
+
+def _refuse(request: web.Request, status: int, errcode: str, reason: str,
+            origin: str = "-") -> web.Response:
+    log.info("event=federation_refused origin=%s path=%s status=%d reason=%r",
+             origin, request.path, status, reason)
+    return _error(status, errcode, reason)
+
+
+async def _authenticate(request: web.Request, ctx: FederationContext) -> str | web.Response:
+    """The origin of a correctly signed request from an allowed server, or a refusal."""
+    headers = request.headers.getall("Authorization", [])
+    if not headers:
+        return _refuse(request, 401, "M_UNAUTHORIZED", "X-Matrix Authorization required")
+    body = await request.read()
+    try:
+        content: Any = parse_json(body) if body else None
+    except (ValueError, CanonicalJsonError):
+        return _refuse(request, 400, "M_NOT_JSON", "request body is not valid JSON")
+    last_reason = "no valid X-Matrix Authorization header"
+    for header in headers:
+        try:
+            auth = parse_authorization(header)
+        except AuthorizationError as exc:
+            last_reason = str(exc)
+            continue
+        if not ctx.allowed(auth.origin):
+            return _refuse(request, 403, "M_FORBIDDEN",
+                           f"{auth.origin} is not a federation partner of "
+                           f"{ctx.server_name}", auth.origin)
+        try:
+            public_key = await ctx.keyring.verify_key(auth.origin, auth.key_id)
+            verify_request(auth, public_key, method=request.method, uri=request.raw_path,
+                           own_name=ctx.server_name, content=content)
+        except (KeyNotFound, AuthorizationError) as exc:
+            last_reason = str(exc) or exc.__class__.__name__
+            continue
+        return auth.origin
+    return _refuse(request, 401, "M_UNAUTHORIZED", last_reason)
+
+
+@web.middleware
+async def federation_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    ctx = request.app[CONTEXT]
+    try:
+        if (request.path.startswith("/_matrix/federation/")
+                and request.path != "/_matrix/federation/v1/version"):
+            origin = await _authenticate(request, ctx)
+            if isinstance(origin, web.Response):
+                return origin
+            request[ORIGIN] = origin
+        return await handler(request)
+    except web.HTTPRequestEntityTooLarge:
+        return _error(413, "M_TOO_LARGE", "request body too large")
+    except web.HTTPMethodNotAllowed:
+        return _error(405, "M_UNRECOGNIZED", "unrecognized request method for this endpoint")
+    except web.HTTPNotFound:
+        return _error(404, "M_UNRECOGNIZED", "unrecognized request")
+    except web.HTTPException:
+        raise
+    except Exception:
+        log.exception("event=federation_request_failed path=%s", request.path)
+        return _error(500, "M_UNKNOWN", "internal server error")
+
+
+async def server_keys(request: web.Request) -> web.Response:
+    ctx = request.app[CONTEXT]
+    body = publish_keys(ctx.signing_key, ctx.server_name, int(time.time() * 1000),
+                        ctx.key_validity_ms)
+    return web.json_response(body)
+
+
+async def version(request: web.Request) -> web.Response:
+    return web.json_response({"server": SERVER_SOFTWARE})
+
+
+async def query_profile(request: web.Request) -> web.Response:
+    """``GET /_matrix/federation/v1/query/profile``: a local user's display name."""
+    ctx = request.app[CONTEXT]
+    try:
+        user = UserId.parse(request.query.get("user_id", ""))
+    except InvalidIdentifier:
+        return _error(400, "M_INVALID_PARAM", "user_id is not a user id")
+    if user.server != ctx.server_name:
+        return _error(404, "M_NOT_FOUND", "not a user of this server")
+    field = request.query.get("field")
+    if field not in (None, "displayname", "avatar_url"):
+        return _error(400, "M_INVALID_PARAM", "unknown profile field")
+    try:
+        account = await ctx.directory.get_account(user.localpart)
+    except NotFound:
+        return _error(404, "M_NOT_FOUND", "unknown user")
+    if field == "avatar_url":
+        return web.json_response({})
+    return web.json_response({"displayname": account.display_name})
+
+
+def build_federation_app(ctx: FederationContext) -> web.Application:
+    app = web.Application(middlewares=[federation_middleware],
+                          client_max_size=MAX_FEDERATION_REQUEST_BYTES)
+    app[CONTEXT] = ctx
+    app.add_routes([
+        web.get("/_matrix/key/v2/server", server_keys),
+        web.get("/_matrix/key/v2/server/{key_id}", server_keys),  # deprecated form
+        web.get("/_matrix/federation/v1/version", version),
+        web.get("/_matrix/federation/v1/query/profile", query_profile),
+    ])
+    return app

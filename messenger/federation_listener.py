@@ -1,0 +1,41 @@
+"""The school's Server-Server API listener (``listen.federation``, 8448 by
+default): TLS with the school's certificate, serving its signing keys and the
+federation endpoints to partner servers.  A ``Service`` for ``conf``."""
+
+from __future__ import annotations
+
+import ssl
+
+from aiohttp import web
+
+from federation.matrix.client import FederationClient
+from messenger.api.federation import FederationContext, build_federation_app
+
+SHUTDOWN_TIMEOUT_SECONDS = 5.0
+
+
+class FederationListener:
+    def __init__(self, context: FederationContext, client: FederationClient, *, bind: str,
+                 port: int, ssl_context: ssl.SSLContext) -> None:
+        self.context = context
+        self.client = client
+        self.bind = bind
+        self.port = port
+        self._ssl = ssl_context
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> list[str]:
+        runner = web.AppRunner(build_federation_app(self.context), access_log=None,
+                               handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+        await runner.setup()
+        site = web.TCPSite(runner, self.bind, self.port, ssl_context=self._ssl)
+        await site.start()
+        self._runner = runner
+        return [f"service=matrix-federation addr={self.bind}:{self.port} tls=yes "
+                f"server_name={self.context.server_name}"]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        await self.client.close()
