@@ -69,10 +69,12 @@ async def test_every_record_is_printed(school: School,
                           ("submissions", listen.submissions),
                           ("imap", listen.imap), ("imaps", listen.imaps)]:
         assert rdata(zone, f"_{service}._tcp.{d}", "SRV") == [f"0 1 {port} mail.schule.test."]
+    # Federation goes to the Server-Server listener, not the client API port.
+    assert listen.federation != listen.matrix
     assert rdata(zone, f"_matrix._tcp.{d}", "SRV") == [
-        f"0 1 {listen.matrix} matrix.schule.test."]
+        f"0 1 {listen.federation} matrix.schule.test."]
     assert rdata(zone, f"_matrix-fed._tcp.{d}", "SRV") == [
-        f"0 1 {listen.matrix} matrix.schule.test."]
+        f"0 1 {listen.federation} matrix.schule.test."]
     assert rdata(zone, f"autoconfig.{d}", "CNAME") == ["mail.schule.test."]
     # the MTA-STS policy file and the Matrix .well-known documents are shown
     for line in mta_sts_policy("mail.schule.test").split("\r\n"):
