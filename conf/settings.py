@@ -76,6 +76,24 @@ class ListenSettings:
 
 
 @dataclass(frozen=True)
+class HttpSettings:
+    """The HTTP listeners (Matrix, webmail) against slow and greedy clients;
+    see federation.http_guard."""
+
+    # From the connection (or a request's first byte) to the end of its headers.
+    header_timeout_seconds: float = 30.0
+    # The longest pause inside a request body; a body must also arrive within
+    # this plus its length at min_body_bytes_per_second.
+    body_timeout_seconds: float = 60.0
+    min_body_bytes_per_second: int = 8 * 1024
+    # Idle time between two requests on one connection.
+    keepalive_timeout_seconds: float = 75.0
+    # Open connections per client address and listener (0: unlimited); trusted
+    # proxies are exempt.  Generous: a school behind one NAT address shares it.
+    max_connections_per_ip: int = 500
+
+
+@dataclass(frozen=True)
 class SmtpSettings:
     max_message_size: int = 25 * 1024 * 1024
     max_recipients: int = 100
@@ -201,6 +219,7 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     listen: ListenSettings = field(default_factory=ListenSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)

@@ -17,6 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from directory.client_address import TrustedProxies
+from federation.http_guard import GuardedSite, HttpLimits
 from messenger.api.app import build_app
 from messenger.api.http import ApiContext
 from messenger.e2ee import DeviceMessaging
@@ -49,7 +50,8 @@ class MatrixServer:
                  auto_join_groups: bool = True, media_dir: Path | None = None,
                  rate_limits: RateLimits | None = None,
                  trusted_proxies: TrustedProxies | None = None,
-                 push_gateways: tuple[str, ...] = ()) -> None:
+                 push_gateways: tuple[str, ...] = (),
+                 http_limits: HttpLimits | None = None) -> None:
         self.server_name = server_name
         self.bind = bind
         self.port = port
@@ -85,6 +87,9 @@ class MatrixServer:
                                   trusted_proxies=trusted_proxies or TrustedProxies(),
                                   push_gateways=push_gateways)
         self._ssl = ssl_context
+        # Slow clients time out, one address cannot take every connection.
+        self._http_limits = http_limits or HttpLimits(
+            exempt=trusted_proxies or TrustedProxies())
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
 
@@ -93,9 +98,10 @@ class MatrixServer:
 
     async def start(self) -> list[str]:
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
-                               shutdown_timeout=1.0)
+                               shutdown_timeout=1.0, **self._http_limits.runner_options())
         await runner.setup()
-        site = web.TCPSite(runner, self.bind, self.port, ssl_context=self._ssl)
+        site = GuardedSite(runner, self.bind, self.port, limits=self._http_limits,
+                           ssl_context=self._ssl)
         await site.start()
         self._runner = runner
         # With port 0 the OS picked one: report the real one.

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from conf.commands.school import KEYS_DIR
 from directory.client_address import TrustedProxies
+from federation.http_guard import HttpLimits
 from federation.keys import SchoolKeyPaths
 from federation.matrix.client import FederationClient
 from federation.matrix.keyring import KeyRing
@@ -35,6 +36,7 @@ def build(school: School) -> list[Service]:
     if settings.listen.matrix < 0:
         return []
     m = settings.matrix
+    proxies = TrustedProxies.parse(settings.listen.trusted_proxies)
     services: list[Service] = [MatrixServer(
         db=school.db, directory=school.directory, authenticator=school.authenticator,
         server_name=settings.school.domain.lower(), mail_domain=settings.school.domain.lower(),
@@ -43,7 +45,7 @@ def build(school: School) -> list[Service]:
         media_dir=settings.data_dir / "media",
         group_sync_interval=m.group_sync_interval_seconds,
         auto_join_groups=m.auto_join_group_rooms, push_gateways=m.push_gateways,
-        trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies),
+        trusted_proxies=proxies, http_limits=http_limits(school, proxies),
         rate_limits=rate_limits(m.send_messages_per_second, m.send_burst))]
     if settings.listen.federation >= 0:
         services.append(federation_listener(school))
@@ -74,6 +76,16 @@ def federation_listener(school: School) -> FederationListener:
                              str(settings.path(settings.tls.key)))
     return FederationListener(context, client, bind=settings.listen.bind,
                               port=settings.listen.federation, ssl_context=tls)
+
+
+def http_limits(school: School, proxies: TrustedProxies) -> HttpLimits:
+    """The slow-client and per-address limits of an HTTP listener (``[http]``)."""
+    h = school.settings.http
+    return HttpLimits(header_timeout=h.header_timeout_seconds,
+                      body_timeout=h.body_timeout_seconds,
+                      min_body_rate=h.min_body_bytes_per_second,
+                      keepalive_timeout=h.keepalive_timeout_seconds,
+                      max_connections_per_ip=h.max_connections_per_ip, exempt=proxies)
 
 
 def rate_limits(send_per_second: float, send_burst: int) -> RateLimits:

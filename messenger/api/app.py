@@ -92,6 +92,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return _error_response(MatrixError(404, "M_UNRECOGNIZED", "unrecognized request"))
     except web.HTTPException:
         raise
+    except ConnectionResetError:
+        raise  # the client went away (or was timed out): aiohttp drops it quietly
     except Exception as exc:
         error = matrix_error_for(exc)
         if error is None:
