@@ -29,7 +29,7 @@ async def form_of(browser: aiohttp.ClientSession, url: str) -> dict[str, str]:
     for name in ("to", "cc", "bcc", "subject"):
         match = re.search(rf'name="{name}" value="([^"]*)"', html)
         fields[name] = match.group(1) if match else ""
-    body = re.search(r'<textarea name="body"[^>]*>(.*?)</textarea>', html, re.DOTALL)
+    body = re.search(r'<textarea [^>]*name="body"[^>]*>(.*?)</textarea>', html, re.DOTALL)
     fields["body"] = body.group(1) if body else ""
     return {k: html_module.unescape(v) for k, v in fields.items()}
 
