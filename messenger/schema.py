@@ -15,6 +15,7 @@ from messenger.storage.tables import (
     OneTimeKeyRow,
     ReceiptRow,
     RelationRow,
+    ReportRow,
     RoomAliasRow,
     RoomRow,
     RoomStateRow,
@@ -25,5 +26,5 @@ from messenger.storage.tables import (
 __all__ = [
     "AccessTokenRow", "AccountDataRow", "DeviceListChangeRow", "DeviceRow", "EventRow",
     "FilterRow", "GroupRoomRow", "MediaRow", "MembershipRow", "OneTimeKeyRow", "ReceiptRow",
-    "RelationRow", "RoomAliasRow", "RoomRow", "RoomStateRow", "ToDeviceRow", "TxnRow",
+    "RelationRow", "ReportRow", "RoomAliasRow", "RoomRow", "RoomStateRow", "ToDeviceRow", "TxnRow",
 ]

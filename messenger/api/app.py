@@ -24,10 +24,13 @@ from messenger.api import (
     keys,
     login,
     media,
+    notifications,
     push_rule_edits,
     pushers,
     relations,
+    room_extras,
     rooms,
+    search,
     sliding_sync,
     sync,
     tags,
@@ -116,13 +119,14 @@ def build_app(context: ApiContext) -> web.Application:
         app[media.MEDIA_KEY] = context.media
     app[cross_signing.CROSS_SIGNING] = CrossSigning(context.db, context.sessions, context.e2ee)
     app[key_backup.KEY_BACKUP] = KeyBackup(context.db)
-    relations.install(app)
-    account.install(app)
+    for module in (relations, account, search, notifications, room_extras):
+        module.install(app)  # each keeps its domain object on the app
     route_defs: list[web.RouteDef] = []
     seen: set[tuple[str, str]] = set()
     for prefix in PREFIXES:
         for module in (login, rooms, sync, user, pushers, push_rule_edits, keys,
-                       cross_signing, key_backup, discovery, relations, tags, account):
+                       cross_signing, key_backup, discovery, relations, tags, account, search,
+                       notifications, room_extras):
             for route in module.routes(prefix):
                 if (route.method, route.path) not in seen:  # well-known etc. only once
                     seen.add((route.method, route.path))

@@ -24,6 +24,19 @@ class Page:
     next_position: int | None
 
 
+async def readable_rooms(session: AsyncSession, user_id: str) -> dict[str, int]:
+    """room -> the last position the user may read, for every room they may read
+    (the rule of ``RoomReader.visible_upto`` for all their rooms at once)."""
+    newest = await store.max_stream_ordering(session)
+    out = {}
+    for row in await store.memberships_of(session, user_id):
+        if row.membership == "join":
+            out[row.room_id] = newest
+        elif row.membership in ("leave", "ban") and not row.forgotten:
+            out[row.room_id] = row.stream_ordering
+    return out
+
+
 class RoomReader:
     def __init__(self, db: Any) -> None:
         self._db = db

@@ -385,3 +385,21 @@ class RelationRow(Base):
         Index("ix_matrix_event_relations_target", "relates_to", "rel_type", "stream_ordering"),
         Index("ix_matrix_event_relations_room", "room_id", "rel_type", "stream_ordering"),
     )
+
+
+# --- matrix_0006 ---------------------------------------------------------------------
+
+
+class ReportRow(Base):
+    """A user's report of an event or a whole room to the school's admins (spec:
+    Client-Server API "Reporting content"); ``event_id`` is None for a room report."""
+
+    __tablename__ = "matrix_reports"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    room_id: Mapped[str] = mapped_column(String(ID), index=True)
+    event_id: Mapped[str | None] = mapped_column(String(ID), nullable=True)
+    reporter: Mapped[str] = mapped_column(String(ID))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)

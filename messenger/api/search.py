@@ -1,0 +1,104 @@
+"""POST /search (spec: Client-Server API v1.12 "Server Side Search"), category
+``room_events`` (the only category the spec defines)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from messenger.api.errors import bad_json, invalid_param
+from messenger.api.http import CONTEXT, context, json_body, ok, requester
+from messenger.render import render_events
+from messenger.room_search import RoomSearch, search_words
+from messenger.sync.tokens import InvalidToken, parse_position, room_token
+
+ROOM_SEARCH = web.AppKey("messenger_room_search", RoomSearch)
+DEFAULT_LIMIT = 10
+MAX_LIMIT = 50
+MAX_CONTEXT = 10
+MAX_ROOMS_IN_FILTER = 1000
+KEYS = ("content.body", "content.name", "content.topic")
+
+
+def install(app: web.Application) -> None:
+    app[ROOM_SEARCH] = RoomSearch(app[CONTEXT].db)
+
+
+def _int_field(body: dict[str, Any], key: str, default: int, high: int, where: str) -> int:
+    value = body.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_json(f"{where}.{key} must be an integer")
+    return max(0, min(value, high))
+
+
+async def search(request: web.Request) -> web.Response:
+    who = await requester(request)
+    body = await json_body(request)
+    categories = body.get("search_categories")
+    if not isinstance(categories, dict):
+        raise bad_json("search_categories must be an object")
+    criteria = categories.get("room_events")
+    if criteria is None:
+        return ok({"search_categories": {}})
+    if not isinstance(criteria, dict):
+        raise bad_json("room_events must be an object")
+    term = criteria.get("search_term")
+    if not isinstance(term, str):
+        raise bad_json("search_term must be a string")
+    keys = criteria.get("keys", list(KEYS))
+    if not isinstance(keys, list) or any(k not in KEYS for k in keys):
+        raise bad_json(f"keys must be a list of {', '.join(KEYS)}")
+    if criteria.get("order_by", "rank") not in ("rank", "recent"):
+        raise bad_json("order_by must be rank or recent")
+    room_filter = criteria.get("filter")
+    room_filter = {} if room_filter is None else room_filter
+    if not isinstance(room_filter, dict):
+        raise bad_json("filter must be an object")
+    rooms = room_filter.get("rooms")
+    if rooms is not None and (not isinstance(rooms, list) or len(rooms) > MAX_ROOMS_IN_FILTER
+                              or not all(isinstance(r, str) for r in rooms)):
+        raise bad_json("filter.rooms must be a list of room ids")
+    limit = _int_field(room_filter, "limit", DEFAULT_LIMIT, MAX_LIMIT, "filter") or 1
+    event_context = criteria.get("event_context")
+    if event_context is not None and not isinstance(event_context, dict):
+        raise bad_json("event_context must be an object")
+    before_n = _int_field(event_context or {}, "before_limit", 5, MAX_CONTEXT, "event_context")
+    after_n = _int_field(event_context or {}, "after_limit", 5, MAX_CONTEXT, "event_context")
+    before = None
+    if (batch := request.query.get("next_batch")) is not None:
+        try:
+            before = parse_position(batch)
+        except InvalidToken as exc:
+            raise invalid_param(f"next_batch: {exc}") from None
+    # Only message bodies are indexed: a search over names or topics alone finds nothing.
+    page = await request.app[ROOM_SEARCH].search(
+        who.user_id, term if "content.body" in keys else "", rooms=rooms, before=before,
+        limit=limit, context_before=before_n if event_context is not None else 0,
+        context_after=after_n if event_context is not None else 0)
+    results = []
+    async with context(request).db.read() as session:
+        rendered = await render_events(session, who, [h.event for h in page.hits])
+        for hit, event in zip(page.hits, rendered, strict=True):
+            result: dict[str, Any] = {"rank": 1.0, "result": event}
+            if event_context is not None:
+                result["context"] = {
+                    "events_before": await render_events(session, who, hit.before),
+                    "events_after": await render_events(session, who, hit.after),
+                    "start": room_token((hit.before[-1] if hit.before else hit.event)
+                                        .stream_ordering - 1),
+                    "end": room_token((hit.after[-1] if hit.after else hit.event)
+                                      .stream_ordering),
+                    "profile_info": {},
+                }
+            results.append(result)
+    out: dict[str, Any] = {"results": results, "highlights": search_words(term)}
+    if page.next_position is not None:
+        out["next_batch"] = room_token(page.next_position)
+    else:
+        out["count"] = len(results)
+    return ok({"search_categories": {"room_events": out}})
+
+
+def routes(prefix: str) -> list[web.RouteDef]:
+    return [web.post(f"{prefix}/search", search)]
