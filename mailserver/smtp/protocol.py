@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,16 @@ from mailserver.smtp.data import DataAccumulator, DataState, longest_line, read_
 from mailserver.smtp.session import SmtpSession
 
 log = logging.getLogger("schulhof.smtp")
+# aiosmtpd echoes client words in some replies ("502 Could not VRFY <arg>"): bytes
+# that were not UTF-8 arrive as surrogates (which cannot be encoded at all) and
+# control characters would garble the reply line; both become "?".
+_UNSENDABLE = re.compile(r"\r\n|[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def sendable(text: str, utf8: bool) -> str:
+    """``text`` made safe to send as a reply (RFC 5321 4.2: printable text, CRLF-ended)."""
+    text = _UNSENDABLE.sub(lambda m: m.group() if m.group() == "\r\n" else "?", text)
+    return text if utf8 else text.encode("ascii", "replace").decode("ascii")
 
 
 class _Commands(dict[str, Any]):
@@ -156,7 +167,7 @@ class SchulhofSMTP(SMTP):
     # --- replies and errors ----------------------------------------------------------------------
     async def push(self, status: str | bytes) -> None:
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
-        text = replies.enhance(text)
+        text = replies.enhance(sendable(text, self.enable_SMTPUTF8))
         await super().push(text)
         if not replies.counts_as_error(text):
             return

@@ -169,6 +169,9 @@ class Campaign:
         bad = self.server.new_bad_log_lines()
         if not bad:
             return
+        if self.findings:  # the log lines belong to a finding already pinned on its case
+            self.findings.append(Finding("log", f"server logged an error:\n{bad[0]}"))
+            return
         culprit = await self._replay_for_log_error(driver) if self.server.alive() else None
         if culprit is not None:
             self.findings.append(Finding("log", culprit[1], culprit[0], culprit[2]))

@@ -395,7 +395,7 @@ class ImapConnection:
                 line = b""
                 reply = await self.read_until(
                     re.compile(rb"\+|" + re.escape(tag) + rb" |\* (?:BAD|BYE)"), self.hang)
-                if not reply or not reply.split(b"\r\n")[-2].startswith(b"+"):
+                if not last_line(reply).startswith(b"+"):
                     break  # refused, closed or silent: the sentinel sorts it out
                 if len(part.data) + part.size_offset > PAD_LIMIT:
                     self.closed = True
@@ -417,7 +417,7 @@ class ImapConnection:
                                       self.hang)
         if reply is None:
             raise CaseFailed("hang", "no answer to STARTTLS")
-        if not reply.split(b"\r\n")[-2].startswith(tag + b" OK"):
+        if not last_line(reply).startswith(tag + b" OK"):
             return
         try:
             await asyncio.wait_for(self.writer.start_tls(self.tls), self.hang)
@@ -427,6 +427,11 @@ class ImapConnection:
             return
         self.t.note("TLS started")
         self.pending = b""
+
+
+def last_line(reply: bytes | None) -> bytes:
+    lines = (reply or b"").rstrip(b"\r\n").rsplit(b"\n", 1)
+    return lines[-1]
 
 
 def source_address(rng: random.Random) -> str:

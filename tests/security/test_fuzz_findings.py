@@ -1,0 +1,73 @@
+"""What the fuzz suite (tests/fuzz) found, each reduced to its input, against ``schulhof serve``.
+
+Every test sends the minimal input the fuzzer reported and asserts a clear
+protocol answer and a clean log (no ERROR record, no traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import imaplib
+import socket
+import ssl
+
+from tests.security.conftest import ServedSchool
+
+
+def _imap(served: ServedSchool) -> imaplib.IMAP4_SSL:
+    context = ssl.create_default_context(
+        cafile=str(served.settings.path(served.settings.tls.certificate)))
+    context.check_hostname = False
+    imap = imaplib.IMAP4_SSL(served.host, served.settings.listen.imaps, ssl_context=context,
+                             timeout=15)
+    imap.login("lehrerin", served.password("lehrerin"))
+    return imap
+
+
+def _fetch_unsupported_items(served: ServedSchool) -> list[tuple[str, bytes]]:
+    imap = _imap(served)
+    imap.append("INBOX", None, None, b"Subject: x\r\n\r\nHallo\r\n")
+    imap.select("INBOX")
+    answers = []
+    for item in ("EMAILID", "THREADID", "SAVEDATE", "(FLAGS EMAILID)"):
+        try:
+            typ, data = imap.fetch("1", item)
+            answers.append((typ, b" ".join(d for d in data if isinstance(d, bytes))))
+        except imaplib.IMAP4.error as error:  # BAD
+            answers.append(("BAD", str(error).encode()))
+    imap.logout()
+    return answers
+
+
+async def test_fetch_of_parsed_but_unserved_items_is_refused(served: ServedSchool) -> None:
+    """Fuzz finding: ``FETCH 1 EMAILID`` (RFC 8474, not advertised) was a NO [SERVERBUG]
+    with an ERROR and a traceback in the log; now a plain refusal."""
+    answers = await asyncio.to_thread(_fetch_unsupported_items, served)
+    for typ, text in answers:
+        assert typ in ("NO", "BAD"), answers
+        assert b"SERVERBUG" not in text, answers
+    assert served.bad_log_lines() == [], served.log()[-4000:]
+
+
+def _smtp_lines(served: ServedSchool, lines: list[bytes]) -> list[bytes]:
+    with socket.create_connection((served.host, served.settings.listen.smtp), timeout=10) as s:
+        reader = s.makefile("rb")
+        replies = [reader.readline()]
+        s.sendall(b"EHLO fuzz.example\r\n")
+        while (line := reader.readline())[3:4] == b"-":
+            pass
+        for line in lines:
+            s.sendall(line + b"\r\n")
+            replies.append(reader.readline())
+        return replies
+
+
+async def test_smtp_reply_echoing_undecodable_bytes(served: ServedSchool) -> None:
+    """Fuzz finding: ``VRFY fuzz1\\xff`` made aiosmtpd echo a surrogate in its reply:
+    UnicodeEncodeError, an ERROR with a traceback, and "500 5.5.2 (UnicodeEncodeError)"."""
+    replies = await asyncio.to_thread(
+        _smtp_lines, served, [b"VRFY fuzz1\xff", b"VRFY a\x00b", b"NOOP"])
+    assert replies[1].startswith(b"502 "), replies
+    assert b"Error" not in replies[1] and b"\x00" not in replies[2], replies
+    assert replies[3].startswith(b"250"), replies
+    assert served.bad_log_lines() == [], served.log()[-4000:]
