@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from messenger.identity import Requester, user_id_for
 from messenger.rooms.errors import Forbidden, RoomNotFound, TooLarge
 from messenger.storage import media as media_rows
 
 log = logging.getLogger("schulhof.messenger")
+
+CLOCK_SLACK_MS = 60_000  # upload time and event time come from different clocks' rows
 
 # Types a browser would run or render with script: no legitimate chat upload needs them.
 REFUSED_TYPES = frozenset({
@@ -83,11 +86,36 @@ def _write_file(root: Path, data: bytes, digest: str) -> Path:
 
 
 class MediaRepository:
+    """Uploaded files and who may download them.
+
+    The spec lets any logged-in user download any file (Client-Server API 10.7);
+    a school restricts that to the people the file was shared with: the uploader,
+    members (joined or invited) of a room where an event names the file, and,
+    because the server cannot read encrypted events, members of a room into
+    which the uploader posted an encrypted event after the upload.  A file
+    posted nowhere yet is the uploader's alone.  (Profile avatars cannot be set
+    here, names and pictures come from the directory; room and member avatars
+    are events of their room.)
+    """
+
     def __init__(self, db: Any, root: Path, server_name: str, max_upload_bytes: int) -> None:
         self.db = db
         self.root = root
         self.server_name = server_name
         self.max_upload_bytes = max_upload_bytes
+
+    async def may_see(self, session: Any, row: Any, viewer: Requester) -> bool:
+        if row.account_id == viewer.account_id:
+            return True
+        uri = f"mxc://{self.server_name}/{row.media_id}"
+        if await media_rows.referenced_in_rooms_of(session, uri, viewer.user_id):
+            return True
+        login = await media_rows.uploader_login(session, row)
+        if login is None:
+            return False
+        uploaded_ms = int(row.created_at.timestamp() * 1000) - CLOCK_SLACK_MS
+        return await media_rows.encrypted_post_in_rooms_of(
+            session, user_id_for(login, self.server_name), uploaded_ms, viewer.user_id)
 
     def check_upload(self, content_type: str, size: int | None) -> str:
         kind = base_type(content_type or "application/octet-stream")
@@ -113,11 +141,19 @@ class MediaRepository:
                  len(data), kind, account_id)
         return f"mxc://{self.server_name}/{media_id}"
 
-    async def get(self, server_name: str, media_id: str) -> StoredMedia:
+    async def get(self, server_name: str, media_id: str,
+                  viewer: Requester | None = None) -> StoredMedia:
+        """The file behind ``mxc://server_name/media_id`` if ``viewer`` may see it
+        (``may_see``; None: no check, for the server itself); else ``RoomNotFound``,
+        as for an unknown id, so that a refusal tells nothing about the file."""
         if server_name != self.server_name:
             raise RoomNotFound("remote media are not available (no federation yet)")
         async with self.db.read() as session:
             row = await media_rows.get(session, media_id)
+            if row is not None and viewer is not None and not await self.may_see(
+                    session, row, viewer):
+                log.info("event=media_refused media=%s viewer=%s", media_id, viewer.user_id)
+                row = None
         if row is None:
             raise RoomNotFound("unknown media")
         path = self.root / row.sha256[:2] / row.sha256[2:4] / row.sha256

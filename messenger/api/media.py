@@ -78,16 +78,16 @@ def _file_response(media: StoredMedia, file_name: str | None) -> web.FileRespons
 
 
 async def download(request: web.Request) -> web.StreamResponse:
-    await requester(request)
+    who = await requester(request)
     media = await _media(request).get(request.match_info["server_name"],
-                                      request.match_info["media_id"])
+                                      request.match_info["media_id"], who)
     return _file_response(media, request.match_info.get("file_name") or None)
 
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:
-    await requester(request)
+    who = await requester(request)
     media = await _media(request).get(request.match_info["server_name"],
-                                      request.match_info["media_id"])
+                                      request.match_info["media_id"], who)
     if media.content_type not in THUMBNAIL_TYPES:
         raise MatrixError(404, "M_NOT_FOUND", "no thumbnail for this type of file")
     return _file_response(media, None)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messenger.storage.tables import MediaRow
+from directory.schema import AccountRow
+from messenger.storage.tables import EventRow, MediaRow, MembershipRow
+
+PRESENT = ("join", "invite")
 
 
 async def add(session: AsyncSession, *, media_id: str, sha256: str, content_type: str,
@@ -16,3 +20,32 @@ async def add(session: AsyncSession, *, media_id: str, sha256: str, content_type
 
 async def get(session: AsyncSession, media_id: str) -> MediaRow | None:
     return await session.get(MediaRow, media_id)
+
+
+async def uploader_login(session: AsyncSession, row: MediaRow) -> str | None:
+    return await session.scalar(select(AccountRow.login).where(AccountRow.id == row.account_id))
+
+
+def _rooms_of(user_id: str):  # type: ignore[no-untyped-def]
+    return select(MembershipRow.room_id).where(MembershipRow.user_id == user_id,
+                                               MembershipRow.membership.in_(PRESENT))
+
+
+async def referenced_in_rooms_of(session: AsyncSession, uri: str, user_id: str) -> bool:
+    """Whether an event of a room ``user_id`` is joined to or invited into names ``uri``
+    (message attachments, room and member avatars: unencrypted content)."""
+    found = await session.scalar(select(EventRow.event_id).where(
+        EventRow.room_id.in_(_rooms_of(user_id)),
+        EventRow.json.contains(f'"{uri}"', autoescape=True)).limit(1))
+    return found is not None
+
+
+async def encrypted_post_in_rooms_of(session: AsyncSession, sender: str, since_ms: int,
+                                     user_id: str) -> bool:
+    """Whether ``sender`` posted an encrypted event at or after ``since_ms`` into a room
+    ``user_id`` is joined to or invited into (the server cannot read which file it
+    carries)."""
+    found = await session.scalar(select(EventRow.event_id).where(
+        EventRow.room_id.in_(_rooms_of(user_id)), EventRow.sender == sender,
+        EventRow.type == "m.room.encrypted", EventRow.origin_server_ts >= since_ms).limit(1))
+    return found is not None

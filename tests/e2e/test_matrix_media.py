@@ -9,7 +9,15 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from nio import AsyncClient, DownloadResponse, LoginResponse, UploadResponse
+from nio import (
+    AsyncClient,
+    DownloadResponse,
+    JoinResponse,
+    LoginResponse,
+    RoomCreateResponse,
+    RoomSendResponse,
+    UploadResponse,
+)
 
 from conf.app import School
 from directory.model import Role
@@ -49,10 +57,18 @@ async def test_nio_upload_and_download(running_school: School, server: MatrixSer
     on_disk = running_school.settings.data_dir / "media" / digest[:2] / digest[2:4] / digest
     assert on_disk.read_bytes() == PNG
 
-    # Another pupil (any logged-in user) downloads it through nio.
+    # Another pupil downloads it through nio once anna shared it in a room with him
+    # (media are for the people they were shared with: messenger.media).
     ben = AsyncClient(server.base_url, f"@ben:{DOMAIN}")
     try:
         assert isinstance(await ben.login(PASSWORD), LoginResponse)
+        assert not isinstance(await ben.download(uploaded.content_uri), DownloadResponse)
+        room = await anna.room_create(invite=[ben.user_id])
+        assert isinstance(room, RoomCreateResponse), room
+        assert isinstance(await ben.join(room.room_id), JoinResponse)
+        sent = await anna.room_send(room.room_id, "m.room.message", {
+            "msgtype": "m.image", "body": "punkt.png", "url": uploaded.content_uri})
+        assert isinstance(sent, RoomSendResponse), sent
         got = await ben.download(uploaded.content_uri)
         assert isinstance(got, DownloadResponse), got
         assert got.body == PNG and got.content_type == "image/png"
