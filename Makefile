@@ -6,7 +6,7 @@ DEMO   := demo
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo \
-        node-deps browser
+        node-deps browser webmail-catalog
 
 install: $(VENV)/.installed
 
@@ -64,6 +64,18 @@ test-postgres: install postgres node-deps browser
 
 # The whole suite, on both storage backends, plus lint.
 test: lint node-deps test-sqlite test-postgres
+
+# The webmail's English catalog: new German texts from the code and templates are
+# added to locale/en/.../messages.po (untranslated: fill in their msgstr).
+WEBMAIL_PO := mailserver/webmail/locale/en/LC_MESSAGES/messages.po
+webmail-catalog: install
+	$(BIN)/pybabel extract -F mailserver/webmail/babel.cfg --no-location --sort-output \
+	    --project=Schulhof -w 100 -o mailserver/webmail/locale/messages.pot .
+	@[ -f $(WEBMAIL_PO) ] || $(BIN)/pybabel init -i mailserver/webmail/locale/messages.pot \
+	    -d mailserver/webmail/locale -l en
+	$(BIN)/pybabel update -i mailserver/webmail/locale/messages.pot \
+	    -d mailserver/webmail/locale -l en -w 100 --no-fuzzy-matching --ignore-obsolete
+	rm mailserver/webmail/locale/messages.pot
 
 bench-import: install
 	$(BIN)/python -m tests.bench.import_school

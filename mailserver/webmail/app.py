@@ -15,8 +15,9 @@ from aiohttp import web
 
 from mailserver.webmail import compose_pages, html_view, organise, settings_pages
 from mailserver.webmail.context import TEMPLATES, WEBMAIL, Webmail
-from mailserver.webmail.pages import HERE, environment
-from mailserver.webmail.routes import login, mailbox
+from mailserver.webmail.i18n import TRANSLATIONS, load_translations
+from mailserver.webmail.pages import HERE, environments
+from mailserver.webmail.routes import language, login, mailbox
 from mailserver.webmail.security import add_security_headers
 
 __all__ = ["Webmail", "build_app"]
@@ -26,9 +27,11 @@ def build_app(webmail: Webmail) -> web.Application:
     # Room for the largest message's attachments before their base64 encoding.
     app = web.Application(client_max_size=webmail.max_message_size + 1024 * 1024)
     app[WEBMAIL] = webmail
-    app[TEMPLATES] = environment()
+    app[TRANSLATIONS] = load_translations()
+    app[TEMPLATES] = environments(app[TRANSLATIONS])
     app.on_response_prepare.append(add_security_headers)
-    for area in (login, mailbox, html_view, compose_pages, organise, settings_pages):
+    for area in (login, language, mailbox, html_view, compose_pages, organise,
+                 settings_pages):
         app.add_routes(area.routes())
     app.add_routes([web.static("/static", HERE / "static")])
     return app

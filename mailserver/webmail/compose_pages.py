@@ -21,8 +21,10 @@ from mailserver.webmail import compose as c
 from mailserver.webmail.contacts import reachable_contacts
 from mailserver.webmail.context import WEBMAIL, Webmail
 from mailserver.webmail.context import client_ip as _client_ip
+from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import page
 from mailserver.webmail.reading import DRAFTS, MessageGone, MessageView
+from mailserver.webmail.refusals import refusal_text
 from mailserver.webmail.security import login_required
 from mailserver.webmail.sessions import WebSession
 from mailserver.webmail.uploads import uploads as _uploads
@@ -91,6 +93,7 @@ async def _render(request: web.Request, session: WebSession, account: Account,
 @login_required
 async def compose_form(request: web.Request, session: WebSession, account: Account
                        ) -> web.StreamResponse:
+    _ = gettext_of(request)
     webmail = request.app[WEBMAIL]
     query = request.query
     form = c.ComposeForm(to=query.get("to", ""))
@@ -107,8 +110,8 @@ async def compose_form(request: web.Request, session: WebSession, account: Accou
         else:
             form.body = f"\n{c.signature_block(await _signature(webmail, account))}\n"
     except (MailboxNotFound, MessageGone, StoreError):
-        raise web.HTTPNotFound(text="Nachricht nicht gefunden") from None
-    notice = "Der Entwurf wurde gespeichert." if query.get("notice") == "saved" else ""
+        raise web.HTTPNotFound(text=_("Nachricht nicht gefunden")) from None
+    notice = _("Der Entwurf wurde gespeichert.") if query.get("notice") == "saved" else ""
     return await _render(request, session, account, form, notice=notice)
 
 
@@ -153,6 +156,7 @@ async def _attachments(webmail: Webmail, account: Account, form: c.ComposeForm, 
 @login_required
 async def compose(request: web.Request, session: WebSession, account: Account
                   ) -> web.StreamResponse:
+    _ = gettext_of(request)
     webmail = request.app[WEBMAIL]
     posted = await request.post()
     form = _posted_form(posted, webmail.domain)
@@ -166,19 +170,23 @@ async def compose(request: web.Request, session: WebSession, account: Account
     try:
         recipients = c.recipients(form.to, form.cc, form.bcc)
         if not recipients:
-            raise SubmissionRefused([Refused("", "keine Empfängeradresse")])
+            raise SubmissionRefused([Refused("", _("keine Empfängeradresse"))])
         try:
             message = c.build_message(from_name=account.display_name, sender=sender, form=form,
                                       uploads=uploads, forwarded=forwarded)
         except (ValueError, TypeError):  # header values the email package will not encode
-            raise SubmissionRefused([Refused("", "ungültige Eingabe")]) from None
+            raise SubmissionRefused([Refused("", _("ungültige Eingabe"))]) from None
         if len(message) > webmail.max_message_size:
             limit = webmail.max_message_size // (1024 * 1024)
-            raise SubmissionRefused([Refused("", f"die Nachricht ist größer als {limit} MiB "
-                                                 "(Anhänge werden beim Senden um ein "
-                                                 "Drittel größer)")])
-        await webmail.submitter.submit(account, sender, recipients, message,
-                                       client=_client_ip(request))
+            raise SubmissionRefused([Refused("", _(
+                "die Nachricht ist größer als %(limit)s MiB (Anhänge werden beim Senden "
+                "um ein Drittel größer)", limit=limit))])
+        try:
+            await webmail.submitter.submit(account, sender, recipients, message,
+                                           client=_client_ip(request))
+        except SubmissionRefused as lower:  # the protocol's English, said for people
+            raise SubmissionRefused([Refused(r.address, refusal_text(_, r.reason))
+                                     for r in lower.refused]) from None
     except SubmissionRefused as refused:
         kept = await _keep_as_draft(webmail, account, form, uploads, forwarded)
         return await _render(request, session, account, kept, status=400,
@@ -218,10 +226,11 @@ async def _save_draft(request: web.Request, session: WebSession, account: Accoun
                                   forwarded=forwarded, keep_bcc=True)
         uid = await webmail.mail.save_draft(account.id, message, form.draft_uid)
     except (ValueError, TypeError, StoreError) as exc:
-        reason = ("kein Platz mehr im Postfach" if isinstance(exc, StoreError)
-                  else "ungültige Eingabe")
-        return await _render(request, session, account, form, status=400,
-                             refused=[Refused("", f"Entwurf nicht gespeichert: {reason}")])
+        _ = gettext_of(request)
+        reason = (_("kein Platz mehr im Postfach") if isinstance(exc, StoreError)
+                  else _("ungültige Eingabe"))
+        return await _render(request, session, account, form, status=400, refused=[
+            Refused("", _("Entwurf nicht gespeichert: %(reason)s", reason=reason))])
     raise web.HTTPSeeOther(f"/compose?{urllib.parse.urlencode({'draft_uid': uid})}"
                            "&notice=saved")
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import jinja2
 from aiohttp import web
 
 from directory.auth import Authenticator
@@ -31,7 +30,8 @@ class Webmail:
 
 
 WEBMAIL = web.AppKey("webmail", Webmail)
-TEMPLATES = web.AppKey("templates", jinja2.Environment)
+# One Jinja2 environment per language (pages.environments).
+TEMPLATES = web.AppKey("templates", dict)
 
 
 def client_ip(request: web.Request) -> str:

@@ -20,6 +20,7 @@ from aiohttp import web
 from directory.model import Account
 from mailserver.store import MailboxNotFound, StoreError
 from mailserver.webmail.context import WEBMAIL
+from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import error_page, page
 from mailserver.webmail.reading import MessageGone
 from mailserver.webmail.routes.mailbox import box_of as _box
@@ -61,14 +62,15 @@ def _inline_url(box: str, uid: int):  # type: ignore[no-untyped-def]
 @login_required
 async def message(request: web.Request, session: WebSession, account: Account
                   ) -> web.StreamResponse:
+    _ = gettext_of(request)
     mail = request.app[WEBMAIL].mail
     box = _box(request)
     uid = _number(request.query.get("uid"))
     try:
         shown = await mail.open(account.id, box, uid)
     except (MailboxNotFound, MessageGone, StoreError):
-        return error_page(request, 404, "Nachricht nicht gefunden",
-                          "Sie wurde vielleicht gelöscht.", session)
+        return error_page(request, 404, _("Nachricht nicht gefunden"),
+                          _("Sie wurde vielleicht gelöscht."), session)
     images = request.query.get("images") == "1"
     blocked = 0
     if shown.html is not None:
@@ -87,13 +89,14 @@ async def message(request: web.Request, session: WebSession, account: Account
 async def frame(request: web.Request, session: WebSession, account: Account
                 ) -> web.StreamResponse:
     """The sanitised HTML body as its own document (the frame's src)."""
+    _ = gettext_of(request)
     mail = request.app[WEBMAIL].mail
     box = _box(request)
     uid = _number(request.query.get("uid"))
     try:
         shown = await mail.open(account.id, box, uid)
     except (MailboxNotFound, MessageGone, StoreError):
-        return error_page(request, 404, "Nachricht nicht gefunden", "", session)
+        return error_page(request, 404, _("Nachricht nicht gefunden"), "", session)
     images = request.query.get("images") == "1"
     safe = sanitise_html(shown.html or "", inline_url=_inline_url(box, uid),
                          remote_images=images)

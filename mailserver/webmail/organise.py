@@ -24,6 +24,7 @@ from mailserver.store import (
 )
 from mailserver.store.search import SearchQuery
 from mailserver.webmail.context import WEBMAIL
+from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import error_page, page
 from mailserver.webmail.reading import MessageGone
 from mailserver.webmail.routes.mailbox import box_of as _box
@@ -60,13 +61,14 @@ def _folder_url(box: str, **more: str) -> str:
 @login_required
 async def search(request: web.Request, session: WebSession, account: Account
                  ) -> web.StreamResponse:
+    _ = gettext_of(request)
     mail = request.app[WEBMAIL].mail
     box = _box(request)
     query = search_query(request.query)
     try:
         shown = await mail.page(account.id, box, _number(request.query.get("page"), 1), query)
     except (MailboxNotFound, StoreError):
-        return error_page(request, 404, "Ordner nicht gefunden", box, session)
+        return error_page(request, 404, _("Ordner nicht gefunden"), box, session)
     terms = {k: request.query.get(k, "") for k in ("q", "from", "to", "subject", "body",
                                                     "since", "until")}
     return page(request, "folder.html", session=session, folders=await mail.folders(account.id),
@@ -98,6 +100,7 @@ def _back(form: Any, box: str) -> str:
 async def bulk(request: web.Request, session: WebSession, account: Account
                ) -> web.StreamResponse:
     """One action on the ticked messages of a folder."""
+    _ = gettext_of(request)
     mail = request.app[WEBMAIL].mail
     form = await request.post()
     box, action, uids = str(form.get("box", INBOX)), str(form.get("action", "")), _uids(form)
@@ -117,26 +120,27 @@ async def bulk(request: web.Request, session: WebSession, account: Account
             await mail.move_many(account.id, box, uids, target)
             back = _folder_url(box) if back.startswith("/message?") else back
         else:
-            return error_page(request, 400, "Unbekannte Aktion", action, session)
+            return error_page(request, 400, _("Unbekannte Aktion"), action, session)
     except (MailboxNotFound, MessageGone, StoreError):
-        return error_page(request, 404, "Nicht ausgeführt",
-                          "Die Nachricht oder der Ordner ist nicht (mehr) da.", session)
+        return error_page(request, 404, _("Nicht ausgeführt"),
+                          _("Die Nachricht oder der Ordner ist nicht (mehr) da."), session)
     raise web.HTTPSeeOther(back)
 
 
 @login_required
 async def rename_folder(request: web.Request, session: WebSession, account: Account
                         ) -> web.StreamResponse:
+    _ = gettext_of(request)
     form = await request.post()
     old, new = str(form.get("box", "")), str(form.get("name", "")).strip()
     try:
         await request.app[WEBMAIL].mail.rename_folder(account.id, old, new)
     except MailboxExists:
-        return error_page(request, 409, "Ordner gibt es schon", new, session)
+        return error_page(request, 409, _("Ordner gibt es schon"), new, session)
     except MailboxNotFound:
-        return error_page(request, 404, "Ordner nicht gefunden", old, session)
+        return error_page(request, 404, _("Ordner nicht gefunden"), old, session)
     except (InvalidMailboxName, StoreError):
-        return error_page(request, 400, "Ordner nicht umbenannt",
+        return error_page(request, 400, _("Ordner nicht umbenannt"),
                           f"„{old}“ kann nicht in „{new}“ umbenannt werden.", session)
     raise web.HTTPSeeOther(_folder_url(new))
 
@@ -144,29 +148,31 @@ async def rename_folder(request: web.Request, session: WebSession, account: Acco
 @login_required
 async def delete_folder(request: web.Request, session: WebSession, account: Account
                         ) -> web.StreamResponse:
+    _ = gettext_of(request)
     name = str((await request.post()).get("box", ""))
     try:
         await request.app[WEBMAIL].mail.delete_folder(account.id, name)
     except MailboxNotFound:
-        return error_page(request, 404, "Ordner nicht gefunden", name, session)
+        return error_page(request, 404, _("Ordner nicht gefunden"), name, session)
     except MailboxHasChildren:
-        return error_page(request, 409, "Ordner nicht gelöscht",
-                          "Er enthält noch Unterordner.", session)
+        return error_page(request, 409, _("Ordner nicht gelöscht"),
+                          _("Er enthält noch Unterordner."), session)
     except (InvalidMailboxName, CannotDeleteInbox, StoreError):
-        return error_page(request, 400, "Ordner nicht gelöscht",
-                          f"„{name}“ kann nicht gelöscht werden.", session)
+        return error_page(request, 400, _("Ordner nicht gelöscht"),
+                          _("„%(name)s“ kann nicht gelöscht werden.", name=name), session)
     raise web.HTTPSeeOther(_folder_url(INBOX))
 
 
 @login_required
 async def empty_folder(request: web.Request, session: WebSession, account: Account
                        ) -> web.StreamResponse:
+    _ = gettext_of(request)
     name = str((await request.post()).get("box", ""))
     try:
         await request.app[WEBMAIL].mail.empty(account.id, name)
     except (MailboxNotFound, StoreError):
-        return error_page(request, 400, "Nicht geleert",
-                          "Nur Papierkorb und Spam werden geleert.", session)
+        return error_page(request, 400, _("Nicht geleert"),
+                          _("Nur Papierkorb und Spam werden geleert."), session)
     raise web.HTTPSeeOther(_folder_url(name))
 
 

@@ -139,7 +139,7 @@ class Mail:
         summaries = []
         for meta in found.messages:
             parsed = _parse_headers(heads.get(meta.blob_id, b""))
-            summaries.append(Summary(meta.uid, _header_text(parsed, "Subject") or "(no subject)",
+            summaries.append(Summary(meta.uid, _header_text(parsed, "Subject"),
                                      _header_text(parsed, "From"), _date_text(parsed),
                                      "\\Seen" in meta.flags, meta.size,
                                      "\\Flagged" in meta.flags))
@@ -300,7 +300,7 @@ class Mail:
 def view_of(uid: int, parsed: email.message.EmailMessage,
             flags: frozenset[str] = frozenset()) -> MessageView:
     """What the message page and the reply form need of one parsed message."""
-    return MessageView(uid, _header_text(parsed, "Subject") or "(no subject)",
+    return MessageView(uid, _header_text(parsed, "Subject"),
                        _header_text(parsed, "From"), _header_text(parsed, "To"),
                        _header_text(parsed, "Cc"), _date_text(parsed), body_text(parsed),
                        attachments(parsed), html_body(parsed),

@@ -29,6 +29,7 @@ from aiohttp import web
 
 from directory.model import Account, DirectoryError
 from mailserver.webmail.context import WEBMAIL
+from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import error_page
 from mailserver.webmail.sessions import WebSession
 
@@ -125,18 +126,19 @@ def login_required(handler: LoggedInHandler) -> Handler:
     """Handlers of logged-in pages get (request, session, account); a POST also needs
     the session's CSRF token in the form field ``csrf`` and no foreign origin."""
     async def wrapped(request: web.Request) -> web.StreamResponse:
+        _ = gettext_of(request)
         found = await logged_in(request)
         if found is None:
             if request.method == "POST":
-                return error_page(request, 403, "Nicht angemeldet", "Bitte neu anmelden.")
+                return error_page(request, 403, _("Nicht angemeldet"), _("Bitte neu anmelden."))
             raise web.HTTPSeeOther("/login")
         session, account = found
         if request.method == "POST":
             form = await request.post()
             if from_foreign_site(request) or not session.csrf_ok(str(form.get("csrf", ""))):
                 log.info("event=webmail_csrf_refused login=%s", session.login)
-                return error_page(request, 403, "Abgelehnt",
-                                  "Das Formular ist abgelaufen. Bitte erneut versuchen.",
+                return error_page(request, 403, _("Abgelehnt"),
+                                  _("Das Formular ist abgelaufen. Bitte erneut versuchen."),
                                   session)
         return await handler(request, session, account)
     return wrapped

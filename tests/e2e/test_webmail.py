@@ -226,6 +226,8 @@ async def test_send_reply_and_policy_refusal(school_with_people: School,
         assert response.status == 400
         refusal = await response.text()
     assert "Nicht gesendet" in refusal and OUTSIDE in refusal
+    # The role policy speaks SMTP English; people read it in German.
+    assert "dürfen nicht an Adressen außerhalb der Schule" in refusal
     assert len(await flags_of(school, "anna", "INBOX")) == 0  # all or nothing
     assert (await stored_counts(school))["outbound"] == 1
     assert len(await flags_of(school, "paul", "Sent")) == 0
@@ -385,3 +387,33 @@ async def test_plain_http_is_redirected_to_https(tmp_path: Path, database_url: s
                 assert "https://" in await response.text()
     finally:
         await school.close()
+
+
+async def test_german_first_english_by_browser_or_by_choice(
+        browser: aiohttp.ClientSession) -> None:
+    await log_in(browser, "anna")
+    async with browser.get("/mail") as response:
+        german = await response.text()
+    assert '<html lang="de">' in german
+    for label, box in (("Posteingang", "INBOX"), ("Gesendet", "Sent"), ("Entwürfe", "Drafts"),
+                       ("Papierkorb", "Trash"), ("Spam", "Junk"), ("Archiv", "Archive")):
+        assert f'href="/mail?box={box}"' in german  # the IMAP names stay
+        assert re.search(f'box={box}"[^>]*>{label}<', german), label
+    english_browser = {"Accept-Language": "en-GB,en;q=0.9,de;q=0.5"}
+    async with browser.get("/mail", headers=english_browser) as response:
+        english = await response.text()
+    assert '<html lang="en">' in english and ">Inbox<" in english and "Log out" in english
+    async with browser.get("/message?box=INBOX&uid=77", headers=english_browser) as response:
+        assert response.status == 404 and "Message not found" in await response.text()
+
+    # The choice on the page wins over the browser's wish, and only leads back to us.
+    async with browser.get("/sprache?lang=en&next=/mail%3Fbox%3DTrash",
+                           allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == "/mail?box=Trash"
+    async with browser.get("/mail?box=Trash", headers={"Accept-Language": "de"}) as response:
+        assert "<h1>Trash" in await response.text()
+    async with browser.get("/sprache?lang=de&next=//evil.example/x",
+                           allow_redirects=False) as response:
+        assert response.headers["Location"] == "/mail"
+    async with browser.get("/mail?box=Trash") as response:
+        assert "<h1>Papierkorb" in await response.text()

@@ -50,7 +50,7 @@ async def test_html_mail_is_framed_sanitised_and_images_wait(
     (frame_tag,) = re.findall(r"<iframe [^>]*>", page)
     sandbox = re.search(r'sandbox="([^"]*)"', frame_tag)
     assert sandbox and "allow-scripts" not in sandbox.group(1)
-    assert "1 externe Bilder wurden blockiert" in page
+    assert "1 externes Bild wurde blockiert" in page
     assert 'href="/message?box=INBOX&amp;uid=1&amp;images=1"' in page
 
     async with browser.get("/message/frame?box=INBOX&uid=1") as response:

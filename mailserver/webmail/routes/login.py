@@ -9,6 +9,7 @@ from aiohttp import web
 from directory.auth import AuthenticationFailed, AuthenticationThrottled
 from directory.model import Account
 from mailserver.webmail.context import WEBMAIL, client_ip
+from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import page
 from mailserver.webmail.security import (
     LOGIN_COOKIE,
@@ -41,6 +42,7 @@ async def login_form(request: web.Request) -> web.StreamResponse:
 
 
 async def login(request: web.Request) -> web.StreamResponse:
+    _ = gettext_of(request)
     webmail = request.app[WEBMAIL]
     form = await request.post()
     name, password = str(form.get("login", "")), str(form.get("password", ""))
@@ -48,16 +50,16 @@ async def login(request: web.Request) -> web.StreamResponse:
                                                       str(form.get("csrf", ""))):
         log.info("event=webmail_login_csrf_refused ip=%s", client_ip(request))
         return login_page(request, 403, login=name,
-                          error="Die Anmeldeseite war abgelaufen. Bitte noch einmal anmelden.")
+                          error=_("Die Anmeldeseite war abgelaufen. Bitte noch einmal anmelden."))
     try:
         account = await webmail.authenticator.authenticate(name, password, client_ip(request))
     except AuthenticationThrottled:
         return login_page(request, 429, login=name,
-                          error="Zu viele Versuche. Bitte später noch einmal.")
+                          error=_("Zu viele Versuche. Bitte später noch einmal."))
     except AuthenticationFailed:
         log.info("event=webmail_login_failed ip=%s", client_ip(request))
         return login_page(request, 401, login=name,
-                          error="Benutzername oder Passwort stimmt nicht.")
+                          error=_("Benutzername oder Passwort stimmt nicht."))
     session = webmail.sessions.create(account.id, account.login)
     log.info("event=webmail_login login=%s ip=%s", account.login, client_ip(request))
     response = web.HTTPSeeOther("/mail")

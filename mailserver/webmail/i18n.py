@@ -1,0 +1,132 @@
+"""The webmail's languages: German first, English second (gettext catalogs via Babel).
+
+Messages are written in German in the code and the templates; German is the
+source language and needs no catalog.  ``locale/en/LC_MESSAGES/messages.po``
+translates them to English.  The .po file is compiled in memory when the app
+starts (Babel's ``write_mo``), so there is no build step and no binary file
+in the repository.
+
+Marking strings (for the catalog, ``make webmail-catalog`` extracts them):
+* templates: ``{{ _("Posteingang") }}``, with values
+  ``{{ _("Seite %(n)s von %(m)s", n=page.number, m=page.pages) }}`` (Jinja2's
+  i18n extension, new style: values are escaped; a literal % is written %%);
+* Python: ``_ = gettext_of(request)`` then ``_("Ordner nicht gefunden")`` or
+  ``_("größer als %(limit)s MiB", limit=limit)``;
+* a string marked where no request is at hand: ``N_("...")``, translated later
+  with ``_(text)``.
+
+The language of a request: the ``__Host-schulhof-lang`` cookie (the
+"English"/"Deutsch" link on every page), else the browser's Accept-Language
+(RFC 9110 section 12.5.4) between German and English, else German.
+"""
+
+from __future__ import annotations
+
+import gettext
+import io
+from collections.abc import Iterable
+from pathlib import Path
+
+from aiohttp import web
+from babel.messages.mofile import write_mo
+from babel.messages.pofile import read_po
+
+LOCALES = ("de", "en")
+DEFAULT = "de"
+LANGUAGE_COOKIE = "__Host-schulhof-lang"
+CATALOGS = Path(__file__).parent / "locale"
+TRANSLATIONS = web.AppKey("translations", dict)
+
+
+
+def N_(message: str) -> str:
+    """Marks ``message`` for the catalog where it is translated later."""
+    return message
+
+
+# The special-use folders (RFC 6154) keep their IMAP names; people see these.
+FOLDER_LABELS = {"INBOX": N_("Posteingang"), "Sent": N_("Gesendet"), "Drafts": N_("Entwürfe"),
+                 "Trash": N_("Papierkorb"), "Junk": N_("Spam"), "Archive": N_("Archiv")}
+
+
+class Translator:
+    """``_("text", **values)``: the text in this language, ``%(name)s`` filled in."""
+
+    def __init__(self, locale: str, translations: gettext.NullTranslations) -> None:
+        self.locale = locale
+        self.translations = translations
+
+    def __call__(self, message: str, **values: object) -> str:
+        text = self.translations.gettext(message)
+        return text % values if values else text
+
+    def ngettext(self, singular: str, plural: str, n: int, **values: object) -> str:
+        text = self.translations.ngettext(singular, plural, n)
+        return text % {"num": n, **values}
+
+    def folder(self, name: str) -> str:
+        """A folder's name as people see it (special-use folders in their language)."""
+        label = FOLDER_LABELS.get(name)
+        return self(label) if label is not None else name
+
+
+def load_translations(catalogs: Path = CATALOGS) -> dict[str, Translator]:
+    """Every language's translator; the .po files compiled in memory."""
+    found = {DEFAULT: Translator(DEFAULT, gettext.NullTranslations())}
+    for locale in LOCALES:
+        po = catalogs / locale / "LC_MESSAGES" / "messages.po"
+        if locale == DEFAULT or not po.exists():
+            continue
+        with po.open("rb") as source:
+            catalog = read_po(source, locale=locale)
+        compiled = io.BytesIO()
+        write_mo(compiled, catalog)
+        compiled.seek(0)
+        found[locale] = Translator(locale, gettext.GNUTranslations(compiled))
+    return found
+
+
+def parse_accept_language(header: str) -> list[str]:
+    """The language tags of an Accept-Language header, most wanted first (q=0 dropped;
+    equal weights keep their order).  Malformed entries are skipped, never an error."""
+    weighted: list[tuple[float, int, str]] = []
+    for position, item in enumerate(header.split(",")[:50]):
+        tag, _sep, params = item.strip().partition(";")
+        tag = tag.strip().lower()
+        if not tag or len(tag) > 35 or not all(c.isalnum() or c in "-*" for c in tag):
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            name, _eq, value = param.strip().partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = -1.0
+        if 0 < quality <= 1:
+            weighted.append((-quality, position, tag))
+    return [tag for _q, _p, tag in sorted(weighted)]
+
+
+def negotiate(wanted: Iterable[str], available: Iterable[str] = LOCALES) -> str | None:
+    """The first wanted language we have ("en-GB" matches "en"), or None."""
+    offered = set(available)
+    for tag in wanted:
+        primary = tag.split("-", 1)[0]
+        if primary in offered:
+            return primary
+    return None
+
+
+def locale_of(request: web.Request) -> str:
+    chosen = request.cookies.get(LANGUAGE_COOKIE, "")
+    if chosen in LOCALES:
+        return chosen
+    return negotiate(parse_accept_language(request.headers.get("Accept-Language", ""))) \
+        or DEFAULT
+
+
+def gettext_of(request: web.Request) -> Translator:
+    """The translator for this request's language."""
+    translators: dict[str, Translator] = request.app[TRANSLATIONS]
+    return translators.get(locale_of(request)) or translators[DEFAULT]
