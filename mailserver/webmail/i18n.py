@@ -70,9 +70,12 @@ class Translator:
         return self(label) if label is not None else name
 
 
+GERMAN = Translator(DEFAULT, gettext.NullTranslations())  # the source language itself
+
+
 def load_translations(catalogs: Path = CATALOGS) -> dict[str, Translator]:
     """Every language's translator; the .po files compiled in memory."""
-    found = {DEFAULT: Translator(DEFAULT, gettext.NullTranslations())}
+    found = {DEFAULT: GERMAN}
     for locale in LOCALES:
         po = catalogs / locale / "LC_MESSAGES" / "messages.po"
         if locale == DEFAULT or not po.exists():

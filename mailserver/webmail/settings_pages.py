@@ -26,6 +26,7 @@ from directory.passwords import (
 )
 from mailserver.store.account_settings import MAX_DAYS, MIN_DAYS, MailSettings
 from mailserver.webmail.context import WEBMAIL, client_ip
+from mailserver.webmail.i18n import GERMAN, N_, Translator, gettext_of
 from mailserver.webmail.pages import page
 from mailserver.webmail.security import login_required
 from mailserver.webmail.sessions import WebSession
@@ -35,9 +36,9 @@ log = logging.getLogger("schulhof.webmail")
 SIGNATURE_LIMIT = 2000
 SUBJECT_LIMIT = 200
 VACATION_LIMIT = 5000
-NOTICES = {"password": "Das Passwort wurde geändert.",
-           "signature": "Die Signatur wurde gespeichert.",
-           "vacation": "Die Abwesenheitsnotiz wurde gespeichert."}
+NOTICES = {"password": N_("Das Passwort wurde geändert."),
+           "signature": N_("Die Signatur wurde gespeichert."),
+           "vacation": N_("Die Abwesenheitsnotiz wurde gespeichert.")}
 
 
 async def _render(request: web.Request, session: WebSession, account: Account, *,
@@ -53,13 +54,15 @@ async def _render(request: web.Request, session: WebSession, account: Account, *
 @login_required
 async def settings_page(request: web.Request, session: WebSession, account: Account
                         ) -> web.StreamResponse:
+    notice = NOTICES.get(request.query.get("saved", ""))
     return await _render(request, session, account,
-                         notice=NOTICES.get(request.query.get("saved", ""), ""))
+                         notice=gettext_of(request)(notice) if notice else "")
 
 
 @login_required
 async def change_password(request: web.Request, session: WebSession, account: Account
                           ) -> web.StreamResponse:
+    _ = gettext_of(request)
     webmail = request.app[WEBMAIL]
     form = await request.post()
     old, new, again = (str(form.get(k, "")) for k in ("old", "new", "again"))
@@ -67,15 +70,15 @@ async def change_password(request: web.Request, session: WebSession, account: Ac
         await webmail.authenticator.authenticate(account.login, old, client_ip(request))
     except AuthenticationThrottled:
         return await _render(request, session, account, status=429,
-                             errors=["Zu viele Versuche. Bitte später noch einmal."])
+                             errors=[_("Zu viele Versuche. Bitte später noch einmal.")])
     except AuthenticationFailed:
         return await _render(request, session, account, status=400,
-                             errors=["Das bisherige Passwort stimmt nicht."])
-    problems = password_problems(new)
+                             errors=[_("Das bisherige Passwort stimmt nicht.")])
+    problems = password_problems(new, _)
     if new != again:
-        problems.append("Die beiden neuen Passwörter sind nicht gleich.")
+        problems.append(_("Die beiden neuen Passwörter sind nicht gleich."))
     if new == old:
-        problems.append("Das neue Passwort muss sich vom bisherigen unterscheiden.")
+        problems.append(_("Das neue Passwort muss sich vom bisherigen unterscheiden."))
     if problems:
         return await _render(request, session, account, status=400, errors=problems)
     await webmail.directory.set_password(account.login, new)
@@ -87,29 +90,34 @@ async def change_password(request: web.Request, session: WebSession, account: Ac
 @login_required
 async def save_signature(request: web.Request, session: WebSession, account: Account
                          ) -> web.StreamResponse:
+    _ = gettext_of(request)
     store = request.app[WEBMAIL].mail.settings
     signature = str((await request.post()).get("signature", "")).replace("\r\n", "\n")
     if len(signature) > SIGNATURE_LIMIT:
         return await _render(request, session, account, status=400, errors=[
-            f"Die Signatur darf höchstens {SIGNATURE_LIMIT} Zeichen lang sein."])
+            _("Die Signatur darf höchstens %(limit)s Zeichen lang sein.",
+              limit=SIGNATURE_LIMIT)])
     current = await store.get(account.id)
     await store.save(account.id, dataclasses.replace(current, signature=signature))
     raise web.HTTPSeeOther("/settings?saved=signature")
 
 
-def password_problems(password: str) -> list[str]:
+def password_problems(password: str, _: Translator = GERMAN) -> list[str]:
     """The directory's rule (``check_new_password``: the CLI and the messenger use
-    it too), its refusals said in German."""
+    it too), its refusals said in the reader's language."""
     try:
         check_new_password(password)
     except PasswordRejected:
         if len(password) > MAX_PASSWORD_LENGTH:
-            return [f"Das Passwort darf höchstens {MAX_PASSWORD_LENGTH} Zeichen lang sein."]
-        return [f"Das Passwort muss mindestens {MIN_PASSWORD_LENGTH} Zeichen lang sein."]
+            return [_("Das Passwort darf höchstens %(limit)s Zeichen lang sein.",
+                      limit=MAX_PASSWORD_LENGTH)]
+        return [_("Das Passwort muss mindestens %(limit)s Zeichen lang sein.",
+                  limit=MIN_PASSWORD_LENGTH)]
     return []
 
 
-def _vacation(form: Any, current: MailSettings) -> tuple[MailSettings, list[str]]:
+def _vacation(form: Any, current: MailSettings,
+              _: Translator = GERMAN) -> tuple[MailSettings, list[str]]:
     errors = []
     subject = " ".join(str(form.get("subject", "")).split())
     body = str(form.get("body", "")).replace("\r\n", "\n")
@@ -119,17 +127,18 @@ def _vacation(form: Any, current: MailSettings) -> tuple[MailSettings, list[str]
     except ValueError:
         days = 7
     if not MIN_DAYS <= days <= MAX_DAYS:
-        errors.append(f"Der Abstand muss zwischen {MIN_DAYS} und {MAX_DAYS} Tagen liegen.")
+        errors.append(_("Der Abstand muss zwischen %(low)s und %(high)s Tagen liegen.",
+                        low=MIN_DAYS, high=MAX_DAYS))
     until = None
     if str(form.get("until", "")).strip():
         try:
             until = dt.date.fromisoformat(str(form.get("until")).strip())
         except ValueError:
-            errors.append("Das Enddatum ist kein gültiges Datum.")
+            errors.append(_("Das Enddatum ist kein gültiges Datum."))
     if len(subject) > SUBJECT_LIMIT or len(body) > VACATION_LIMIT:
-        errors.append("Betreff oder Text der Abwesenheitsnotiz ist zu lang.")
+        errors.append(_("Betreff oder Text der Abwesenheitsnotiz ist zu lang."))
     if enabled and not body.strip():
-        errors.append("Bitte einen Text für die Abwesenheitsnotiz eingeben.")
+        errors.append(_("Bitte einen Text für die Abwesenheitsnotiz eingeben."))
     return dataclasses.replace(current, vacation_enabled=enabled, vacation_subject=subject,
                                vacation_body=body, vacation_days=days,
                                vacation_until=until), errors
@@ -139,7 +148,8 @@ def _vacation(form: Any, current: MailSettings) -> tuple[MailSettings, list[str]
 async def save_vacation(request: web.Request, session: WebSession, account: Account
                         ) -> web.StreamResponse:
     store = request.app[WEBMAIL].mail.settings
-    settings, errors = _vacation(await request.post(), await store.get(account.id))
+    settings, errors = _vacation(await request.post(), await store.get(account.id),
+                                 gettext_of(request))
     if errors:
         return await _render(request, session, account, status=400, errors=errors)
     await store.save(account.id, settings)
