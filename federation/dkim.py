@@ -25,8 +25,8 @@ import base64
 import functools
 import logging
 import re
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
 import dkim as dkimpy
 import nacl.exceptions
@@ -251,6 +251,24 @@ class _OpenSslVerifyingDkim(dkimpy.DKIM):
 
 
 @dataclass(frozen=True)
+class LocalKeys:
+    """The school's own DKIM keys as their TXT records, for its own domains.
+
+    ``records`` maps ``<selector>._domainkey.<domain>`` (lower case) to the
+    record ``schulhof dns-records`` publishes there.
+    """
+
+    domains: frozenset[str] = frozenset()
+    records: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, domains: Iterable[str], keys: Iterable[DkimKey]) -> LocalKeys:
+        own = frozenset(d.lower().rstrip(".") for d in domains)
+        return cls(own, {f"{k.selector}._domainkey.{d}".lower(): k.dns_txt
+                         for d in own for k in keys})
+
+
+@dataclass(frozen=True)
 class _Parsed:
     index: int
     domain: str
@@ -364,10 +382,14 @@ async def _fetch_key(resolver: Resolver, name: str) -> str | DnsTemporaryError |
     return None
 
 
-async def verify(message: bytes, resolver: Resolver) -> list[DkimResult]:
+async def verify(message: bytes, resolver: Resolver,
+                 local_keys: LocalKeys | None = None) -> list[DkimResult]:
     """Every DKIM-Signature of ``message`` (top first, at most MAX_SIGNATURES).
 
     An empty list means the message is unsigned (RFC 8601 ``dkim=none``).
+    Signatures in one of ``local_keys``' domains are checked against the
+    school's own keys only, never DNS: a forged or unreachable DNS answer
+    cannot vouch for mail in the school's name.
     """
     if not _SIGNATURE_FIELD.search(_header_section(message)):
         return []  # unsigned: no need to parse it in a worker thread
@@ -375,9 +397,12 @@ async def verify(message: bytes, resolver: Resolver) -> list[DkimResult]:
         verifier, parsed = await asyncio.to_thread(_parse_signatures, message)
     except _MALFORMED as exc:
         return [DkimResult(PERMERROR, reason=f"unparseable message: {exc}")]
-    names = sorted({p.key_name for p in parsed if not p.error})
+    local = local_keys or LocalKeys()
+    names = sorted({p.key_name for p in parsed if not p.error and p.domain not in local.domains})
     fetched = await asyncio.gather(*(_fetch_key(resolver, n) for n in names))
-    keys = dict(zip(names, fetched, strict=True))
+    keys: dict[str, str | DnsTemporaryError | None] = dict(zip(names, fetched, strict=True))
+    keys.update({p.key_name: local.records.get(p.key_name.lower()) for p in parsed
+                 if not p.error and p.domain in local.domains})
     results = await asyncio.to_thread(_check, verifier, parsed, keys)
     for r in results:
         log.info("dkim result=%s d=%s s=%s a=%s reason=%r", r.result, r.domain, r.selector,

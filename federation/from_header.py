@@ -88,3 +88,23 @@ def from_domain(message: bytes) -> str | None:
     if fast is UNDECIDED:
         return parsed_from_domain(message)
     return fast  # type: ignore[return-value]
+
+
+_UNFOLD = re.compile(rb"\r?\n[ \t]")
+
+
+def mentioned_domain(message: bytes, domains: frozenset[str]) -> str | None:
+    """One of ``domains`` that any From field names as an address domain (``@domain``),
+    also where the field is too odd for :func:`from_domain` (several From fields,
+    several domains, groups, comments): such a message must not escape the
+    own-domain check just by being malformed."""
+    end = message.find(b"\n\r\n")
+    end2 = message.find(b"\n\n")
+    ends = [e for e in (end, end2) if e >= 0]
+    block = _UNFOLD.sub(b" ", message[:min(ends) + 1] if ends else message)
+    for field in re.findall(rb"(?im)^from[ \t]*:([^\r\n]*)", block):
+        text = field.decode("utf-8", "replace").lower()
+        for domain in domains:
+            if re.search(r"@\s*" + re.escape(domain) + r"(?![a-z0-9.-])", text):
+                return domain
+    return None

@@ -33,6 +33,12 @@ class InboundVerdict:
     def quarantine(self) -> bool:
         return self.dmarc.quarantine
 
+    @property
+    def trusted(self) -> bool:
+        """The From domain is authenticated (DMARC pass). ``temperror`` is never trusted:
+        DNS failing is not evidence that the sender is who the From field says."""
+        return self.dmarc.result == "pass"
+
     def apply(self, message: bytes) -> bytes:
         """The message to deliver: forged claims in our name removed, our header on top."""
         return self.header + authresults.remove_claims(message, self.authserv_id)
@@ -40,20 +46,30 @@ class InboundVerdict:
 
 async def authenticate_inbound(message: bytes, client_ip: str, mail_from: str, helo: str,
                                resolver: Resolver, our_hostname: str, *,
-                               rng: random.Random | None = None) -> InboundVerdict:
+                               rng: random.Random | None = None,
+                               local_keys: dkim.LocalKeys | None = None) -> InboundVerdict:
     """SPF (RFC 7208) and DKIM (RFC 6376) concurrently, then DMARC (RFC 7489) on both.
 
     ``mail_from`` is the MAIL FROM address without brackets ("" for the null
     sender); ``our_hostname`` is the authserv-id of our Authentication-Results.
+    ``local_keys``: the school's own domains and DKIM keys. A From field in one
+    of them is decided without DNS (dmarc.own_domain_verdict): an outsider can
+    not impersonate a teacher by making the school's DMARC record unreachable.
     """
+    own = local_keys.domains if local_keys is not None else frozenset()
     checks = [spf.check_spf(resolver, client_ip, mail_from, helo),
-              dkim.verify(message, resolver)]
+              dkim.verify(message, resolver, local_keys)]
     from_dom = from_header.fast_from_domain(message)
     if from_dom is from_header.UNDECIDED:  # unusual headers: the full parser, off the loop
         checks.append(asyncio.to_thread(from_header.parsed_from_domain, message))
     spf_result, dkim_results, *parsed = await asyncio.gather(*checks)
     if parsed:
         from_dom = parsed[0]
-    verdict = await dmarc.evaluate(resolver, from_dom, spf_result, dkim_results, rng=rng)
+    own_from = from_dom if from_dom in own else (
+        from_header.mentioned_domain(message, own) if own and from_dom is None else None)
+    if own_from:
+        verdict = dmarc.own_domain_verdict(own_from, dkim_results, own)
+    else:
+        verdict = await dmarc.evaluate(resolver, from_dom, spf_result, dkim_results, rng=rng)
     header = authresults.build_header(our_hostname, spf_result, dkim_results, verdict)
     return InboundVerdict(spf_result, tuple(dkim_results), verdict, header, our_hostname)

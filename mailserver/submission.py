@@ -28,6 +28,7 @@ from mailserver.delivery import (
 )
 from mailserver.smtp import headers
 from mailserver.smtp.addresses import AddressError, parse_mailbox
+from mailserver.smtp.identity import identity_refusal, owned_by
 from mailserver.smtp.routing import Refusal, Router
 from mailserver.store import MailStore, StoreError
 
@@ -83,6 +84,10 @@ class Submitter:
             refused = await self._add_recipients(transaction, account, recipients)
             if refused:
                 raise SubmissionRefused(refused)
+            # The SMTP submission listener's header rules (From, Sender, Resent-*).
+            refusal = await identity_refusal(message, owned_by(self._router, account))
+            if refusal is not None:
+                raise SubmissionRefused([Refused(sender, _reason(refusal))])
             queue_id = secrets.token_hex(8)
             message = headers.submission_fixups(message, hostname=self._hostname, now=now,
                                                 unique=queue_id) + message

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from conf.commands.school import KEYS_DIR
 from conf.wiring.vacation import vacation_target
+from federation.keys import SchoolKeyPaths
 from mailserver.smtp import SmtpConfig, SmtpLimits, SmtpService
 from mailserver.smtp.inbound_auth import MailAuthCheck
 
@@ -36,6 +38,8 @@ def build(school: School) -> list[Service]:
     config = smtp_config(school.settings)
     if max(config.mx_port, config.submission_port, config.submissions_port) < 0:
         return []  # every listener disabled
-    check = MailAuthCheck(school.resolver, config.hostname)
+    check = MailAuthCheck(
+        school.resolver, config.hostname, own_domains=config.local_domains,
+        key_paths=SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR))
     return [SmtpService(config, school.directory, school.authenticator,
                         vacation_target(school), inbound_check=check)]

@@ -3,14 +3,18 @@
 The checks themselves live in federation (federation.mail_auth); this module
 is the narrow seam the session calls, so session tests can pass a fake.
 RFC 7489 6.6: a DMARC ``reject`` verdict is answered 550 5.7.1 at DATA; a
-``quarantine`` verdict delivers into the recipients' Junk folder.
+``quarantine`` verdict delivers into the recipients' Junk folder. A From in
+the school's own domains is decided locally (federation.dmarc.own_domain_verdict).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Protocol
 
+from federation.dkim import LocalKeys
+from federation.keys import DkimKey, SchoolKeyPaths, load_dkim_keys
 from federation.mail_auth import InboundVerdict, authenticate_inbound
 from federation.resolver import Resolver
 
@@ -25,18 +29,42 @@ class InboundCheck(Protocol):
 
 
 class MailAuthCheck:
-    """The production check: federation.mail_auth with the school's resolver."""
+    """The production check: federation.mail_auth with the school's resolver.
 
-    def __init__(self, resolver: Resolver, hostname: str) -> None:
+    ``own_domains`` and ``key_paths``: mail whose From is one of the school's own
+    domains must carry a DKIM signature that verifies against the school's own
+    key, read from ``key_paths`` (once, off the event loop), never from DNS.
+    """
+
+    def __init__(self, resolver: Resolver, hostname: str, *,
+                 own_domains: frozenset[str] = frozenset(),
+                 key_paths: SchoolKeyPaths | None = None) -> None:
         self._resolver = resolver
         self._hostname = hostname
+        self._own_domains = own_domains
+        self._key_paths = key_paths
+        self._local_keys: LocalKeys | None = None
+
+    async def _keys(self) -> LocalKeys:
+        if self._local_keys is None:
+            keys: tuple[DkimKey, ...] = ()
+            if self._key_paths is not None:
+                try:
+                    keys = await asyncio.to_thread(load_dkim_keys, self._key_paths)
+                except (OSError, ValueError) as exc:
+                    # Without keys nothing of ours verifies: own-domain From is refused.
+                    log.warning("event=dkim_keys_missing reason=%s", type(exc).__name__)
+            self._local_keys = LocalKeys.of(self._own_domains, keys)
+        return self._local_keys
 
     async def __call__(self, message: bytes, client_ip: str, mail_from: str,
                        helo: str) -> InboundVerdict:
         verdict = await authenticate_inbound(message, client_ip, mail_from, helo,
-                                             self._resolver, self._hostname)
+                                             self._resolver, self._hostname,
+                                             local_keys=await self._keys())
         log.info("event=smtp_inbound_auth spf=%s dkim=%s dmarc=%s from_domain=%s "
-                 "reject=%s quarantine=%s", verdict.spf.result,
+                 "own_domain=%s reject=%s quarantine=%s", verdict.spf.result,
                  ",".join(d.result for d in verdict.dkim) or "none", verdict.dmarc.result,
-                 verdict.dmarc.from_domain, verdict.reject, verdict.quarantine)
+                 verdict.dmarc.from_domain, verdict.dmarc.own_domain, verdict.reject,
+                 verdict.quarantine)
         return verdict

@@ -64,6 +64,13 @@ def from_not_owned(address: str) -> str:
                                 "addresses or a group you own")
 
 
+def own_domain_forged(from_domain: str) -> str:
+    """Mail on the MX whose From is the school's own domain but not signed by the school."""
+    return (f"550 5.7.1 Message rejected: its From is in this school's own domain "
+            f"{_one_line(from_domain)} but it is not signed with the school's key; "
+            f"mail in the school's name must be sent through authenticated submission")
+
+
 def dmarc_reject(from_domain: str) -> str:
     """RFC 7489 6.6 / 7372: the From domain's DMARC policy rejects this message."""
     return (f"550 5.7.1 Message rejected: it fails the DMARC policy (p=reject) of "

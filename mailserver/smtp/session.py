@@ -36,6 +36,7 @@ from mailserver.delivery import Envelope as DeliveryEnvelope
 from mailserver.smtp import headers, replies
 from mailserver.smtp.addresses import AddressError, Mailbox, parse_mailbox, parse_path
 from mailserver.smtp.config import ListenerKind, SmtpConfig
+from mailserver.smtp.identity import identity_refusal
 from mailserver.smtp.inbound_auth import QUARANTINE_MAILBOX, InboundCheck
 from mailserver.smtp.routing import Refusal, Router
 from mailserver.store.model import QuotaExceeded
@@ -316,6 +317,8 @@ class SmtpSession:
             # Authentication is a judgement on the mail, not a reason to lose it.
             log.exception("event=smtp_inbound_auth_failed")
             return content
+        if verdict.reject and verdict.dmarc.own_domain:
+            return replies.own_domain_forged(verdict.dmarc.from_domain)
         if verdict.reject:
             return replies.dmarc_reject(verdict.dmarc.from_domain)
         if verdict.quarantine:
@@ -328,16 +331,12 @@ class SmtpSession:
             return replies.BAD_MESSAGE_BYTES.format(what=what)
         if self.account is None:
             return None
-        addresses = headers.from_addresses(content)
-        if addresses is None:
-            return replies.NO_FROM_HEADER
-        for address in addresses:
-            if not await self._may_send_as(self.account, address):
-                return replies.from_not_owned(address)
-        return None
+        account = self.account
+        return await identity_refusal(content,
+                                      lambda address: self._may_send_as(account, address))
 
     async def _may_send_as(self, account: Account, address: str) -> bool:
-        """From header check (RFC 6409 8.1 leaves it to local policy), cached per session."""
+        """Header address check (mailserver.smtp.identity), cached per session."""
         owned = self._owned.get(address.lower())
         if owned is None:
             try:

@@ -59,3 +59,31 @@ async def test_refusals_name_every_address_and_send_nothing(school: School) -> N
         await send.submit(paul, "anna@schule.test", ["anna@schule.test"], MESSAGE, client="::1")
     with pytest.raises(MailboxNotFound):
         await school.mail_store.read_mailbox(anna.id)
+
+
+@pytest.mark.parametrize("headers", [
+    b"From: paul@schule.test\r\nSender: anna@schule.test\r\n",
+    b"From: paul@schule.test\r\nResent-From: anna@schule.test\r\n",
+    b"From: paul@schule.test\r\nResent-Sender: <anna@schule.test>\r\n",
+    b"From: \"anna@schule.test\" <paul@schule.test>\r\n",
+    b"From: =?utf-8?q?anna=40schule=2Etest?= <paul@schule.test>\r\n",
+    b"From: paul@schule.test\r\nSender : anna@schule.test\r\n",
+], ids=["sender", "resent-from", "resent-sender", "display-name", "encoded-display-name",
+        "obsolete-colon"])
+async def test_the_webmail_applies_the_submission_header_rules(school: School,
+                                                               headers: bytes) -> None:
+    """Issue 19.2: the same check as SMTP submission (mailserver.smtp.identity)."""
+    anna = await school.directory.create_account(role=Role.TEACHER, login="anna")
+    paul = await school.directory.create_account(role=Role.PUPIL, login="paul")
+    send = submitter(school)
+    message = headers + b"To: anna@schule.test\r\nSubject: x\r\n\r\nhallo\r\n"
+    with pytest.raises(SubmissionRefused) as refused:
+        await send.submit(paul, "paul@schule.test", ["anna@schule.test"], message,
+                          client="::1")
+    assert "anna@schule.test" in refused.value.refused[0].reason
+    with pytest.raises(MailboxNotFound):
+        await school.mail_store.read_mailbox(anna.id)
+    own = (b"From: \"Paul (paul@schule.test)\" <paul@schule.test>\r\n"
+           b"Sender: paul@schule.test\r\nTo: anna@schule.test\r\nSubject: x\r\n\r\nhallo\r\n")
+    await send.submit(paul, "paul@schule.test", ["anna@schule.test"], own, client="::1")
+    assert len(await school.mail_store.read_mailbox(anna.id)) == 1
