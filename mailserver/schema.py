@@ -83,12 +83,28 @@ class MailboxRow(Base):
     uidnext: Mapped[int] = mapped_column(BigInteger, default=1)
     highestmodseq: Mapped[int] = mapped_column(BigInteger, default=1)
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The first UID no IMAP4rev1 session has claimed as \Recent yet (RFC 3501
+    # 2.3.2: a message is recent to one session only, the first to see it).
+    recent_uid: Mapped[int] = mapped_column(BigInteger, default=1, server_default="1")
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
 
     # AUTOINCREMENT: SQLite would otherwise reuse the id of a deleted last row, and
     # an IMAP session still holding the old id would act on the new mailbox.
     __table_args__ = (UniqueConstraint("account_id", "name", name="mailbox_name_unique"),
                       {"sqlite_autoincrement": True})
+
+
+class SubscriptionRow(Base):
+    """A subscription whose mailbox no longer exists (RFC 3501 6.3.6: a
+    server "MUST NOT unilaterally remove an existing mailbox name from the
+    subscription list even if a mailbox by that name no longer exists").
+    Subscriptions of existing mailboxes are ``MailboxRow.subscribed``."""
+
+    __tablename__ = "mail_subscriptions"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(1000), primary_key=True)
 
 
 class MessageRow(Base):

@@ -68,6 +68,9 @@ async def create(session: AsyncSession, account_id: int, name: str,
         if await q.mailbox_by_name(session, account_id, parent) is None:
             await _insert_mailbox(session, account_id, parent, None)
     mailbox_id = await _insert_mailbox(session, account_id, name, special_use)
+    # A kept subscription of an earlier mailbox of that name is this one's now.
+    await session.execute(delete(q.subscriptions).where(
+        q.subscriptions.c.account_id == account_id, q.subscriptions.c.name == name))
     return q.mailbox_info(await q.mailbox_by_id(session, mailbox_id))
 
 
@@ -92,6 +95,10 @@ async def delete_mailbox(session: AsyncSession, account_id: int, name: str) -> M
         select(func.coalesce(func.sum(m.c.size), 0)).where(m.c.mailbox_id == row.id))
     # Messages and expunged records go by ON DELETE CASCADE.
     await session.execute(delete(mb).where(mb.c.id == row.id))
+    if row.subscribed:
+        # RFC 3501 6.3.6: the subscription outlives the mailbox.
+        await session.execute(q.insert_ignoring_conflict(session, q.subscriptions).values(
+            account_id=account_id, name=name))
     await q.add_usage(session, account_id, -int(size or 0))
     return q.mailbox_info(row)
 
@@ -129,7 +136,7 @@ async def _rename_inbox(session: AsyncSession, inbox: Any, new: str) -> MailboxI
     new_id = await _insert_mailbox(session, box.account_id, new, None)
     # The new mailbox has a fresh UIDVALIDITY, so the messages may keep their UIDs.
     await session.execute(update(mb).where(mb.c.id == new_id).values(
-        uidnext=box.uidnext, highestmodseq=box.highestmodseq))
+        uidnext=box.uidnext, highestmodseq=box.highestmodseq, recent_uid=box.uidnext))
     uids = list((await session.scalars(select(m.c.uid).where(m.c.mailbox_id == box.id))).all())
     if uids:
         modseq = await q.bump_modseq(session, box.id)
@@ -141,10 +148,52 @@ async def _rename_inbox(session: AsyncSession, inbox: Any, new: str) -> MailboxI
 
 async def set_subscribed(session: AsyncSession, account_id: int, name: str,
                          subscribed: bool) -> None:
+    """SUBSCRIBE needs an existing mailbox (RFC 3501 6.3.6 lets a server
+    check); UNSUBSCRIBE also drops a subscription that outlived its mailbox."""
     result = await session.execute(update(mb).where(
         mb.c.account_id == account_id, mb.c.name == name).values(subscribed=subscribed))
-    if result.rowcount != 1:
-        raise MailboxNotFound(f"no mailbox {name!r}")
+    if result.rowcount == 1:
+        return
+    if not subscribed:
+        gone = await session.execute(delete(q.subscriptions).where(
+            q.subscriptions.c.account_id == account_id, q.subscriptions.c.name == name))
+        if gone.rowcount == 1:
+            return
+    raise MailboxNotFound(f"no mailbox {name!r}")
+
+
+async def recent_count(session: AsyncSession, mailbox_id: int) -> int:
+    """Messages no session has claimed as \\Recent yet (STATUS RECENT)."""
+    first = select(mb.c.recent_uid).where(mb.c.id == mailbox_id).scalar_subquery()
+    return int(await session.scalar(select(func.count()).select_from(m).where(
+        m.c.mailbox_id == mailbox_id, m.c.uid >= first)) or 0)
+
+
+async def orphan_subscriptions(session: AsyncSession, account_id: int) -> list[str]:
+    """Subscribed names whose mailbox no longer exists."""
+    return list((await session.scalars(select(q.subscriptions.c.name).where(
+        q.subscriptions.c.account_id == account_id).order_by(q.subscriptions.c.name))).all())
+
+
+async def claim_recent(session: AsyncSession, mailbox_id: int, up_to: int,
+                       claim: bool) -> int | None:
+    """The mailbox's first unclaimed \\Recent UID; with ``claim`` every UID
+    below ``up_to`` becomes claimed (RFC 3501 2.3.2: recent to this session
+    only). None when the mailbox is gone."""
+    for _ in range(5):
+        found = await session.scalar(select(mb.c.recent_uid).where(mb.c.id == mailbox_id))
+        if found is None:
+            return None
+        first = int(found)
+        if not claim or first >= up_to:
+            return first
+        # Conditional on the value read: a concurrent claimer (PostgreSQL,
+        # READ COMMITTED) makes it match nothing, and we read again.
+        result = await session.execute(update(mb).where(
+            mb.c.id == mailbox_id, mb.c.recent_uid == first).values(recent_uid=up_to))
+        if result.rowcount == 1:
+            return first
+    return up_to  # lost every race: nothing is recent to this session
 
 
 async def resolve(session: AsyncSession, account_id: int, name: str) -> Any:

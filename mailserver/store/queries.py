@@ -26,6 +26,7 @@ from mailserver.schema import (
     MessageBlobRow,
     MessageRow,
     OutboundRow,
+    SubscriptionRow,
 )
 from mailserver.store.model import AccountNotFound, MailboxInfo, MailboxNotFound
 from mailserver.store.names import DEFAULT_MAILBOXES
@@ -37,6 +38,7 @@ messages: Table = MessageRow.__table__  # type: ignore[assignment]
 expunged: Table = ExpungedRow.__table__  # type: ignore[assignment]
 blobs: Table = MessageBlobRow.__table__  # type: ignore[assignment]
 outbound: Table = OutboundRow.__table__  # type: ignore[assignment]
+subscriptions: Table = SubscriptionRow.__table__  # type: ignore[assignment]
 
 MAILBOX_COLUMNS = (mailboxes.c.id, mailboxes.c.account_id, mailboxes.c.name,
                    mailboxes.c.special_use, mailboxes.c.uidvalidity, mailboxes.c.uidnext,

@@ -221,6 +221,29 @@ class MailStore:
         async with self.db.write() as session:
             await boxes.set_subscribed(session, account_id, normalise(name), subscribed)
 
+    async def orphan_subscriptions(self, account_id: int) -> list[str]:
+        """Subscribed names without a mailbox (LSUB / LIST SUBSCRIBED, RFC
+        3501 6.3.9, RFC 5258 3)."""
+        async with self.db.read() as session:
+            return await boxes.orphan_subscriptions(session, account_id)
+
+    async def recent_count(self, mailbox_id: int) -> int:
+        """STATUS RECENT (RFC 3501 6.3.10): messages not yet recent to a session."""
+        async with self.db.read() as session:
+            return await boxes.recent_count(session, mailbox_id)
+
+    async def claim_recent(self, mailbox_id: int, up_to: int, *, claim: bool = True
+                           ) -> int | None:
+        """IMAP \\Recent (RFC 3501 2.3.2): the first UID not yet recent to an
+        earlier session; with ``claim`` the UIDs below ``up_to`` become this
+        caller's (one conditional UPDATE, so two sessions never both get one).
+        EXAMINE only looks (RFC 3501 6.3.2). None: the mailbox is gone."""
+        if not claim:
+            async with self.db.read() as session:
+                return await boxes.claim_recent(session, mailbox_id, up_to, False)
+        async with self.db.write() as session:
+            return await boxes.claim_recent(session, mailbox_id, up_to, True)
+
     async def select_snapshot(self, account_id: int, name: str) -> Snapshot:
         """SELECT/EXAMINE (RFC 9051 6.3.2): the mailbox and all (uid, flags, modseq)."""
         async with self._snapshot() as session:

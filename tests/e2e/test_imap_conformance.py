@@ -147,9 +147,10 @@ async def test_new_keyword_is_announced_before_fetch(env: tuple[School, int],
         b"* FLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hausaufgabe)")
     assert reply.untagged[1].startswith(
         b"* OK [PERMANENTFLAGS (\\Answered \\Flagged \\Deleted \\Seen \\Draft $Hausaufgabe \\*)]")
-    assert reply.untagged[2] == b"* 1 FETCH (FLAGS ($Hausaufgabe))"
+    # Both messages arrived before A's SELECT: \Recent to A (RFC 3501 2.3.2).
+    assert reply.untagged[2] == b"* 1 FETCH (FLAGS (\\Recent $Hausaufgabe))"
     assert (await a.command("STORE 2 +FLAGS ($Hausaufgabe)")).untagged == [
-        b"* 2 FETCH (FLAGS ($Hausaufgabe))"]  # known now: no second announcement
+        b"* 2 FETCH (FLAGS (\\Recent $Hausaufgabe))"]  # known now: no second announcement
     reply = await b.command("NOOP")
     first_fetch = next(i for i, line in enumerate(reply.untagged) if b"FETCH" in line)
     flags_at = next(i for i, line in enumerate(reply.untagged) if line.startswith(b"* FLAGS"))
@@ -233,3 +234,96 @@ async def test_odd_atoms_never_close_the_connection(client: RawClient) -> None:
             answer = await client.read_line()
             assert b" BAD " in answer, (line, answer)
         assert (await client.command("NOOP")).status == "OK"
+
+
+async def _session(school: School, config: Settings, *first: str) -> RawClient:
+    c = await RawClient.connect(imap_ports(school)[1], tls=client_tls(config))
+    assert (await c.login()).status == "OK"
+    for command in first:
+        assert (await c.command(command)).status == "OK", command
+    return c
+
+
+def _recent(reply: object) -> list[bytes]:
+    return [line for line in reply.untagged if line.endswith(b" RECENT")]  # type: ignore
+
+
+async def test_recent_belongs_to_the_first_session(env: tuple[School, int],
+                                                   config: Settings) -> None:
+    """RFC 3501 2.3.2, 6.3.1, 6.3.2, 6.4.4, 7.3.2: \\Recent is set for the
+    one session that learns of a message first; SELECT reports ``* n
+    RECENT``, EXAMINE looks without taking it, SEARCH RECENT / NEW / OLD and
+    STATUS RECENT follow it, a message arriving (or COPYed into the
+    selected mailbox) is reported as RECENT; IMAP4rev2 sessions (RFC 9051
+    Appendix E) neither see nor take it (issue 14)."""
+    school, account = env
+    for n in range(2):
+        await deliver(school, account, HELLO.replace(b"hello\r\n--XX", b"m%d\r\n--XX" % n))
+    status = await _session(school, config)
+    assert (await status.command("STATUS INBOX (RECENT MESSAGES)")).untagged == [
+        b'* STATUS "INBOX" (RECENT 2 MESSAGES 2)']
+    rev2 = await _session(school, config, "ENABLE IMAP4rev2")
+    reply = await rev2.command("SELECT INBOX")
+    assert _recent(reply) == []
+    assert (await rev2.command("FETCH 1 (FLAGS)")).untagged == [b"* 1 FETCH (FLAGS ())"]
+    viewer = await _session(school, config)
+    assert _recent(await viewer.command("EXAMINE INBOX")) == [b"* 2 RECENT"]
+    a = await _session(school, config)
+    assert _recent(await a.command("SELECT INBOX")) == [b"* 2 RECENT"]
+    assert (await a.command("SEARCH RECENT")).untagged == [b"* SEARCH 1 2"]
+    assert (await a.command("FETCH 1 (FLAGS)")).untagged == [b"* 1 FETCH (FLAGS (\\Recent))"]
+    await a.command("STORE 1 +FLAGS.SILENT (\\Seen)")
+    assert (await a.command("SEARCH NEW")).untagged == [b"* SEARCH 2"]
+    assert (await a.command("SEARCH OLD")).untagged == [b"* SEARCH"]
+    b = await _session(school, config)
+    assert _recent(await b.command("SELECT INBOX")) == [b"* 0 RECENT"]
+    assert (await b.command("SEARCH RECENT")).untagged == [b"* SEARCH"]
+    assert (await b.command("SEARCH OLD")).untagged == [b"* SEARCH 1 2"]
+    assert (await status.command("STATUS INBOX (RECENT)")).untagged == [
+        b'* STATUS "INBOX" (RECENT 0)']
+    # A new message: recent to the session that hears of it first (B here).
+    await deliver(school, account, HELLO)
+    assert (await b.command("NOOP")).untagged == [b"* 3 EXISTS", b"* 1 RECENT"]
+    assert (await b.command("SEARCH RECENT")).untagged == [b"* SEARCH 3"]
+    reply = await a.command("NOOP")
+    assert b"* 3 EXISTS" in reply.untagged and _recent(reply) == []
+    # COPY into the selected mailbox: the copy is recent to the copying session.
+    reply = await a.command("COPY 1 INBOX")
+    reply.untagged += (await a.command("NOOP")).untagged
+    assert b"* 4 EXISTS" in reply.untagged and _recent(reply) == [b"* 3 RECENT"]
+    assert (await a.command("SEARCH RECENT")).untagged == [b"* SEARCH 1 2 4"]
+    reply = await rev2.command("NOOP")
+    assert b"* 4 EXISTS" in reply.untagged and _recent(reply) == []
+    assert not any(b"\\Recent" in line for line in reply.untagged)
+    for client in (status, rev2, viewer, a, b):
+        await client.close()
+
+
+async def test_subscription_outlives_its_mailbox(client: RawClient) -> None:
+    """RFC 3501 6.3.6 / 6.3.9: a subscription stays when its mailbox is
+    deleted; LSUB lists it ``\\Noselect`` (and an unsubscribed parent of a
+    subscribed name for ``%``), LIST (SUBSCRIBED) as ``\\NonExistent
+    \\Subscribed`` (RFC 5258 3, 5); UNSUBSCRIBE removes it, CREATE takes it
+    over (issue 14)."""
+    assert (await client.command("CREATE Klasse/7a")).status == "OK"
+    assert (await client.command("UNSUBSCRIBE Klasse")).status == "OK"
+    assert (await client.command("DELETE Klasse/7a")).status == "OK"
+    reply = await client.command('LSUB "" "Klasse*"')
+    assert reply.untagged == [b'* LSUB (\\Noselect) "/" "Klasse/7a"']
+    reply = await client.command('LSUB "" "%"')
+    assert b'* LSUB (\\Noselect) "/" "Klasse"' in reply.untagged
+    reply = await client.command('LIST (SUBSCRIBED) "" "Klasse*"')
+    assert reply.untagged == [b'* LIST (\\NonExistent \\Subscribed) "/" "Klasse/7a"']
+    reply = await client.command('LIST (SUBSCRIBED RECURSIVEMATCH) "" "Klasse"')
+    assert len(reply.untagged) == 1 and b'"Klasse" ("CHILDINFO" ("SUBSCRIBED"))' in (
+        reply.untagged[0])
+    reply = await client.command('LIST "" "Klasse*"')
+    assert reply.untagged == [b'* LIST (\\HasNoChildren) "/" "Klasse"']
+    assert (await client.command("UNSUBSCRIBE Klasse/7a")).status == "OK"
+    assert (await client.command('LSUB "" "Klasse*"')).untagged == []
+    assert (await client.command("UNSUBSCRIBE Klasse/7a")).status == "NO"
+    assert (await client.command("SUBSCRIBE Klasse")).status == "OK"
+    assert (await client.command("DELETE Klasse")).status == "OK"
+    assert (await client.command("CREATE Klasse")).status == "OK"
+    reply = await client.command('LSUB "" "Klasse*"')
+    assert reply.untagged == [b'* LSUB (\\HasNoChildren) "/" "Klasse"']

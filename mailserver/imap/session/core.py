@@ -169,6 +169,9 @@ class ImapSession:
                     if isinstance(item, r.FlagsItem):
                         for announce in view.keyword_announcement((item.flags,)):
                             self.channel.write(serialize_response(announce, utf8=self.utf8))
+                        if not self.rev2:
+                            response = view.with_recent(response)
+                        break
             self.channel.write(serialize_response(response, utf8=self.utf8))
 
     def bad(self, tag: str | None, text: str) -> None:
@@ -354,6 +357,22 @@ class ImapSession:
                 adopt_uids(view, state)
         elif allow_expunge and view.pending_expunge:
             self.send(*view.flush_expunges(qresync=self.qresync))
+        if self.view is view and view.largest_uid >= view.recent_asked:
+            await self.claim_recent(view, view.largest_uid + 1, report=True)
+
+    async def claim_recent(self, view: SelectedView, up_to: int, *, report: bool) -> None:
+        """Make the messages below ``up_to`` that no earlier session saw
+        recent to this one (RFC 3501 2.3.2; EXAMINE only looks, 6.3.2) and
+        send ``* n RECENT`` when that changed the count (RFC 3501 7.3.2).
+        IMAP4rev2 has no \\Recent (RFC 9051 Appendix E): nothing to do."""
+        if self.rev2:
+            return
+        first = await self.store.claim_recent(view.mailbox_id, up_to,
+                                              claim=not view.read_only)
+        if first is None:
+            return
+        if view.note_recent(first, up_to) and report:
+            self.send(r.RecentData(view.recent_count))
 
     async def _changes(self, view: SelectedView, target: int | None) -> tuple[Any, Any]:
         """Changes after the view's MODSEQ (RFC 7162 3.1.4.1, 3.2.10): from

@@ -38,6 +38,7 @@ THREAD_THRESHOLD = 256 * 1024
 # FETCH of only these items for many messages takes the fast path below.
 _STATE_ITEMS = frozenset({FetchItem("UID"), FetchItem("FLAGS"), FetchItem("MODSEQ")})
 FAST_PATH_MINIMUM = 500
+RECENT = frozenset({"\\Recent"})
 
 
 def chunks(items: list[int], size: int) -> list[list[int]]:
@@ -173,6 +174,7 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
     rendered: dict[frozenset[str], bytes] = {}
     out: list[bytes] = []
     seq_of = view.seq_of
+    recent = view.recent if not s.rev2 else None
     for uid, message_flags, modseq in messages:
         if uid not in wanted or (cmd.changed_since is not None
                                  and modseq <= cmd.changed_since):
@@ -180,6 +182,8 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
         seq = seq_of(uid)
         if seq is None:
             continue
+        if recent and uid in recent:
+            message_flags = message_flags | RECENT  # session state (RFC 3501 2.3.2)
         parts = []
         if uid_item:
             parts.append(b"UID %d" % uid)

@@ -22,6 +22,8 @@ class MailboxEntry:
     name: str
     special_use: str | None
     subscribed: bool
+    # False: a subscription whose mailbox was deleted (RFC 3501 6.3.6 keeps it).
+    exists: bool = True
 
 
 @lru_cache(maxsize=256)
@@ -74,10 +76,16 @@ def list_responses(mailboxes: Iterable[MailboxEntry], reference: str,
     A superior that does not exist but has matching inferiors appears
     as ``\\NoSelect`` for ``%`` (RFC 9051 6.3.9) or ``\\NonExistent``.
     """
-    boxes = {box.name: box for box in mailboxes}
+    every = list(mailboxes)
+    boxes = {box.name: box for box in every if box.exists}
     names = set(boxes)
     with_children = {parent for name in names for parent in _parents(name)}
     subscribed_only = "SUBSCRIBED" in selection or lsub
+    # Subscriptions without a mailbox are listed only when subscriptions
+    # are asked for: LSUB ``\Noselect`` (RFC 3501 6.3.9), LIST (SUBSCRIBED)
+    # ``\NonExistent \Subscribed`` (RFC 5258 3, 5).
+    orphans = {box.name for box in every if not box.exists} if subscribed_only else set()
+    orphan_parents = {parent for name in orphans for parent in _parents(name)}
     special_only = "SPECIAL-USE" in selection
     recursive = "RECURSIVEMATCH" in selection
     show_special = return_special_use or special_only or not extended
@@ -90,15 +98,21 @@ def list_responses(mailboxes: Iterable[MailboxEntry], reference: str,
             out.append(r.ListData(("\\Noselect",), SEPARATOR, "", lsub=lsub))
             continue
         pattern = canonical_pattern(reference, raw)
-        candidates = sorted(names | with_children, key=lambda n: (n != "INBOX", n))
+        candidates = sorted(names | with_children | orphans | orphan_parents,
+                            key=lambda n: (n != "INBOX", n))
         for name in candidates:
             if name in seen or not matches(name, pattern):
                 continue
             box = boxes.get(name)
             childinfo: tuple[str, ...] = ()
+            if name in orphans and box is None:
+                kept = ("\\Noselect",) if lsub else ("\\NonExistent", "\\Subscribed")
+                out.append(r.ListData(kept, SEPARATOR, name, lsub=lsub))
+                seen.add(name)
+                continue
             if subscribed_only:
-                sub_children = any(boxes[n].subscribed for n in names
-                                   if n.startswith(name + SEPARATOR))
+                sub_children = any(n.startswith(name + SEPARATOR) for n in orphans) or any(
+                    boxes[n].subscribed for n in names if n.startswith(name + SEPARATOR))
                 if box is None or not box.subscribed:
                     # RFC 5258 3.5 / RFC 3501 6.3.9: a parent of subscribed
                     # children shows with CHILDINFO (or \Noselect for LSUB %).
@@ -115,7 +129,9 @@ def list_responses(mailboxes: Iterable[MailboxEntry], reference: str,
             attributes: list[str] = []
             if box is None:
                 attributes.append("\\NonExistent" if extended else "\\Noselect")
-            attributes.append("\\HasChildren" if name in with_children else "\\HasNoChildren")
+            if box is not None or name in with_children:
+                attributes.append("\\HasChildren" if name in with_children
+                                  else "\\HasNoChildren")
             if box is not None and show_subscribed and box.subscribed and not lsub:
                 attributes.append("\\Subscribed")
             if box is not None and box.special_use and show_special:

@@ -81,15 +81,18 @@ async def unsubscribe(s: ImapSession, cmd: c.Unsubscribe) -> r.Tagged:
     return r.Tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
 
 
-def _entries(statuses: list[Any]) -> list[MailboxEntry]:
+def _entries(statuses: list[Any], orphans: list[str] | None = None) -> list[MailboxEntry]:
     return [MailboxEntry(st.mailbox.name, st.mailbox.special_use, st.mailbox.subscribed)
-            for st in statuses]
+            for st in statuses] + [MailboxEntry(name, None, True, exists=False)
+                                   for name in orphans or ()]
 
 
 async def list_command(s: ImapSession, cmd: c.ListCommand) -> r.Tagged:
     """RFC 9051 6.3.9, RFC 5258, RFC 5819 (STATUS after each selectable name)."""
     statuses = await s.store.list_mailboxes(s.account_id)
-    lines = list_responses(_entries(statuses), cmd.reference, cmd.patterns,
+    orphans = (await s.store.orphan_subscriptions(s.account_id)
+               if "SUBSCRIBED" in cmd.selection else [])
+    lines = list_responses(_entries(statuses, orphans), cmd.reference, cmd.patterns,
                            selection=cmd.selection, return_subscribed=cmd.return_subscribed,
                            return_special_use=cmd.return_special_use, extended=cmd.extended)
     by_name = {st.mailbox.name: st for st in statuses}
@@ -97,14 +100,19 @@ async def list_command(s: ImapSession, cmd: c.ListCommand) -> r.Tagged:
         s.send(line)
         status = by_name.get(line.mailbox)
         if cmd.status_items is not None and status is not None:
-            s.send(r.StatusData(line.mailbox, status_items(s, status, cmd.status_items)))
+            recent = (await s.store.recent_count(status.mailbox.id)
+                      if "RECENT" in cmd.status_items else 0)
+            s.send(r.StatusData(line.mailbox, status_items(s, status, cmd.status_items,
+                                                           recent)))
     return r.Tagged(cmd.tag, "OK", "LIST completed")
 
 
 async def lsub(s: ImapSession, cmd: c.Lsub) -> r.Tagged:
     """RFC 3501 6.3.9."""
     statuses = await s.store.list_mailboxes(s.account_id)
-    for line in list_responses(_entries(statuses), cmd.reference, (cmd.pattern,), lsub=True):
+    orphans = await s.store.orphan_subscriptions(s.account_id)
+    for line in list_responses(_entries(statuses, orphans), cmd.reference, (cmd.pattern,),
+                               lsub=True):
         s.send(line)
     return r.Tagged(cmd.tag, "OK", "LSUB completed")
 
@@ -115,13 +123,13 @@ async def namespace(s: ImapSession, cmd: c.Namespace) -> r.Tagged:
     return r.Tagged(cmd.tag, "OK", "NAMESPACE completed")
 
 
-def status_items(s: ImapSession, status: Any, items: tuple[str, ...]) -> tuple[tuple[str, int],
-                                                                              ...]:
+def status_items(s: ImapSession, status: Any, items: tuple[str, ...], recent: int = 0
+                 ) -> tuple[tuple[str, int], ...]:
     box = status.mailbox
     values = {
         "MESSAGES": status.messages, "UIDNEXT": box.uidnext, "UIDVALIDITY": box.uidvalidity,
         "UNSEEN": status.unseen, "DELETED": status.deleted, "SIZE": status.size,
-        "RECENT": 0, "HIGHESTMODSEQ": box.highestmodseq,
+        "RECENT": recent, "HIGHESTMODSEQ": box.highestmodseq,
         "APPENDLIMIT": s.services.max_literal_size,
     }
     if "HIGHESTMODSEQ" in items:
@@ -132,7 +140,9 @@ def status_items(s: ImapSession, status: Any, items: tuple[str, ...]) -> tuple[t
 async def status(s: ImapSession, cmd: c.Status) -> r.Tagged:
     """RFC 9051 6.3.11."""
     found = await s.store.mailbox_status(s.account_id, cmd.mailbox)
-    s.send(r.StatusData(found.mailbox.name, status_items(s, found, cmd.items)))
+    # RFC 3501 6.3.10: RECENT counts messages no session has seen yet.
+    recent = await s.store.recent_count(found.mailbox.id) if "RECENT" in cmd.items else 0
+    s.send(r.StatusData(found.mailbox.name, status_items(s, found, cmd.items, recent)))
     return r.Tagged(cmd.tag, "OK", "STATUS completed")
 
 

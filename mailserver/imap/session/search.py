@@ -40,6 +40,12 @@ def _state_only(key: SearchKey) -> bool:
         leaf, SearchFlagKey | SearchKeyword | SearchSequence | SearchModSeq))
 
 
+def _uses_recent(key: SearchKey) -> bool:
+    """RECENT, NEW and OLD depend on the session's \\Recent set, not on flags."""
+    return any_leaf(key, lambda leaf: isinstance(leaf, SearchFlagKey)
+                    and leaf.name in ("RECENT", "NEW", "OLD"))
+
+
 def _flags_only(key: SearchKey) -> bool:
     """Whether ``key`` depends on nothing but the flags (then it is decided
     once per distinct flag set, not once per message)."""
@@ -57,7 +63,8 @@ def _search_state(s: ImapSession, cmd: c.Search, state: Any) -> list[tuple[int, 
     shared = view.uids is uids  # then a message's number is its index + 1
     seq_of = view.seq_of
     found: list[tuple[int, int, int]] = []
-    if _flags_only(cmd.key):
+    recent = view.recent if not s.rev2 else set()
+    if _flags_only(cmd.key) and not (recent and _uses_recent(cmd.key)):
         # Decide once per distinct flag set, then pick the indices at C speed.
         matching = set()
         for message_flags in set(flags):
@@ -77,7 +84,7 @@ def _search_state(s: ImapSession, cmd: c.Search, state: Any) -> list[tuple[int, 
             continue
         record = searching.MessageRecord(seq, uid, flags[index], _EPOCH, 0, modseqs[index])
         if searching.matches(cmd.key, searching.SearchContext(record, max_seq, max_uid,
-                                                              saved)):
+                                                              saved, recent=uid in recent)):
             found.append((seq, uid, modseqs[index]))
     return found
 
@@ -129,6 +136,7 @@ async def search(s: ImapSession, cmd: c.Search) -> r.Tagged:
             ctx = searching.SearchContext(record, max_seq, max_uid, saved,
                                           load_body=None if body is None
                                           else (lambda b=body: b),
+                                          recent=not s.rev2 and record.uid in view.recent,
                                           cache=s.cache if with_body else None)
             if searching.matches(cmd.key, ctx):
                 found.append((record.seq, record.uid, record.modseq))

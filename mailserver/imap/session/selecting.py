@@ -48,7 +48,8 @@ async def select(s: ImapSession, cmd: c.Select) -> r.Tagged:
     if s.rev2:
         s.send(r.ListData((), "/", view.name))
     else:
-        s.send(r.RecentData(0))
+        await s.claim_recent(view, uidnext, report=False)
+        s.send(r.RecentData(view.recent_count))
         unseen = {f for f in distinct if not any(x.lower() == "\\seen" for x in f)}
         first_unseen = next((i for i, f in enumerate(flags, 1) if f in unseen), None)
         if first_unseen is not None:

@@ -52,6 +52,36 @@ class SelectedView:
     own_changes: dict[int, int] = field(default_factory=dict)
     # Keywords the client was told of in FLAGS / PERMANENTFLAGS (lower case).
     keywords: dict[str, str] = field(default_factory=dict)
+    # \Recent (RFC 3501 2.3.2, IMAP4rev1 only): the UIDs recent to this
+    # session, and the UID below which the store was already asked.
+    recent: set[int] = field(default_factory=set)
+    recent_asked: int = 0
+
+    def note_recent(self, first_unclaimed: int, up_to: int) -> bool:
+        """The store said UIDs from ``first_unclaimed`` below ``up_to`` are
+        recent to this session; True when that added any."""
+        low = max(first_unclaimed, self.recent_asked)
+        added = self.uids[bisect_left(self.uids, low):bisect_left(self.uids, up_to)]
+        self.recent_asked = max(self.recent_asked, up_to)
+        before = len(self.recent)
+        self.recent.update(added)
+        return len(self.recent) > before
+
+    @property
+    def recent_count(self) -> int:
+        return len(self.recent)
+
+    def with_recent(self, response: r.FetchData) -> r.FetchData:
+        """A FETCH response whose FLAGS shows ``\\Recent`` when the message is
+        recent to this session (the flag is session state, never stored)."""
+        if not self.recent or not 0 < response.number <= len(self.uids):
+            return response
+        if self.uids[response.number - 1] not in self.recent:
+            return response
+        items = tuple(r.FlagsItem(_flag_order((*item.flags, "\\Recent")))
+                      if isinstance(item, r.FlagsItem) and "\\Recent" not in item.flags
+                      else item for item in response.items)
+        return r.FetchData(response.number, items)
 
     @classmethod
     def from_uids(cls, mailbox_id: int, name: str, uidvalidity: int, read_only: bool,
@@ -214,6 +244,7 @@ class SelectedView:
             out.extend(r.ExpungeData(seq) for seq in reversed(numbers))
         keep = set(gone)
         self.uids = array("I", (uid for uid in self.uids if uid not in keep))
+        self.recent -= keep
         return out
 
     def remove_now(self, uids: Iterable[int], *, qresync: bool) -> list[r.Response]:
@@ -221,3 +252,8 @@ class SelectedView:
         (RFC 9051 6.4.3 sends EXPUNGE before the tagged OK)."""
         self.pending_expunge.update(u for u in uids if self.seq_of(u) is not None)
         return self.flush_expunges(qresync=qresync)
+
+
+def _flag_order(flags: Iterable[str]) -> tuple[str, ...]:
+    # System flags first, then keywords (as mailserver.imap.fetching orders them).
+    return tuple(sorted(flags, key=lambda flag: (not flag.startswith("\\"), flag.lower())))

@@ -1,9 +1,12 @@
-"""Hypothesis stateful test: two IMAP sessions on one mailbox over loopback
+r"""Hypothesis stateful test: two IMAP sessions on one mailbox over loopback
 TLS, random APPEND / STORE / EXPUNGE / NOOP, checked against a model of the
 mailbox. Each client keeps its own sequence-number -> UID list, updated
 only from the server's untagged EXISTS / EXPUNGE / FETCH, exactly as a real
 client must (RFC 9051 5.5, 7.4.1); every FETCH must name the UID the client
-has at that number, and after a NOOP a client's view equals the mailbox."""
+has at that number, and after a NOOP a client's view equals the mailbox.
+\Recent (RFC 3501 2.3.2) belongs to exactly one session, the one that
+learnt of the message first (here the appending one); a keyword is never
+shown in a FETCH before an untagged FLAGS named it (RFC 3501 7.2.6)."""
 
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from tests.mailserver.imap.session.helpers import (
     sample_message,
 )
 
-FLAGS = ("\\Flagged", "\\Deleted", "\\Seen", "$Wichtig")
+FLAGS = ("\\Flagged", "\\Deleted", "\\Seen", "$Wichtig", "Hausaufgabe")
 _FETCH = re.compile(rb"^\* (\d+) FETCH \((.*)\)$")
 
 
@@ -43,6 +46,7 @@ class SyncClient:
         self.counter = 0
         self.uids: list[int] = []
         self.flags: dict[int, frozenset[str]] = {}
+        self.announced: set[str] = set()  # keywords named by untagged FLAGS
         self.file.readline()
         assert self.command(f'LOGIN {login} "{PASSWORD}"')[0] == "OK"
         assert self.command("SELECT INBOX")[0] == "OK"
@@ -65,7 +69,9 @@ class SyncClient:
 
     def _untagged(self, line: bytes) -> None:
         parts = line.split(b" ")
-        if len(parts) >= 3 and parts[2] == b"EXISTS":
+        if line.startswith(b"* FLAGS ("):
+            self.announced = set(line[9:-1].decode().split())
+        elif len(parts) >= 3 and parts[2] == b"EXISTS":
             count = int(parts[1])
             assert count >= len(self.uids), f"EXISTS shrank: {line!r}"
             self.uids.extend([0] * (count - len(self.uids)))  # UIDs learnt below
@@ -86,7 +92,10 @@ class SyncClient:
                 assert self.uids[number - 1] == uid, f"number {number} is not UID {uid}"
             flags_match = re.search(r"FLAGS \(([^)]*)\)", body)
             if flags_match:
-                self.flags[self.uids[number - 1]] = frozenset(flags_match.group(1).split())
+                flags = frozenset(flags_match.group(1).split())
+                unknown = {f for f in flags if not f.startswith("\\")} - self.announced
+                assert not unknown, f"keyword {unknown} in FETCH before FLAGS named it"
+                self.flags[self.uids[number - 1]] = flags
 
     def _catch_up(self) -> None:
         """Learn the UIDs and flags of messages announced by EXISTS."""
@@ -139,6 +148,7 @@ class TwoSessions(RuleBasedStateMachine):
         port = imap_ports(self.env.school)[1]  # type: ignore[arg-type]
         self.clients = [SyncClient(port, self.context, login) for _ in range(2)]
         self.mailbox: dict[int, frozenset[str]] = {}  # the truth: uid -> flags
+        self.recent_to: dict[int, int] = {}  # uid -> the session it is \Recent to
 
     def teardown(self) -> None:
         for client in self.clients:
@@ -152,6 +162,7 @@ class TwoSessions(RuleBasedStateMachine):
         assert status == "OK", text
         uid = int(re.search(r"APPENDUID \d+ (\d+)", text).group(1))  # type: ignore[union-attr]
         self.mailbox[uid] = frozenset(flags)
+        self.recent_to[uid] = who
 
     @rule(who=st.integers(0, 1), data=st.data(), flag=st.sampled_from(FLAGS),
           add=st.booleans())
@@ -181,7 +192,9 @@ class TwoSessions(RuleBasedStateMachine):
     def _check_synced(self, who: int) -> None:
         client = self.clients[who]
         assert client.uids == sorted(self.mailbox)
-        assert {u: client.flags.get(u) for u in client.uids} == self.mailbox
+        expected = {u: f | {"\\Recent"} if self.recent_to.get(u) == who else f
+                    for u, f in self.mailbox.items()}
+        assert {u: client.flags.get(u) for u in client.uids} == expected
 
     @invariant()
     def numbers_follow_uid_order(self) -> None:
