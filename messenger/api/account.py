@@ -58,10 +58,25 @@ async def remove_threepid(request: web.Request) -> web.Response:
     return ok({"id_server_unbind_result": "no-support"})
 
 
+async def whois(request: web.Request) -> web.Response:
+    """GET /admin/whois/{userId} (spec "Server administration"): a user's own
+    sessions; other users' are for the school's admins, not through the app."""
+    who = await requester(request)
+    if request.match_info["user_id"] != who.user_id:
+        raise MatrixError(403, "M_FORBIDDEN", "you can only look up your own sessions")
+    devices = await request.app[CONTEXT].sessions.devices(who)
+    return ok({"user_id": who.user_id, "devices": {
+        d.device_id: {"sessions": [{"connections": [
+            {"ip": d.last_seen_ip, "last_seen": d.last_seen_ts}
+            if d.last_seen_ip else {"last_seen": d.last_seen_ts}]}]}
+        for d in devices}})
+
+
 def routes(prefix: str) -> list[web.RouteDef]:
     base = f"{prefix}/account"
     return [
         web.post(f"{base}/password", change_password),
+        web.get(f"{prefix}/admin/whois/{{user_id}}", whois),
         web.get(f"{base}/3pid", threepids),
         web.post(f"{base}/3pid", add_threepid),
         web.post(f"{base}/3pid/add", add_threepid),

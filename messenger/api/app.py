@@ -24,6 +24,7 @@ from messenger.api import (
     keys,
     login,
     media,
+    not_offered,
     notifications,
     push_rule_edits,
     pushers,
@@ -32,6 +33,7 @@ from messenger.api import (
     rooms,
     search,
     sliding_sync,
+    spec_versions,
     sync,
     tags,
     user,
@@ -126,7 +128,7 @@ def build_app(context: ApiContext) -> web.Application:
     for prefix in PREFIXES:
         for module in (login, rooms, sync, user, pushers, push_rule_edits, keys,
                        cross_signing, key_backup, discovery, relations, tags, account, search,
-                       notifications, room_extras):
+                       notifications, room_extras, not_offered):
             for route in module.routes(prefix):
                 if (route.method, route.path) not in seen:  # well-known etc. only once
                     seen.add((route.method, route.path))
@@ -137,5 +139,7 @@ def build_app(context: ApiContext) -> web.Application:
         ]
     route_defs += sliding_sync.install(app, context)
     route_defs += media.routes(context)
+    route_defs += not_offered.media_routes()
     app.add_routes(route_defs)
+    app[spec_versions.SPEC_VERSIONS] = spec_versions.advertised(app)
     return app

@@ -16,10 +16,8 @@ from messenger.api.http import (
     requester,
     string_field,
 )
+from messenger.api.spec_versions import SPEC_VERSIONS
 from messenger.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
-
-SPEC_VERSIONS = ["r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8",
-                 "v1.9", "v1.10", "v1.11", "v1.12"]
 
 
 async def well_known(request: web.Request) -> web.Response:
@@ -29,7 +27,8 @@ async def well_known(request: web.Request) -> web.Response:
 
 async def versions(request: web.Request) -> web.Response:
     # MSC4186 simplified sliding sync: matrix-rust-sdk (Element X) requires the flag.
-    return ok({"versions": SPEC_VERSIONS,
+    # The versions whose endpoints are all routed (messenger.api.spec_versions).
+    return ok({"versions": request.app[SPEC_VERSIONS],
                "unstable_features": {"org.matrix.simplified_msc3575": True}})
 
 

@@ -24,6 +24,7 @@ from messenger.api.http import (
 from messenger.reports import Reports
 from messenger.rooms.reading import RoomReader
 from messenger.spaces import MAX_DEPTH, Spaces
+from messenger.storage import aliases as alias_store
 from messenger.storage import timeline_queries as queries
 
 SPACES = web.AppKey("messenger_spaces", Spaces)
@@ -81,6 +82,18 @@ async def timestamp_to_event(request: web.Request) -> web.Response:
                "origin_server_ts": int(event.pdu.get("origin_server_ts", 0))})
 
 
+async def room_aliases(request: web.Request) -> web.Response:
+    """GET /rooms/{roomId}/aliases (spec 10.2): the local aliases, for those who may
+    read the room."""
+    who = await requester(request)
+    ctx = context(request)
+    room_id = request.match_info["room_id"]
+    async with ctx.db.read() as session:
+        await ctx.rooms.visible_upto(session, who.user_id, room_id)
+        names = await alias_store.of_room(session, room_id)
+    return ok({"aliases": names})
+
+
 async def report_event(request: web.Request) -> web.Response:
     who = await requester(request)
     body = await json_body(request, allow_empty=True)
@@ -107,4 +120,5 @@ def routes(prefix: str) -> list[web.RouteDef]:
         web.get(f"{V1}/rooms/{{room_id}}/timestamp_to_event", timestamp_to_event),
         web.post(f"{prefix}/rooms/{{room_id}}/report/{{event_id}}", report_event),
         web.post(f"{prefix}/rooms/{{room_id}}/report", report_room),
+        web.get(f"{prefix}/rooms/{{room_id}}/aliases", room_aliases),
     ]
