@@ -23,6 +23,8 @@ class SyncFilter:
     not_rooms: frozenset[str] = frozenset()
     types: tuple[str, ...] | None = None
     not_types: tuple[str, ...] = ()
+    # Spec 11.6.2.3 (threaded notifications): per-thread counts in joined rooms.
+    unread_thread_notifications: bool = False
 
     def wants_room(self, room_id: str) -> bool:
         return room_id not in self.not_rooms and (self.rooms is None or room_id in self.rooms)
@@ -59,6 +61,10 @@ def parse_filter(definition: Any) -> SyncFilter:
                               or limit < 0):
         raise InvalidRequest("filter.room.timeline.limit must be a non-negative integer")
     rooms = room.get("rooms")
+    per_thread = timeline.get("unread_thread_notifications", False)
+    if not isinstance(per_thread, bool):
+        raise InvalidRequest("filter.room.timeline.unread_thread_notifications must be a "
+                             "boolean")
     return SyncFilter(
         timeline_limit=limit,
         include_leave=bool(room.get("include_leave", False)),
@@ -66,4 +72,5 @@ def parse_filter(definition: Any) -> SyncFilter:
         not_rooms=frozenset(_strings(room.get("not_rooms", []), "filter.room.not_rooms")),
         types=_strings(timeline["types"], "timeline.types") if "types" in timeline else None,
         not_types=_strings(timeline.get("not_types", []), "timeline.not_types"),
+        unread_thread_notifications=per_thread,
     )

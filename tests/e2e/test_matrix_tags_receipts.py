@@ -92,3 +92,19 @@ async def test_threaded_receipts_reach_the_other_member(http: aiohttp.ClientSess
     status, data = await anna.call("POST", f"{V3}/rooms/{room}/receipt/m.read/{root}",
                                    {"thread_id": 5})
     assert (status, data["errcode"]) == (400, "M_BAD_JSON")
+
+
+async def test_sync_has_per_thread_counts_when_the_filter_asks(http: aiohttp.ClientSession,
+                                                               base: str) -> None:
+    import json
+
+    anna = await client(http, base, "anna")
+    room = await room_of(anna)
+    plain = await anna.ok("GET", f"{V3}/sync")
+    assert "unread_thread_notifications" not in plain["rooms"]["join"][room]
+    wanted = json.dumps({"room": {"timeline": {"unread_thread_notifications": True}}})
+    asked = await anna.ok("GET", f"{V3}/sync", params={"filter": wanted})
+    assert asked["rooms"]["join"][room]["unread_thread_notifications"] == {}
+    bad = json.dumps({"room": {"timeline": {"unread_thread_notifications": "yes"}}})
+    status, data = await anna.call("GET", f"{V3}/sync", params={"filter": bad})
+    assert (status, data["errcode"]) == (400, "M_INVALID_PARAM")
