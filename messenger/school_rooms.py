@@ -15,10 +15,14 @@ and, on every run of ``SchoolRooms.sync_group_rooms``:
 - renames the room when the group's display name changed.
 
 Decisions a member made stand: a member who left on their own, or was banned
-by a moderator, is not pulled back.  A moderator's kick is not respected (the
-directory is the source of truth for who is in a class).  Users at level 100
-other than the system user (admins) are never kicked, and a level of 100 once
-given cannot be taken by the system user (auth rules: equal levels).
+by a moderator, is not pulled back.  But the room stays open to them: a member
+who left is invited again (marked ``REJOIN_MARK``, never auto-joined), so the
+Element apps list the class room under invitations and one tap brings them
+back; declining that invitation is a decision too and stands (issue 19.9).
+A moderator's kick is not respected (the directory is the source of truth for
+who is in a class).  Users at level 100 other than the system user (admins) are
+never kicked, and a level of 100 once given cannot be taken by the system user
+(auth rules: equal levels).
 """
 
 from __future__ import annotations
@@ -40,6 +44,9 @@ from messenger.storage import group_rooms
 
 log = logging.getLogger("schulhof.messenger")
 
+# In the content of an invitation the sync sends to a member who left on their own:
+# an offer to come back, which the sync must not accept for them.
+REJOIN_MARK = "org.schulhof.rejoin"
 OWNER_LEVEL = 50
 ADMIN_LEVEL = 100
 SYSTEM_DISPLAY_NAME = "Schulhof"
@@ -145,8 +152,15 @@ class SchoolRooms:
         room_id = await self._room_for(group, plan, report)
         async with self._db.read() as session:
             rows = {r.user_id: r for r in await store.room_members(session, room_id)}
-            left = [r.event_id for r in rows.values() if r.membership == "leave"]
+            left = [r.event_id for r in rows.values() if r.membership in ("leave", "invite")]
             leave_events = await store.get_events(session, left)
+            # Who left the room itself (their membership before leaving was join):
+            # the room is offered to them again.
+            left_room = {
+                uid for uid, r in rows.items()
+                if r.membership == "leave" and (e := leave_events.get(r.event_id)) is not None
+                and e.pdu.get("sender") == uid and await group_rooms.membership_before(
+                    session, room_id, uid, e.stream_ordering) == "join"}
             state = await store.current_state(
                 session, room_id, [("m.room.power_levels", ""), ("m.room.name", "")])
         # Power levels first: a new owner is a moderator from their first event on.
@@ -156,16 +170,23 @@ class SchoolRooms:
             membership = row.membership if row else "leave"
             if membership == "ban":
                 continue
-            if membership == "leave" and row is not None:
-                event = leave_events.get(row.event_id)
-                if event is not None and event.sender == user_id:
-                    continue  # they left on their own
+            event = leave_events.get(row.event_id) if row is not None else None
+            offer = user_id in left_room
+            if membership == "leave" and event is not None and event.sender == user_id \
+                    and not offer:
+                continue  # they declined an invitation: that stands
             if membership == "leave":
+                content: dict[str, Any] = {"membership": "invite"}
+                if offer:
+                    content[REJOIN_MARK] = True
+                    content["reason"] = f"{plan.name}: du kannst jederzeit zurückkommen"
                 await self._rooms.append_as(self.system_user, room_id, "m.room.member",
-                                            {"membership": "invite"}, state_key=user_id)
+                                            content, state_key=user_id)
                 report.invited += 1
                 membership = "invite"
-            if membership == "invite" and self.auto_join:
+            elif membership == "invite" and event is not None:
+                offer = bool(event.pdu.get("content", {}).get(REJOIN_MARK))
+            if membership == "invite" and self.auto_join and not offer:
                 await self._rooms.append_as(
                     user_id, room_id, "m.room.member",
                     {"membership": "join", "displayname": display_name}, state_key=user_id)
@@ -236,6 +257,31 @@ class SchoolRooms:
         report.created += 1
         log.info("event=group_room_created group=%s room=%s", group.name, room_id)
         return room_id
+
+    async def readmit(self, user_id: str, room_id: str) -> bool:
+        """Invite an active member of the room's group who is outside its room (left,
+        declined the offer) so that their join can follow; False if they are not one.
+
+        Called when such a member joins the invite-only room by id or alias: the
+        directory says they belong there (issue 19.9)."""
+        async with self._db.read() as session:
+            group_id = await group_rooms.group_of(session, room_id)
+            if group_id is None:
+                return False
+            rows = {r.user_id: r.membership for r in await store.room_members(session, room_id)}
+        if rows.get(user_id, "leave") != "leave":
+            return False  # banned, or already in or invited
+        group = next((g for g in await self._directory.list_groups() if g.id == group_id), None)
+        if group is None or not any(
+                m.account.is_active and f"@{m.account.login}:{self.server_name}" == user_id
+                for m in await self._directory.group_members(group.name)):
+            return False
+        async with self._lock:
+            await self._rooms.append_as(self.system_user, room_id, "m.room.member",
+                                        {"membership": "invite", REJOIN_MARK: True},
+                                        state_key=user_id)
+        log.info("event=group_room_readmit group=%s user=%s", group.name, user_id)
+        return True
 
     # --- admin actions ----------------------------------------------------------------
     async def room_of_group(self, name: str) -> str | None:

@@ -85,7 +85,8 @@ class MatrixServer:
                                   users=UserDirectory(directory, server_name,
                                                       mail_domain or server_name),
                                   trusted_proxies=trusted_proxies or TrustedProxies(),
-                                  push_gateways=push_gateways)
+                                  push_gateways=push_gateways,
+                                  school_rooms=self.school_rooms)
         self._ssl = ssl_context
         # Slow clients time out, one address cannot take every connection.
         self._http_limits = http_limits or HttpLimits(

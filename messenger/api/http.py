@@ -52,6 +52,7 @@ class ApiContext:
     users: Any = None  # messenger.user_directory.UserDirectory
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     push_gateways: tuple[str, ...] = ()  # the notify URLs pushers may use
+    school_rooms: Any = None  # messenger.school_rooms.SchoolRooms (group members rejoin)
 
 
 CONTEXT = web.AppKey("messenger_context", ApiContext)

@@ -20,7 +20,7 @@ from messenger.api.http import (
     string_field,
 )
 from messenger.render import render_events
-from messenger.rooms.errors import AliasInUse
+from messenger.rooms.errors import AliasInUse, Forbidden
 from messenger.rooms.presets import PRESETS, CreateRoomRequest
 from messenger.sync.tokens import InvalidToken, parse_position, room_token
 
@@ -72,7 +72,16 @@ async def join(request: web.Request) -> web.Response:
     who = await requester(request)
     await json_body(request, allow_empty=True)
     target = request.match_info.get("room_id_or_alias") or request.match_info["room_id"]
-    room_id = await context(request).rooms.join(who, target)
+    ctx = context(request)
+    try:
+        room_id = await ctx.rooms.join(who, target)
+    except Forbidden:
+        # A class room is invite-only, but its group's members may always come back.
+        room_id = await ctx.rooms.resolve_room(target)
+        if ctx.school_rooms is None or not await ctx.school_rooms.readmit(who.user_id,
+                                                                          room_id):
+            raise
+        room_id = await ctx.rooms.join(who, room_id)
     return ok({"room_id": room_id})
 
 
