@@ -19,6 +19,7 @@ from directory.model import Role
 from tests.security.matrix_client import PASSWORD, V3, RawClient, matrix_server
 
 # What an attacker types where a number belongs (query and path text).
+SLIDING = "/_matrix/client/unstable/org.matrix.simplified_msc3575"
 BAD_TEXT = ["9223372036854775808", "-9223372036854775809", "18446744073709551616",
             "99999999999999999999999999999999999999", "9" * 1000, "-1", "1e3", "0x10",
             "abc", "", " 1", "١٢", "1_000", "NaN"]
@@ -65,6 +66,9 @@ def _query_cases(me: str, room: str, event: str, n: str) -> list[tuple[str, str,
         ("GET", "/_matrix/client/v1/media/download/x/y", {"timeout_ms": n}),
         ("PUT", f"{V3}/rooms/{r}/send/m.room.message/{quote(n, safe='') or 'e'}", {}),
         ("PUT", f"{V3}/sendToDevice/m.x/{quote(n, safe='') or 'e'}", {}),
+        ("GET", f"{V3}/rooms/{r}/relations/{quote(event)}/m.thread", {"limit": n, "to": n}),
+        ("GET", f"{V3}/user/{me}/rooms/{r}/tags", {"limit": n}),
+        ("POST", f"{SLIDING}/sync", {"timeout": n, "pos": n}),
     ]
 
 
@@ -88,6 +92,12 @@ def _body_cases(me: str, room: str, n: str) -> list[tuple[str, str, str]]:
          '{"messages": {"@lehrer:schule.test": {"*": {"n": NUM}}}}'),
         ("POST", f"{V3}/room_keys/version", '{"algorithm": "x", "auth_data": {"n": NUM}}'),
         ("POST", f"{V3}/rooms/{r}/read_markers", '{"m.fully_read": NUM}'),
+        ("POST", f"{V3}/search", '{"search_categories": {"room_events": '
+                                 '{"search_term": "x", "filter": {"limit": NUM}}}}'),
+        ("PUT", f"{V3}/user/{me}/rooms/{r}/tags/u.x", '{"order": NUM}'),
+        ("POST", f"{SLIDING}/sync", '{"lists": {"a": {"ranges": [[0, NUM]], '
+                                    '"timeline_limit": NUM}}, "extensions": {"to_device": '
+                                    '{"enabled": true, "since": "NUM", "limit": NUM}}}'),
     ]
     return [(method, path, body.replace("NUM", n)) for method, path, body in cases]
 
