@@ -9,6 +9,7 @@ the proxy's own address (and so everyone) is locked after a few failures.
 from __future__ import annotations
 
 import dataclasses
+import re
 from pathlib import Path
 
 import aiohttp
@@ -40,7 +41,12 @@ async def matrix_login(http: aiohttp.ClientSession, url: str, user: str, passwor
 
 async def webmail_login(http: aiohttp.ClientSession, url: str, login: str, password: str,
                         client: str) -> int:
-    async with http.post(f"{url}/login", data={"login": login, "password": password},
+    # The login form is CSRF-protected: its page hands out the token (and the cookie).
+    async with http.get(f"{url}/login", headers={"X-Forwarded-For": client}) as response:
+        match = re.search(r'name="csrf" value="([^"]+)"', await response.text())
+        assert match is not None
+    async with http.post(f"{url}/login",
+                         data={"csrf": match.group(1), "login": login, "password": password},
                          headers={"X-Forwarded-For": client},
                          allow_redirects=False) as response:
         return response.status
@@ -64,7 +70,9 @@ async def test_a_guessing_client_behind_the_proxy_locks_out_only_itself(
         matrix_url = service(school, "MatrixServer").base_url  # type: ignore[attr-defined]
         web_url = service(school, "WebmailServer").base_url  # type: ignore[attr-defined]
         connector = aiohttp.TCPConnector(ssl=client_tls_context(school.settings))
-        async with aiohttp.ClientSession(connector=connector) as http:
+        # unsafe=True: keep the webmail's session cookie although the host is an IP.
+        async with aiohttp.ClientSession(connector=connector,
+                                         cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:
             # Different accounts each time: only the address can be what is counted.
             statuses = [await matrix_login(http, matrix_url, f"nobody{n}", "guess", ATTACKER)
                         for n in range(5)]
