@@ -15,6 +15,7 @@ from aiohttp import web
 
 from mailserver.webmail import compose_pages, html_view, organise, settings_pages
 from mailserver.webmail.context import TEMPLATES, WEBMAIL, Webmail
+from mailserver.webmail.errors import error_pages
 from mailserver.webmail.i18n import TRANSLATIONS, load_translations
 from mailserver.webmail.pages import HERE, environments
 from mailserver.webmail.routes import language, login, mailbox
@@ -25,7 +26,8 @@ __all__ = ["Webmail", "build_app"]
 
 def build_app(webmail: Webmail) -> web.Application:
     # Room for the largest message's attachments before their base64 encoding.
-    app = web.Application(client_max_size=webmail.max_message_size + 1024 * 1024)
+    app = web.Application(middlewares=[error_pages],
+                          client_max_size=webmail.max_message_size + 1024 * 1024)
     app[WEBMAIL] = webmail
     app[TRANSLATIONS] = load_translations()
     app[TEMPLATES] = environments(app[TRANSLATIONS])

@@ -10,6 +10,7 @@ from aiohttp import web
 from directory.model import Account
 from mailserver.store import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
 from mailserver.webmail.context import WEBMAIL
+from mailserver.webmail.errors import browser_id
 from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import error_page, page
 from mailserver.webmail.reading import MessageGone
@@ -21,13 +22,9 @@ def box_of(request: web.Request) -> str:
     return request.query.get("box", "INBOX") or "INBOX"
 
 
-def number(text: str | None, default: int | None = None) -> int:
-    try:
-        return int(text or "")
-    except ValueError:
-        if default is None:
-            raise web.HTTPBadRequest(text="bad number") from None
-        return default
+def number(text: str | None, default: int | None = None, *, low: int = 1) -> int:
+    """An id or page number from the browser, range-checked (``errors.browser_id``)."""
+    return browser_id(text, default, low=low)
 
 
 def folder_url(box: str) -> str:
@@ -58,7 +55,7 @@ async def attachment(request: web.Request, session: WebSession, account: Account
     try:
         filename, content = await mail.attachment(
             account.id, box_of(request), number(request.query.get("uid")),
-            number(request.query.get("part")))
+            number(request.query.get("part"), low=0))
     except (MailboxNotFound, MessageGone, StoreError):
         return error_page(request, 404, _("Anhang nicht gefunden"), "", session)
     quoted = urllib.parse.quote(filename, safe="")
