@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -21,7 +21,12 @@ from messenger.storage.tables import TxnRow
 
 async def render_events(session: AsyncSession, requester: Requester | None,
                         events: Sequence[StoredEvent], *,
-                        include_room_id: bool = True) -> list[dict[str, Any]]:
+                        include_room_id: bool = True,
+                        bundles: Mapping[str, dict[str, Any]] | None = None,
+                        ) -> list[dict[str, Any]]:
+    """``bundles``: the bundled aggregations, when the caller computed them for
+    several calls at once (``messenger.relations.bundled_aggregations`` takes the
+    events of many rooms in one query); otherwise one query here."""
     now_ms = int(time.time() * 1000)
     txn_ids: dict[str, str] = {}
     own = [e.event_id for e in events if requester is not None and e.sender == requester.user_id]
@@ -32,8 +37,10 @@ async def render_events(session: AsyncSession, requester: Requester | None,
         txn_ids = {event_id: txn_id for event_id, txn_id in rows}
     redactions = await store.get_events(session, [e.redacted_by for e in events
                                                   if e.redacted_by is not None])
-    bundles = await bundled_aggregations(
-        session, requester.user_id if requester is not None else None, events, now_ms=now_ms)
+    if bundles is None:
+        bundles = await bundled_aggregations(
+            session, requester.user_id if requester is not None else None, events,
+            now_ms=now_ms)
     out = []
     for event in events:
         because = None

@@ -11,6 +11,7 @@ from messenger.account import WeakPassword
 from messenger.events.canonical import CanonicalJsonError
 from messenger.rooms.errors import (
     AliasInUse,
+    DuplicateAnnotation,
     Forbidden,
     InvalidRequest,
     RateLimited,
@@ -68,6 +69,8 @@ def matrix_error_for(exc: Exception) -> MatrixError | None:
             return MatrixError(401, "M_FORBIDDEN", str(exc), **extra)
         # Spec 5.4.1: the first 401 of the flow carries only flows, params and session.
         return MatrixError(401, "", str(exc), **extra)
+    if isinstance(exc, DuplicateAnnotation):
+        return MatrixError(400, "M_DUPLICATE_ANNOTATION", str(exc))
     if isinstance(exc, WeakPassword):
         return MatrixError(400, "M_WEAK_PASSWORD", str(exc))
     if isinstance(exc, Forbidden):

@@ -23,6 +23,11 @@ class InvalidRequest(MessengerError):
     """A request value is malformed (M_INVALID_PARAM / M_BAD_JSON)."""
 
 
+class DuplicateAnnotation(InvalidRequest):
+    """The sender already annotated the event with this type and key (400
+    M_DUPLICATE_ANNOTATION)."""
+
+
 class AliasInUse(MessengerError):
     """The room alias is already taken (409)."""
 

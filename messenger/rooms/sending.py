@@ -9,8 +9,10 @@ from typing import Any
 
 from messenger.identity import Requester
 from messenger.rooms.batching import MessageSend, SendBatcher
-from messenger.rooms.errors import Forbidden, InvalidRequest
+from messenger.rooms.errors import DuplicateAnnotation, Forbidden, InvalidRequest
 from messenger.rooms.writer import RoomWriter
+from messenger.storage import events as store
+from messenger.storage import relations as relation_store
 
 
 class EventSending:
@@ -22,9 +24,27 @@ class EventSending:
                    content: Mapping[str, Any], txn_id: str | None = None) -> str:
         if event_type == "m.room.redaction":
             raise InvalidRequest("use /redact to redact events")
+        await self._check_annotation(requester, event_type, content, txn_id)
         event = await self._sends.submit(MessageSend(requester, room_id, event_type, content,
                                                      txn_id))
         return event.event_id
+
+    async def _check_annotation(self, requester: Requester, event_type: str,
+                                content: Mapping[str, Any], txn_id: str | None) -> None:
+        """One reaction per sender, event, type and key (spec "Avoiding duplicate
+        annotations": 400 M_DUPLICATE_ANNOTATION); a retried transaction is not a
+        second reaction, it gets its first event back."""
+        relation = relation_store.relation_of(content)
+        if relation is None or relation.rel_type != "m.annotation" or relation.key is None:
+            return
+        async with self._writer.db.read() as session:
+            if txn_id is not None and await store.events_of_txns(
+                    session, [(requester.account_id, requester.device_id, txn_id)]):
+                return
+            if await relation_store.has_annotation(session, relation.relates_to,
+                                                   requester.user_id, event_type,
+                                                   relation.key):
+                raise DuplicateAnnotation("you already reacted with this key")
 
     async def set_state(self, requester: Requester, room_id: str, event_type: str,
                         state_key: str, content: Mapping[str, Any]) -> str:

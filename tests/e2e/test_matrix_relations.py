@@ -210,3 +210,26 @@ async def test_relations_are_for_members_only_and_bad_input_is_refused(
     data = await teacher.ok("GET", f"{V1}/rooms/{room}/relations/{root}",
                             params={"limit": "100000"})
     assert len(data["chunk"]) == 1
+
+
+async def test_a_second_identical_reaction_is_refused(http: aiohttp.ClientSession,
+                                                      base: str) -> None:
+    teacher = await client(http, base, "lehrer")
+    anna = await client(http, base, "anna")
+    room = await room_of(teacher, anna)
+    root = await send(teacher, room, text("Abstimmung"))
+    path = f"{V3}/rooms/{room}/send/m.reaction"
+    first = (await anna.ok("PUT", f"{path}/like1", reaction(root, "👍")))["event_id"]
+    # A retried transaction is the same reaction, not a second one.
+    again = (await anna.ok("PUT", f"{path}/like1", reaction(root, "👍")))["event_id"]
+    assert again == first
+    status, data = await anna.call("PUT", f"{path}/like2", reaction(root, "👍"))
+    assert (status, data["errcode"]) == (400, "M_DUPLICATE_ANNOTATION")
+    await anna.ok("PUT", f"{path}/party", reaction(root, "🎉"))  # another key is fine
+    await teacher.ok("PUT", f"{path}/like3", reaction(root, "👍"))  # another sender too
+    await anna.ok("PUT", f"{V3}/rooms/{room}/redact/{first}/undo", {})
+    await anna.ok("PUT", f"{path}/like4", reaction(root, "👍"))  # after the redaction
+    event = await anna.ok("GET", f"{V3}/rooms/{room}/event/{root}")
+    counts = {c["key"]: c["count"] for c in event["unsigned"]["m.relations"]["m.annotation"]
+              ["chunk"]}
+    assert counts == {"👍": 2, "🎉": 1}
