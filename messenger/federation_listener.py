@@ -8,6 +8,7 @@ import ssl
 
 from aiohttp import web
 
+from federation.http_guard import GuardedSite, HttpLimits
 from federation.matrix.client import FederationClient
 from messenger.api.federation import FederationContext, build_federation_app
 
@@ -16,19 +17,23 @@ SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
 class FederationListener:
     def __init__(self, context: FederationContext, client: FederationClient, *, bind: str,
-                 port: int, ssl_context: ssl.SSLContext) -> None:
+                 port: int, ssl_context: ssl.SSLContext,
+                 http_limits: HttpLimits | None = None) -> None:
         self.context = context
         self.client = client
         self.bind = bind
         self.port = port
         self._ssl = ssl_context
+        self._http_limits = http_limits or HttpLimits()  # slow clients time out
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> list[str]:
         runner = web.AppRunner(build_federation_app(self.context), access_log=None,
-                               handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS)
+                               handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
+                               **self._http_limits.runner_options())
         await runner.setup()
-        site = web.TCPSite(runner, self.bind, self.port, ssl_context=self._ssl)
+        site = GuardedSite(runner, self.bind, self.port, limits=self._http_limits,
+                           ssl_context=self._ssl)
         await site.start()
         self._runner = runner
         return [f"service=matrix-federation addr={self.bind}:{self.port} tls=yes "

@@ -75,7 +75,8 @@ def federation_listener(school: School) -> FederationListener:
     tls = server_tls_context(str(settings.path(settings.tls.certificate)),
                              str(settings.path(settings.tls.key)))
     return FederationListener(context, client, bind=settings.listen.bind,
-                              port=settings.listen.federation, ssl_context=tls)
+                              port=settings.listen.federation, ssl_context=tls,
+                              http_limits=http_limits(school, TrustedProxies()))
 
 
 def http_limits(school: School, proxies: TrustedProxies) -> HttpLimits:

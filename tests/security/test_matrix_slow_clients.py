@@ -4,11 +4,13 @@ Raw sockets against a running school whose ``[http]`` limits are short: a
 connection that sends nothing, half a header section, a trickle of header
 bytes or half a body is closed within the configured timeout; a client
 address gets only ``max_connections_per_ip`` connections; a long-poll /sync,
-where the *server* waits, is not cut."""
+where the *server* waits, is not cut.  The federation listener (TLS) has the
+same guard."""
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,6 +21,7 @@ import pytest
 from conf.app import School
 from conf.settings import HttpSettings, Settings
 from directory.model import Role
+from messenger.federation_listener import FederationListener
 from tests.security.matrix_client import PASSWORD, V3, RawClient, matrix_server
 from tests.support.schools import make_settings
 
@@ -145,3 +148,17 @@ async def test_long_polls_and_steady_clients_are_not_cut(running_school: School,
         answer = await asyncio.wait_for(reader.read(), SLACK)
         assert answer.startswith(b"HTTP/1.1 200"), answer
         writer.close()
+
+
+async def test_the_federation_listener_times_out_partial_headers_over_tls(
+        running_school: School) -> None:
+    """The Server-Server port (TLS, raw socket): same guard, same timeout."""
+    listener = next(s for s in running_school.services if isinstance(s, FederationListener))
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection(listener.bind, listener.port, ssl=context)
+    writer.write(b"GET /_matrix/key/v2/server HTTP/1.1\r\nHost: schule.test\r\n")
+    took, sent = await _closed_after(reader, HEADER_TIMEOUT + SLACK)
+    assert sent.startswith(b"HTTP/1.1 408") and took < HEADER_TIMEOUT + SLACK
+    writer.close()
