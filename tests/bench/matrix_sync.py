@@ -74,6 +74,7 @@ imap = -1
 imaps = -1
 matrix = {port}
 web = -1
+federation = -1
 """, encoding="utf-8")
     return config
 
