@@ -238,9 +238,10 @@ class MailStore:
         earlier session; with ``claim`` the UIDs below ``up_to`` become this
         caller's (one conditional UPDATE, so two sessions never both get one).
         EXAMINE only looks (RFC 3501 6.3.2). None: the mailbox is gone."""
-        if not claim:
-            async with self.db.read() as session:
-                return await boxes.claim_recent(session, mailbox_id, up_to, False)
+        async with self.db.read() as session:
+            first = await boxes.claim_recent(session, mailbox_id, up_to, False)
+        if first is None or not claim or first >= up_to:
+            return first  # nothing to claim: no write transaction to queue for
         async with self.db.write() as session:
             return await boxes.claim_recent(session, mailbox_id, up_to, True)
 

@@ -160,6 +160,10 @@ def header_value(header: bytes, name: bytes) -> bytes | None:
     """The first field ``name``'s raw value, unfolded (RFC 5322 2.2.3), or None."""
     for field_name, text in header_fields(header):
         if field_name == name.lower():
-            value = text.split(b":", 1)[1]
-            return value.replace(b"\r", b"").replace(b"\n", b"").strip(b" \t")
+            return unfold(text.split(b":", 1)[1])
     return None
+
+
+def unfold(value: bytes) -> bytes:
+    """A raw field value unfolded (RFC 5322 2.2.3) and trimmed."""
+    return value.replace(b"\r", b"").replace(b"\n", b"").strip(b" \t")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from mailserver.imap.mime.addresses import parse_address_list
-from mailserver.imap.mime.entity import header_value, split_header
+from mailserver.imap.mime.entity import header_fields, split_header, unfold
 from mailserver.imap.mime.types import Envelope
+
+_ENVELOPE_FIELDS = frozenset({b"date", b"subject", b"from", b"sender", b"reply-to", b"to",
+                              b"cc", b"bcc", b"in-reply-to", b"message-id"})
 
 
 def envelope_of_header(header: bytes) -> Envelope:
@@ -12,8 +15,16 @@ def envelope_of_header(header: bytes) -> Envelope:
     not decoded) and unfolded; a missing or empty field is NIL, and Sender and
     Reply-To default to From (RFC 3501 7.4.2)."""
 
+    fields: dict[bytes, bytes] = {}
+    for field_name, text in header_fields(header):  # one pass, first field wins
+        if field_name in _ENVELOPE_FIELDS and field_name not in fields:
+            fields[field_name] = text
+
     def value(name: bytes) -> bytes | None:
-        found = header_value(header, name)
+        text = fields.get(name.lower())
+        if text is None:
+            return None
+        found = unfold(text.split(b":", 1)[1])
         return found if found else None
 
     from_ = parse_address_list(value(b"From"))
