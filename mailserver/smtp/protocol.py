@@ -49,6 +49,37 @@ log = logging.getLogger("schulhof.smtp")
 _UNSENDABLE = re.compile(r"\r\n|[\x00-\x1f\x7f\ud800-\udfff]")
 
 
+class _CancelOnce:
+    """The session task, cancelled at most once.
+
+    aiosmtpd cancels it on EOF and again on connection loss.  When the client
+    goes away during a database call, SQLAlchemy answers the first cancel by
+    closing the interrupted connection under ``asyncio.shield``; the second
+    cancel abandons that close half-way, and asyncio logs "Task was destroyed
+    but it is pending!" as an ERROR.
+    """
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self.task = task
+        self.cancelled = False
+
+    def cancel(self, msg: Any = None) -> bool:
+        if self.cancelled:
+            return False
+        self.cancelled = True
+        return self.task.cancel(msg)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.task, name)
+
+
+def _consume_outcome(task: asyncio.Future[Any]) -> None:
+    """A shielded hook whose caller was cancelled: its error is already logged
+    by the hook, not again as "exception was never retrieved"."""
+    if not task.cancelled():
+        task.exception()
+
+
 def sendable(text: str, utf8: bool) -> str:
     """``text`` made safe to send as a reply (RFC 5321 4.2: printable text, CRLF-ended)."""
     text = _UNSENDABLE.sub(lambda m: m.group() if m.group() == "\r\n" else "?", text)
@@ -131,6 +162,9 @@ class SchulhofSMTP(SMTP):
             self._client_ip = ip
             self._on_opened(self)
         super().connection_made(transport)
+        if self._handler_coroutine is not None and \
+                not isinstance(self._handler_coroutine, _CancelOnce):
+            self._handler_coroutine = _CancelOnce(self._handler_coroutine)  # type: ignore[assignment]
 
     def connection_lost(self, error: Exception | None) -> None:
         if self._refused:
@@ -163,6 +197,17 @@ class SchulhofSMTP(SMTP):
         if self.transport is not None and not self.transport.is_closing():
             self.transport.write(reply.encode() + b"\r\n")  # type: ignore[attr-defined]
             self.transport.close()
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        # A client that goes away cancels the session task; a hook (RCPT's
+        # directory lookup) still finishes its database work instead of being
+        # cut off inside SQLAlchemy's connection handling.  DATA's commit has a
+        # task of its own already, which stop() waits for (session.py).
+        if command == "DATA":
+            return await super()._call_handler_hook(command, *args)
+        hook = asyncio.ensure_future(super()._call_handler_hook(command, *args))
+        hook.add_done_callback(_consume_outcome)
+        return await asyncio.shield(hook)
 
     # --- replies and errors ----------------------------------------------------------------------
     async def push(self, status: str | bytes) -> None:
