@@ -37,6 +37,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class BadHttpRequestsAreInfo(logging.Filter):
+    """aiohttp logs every malformed request (too many headers, a broken chunk,
+    a bad Content-Length) as an ERROR with a traceback: the client's mistake,
+    answered with a 4xx, becomes one INFO line on the ``aiohttp.server`` logger."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.levelno, record.levelname = logging.INFO, "INFO"
+            record.msg = "event=http_bad_request status=%s reason=%s client=%s"
+            client = record.args[0] if isinstance(record.args, tuple) and record.args else ""
+            reason = " ".join(str(error.message).split())[:200]
+            record.args = (error.code, reason, client)
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
 def configure_logging(verbose: bool) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
@@ -45,6 +64,7 @@ def configure_logging(verbose: bool) -> None:
         # One line per migration step, and aiosmtpd's line per SMTP command, are noise.
         logging.getLogger("alembic").setLevel(logging.WARNING)
         logging.getLogger("mail.log").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(BadHttpRequestsAreInfo())
 
 
 async def run(args: argparse.Namespace) -> int:

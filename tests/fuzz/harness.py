@@ -164,6 +164,7 @@ class Campaign:
             self.rss_after_kib = self.server.rss_kib()
         await self._check_log(driver)
         self._check_rss()
+        self.server.mark_log()  # what stopping logs is checked on its own
 
     async def _check_log(self, driver: Driver) -> None:
         bad = self.server.new_bad_log_lines()

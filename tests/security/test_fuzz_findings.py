@@ -105,3 +105,35 @@ async def test_client_gone_during_recipient_lookup_logs_no_error(
                                for k in range(5)), return_exceptions=True)
     await asyncio.sleep(1.0)
     assert served.bad_log_lines() == [], served.log()[-4000:]
+
+
+BAD_HTTP_REQUESTS = {
+    "too_many_headers": b"GET /_matrix/client/versions HTTP/1.1\r\n" + b"X-A: b\r\n" * 200
+    + b"\r\n",
+    "bad_chunk": b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n3\r\n{}x\r\nzz\r\n\r\n",
+    "bad_content_length": b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\n"
+    b"Content-Length: -1\r\n\r\n",
+}
+
+
+async def _raw_http(host: str, port: int, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(4096), 10)
+    finally:
+        writer.close()
+
+
+async def test_malformed_http_requests_are_4xx_and_one_info_line(
+        served: ServedSchool) -> None:
+    """Fuzz finding: aiohttp answered a malformed request with 400 but logged it as
+    "ERROR Error handling request" with a traceback (200 headers, a broken chunk)."""
+    for name, request in BAD_HTTP_REQUESTS.items():
+        answer = await _raw_http(served.host, served.settings.listen.matrix, request)
+        assert answer.startswith(b"HTTP/1.") and answer[9:10] == b"4", (name, answer)
+    await asyncio.sleep(0.5)
+    assert served.bad_log_lines() == [], served.log()[-4000:]
+    assert "event=http_bad_request status=400" in served.log()
