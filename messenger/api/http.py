@@ -154,8 +154,14 @@ def event_content(body: dict[str, Any], limits: MessengerLimits) -> dict[str, An
 def access_token(request: web.Request) -> str | None:
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
-        return header[len("Bearer "):].strip() or None
-    return request.query.get("access_token") or None
+        token = header[len("Bearer "):].strip() or None
+    else:
+        token = request.query.get("access_token") or None
+    # Our tokens are printable ASCII; anything else (undecodable header bytes
+    # arrive as surrogates) is no token of ours, not a reason to fail hashing it.
+    if token is not None and not (token.isascii() and token.isprintable()):
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "unrecognised access token")
+    return token
 
 
 async def requester(request: web.Request) -> Requester:

@@ -137,3 +137,16 @@ async def test_malformed_http_requests_are_4xx_and_one_info_line(
     await asyncio.sleep(0.5)
     assert served.bad_log_lines() == [], served.log()[-4000:]
     assert "event=http_bad_request status=400" in served.log()
+
+
+async def test_matrix_token_that_is_not_ascii_is_unknown(served: ServedSchool) -> None:
+    """Fuzz finding: ``Authorization: Bearer \\xff`` was a 500 (UnicodeEncodeError while
+    hashing the token); now 401 M_UNKNOWN_TOKEN, as for any token that is not ours."""
+    for header in (b"Bearer \xff", b"Bearer \xc3\xbc"):
+        answer = await _raw_http(
+            served.host, served.settings.listen.matrix,
+            b"GET /_matrix/client/v3/account/whoami HTTP/1.1\r\nHost: x\r\n"
+            b"Authorization: " + header + b"\r\nConnection: close\r\n\r\n")
+        assert answer.startswith(b"HTTP/1.1 401"), (header, answer)
+        assert b"M_UNKNOWN_TOKEN" in answer, answer
+    assert served.bad_log_lines() == [], served.log()[-4000:]
