@@ -22,6 +22,7 @@ from messenger.api.app import build_app
 from messenger.api.http import ApiContext
 from messenger.e2ee import DeviceMessaging
 from messenger.ephemeral import Receipts, TypingTracker
+from messenger.events.signing import EventSigner
 from messenger.limits import MessengerLimits
 from messenger.media import MediaRepository
 from messenger.push import PushSender
@@ -51,7 +52,8 @@ class MatrixServer:
                  rate_limits: RateLimits | None = None,
                  trusted_proxies: TrustedProxies | None = None,
                  push_gateways: tuple[str, ...] = (),
-                 http_limits: HttpLimits | None = None) -> None:
+                 http_limits: HttpLimits | None = None,
+                 event_signer: EventSigner | None = None) -> None:
         self.server_name = server_name
         self.bind = bind
         self.port = port
@@ -60,7 +62,8 @@ class MatrixServer:
         # Recent events and stream positions for /sync, fed by this instance's writers.
         self.sync_cache = SyncCache()
         policy = ChatPolicy(directory, server_name, mail_domain or server_name)
-        self.rooms = RoomService(db, server_name, self.notifier, policy, cache=self.sync_cache)
+        self.rooms = RoomService(db, server_name, self.notifier, policy, cache=self.sync_cache,
+                                 signer=event_signer)
         self.push = PushSender(db)
         # RoomService keeps its writer to itself; its bound ``catch_up`` leads there.
         self.rooms.writer.after_commit = self.push.events_committed

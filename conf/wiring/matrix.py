@@ -18,6 +18,7 @@ from federation.matrix.client import FederationClient
 from federation.matrix.keyring import KeyRing
 from federation.matrix.signed_json import SigningKey
 from messenger.api.federation import FederationContext
+from messenger.events.signing import EventSigner
 from messenger.federation_listener import FederationListener
 from messenger.limits import MessengerLimits
 from messenger.ratelimit import RateLimit, RateLimits
@@ -46,10 +47,24 @@ def build(school: School) -> list[Service]:
         group_sync_interval=m.group_sync_interval_seconds,
         auto_join_groups=m.auto_join_group_rooms, push_gateways=m.push_gateways,
         trusted_proxies=proxies, http_limits=http_limits(school, proxies),
-        rate_limits=rate_limits(m.send_messages_per_second, m.send_burst))]
+        rate_limits=rate_limits(m.send_messages_per_second, m.send_burst),
+        event_signer=event_signer(school))]
     if settings.listen.federation >= 0:
         services.append(federation_listener(school))
     return services
+
+
+def signing_key(school: School) -> SigningKey | None:
+    """The school's Matrix signing key (``schulhof init`` made it beside the DKIM keys);
+    None when the file is missing (a school set up by hand without keys)."""
+    path = SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR).matrix_signing
+    return SigningKey.from_pem(path.read_bytes()) if path.exists() else None
+
+
+def event_signer(school: School) -> EventSigner | None:
+    """Signs every event the school's server creates (Server-Server API "Signing events")."""
+    key = signing_key(school)
+    return None if key is None else EventSigner(school.settings.school.domain.lower(), key)
 
 
 def federation_listener(school: School) -> FederationListener:
@@ -59,8 +74,11 @@ def federation_listener(school: School) -> FederationListener:
 
     settings = school.settings
     server_name = settings.school.domain.lower()
-    paths = SchoolKeyPaths.in_dir(settings.base_dir / KEYS_DIR)
-    key = SigningKey.from_pem(paths.matrix_signing.read_bytes())
+    key = signing_key(school)
+    if key is None:
+        raise ValueError("the Matrix signing key is missing (keys/matrix-signing.pem): "
+                         "federation needs it; run `schulhof init` or set "
+                         "listen.federation = -1")
     allowed = settings.matrix_federation_servers
     f = settings.federation
     client = FederationClient(server_name, key, school.resolver,
@@ -107,5 +125,6 @@ def school_rooms(school: School) -> SchoolRooms:
     """
     domain = school.settings.school.domain.lower()
     rooms = RoomService(school.db, domain, Notifier(),
-                        ChatPolicy(school.directory, domain, domain))
+                        ChatPolicy(school.directory, domain, domain),
+                        signer=event_signer(school))
     return SchoolRooms(school.directory, rooms)

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from messenger.events.signing import EventSigner
 from messenger.rooms.aliases import RoomAliases
 from messenger.rooms.creation import RoomCreation
 from messenger.rooms.membership import Membership
@@ -30,14 +31,15 @@ from messenger.sync.notifier import Notifier
 class RoomService:
     def __init__(self, db: Any, server_name: str, notifier: Notifier, policy: ChatPolicy, *,
                  clock: Callable[[], float] = time.time, cache: SyncCache | None = None,
-                 ) -> None:
+                 signer: EventSigner | None = None) -> None:
         self.db = db
         self.server_name = server_name
         self.notifier = notifier
         self.policy = policy
         self.cache = cache
         # Public for one hook: the push sender hears of each commit (writer.after_commit).
-        self.writer = writer = RoomWriter(db, notifier, clock=clock, cache=cache)
+        self.writer = writer = RoomWriter(db, notifier, clock=clock, cache=cache,
+                                           signer=signer)
         aliases = RoomAliases(db, server_name)
         creation = RoomCreation(writer, server_name, policy)
         membership = Membership(writer, aliases, policy)

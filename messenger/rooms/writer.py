@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from messenger.events.hashing import add_hashes, event_id_for
 from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion
+from messenger.events.signing import EventSigner
 from messenger.identity import Requester
 from messenger.rooms import state as room_state
 from messenger.rooms.auth import check_event
@@ -57,8 +58,10 @@ class Transaction:
 
 class RoomWriter:
     def __init__(self, db: Any, notifier: Notifier, *, clock: Callable[[], float],
-                 cache: SyncCache | None) -> None:
+                 cache: SyncCache | None, signer: EventSigner | None = None) -> None:
         self.db = db
+        # Signs every event this server creates (federation checks it); None: unsigned.
+        self._signer = signer
         self.notifier = notifier
         self._clock = clock
         self._write_lock = asyncio.Lock()
@@ -98,6 +101,8 @@ class RoomWriter:
                 pdu["redacts"] = redacts
         check_event(pdu, state, version)
         pdu = add_hashes(pdu)
+        if self._signer is not None:
+            pdu = self._signer.sign(pdu, version)
         event_id = event_id_for(pdu, version)
         if position is None:
             position = await store.max_stream_ordering(session) + 1

@@ -183,3 +183,38 @@ async def test_correctly_signed_raw_request_passes(peers: dict[str, Peer]) -> No
     header = authorization_header(peers["a"].key, "a.test", "b.test", "GET", path)
     status, body = await _raw(peers["b"], "GET", path, {"Authorization": header})
     assert (status, body) == (200, {"displayname": "Lehrer B"})
+
+
+async def test_events_of_a_verify_with_the_key_b_fetched(peers: dict[str, Peer]) -> None:
+    """Every event school A creates carries A's signature over its redacted form, and
+    B checks it with the key B fetched from A's listener (receipt checks 2 and 3)."""
+    from conf.wiring.matrix import event_signer
+    from messenger.events.room_versions import room_version
+    from messenger.events.signing import check_received_pdu
+    from messenger.rooms.policy import ChatPolicy
+    from messenger.rooms.presets import CreateRoomRequest
+    from messenger.rooms.service import RoomService
+    from messenger.storage import events as event_store
+    from messenger.sync.notifier import Notifier
+
+    a, b = peers["a"], peers["b"]
+    # The room service as the school's wiring builds it (with the school's signer).
+    rooms = RoomService(a.school.db, "a.test", Notifier(),
+                        ChatPolicy(a.school.directory, "a.test", "a.test"),
+                        signer=event_signer(a.school))
+    room_id = await rooms.create_room_as(
+        "@lehrera:a.test", "Lehrer A", CreateRoomRequest(name="Partnerklasse"))
+    async with a.school.db.read() as session:
+        state = await event_store.current_state(session, room_id)
+        room = await event_store.room(session, room_id)
+    assert room is not None and state
+    keyring = b.listener.context.keyring
+
+    async def key_of(server: str, key_id: str, ts: int) -> str:
+        return await keyring.verify_key(server, key_id)
+
+    version = room_version(room.room_version)
+    for event in state.values():
+        pdu = event.pdu
+        assert set(pdu["signatures"]) == {"a.test"}
+        assert await check_received_pdu(pdu, version, key_of) == pdu
