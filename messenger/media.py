@@ -108,14 +108,15 @@ class MediaRepository:
         if row.account_id == viewer.account_id:
             return True
         uri = f"mxc://{self.server_name}/{row.media_id}"
-        if await media_rows.referenced_in_rooms_of(session, uri, viewer.user_id):
+        after = row.stream_position or 0  # nothing before the upload can name the file
+        if await media_rows.referenced_in_rooms_of(session, uri, viewer.user_id, after):
             return True
         login = await media_rows.uploader_login(session, row)
         if login is None:
             return False
         uploaded_ms = int(row.created_at.timestamp() * 1000) - CLOCK_SLACK_MS
         return await media_rows.encrypted_post_in_rooms_of(
-            session, user_id_for(login, self.server_name), uploaded_ms, viewer.user_id)
+            session, user_id_for(login, self.server_name), uploaded_ms, viewer.user_id, after)
 
     def check_upload(self, content_type: str, size: int | None) -> str:
         kind = base_type(content_type or "application/octet-stream")

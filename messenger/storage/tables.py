@@ -233,6 +233,9 @@ class MediaRow(Base):
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+    # The event stream's position at upload: events that can name the file come
+    # after it (messenger.media checks who may download; None: uploaded before).
+    stream_position: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class ToDeviceRow(Base):
