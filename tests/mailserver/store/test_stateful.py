@@ -4,6 +4,9 @@ Checked after every step: UIDs strictly increase and are never reused within
 a UIDVALIDITY, flags (with the client's keyword spelling) match the model,
 MODSEQ rises on every change and stays on no-ops, changes_since returns
 exactly the changed and vanished UIDs, quota usage equals the sum of sizes.
+IMAP \\Recent claims (RFC 3501 2.3.2) hand every UID to one claimer only, and
+a subscription outlives its mailbox until the mailbox is made again or the
+name is unsubscribed (RFC 3501 6.3.6).
 """
 
 from __future__ import annotations
@@ -70,6 +73,8 @@ class Box:
     expunged: dict[int, int] = field(default_factory=dict)  # uid -> modseq
     max_uid: int = 0
     history: list[int] = field(default_factory=list)  # modseqs seen, for changes_since
+    recent_from: int = 1  # the first UID no session has claimed as \Recent
+    subscribed: bool = True  # CREATE subscribes
 
 
 class MailStoreMachine(RuleBasedStateMachine):
@@ -242,6 +247,44 @@ class MailStoreMachine(RuleBasedStateMachine):
             u for u, m in box.messages.items() if m.modseq > since)
         assert changes.vanished == sorted(u for u, m in box.expunged.items() if m > since)
         assert changes.highestmodseq == box.highestmodseq
+
+    @rule(name=st.sampled_from(BOXES), claim=st.booleans(), beyond=st.integers(0, 3))
+    def claim_recent(self, name: str, claim: bool, beyond: int) -> None:
+        box = self.boxes[name]
+        up_to = box.max_uid + 1 + beyond
+        first = self.run(self.store.claim_recent(box.id, up_to, claim=claim))
+        assert first == box.recent_from  # nobody else had these
+        if claim:
+            box.recent_from = max(box.recent_from, up_to)
+        assert self.run(self.store.recent_count(box.id)) == sum(
+            1 for uid in box.messages if uid >= box.recent_from)
+
+    @rule(name=st.sampled_from(BOXES), subscribed=st.booleans())
+    def subscribe(self, name: str, subscribed: bool) -> None:
+        self.run(self.store.set_subscribed(self.account, name, subscribed))
+        self.boxes[name].subscribed = subscribed
+
+    @rule(name=st.sampled_from(BOXES), unsubscribe_first=st.booleans())
+    def subscription_outlives_the_mailbox(self, name: str, unsubscribe_first: bool) -> None:
+        box = self.boxes[name]
+        self.run(self.store.delete_mailbox(self.account, name))
+        orphans = self.run(self.store.orphan_subscriptions(self.account))
+        assert (name in orphans) == box.subscribed
+        if unsubscribe_first and box.subscribed:
+            self.run(self.store.set_subscribed(self.account, name, False))
+            assert name not in self.run(self.store.orphan_subscriptions(self.account))
+        self.boxes[name] = self._create(name)
+        assert self.boxes[name].uidvalidity > self.uidvalidities[name]
+        self.uidvalidities[name] = self.boxes[name].uidvalidity
+        assert name not in self.run(self.store.orphan_subscriptions(self.account))
+
+    @invariant()
+    def subscriptions_match(self) -> None:
+        if hasattr(self, "boxes"):
+            listed = {status.mailbox.name: status.mailbox.subscribed
+                      for status in self.run(self.store.list_mailboxes(self.account))}
+            for name, box in self.boxes.items():
+                assert listed[name] == box.subscribed
 
     @invariant()
     def quota_is_the_sum_of_sizes(self) -> None:
