@@ -89,7 +89,10 @@ class School:
             partner_domains=settings.partner_domains)
         a = settings.auth
         throttle = LoginThrottle(free_failures=a.free_failures, max_delay=a.max_delay_seconds,
-                                 window=a.failure_window_seconds)
+                                 window=a.failure_window_seconds,
+                                 account_free_failures=a.account_free_failures,
+                                 account_max_delay=a.account_max_delay_seconds,
+                                 ip_failing_accounts=a.ip_failing_accounts)
         authenticator = Authenticator(directory, hasher, throttle)
         return cls(settings, db, hasher, directory, authenticator)
 

@@ -166,10 +166,19 @@ class PolicySettings:
 
 @dataclass(frozen=True)
 class AuthSettings:
-    # Failed logins before the growing delay starts, and its cap.
+    # Failed logins of one account from one address before the growing delay
+    # starts, and its cap (directory.auth.LoginThrottle).
     free_failures: int = 3
     max_delay_seconds: float = 30.0
+    # A count is forgotten this long after its last failure.
     failure_window_seconds: float = 900.0
+    # Failures of one account from all addresses before it is slowed for everyone
+    # but its known addresses; that lock is at most 60 s.
+    account_free_failures: int = 50
+    account_max_delay_seconds: float = 60.0
+    # Distinct accounts failing from one address (a school NAT: be generous)
+    # before that address is slowed.
+    ip_failing_accounts: int = 300
 
 
 @dataclass(frozen=True)
