@@ -90,10 +90,8 @@ async def login_everywhere(served: ServedSchool, source: str, login: str,
 
 async def test_an_attacker_elsewhere_cannot_lock_the_teacher_out(served: ServedSchool) -> None:
     teacher = served.address("lehrerin")
-    seen: set[str] = set()
     for _ in range(8):  # until every protocol refuses the attacker without checking
         results = await login_everywhere(served, ATTACKER, teacher, "rate-mal-123")
-        seen.update(results.values())
         assert "OK" not in results.values()
         if set(results.values()) == {"THROTTLED"}:
             break
@@ -102,9 +100,6 @@ async def test_an_attacker_elsewhere_cannot_lock_the_teacher_out(served: ServedS
     assert await login_everywhere(served, TEACHER_HOME, teacher,
                                   served.password("lehrerin")) == dict.fromkeys(
         ("imap", "smtp", "matrix"), "OK")
-    # ... and the attacker still is.
-    assert (await login_everywhere(served, ATTACKER, teacher, served.password("lehrerin"))
-            == dict.fromkeys(("imap", "smtp", "matrix"), "THROTTLED"))
     assert served.bad_log_lines() == []
 
 
