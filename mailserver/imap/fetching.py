@@ -254,7 +254,7 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
     UnsupportedFetchItem for EMAILID / THREADID / SAVEDATE.
     """
     del rev2  # same items for IMAP4rev1 and IMAP4rev2, see docstring
-    attributes, with_body, only_header = _analysed(tuple(items))
+    attributes, with_body, only_header, may_set_seen = _analysed(tuple(items))
     if body is None and header is not None:
         if not only_header:
             raise ValueError("these FETCH items need more than the header")
@@ -263,7 +263,8 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
         raise ValueError("these FETCH items need the message body")
     else:
         message = None if body is None else parsed_message(body, record.blob_id, cache)
-    seen = sets_seen(attributes, record.flags, read_only=read_only)
+    # Most FETCHes cannot set \Seen at all: then the flags are not looked at.
+    seen = may_set_seen and sets_seen(attributes, record.flags, read_only=read_only)
     flags = record.flags | {SEEN} if seen else record.flags
     size = record.size if body is None else len(body)
     values: list[r.FetchValue] = []
@@ -277,12 +278,14 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
 
 
 @lru_cache(maxsize=256)
-def _analysed(items: tuple[FetchAttribute, ...]) -> tuple[list[FetchAttribute], bool, bool]:
-    """(expanded attributes without duplicates, needs_body, needs_only_header):
-    worked out once per distinct item list, not once per message.  The list
-    is shared: callers only read it."""
+def _analysed(items: tuple[FetchAttribute, ...]
+              ) -> tuple[list[FetchAttribute], bool, bool, bool]:
+    """(expanded attributes without duplicates, needs_body, needs_only_header,
+    whether any item may set \\Seen): worked out once per distinct item
+    list, not once per message.  The list is shared: callers only read it."""
     attributes = list(dict.fromkeys(expand_macros(items)))
-    return attributes, needs_body(attributes), needs_only_header(attributes)
+    return (attributes, needs_body(attributes), needs_only_header(attributes),
+            sets_seen(attributes, ()))
 
 
 def _flag_order(flags: frozenset[str]) -> tuple[str, ...]:
