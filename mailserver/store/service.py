@@ -65,6 +65,8 @@ class MailStore:
         self.feed = feed
         # Signature, vacation and forwarding: read by the webmail and by delivery.
         self.settings = SettingsStore(db)
+        # Per mailbox id: the UID up to which the search index is complete.
+        self._indexed_up_to: dict[int, int] = {}
         self._quota_bytes = dict(quota_bytes)
         # RCPT-time quota answers, briefly cached: that check is advisory (commit
         # re-checks in its transaction) and one read per RCPT halved throughput.
@@ -359,10 +361,15 @@ class MailStore:
         """One page of a mailbox, newest first (the webmail's folder page)."""
         return await search.latest(self.db, account_id, mailbox, offset, limit)
 
+    async def unseen_counts(self, account_id: int) -> list[tuple[str, int]]:
+        """(name, unseen) of every mailbox: the webmail's folder list."""
+        return await search.unseen_counts(self.db, account_id)
+
     async def search(self, account_id: int, mailbox: str, query: search.SearchQuery,
                      offset: int = 0, limit: int = 50) -> search.Found:
         """Messages matching ``query`` (sender, recipients, subject, body, dates)."""
-        return await search.search(self.db, account_id, mailbox, query, offset, limit)
+        return await search.search(self.db, account_id, mailbox, query, offset, limit,
+                                   self._indexed_up_to)
 
     async def read_mailbox(self, account_id: int, mailbox: str = "INBOX") -> list[StoredMessage]:
         """Every message with its body, in UID order: for tests and simple readers."""

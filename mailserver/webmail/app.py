@@ -20,13 +20,15 @@ from mailserver.webmail.i18n import TRANSLATIONS, load_translations
 from mailserver.webmail.pages import HERE, environments
 from mailserver.webmail.routes import language, login, mailbox
 from mailserver.webmail.security import add_security_headers
+from mailserver.webmail.timing import server_timing
 
 __all__ = ["Webmail", "build_app"]
 
 
 def build_app(webmail: Webmail) -> web.Application:
     # Room for the largest message's attachments before their base64 encoding.
-    app = web.Application(middlewares=[error_pages],
+    # server_timing outermost: its figure includes the error pages' rendering.
+    app = web.Application(middlewares=[server_timing, error_pages],
                           client_max_size=webmail.max_message_size + 1024 * 1024)
     app[WEBMAIL] = webmail
     app[TRANSLATIONS] = load_translations()

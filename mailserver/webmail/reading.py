@@ -115,9 +115,9 @@ class Mail:
 
     async def folders(self, account_id: int) -> list[tuple[str, int]]:
         """(name, unseen) of every mailbox, INBOX first."""
-        await self._store.ensure_default_mailboxes(account_id)
-        statuses = await self._store.list_mailboxes(account_id)
-        rows = [(s.mailbox.name, s.unseen) for s in statuses]
+        rows = await self._store.unseen_counts(account_id)
+        if not rows and await self._store.ensure_default_mailboxes(account_id):
+            rows = await self._store.unseen_counts(account_id)
         return sorted(rows, key=lambda row: (row[0] != "INBOX", row[0].lower()))
 
     async def page(self, account_id: int, mailbox: str, number: int,
