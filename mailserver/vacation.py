@@ -1,10 +1,10 @@
 """Vacation (out-of-office) replies at local delivery, RFC 3834 and RFC 5230.
 
-``VacationTarget`` wraps the store's ``DeliveryTarget``: after a delivery
-committed, each local recipient with a vacation reply on may answer the
-envelope sender, once per sender per period, through the normal submission
-path (``mailserver.submission.Submitter``: the role policy applies, so a
-pupil's reply never goes where the pupil may not write).  The reply runs as
+After a delivery committed (``mailserver.delivery_rules.RulesTarget``), each
+local recipient with a vacation reply on may answer the envelope sender,
+once per sender per period, through the normal submission path
+(``mailserver.submission.Submitter``: the role policy applies, so a pupil's
+reply never goes where the pupil may not write).  The reply runs as
 its own task after the commit: the 250 to the sending server is not delayed.
 
 Never answered (RFC 3834 2 and 3.1, RFC 5230 4.5): the null sender and
@@ -28,14 +28,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from directory.model import Account
-from mailserver.delivery import (
-    DeliveryReceipt,
-    DeliveryTarget,
-    DeliveryTransaction,
-    Envelope,
-    LocalRecipient,
-    RecipientOutcome,
-)
+from mailserver.delivery import Envelope
 from mailserver.store.account_settings import MailSettings, SettingsStore
 
 log = logging.getLogger("schulhof.vacation")
@@ -163,53 +156,3 @@ class VacationResponder:
         """Let replies in flight finish (tests, shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-
-
-class VacationTarget:
-    """A ``DeliveryTarget`` that tells the responder about every committed delivery."""
-
-    def __init__(self, target: DeliveryTarget, responder: VacationResponder) -> None:
-        self._target = target
-        self.responder = responder
-
-    def begin(self, envelope: Envelope) -> DeliveryTransaction:
-        return _Transaction(self._target.begin(envelope), envelope, self.responder)
-
-    def __getattr__(self, name: str) -> object:  # the store's other methods pass through
-        return getattr(self._target, name)
-
-
-class _Transaction:
-    def __init__(self, inner: DeliveryTransaction, envelope: Envelope,
-                 responder: VacationResponder) -> None:
-        self._inner = inner
-        self._envelope = envelope
-        self._responder = responder
-        self._quarantined = False
-
-    async def add_local(self, recipient: LocalRecipient, size_hint: int = 0) -> RecipientOutcome:
-        return await self._inner.add_local(recipient, size_hint)
-
-    async def add_locals(self, recipients: Sequence[LocalRecipient],
-                         size_hint: int = 0) -> list[RecipientOutcome]:
-        return await self._inner.add_locals(recipients, size_hint)
-
-    def add_remote(self, address: str) -> None:
-        self._inner.add_remote(address)
-
-    def redirect_local(self, mailbox: str) -> None:
-        self._quarantined = True  # suspected spam gets no reply (it would be backscatter)
-        self._inner.redirect_local(mailbox)
-
-    async def commit(self, message: bytes) -> DeliveryReceipt:
-        receipt = await self._inner.commit(message)
-        account_ids = sorted({account_id for account_id, _box, _uid in receipt.stored})
-        if account_ids and not self._quarantined:
-            try:
-                await self._responder.delivered(self._envelope, account_ids, message)
-            except Exception:  # the mail is delivered; a reply problem is only logged
-                log.exception("event=vacation_check_failed")
-        return receipt
-
-    async def abort(self) -> None:
-        await self._inner.abort()

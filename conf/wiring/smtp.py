@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from conf.commands.school import KEYS_DIR
-from conf.wiring.vacation import vacation_target
+from conf.wiring.delivery_rules import rules_target
 from federation.keys import SchoolKeyPaths
 from mailserver.smtp import SmtpConfig, SmtpLimits, SmtpService
 from mailserver.smtp.inbound_auth import MailAuthCheck
@@ -42,4 +42,4 @@ def build(school: School) -> list[Service]:
         school.resolver, config.hostname, own_domains=config.local_domains,
         key_paths=SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR))
     return [SmtpService(config, school.directory, school.authenticator,
-                        vacation_target(school), inbound_check=check)]
+                        rules_target(school), inbound_check=check)]

@@ -7,8 +7,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from conf.wiring.delivery_rules import rules_target
 from conf.wiring.imap import server_tls_context
-from conf.wiring.vacation import vacation_target
 from directory.client_address import TrustedProxies
 from mailserver.smtp.routing import Router
 from mailserver.submission import Submitter
@@ -38,7 +38,7 @@ def build(school: School) -> list[Service]:
         school_name=settings.school.name or settings.school.domain,
         domain=settings.school.domain.lower(), directory=school.directory,
         authenticator=school.authenticator, mail=Mail(store, store.db),
-        submitter=Submitter(router, vacation_target(school), store,
+        submitter=Submitter(router, rules_target(school), store,
                             hostname=settings.smtp_hostname),
         sessions=Sessions(), max_message_size=settings.smtp.max_message_size,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))

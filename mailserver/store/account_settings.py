@@ -1,6 +1,6 @@
 """Per-account mail settings that delivery applies: signature, vacation reply,
-forwarding; and the record of vacation replies sent (RFC 3834 2: at most one
-reply per sender per period).
+forwarding to another school address; and the record of vacation replies
+sent (RFC 3834 2: at most one reply per sender per period).
 
 A simple vacation rule in the store until Sieve (RFC 5230) replaces it: the
 same fields (subject, text, days, end date) map onto a Sieve ``vacation``
@@ -48,7 +48,8 @@ class MailSettings:
 class SettingsStore:
     def __init__(self, db: Database) -> None:
         self._db = db
-        self._vacation_cache: tuple[float, frozenset[int]] | None = None
+        # (expiry, accounts with a vacation reply on, accounts that forward)
+        self._rules_cache: tuple[float, frozenset[int], frozenset[int]] | None = None
 
     async def get(self, account_id: int) -> MailSettings:
         async with self._db.read() as session:
@@ -73,18 +74,31 @@ class SettingsStore:
                 # A new absence starts a new period for every sender.
                 await session.execute(delete(_replies).where(
                     _replies.c.account_id == account_id))
-        self._vacation_cache = None
+        self._rules_cache = None
+
+    async def _rules(self) -> tuple[frozenset[int], frozenset[int]]:
+        now = time.monotonic()
+        if self._rules_cache is None or self._rules_cache[0] < now:
+            async with self._db.read() as session:
+                rows = (await session.execute(select(
+                    _settings.c.account_id, _settings.c.vacation_enabled,
+                    _settings.c.forward_to).where(
+                    _settings.c.vacation_enabled.is_(True)
+                    | _settings.c.forward_to.is_not(None)))).all()
+            self._rules_cache = (now + VACATION_CACHE_SECONDS,
+                                 frozenset(r.account_id for r in rows if r.vacation_enabled),
+                                 frozenset(r.account_id for r in rows if r.forward_to))
+        return self._rules_cache[1], self._rules_cache[2]
 
     async def vacation_accounts(self, account_ids: Iterable[int]) -> set[int]:
         """Which of ``account_ids`` have a vacation reply switched on (cached briefly)."""
-        now = time.monotonic()
-        if self._vacation_cache is None or self._vacation_cache[0] < now:
-            async with self._db.read() as session:
-                ids = (await session.scalars(select(_settings.c.account_id).where(
-                    _settings.c.vacation_enabled.is_(True)))).all()
-            self._vacation_cache = (now + VACATION_CACHE_SECONDS, frozenset(ids))
-        enabled = self._vacation_cache[1]
+        enabled, _ = await self._rules()
         return {account_id for account_id in account_ids if account_id in enabled}
+
+    async def forwarding_accounts(self, account_ids: Iterable[int]) -> set[int]:
+        """Which of ``account_ids`` forward their mail (cached briefly)."""
+        _, forwarding = await self._rules()
+        return {account_id for account_id in account_ids if account_id in forwarding}
 
     async def claim_vacation_reply(self, account_id: int, sender: str, now: dt.datetime,
                                    days: int) -> bool:

@@ -1,6 +1,6 @@
-"""Wiring of vacation replies: the store's delivery target wrapped so committed
-deliveries are answered (``mailserver.vacation``), replies sent through a
-Submitter of their own (role policy applies; no copy in Sent)."""
+"""Wiring of the rules applied after local delivery (``mailserver.delivery_rules``):
+vacation replies and forwarding, sent through a Submitter of their own (the
+role policy applies; no copy in Sent)."""
 
 from __future__ import annotations
 
@@ -9,17 +9,19 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from directory.model import Account
+from mailserver.delivery_rules import RulesTarget
+from mailserver.forwarding import Forwarder
 from mailserver.smtp.routing import Router
 from mailserver.submission import SubmissionRefused, Submitter
-from mailserver.vacation import VacationResponder, VacationTarget
+from mailserver.vacation import VacationResponder
 
 if TYPE_CHECKING:
     from conf.app import School
 
-log = logging.getLogger("schulhof.vacation")
+log = logging.getLogger("schulhof.delivery_rules")
 
 
-def vacation_target(school: School) -> VacationTarget:
+def rules_target(school: School) -> RulesTarget:
     settings = school.settings
     store = school.mail_store
     submitter = Submitter(Router(school.directory, frozenset(settings.local_domains)),
@@ -31,9 +33,11 @@ def vacation_target(school: School) -> VacationTarget:
             return await submitter.submit(account, sender, recipients, message,
                                           client="127.0.0.1", file_copy=False)
         except SubmissionRefused as refused:  # e.g. a pupil may not write outside
-            log.info("event=vacation_refused account=%s reason=%s", account.login, refused)
+            log.info("event=delivery_rule_refused account=%s reason=%s", account.login,
+                     refused)
             return None
 
-    responder = VacationResponder(store.settings, school.directory.get_account_by_id,
-                                  settings.school.domain.lower(), send)
-    return VacationTarget(store, responder)
+    domain = settings.school.domain.lower()
+    accounts = school.directory.get_account_by_id
+    return RulesTarget(store, [VacationResponder(store.settings, accounts, domain, send),
+                               Forwarder(store.settings, accounts, domain, send)])
