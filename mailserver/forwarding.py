@@ -1,14 +1,15 @@
 """Forwarding at local delivery: a copy of each message to another address of
 the school, the account keeping its own copy.
 
-The copy goes out through the normal submission path as the account
-(``mailserver.submission.Submitter``: the role policy applies), with the
-envelope sender being the account, unchanged otherwise but for one trace
-field ``X-Schulhof-Forwarded-By`` (compare Resent-* in RFC 5322 3.6.6):
-a message that already passed this account's forwarding, or more than
-``MAX_HOPS`` of them, is not forwarded again, so two accounts forwarding to
-each other cannot loop.  Only addresses of the school's own domain are
-accepted as targets (checked when the setting is saved, ``forward_target``).
+Like a Sieve ``redirect`` (RFC 5228 4.2) the message is delivered unchanged
+(its From stays the original sender's, which is why it does not go through
+the submission path that allows only one's own From) but for one trace field
+``X-Schulhof-Forwarded-By``; the envelope sender is the forwarding account.
+Only school addresses are targets (checked when the setting is saved,
+``forward_target``), the role policy is asked again at each forward
+(``deliver`` in the wiring), and the copy is delivered past the delivery
+rules, so it is never forwarded or answered again: no loops.  A message that
+already passed this account's forwarding, or ``MAX_HOPS`` of them, stays.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from directory.model import Account
 from mailserver.delivery import Envelope
 from mailserver.store.account_settings import SettingsStore
-from mailserver.vacation import Send, _header_block
+from mailserver.vacation import _header_block
 
 log = logging.getLogger("schulhof.forwarding")
 
@@ -42,19 +43,23 @@ def forward_target(text: str, domain: str) -> str | None:
     return address
 
 
+# (account, its own address, target address, message): the local delivery.
+Deliver = Callable[[Account, str, str, bytes], Awaitable[object]]
+
+
 @dataclass
 class Forwarder:
     settings: SettingsStore
     accounts: Callable[[int], Awaitable[Account]]
     domain: str
-    send: Send | None = None
+    deliver: Deliver | None = None
 
     def __post_init__(self) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
 
     async def delivered(self, envelope: Envelope, account_ids: Sequence[int],
                         message: bytes) -> None:
-        if self.send is None:
+        if self.deliver is None:
             return
         forwarding = await self.settings.forwarding_accounts(account_ids)
         if not forwarding:
@@ -76,9 +81,9 @@ class Forwarder:
                 target = settings.forward_to
                 if not target or not account.is_active or own in passed or target == own:
                     continue
-                assert self.send is not None
-                await self.send(account, own, [target],
-                                f"{TRACE}: {own}\r\n".encode() + message)
+                assert self.deliver is not None
+                await self.deliver(account, own, target,
+                                   f"{TRACE}: {own}\r\n".encode() + message)
                 log.info("event=forwarded account=%s", account.login)
             except Exception:  # one account's failure must not stop the others
                 log.exception("event=forward_failed account=%s", account_id)

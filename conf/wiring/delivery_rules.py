@@ -4,11 +4,13 @@ role policy applies; no copy in Sent)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from directory.model import Account
+from mailserver.delivery import Envelope, LocalRecipient, RecipientOutcome
 from mailserver.delivery_rules import RulesTarget
 from mailserver.forwarding import Forwarder
 from mailserver.smtp.routing import Router
@@ -37,7 +39,25 @@ def rules_target(school: School) -> RulesTarget:
                      refused)
             return None
 
+    directory = school.directory
+
+    async def deliver(account: Account, own: str, target: str, message: bytes) -> None:
+        """The forwarded copy into the target's INBOX, past the rules (no loops)."""
+        verdict = await directory.may_contact(account, target)
+        resolved = await directory.resolve(target.rpartition("@")[0])
+        if not verdict.allowed or resolved is None or resolved.account is None:
+            log.info("event=forward_refused account=%s reason=%s", account.login,
+                     verdict.reason or "not a person of the school")
+            return
+        transaction = store.begin(Envelope(mail_from=own, received_at=dt.datetime.now(dt.UTC)))
+        outcomes = await transaction.add_locals([LocalRecipient(resolved.account.id)])
+        if RecipientOutcome.ACCEPTED not in outcomes:
+            await transaction.abort()
+            log.info("event=forward_refused account=%s reason=quota", account.login)
+            return
+        await transaction.commit(message)
+
     domain = settings.school.domain.lower()
-    accounts = school.directory.get_account_by_id
+    accounts = directory.get_account_by_id
     return RulesTarget(store, [VacationResponder(store.settings, accounts, domain, send),
-                               Forwarder(store.settings, accounts, domain, send)])
+                               Forwarder(store.settings, accounts, domain, deliver)])

@@ -10,6 +10,7 @@ Attachments are only offered for download.
 
 from __future__ import annotations
 
+import email.header
 import email.message
 import email.parser
 import email.policy
@@ -85,7 +86,7 @@ class MessageView:
     bcc: str = ""  # only drafts keep it
 
 
-def _header_text(message: email.message.EmailMessage, name: str) -> str:
+def _header_text(message: email.message.Message, name: str) -> str:
     try:
         return str(message.get(name, "") or "")
     except Exception:  # undecodable header on hostile input: show it raw
@@ -93,7 +94,7 @@ def _header_text(message: email.message.EmailMessage, name: str) -> str:
         return " ".join(map(str, raw))
 
 
-def _date_text(message: email.message.EmailMessage) -> str:
+def _date_text(message: email.message.Message) -> str:
     try:
         parsed = email.utils.parsedate_to_datetime(_header_text(message, "Date"))
     except (TypeError, ValueError):
@@ -101,8 +102,22 @@ def _date_text(message: email.message.EmailMessage) -> str:
     return parsed.strftime("%d.%m.%Y %H:%M")
 
 
-def _parse_headers(header: bytes) -> email.message.EmailMessage:
-    return email.parser.BytesHeaderParser(policy=email.policy.default).parsebytes(header)
+def _parse_headers(header: bytes) -> email.message.Message:
+    """A header block for the message list: compat32, several times cheaper than the
+    default policy's header objects (fifty of them make a folder page)."""
+    return email.parser.BytesHeaderParser(policy=email.policy.compat32).parsebytes(header)
+
+
+def _list_header(message: email.message.Message, name: str) -> str:
+    """A compat32 header's text, RFC 2047 encoded-words decoded, unfolded."""
+    raw = message.get(name)
+    if raw is None:
+        return ""
+    try:
+        text = str(email.header.make_header(email.header.decode_header(str(raw))))
+    except Exception:  # undecodable header on hostile input: show it raw
+        text = str(raw)
+    return " ".join(text.split())
 
 
 class Mail:
@@ -139,8 +154,8 @@ class Mail:
         summaries = []
         for meta in found.messages:
             parsed = _parse_headers(heads.get(meta.blob_id, b""))
-            summaries.append(Summary(meta.uid, _header_text(parsed, "Subject"),
-                                     _header_text(parsed, "From"), _date_text(parsed),
+            summaries.append(Summary(meta.uid, _list_header(parsed, "Subject"),
+                                     _list_header(parsed, "From"), _date_text(parsed),
                                      "\\Seen" in meta.flags, meta.size,
                                      "\\Flagged" in meta.flags))
         return Page(mailbox, summaries, number, pages, found.total)

@@ -1,10 +1,12 @@
-"""Settings: password, signature, vacation reply.
+"""Settings: password, signature, vacation reply, forwarding.
 
 The password change needs the old password (checked by the directory's
 throttled ``Authenticator``, so this page is no way around the login
 throttle) and follows the directory's rule (``directory.passwords``);
-afterwards every other session of the account ends.  Signature and vacation reply are stored in the
-mail store's settings, where delivery reads them (``mailserver.vacation``).
+afterwards every other session of the account ends.  Signature, vacation
+reply and forwarding are stored in the mail store's settings, where delivery
+reads them (``mailserver.vacation``, ``mailserver.forwarding``).  Forwarding
+goes only to a person of the school this account may write to.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from directory.passwords import (
     PasswordRejected,
     check_new_password,
 )
+from mailserver.forwarding import forward_target
 from mailserver.store.account_settings import MAX_DAYS, MIN_DAYS, MailSettings
 from mailserver.webmail.context import WEBMAIL, client_ip
 from mailserver.webmail.i18n import GERMAN, N_, Translator, gettext_of
@@ -38,7 +41,8 @@ SUBJECT_LIMIT = 200
 VACATION_LIMIT = 5000
 NOTICES = {"password": N_("Das Passwort wurde geändert."),
            "signature": N_("Die Signatur wurde gespeichert."),
-           "vacation": N_("Die Abwesenheitsnotiz wurde gespeichert.")}
+           "vacation": N_("Die Abwesenheitsnotiz wurde gespeichert."),
+           "forwarding": N_("Die Weiterleitung wurde gespeichert.")}
 
 
 async def _render(request: web.Request, session: WebSession, account: Account, *,
@@ -158,7 +162,36 @@ async def save_vacation(request: web.Request, session: WebSession, account: Acco
     raise web.HTTPSeeOther("/settings?saved=vacation")
 
 
+@login_required
+async def save_forwarding(request: web.Request, session: WebSession, account: Account
+                          ) -> web.StreamResponse:
+    _ = gettext_of(request)
+    webmail = request.app[WEBMAIL]
+    text = str((await request.post()).get("forward_to", ""))[:320]
+    try:
+        target = forward_target(text, webmail.domain)
+    except ValueError:
+        return await _render(request, session, account, status=400, errors=[
+            _("Weiterleiten geht nur an eine Adresse der Schule (…@%(domain)s).",
+              domain=webmail.domain)])
+    if target is not None:
+        resolved = await webmail.directory.resolve(target.rpartition("@")[0])
+        verdict = await webmail.directory.may_contact(account, target)
+        if resolved is None or resolved.account is None or not verdict.allowed:
+            return await _render(request, session, account, status=400, errors=[
+                _("An %(address)s kann nicht weitergeleitet werden.", address=target)])
+        if resolved.account.id == account.id:
+            return await _render(request, session, account, status=400, errors=[
+                _("Eine Weiterleitung an sich selbst ist nicht möglich.")])
+    store = webmail.mail.settings
+    current = await store.get(account.id)
+    await store.save(account.id, dataclasses.replace(current, forward_to=target))
+    log.info("event=webmail_forwarding login=%s on=%s", account.login, target is not None)
+    raise web.HTTPSeeOther("/settings?saved=forwarding")
+
+
 def routes() -> list[web.RouteDef]:
     return [web.get("/settings", settings_page), web.post("/settings/password", change_password),
             web.post("/settings/signature", save_signature),
-            web.post("/settings/vacation", save_vacation)]
+            web.post("/settings/vacation", save_vacation),
+            web.post("/settings/forwarding", save_forwarding)]

@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import dataclasses
 import multiprocessing
+import os
 import random
 import re
 import statistics
@@ -169,7 +170,15 @@ async def timed(session: Any, url: str, params: dict[str, str], into: Samples,
     into.setdefault(kind, []).append((float(server.group(1)) if server else wall, wall))
 
 
-async def run(base: str, users: int, seconds: float, messages: int, think: float) -> None:
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of a process so far (/proc/<pid>/stat)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def run(base: str, users: int, seconds: float, messages: int, think: float,
+              pid: int) -> None:
     import ssl
 
     import aiohttp
@@ -192,6 +201,7 @@ async def run(base: str, users: int, seconds: float, messages: int, think: float
                   f"{warm['first'][0][0] / 1000:.1f} s server time")
         deadline = time.perf_counter() + seconds
         pages = max(1, messages // 50)
+        cpu_before = cpu_seconds(pid)
 
         async def user(session: Any, rng: random.Random) -> None:
             while time.perf_counter() < deadline:
@@ -203,6 +213,7 @@ async def run(base: str, users: int, seconds: float, messages: int, think: float
                             {"box": "INBOX", **searches(rng)}, results, "search")
                 await asyncio.sleep(rng.uniform(0, 2 * think))
         await asyncio.gather(*(user(s, random.Random(i)) for i, s in enumerate(sessions)))
+        cpu = cpu_seconds(pid) - cpu_before
     finally:
         for session in sessions:
             await session.close()
@@ -213,6 +224,11 @@ async def run(base: str, users: int, seconds: float, messages: int, think: float
               f"{len(samples) / seconds:.0f}/s; server "
               f"p50 {statistics.median(server):.1f} ms, p99 {_p99(server):.1f} ms; "
               f"at the client p50 {statistics.median(wall):.1f} ms, p99 {_p99(wall):.1f} ms")
+
+
+    done = sum(len(samples) for samples in results.values())
+    print(f"server CPU: {cpu * 1000 / max(done, 1):.1f} ms per request "
+          f"(folder and search mixed; {cpu / seconds * 100:.0f} % of one core)")
 
 
 def _p99(values: list[float]) -> float:
@@ -245,10 +261,11 @@ def main() -> None:
             address = ready.get(timeout=120)
             print(f"webmail at {address}, {args.users} users, {args.seconds:.0f} s, "
                   f"{'PostgreSQL' if args.database_url else 'SQLite'}, server pid {server.pid}")
-            asyncio.run(run(address, args.users, args.seconds, args.messages, args.think))
+            pid = server.pid or 0
+            asyncio.run(run(address, args.users, args.seconds, args.messages, args.think, pid))
             if args.think:
                 print("and back to back (no pause between clicks):")
-                asyncio.run(run(address, args.users, args.seconds, args.messages, 0.0))
+                asyncio.run(run(address, args.users, args.seconds, args.messages, 0.0, pid))
         finally:
             stop.set()
             server.join(30)

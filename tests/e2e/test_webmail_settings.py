@@ -143,3 +143,36 @@ async def test_vacation_reply_once_per_sender_never_to_lists(
         await asyncio.sleep(0.05)
     (received,) = await school.mail_store.read_mailbox(paul.id)
     assert b"Subject: Abwesend: Referat" in received.body
+
+
+async def test_forwarding_to_a_school_address(school_with_people: School,
+                                              browser: aiohttp.ClientSession) -> None:
+    school = school_with_people
+    await log_in(browser, "anna")
+    csrf = await token(browser)
+    async with browser.post("/settings/forwarding", data={
+            "csrf": csrf, "forward_to": "someone@gmail.example"}) as response:
+        assert response.status == 400
+        assert "nur an eine Adresse der Schule" in await response.text()
+    async with browser.post("/settings/forwarding", data={
+            "csrf": csrf, "forward_to": "paul"}) as response:
+        assert response.status == 200
+        assert "Die Weiterleitung wurde gespeichert." in await response.text()
+    await deliver(school, mail("Elternsprechtag"))
+    paul = await school.directory.get_account("paul")
+    await school.mail_store.ensure_default_mailboxes(paul.id)
+    for _ in range(100):
+        if await school.mail_store.read_mailbox(paul.id):
+            break
+        await asyncio.sleep(0.05)
+    (copy,) = await school.mail_store.read_mailbox(paul.id)
+    forwarded = email.message_from_bytes(copy.body, policy=email.policy.default)
+    assert forwarded["Subject"] == "Elternsprechtag"
+    assert forwarded["From"] == f"Eva Eltern <{OUTSIDE}>"  # as sent, like a redirect
+    assert forwarded["X-Schulhof-Forwarded-By"] == "anna@schule.test"
+    anna = await school.directory.get_account("anna")
+    assert len(await school.mail_store.read_mailbox(anna.id)) == 1  # Anna keeps hers
+    async with browser.post("/settings/forwarding", data={"csrf": csrf,
+                                                          "forward_to": ""}) as response:
+        assert response.status == 200
+    assert (await school.mail_store.settings.get(anna.id)).forward_to is None

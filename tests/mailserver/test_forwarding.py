@@ -38,9 +38,8 @@ async def test_a_message_is_forwarded_once_per_account_and_loops_stop() -> None:
                 2: Account(2, "bernd", "Bernd", Role.TEACHER, Status.ACTIVE)}
     sent: list[tuple[str, list[str], bytes]] = []
 
-    async def send(account: Account, sender: str, recipients: Sequence[str],
-                   message: bytes) -> None:
-        sent.append((sender, list(recipients), message))
+    async def send(account: Account, sender: str, target: str, message: bytes) -> None:
+        sent.append((sender, [target], message))
 
     async def account_of(account_id: int) -> Account:
         return accounts[account_id]
