@@ -111,7 +111,7 @@ async def test_html_mail_runs_nothing_and_loads_nothing_until_allowed(
 async def test_plain_text_links_are_clickable_on_a_phone(webmail_school: School,
                                                          open_page: OpenPage) -> None:
     message = EmailMessage()
-    message["From"] = "sekretariat@schule.test"
+    message["From"] = "sekretariat@foerderverein.example"
     message["To"] = "anna@schule.test"
     message["Subject"] = "Vertretungsplan"
     message.set_content("Der Plan: https://schule.test/plan?tag=montag.\nGruß")
