@@ -45,8 +45,16 @@ def N_(message: str) -> str:
 
 
 # The special-use folders (RFC 6154) keep their IMAP names; people see these.
-FOLDER_LABELS = {"INBOX": N_("Posteingang"), "Sent": N_("Gesendet"), "Drafts": N_("Entwürfe"),
-                 "Trash": N_("Papierkorb"), "Junk": N_("Spam"), "Archive": N_("Archiv")}
+# (In this order in the folder list.)
+FOLDER_LABELS = {"INBOX": N_("Posteingang"), "Drafts": N_("Entwürfe"), "Sent": N_("Gesendet"),
+                 "Archive": N_("Archiv"), "Junk": N_("Spam"), "Trash": N_("Papierkorb")}
+
+
+def folder_order(folders: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The folder list as mail programs show it: the special-use folders first, in the
+    order people use them, then the others by name."""
+    rank = {name: i for i, name in enumerate(FOLDER_LABELS)}
+    return sorted(folders, key=lambda f: (rank.get(f[0], len(rank)), f[0].casefold()))
 
 
 class Translator:

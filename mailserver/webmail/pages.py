@@ -8,7 +8,7 @@ import jinja2
 from aiohttp import web
 
 from mailserver.webmail.context import TEMPLATES, WEBMAIL
-from mailserver.webmail.i18n import LOCALES, Translator, gettext_of
+from mailserver.webmail.i18n import LOCALES, Translator, folder_order, gettext_of
 from mailserver.webmail.sessions import WebSession
 
 HERE = Path(__file__).parent
@@ -23,6 +23,7 @@ def environment(translator: Translator) -> jinja2.Environment:
                              extensions=["jinja2.ext.i18n"])
     env.install_gettext_translations(translator.translations, newstyle=True)  # type: ignore[attr-defined]
     env.globals["folder_label"] = translator.folder
+    env.filters["folder_order"] = folder_order
     env.globals["lang"] = translator.locale
     env.globals["other_languages"] = [(code, LANGUAGE_NAMES[code]) for code in LOCALES
                                       if code != translator.locale]

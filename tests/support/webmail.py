@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import email.utils
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -42,5 +43,6 @@ def incoming(subject: str, *, text: str = "Hallo", to: str = "anna@schule.test",
     message["From"] = sender
     message["To"] = to
     message["Subject"] = subject
+    message["Date"] = email.utils.formatdate(localtime=True)
     message.set_content(text)
     return message
