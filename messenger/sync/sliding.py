@@ -417,9 +417,12 @@ class SlidingSync:
                 continue
             events = cache.room_events_since(room_id, before.position)
             config = plan.windows[room_id]
-            if events is None or len(events) > config.timeline_limit \
-                    or any(e.event.state_key is not None for e in events) \
-                    or any(e.event.stream_ordering > plan.token.events for e in events):
+            if events is None:
+                continue
+            # Events stored after this pass read its token come with the next pass.
+            events = [e for e in events if e.event.stream_ordering <= plan.token.events]
+            if len(events) > config.timeline_limit \
+                    or any(e.event.state_key is not None for e in events):
                 continue
             if config.required_state.lazy and any(
                     e.event.sender not in before.lazy_members for e in events):

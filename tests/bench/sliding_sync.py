@@ -1,0 +1,277 @@
+"""Benchmark: simplified sliding sync (MSC4186) delivery under load, an initial
+sliding sync of a user in many rooms, and the memory of idle connections.
+
+    python -m tests.bench.sliding_sync [--users 200] [--room-size 10] [--rate 100]
+        [--seconds 20] [--idle 2000] [--big-rooms 50] [--database-url URL]
+
+The server is a real ``schulhof serve`` subprocess (Matrix only) on a fresh
+SQLite file or ``--database-url``; accounts, school rooms and tokens are made
+as in ``tests.bench.matrix_sync``.
+
+1. Every user keeps a sliding sync connection long-polling (one list, ranges
+   [0, 19], Element X's required_state, timeline_limit 10); messages are sent
+   at ``--rate`` for ``--seconds`` by random users into their room.  Prints
+   the latency from the start of the send request to the moment a sliding sync
+   response carrying the message reached each other member: p50 / p99 / max.
+2. One user joins ``--big-rooms`` rooms (created over the API, a message in
+   each); then the time of an initial sliding sync (no pos) of the room list
+   with the rooms in range: p50 / p99 over 20 runs.
+3. ``--idle`` further devices each open a connection (initial request) and
+   then a long-poll with its pos; the server's RSS delta divided by the count
+   is the memory per idle sliding sync connection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.bench.matrix_sync import (
+    API,
+    _free_port,
+    _ms,
+    _prepare,
+    _rss_kib,
+    _wait_until_up,
+    _write_config,
+)
+
+SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
+REQUIRED_STATE = [["m.room.encryption", ""], ["m.room.member", "$LAZY"],
+                  ["m.room.member", "$ME"], ["m.room.name", ""], ["m.room.avatar", ""],
+                  ["m.room.canonical_alias", ""], ["m.room.power_levels", ""],
+                  ["m.room.join_rules", ""], ["m.room.create", ""]]
+
+
+def room_list(limit: int, end: int = 19) -> dict[str, Any]:
+    return {"lists": {"all": {"ranges": [[0, end]], "timeline_limit": limit,
+                              "required_state": REQUIRED_STATE}},
+            "extensions": {"e2ee": {"enabled": True}, "to_device": {"enabled": True},
+                           "account_data": {"enabled": True},
+                           "receipts": {"enabled": True}, "typing": {"enabled": True}}}
+
+
+class Load:
+    def __init__(self, base: str, tokens: dict[str, str], room_of: dict[str, str]) -> None:
+        self.base = base
+        self.tokens = tokens
+        self.room_of = room_of
+        self.sent_at: dict[str, float] = {}
+        self.latencies: list[float] = []
+        self.sent = 0
+        self.errors = 0
+        self.running = True
+
+    async def sliding_loop(self, http: aiohttp.ClientSession, user: str,
+                           first: asyncio.Event) -> None:
+        auth = {"Authorization": f"Bearer {self.tokens[user]}"}
+        body = room_list(10)
+        async with http.post(f"{self.base}{SS}", json=body, headers=auth) as r:
+            pos = (await r.json())["pos"]
+        first.set()
+        while self.running:
+            try:
+                async with http.post(f"{self.base}{SS}", json=body, headers=auth, params={
+                        "pos": pos, "timeout": "30000"}) as r:
+                    data = await r.json()
+            except (TimeoutError, aiohttp.ClientError):
+                self.errors += 1
+                continue
+            now = time.perf_counter()
+            if "pos" not in data:
+                self.errors += 1
+                continue
+            pos = data["pos"]
+            for room in data.get("rooms", {}).values():
+                for event in room.get("timeline", []):
+                    marker = event.get("content", {}).get("body", "")
+                    if event.get("sender") != user and marker in self.sent_at:
+                        self.latencies.append(now - self.sent_at[marker])
+
+    async def send_loop(self, http: aiohttp.ClientSession, rate: float,
+                        seconds: float) -> float:
+        users = list(self.room_of)
+        started = time.perf_counter()
+        pending: set[asyncio.Task[None]] = set()
+        n = 0
+        while (elapsed := time.perf_counter() - started) < seconds:
+            while n < int(elapsed * rate):
+                pending.add(asyncio.create_task(self._send(http, random.choice(users), n)))
+                n += 1
+            await asyncio.sleep(0.002)
+        if pending:
+            await asyncio.wait(pending)
+        return time.perf_counter() - started
+
+    async def _send(self, http: aiohttp.ClientSession, user: str, n: int) -> None:
+        marker = f"bench {n}"
+        self.sent_at[marker] = time.perf_counter()
+        url = f"{self.base}{API}/rooms/{self.room_of[user]}/send/m.room.message/s{n}"
+        try:
+            async with http.put(url, json={"msgtype": "m.text", "body": marker},
+                                headers={"Authorization": f"Bearer {self.tokens[user]}"}) as r:
+                if r.status == 200:
+                    self.sent += 1
+                else:
+                    self.errors += 1
+        except aiohttp.ClientError:
+            self.errors += 1
+
+
+async def _big_initial_sync(http: aiohttp.ClientSession, base: str, tokens: dict[str, str],
+                            rooms: int) -> None:
+    """One user in ``rooms`` rooms: the time of an initial sliding sync of all of them."""
+    users = list(tokens)
+    me, others = users[0], users[1:4]
+    auth = {"Authorization": f"Bearer {tokens[me]}"}
+    for n in range(rooms):
+        async with http.post(f"{base}{API}/createRoom", headers=auth, json={
+                "name": f"Raum {n}", "invite": others}) as r:
+            room_id = (await r.json())["room_id"]
+        for other in others[:2]:
+            async with http.post(f"{base}{API}/join/{room_id}", headers={
+                    "Authorization": f"Bearer {tokens[other]}"}) as r:
+                await r.read()
+        async with http.put(f"{base}{API}/rooms/{room_id}/send/m.room.message/big{n}",
+                            headers=auth, json={"msgtype": "m.text", "body": f"m{n}"}) as r:
+            await r.read()
+    body = room_list(1, end=rooms - 1)
+    times = []
+    count = 0
+    for _ in range(20):
+        started = time.perf_counter()
+        async with http.post(f"{base}{SS}", json={**body, "conn_id": "big"},
+                             headers=auth) as r:
+            data = await r.json()
+        times.append(time.perf_counter() - started)
+        count = len(data["rooms"])
+    print(f"initial sliding sync of a user in {count} rooms (timeline_limit 1, Element X's "
+          f"required_state, five extensions): p50 {_ms(times, 0.5):.1f} ms, "
+          f"p99 {_ms(times, 0.99):.1f} ms, mean {statistics.mean(times) * 1000:.1f} ms")
+
+
+async def _idle_connections(base: str, tokens: list[str], pid: int) -> None:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector,
+                                     timeout=aiohttp.ClientTimeout(total=None)) as http:
+        positions: dict[str, str] = {}
+        body = room_list(1)
+        await asyncio.sleep(2)
+        before = _rss_kib(pid)
+
+        async def initial(token: str) -> None:
+            async with http.post(f"{base}{SS}", json=body, headers={
+                    "Authorization": f"Bearer {token}"}) as r:
+                positions[token] = (await r.json())["pos"]
+
+        for first in range(0, len(tokens), 100):
+            await asyncio.gather(*(initial(t) for t in tokens[first:first + 100]))
+
+        async def poll(token: str) -> None:
+            async with http.post(f"{base}{SS}", json=body, headers={
+                    "Authorization": f"Bearer {token}"}, params={
+                    "pos": positions[token], "timeout": "60000"}) as r:
+                await r.read()
+
+        polls = [asyncio.create_task(poll(t)) for t in tokens]
+        await asyncio.sleep(15)  # every poll connected and waiting
+        after = _rss_kib(pid)
+        done = sum(p.done() for p in polls)
+        print(f"idle: {len(tokens)} sliding sync connections long-polling ({done} returned "
+              f"early), server RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB: "
+              f"{(after - before) / len(tokens):.1f} KiB per idle connection")
+        for p in polls:
+            p.cancel()
+        await asyncio.gather(*polls, return_exceptions=True)
+
+
+async def main(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        url = args.database_url or f"sqlite+aiosqlite:///{folder / 'bench.db'}"
+        port = _free_port()
+        config = _write_config(folder, url, port)
+        with config.open("a", encoding="utf-8") as toml:  # [listen] is the last table
+            toml.write("federation = -1\n")  # no signing key made here: Matrix CS API only
+        tokens, room_of, idle_tokens = await _prepare(config, args.users, args.room_size,
+                                                      args.idle)
+        command = [sys.executable, "-m", "conf.cli", "--config", str(config), "serve"]
+        server = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                  stderr=subprocess.DEVNULL if not args.verbose else None)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            await _wait_until_up(base, server)
+            pid = server.pid
+            load = Load(base, tokens, room_of)
+            connector = aiohttp.TCPConnector(limit=0)
+            async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(
+                    total=None)) as http:
+                ready = [asyncio.Event() for _ in room_of]
+                loops = [asyncio.create_task(load.sliding_loop(http, user, event))
+                         for user, event in zip(room_of, ready, strict=True)]
+                await asyncio.gather(*(e.wait() for e in ready))
+                await asyncio.sleep(1)
+                spy = None
+                if args.profile:  # collapsed stacks of the server during the load phase
+                    spy = subprocess.Popen([
+                        str(Path(sys.executable).with_name("py-spy")), "record", "-p",
+                        str(pid), "-o", args.profile, "-f", "raw", "-r", "100", "-d",
+                        str(int(args.seconds))], stdout=subprocess.DEVNULL)
+                elapsed = await load.send_loop(http, args.rate, args.seconds)
+                if spy is not None:
+                    await asyncio.to_thread(spy.wait)
+                await asyncio.sleep(2)
+                load.running = False
+                for loop in loops:
+                    loop.cancel()
+                await asyncio.gather(*loops, return_exceptions=True)
+                expected = load.sent * (args.room_size - 1)
+                print(f"load: {len(room_of)} users in {len(room_of) // args.room_size} rooms "
+                      f"on sliding sync, {load.sent} messages in {elapsed:.1f} s = "
+                      f"{load.sent / elapsed:.1f} msg/s (target {args.rate}/s), "
+                      f"{len(load.latencies)}/{expected} deliveries, errors {load.errors}")
+                if load.latencies:
+                    print(f"send -> sliding sync delivery: p50 {_ms(load.latencies, 0.5):.1f} "
+                          f"ms, p99 {_ms(load.latencies, 0.99):.1f} ms, max "
+                          f"{max(load.latencies) * 1000:.1f} ms")
+                if args.big_rooms:
+                    await _big_initial_sync(http, base, {u: t for u, t in tokens.items()},
+                                            args.big_rooms)
+            if idle_tokens:
+                await _idle_connections(base, idle_tokens, pid)
+        finally:
+            server.terminate()
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                server.kill()
+
+
+def cli() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--users", type=int, default=200)
+    parser.add_argument("--room-size", type=int, default=10)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--idle", type=int, default=2000)
+    parser.add_argument("--big-rooms", type=int, default=50)
+    parser.add_argument("--database-url", default="")
+    parser.add_argument("--profile", default="", help="py-spy collapsed stacks to write")
+    parser.add_argument("--verbose", action="store_true", help="show the server's log")
+    asyncio.run(main(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    cli()
