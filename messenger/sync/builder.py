@@ -29,7 +29,16 @@ from messenger.storage import events as store
 from messenger.storage import user_data
 from messenger.storage.events import StoredEvent
 from messenger.storage.tables import MembershipRow
+from messenger.sync import engine, v3
 from messenger.sync.cache import SyncCache
+from messenger.sync.engine import (
+    DeviceChanges,
+    InvitedRoom,
+    JoinedRoom,
+    LeftRoom,
+    SyncResult,
+    Timeline,
+)
 from messenger.sync.filters import SyncFilter
 from messenger.sync.incremental import build_from_cache
 from messenger.sync.notifier import Notifier
@@ -47,9 +56,6 @@ class SyncRequest:
     filter: SyncFilter
 
 
-MAX_TO_DEVICE_PER_SYNC = 100
-
-
 class SyncBuilder:
     def __init__(self, db: Any, notifier: Notifier, limits: MessengerLimits,
                  typing: TypingTracker | None = None, cache: SyncCache | None = None) -> None:
@@ -65,6 +71,12 @@ class SyncBuilder:
         self._acked: dict[tuple[int, str], int] = {}
 
     async def sync(self, requester: Requester, request: SyncRequest) -> dict[str, Any]:
+        """The /v3/sync response: the engine's result through the v3 view."""
+        return v3.render(await self.changes(requester, request))
+
+    async def changes(self, requester: Requester, request: SyncRequest) -> SyncResult:
+        """What changed for the user since ``request.since`` (all, without one),
+        long-polling up to the timeout while nothing did."""
         await self._load_cache()
         rows = await self._memberships(requester.user_id)
         joined = {r.room_id for r in rows if r.membership == "join"}
@@ -74,16 +86,16 @@ class SyncBuilder:
                                               self.limits.max_sync_timeout_ms) / 1000
             while True:
                 waiter.woken.clear()
-                built = await self._build_cached(requester, request)
-                if built is None:
+                result = await self._build_cached(requester, request)
+                if result is None:
                     async with self._building:
-                        built = await self._build(requester, request)
-                response, has_news = built
+                        result = await self._build(requester, request)
                 remaining = deadline - time.monotonic()
-                if has_news or request.since is None or request.full_state or remaining <= 0:
-                    return response
+                if result.has_news or request.since is None or request.full_state \
+                        or remaining <= 0:
+                    return result
                 if not await waiter.wait(remaining):
-                    return response
+                    return result
                 rows = await self._memberships(requester.user_id)
                 waiter.update_rooms(r.room_id for r in rows if r.membership == "join")
 
@@ -129,7 +141,7 @@ class SyncBuilder:
         return cache.ready
 
     async def _build_cached(self, requester: Requester, request: SyncRequest,
-                            ) -> tuple[dict[str, Any], bool] | None:
+                            ) -> SyncResult | None:
         """An incremental sync from memory, or None when the database must answer."""
         cache = self.cache
         if cache is None or request.since is None or request.full_state:
@@ -156,35 +168,22 @@ class SyncBuilder:
         return build_from_cache(cache, self.typing, requester, request.since, request.filter,
                                 limit)
 
-    async def _build(self, requester: Requester,
-                     request: SyncRequest) -> tuple[dict[str, Any], bool]:
+    async def _build(self, requester: Requester, request: SyncRequest) -> SyncResult:
         since = request.since
         limit = request.filter.timeline_limit
         if limit is None:
             limit = self.limits.default_timeline_limit
         limit = min(limit, self.limits.max_timeline_limit)
-        joins: dict[str, Any] = {}
-        invites: dict[str, Any] = {}
-        leaves: dict[str, Any] = {}
+        result = SyncResult(SyncToken(0, 0))
         if since is not None:
             await self._acknowledge_to_device(requester, since.to_device)
         async with self.db.read() as session:
             now = SyncToken(*await dm.stream_maxima(session), self.typing.serial)
             if since is not None and since.ahead_of(now):
                 since = None  # a token from a reset database: start afresh
-            account_data = []
-            if since is None or now.account_data > since.account_data:
-                account_data = await user_data.account_data_since(
-                    session, requester.account_id, since.account_data if since else 0,
-                    now.account_data)
-            room_data: dict[str, list[dict[str, Any]]] = {}
-            global_data = []
-            for room_id, data_type, content in account_data:
-                item = {"type": data_type, "content": content}
-                if room_id:
-                    room_data.setdefault(room_id, []).append(item)
-                else:
-                    global_data.append(item)
+            global_data, room_data = await engine.account_data_between(
+                session, requester, since.account_data if since else 0, now.account_data)
+            result.account_data = global_data
             memberships = await store.memberships_of(session, requester.user_id)
             joined_now = [r.room_id for r in memberships if r.membership == "join"]
             # Incremental: one query finds the rooms with news; the rest are skipped.
@@ -200,53 +199,46 @@ class SyncBuilder:
                         room = await self._joined_room(session, requester, row, since, now,
                                                        limit, request)
                     if room is not None or row.room_id in room_data:
-                        room = room or _empty_joined_room()
-                        room["account_data"]["events"] = room_data.get(row.room_id, [])
-                        joins[row.room_id] = room
+                        room = room or JoinedRoom()
+                        room.account_data = room_data.get(row.room_id, [])
+                        result.join[row.room_id] = room
                 elif row.membership == "invite":
                     if since is None or row.stream_ordering > since.events:
-                        invites[row.room_id] = await self._invited_room(session, row)
+                        result.invite[row.room_id] = await self._invited_room(session, row)
                 elif row.membership in ("leave", "ban"):
                     wanted = (row.stream_ordering > since.events) if since is not None \
                         else request.filter.include_leave
                     if wanted:
-                        leaves[row.room_id] = await self._left_room(
+                        result.leave[row.room_id] = await self._left_room(
                             session, requester, row, since, limit, request)
             joined_ids = [r for r in joined_now if request.filter.wants_room(r)]
             ephemeral = await self._ephemeral(session, joined_ids, since, now)
             for room_id, events in ephemeral.items():
-                joins.setdefault(room_id, _empty_joined_room())["ephemeral"]["events"] = events
-            to_device, to_device_pos = await self._to_device(session, requester, since, now)
-            changed = await self._changed_devices(session, requester, since, now)
-            key_counts, fallback = await user_data.key_counts(session, requester.account_id,
-                                                              requester.device_id)
-            key_counts.setdefault("signed_curve25519", 0)
-        now = dataclasses.replace(now, to_device=to_device_pos)
-        response = {
-            "next_batch": str(now),
-            "rooms": {"join": joins, "invite": invites, "leave": leaves, "knock": {}},
-            "account_data": {"events": global_data},
-            "to_device": {"events": to_device},
-            "presence": {"events": []},
-            "device_lists": {"changed": sorted(changed), "left": []},
-            "device_one_time_keys_count": key_counts,
-            "device_unused_fallback_key_types": fallback,
-        }
-        has_news = bool(joins or invites or leaves or global_data or to_device or changed)
-        return response, has_news
+                result.join.setdefault(room_id, JoinedRoom()).ephemeral = events
+            result.to_device, to_device_pos = await engine.to_device_between(
+                session, requester, since.to_device if since is not None else 0,
+                now.to_device)
+            changed = await engine.changed_devices(
+                session, requester, since.device_lists, now.device_lists) \
+                if since is not None else set()
+            counts, fallback = engine.key_counts_with_default(await user_data.key_counts(
+                session, requester.account_id, requester.device_id))
+        result.next_batch = dataclasses.replace(now, to_device=to_device_pos)
+        result.devices = DeviceChanges(sorted(changed), [], counts, fallback)
+        return result
 
     async def _ephemeral(self, session: AsyncSession, room_ids: list[str],
                          since: SyncToken | None, now: SyncToken) -> dict[str, list[Any]]:
         """Typing and receipts per joined room (spec 13.6, 13.7: ``ephemeral``)."""
         out: dict[str, list[Any]] = {}
-        for room_id, event in self.typing.changes(room_ids, since.typing if since else None
-                                                  ).items():
+        for room_id, event in engine.typing_changes(self.typing, room_ids,
+                                                    since.typing if since else None).items():
             out.setdefault(room_id, []).append(event)
         after = since.receipts if since is not None else 0
         if now.receipts > after:
-            receipts = await dm.receipts_between(session, room_ids, after, now.receipts)
-            for room_id, content in receipts.items():
-                out.setdefault(room_id, []).append({"type": "m.receipt", "content": content})
+            for room_id, event in (await engine.receipts_between(
+                    session, room_ids, after, now.receipts)).items():
+                out.setdefault(room_id, []).append(event)
         return out
 
     async def _acknowledge_to_device(self, requester: Requester, position: int) -> None:
@@ -262,27 +254,6 @@ class SyncBuilder:
         if len(self._acked) > 100_000:
             self._acked.clear()
 
-    async def _to_device(self, session: AsyncSession, requester: Requester,
-                         since: SyncToken | None, now: SyncToken,
-                         ) -> tuple[list[dict[str, Any]], int]:
-        after = since.to_device if since is not None else 0
-        if now.to_device <= after:
-            return [], now.to_device
-        rows = await dm.to_device_for(session, requester.account_id, requester.device_id,
-                                      after, now.to_device, MAX_TO_DEVICE_PER_SYNC)
-        if len(rows) == MAX_TO_DEVICE_PER_SYNC:  # more wait: the token stops after these
-            return [event for _, event in rows], rows[-1][0]
-        return [event for _, event in rows], now.to_device
-
-    async def _changed_devices(self, session: AsyncSession, requester: Requester,
-                               since: SyncToken | None, now: SyncToken) -> set[str]:
-        """Users sharing a room whose device list changed (spec 11.12.5.1)."""
-        if since is None or now.device_lists <= since.device_lists:
-            return set()
-        users = await dm.users_sharing_a_room(session, requester.user_id)
-        users.add(requester.user_id)
-        return await dm.changed_users(session, since.device_lists, now.device_lists, users)
-
     async def _timeline(self, session: AsyncSession, room_id: str, after: int, upto: int,
                         limit: int, request: SyncRequest) -> tuple[list[StoredEvent], bool]:
         newest = await store.room_events(session, room_id, after=after, upto=upto,
@@ -293,7 +264,7 @@ class SyncBuilder:
 
     async def _joined_room(self, session: AsyncSession, requester: Requester,
                            row: MembershipRow, since: SyncToken | None, now: SyncToken,
-                           limit: int, request: SyncRequest) -> dict[str, Any] | None:
+                           limit: int, request: SyncRequest) -> JoinedRoom | None:
         full = since is None or request.full_state or row.stream_ordering > since.events
         after = 0 if since is None or row.stream_ordering > since.events else since.events
         events, limited = await self._timeline(session, row.room_id, after, now.events, limit,
@@ -309,54 +280,36 @@ class SyncBuilder:
         else:
             state = []
         state.sort(key=lambda e: e.stream_ordering)
-        room = _empty_joined_room()
-        room["timeline"] = {
-            "events": await render_events(session, requester, events, include_room_id=False),
-            "limited": limited,
-            "prev_batch": room_token(start),
-        }
-        room["state"]["events"] = await render_events(session, requester, state,
-                                                      include_room_id=False)
+        room = JoinedRoom(
+            timeline=Timeline(await render_events(session, requester, events,
+                                                  include_room_id=False),
+                              limited, room_token(start)),
+            state=await render_events(session, requester, state, include_room_id=False))
         # The summary only when membership may have changed (spec: may be omitted
         # when unchanged): it costs a query per room per sync otherwise.
         if full or state or any(e.type == "m.room.member" for e in events):
-            room["summary"] = await _summary(session, row.room_id, requester.user_id)
+            room.summary = await _summary(session, row.room_id, requester.user_id)
         return room
 
-    async def _invited_room(self, session: AsyncSession, row: MembershipRow) -> dict[str, Any]:
+    async def _invited_room(self, session: AsyncSession, row: MembershipRow) -> InvitedRoom:
         state = await store.current_state(session, row.room_id,
                                           [(t, "") for t in INVITE_STATE_KEYS])
         events = [stripped_state(e.pdu) for e in state.values()]
         invite = await store.get_event(session, row.event_id)
         if invite is not None:
             events.append(stripped_state(invite.pdu))
-        return {"invite_state": {"events": events}}
+        return InvitedRoom(events)
 
     async def _left_room(self, session: AsyncSession, requester: Requester,
                          row: MembershipRow, since: SyncToken | None, limit: int,
-                         request: SyncRequest) -> dict[str, Any]:
+                         request: SyncRequest) -> LeftRoom:
         after = since.events if since is not None else 0
         events, limited = await self._timeline(session, row.room_id, after,
                                                row.stream_ordering, limit, request)
         start = events[0].stream_ordering - 1 if events else row.stream_ordering
-        return {
-            "timeline": {"events": await render_events(session, requester, events,
-                                                       include_room_id=False),
-                         "limited": limited, "prev_batch": room_token(start)},
-            "state": {"events": []},
-            "account_data": {"events": []},
-        }
-
-
-def _empty_joined_room() -> dict[str, Any]:
-    return {
-        "timeline": {"events": [], "limited": False},
-        "state": {"events": []},
-        "ephemeral": {"events": []},
-        "account_data": {"events": []},
-        "unread_notifications": {"highlight_count": 0, "notification_count": 0},
-        "summary": {},
-    }
+        return LeftRoom(Timeline(await render_events(session, requester, events,
+                                                     include_room_id=False),
+                                 limited, room_token(start)))
 
 
 async def _summary(session: AsyncSession, room_id: str, me: str) -> dict[str, Any]:

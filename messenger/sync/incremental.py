@@ -15,11 +15,12 @@ not hold, this returns None and the database answers:
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from messenger.ephemeral import TypingTracker
 from messenger.identity import Requester
+from messenger.sync import engine
 from messenger.sync.cache import SyncCache
+from messenger.sync.engine import DeviceChanges, JoinedRoom, SyncResult, Timeline
 from messenger.sync.filters import SyncFilter
 from messenger.sync.tokens import SyncToken, room_token
 
@@ -28,8 +29,8 @@ _OTHER_STREAMS = ("account_data", "to_device", "device_lists", "receipts")
 
 def build_from_cache(cache: SyncCache, typing: TypingTracker, requester: Requester,
                      since: SyncToken, sync_filter: SyncFilter, limit: int,
-                     ) -> tuple[dict[str, Any], bool] | None:
-    """(response, has news) as ``SyncBuilder._build`` makes it, or None."""
+                     ) -> SyncResult | None:
+    """The result ``SyncBuilder._build`` makes from the database, or None."""
     if not cache.ready:
         return None
     memberships = cache.memberships(requester.user_id)
@@ -45,7 +46,7 @@ def build_from_cache(cache: SyncCache, typing: TypingTracker, requester: Request
         return None
     now_ms = int(time.time() * 1000)
     who = (requester.user_id, requester.account_id, requester.device_id)
-    joins: dict[str, Any] = {}
+    joins: dict[str, JoinedRoom] = {}
     joined_ids: list[str] = []
     for row in memberships.values():
         if row.membership == "join":
@@ -69,41 +70,10 @@ def build_from_cache(cache: SyncCache, typing: TypingTracker, requester: Request
             continue
         if any(e.event.type == "m.room.member" for e in wanted):
             return None  # the response carries the room summary
-        joins[row.room_id] = {
-            "timeline": {"events": [e.render(*who, now_ms) for e in wanted],
-                         "limited": False,
-                         "prev_batch": room_token(wanted[0].event.stream_ordering - 1)},
-            "state": {"events": []},
-            "ephemeral": {"events": []},
-            "account_data": {"events": []},
-            "unread_notifications": {"highlight_count": 0, "notification_count": 0},
-            "summary": {},
-        }
-    for room_id, event in typing.changes(joined_ids, since.typing).items():
-        room = joins.setdefault(room_id, _empty_joined_room())
-        room["ephemeral"]["events"].append(event)
-    key_counts, fallback = counts
-    key_counts = dict(key_counts)
-    key_counts.setdefault("signed_curve25519", 0)
-    response = {
-        "next_batch": str(now),
-        "rooms": {"join": joins, "invite": {}, "leave": {}, "knock": {}},
-        "account_data": {"events": []},
-        "to_device": {"events": []},
-        "presence": {"events": []},
-        "device_lists": {"changed": [], "left": []},
-        "device_one_time_keys_count": key_counts,
-        "device_unused_fallback_key_types": list(fallback),
-    }
-    return response, bool(joins)
-
-
-def _empty_joined_room() -> dict[str, Any]:
-    return {
-        "timeline": {"events": [], "limited": False},
-        "state": {"events": []},
-        "ephemeral": {"events": []},
-        "account_data": {"events": []},
-        "unread_notifications": {"highlight_count": 0, "notification_count": 0},
-        "summary": {},
-    }
+        joins[row.room_id] = JoinedRoom(timeline=Timeline(
+            [e.render(*who, now_ms) for e in wanted], False,
+            room_token(wanted[0].event.stream_ordering - 1)))
+    for room_id, event in engine.typing_changes(typing, joined_ids, since.typing).items():
+        joins.setdefault(room_id, JoinedRoom()).ephemeral.append(event)
+    key_counts, fallback = engine.key_counts_with_default(counts)
+    return SyncResult(now, join=joins, devices=DeviceChanges([], [], key_counts, fallback))

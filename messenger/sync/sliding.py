@@ -1,5 +1,6 @@
 """Simplified sliding sync (MSC4186): room lists in windows, room subscriptions and
-the extensions Element X needs, as a view over the sync streams.
+the extensions Element X needs, as a view over the sync engine's streams
+(``messenger.sync.engine``: the same stream readers and token as /v3/sync).
 
 One request: resolve the connection's snapshot (``pos``), find the user's rooms
 (memberships), order each list by recency (``bump_stamp``, newest first),
@@ -29,6 +30,7 @@ from messenger.storage import device_messages as dm
 from messenger.storage import events as store
 from messenger.storage import room_lists, user_data
 from messenger.storage.events import StoredEvent
+from messenger.sync import engine
 from messenger.sync.builder import INVITE_STATE_KEYS, SyncBuilder
 from messenger.sync.sliding_connections import (
     Connection,
@@ -650,9 +652,10 @@ class SlidingSync:
             typing: dict[str, Any] = {}
             wanted = rooms_for(config)
             fresh = [r for r in wanted if rooms.get(r) is not None and rooms[r].initial]
-            typing.update(self._b.typing.changes(fresh, None))
-            typing.update(self._b.typing.changes(
-                [r for r in wanted if r not in fresh], since.typing if since else None))
+            typing.update(engine.typing_changes(self._b.typing, fresh, None))
+            typing.update(engine.typing_changes(
+                self._b.typing, [r for r in wanted if r not in fresh],
+                since.typing if since else None))
             out["typing"] = {"rooms": typing}
             news |= bool(typing)
         return out, news
@@ -663,24 +666,21 @@ class SlidingSync:
         acknowledges (deletes) what came before it (spec 11.11.3)."""
         after = 0
         if config.since is not None:
-            try:
-                after = int(config.since)
-            except ValueError:
+            since = config.since
+            if not (since.isascii() and since.isdigit() and len(since) <= 18):
                 raise InvalidRequest("extensions.to_device.since is not a next_batch "
-                                     "this server handed out") from None
-            if after < 0 or after > 2**62:
-                raise InvalidRequest("extensions.to_device.since is out of range")
+                                     "this server handed out")
+            after = int(since)
             await self._b._acknowledge_to_device(requester, after)
         if after > now.to_device:
             after = 0  # a position from a reset database: everything pending
         if now.to_device <= after:
             return {"next_batch": str(after), "events": []}, False
-        limit = config.limit or DEFAULT_TO_DEVICE_LIMIT
         async with self._b.db.read() as session:
-            rows = await dm.to_device_for(session, requester.account_id, requester.device_id,
-                                          after, now.to_device, limit)
-        next_batch = rows[-1][0] if len(rows) == limit else now.to_device
-        return {"next_batch": str(next_batch), "events": [e for _, e in rows]}, bool(rows)
+            events, reached = await engine.to_device_between(
+                session, requester, after, now.to_device,
+                config.limit or DEFAULT_TO_DEVICE_LIMIT)
+        return {"next_batch": str(reached), "events": events}, bool(events)
 
     async def _e2ee(self, requester: Requester, since: SyncToken | None,
                     now: SyncToken) -> dict[str, Any]:
@@ -698,17 +698,14 @@ class SlidingSync:
                     if cache is not None:
                         cache.remember_key_counts(requester.account_id, requester.device_id,
                                                   counts, generation)
-                if since is not None and now.device_lists > since.device_lists:
-                    users = await dm.users_sharing_a_room(session, requester.user_id)
-                    users.add(requester.user_id)
-                    changed = await dm.changed_users(session, since.device_lists,
-                                                     now.device_lists, users)
-        key_counts, fallback = counts
-        key_counts = dict(key_counts)
-        key_counts.setdefault("signed_curve25519", 0)
+                if since is not None:
+                    changed = await engine.changed_devices(session, requester,
+                                                           since.device_lists,
+                                                           now.device_lists)
+        key_counts, fallback = engine.key_counts_with_default(counts)
         return {"device_lists": {"changed": sorted(changed), "left": []},
                 "device_one_time_keys_count": key_counts,
-                "device_unused_fallback_key_types": list(fallback)}
+                "device_unused_fallback_key_types": fallback}
 
     async def _account_data(self, requester: Requester, since: SyncToken | None,
                             now: SyncToken, room_ids: list[str],
@@ -723,20 +720,14 @@ class SlidingSync:
         if now.account_data <= after and not fresh:
             return out
         async with self._b.db.read() as session:
-            changes = await user_data.account_data_since(session, requester.account_id,
-                                                         after, now.account_data) \
-                if now.account_data > after else []
-            if fresh:
-                every = await user_data.account_data_since(session, requester.account_id,
-                                                           0, now.account_data)
-                changes = [c for c in changes if c[0] not in fresh] + [
-                    c for c in every if c[0] in fresh]
-        for room_id, data_type, content in changes:
-            item = {"type": data_type, "content": content}
-            if not room_id:
-                out["global"].append(item)
-            elif room_id in wanted:
-                out["rooms"].setdefault(room_id, []).append(item)
+            global_data, room_data = await engine.account_data_between(
+                session, requester, after, now.account_data)
+            if fresh:  # all of a fresh room's own account data, not just what changed
+                _global, every = await engine.account_data_between(session, requester, 0,
+                                                                   now.account_data)
+                room_data.update({r: every[r] for r in fresh if r in every})
+        out["global"] = global_data
+        out["rooms"] = {r: items for r, items in room_data.items() if r in wanted}
         return out
 
     async def _receipts(self, room_ids: list[str], since: SyncToken | None, now: SyncToken,
@@ -754,7 +745,5 @@ class SlidingSync:
             return out
         async with self._b.db.read() as session:
             for ids, start in reads:
-                for room_id, content in (await dm.receipts_between(
-                        session, ids, start, now.receipts)).items():
-                    out[room_id] = {"type": "m.receipt", "content": content}
+                out.update(await engine.receipts_between(session, ids, start, now.receipts))
         return out
