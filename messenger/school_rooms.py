@@ -38,6 +38,7 @@ from messenger.events.client_format import client_event
 from messenger.rooms.errors import AliasInUse, AuthRuleViolation
 from messenger.rooms.presets import CreateRoomRequest, default_power_levels
 from messenger.rooms.service import RoomService
+from messenger.school_space import SchoolSpace
 from messenger.storage import aliases as alias_store
 from messenger.storage import events as store
 from messenger.storage import group_rooms
@@ -121,6 +122,7 @@ class SchoolRooms:
         self.system_user = f"@{system_localpart}:{rooms.server_name}"
         self.auto_join = auto_join
         self._lock = asyncio.Lock()  # the periodic run and an admin's run never overlap
+        self.space = SchoolSpace(rooms, self.system_user, SYSTEM_DISPLAY_NAME)
 
     # --- the sync -------------------------------------------------------------------
     async def sync_group_rooms(self) -> SyncReport:
@@ -134,6 +136,13 @@ class SchoolRooms:
                 except Exception as exc:  # one broken group must not stop the others
                     log.exception("event=group_room_sync_failed group=%s", group.name)
                     report.errors.append(f"{group.name}: {exc}")
+            try:  # the school's space holds every group room (messenger.school_space)
+                async with self._db.read() as session:
+                    links = await group_rooms.all_links(session)
+                await self.space.sync(links.values())
+            except Exception as exc:
+                log.exception("event=school_space_sync_failed")
+                report.errors.append(f"school space: {exc}")
         log.info("event=group_rooms_synced %s", report)
         return report
 
