@@ -207,9 +207,7 @@ async def main(args: argparse.Namespace) -> None:
         folder = Path(tmp)
         url = args.database_url or f"sqlite+aiosqlite:///{folder / 'bench.db'}"
         port = _free_port()
-        config = _write_config(folder, url, port)
-        with config.open("a", encoding="utf-8") as toml:  # [listen] is the last table
-            toml.write("federation = -1\n")  # no signing key made here: Matrix CS API only
+        config = _write_config(folder, url, port)  # Matrix CS API only (federation = -1)
         tokens, room_of, idle_tokens = await _prepare(config, args.users, args.room_size,
                                                       args.idle)
         command = [sys.executable, "-m", "conf.cli", "--config", str(config), "serve"]
