@@ -63,3 +63,23 @@ async def test_a_foreign_site_cannot_post_the_login_form(open_page: OpenPage,
     assert "Abgelehnt" in await page.content() or "abgelaufen" in await page.content()
     await page.goto(f"{base_url}/mail")
     assert page.url.endswith("/login")
+
+
+async def test_throttled_login_says_how_long_to_wait(open_page: OpenPage) -> None:
+    """After the free failures of one account from one address the directory's throttle
+    answers (its thresholds are the directory's), and the page says so in German."""
+    page = await open_page()
+    statuses = []
+    for _ in range(12):
+        async with page.expect_response(lambda r: r.request.method == "POST") as answer:
+            await log_in(page, "anna", "falsch")
+        response = await answer.value
+        statuses.append(response.status)
+        if response.status == 429:
+            break
+    assert statuses[0] == 401 and statuses[-1] == 429, statuses
+    assert response.headers.get("retry-after", "").isdigit()
+    message = page.get_by_role("alert")
+    assert "Zu viele Fehlversuche. Bitte in" in await message.inner_text()
+    assert page.url.endswith("/login")
+    await screenshot(page, "login-throttled-desktop")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 
 from aiohttp import web
 
@@ -53,9 +54,13 @@ async def login(request: web.Request) -> web.StreamResponse:
                           error=_("Die Anmeldeseite war abgelaufen. Bitte noch einmal anmelden."))
     try:
         account = await webmail.authenticator.authenticate(name, password, client_ip(request))
-    except AuthenticationThrottled:
-        return login_page(request, 429, login=name,
-                          error=_("Zu viele Versuche. Bitte später noch einmal."))
+    except AuthenticationThrottled as throttled:
+        seconds = max(1, math.ceil(throttled.retry_after))
+        response = login_page(request, 429, login=name, error=_(
+            "Zu viele Fehlversuche. Bitte in %(seconds)s Sekunden noch einmal versuchen.",
+            seconds=seconds))
+        response.headers["Retry-After"] = str(seconds)
+        return response
     except AuthenticationFailed:
         log.info("event=webmail_login_failed ip=%s", client_ip(request))
         return login_page(request, 401, login=name,
