@@ -122,6 +122,24 @@ async def logged_in(request: web.Request) -> tuple[WebSession, Account] | None:
     return session, account
 
 
+# What a compose form posted after its session ended keeps through the new login.
+RESUMED_FIELDS = ("to", "cc", "bcc", "subject", "body")
+RESUMED_LIMIT = 200_000  # characters per field
+
+
+async def _resume_after_login(request: web.Request) -> web.StreamResponse:
+    """The session ended while someone was writing (30 minutes idle): the login page,
+    carrying the text along; after the login it is a draft (routes.login)."""
+    from mailserver.webmail.routes.login import login_page  # (it imports this module)
+
+    form = await request.post()
+    resume = {name: str(form.get(name, ""))[:RESUMED_LIMIT] for name in RESUMED_FIELDS}
+    _ = gettext_of(request)
+    return login_page(request, 401, resume=resume, error=_(
+        "Sie waren zu lange nicht aktiv und wurden abgemeldet. Bitte melden Sie sich neu an: "
+        "Ihr Text wird dann als Entwurf gespeichert (Anhänge bitte neu hinzufügen)."))
+
+
 def login_required(handler: LoggedInHandler) -> Handler:
     """Handlers of logged-in pages get (request, session, account); a POST also needs
     the session's CSRF token in the form field ``csrf`` and no foreign origin."""
@@ -130,6 +148,8 @@ def login_required(handler: LoggedInHandler) -> Handler:
         found = await logged_in(request)
         if found is None:
             if request.method == "POST":
+                if request.path == "/compose" and not from_foreign_site(request):
+                    return await _resume_after_login(request)
                 return error_page(request, 403, _("Nicht angemeldet"), _("Bitte neu anmelden."))
             raise web.HTTPSeeOther("/login")
         session, account = found

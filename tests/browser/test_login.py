@@ -10,7 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from conf.app import School
+from mailserver.store import MailboxNotFound
 from tests.browser.conftest import DESKTOP, OpenPage, log_in, screenshot
+from tests.support.webmail import PASSWORDS
 
 
 async def test_right_password_opens_the_inbox_and_logout_ends_it(open_page: OpenPage) -> None:
@@ -83,3 +86,35 @@ async def test_throttled_login_says_how_long_to_wait(open_page: OpenPage) -> Non
     assert "Zu viele Fehlversuche. Bitte in" in await message.inner_text()
     assert page.url.endswith("/login")
     await screenshot(page, "login-throttled-desktop")
+
+
+async def test_text_survives_a_session_that_ended_while_writing(
+        webmail_school: School, open_page: OpenPage) -> None:
+    page = await open_page()
+    await log_in(page, "anna")
+    await page.get_by_role("link", name="Neue Nachricht").click()
+    await page.get_by_label("An", exact=True).fill("paul@schule.test")
+    await page.get_by_label("Betreff").fill("Zeugniskonferenz")
+    text = "Liebe Kolleginnen,\n\ndie Konferenz ist am Montag um 14 Uhr.\n"
+    await page.get_by_label("Text", exact=True).fill(text)
+    # 30 minutes without a request end the session (here: at once, on the server).
+    (server,) = [s for s in webmail_school.services if type(s).__name__ == "WebmailServer"]
+    anna = await webmail_school.directory.get_account("anna")
+    server.webmail.sessions.end_account(anna.id)  # type: ignore[attr-defined]
+    await page.get_by_role("button", name="Senden").click()
+    await page.get_by_text("zu lange nicht aktiv").wait_for()
+    await screenshot(page, "login-resume-desktop")
+    await page.get_by_label("Benutzername").fill("anna")
+    await page.get_by_label("Passwort").fill(PASSWORDS["anna"])
+    await page.get_by_label("Passwort").press("Enter")
+    await page.wait_for_url("**/compose?draft_uid=*")
+    assert await page.get_by_label("Betreff").input_value() == "Zeugniskonferenz"
+    assert "die Konferenz ist am Montag um 14 Uhr." in \
+        await page.get_by_label("Text", exact=True).input_value()
+    assert await page.get_by_label("An", exact=True).input_value() == "paul@schule.test"
+    paul = await webmail_school.directory.get_account("paul")
+    try:
+        received = await webmail_school.mail_store.read_mailbox(paul.id)
+    except MailboxNotFound:
+        received = []
+    assert received == []  # kept, not sent behind the writer's back

@@ -9,11 +9,15 @@ from aiohttp import web
 
 from directory.auth import AuthenticationFailed, AuthenticationThrottled
 from directory.model import Account
-from mailserver.webmail.context import WEBMAIL, client_ip
+from mailserver.store import StoreError
+from mailserver.webmail.compose import ComposeForm, build_message
+from mailserver.webmail.context import WEBMAIL, Webmail, client_ip
 from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import page
 from mailserver.webmail.security import (
     LOGIN_COOKIE,
+    RESUMED_FIELDS,
+    RESUMED_LIMIT,
     end_session_cookie,
     from_foreign_site,
     logged_in,
@@ -29,9 +33,10 @@ log = logging.getLogger("schulhof.webmail")
 
 
 def login_page(request: web.Request, status: int = 200, *, error: str = "",
-               login: str = "") -> web.Response:
+               login: str = "", resume: dict[str, str] | None = None) -> web.Response:
     token = login_token(request)
-    response = page(request, "login.html", status, error=error, login=login, csrf=token)
+    response = page(request, "login.html", status, error=error, login=login, csrf=token,
+                    resume=resume or {})
     set_login_cookie(response, token)
     return response
 
@@ -47,29 +52,49 @@ async def login(request: web.Request) -> web.StreamResponse:
     webmail = request.app[WEBMAIL]
     form = await request.post()
     name, password = str(form.get("login", "")), str(form.get("password", ""))
+    resume = {field: str(form.get(f"resume_{field}", ""))[:RESUMED_LIMIT]
+              for field in RESUMED_FIELDS if f"resume_{field}" in form}
     if from_foreign_site(request) or not tokens_match(request.cookies.get(LOGIN_COOKIE, ""),
                                                       str(form.get("csrf", ""))):
         log.info("event=webmail_login_csrf_refused ip=%s", client_ip(request))
-        return login_page(request, 403, login=name,
+        return login_page(request, 403, login=name, resume=resume,
                           error=_("Die Anmeldeseite war abgelaufen. Bitte noch einmal anmelden."))
     try:
         account = await webmail.authenticator.authenticate(name, password, client_ip(request))
     except AuthenticationThrottled as throttled:
         seconds = max(1, math.ceil(throttled.retry_after))
-        response = login_page(request, 429, login=name, error=_(
+        response = login_page(request, 429, login=name, resume=resume, error=_(
             "Zu viele Fehlversuche. Bitte in %(seconds)s Sekunden noch einmal versuchen.",
             seconds=seconds))
         response.headers["Retry-After"] = str(seconds)
         return response
     except AuthenticationFailed:
         log.info("event=webmail_login_failed ip=%s", client_ip(request))
-        return login_page(request, 401, login=name,
+        return login_page(request, 401, login=name, resume=resume,
                           error=_("Benutzername oder Passwort stimmt nicht."))
     session = webmail.sessions.create(account.id, account.login)
     log.info("event=webmail_login login=%s ip=%s", account.login, client_ip(request))
-    response = web.HTTPSeeOther("/mail")
+    target = "/mail"
+    if any(value.strip() for value in resume.values()):
+        target = await _resumed_draft(webmail, account, resume)
+    response = web.HTTPSeeOther(target)
     set_session_cookie(response, session)
     raise response
+
+
+async def _resumed_draft(webmail: Webmail, account: Account, resume: dict[str, str]) -> str:
+    """The text of a compose form whose session had ended, saved as a draft; where to go."""
+    form = ComposeForm(**resume)
+    try:
+        message = build_message(from_name=account.display_name,
+                                sender=f"{account.login}@{webmail.domain}", form=form,
+                                keep_bcc=True)
+        uid = await webmail.mail.save_draft(account.id, message)
+    except (ValueError, TypeError, StoreError) as exc:
+        log.info("event=webmail_resume_failed login=%s error=%s", account.login,
+                 exc.__class__.__name__)
+        return "/compose"
+    return f"/compose?draft_uid={uid}&notice=saved"
 
 
 @login_required
