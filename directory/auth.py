@@ -163,15 +163,26 @@ class LoginThrottle:
         return address.last_at + delay - now
 
     def _forget_old(self, now: float) -> None:
-        for counts in (self._pairs, self._accounts, self._addresses):
-            stale = [k for k, c in counts.items() if now - c.last_at > self.window]
-            for key in stale:
-                del counts[key]  # type: ignore[attr-defined]
-            # Still too many (a spray inside the window): drop the oldest half.
-            # Dicts keep insertion order, so the first keys are the oldest.
-            if len(counts) > _MAX_ENTRIES:
-                for key in list(counts)[: len(counts) // 2]:
-                    del counts[key]  # type: ignore[attr-defined]
+        _forget_old(self._pairs, now - self.window)
+        _forget_old(self._accounts, now - self.window)
+        _forget_old(self._addresses, now - self.window)
+
+
+class _Stamped(Protocol):
+    last_at: float
+
+
+_S = TypeVar("_S", bound=_Stamped)
+
+
+def _forget_old(counts: dict[_K, _S], before: float) -> None:
+    """Drop the counts last touched before ``before``; if still too many (a spray
+    inside the window), the oldest half: dicts keep insertion order."""
+    for key in [k for k, c in counts.items() if c.last_at < before]:
+        del counts[key]
+    if len(counts) > _MAX_ENTRIES:
+        for key in list(counts)[: len(counts) // 2]:
+            del counts[key]
 
 
 class CredentialSource(Protocol):

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, Result, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -103,3 +103,14 @@ class Database:
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+
+
+def affected_rows(result: Result[*tuple[object, ...]]) -> int:
+    """The rows an INSERT, UPDATE or DELETE matched.
+
+    ``AsyncSession.execute`` is typed to return a plain ``Result`` whatever the
+    statement; for DML it is a ``CursorResult``, which alone has ``rowcount``.
+    """
+    if not isinstance(result, CursorResult):
+        raise TypeError(f"not the result of a DML statement: {type(result).__name__}")
+    return result.rowcount

@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.addresses import RESERVED_LOCAL_PARTS
+from directory.db import affected_rows
 from directory.model import (
     Account,
     AlreadyExists,
@@ -114,6 +115,14 @@ async def group_row(session: AsyncSession, name: str) -> GroupRow:
     return row
 
 
+async def group_row_by_id(session: AsyncSession, group_id: int | None) -> GroupRow:
+    """The group a foreign key points at (``None``: the reference is missing)."""
+    row = None if group_id is None else await session.get(GroupRow, group_id)
+    if row is None:
+        raise NotFound(f"no such group: #{group_id}")
+    return row
+
+
 async def rename_group(session: AsyncSession, row: GroupRow, new_name: str) -> None:
     """Give a group a new address, keeping its id (and so its members and room)."""
     if new_name == row.name:
@@ -153,7 +162,7 @@ async def set_membership(session: AsyncSession, group_id: int, account_id: int,
 async def remove_membership(session: AsyncSession, group_id: int, account_id: int) -> bool:
     result = await session.execute(delete(GroupMemberRow).where(
         GroupMemberRow.group_id == group_id, GroupMemberRow.account_id == account_id))
-    return bool(result.rowcount)
+    return affected_rows(result) > 0
 
 
 async def memberships_of(session: AsyncSession, account_id: int) -> dict[int, str]:

@@ -232,10 +232,10 @@ class Directory:
             out = []
             for row in rows:
                 if row.account_id is not None:
-                    owner = (await session.get(AccountRow, row.account_id)).login
+                    owner = (await repo.account_row(session, account_id=row.account_id)).login
                     out.append(AliasEntry(row.local_part, owner, "account"))
                 else:
-                    owner = (await session.get(GroupRow, row.group_id)).name
+                    owner = (await repo.group_row_by_id(session, row.group_id)).name
                     out.append(AliasEntry(row.local_part, owner, "group"))
             return out
 
@@ -309,11 +309,11 @@ class Directory:
             if address_row is None:
                 return None
             if address_row.account_id is not None:
-                recipient = await session.get(AccountRow, address_row.account_id)
+                recipient = await repo.account_row(session, account_id=address_row.account_id)
                 is_child = await repo.is_parent_of(session, sender.id, recipient.id)
                 return ContactTarget(TargetKind.ACCOUNT, role=Role(recipient.role),
                                      is_child_of_sender=is_child)
-            group = await session.get(GroupRow, address_row.group_id)
+            group = await repo.group_row_by_id(session, address_row.group_id)
             memberships = await repo.memberships_of(session, sender.id)
             membership = memberships.get(group.id)
             return ContactTarget(

@@ -33,9 +33,11 @@ import dns.asyncresolver
 import dns.exception
 import dns.flags
 import dns.name
+import dns.rdata
 import dns.resolver
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
+from dns.rdtypes.ANY.TLSA import TLSA
 
 from federation.resolver import DnsTemporaryError, TlsaRecord
 
@@ -89,7 +91,7 @@ class DaneLookup:
         self._resolver.flags = dns.flags.RD | dns.flags.AD
         self._resolver.use_edns(0, dns.flags.DO, 1232)
 
-    async def _query(self, name: str, rdtype: str) -> tuple[list[object], bool]:
+    async def _query(self, name: str, rdtype: str) -> tuple[list[dns.rdata.Rdata], bool]:
         """(records, authenticated); [] for NXDOMAIN or no data; DnsTemporaryError else."""
         qname = dns.name.from_text(name if name.endswith(".") else name + ".")
         try:
@@ -117,8 +119,8 @@ class DaneLookup:
         if not host_secure:
             return NO_TLSA
         records, secure = await self._query(f"_{SMTP_PORT}._tcp.{host}", "TLSA")
-        found = tuple(TlsaRecord(r.usage, r.selector, r.mtype, bytes(r.cert))  # type: ignore[attr-defined]
-                      for r in records)
+        found = tuple(TlsaRecord(r.usage, r.selector, r.mtype, bytes(r.cert))
+                      for r in records if isinstance(r, TLSA))
         return TlsaAnswer(found, secure)
 
 
@@ -157,8 +159,9 @@ def name_matches(cert: x509.Certificate, host: str) -> bool:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
         names = [n.lower().rstrip(".") for n in san.get_values_for_type(x509.DNSName)]
     except x509.ExtensionNotFound:
-        names = [a.value.lower() for a in  # type: ignore[union-attr]
-                 cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)]
+        names = [a.value.lower() for a in  # a CN is a string, never bytes
+                 cert.subject.get_attributes_for_oid(x509.oid.NameOID.COMMON_NAME)
+                 if isinstance(a.value, str)]
     for name in names:
         if name == host:
             return True

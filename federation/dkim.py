@@ -25,7 +25,7 @@ import base64
 import functools
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dkim as dkimpy
@@ -124,12 +124,15 @@ class _OpenSslRsaDkim(dkimpy.DKIM):
     folding - stays dkimpy's.
     """
 
+    signature_algorithm: bytes  # dkimpy's attribute (dkimpy has no type hints)
+
     def __init__(self, message: bytes, key: rsa.RSAPrivateKey, **kwargs: object) -> None:
         super().__init__(message, **kwargs)
         self._openssl_signer = _PrehashedRsaSigner(key)
 
-    def gen_header(self, fields, include_headers, canon_policy, header_name, pk,  # type: ignore[no-untyped-def]
-                   standardize=False):
+    def gen_header(self, fields: list[tuple[bytes, bytes]], include_headers: list[bytes],
+                   canon_policy: object, header_name: bytes, pk: object,
+                   standardize: bool = False) -> bytes:
         if self.signature_algorithm != b"rsa-sha256":
             return super().gen_header(fields, include_headers, canon_policy, header_name,
                                       pk, standardize)
@@ -208,7 +211,7 @@ class _PrehashedRsaVerifier:
     """RSASSA-PKCS1-v1_5 verification (RFC 8017 8.2.2) of a digest dkimpy computed,
     shaped like the Ed25519 key dkimpy expects: ``verify`` raises on a bad signature."""
 
-    public: dict  # dkimpy's parsed key: {"modulus": n, "publicExponent": e}
+    public: dict[str, int]  # dkimpy's parsed key: {"modulus": n, "publicExponent": e}
     algorithm: hashes.HashAlgorithm
 
     def verify(self, digest: bytes, signature: bytes) -> None:
@@ -235,11 +238,20 @@ class _OpenSslVerifyingDkim(dkimpy.DKIM):
     signature).  Tests compare both verifiers on valid and tampered mail.
     """
 
-    def verify_sig_process(self, sig, include_headers, sig_header, dnsfunc):  # type: ignore[no-untyped-def]
+    # dkimpy's attributes (dkimpy has no type hints): the key of the signature
+    # being checked, its type tag and size, the smallest size allowed.
+    pk: object  # {"modulus": n, "publicExponent": e} for RSA, a nacl VerifyKey for Ed25519
+    ktag: bytes | None
+    keysize: int
+    minkey: int
+
+    def verify_sig_process(self, sig: dict[bytes, bytes], include_headers: list[bytes],
+                           sig_header: tuple[bytes, bytes],
+                           dnsfunc: Callable[..., object]) -> bool:
         algorithm = _RSA_HASHES.get(sig.get(b"a", b""))
-        if self.ktag != b"rsa" or algorithm is None:
-            return super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)
         rsa_key = self.pk
+        if self.ktag != b"rsa" or algorithm is None or not isinstance(rsa_key, dict):
+            return super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)
         self.ktag, self.pk = b"ed25519", _PrehashedRsaVerifier(rsa_key, algorithm)
         try:
             valid = super().verify_sig_process(sig, include_headers, sig_header, dnsfunc)

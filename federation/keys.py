@@ -11,12 +11,14 @@ import datetime as dt
 import hashlib
 import ipaddress
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 
@@ -28,14 +30,14 @@ def _write_private(path: Path, data: bytes) -> None:
         f.write(data)
 
 
-def _pem(key: object) -> bytes:
-    return key.private_bytes(  # type: ignore[attr-defined]
+def _pem(key: PrivateKeyTypes) -> bytes:
+    return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption())
 
 
 def make_self_signed_certificate(cert_path: Path, key_path: Path, hostnames: list[str],
-                                 ip_addresses: list[str] = (), days: int = 825) -> None:
+                                 ip_addresses: Sequence[str] = (), days: int = 825) -> None:
     """A self-signed ECDSA P-256 certificate for ``hostnames`` (first is the CN)."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostnames[0])])

@@ -57,14 +57,16 @@ async def authenticate_inbound(message: bytes, client_ip: str, mail_from: str, h
     not impersonate a teacher by making the school's DMARC record unreachable.
     """
     own = local_keys.domains if local_keys is not None else frozenset()
-    checks = [spf.check_spf(resolver, client_ip, mail_from, helo),
-              dkim.verify(message, resolver, local_keys)]
-    from_dom = from_header.fast_from_domain(message)
-    if from_dom is from_header.UNDECIDED:  # unusual headers: the full parser, off the loop
-        checks.append(asyncio.to_thread(from_header.parsed_from_domain, message))
-    spf_result, dkim_results, *parsed = await asyncio.gather(*checks)
-    if parsed:
-        from_dom = parsed[0]
+    spf_check = spf.check_spf(resolver, client_ip, mail_from, helo)
+    dkim_check = dkim.verify(message, resolver, local_keys)
+    fast_from = from_header.fast_from_domain(message)
+    from_dom: str | None
+    if fast_from is from_header.UNDECIDED:  # unusual headers: the full parser, off the loop
+        spf_result, dkim_results, from_dom = await asyncio.gather(
+            spf_check, dkim_check, asyncio.to_thread(from_header.parsed_from_domain, message))
+    else:
+        spf_result, dkim_results = await asyncio.gather(spf_check, dkim_check)
+        from_dom = fast_from
     own_from = from_dom if from_dom in own else (
         from_header.mentioned_domain(message, own) if own and from_dom is None else None)
     if own_from:

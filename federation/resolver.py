@@ -18,15 +18,26 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import dns.asyncresolver
 import dns.exception
 import dns.name
+import dns.rdata
 import dns.rdatatype
 import dns.resolver
 import dns.reversename
+from dns.rdtypes.ANY.MX import MX
+from dns.rdtypes.ANY.PTR import PTR
+from dns.rdtypes.ANY.TLSA import TLSA
+from dns.rdtypes.ANY.TXT import TXT
+from dns.rdtypes.IN.A import A
+from dns.rdtypes.IN.AAAA import AAAA
+from dns.rdtypes.IN.SRV import SRV
 
 log = logging.getLogger("schulhof.federation.dns")
+
+_R = TypeVar("_R", bound=dns.rdata.Rdata)
 
 
 class DnsError(Exception):
@@ -108,7 +119,7 @@ class Resolver:
         # Kept here as typed results, in front of dnspython, whose own cache
         # lookup costs about as much as the rest of an SPF check.
         self._cache_size = cache_size
-        self._answers: dict[tuple[str, str], tuple[float, tuple[object, ...] | None]] = {}
+        self._answers: dict[tuple[str, str], tuple[float, tuple[dns.rdata.Rdata, ...] | None]] = {}
         self._clock = clock
         self._resolver.timeout = timeout
         self._resolver.lifetime = lifetime
@@ -117,7 +128,7 @@ class Resolver:
         self._resolver.use_search_by_default = False
         self._rng = rng or random.Random()
 
-    async def query(self, name: str, rdtype: str) -> list[object]:
+    async def query(self, name: str, rdtype: str) -> list[dns.rdata.Rdata]:
         """The rdata of ``name``/``rdtype``; [] when the name exists without such records.
 
         Raises DnsNotFound on NXDOMAIN, DnsTemporaryError on timeouts and
@@ -153,7 +164,7 @@ class Resolver:
         return list(records)
 
     def _remember(self, key: tuple[str, str], expires: float,
-                  records: tuple[object, ...] | None) -> None:
+                  records: tuple[dns.rdata.Rdata, ...] | None) -> None:
         if not self._cache_size:
             return
         if len(self._answers) >= self._cache_size:
@@ -163,16 +174,21 @@ class Resolver:
                 self._answers.clear()
         self._answers[key] = (expires, records)
 
+    async def records(self, name: str, rdtype: str, kind: type[_R]) -> list[_R]:
+        """:meth:`query` narrowed to ``kind``, dnspython's class for ``rdtype``
+        (its answers are typed only as ``Rdata``)."""
+        return [r for r in await self.query(name, rdtype) if isinstance(r, kind)]
+
     async def txt(self, name: str) -> list[str]:
         """TXT records, each with its character-strings joined (RFC 7208 3.3)."""
-        records = await self.query(name, "TXT")
+        records = await self.records(name, "TXT", TXT)
         return [b"".join(r.strings).decode("utf-8", "replace") for r in records]
 
     async def a(self, host: str) -> list[str]:
-        return [r.address for r in await self.query(host, "A")]
+        return [str(r.address) for r in await self.records(host, "A", A)]
 
     async def aaaa(self, host: str) -> list[str]:
-        return [r.address for r in await self.query(host, "AAAA")]
+        return [str(r.address) for r in await self.records(host, "AAAA", AAAA)]
 
     async def addresses(self, host: str) -> list[str]:
         """A and AAAA of ``host``; NXDOMAIN only if both say so."""
@@ -189,7 +205,7 @@ class Resolver:
 
     async def ptr(self, ip: str) -> list[str]:
         name = dns.reversename.from_address(ip).to_text()
-        return [_host(r.target) for r in await self.query(name, "PTR")]
+        return [_host(r.target) for r in await self.records(name, "PTR", PTR)]
 
     async def mx(self, domain: str) -> list[MxHost] | NullMx:
         """Mail exchangers of ``domain`` in the order to try them.
@@ -199,7 +215,7 @@ class Resolver:
         address).  RFC 7505: a single ``0 .`` record -> NullMx.
         Raises DnsNotFound when the domain does not exist.
         """
-        records = await self.query(domain, "MX")
+        records = await self.records(domain, "MX", MX)
         if not records:
             if not await self.addresses(domain):
                 return []
@@ -226,7 +242,7 @@ class Resolver:
         A single ``0 0 0 .`` target means "service not offered" (RFC 2782)
         and yields [].  Weighted random selection is left to the caller.
         """
-        records = await self.query(name, "SRV")
+        records = await self.records(name, "SRV", SRV)
         if len(records) == 1 and records[0].target == dns.name.root:
             return []
         targets = [SrvTarget(r.priority, r.weight, r.port, _host(r.target)) for r in records]
@@ -234,5 +250,5 @@ class Resolver:
 
     async def tlsa(self, port: int, host: str, proto: str = "tcp") -> list[TlsaRecord]:
         """TLSA records at ``_port._proto.host`` (RFC 6698 3)."""
-        records = await self.query(f"_{port}._{proto}.{host}", "TLSA")
+        records = await self.records(f"_{port}._{proto}.{host}", "TLSA", TLSA)
         return [TlsaRecord(r.usage, r.selector, r.mtype, bytes(r.cert)) for r in records]

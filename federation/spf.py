@@ -18,8 +18,13 @@ import asyncio
 import ipaddress
 import logging
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import dns.name
+import dns.rdata
+from dns.rdtypes.ANY.MX import MX
+from dns.rdtypes.IN.A import A
+from dns.rdtypes.IN.AAAA import AAAA
 
 from federation.resolver import DnsNotFound, DnsTemporaryError, Resolver
 from federation.spf_record import (
@@ -35,6 +40,8 @@ from federation.spf_record import (
 )
 
 log = logging.getLogger("schulhof.federation.spf")
+
+_R = TypeVar("_R", bound=dns.rdata.Rdata)
 
 PASS, FAIL, SOFTFAIL, NEUTRAL = "pass", "fail", "softfail", "neutral"
 NONE, TEMPERROR, PERMERROR = "none", "temperror", "permerror"
@@ -169,7 +176,7 @@ class SpfChecker:
         if m.name == "ptr":  # 5.5
             return await self._match_ptr(target)
         if m.name == "exists":  # 5.7: always an A query, whatever the client's family
-            return bool(await self._lookup(target, "A", count_void=True))
+            return bool(await self._lookup(target, "A", A, count_void=True))
         raise _Abort(PERMERROR, f"unknown mechanism {m.name}")
 
     def _in_any(self, addresses: list[str], m: Mechanism) -> bool:
@@ -183,13 +190,14 @@ class SpfChecker:
                 continue
         return False
 
-    async def _lookup(self, name: str, rdtype: str, *, count_void: bool) -> list[object]:
+    async def _lookup(self, name: str, rdtype: str, kind: type[_R], *,
+                      count_void: bool) -> list[_R]:
         if not is_valid_domain(name):
             if count_void:
                 self.budget.void(name)
             return []
         try:
-            answer = await self.resolver.query(name, rdtype)
+            answer = await self.resolver.records(name, rdtype, kind)
         except DnsNotFound:
             answer = []
         except DnsTemporaryError:
@@ -199,11 +207,15 @@ class SpfChecker:
         return answer
 
     async def _addresses(self, name: str, *, count_void: bool) -> list[str]:
-        rdtype = "A" if self.ip.version == 4 else "AAAA"
-        return [r.address for r in await self._lookup(name, rdtype, count_void=count_void)]
+        if self.ip.version == 4:
+            records: list[A] | list[AAAA] = await self._lookup(name, "A", A,
+                                                                count_void=count_void)
+        else:
+            records = await self._lookup(name, "AAAA", AAAA, count_void=count_void)
+        return [str(r.address) for r in records]
 
     async def _match_mx(self, target: str, m: Mechanism) -> bool:
-        records = await self._lookup(target, "MX", count_void=True)
+        records = await self._lookup(target, "MX", MX, count_void=True)
         hosts = [r.exchange.to_text(omit_final_dot=True) for r in records
                  if r.exchange != dns.name.root]  # a null MX (RFC 7505) has no hosts
         if len(hosts) > MAX_NAMES_PER_MECHANISM:

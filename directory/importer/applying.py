@@ -62,7 +62,8 @@ async def _apply_groups(session: AsyncSession, plan: ImportPlan,
         await session.execute(delete(GroupRow).where(GroupRow.id == removal.group_id))
     # Renames can form chains and cycles (5a -> 6a while 6a -> 7a): every renamed
     # group first takes a free temporary name, then its new one.
-    renamed = [(await session.get(GroupRow, c.group_id), c) for c in plan.groups_changed]
+    renamed = [(await repo.group_row_by_id(session, c.group_id), c)
+               for c in plan.groups_changed]
     taken = await repo.taken_local_parts(session) if renamed else set()
     for row, _change in renamed:
         temporary = unique_login(f"import-rename-{row.id}", taken)
@@ -116,7 +117,7 @@ async def _insert_accounts(session: AsyncSession, plan: ImportPlan,
     await session.flush()  # one batched INSERT ... RETURNING for the ids
     await session.execute(insert(AddressRow), [
         {"local_part": row.login, "account_id": row.id, "is_alias": False} for row in rows])
-    return {row.external_id: row.id for row in rows}
+    return {new.external_id: row.id for new, row in zip(plan.created, rows, strict=True)}
 
 
 async def _apply_memberships(session: AsyncSession, plan: ImportPlan,
@@ -166,7 +167,7 @@ async def _membership_keys(session: AsyncSession, plan: ImportPlan,
 
 async def _apply_children(session: AsyncSession, plan: ImportPlan, state: DirectoryState,
                           account_ids: Mapping[str, int]) -> None:
-    new_links = []
+    new_links: list[dict[str, int]] = []
     for change in plan.children:
         parent_id = account_ids[change.parent]
         wanted = {account_ids[c] for c in change.children} | set(change.other_child_ids)

@@ -313,7 +313,7 @@ def _class_successors(records: list[ImportRecord], state: DirectoryState,
             continue
         stayers = [imported_ids[i] for i, role in group.members.items()
                    if role is MemberRole.MEMBER and imported_ids.get(i) in pupil_class]
-        counts = Counter(pupil_class[e] for e in stayers if pupil_class[e])
+        counts = Counter(name for e in stayers if (name := pupil_class[e]))
         if not counts:
             continue
         best, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0] != group.name, kv[0]))

@@ -83,6 +83,10 @@ async def test_group_membership_and_policy(school: School) -> None:
     assert not refused.allowed and "example.org" in refused.reason
     assert (await d.may_contact(teacher, "someone@example.org")).allowed
     assert not (await d.may_contact(teacher, "nobody@schule.test")).allowed
+    await d.remove_member("5a", "kind")
+    assert [m.account.login for m in await d.group_members("5a")] == ["lehrer"]
+    with pytest.raises(NotFound):  # the DELETE matched no row
+        await d.remove_member("5a", "kind")
 
 
 async def test_authentication_and_throttling(school: School) -> None:
