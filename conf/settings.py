@@ -117,6 +117,10 @@ class ImapSettings:
     # INBOX and more). 500 leaves room for that and still stops one client
     # from opening thousands.
     max_connections_per_ip: int = 500
+    # Before login: the time a client has for each command, and the largest
+    # literal (a user name or password; RFC 7888: larger LITERAL+ closes).
+    prelogin_timeout_seconds: float = 60.0
+    max_prelogin_literal_size: int = 8 * 1024
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,8 @@ def build(school: School) -> list[Service]:
     limits = ImapLimits(max_line_length=imap.max_line_length,
                         max_literal_size=imap.max_literal_size,
                         idle_timeout=imap.idle_timeout_seconds, max_errors=imap.max_errors,
-                        max_connections_per_ip=imap.max_connections_per_ip)
+                        max_connections_per_ip=imap.max_connections_per_ip,
+                        prelogin_timeout=imap.prelogin_timeout_seconds,
+                        max_prelogin_literal_size=imap.max_prelogin_literal_size)
     return [ImapServer(bind=listen.bind, imap_port=listen.imap, imaps_port=listen.imaps,
                        ssl_context=context, limits=limits, session_runner=run_session)]

@@ -66,6 +66,10 @@ class ImapLimits:
     idle_timeout: float = 30 * 60.0
     max_errors: int = 20
     max_connections_per_ip: int = 500
+    # Before login (issue 19.6): a client has this long for each command, and a
+    # literal can only carry a user name or password.
+    prelogin_timeout: float = 60.0
+    max_prelogin_literal_size: int = 8 * 1024
 
 
 class ImapConnection(asyncio.Protocol):
@@ -81,6 +85,7 @@ class ImapConnection(asyncio.Protocol):
         self._ssl_context = ssl_context
         self.tls_active = implicit_tls
         self._start_session = start_session
+        self.logged_in = False
         self._framer = self._new_framer()
         self._events: collections.deque[FramerEvent] = collections.deque()
         self._waiter: asyncio.Future[None] | None = None
@@ -111,8 +116,18 @@ class ImapConnection(asyncio.Protocol):
         protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
 
     def _new_framer(self) -> CommandFramer:
-        return CommandFramer(max_line_length=self.limits.max_line_length,
-                             max_literal_size=self.limits.max_literal_size)
+        limits = self.limits
+        literal = limits.max_literal_size if self.logged_in else min(
+            limits.max_literal_size, limits.max_prelogin_literal_size)
+        return CommandFramer(max_line_length=limits.max_line_length, max_literal_size=literal,
+                             max_command_size=literal + 16 * limits.max_line_length)
+
+    def authenticated(self) -> None:
+        """The session logged in: full literal sizes (APPENDLIMIT) and the IDLE timeout."""
+        self.logged_in = True
+        fresh = self._new_framer()
+        self._framer.max_literal_size = fresh.max_literal_size
+        self._framer.max_command_size = fresh.max_command_size
 
     @property
     def tls_available(self) -> bool:
@@ -166,6 +181,9 @@ class ImapConnection(asyncio.Protocol):
         """The next framed event; None when ``timeout`` passes first.
         Raises ConnectionClosed when the client has gone."""
         self.flush()  # the client may be waiting for what we wrote (say a "+")
+        if not self.logged_in:  # nobody's session to keep open: a short leash
+            timeout = self.limits.prelogin_timeout if timeout is None else min(
+                timeout, self.limits.prelogin_timeout)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         while not self._events:

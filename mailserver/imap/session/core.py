@@ -72,6 +72,9 @@ class Channel(Protocol):
 
     async def start_tls(self) -> None: ...
 
+    def authenticated(self) -> None:
+        """Logged in: the connection lifts its pre-login limits (issue 19.6)."""
+
 
 @dataclass(frozen=True)
 class SessionServices:
@@ -297,6 +300,7 @@ class ImapSession:
         self.account_id = account.id
         self.login = account.login
         self.state = State.AUTHENTICATED
+        self.channel.authenticated()
         await self.store.ensure_default_mailboxes(account.id)
         feed = getattr(self.store, "feed", None)
         if feed is not None:

@@ -10,8 +10,11 @@ RFC 9051 4.3). The framer does only this splitting; tokens are parsed later.
 Limits protect memory: a line over ``max_line_length`` is fatal (the session
 sends ``BYE``); a literal over ``max_literal_size`` (or making the command
 exceed ``max_command_size``) is refused with ``NO [TOOBIG]`` (RFC 7889,
-RFC 9051 7.1): a synchronising literal is then never continued, the octets of
-a non-synchronising one are read and dropped without being buffered.
+RFC 9051 7.1). A synchronising literal is then never continued and the
+session goes on. A non-synchronising one (RFC 7888 4) was sent without
+asking: reading and dropping its octets would keep the connection busy for
+as long as the client likes (``{2147483648+}``), so the framer stops there
+and the session closes the connection after the refusal.
 """
 
 from __future__ import annotations
@@ -94,7 +97,6 @@ class CommandFramer:
         self._literal = bytearray()
         self._literal_remaining = 0
         self._in_literal = False
-        self._discarding = False  # dropping the rest of a refused command
         self._failed = False
 
     @property
@@ -109,8 +111,7 @@ class CommandFramer:
         while pos < len(data) and not self._failed:
             if self._in_literal:
                 take = min(self._literal_remaining, len(data) - pos)
-                if not self._discarding:
-                    self._literal.extend(data[pos:pos + take])
+                self._literal.extend(data[pos:pos + take])
                 self._literal_remaining -= take
                 pos += take
                 if self._literal_remaining == 0:
@@ -143,13 +144,6 @@ class CommandFramer:
 
     def _end_of_line(self, line: bytes, events: list[FramerEvent]) -> None:
         marker = _LITERAL_MARKER.search(line)
-        if self._discarding:
-            if marker and marker.group(3):
-                self._start_literal(int(marker.group(2)))
-            else:
-                self._discarding = False
-                self._reset()
-            return
         self._size += len(line)
         if self._size > self.max_command_size:
             events.append(self._fail("command too long"))
@@ -165,8 +159,8 @@ class CommandFramer:
             events.append(LiteralTooBig(tag_of(self._segments[0]), size, synchronizing))
             self._reset()
             if not synchronizing:
-                self._discarding = True
-                self._start_literal(size)
+                # Its octets are already on the way: refuse and close (RFC 7888 4).
+                events.append(self._fail("non-synchronizing literal too big"))
             return
         if synchronizing:
             events.append(ContinuationRequest(size))
@@ -181,8 +175,7 @@ class CommandFramer:
 
     def _finish_literal(self) -> None:
         self._in_literal = False
-        if not self._discarding:
-            self._literals.append(bytes(self._literal))
+        self._literals.append(bytes(self._literal))
         self._literal.clear()
 
     def _reset(self) -> None:

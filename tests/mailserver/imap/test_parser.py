@@ -338,18 +338,21 @@ def test_framer_synchronising_literal_too_big_gets_no_continuation() -> None:
     assert framer.feed(b"A2 NOOP\r\n") == [CommandUnit((b"A2 NOOP",))]
 
 
-def test_framer_non_synchronising_literal_too_big_is_discarded() -> None:
+def test_framer_non_synchronising_literal_too_big_ends_the_connection() -> None:
+    """RFC 7888 4: refused at once; its octets are never read (issue 19.6)."""
     framer = CommandFramer(max_line_length=100, max_literal_size=10)
-    events = framer.feed(b"A1 APPEND INBOX {20+}\r\n" + b"x" * 15)
-    assert events == [LiteralTooBig("A1", 20, synchronizing=False)]
-    assert framer.feed(b"y" * 5 + b" {3+}\r\nabc\r\nA2 NOOP\r\n") == [
-        CommandUnit((b"A2 NOOP",))]
+    events = framer.feed(b"A1 APPEND INBOX {2147483648+}\r\n" + b"x" * 15)
+    assert events == [LiteralTooBig("A1", 2147483648, synchronizing=False),
+                      FramingFailure("non-synchronizing literal too big")]
+    assert framer.failed
+    assert framer.feed(b"y" * 5 + b"\r\nA2 NOOP\r\n") == []
 
 
 def test_framer_command_size_bounds_many_literals() -> None:
     framer = CommandFramer(max_line_length=100, max_literal_size=10, max_command_size=40)
     events = framer.feed(b"a APPEND x {10+}\r\n0123456789 {10+}\r\n0123456789 {10+}\r\n")
-    assert events[-1] == LiteralTooBig("a", 10, synchronizing=False)
+    assert events[-2:] == [LiteralTooBig("a", 10, synchronizing=False),
+                           FramingFailure("non-synchronizing literal too big")]
 
 
 def test_framer_literal_zero_and_bare_lf() -> None:
