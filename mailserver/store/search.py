@@ -251,7 +251,8 @@ def _conditions(query: SearchQuery, sqlite: bool) -> tuple[list[str], list[Any],
     values: list[Any] = []
     fts: list[str] = []
     for term, columns in wanted:
-        term = " ".join(term.split())
+        # Control characters match nothing people type, and NUL ends an FTS5 string.
+        term = " ".join("".join(c if c.isprintable() else " " for c in term).split())
         if not term:
             continue
         if sqlite and len(term) >= 3:  # a trigram needs three characters

@@ -78,3 +78,27 @@ def test_index_row_never_fails(data: bytes) -> None:
     row = index_row("0" * 64, data, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     assert row["sent_at"].tzinfo is not None
     assert all(isinstance(row[k], str) for k in ("sender", "recipients", "subject", "body"))
+
+
+@given(st.text(max_size=60), st.text(max_size=20), st.text(max_size=20))
+def test_any_search_text_is_a_valid_fts_query(text: str, sender: str, subject: str) -> None:
+    """Whatever people type, the FTS5 query built from it parses (no syntax error)."""
+    import sqlite3
+
+    from mailserver.store.search import _conditions
+
+    where, values, fts = _conditions(SearchQuery(text=text, sender=sender, subject=subject),
+                                     sqlite=True)
+    connection = sqlite3.connect(":memory:")
+    connection.execute("CREATE VIRTUAL TABLE message_search_fts USING fts5(sender, recipients,"
+                       " subject, body, tokenize='trigram')")
+    connection.execute("INSERT INTO message_search_fts VALUES (?, ?, ?, ?)",
+                       (sender, "", subject, text))
+    if fts:
+        rows = connection.execute("SELECT rowid FROM message_search_fts "
+                                  "WHERE message_search_fts MATCH ?", [fts]).fetchall()
+        plain = all(t == " ".join(t.split()) and t.isprintable()
+                    for t in (text, sender, subject))
+        assert rows == [(1,)] or not plain or any(0 < len(t) < 3 for t in
+                                                   (text, sender, subject))
+    assert len(values) == sum(w.count("?") for w in where)
