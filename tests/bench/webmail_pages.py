@@ -44,11 +44,10 @@ WORDS = ("Elternabend", "Ausflug", "Zeugnis", "Vertretung", "Klassenfahrt", "Spo
 SENDERS = tuple(f"{name}@{domain}" for name in ("eva.eltern", "sekretariat", "hausmeister",
                                                 "k.schaefer", "foerderverein", "m.yilmaz")
                 for domain in ("schule.test", "eltern.example"))
-_SYLLABLES = ("ber", "gen", "schul", "haus", "kla", "ter", "mo", "ri", "lan", "zu", "tag",
-              "fest", "el", "ab", "wand", "kon", "pro", "lek", "mu", "sik")
-# 3,000 words: each is in about 1 % of the mails, as a word of real mail would be.
-VOCABULARY = tuple(sorted({"".join(random.Random(i).choices(_SYLLABLES, k=3)) + str(i % 7)
-                           for i in range(3000)}))
+# 3,000 words of 5-10 random letters: each is in about 2 % of the mails.
+VOCABULARY = tuple(sorted({
+    "".join(random.Random(i).choices("abcdefghijklmnopqrstuvwxyzäöüß", k=5 + i % 6))
+    for i in range(3000)}))
 
 
 def searches(rng: random.Random) -> dict[str, str]:
@@ -177,6 +176,36 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def one_at_a_time(base: str, pid: int, count: int = 100) -> None:
+    """One user, one request at a time: server time and CPU of each kind alone."""
+    import ssl
+
+    import aiohttp
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    rng = random.Random(7)
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context),
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        await log_in(session, base)
+        for kind in ("folder", "search"):
+            samples: Samples = {}
+            before = cpu_seconds(pid)
+            for _ in range(count):
+                if kind == "folder":
+                    await timed(session, f"{base}/mail",
+                                {"box": "INBOX", "page": str(rng.randint(1, 1000))}, samples,
+                                kind)
+                else:
+                    await timed(session, f"{base}/search", {"box": "INBOX", **searches(rng)},
+                                samples, kind)
+            cpu = (cpu_seconds(pid) - before) * 1000 / count
+            server = sorted(s for s, _ in samples[kind])
+            print(f"one at a time, {kind:6}: server p50 {statistics.median(server):.1f} ms, "
+                  f"p99 {_p99(server):.1f} ms; {cpu:.1f} ms CPU per request")
+
+
 async def run(base: str, users: int, seconds: float, messages: int, think: float,
               pid: int) -> None:
     import ssl
@@ -262,6 +291,7 @@ def main() -> None:
             print(f"webmail at {address}, {args.users} users, {args.seconds:.0f} s, "
                   f"{'PostgreSQL' if args.database_url else 'SQLite'}, server pid {server.pid}")
             pid = server.pid or 0
+            asyncio.run(one_at_a_time(address, pid))
             asyncio.run(run(address, args.users, args.seconds, args.messages, args.think, pid))
             if args.think:
                 print("and back to back (no pause between clicks):")
