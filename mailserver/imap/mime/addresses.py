@@ -8,9 +8,10 @@ could be recognised, like other servers do.
 
 from __future__ import annotations
 
+import re
+
 from mailserver.imap.mime.types import Address
 
-_SPECIALS = b'()<>@,;:\\".[]'
 # Dovecot's placeholders when a part of an address is missing.
 MISSING_MAILBOX = b"MISSING_MAILBOX"
 MISSING_DOMAIN = b"MISSING_DOMAIN"
@@ -18,53 +19,59 @@ MISSING_DOMAIN = b"MISSING_DOMAIN"
 Token = tuple[str, bytes]  # kind: "atom", "quoted", "special", "comment"
 
 
+# One token per match: whitespace (skipped), a quoted string (group q, its
+# closing quote optional), a special, an atom, the start of a comment, or any
+# other single octet (a lone ")", "[", "]" or "\\", kept as text).
+_SCAN = re.compile(rb'[ \t\r\n]+|"(?P<q>(?:[^"\\]|\\[\s\S]|\\\Z)*)"?|(?P<s>[<>@,;:.])'
+                   rb'|(?P<a>[^ \t\r\n()<>@,;:\\".\[\]]+)|(?P<c>\()|(?P<o>[\s\S])')
+_ESCAPED = re.compile(rb"\\([\s\S])")
+
+
 def tokenize(value: bytes) -> list[Token]:
+    """The lexical tokens of RFC 5322 3.2 (by regular expression: ENVELOPE
+    of every message in a FETCH runs this)."""
     tokens: list[Token] = []
     pos = 0
-    while pos < len(value):
-        char = value[pos:pos + 1]
-        if char in (b" ", b"\t", b"\r", b"\n"):
-            pos += 1
-        elif char == b"(":
-            depth = 0
-            start = pos + 1
-            end = len(value)
-            while pos < len(value):  # comments nest (RFC 5322 3.2.2)
-                if value[pos:pos + 1] == b"\\":
-                    pos += 1
-                elif value[pos:pos + 1] == b"(":
-                    depth += 1
-                elif value[pos:pos + 1] == b")":
-                    depth -= 1
-                    if depth == 0:
-                        end = pos
-                        pos += 1
-                        break
-                pos += 1
-            # Kept only as a name for an address without a phrase.
-            tokens.append(("comment", value[start:end].strip(b" \t")))
-        elif char == b'"':
-            pos += 1
-            text = bytearray()
-            while pos < len(value) and value[pos:pos + 1] != b'"':
-                if value[pos:pos + 1] == b"\\" and pos + 1 < len(value):
-                    pos += 1
-                text += value[pos:pos + 1]
-                pos += 1
-            pos += 1
-            tokens.append(("quoted", bytes(text)))
-        elif char in b"<>@,;:" or char == b".":
-            tokens.append(("special", char))
-            pos += 1
-        else:
-            start = pos
-            while pos < len(value) and value[pos:pos + 1] not in (
-                    b" ", b"\t", b"\r", b"\n") and value[pos] not in _SPECIALS:
-                pos += 1
-            if pos == start:  # a lone ")", "[", "]" or "\\": keep it as text
-                pos += 1
-            tokens.append(("atom", value[start:pos]))
+    size = len(value)
+    while pos < size:
+        found = _SCAN.match(value, pos)
+        assert found is not None  # the last alternative takes any octet
+        kind = found.lastgroup
+        if kind == "c":
+            pos = _comment(value, pos, tokens)
+            continue
+        pos = found.end()
+        if kind == "q":
+            text = found.group("q")
+            tokens.append(("quoted", _ESCAPED.sub(rb"\1", text) if b"\\" in text else text))
+        elif kind == "s":
+            tokens.append(("special", found.group("s")))
+        elif kind in ("a", "o"):
+            tokens.append(("atom", found.group(kind)))
     return tokens
+
+
+def _comment(value: bytes, pos: int, tokens: list[Token]) -> int:
+    """A comment from its "(" (they nest, RFC 5322 3.2.2); kept only as a
+    name for an address without a phrase. Returns the position after it."""
+    depth = 0
+    start = pos + 1
+    end = len(value)
+    while pos < len(value):
+        char = value[pos]
+        if char == 0x5C:  # backslash: the next octet is quoted
+            pos += 1
+        elif char == 0x28:
+            depth += 1
+        elif char == 0x29:
+            depth -= 1
+            if depth == 0:
+                end = pos
+                pos += 1
+                break
+        pos += 1
+    tokens.append(("comment", value[start:end].strip(b" \t")))
+    return pos
 
 
 def _phrase(tokens: list[Token]) -> bytes | None:
