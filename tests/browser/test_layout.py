@@ -35,6 +35,14 @@ COLOURS_JS = """() => {
 }"""
 
 
+# Form controls a person can see and use but that have no name for a screen reader.
+UNLABELLED_JS = """() => [...document.querySelectorAll('input, select, textarea, button')]
+  .filter(el => el.type !== 'hidden' && el.getClientRects().length > 0)
+  .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                && !el.getAttribute('aria-labelledby') && !el.textContent.trim())
+  .map(el => el.outerHTML.slice(0, 80))"""
+
+
 def luminance(rgb: list[float]) -> float:
     def channel(value: float) -> float:
         c = value / 255
@@ -80,9 +88,9 @@ async def test_main_pages_fit_a_phone_and_have_enough_contrast(
         page = await open_page(viewport=viewport)
         await page.goto("/login")
         await screenshot(page, f"login-{name}")
-        pages = [("login", "/login")]
+        assert await horizontal_overflow(page) <= 0 and await low_contrast(page) == []
         await log_in(page, "anna")
-        pages += [("folder", "/mail"), ("message", "/message?box=INBOX&uid=2"),
+        pages = [("folder", "/mail"), ("message", "/message?box=INBOX&uid=2"),
                   ("message-text", "/message?box=INBOX&uid=1"), ("compose", "/compose"),
                   ("settings", "/settings"), ("not-found", "/message?box=INBOX&uid=99")]
         for label, url in pages:
@@ -90,6 +98,7 @@ async def test_main_pages_fit_a_phone_and_have_enough_contrast(
             await screenshot(page, f"{label}-{name}")
             assert await horizontal_overflow(page) <= 0, (label, name)
             assert await low_contrast(page) == [], (label, name)
+            assert await page.evaluate(UNLABELLED_JS) == [], (label, name)
         if viewport is PHONE:  # the folder list is folded away behind "Ordner"
             await page.goto("/mail")
             assert not await page.locator("nav.sidebar").is_visible()
