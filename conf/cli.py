@@ -16,11 +16,21 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conf.app import School
-from conf.commands import aliases, dns, groups, importing, queue, rooms, school, users
+from conf.commands import (
+    aliases,
+    dns,
+    federation,
+    groups,
+    importing,
+    queue,
+    rooms,
+    school,
+    users,
+)
 from conf.settings import SettingsError, load_settings
 from directory.model import DirectoryError
 
-COMMAND_MODULES = (school, users, groups, aliases, importing, dns, queue, rooms)
+COMMAND_MODULES = (school, users, groups, aliases, importing, dns, queue, rooms, federation)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,17 +10,20 @@ from aiohttp import web
 
 from federation.http_guard import GuardedSite, HttpLimits
 from federation.matrix.client import FederationClient
+from federation.matrix.sender import TransactionSender
 from messenger.api.federation import FederationContext, build_federation_app
 
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
 
 class FederationListener:
-    def __init__(self, context: FederationContext, client: FederationClient, *, bind: str,
-                 port: int, ssl_context: ssl.SSLContext,
-                 http_limits: HttpLimits | None = None) -> None:
+    def __init__(self, context: FederationContext, client: FederationClient,
+                 sender: TransactionSender, *, bind: str, port: int,
+                 ssl_context: ssl.SSLContext, http_limits: HttpLimits | None = None) -> None:
         self.context = context
         self.client = client
+        # Sends the outbox to other servers; runs while the listener does.
+        self.sender = sender
         self.bind = bind
         self.port = port
         self._ssl = ssl_context
@@ -36,10 +39,12 @@ class FederationListener:
                            ssl_context=self._ssl)
         await site.start()
         self._runner = runner
+        self.sender.start()
         return [f"service=matrix-federation addr={self.bind}:{self.port} tls=yes "
                 f"server_name={self.context.server_name}"]
 
     async def stop(self) -> None:
+        await self.sender.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

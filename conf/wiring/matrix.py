@@ -16,9 +16,13 @@ from federation.http_guard import HttpLimits
 from federation.keys import SchoolKeyPaths
 from federation.matrix.client import FederationClient
 from federation.matrix.keyring import KeyRing
+from federation.matrix.outbox import Outbox
+from federation.matrix.received import ReceivedTransactions
+from federation.matrix.sender import TransactionSender
 from federation.matrix.signed_json import SigningKey
 from messenger.api.federation import FederationContext
 from messenger.events.signing import EventSigner
+from messenger.federation_inbox import UnknownRoomsInbox
 from messenger.federation_listener import FederationListener
 from messenger.limits import MessengerLimits
 from messenger.ratelimit import RateLimit, RateLimits
@@ -89,10 +93,12 @@ def federation_listener(school: School) -> FederationListener:
         server_name=server_name, signing_key=key,
         keyring=KeyRing(client, notaries=f.matrix_notary_servers),
         directory=school.directory, allowed=allowed.__contains__,
+        received=ReceivedTransactions(school.db), transactions=UnknownRoomsInbox(),
         key_validity_ms=int(f.matrix_key_validity_hours * 3600 * 1000))
     tls = server_tls_context(str(settings.path(settings.tls.certificate)),
                              str(settings.path(settings.tls.key)))
-    return FederationListener(context, client, bind=settings.listen.bind,
+    sender = TransactionSender(Outbox(school.db), client)
+    return FederationListener(context, client, sender, bind=settings.listen.bind,
                               port=settings.listen.federation, ssl_context=tls,
                               http_limits=http_limits(school, TrustedProxies()))
 

@@ -9,11 +9,12 @@ schools and the servers the admin lists); others get 401 ``M_UNAUTHORIZED`` or
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -21,6 +22,8 @@ from directory.model import NotFound
 from directory.service import Directory
 from federation.matrix.canonical_json import CanonicalJsonError, parse_json
 from federation.matrix.keyring import KeyNotFound, KeyRing
+from federation.matrix.outbox import MAX_EDUS_PER_TXN, MAX_PDUS_PER_TXN
+from federation.matrix.received import ReceivedTransactions
 from federation.matrix.request_auth import (
     AuthorizationError,
     parse_authorization,
@@ -37,6 +40,17 @@ MAX_FEDERATION_REQUEST_BYTES = 4 * 1024 * 1024
 SERVER_SOFTWARE = {"name": "Schulhof", "version": "0.1.0"}
 
 
+MAX_TXN_ID_LENGTH = 255
+
+
+class TransactionHandler(Protocol):
+    """Where the PDUs and EDUs of a received transaction go (the rooms' side)."""
+
+    async def receive(self, origin: str, pdus: list[Mapping[str, Any]],
+                      edus: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Process them; the result per event id (``{}`` or ``{"error": ...}``)."""
+
+
 @dataclass(frozen=True)
 class FederationContext:
     server_name: str
@@ -44,7 +58,12 @@ class FederationContext:
     keyring: KeyRing
     directory: Directory
     allowed: Callable[[str], bool]
+    received: ReceivedTransactions
+    transactions: TransactionHandler
     key_validity_ms: int = 24 * 3600 * 1000
+    # One transaction per origin at a time: a retry racing its original waits for
+    # it and then gets the remembered answer.
+    origin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
 
 
 CONTEXT = web.AppKey("federation_context", FederationContext)
@@ -150,6 +169,48 @@ async def query_profile(request: web.Request) -> web.Response:
     return web.json_response({"displayname": account.display_name})
 
 
+def _items(body: Mapping[str, Any], name: str, limit: int) -> list[Mapping[str, Any]] | str:
+    items = body.get(name, [])
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        return f"{name} must be a list of objects"
+    if len(items) > limit:
+        return f"a transaction carries at most {limit} {name}"
+    return items
+
+
+async def send_transaction(request: web.Request) -> web.Response:
+    """``PUT /_matrix/federation/v1/send/{txnId}``: PDUs and EDUs from another server,
+    answered once per (origin, txn id)."""
+    ctx = request.app[CONTEXT]
+    origin = request[ORIGIN]
+    txn_id = request.match_info["txn_id"]
+    if len(txn_id) > MAX_TXN_ID_LENGTH:
+        return _error(400, "M_INVALID_PARAM", "transaction id too long")
+    try:
+        body = parse_json(await request.read())
+    except (ValueError, CanonicalJsonError):
+        return _error(400, "M_NOT_JSON", "request body is not valid JSON")
+    if not isinstance(body, dict):
+        return _error(400, "M_BAD_JSON", "a transaction is a JSON object")
+    if body.get("origin", origin) != origin:
+        return _refuse(request, 403, "M_FORBIDDEN", "origin does not match the signature",
+                       origin)
+    pdus = _items(body, "pdus", MAX_PDUS_PER_TXN)
+    edus = _items(body, "edus", MAX_EDUS_PER_TXN)
+    for problem in (pdus, edus):
+        if isinstance(problem, str):
+            return _refuse(request, 400, "M_BAD_JSON", problem, origin)
+    assert not isinstance(pdus, str) and not isinstance(edus, str)
+    lock = ctx.origin_locks.setdefault(origin, asyncio.Lock())
+    async with lock:
+        answer = await ctx.received.answer_of(origin, txn_id)
+        if answer is None:
+            results = await ctx.transactions.receive(origin, pdus, edus)
+            answer = {"pdus": results}
+            await ctx.received.remember(origin, txn_id, answer)
+    return web.json_response(answer)
+
+
 def build_federation_app(ctx: FederationContext) -> web.Application:
     app = web.Application(middlewares=[federation_middleware],
                           client_max_size=MAX_FEDERATION_REQUEST_BYTES)
@@ -159,5 +220,6 @@ def build_federation_app(ctx: FederationContext) -> web.Application:
         web.get("/_matrix/key/v2/server/{key_id}", server_keys),  # deprecated form
         web.get("/_matrix/federation/v1/version", version),
         web.get("/_matrix/federation/v1/query/profile", query_profile),
+        web.put("/_matrix/federation/v1/send/{txn_id}", send_transaction),
     ])
     return app

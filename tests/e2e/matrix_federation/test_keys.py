@@ -1,108 +1,26 @@
 """Matrix federation between two schools: discovery, server keys and signed
 requests, over real TLS on loopback with names from a loopback DNS server.
 
-School A (a.test) listens on 127.0.0.31, school B (b.test) on 127.0.0.32, C
-(c.test, no partner of B) on 127.0.0.33; each publishes SRV
-``_matrix-fed._tcp`` for its federation listener, as ``schulhof dns-records``
-prints it.  Each trusts the others' self-signed certificates through
-``federation.tls_ca_file``.
+The schools and their DNS records: see conftest.py.
 """
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
 import json
-import ssl
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from pathlib import Path
 
 import aiohttp
 import pytest
-import yarl
 
-from conf.app import School
-from conf.commands.school import KEYS_DIR
-from conf.settings import FederationSettings
-from conf.wiring.matrix import federation_listener
-from directory.model import Role
-from federation.keys import SchoolKeyPaths
 from federation.matrix.client import FederationRequestError
 from federation.matrix.request_auth import authorization_header
 from federation.matrix.signed_json import SigningKey
-from messenger.federation_listener import FederationListener
-from tests.support.dns_server import DnsServer
-from tests.support.schools import make_settings
-
-IPS = {"a": "127.0.0.31", "b": "127.0.0.32", "c": "127.0.0.33"}
-PARTNERS = {"a": ("b.test",), "b": ("a.test",), "c": ("b.test",)}
-
-
-@dataclass
-class Peer:
-    school: School
-    listener: FederationListener
-    ip: str
-
-    @property
-    def name(self) -> str:
-        return self.school.settings.school.domain
-
-    @property
-    def key(self) -> SigningKey:
-        path = SchoolKeyPaths.in_dir(self.school.settings.base_dir / KEYS_DIR).matrix_signing
-        return SigningKey.from_pem(path.read_bytes())
-
-    def url(self, path: str) -> yarl.URL:
-        # encoded=True: sent byte for byte as signed, not re-quoted by the client.
-        return yarl.URL(f"https://{self.ip}:{self.listener.port}{path}", encoded=True)
-
-
-@pytest.fixture
-async def peers(tmp_path: Path, fresh_database_url: Callable[[], str]
-                ) -> AsyncIterator[dict[str, Peer]]:
-    dns = DnsServer()
-    await dns.start()
-    settings = {}
-    for name, ip in IPS.items():
-        url = await asyncio.to_thread(fresh_database_url)
-        settings[name] = make_settings(tmp_path / name, url, domain=f"{name}.test", bind=ip,
-                                       partners=PARTNERS[name])
-    bundle = tmp_path / "ca.pem"
-    bundle.write_bytes(b"".join(s.path(s.tls.certificate).read_bytes()
-                                for s in settings.values()))
-    peers: dict[str, Peer] = {}
-    for name, s in settings.items():
-        s = dataclasses.replace(s, federation=FederationSettings(
-            dns_nameservers=(dns.host,), dns_port=dns.port, dns_cache=False,
-            tls_ca_file=str(bundle)))
-        dns.add(f"_matrix-fed._tcp.{name}.test", "SRV",
-                f"10 5 {s.listen.federation} matrix.{name}.test.")
-        dns.add(f"matrix.{name}.test", "A", IPS[name])
-        school = await School.open(s, migrate=False)
-        await school.directory.create_account(role=Role.TEACHER, login=f"lehrer{name}",
-                                              password="Geheim-Passwort-1",
-                                              display_name=f"Lehrer {name.upper()}")
-        listener = federation_listener(school)
-        await listener.start()
-        peers[name] = Peer(school, listener, IPS[name])
-    yield peers
-    for peer in peers.values():
-        await peer.listener.stop()
-        await peer.school.close()
-    await dns.stop()
-
-
-def _tls(peer: Peer) -> ssl.SSLContext:
-    s = peer.school.settings
-    return ssl.create_default_context(cafile=str(s.path(s.tls.certificate)))
+from tests.e2e.matrix_federation.conftest import Peer, peer_tls
 
 
 async def _raw(peer: Peer, method: str, path: str,
                headers: dict[str, str] | None = None) -> tuple[int, dict[str, object]]:
     async with aiohttp.ClientSession() as http, http.request(
-            method, peer.url(path), headers=headers or {}, ssl=_tls(peer),
+            method, peer.url(path), headers=headers or {}, ssl=peer_tls(peer),
             server_hostname=peer.name) as response:
         return response.status, json.loads(await response.read())
 

@@ -1,0 +1,138 @@
+"""The durable per-destination queue of PDUs and EDUs (storage and bookkeeping for
+``federation.matrix.sender``), and what ``schulhof federation status`` shows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, func, select
+
+from directory.db import Database
+from federation.schema import FederationDestinationRow, FederationOutboxRow
+
+# Spec limits of one transaction (Server-Server API, "Transactions").
+MAX_PDUS_PER_TXN = 50
+MAX_EDUS_PER_TXN = 100
+
+
+@dataclass(frozen=True)
+class Batch:
+    """The oldest queued items of one destination, at most one transaction's worth."""
+
+    destination: str
+    ids: tuple[int, ...]
+    pdus: tuple[Mapping[str, Any], ...]
+    edus: tuple[Mapping[str, Any], ...]
+
+    @property
+    def txn_id(self) -> str:
+        # Stable for the same rows: a retry after a lost answer reuses the id, and
+        # the receiver answers it from its record instead of processing it again.
+        return f"{self.ids[0]}-{self.ids[-1]}-{len(self.ids)}"
+
+
+@dataclass(frozen=True)
+class DestinationStatus:
+    destination: str
+    queued: int
+    oldest_queued_at: dt.datetime | None
+    failures: int
+    retry_at: dt.datetime | None
+    last_success_at: dt.datetime | None
+    last_error: str
+
+
+class Outbox:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def enqueue(self, destinations: Iterable[str], *,
+                      pdus: Sequence[Mapping[str, Any]] = (),
+                      edus: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Queue the same PDUs and EDUs for each destination, in one commit."""
+        rows = [FederationOutboxRow(destination=d, kind=kind, body=json.dumps(item))
+                for d in sorted(set(destinations))
+                for kind, items in (("pdu", pdus), ("edu", edus)) for item in items]
+        if not rows:
+            return
+        async with self.db.write() as session:
+            session.add_all(rows)
+
+    async def destinations_due(self, now: dt.datetime) -> tuple[list[str], dt.datetime | None]:
+        """Destinations with queued items whose backoff has passed, and when the
+        next backoff of a destination with queued items ends."""
+        async with self.db.read() as session:
+            queued = set(await session.scalars(
+                select(FederationOutboxRow.destination).distinct()))
+            waiting = {d: at for d, at in await session.execute(
+                select(FederationDestinationRow.destination, FederationDestinationRow.retry_at)
+                .where(FederationDestinationRow.retry_at > now))}
+        next_retry = min((at for d, at in waiting.items() if d in queued), default=None)
+        return sorted(queued - set(waiting)), next_retry
+
+    async def next_batch(self, destination: str) -> Batch | None:
+        async with self.db.read() as session:
+            rows = list(await session.scalars(
+                select(FederationOutboxRow)
+                .where(FederationOutboxRow.destination == destination)
+                .order_by(FederationOutboxRow.id)
+                .limit(MAX_PDUS_PER_TXN + MAX_EDUS_PER_TXN)))
+        ids: list[int] = []
+        pdus: list[Mapping[str, Any]] = []
+        edus: list[Mapping[str, Any]] = []
+        for row in rows:
+            target = pdus if row.kind == "pdu" else edus
+            if len(target) >= (MAX_PDUS_PER_TXN if row.kind == "pdu" else MAX_EDUS_PER_TXN):
+                break  # keep the order: later rows wait for the next transaction
+            target.append(json.loads(row.body))
+            ids.append(row.id)
+        if not ids:
+            return None
+        return Batch(destination, tuple(ids), tuple(pdus), tuple(edus))
+
+    async def delivered(self, batch: Batch, now: dt.datetime) -> None:
+        async with self.db.write() as session:
+            await session.execute(delete(FederationOutboxRow)
+                                  .where(FederationOutboxRow.id.in_(batch.ids)))
+            row = await session.get(FederationDestinationRow, batch.destination)
+            if row is None:
+                row = FederationDestinationRow(destination=batch.destination)
+                session.add(row)
+            row.failures, row.retry_at, row.last_success_at, row.last_error = 0, None, now, ""
+
+    async def failed(self, destination: str, error: str, now: dt.datetime,
+                     backoff: Callable[[int], dt.timedelta]) -> int:
+        """Record a failure; the destination waits ``backoff(failures so far)``; returns
+        the failure count."""
+        async with self.db.write() as session:
+            row = await session.get(FederationDestinationRow, destination)
+            if row is None:
+                row = FederationDestinationRow(destination=destination, failures=0,
+                                               last_error="")
+                session.add(row)
+            row.failures = (row.failures or 0) + 1
+            row.retry_at = now + backoff(row.failures)
+            row.last_error = error[:500]
+            return row.failures
+
+    async def status(self) -> list[DestinationStatus]:
+        async with self.db.read() as session:
+            queued = {d: (n, oldest) for d, n, oldest in await session.execute(
+                select(FederationOutboxRow.destination, func.count(),
+                       func.min(FederationOutboxRow.queued_at))
+                .group_by(FederationOutboxRow.destination))}
+            known = {r.destination: r for r in await session.scalars(
+                select(FederationDestinationRow))}
+        out = []
+        for destination in sorted(set(queued) | set(known)):
+            count, oldest = queued.get(destination, (0, None))
+            row = known.get(destination)
+            out.append(DestinationStatus(
+                destination, count, oldest, row.failures if row else 0,
+                row.retry_at if row else None, row.last_success_at if row else None,
+                row.last_error if row else ""))
+        return out

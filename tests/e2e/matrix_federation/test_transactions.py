@@ -1,0 +1,144 @@
+"""Matrix federation transactions between two schools over real TLS on loopback:
+the outbox survives an outage of the destination and delivers everything once, in
+order; a resent transaction is answered from the record; limits and origin are
+enforced (Server-Server API, "Transactions").
+
+Rooms across servers are not built yet, so school B's rooms side is a recorder
+that keeps what arrives (the transport is real: A's queue and sender, B's
+listener with X-Matrix checks and its transaction record)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+import pytest
+
+from conf.wiring.matrix import federation_listener
+from federation.matrix.client import FederationRequestError
+from federation.matrix.outbox import Outbox
+from federation.matrix.request_auth import authorization_header
+from federation.matrix.sender import TransactionSender
+from tests.e2e.matrix_federation.conftest import Peer, peer_tls
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.pdus: list[Mapping[str, Any]] = []
+        self.edus: list[Mapping[str, Any]] = []
+        self.transactions = 0
+
+    async def receive(self, origin: str, pdus: list[Mapping[str, Any]],
+                      edus: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        self.transactions += 1
+        self.pdus += pdus
+        self.edus += edus
+        return {}
+
+
+async def restart_with_recorder(peer: Peer) -> Recorder:
+    await peer.listener.stop()
+    recorder = Recorder()
+    listener = federation_listener(peer.school)
+    listener.context = dataclasses.replace(listener.context, transactions=recorder)
+    await listener.start()
+    peer.listener = listener
+    return recorder
+
+
+async def eventually(check: Any, timeout: float = 20.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.05)
+
+
+def pdu(n: int) -> dict[str, Any]:
+    return {"room_id": "!r:a.test", "sender": "@lehrera:a.test", "type": "m.room.message",
+            "content": {"body": f"Nachricht {n}"}, "depth": n, "origin_server_ts": n,
+            "prev_events": [], "auth_events": []}
+
+
+async def test_outage_then_catch_up_in_order_exactly_once(peers: dict[str, Peer]) -> None:
+    a, b = peers["a"], peers["b"]
+    await a.listener.sender.stop()
+    await b.listener.stop()  # B is down
+    outbox = Outbox(a.school.db)
+    sender = TransactionSender(outbox, a.listener.client, first_backoff=0.2)
+    sender.start()
+    try:
+        await outbox.enqueue(["b.test"], pdus=[pdu(n) for n in range(120)],
+                             edus=[{"edu_type": "m.typing", "content": {"n": n}}
+                                   for n in range(3)])
+        sender.wake()
+
+        async def failed_once() -> bool:
+            return any(s.failures >= 1 for s in await outbox.status())
+        await eventually(failed_once)
+        [status] = await outbox.status()
+        assert status.queued == 123 and status.last_success_at is None
+
+        recorder = await restart_with_recorder(b)  # no wake: the backoff's end is enough
+
+        async def drained() -> bool:
+            return (await outbox.status())[0].queued == 0
+        try:
+            await eventually(drained)
+        except AssertionError:
+            raise AssertionError(str(await outbox.status())) from None
+    finally:
+        await sender.stop()
+    assert [p["depth"] for p in recorder.pdus] == list(range(120))  # in order, once
+    assert [e["content"]["n"] for e in recorder.edus] == [0, 1, 2]
+    assert recorder.transactions >= 3  # at most 50 PDUs per transaction
+    [status] = await outbox.status()
+    assert status.failures == 0 and status.last_success_at is not None
+
+
+async def test_resent_transaction_is_answered_from_the_record(peers: dict[str, Peer]) -> None:
+    recorder = await restart_with_recorder(peers["b"])
+    client = peers["a"].listener.client
+    body = {"origin": "a.test", "origin_server_ts": 1, "pdus": [pdu(1)], "edus": []}
+    first = await client.request("PUT", "b.test", "/_matrix/federation/v1/send/t1",
+                                 content=body)
+    again = await client.request("PUT", "b.test", "/_matrix/federation/v1/send/t1",
+                                 content=body)
+    assert first == again == {"pdus": {}}
+    assert recorder.transactions == 1 and len(recorder.pdus) == 1
+
+
+@pytest.mark.parametrize(("body", "errcode"), [
+    ({"origin": "a.test", "pdus": [pdu(n) for n in range(51)]}, "M_BAD_JSON"),
+    ({"origin": "a.test", "edus": [{"edu_type": "m.typing"}] * 101}, "M_BAD_JSON"),
+    ({"origin": "a.test", "pdus": "nope"}, "M_BAD_JSON"),
+    ({"origin": "c.test", "pdus": []}, "M_FORBIDDEN"),
+])
+async def test_oversized_or_foreign_transactions_are_refused(
+        peers: dict[str, Peer], body: dict[str, Any], errcode: str) -> None:
+    recorder = await restart_with_recorder(peers["b"])
+    with pytest.raises(FederationRequestError) as refused:
+        await peers["a"].listener.client.request(
+            "PUT", "b.test", "/_matrix/federation/v1/send/bad", content=body)
+    assert refused.value.errcode == errcode
+    assert recorder.transactions == 0
+
+
+async def test_unsigned_transaction_is_refused(peers: dict[str, Peer]) -> None:
+    b = peers["b"]
+    recorder = await restart_with_recorder(b)
+    path = "/_matrix/federation/v1/send/x1"
+    body = {"origin": "a.test", "pdus": [pdu(1)]}
+    # Signed for another body than the one sent: the signature covers the content.
+    header = authorization_header(peers["a"].key, "a.test", "b.test", "PUT", path,
+                                  {"origin": "a.test", "pdus": []})
+    async with aiohttp.ClientSession() as http, http.put(
+            b.url(path), data=json.dumps(body), ssl=peer_tls(b), server_hostname=b.name,
+            headers={"Authorization": header,
+                     "Content-Type": "application/json"}) as response:
+        assert response.status == 401
+    assert recorder.transactions == 0
