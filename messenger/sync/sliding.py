@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.client_format import stripped_state
 from messenger.identity import Requester
+from messenger.relations import bundled_aggregations
 from messenger.render import render_events
 from messenger.rooms.errors import InvalidRequest
 from messenger.storage import device_messages as dm
@@ -464,6 +465,11 @@ class SlidingSync:
         state = await self._state(session, me, joined, plan, timelines, heroes)
         hero_events = await store.get_events(session, [
             e for r in joined for u, _m, e in members.get(r, []) if u in heroes[r]])
+        # Bundled relations (threads, edits, reactions) of every room's window in one
+        # query, not one per room (messenger.relations).
+        bundles = await bundled_aggregations(
+            session, me, [e for r in joined for e in timelines.get(r, [])],
+            now_ms=int(time.time() * 1000))
         for room_id in joined:
             config = plan.windows[room_id]
             events = timelines.get(room_id, [])
@@ -482,7 +488,7 @@ class SlidingSync:
             room.required_state = await render_events(session, requester, wanted,
                                                       include_room_id=False)
             room.timeline = await render_events(session, requester, events,
-                                                include_room_id=False)
+                                                include_room_id=False, bundles=bundles)
             room.limited = limited
             room.num_live = 0
             start = events[0].stream_ordering - 1 if events else plan.token.events

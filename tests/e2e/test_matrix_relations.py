@@ -233,3 +233,20 @@ async def test_a_second_identical_reaction_is_refused(http: aiohttp.ClientSessio
     counts = {c["key"]: c["count"] for c in event["unsigned"]["m.relations"]["m.annotation"]
               ["chunk"]}
     assert counts == {"👍": 2, "🎉": 1}
+
+
+async def test_sliding_sync_timelines_carry_bundles(
+        http: aiohttp.ClientSession, base: str) -> None:
+    from tests.e2e.test_matrix_sliding_sync import ELEMENT_X_STATE, SS
+
+    teacher = await client(http, base, "lehrer")
+    room = await room_of(teacher)
+    root = await send(teacher, room, text("Frage"))
+    reply = await send(teacher, room, thread_reply(root, "Antwort"))
+    body = {"lists": {"all": {"ranges": [[0, 9]], "timeline_limit": 50,
+                              "required_state": ELEMENT_X_STATE}}}
+    data = await teacher.ok("POST", SS, body, params={"timeout": "0"})
+    timeline = data["rooms"][room]["timeline"]
+    assert [e["event_id"] for e in timeline[-2:]] == [root, reply]
+    [listed] = [e for e in timeline if e["event_id"] == root]
+    assert listed["unsigned"]["m.relations"]["m.thread"]["latest_event"]["event_id"] == reply
