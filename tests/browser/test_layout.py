@@ -177,3 +177,22 @@ async def test_error_pages_in_the_browser(webmail_school: School, open_page: Ope
     await screenshot(page, "not-found-phone")
     await page.get_by_role("link", name="Zum Posteingang").click()
     await page.wait_for_url("**/mail")
+
+
+async def test_an_english_browser_gets_english_and_can_switch_to_german(
+        webmail_school: School, open_page: OpenPage) -> None:
+    await mail_for_anna(webmail_school)
+    page = await open_page(viewport=PHONE, locale="en-GB")
+    await page.goto("/login")
+    assert await page.get_by_role("heading", name="Log in").is_visible()
+    await page.get_by_label("User name").fill("anna")
+    await page.get_by_label("Password").fill("Anna-Lehrerin-1")
+    await page.get_by_label("Password").press("Enter")
+    await page.wait_for_url("**/mail")
+    assert await page.evaluate("() => document.documentElement.lang") == "en"
+    assert await page.get_by_role("heading", name="Inbox").is_visible()
+    await screenshot(page, "folder-english-phone")
+    await page.get_by_role("link", name="Deutsch").click()
+    await page.wait_for_url("**/mail")
+    assert await page.get_by_role("heading", name="Posteingang").is_visible()
+    assert await page.evaluate("() => document.documentElement.lang") == "de"
