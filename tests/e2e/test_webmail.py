@@ -424,3 +424,17 @@ async def test_german_first_english_by_browser_or_by_choice(
         assert response.headers["Location"] == "/mail"
     async with browser.get("/mail?box=Trash") as response:
         assert "<h1>Papierkorb" in await response.text()
+
+
+async def test_over_long_login_fields_are_a_wrong_login(browser: aiohttp.ClientSession) -> None:
+    """A megabyte "password" is not hashed, a long name not echoed whole."""
+    for login, password in (("anna", "x" * 1_000_000), ("a" * 100_000, "Anna-Lehrerin-1"),
+                            ("anna\r\nX-Injected: 1", "Anna-Lehrerin-1"), ("", "")):
+        form = await login_form(browser, "anna")
+        async with browser.post("/login", data={**form, "login": login, "password": password},
+                                allow_redirects=False) as response:
+            text = await response.text()
+            assert response.status == 401, login[:20]
+            assert "stimmt nicht" in text and len(text) < 20_000
+            assert "X-Injected" not in response.headers
+    await log_in(browser, "anna")  # and Anna can still log in

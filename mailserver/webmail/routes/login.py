@@ -9,6 +9,7 @@ from aiohttp import web
 
 from directory.auth import AuthenticationFailed, AuthenticationThrottled
 from directory.model import Account
+from directory.passwords import MAX_PASSWORD_LENGTH
 from mailserver.store import StoreError
 from mailserver.webmail.compose import ComposeForm, build_message
 from mailserver.webmail.context import WEBMAIL, Webmail, client_ip
@@ -31,6 +32,8 @@ from mailserver.webmail.sessions import WebSession
 
 log = logging.getLogger("schulhof.webmail")
 
+MAX_LOGIN_LENGTH = 320  # a whole address at most (RFC 5321 4.5.3.1: 64 + 1 + 255)
+
 
 def login_page(request: web.Request, status: int = 200, *, error: str = "",
                login: str = "", resume: dict[str, str] | None = None) -> web.Response:
@@ -52,25 +55,29 @@ async def login(request: web.Request) -> web.StreamResponse:
     webmail = request.app[WEBMAIL]
     form = await request.post()
     name, password = str(form.get("login", "")), str(form.get("password", ""))
+    shown_name = name[:MAX_LOGIN_LENGTH]
     resume = {field: str(form.get(f"resume_{field}", ""))[:RESUMED_LIMIT]
               for field in RESUMED_FIELDS if f"resume_{field}" in form}
     if from_foreign_site(request) or not tokens_match(request.cookies.get(LOGIN_COOKIE, ""),
                                                       str(form.get("csrf", ""))):
         log.info("event=webmail_login_csrf_refused ip=%s", client_ip(request))
-        return login_page(request, 403, login=name, resume=resume,
+        return login_page(request, 403, login=shown_name, resume=resume,
                           error=_("Die Anmeldeseite war abgelaufen. Bitte noch einmal anmelden."))
     try:
+        if len(name) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
+            # Cannot be right; not worth a password hash (a megabyte is an attack).
+            raise AuthenticationFailed("too long")
         account = await webmail.authenticator.authenticate(name, password, client_ip(request))
     except AuthenticationThrottled as throttled:
         seconds = max(1, math.ceil(throttled.retry_after))
-        response = login_page(request, 429, login=name, resume=resume, error=_(
+        response = login_page(request, 429, login=shown_name, resume=resume, error=_(
             "Zu viele Fehlversuche. Bitte in %(seconds)s Sekunden noch einmal versuchen.",
             seconds=seconds))
         response.headers["Retry-After"] = str(seconds)
         return response
     except AuthenticationFailed:
         log.info("event=webmail_login_failed ip=%s", client_ip(request))
-        return login_page(request, 401, login=name, resume=resume,
+        return login_page(request, 401, login=shown_name, resume=resume,
                           error=_("Benutzername oder Passwort stimmt nicht."))
     session = webmail.sessions.create(account.id, account.login)
     log.info("event=webmail_login login=%s ip=%s", account.login, client_ip(request))
