@@ -12,7 +12,6 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import MetaData
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from directory.db import Database
 
@@ -46,7 +45,6 @@ async def upgrade(db: Database, revision: str = "heads") -> None:
         command.upgrade(config, revision)
 
     async with db.write_engine.begin() as conn:
-        conn: AsyncConnection
         await conn.run_sync(run)
 
 

@@ -327,7 +327,7 @@ def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settin
         section_name, _, key = rest.partition("_")
         section_field = _SECTION_FIELDS.get(section_name, section_name)
         section = changes.get(section_field, getattr(settings, section_field, None))
-        if not dataclasses.is_dataclass(section) or key not in {
+        if not dataclasses.is_dataclass(section) or isinstance(section, type) or key not in {
             f.name for f in dataclasses.fields(section)
         }:
             continue  # other SCHULHOF_ variables (e.g. test switches) are not settings
@@ -359,7 +359,7 @@ def _parse_env_value(text: str, hint: Any, where: str) -> Any:
 def _convert(value: Any, hint: Any, where: str) -> Any:
     """Check ``value`` against the type hint and convert (tables -> dataclasses)."""
     origin = typing.get_origin(hint)
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         if not isinstance(value, dict):
             raise SettingsError(f"{where}: expected a table")
         hints = typing.get_type_hints(hint)

@@ -33,7 +33,12 @@ async def add_alias(args: argparse.Namespace, school: School) -> int:
     entry = await directory.add_alias(args.alias, args.target)
     # entry.owner is TARGET as given, which may itself be an alias: name the real owner.
     resolved = await directory.resolve(entry.local_part)
-    owner = resolved.account.login if resolved.account else resolved.group.name
+    if resolved is not None and resolved.account is not None:
+        owner = resolved.account.login
+    elif resolved is not None and resolved.group is not None:
+        owner = resolved.group.name
+    else:  # removed again meanwhile
+        owner = entry.owner
     print(f"{directory.address_of(entry.local_part)} -> {entry.owner_kind} {owner}")
     return 0
 

@@ -7,7 +7,7 @@ import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import TextIO, TypeVar
 
 from conf.app import School
 from directory.importer import (
@@ -20,6 +20,8 @@ from directory.importer import (
 
 DELIMITER_NAMES = {";": "';'", ",": "','", "\t": "tab"}
 
+
+_T = TypeVar("_T")
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -72,7 +74,7 @@ def print_summary(summary: ImportSummary, out: TextIO) -> None:
     def say(text: str = "") -> None:
         print(text, file=out)
 
-    def section(title: str, items: Sequence[object], line: Callable[[object], str]) -> None:
+    def section(title: str, items: Sequence[_T], line: Callable[[_T], str]) -> None:
         say(f"{title:<10} {len(items)}")
         if summary.dry_run:
             for item in items:
