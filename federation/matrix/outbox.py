@@ -70,7 +70,7 @@ class Outbox:
                 select(FederationOutboxRow.destination).distinct()))
             waiting = {d: at for d, at in await session.execute(
                 select(FederationDestinationRow.destination, FederationDestinationRow.retry_at)
-                .where(FederationDestinationRow.retry_at > now))}
+                .where(FederationDestinationRow.retry_at > now)) if at is not None}
         next_retry = min((at for d, at in waiting.items() if d in queued), default=None)
         return sorted(queued - set(waiting)), next_retry
 
