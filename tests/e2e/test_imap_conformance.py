@@ -169,8 +169,9 @@ async def test_condstore_enabling_command_reports_highestmodseq(
         env: tuple[School, int], client: RawClient, config: Settings) -> None:
     """RFC 7162 3.1: the first CONDSTORE-enabling command given in the
     selected state (here FETCH ... (MODSEQ), or STORE UNCHANGEDSINCE)
-    answers with ``[HIGHESTMODSEQ n]``; RFC 4731 3.2: ESEARCH with only MIN
-    or MAX reports the MODSEQ of that message (issue 14)."""
+    answers with ``[HIGHESTMODSEQ n]``, and with QRESYNC so does EXPUNGE
+    (RFC 7162 3.2.10); RFC 4731 3.2: ESEARCH with only MIN or MAX reports
+    the MODSEQ of that message (issue 14)."""
     school, account = env
     for _ in range(3):
         await deliver(school, account, HELLO)
@@ -189,6 +190,11 @@ async def test_condstore_enabling_command_reports_highestmodseq(
     assert reply.untagged[0].endswith(b"MIN 1 MODSEQ %d" % modseq_of_1)
     reply = await client.command("SEARCH RETURN (MAX) MODSEQ 1")
     assert int(reply.untagged[0].rsplit(b" ", 1)[1]) > modseq_of_1 > highest
+    await client.command("ENABLE QRESYNC")
+    await client.command("STORE 2 +FLAGS.SILENT (\\Deleted)")
+    reply = await client.command("EXPUNGE")
+    assert reply.untagged[0].startswith(b"* VANISHED 2")
+    assert re.match(r"\[HIGHESTMODSEQ \d+\]", reply.text), reply.text
     fresh = await RawClient.connect(imap_ports(school)[1], tls=client_tls(config))
     await fresh.login()
     await fresh.command("SELECT INBOX")

@@ -260,8 +260,11 @@ class ImapSession:
             except Exception as error:  # a failed poll must not lose the tagged reply
                 log.exception("event=imap_poll_failed account=%s", self.account_id)
                 del error
-        if (not condstore_before and self.condstore and self.view is not None
-                and final.status == "OK" and not isinstance(command, c.Select)):
+        if self.view is not None and final.status == "OK" and (
+                (not condstore_before and self.condstore and not isinstance(command, c.Select))
+                or (self.qresync and isinstance(command, c.Expunge))):
+            # RFC 7162 3.2.10: with QRESYNC, EXPUNGE / UID EXPUNGE report the
+            # mailbox's HIGHESTMODSEQ after the expunge (as Dovecot does).
             final = self._with_highestmodseq(final)
         if final.status == "BAD":
             self.bad(final.tag, final.text)
