@@ -2,7 +2,9 @@
 Search", POST /search, category ``room_events``).
 
 Only the user's rooms, and in each only what they may read (everything while
-joined, up to the moment they left otherwise).  Encrypted rooms hold nothing
+joined, up to the moment they left otherwise; nothing from before their arrival
+where the room's current ``m.room.history_visibility`` is ``joined`` or
+``invited``).  Encrypted rooms hold nothing
 searchable here: their content is ciphertext.  Matching is by words: every word
 of the search term must occur in the message's ``body`` (case-insensitive); the
 database narrows the candidates, Python checks the body.  Results come newest
@@ -51,6 +53,28 @@ def _body_matches(event: StoredEvent, words: list[str]) -> bool:
     return all(w in folded for w in words)
 
 
+# History visibility (spec 11.15.2): what a member may read from before their arrival.
+HIDDEN_BEFORE = {"joined": ("join",), "invited": ("invite", "join")}
+
+
+async def history_floors(session: Any, user_id: str,
+                         readable: dict[str, int]) -> dict[str, int]:
+    """room -> first position the user may read, for rooms whose current
+    ``m.room.history_visibility`` hides what came before the user's arrival."""
+    floors = {}
+    for room_id in readable:
+        state = await store.current_state(session, room_id,
+                                          [("m.room.history_visibility", "")])
+        event = state.get(("m.room.history_visibility", ""))
+        visibility = (event.pdu.get("content") or {}).get("history_visibility") \
+            if event else None
+        if visibility in HIDDEN_BEFORE:
+            arrived = await queries.first_membership(session, room_id, user_id,
+                                                     HIDDEN_BEFORE[visibility])
+            floors[room_id] = arrived if arrived is not None else readable[room_id] + 1
+    return floors
+
+
 class RoomSearch:
     def __init__(self, db: Any) -> None:
         self._db = db
@@ -66,13 +90,15 @@ class RoomSearch:
             if rooms is not None:
                 wanted = set(rooms)
                 readable = {r: p for r, p in readable.items() if r in wanted}
+            floors = await history_floors(session, user_id, readable)
             # The database prefilter uses words whose JSON form is the word itself.
             plain = [w for w in words if w.isprintable() and '"' not in w and "\\" not in w]
             found: list[StoredEvent] = []
             cursor, scanned, exhausted = before, 0, False
             while len(found) <= limit and scanned < MAX_SCANNED:
                 chunk = await queries.message_candidates(session, readable, plain,
-                                                         before=cursor, limit=SCAN_CHUNK)
+                                                         before=cursor, limit=SCAN_CHUNK,
+                                                         floors=floors)
                 scanned += len(chunk)
                 found += [e for e in chunk if _body_matches(e, words)]
                 if len(chunk) < SCAN_CHUNK:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 
 from sqlalchemy import ColumnElement, and_, or_, select
@@ -12,10 +13,28 @@ from messenger.storage.events import StoredEvent, _stored
 from messenger.storage.tables import EventRow, ReceiptRow
 
 
-def _within(readable: Mapping[str, int]) -> ColumnElement[bool]:
-    """Events of the given rooms up to each room's readable position."""
-    return or_(*(and_(EventRow.room_id == room_id, EventRow.stream_ordering <= upto)
+def _within(readable: Mapping[str, int],
+            floors: Mapping[str, int] | None = None) -> ColumnElement[bool]:
+    """Events of the given rooms up to each room's readable position (and after its
+    floor, where history before the user's arrival is hidden)."""
+    floors = floors or {}
+    return or_(*(and_(EventRow.room_id == room_id, EventRow.stream_ordering <= upto,
+                      EventRow.stream_ordering >= floors.get(room_id, 0))
                  for room_id, upto in readable.items()))
+
+
+async def first_membership(session: AsyncSession, room_id: str, user_id: str,
+                           memberships: tuple[str, ...]) -> int | None:
+    """The position of the user's first membership event in the room with one of
+    ``memberships`` (their arrival, for history visibility)."""
+    for position, text in await session.execute(
+            select(EventRow.stream_ordering, EventRow.json).where(
+                EventRow.room_id == room_id, EventRow.type == "m.room.member",
+                EventRow.state_key == user_id).order_by(EventRow.stream_ordering)):
+        content = json.loads(text).get("content") or {}
+        if content.get("membership") in memberships:
+            return position
+    return None
 
 
 def _like_escaped(word: str) -> str:
@@ -23,14 +42,14 @@ def _like_escaped(word: str) -> str:
 
 
 async def message_candidates(session: AsyncSession, readable: Mapping[str, int],
-                             words: list[str], *, before: int | None,
-                             limit: int) -> list[StoredEvent]:
+                             words: list[str], *, before: int | None, limit: int,
+                             floors: Mapping[str, int] | None = None) -> list[StoredEvent]:
     """Newest first: message events of the readable rooms whose JSON contains every
     word (case-insensitively); the caller checks the words are in the body."""
     if not readable:
         return []
     query = select(EventRow).where(EventRow.type == "m.room.message",
-                                   EventRow.redacted.is_(False), _within(readable))
+                                   EventRow.redacted.is_(False), _within(readable, floors))
     for word in words:
         query = query.where(EventRow.json.ilike(f"%{_like_escaped(word)}%", escape="\\"))
     if before is not None:

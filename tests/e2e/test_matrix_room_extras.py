@@ -237,3 +237,23 @@ async def test_timestamp_to_event_finds_the_nearest_visible_event(
     carl = await client(http, base, "carl")
     status, data = await carl.call("GET", path, params={"ts": "1", "dir": "f"})
     assert (status, data["errcode"]) == (403, "M_FORBIDDEN")
+
+
+async def test_search_hides_history_from_before_joining_where_the_room_says_so(
+        http: aiohttp.ClientSession, base: str) -> None:
+    teacher = await client(http, base, "lehrer")
+    anna = await client(http, base, "anna")
+    ben = await client(http, base, "ben")
+    closed = await room_of(teacher)
+    await teacher.ok("PUT", f"{V3}/rooms/{closed}/state/m.room.history_visibility/",
+                     {"history_visibility": "joined"})
+    await send(teacher, closed, text("Geheimplan vor Annas Zeit"))
+    shared = await room_of(teacher)
+    await send(teacher, shared, text("Geheimplan für alle"))
+    await anna.ok("POST", f"{V3}/rooms/{closed}/join")
+    await ben.ok("POST", f"{V3}/rooms/{shared}/join")
+    await send(teacher, closed, text("Geheimplan ab jetzt"))
+    assert await found(anna, "geheimplan") == ["Geheimplan ab jetzt"]
+    assert await found(ben, "geheimplan") == ["Geheimplan für alle"]  # shared: all of it
+    assert set(await found(teacher, "geheimplan")) == {
+        "Geheimplan vor Annas Zeit", "Geheimplan für alle", "Geheimplan ab jetzt"}
