@@ -89,6 +89,7 @@ class FlagWriter:
             # asyncpg's adapter sends BEGIN with its first statement only.
             await conn.exec_driver_sql("SELECT 1")
         raw = (await conn.get_raw_connection()).driver_connection
+        assert raw is not None
         if not (raw.in_transaction if sqlite else raw.is_in_transaction()):
             raise RuntimeError("flag batch outside a transaction")
         ids = sorted({work.mailbox_id for work in works})

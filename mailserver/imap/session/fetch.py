@@ -249,4 +249,4 @@ async def _send_vanished(s: ImapSession, cmd: c.Fetch) -> None:
         s.send(r.VanishedData(SequenceSet.from_numbers(gone), earlier=True))
 
 
-HANDLERS = {c.Fetch: (fetch, SELECTED)}
+HANDLERS: dict[type, Any] = {c.Fetch: (fetch, SELECTED)}

@@ -5,6 +5,7 @@ RFC 5182, MODSEQ RFC 7162 3.1.5): the session side; matching is
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from itertools import compress
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +116,10 @@ async def _candidates(s: ImapSession, cmd: c.Search, with_body: bool) -> Any:
             yield record_of(seq, meta), blob_of(bodies, meta.blob_id) if with_body else None
 
 
+def _loader(body: bytes) -> Callable[[], bytes]:
+    return lambda: body
+
+
 async def search(s: ImapSession, cmd: c.Search) -> r.Tagged:
     view = s.view
     assert view is not None
@@ -135,7 +140,7 @@ async def search(s: ImapSession, cmd: c.Search) -> r.Tagged:
         async for record, body in _candidates(s, cmd, with_body):
             ctx = searching.SearchContext(record, max_seq, max_uid, saved,
                                           load_body=None if body is None
-                                          else (lambda b=body: b),
+                                          else _loader(body),
                                           recent=not s.rev2 and record.uid in view.recent,
                                           cache=s.cache if with_body else None)
             if searching.matches(cmd.key, ctx):
@@ -162,4 +167,4 @@ async def search(s: ImapSession, cmd: c.Search) -> r.Tagged:
     return r.Tagged(cmd.tag, "OK", "SEARCH completed")
 
 
-HANDLERS = {c.Search: (search, SELECTED)}
+HANDLERS: dict[type, Any] = {c.Search: (search, SELECTED)}

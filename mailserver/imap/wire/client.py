@@ -78,7 +78,7 @@ class CommandWriter:
                 return b"UNSELECT", b""
             case c.Expunge(_, None):
                 return b"EXPUNGE", b""
-            case c.Expunge(_, uids):
+            case c.Expunge(_, uids) if uids is not None:
                 return b"UID EXPUNGE", bytes(uids)
             case c.Authenticate(_, mechanism, initial):
                 args = mechanism.encode("ascii")
@@ -129,11 +129,11 @@ class CommandWriter:
             case c.Id(_, None):
                 return b"ID", b"NIL"
             case c.Id(_, params):
-                items = []
+                pairs: list[bytes] = []
                 for key, value in params or ():
-                    items.append(self.string(key.encode("utf-8")))
-                    items.append(b"NIL" if value is None else self.string(value.encode("utf-8")))
-                return b"ID", b"(" + b" ".join(items) + b")"
+                    pairs.append(self.string(key.encode("utf-8")))
+                    pairs.append(b"NIL" if value is None else self.string(value.encode("utf-8")))
+                return b"ID", b"(" + b" ".join(pairs) + b")"
             case c.Compress(_, mechanism):
                 return b"COMPRESS", mechanism.encode("ascii")
             case c.Search(_, key, _, charset, return_options):

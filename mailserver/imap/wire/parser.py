@@ -359,7 +359,7 @@ class _CommandParser:
     def append(self, tag: str, uid: bool) -> c.Command:
         r = self.r
         mailbox = self.mailbox()
-        messages = []
+        messages: list[c.AppendMessage] = []
         while not r.at_end() or not messages:
             r.space()
             flags: tuple[str, ...] = ()
@@ -385,7 +385,7 @@ class _CommandParser:
         if r.nstring_is_nil():
             return c.Id(tag, None)
         r.expect(b"(")
-        params = []
+        params: list[tuple[str, str | None]] = []
         while not r.skip(b")"):
             if params:
                 r.space()
