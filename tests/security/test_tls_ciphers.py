@@ -62,7 +62,8 @@ def _listeners(served: ServedSchool) -> dict[str, tuple[int, str | None]]:
     listen = served.settings.listen
     return {"smtp": (listen.smtp, "smtp"), "submission": (listen.submission, "smtp"),
             "submissions": (listen.submissions, None), "imap": (listen.imap, "imap"),
-            "imaps": (listen.imaps, None), "webmail": (listen.web, None)}
+            "imaps": (listen.imaps, None), "webmail": (listen.web, None),
+            "matrix-federation": (listen.federation, None)}
 
 
 async def test_no_cbc_suite_on_any_listener(served: ServedSchool) -> None:
