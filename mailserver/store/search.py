@@ -67,6 +67,7 @@ class SearchQuery:
 class Found:
     total: int  # how many match, over all pages
     messages: list[MessageMeta]  # the asked page, newest first
+    mailbox_id: int = 0
 
 
 _search_table = MessageSearchRow.__table__
@@ -98,7 +99,7 @@ async def latest(db: Database, account_id: int, mailbox: str, offset: int,
                             [mailbox_id])
     rows = await _rows(db, f"SELECT {_META} FROM messages WHERE mailbox_id = ? "
                            "ORDER BY uid DESC LIMIT ? OFFSET ?", [mailbox_id, limit, offset])
-    return Found(int(total), [_meta(r) for r in rows])
+    return Found(int(total), [_meta(r) for r in rows], mailbox_id)
 
 
 async def unseen_counts(db: Database, account_id: int) -> list[tuple[str, int]]:

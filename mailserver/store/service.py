@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hashlib
+import logging
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -67,6 +68,10 @@ class MailStore:
         self.settings = SettingsStore(db)
         # Per mailbox id: the UID up to which the search index is complete.
         self._indexed_up_to: dict[int, int] = {}
+        # Background indexing of a mailbox first shown (one at a time: a school's
+        # first morning must not parse every mailbox at once).
+        self._indexing: asyncio.Task[None] | None = None
+        self._index_waiting: list[int] = []
         self._quota_bytes = dict(quota_bytes)
         # RCPT-time quota answers, briefly cached: that check is advisory (commit
         # re-checks in its transaction) and one read per RCPT halved throughput.
@@ -364,6 +369,26 @@ class MailStore:
     async def unseen_counts(self, account_id: int) -> list[tuple[str, int]]:
         """(name, unseen) of every mailbox: the webmail's folder list."""
         return await search.unseen_counts(self.db, account_id)
+
+    def index_soon(self, mailbox_id: int) -> None:
+        """Build the search index of a mailbox in the background if it was never
+        searched since the start (so the first search need not wait for it)."""
+        if mailbox_id in self._indexed_up_to or mailbox_id in self._index_waiting:
+            return
+        self._index_waiting.append(mailbox_id)
+        if self._indexing is None or self._indexing.done():
+            self._indexing = asyncio.ensure_future(self._index_waiting_mailboxes())
+
+    async def _index_waiting_mailboxes(self) -> None:
+        while self._index_waiting:
+            mailbox_id = self._index_waiting[0]
+            try:
+                await search.index_mailbox(self.db, mailbox_id, self._indexed_up_to)
+            except Exception:  # the next search indexes what is missing
+                logging.getLogger("schulhof.store").exception(
+                    "event=search_index_failed mailbox=%s", mailbox_id)
+            finally:
+                self._index_waiting.remove(mailbox_id)
 
     async def search(self, account_id: int, mailbox: str, query: search.SearchQuery,
                      offset: int = 0, limit: int = 50) -> search.Found:

@@ -144,6 +144,7 @@ class Mail:
             offset = (number - 1) * PAGE_SIZE
             if query is None or query.empty:
                 found = await self._store.latest(account_id, mailbox, offset, PAGE_SIZE)
+                self._store.index_soon(found.mailbox_id)  # ready by the first search
             else:
                 found = await self._store.search(account_id, mailbox, query, offset, PAGE_SIZE)
             pages = max(1, -(-found.total // PAGE_SIZE))

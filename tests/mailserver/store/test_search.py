@@ -102,3 +102,21 @@ def test_any_search_text_is_a_valid_fts_query(text: str, sender: str, subject: s
         assert rows == [(1,)] or not plain or any(0 < len(t) < 3 for t in
                                                    (text, sender, subject))
     assert len(values) == sum(w.count("?") for w in where)
+
+
+async def test_a_mailbox_shown_is_indexed_in_the_background(store: MailStore,
+                                                            db: Database) -> None:
+    account = await make_account(db, "teacher")
+    await store.append(account, "INBOX", mail("a@x", "b@x", "Laternenumzug", "Text"))
+    page = await store.latest(account, "INBOX", 0, 50)
+    store.index_soon(page.mailbox_id)
+    store.index_soon(page.mailbox_id)  # asked twice, indexed once
+    assert store._indexing is not None
+    await store._indexing
+    async with db.read() as session:
+        from sqlalchemy import func, select
+
+        from mailserver.schema import MessageSearchRow
+        assert await session.scalar(select(func.count()).select_from(MessageSearchRow)) == 1
+    found = await store.search(account, "INBOX", SearchQuery(subject="laternen"))
+    assert [m.uid for m in found.messages] == [1]
