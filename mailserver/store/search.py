@@ -286,6 +286,9 @@ async def search(db: Database, account_id: int, mailbox: str, query: SearchQuery
     mailbox_id = await _mailbox_id(db, account_id, mailbox)
     await index_mailbox(db, mailbox_id, indexed)
     where, values, fts = _conditions(query, db.is_sqlite)
+    source = "messages m JOIN message_search s ON s.blob_id = m.blob_id"
+    source_values: list[Any] = []
+    in_mailbox = "m.mailbox_id = ?"
     if fts:
         # FTS first, on its own: inside the join SQLite's planner would run the
         # MATCH (or probe an index with each hit) once per message row.
@@ -294,15 +297,24 @@ async def search(db: Database, account_id: int, mailbox: str, query: SearchQuery
             [fts])]
         if not hits:
             return Found(0, [])
-        # "+": a filter on the rows, not a list of index probes per message.
-        where.insert(0, "+s.id IN (SELECT value FROM json_each(?))")
-        values.insert(0, json.dumps(hits))
-    joins = "JOIN message_search s ON s.blob_id = m.blob_id"
-    condition = " AND ".join(["m.mailbox_id = ?", *where])
-    parameters = [mailbox_id, *values]
-    (total,), = await _rows(db, f"SELECT COUNT(*) FROM messages m {joins} WHERE {condition}",
+        (in_box,), = await _rows(db, "SELECT COUNT(*) FROM messages WHERE mailbox_id = ?",
+                                 [mailbox_id])
+        if len(hits) < in_box:
+            # Fewer hits than messages: start from the hits (CROSS JOIN fixes the
+            # order in SQLite), each found by its blob in the messages index.
+            source = ("json_each(?) AS h CROSS JOIN message_search s ON s.id = h.value "
+                      "CROSS JOIN messages m ON m.blob_id = s.blob_id")
+            source_values = [json.dumps(hits)]
+            in_mailbox = "+m.mailbox_id = ?"  # a filter: the blob index finds the rows
+        else:
+            # "+": a filter on the mailbox's rows, not index probes per message.
+            where.insert(0, "+s.id IN (SELECT value FROM json_each(?))")
+            values.insert(0, json.dumps(hits))
+    condition = " AND ".join([in_mailbox, *where])
+    parameters = [*source_values, mailbox_id, *values]
+    (total,), = await _rows(db, f"SELECT COUNT(*) FROM {source} WHERE {condition}",
                             parameters)
     columns = ", ".join(f"m.{c.strip()}" for c in _META.split(","))
-    rows = await _rows(db, f"SELECT {columns} FROM messages m {joins} WHERE {condition} "
+    rows = await _rows(db, f"SELECT {columns} FROM {source} WHERE {condition} "
                            "ORDER BY m.uid DESC LIMIT ? OFFSET ?", [*parameters, limit, offset])
     return Found(int(total), [_meta(r) for r in rows])
