@@ -24,7 +24,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.client_format import stripped_state
 from messenger.identity import Requester
-from messenger.relations import bundled_aggregations
 from messenger.render import render_events
 from messenger.rooms.errors import InvalidRequest
 from messenger.storage import device_messages as dm
@@ -465,11 +464,7 @@ class SlidingSync:
         state = await self._state(session, me, joined, plan, timelines, heroes)
         hero_events = await store.get_events(session, [
             e for r in joined for u, _m, e in members.get(r, []) if u in heroes[r]])
-        # Bundled relations (threads, edits, reactions) of every room's window in one
-        # query, not one per room (messenger.relations).
-        bundles = await bundled_aggregations(
-            session, me, [e for r in joined for e in timelines.get(r, [])],
-            now_ms=int(time.time() * 1000))
+        to_render: list[tuple[SlidingRoom, list[StoredEvent], list[StoredEvent]]] = []
         for room_id in joined:
             config = plan.windows[room_id]
             events = timelines.get(room_id, [])
@@ -485,16 +480,24 @@ class SlidingSync:
             self._describe(room, room_state, members.get(room_id, []), heroes[room_id],
                            hero_events)
             wanted.sort(key=lambda e: e.stream_ordering)
-            room.required_state = await render_events(session, requester, wanted,
-                                                      include_room_id=False)
-            room.timeline = await render_events(session, requester, events,
-                                                include_room_id=False, bundles=bundles)
+            to_render.append((room, wanted, events))
             room.limited = limited
             room.num_live = 0
             start = events[0].stream_ordering - 1 if events else plan.token.events
             room.prev_batch = room_token(start)
             out[room_id] = room
             sent[room_id] = SentRoom(plan.token.events, "join", config, lazy)
+        # One render for all rooms: its queries (transaction ids, redactions, the
+        # bundled relations of threads, edits, reactions) run once per response.
+        rendered = await render_events(session, requester, [
+            e for _room, state_events, events in to_render for e in state_events + events],
+            include_room_id=False)
+        at = 0
+        for room, state_events, events in to_render:
+            room.required_state = rendered[at:at + len(state_events)]
+            at += len(state_events)
+            room.timeline = rendered[at:at + len(events)]
+            at += len(events)
 
     async def _state(self, session: AsyncSession, me: str, room_ids: list[str], plan: _Plan,
                      timelines: dict[str, list[StoredEvent]], heroes: dict[str, list[str]],

@@ -207,7 +207,13 @@ async def main(args: argparse.Namespace) -> None:
         folder = Path(tmp)
         url = args.database_url or f"sqlite+aiosqlite:///{folder / 'bench.db'}"
         port = _free_port()
-        config = _write_config(folder, url, port)  # Matrix CS API only (federation = -1)
+        config = _write_config(folder, url, port)
+        text = config.read_text(encoding="utf-8")
+        with config.open("a", encoding="utf-8") as toml:  # [listen] is the last table
+            if "federation =" not in text:
+                toml.write("federation = -1\n")  # no signing key made here: CS API only
+            if "[http]" not in text:  # thousands of connections from this one address
+                toml.write("[http]\nmax_connections_per_ip = 0\n")
         tokens, room_of, idle_tokens = await _prepare(config, args.users, args.room_size,
                                                       args.idle)
         command = [sys.executable, "-m", "conf.cli", "--config", str(config), "serve"]
