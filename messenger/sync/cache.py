@@ -114,6 +114,9 @@ class SyncCache:
         # room -> stream position of its newest bump event; stamps only grow, so a
         # read from the database racing a publish keeps the larger (``max``).
         self._bumps: dict[str, int] = {}
+        # room -> user -> current member event, for sliding sync's $LAZY members;
+        # filled from database reads, kept current by ``publish``.
+        self._members: dict[str, dict[str, StoredEvent]] = {}
 
     # --- loading and resets -------------------------------------------------------
     def load(self, maxima: Iterable[int], generation: int) -> bool:
@@ -135,6 +138,7 @@ class SyncCache:
         self._key_counts.clear()
         self._key_generation += 1
         self._bumps.clear()
+        self._members.clear()
 
     def catch_up(self, maxima: Iterable[int]) -> bool:
         """Stream maxima read from the database: True if another process wrote
@@ -165,6 +169,8 @@ class SyncCache:
         self.generation += 1  # a load reading the maxima before this commit is stale
         if event.type == "m.room.member" and event.state_key:
             self.forget_memberships(event.state_key)
+            if event.room_id in self._members:
+                self._members[event.room_id][event.state_key] = event
         if event.type in BUMP_EVENT_TYPES:
             self.remember_bump_stamps({event.room_id: event.stream_ordering})
         if not self.ready or event.stream_ordering <= self.base:
@@ -253,6 +259,27 @@ class SyncCache:
         for room_id, position in stamps.items():
             if position > self._bumps.get(room_id, 0):
                 self._bumps[room_id] = position
+
+    def member_event(self, room_id: str, user_id: str) -> StoredEvent | None:
+        return self._members.get(room_id, {}).get(user_id)
+
+    def track_members(self, room_ids: Iterable[str]) -> None:
+        """Before reading member events of these rooms: from now on ``publish``
+        records their member changes, so a read racing a change cannot win."""
+        if len(self._members) >= MAX_USERS // 10:
+            self._members.clear()
+        for room_id in room_ids:
+            self._members.setdefault(room_id, {})
+
+    def remember_member_events(self, room_id: str, events: Iterable[StoredEvent]) -> None:
+        """Member events read from the database after ``track_members``; what
+        ``publish`` recorded meanwhile is newer and stays."""
+        known = self._members.get(room_id)
+        if known is None:
+            return  # dropped (reset or bound) during the read
+        for event in events:
+            if event.type == "m.room.member" and event.state_key is not None:
+                known.setdefault(event.state_key, event)
 
     def key_counts(self, account_id: int, device_id: str,
                    ) -> tuple[dict[str, int], list[str]] | None:

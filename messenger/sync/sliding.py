@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messenger.events.client_format import stripped_state
+from messenger.events.client_format import client_event, stripped_state
 from messenger.identity import Requester
 from messenger.render import render_events
 from messenger.rooms.errors import InvalidRequest
@@ -375,8 +375,9 @@ class SlidingSync:
         # their snapshot entry stays too, so they come back incrementally.
         if not initial and not updates:
             return out, sent
-        cached = self._cached_updates(requester, plan, base, updates) if base is not None \
-            else {}
+        lazy_added: dict[str, frozenset[str]] = {}
+        cached = self._cached_updates(requester, plan, base, updates, lazy_added) \
+            if base is not None else {}
         for room_id, room in cached.items():
             out[room_id] = room
         need_db = initial or [r for r in updates if r not in cached]
@@ -390,7 +391,7 @@ class SlidingSync:
             row = plan.memberships[room_id]
             before = sent[room_id]
             sent[room_id] = SentRoom(plan.token.events, row.membership, before.config,
-                                     before.lazy_members)
+                                     before.lazy_members | lazy_added.get(room_id, frozenset()))
         return out, sent
 
     def _has_events_after(self, room_id: str, position: int) -> bool:
@@ -403,7 +404,8 @@ class SlidingSync:
         return events is None or bool(events)
 
     def _cached_updates(self, requester: Requester, plan: _Plan, base: Snapshot,
-                        room_ids: list[str]) -> dict[str, SlidingRoom]:
+                        room_ids: list[str], lazy: dict[str, frozenset[str]],
+                        ) -> dict[str, SlidingRoom]:
         """Incremental room updates made from the sync cache: only message-like
         events (no state, which may change names, counts or required_state), no gap."""
         cache = self._b.cache
@@ -426,10 +428,18 @@ class SlidingSync:
             if len(events) > config.timeline_limit \
                     or any(e.event.state_key is not None for e in events):
                 continue
-            if config.required_state.lazy and any(
-                    e.event.sender not in before.lazy_members for e in events):
-                continue  # a new sender's member event must come along
+            new_members = []
+            if config.required_state.lazy:
+                senders = {e.event.sender for e in events} - before.lazy_members
+                new_members = [cache.member_event(room_id, u) for u in sorted(senders)]
+                if None in new_members:
+                    continue  # a new sender's member event the cache lacks: database
             room = SlidingRoom(bump_stamp=plan.bumps.get(room_id))
+            if new_members:
+                room.required_state = [
+                    client_event(m.pdu, now_ms=now_ms, include_room_id=False)  # type: ignore[union-attr]
+                    for m in new_members]
+                lazy[room_id] = frozenset(m.state_key for m in new_members)  # type: ignore[union-attr,misc]
             if events:
                 room.timeline = [e.render(*who, now_ms) for e in events]
                 room.limited = False
@@ -461,7 +471,13 @@ class SlidingSync:
         members = await room_lists.members(session, joined)
         heroes = {r: [u for u, _m, _e in members.get(r, []) if u != me][:MAX_HEROES]
                   for r in joined}
+        cache = self._b.cache
+        if cache is not None:
+            cache.track_members(joined)
         state = await self._state(session, me, joined, plan, timelines, heroes)
+        if cache is not None:
+            for room_id, room_state in state.items():
+                cache.remember_member_events(room_id, room_state.values())
         hero_events = await store.get_events(session, [
             e for r in joined for u, _m, e in members.get(r, []) if u in heroes[r]])
         to_render: list[tuple[SlidingRoom, list[StoredEvent], list[StoredEvent]]] = []
@@ -592,8 +608,13 @@ class SlidingSync:
             wanted = [e for e in changed if e.event_id not in in_timeline
                       and config.required_state.wants(e.type, e.state_key or "", me)]
             if new_senders:
+                cache = self._b.cache
+                if cache is not None:
+                    cache.track_members([room_id])
                 members = await store.current_state(
                     session, room_id, [("m.room.member", u) for u in sorted(new_senders)])
+                if cache is not None:
+                    cache.remember_member_events(room_id, members.values())
                 known = {e.event_id for e in wanted}
                 wanted += [e for e in members.values() if e.event_id not in known]
                 lazy |= new_senders

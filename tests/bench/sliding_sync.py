@@ -54,6 +54,13 @@ REQUIRED_STATE = [["m.room.encryption", ""], ["m.room.member", "$LAZY"],
                   ["m.room.join_rules", ""], ["m.room.create", ""]]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def room_list(limit: int, end: int = 19) -> dict[str, Any]:
     return {"lists": {"all": {"ranges": [[0, end]], "timeline_limit": limit,
                               "required_state": REQUIRED_STATE}},
@@ -238,7 +245,9 @@ async def main(args: argparse.Namespace) -> None:
                         str(Path(sys.executable).with_name("py-spy")), "record", "-p",
                         str(pid), "-o", args.profile, "-f", "raw", "-r", "100", "-d",
                         str(int(args.seconds))], stdout=subprocess.DEVNULL)
+                cpu_start = _cpu_seconds(pid)
                 elapsed = await load.send_loop(http, args.rate, args.seconds)
+                cpu = _cpu_seconds(pid) - cpu_start
                 if spy is not None:
                     await asyncio.to_thread(spy.wait)
                 await asyncio.sleep(2)
@@ -251,6 +260,8 @@ async def main(args: argparse.Namespace) -> None:
                       f"on sliding sync, {load.sent} messages in {elapsed:.1f} s = "
                       f"{load.sent / elapsed:.1f} msg/s (target {args.rate}/s), "
                       f"{len(load.latencies)}/{expected} deliveries, errors {load.errors}")
+                print(f"server CPU during the load: {cpu:.1f} s in {elapsed:.1f} s "
+                      f"({100 * cpu / elapsed:.0f}% of one core)")
                 if load.latencies:
                     print(f"send -> sliding sync delivery: p50 {_ms(load.latencies, 0.5):.1f} "
                           f"ms, p99 {_ms(load.latencies, 0.99):.1f} ms, max "

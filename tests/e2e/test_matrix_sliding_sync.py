@@ -410,3 +410,30 @@ async def test_odd_but_valid_input(http: aiohttp.ClientSession, base: str) -> No
     assert status == 200, error
     status, error = await Client(http, base).call("POST", SS, {})
     assert (status, error["errcode"]) == (401, "M_MISSING_TOKEN")
+
+
+async def test_lazy_members_come_with_a_new_senders_first_message(
+        http: aiohttp.ClientSession, base: str) -> None:
+    lehrer = await login(http, base, "lehrer")
+    kollegin = await login(http, base, "kollegin")
+    referendar = await login(http, base, "referendar")
+    room_id = await lehrer.room("Lazy", [mxid("kollegin"), mxid("referendar")])
+    await kollegin.ok("POST", f"{V3}/join/{quote(room_id)}")
+    await referendar.ok("POST", f"{V3}/join/{quote(room_id)}")
+    await lehrer.send(room_id, "eins")
+    body = room_list()
+    data = await kollegin.sliding(body)
+    members = {e["state_key"] for e in data["rooms"][room_id]["required_state"]
+               if e["type"] == "m.room.member"}
+    assert members == {mxid("lehrer"), mxid("kollegin")}  # the sender and $ME
+    for sender, expected in ((referendar, mxid("referendar")), (lehrer, None)):
+        waiting = asyncio.create_task(kollegin.next(body, timeout=5000))
+        await asyncio.sleep(0.1)
+        await sender.send(room_id, f"von {sender.user_id}")
+        room = (await waiting)["rooms"][room_id]
+        assert bodies(room) == [f"von {sender.user_id}"]
+        lazy = [e for e in room.get("required_state", []) if e["type"] == "m.room.member"]
+        # A sender's member event comes once, with their first message here.
+        assert [e["state_key"] for e in lazy] == ([expected] if expected else [])
+        if expected:
+            assert lazy[0]["content"]["membership"] == "join"
