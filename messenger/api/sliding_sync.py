@@ -20,6 +20,7 @@ from messenger.sync.sliding_request import parse_request
 PREFIX = "/_matrix/client/unstable/org.matrix.simplified_msc3575"
 UNSTABLE_FEATURE = "org.matrix.simplified_msc3575"
 SLIDING = web.AppKey("sliding_sync", SlidingSync)
+MAX_PARSED_REQUESTS = 1000
 
 
 async def sliding_sync(request: web.Request) -> web.Response:
@@ -29,10 +30,19 @@ async def sliding_sync(request: web.Request) -> web.Response:
     # A negative timeout is a client bug worth telling; a long one is clamped.
     timeout = 0 if timeout_text is None else min(
         parse_int(timeout_text, "timeout", low=0), ctx.limits.max_sync_timeout_ms)
-    body = parse_request(await json_body(request, allow_empty=True),
-                         ctx.limits.max_timeline_limit)
+    engine = request.app[SLIDING]
+    # Apps send the same body with every poll: parse it once, and let thousands of
+    # waiting connections share one parsed request instead of holding a copy each.
+    raw = await request.read()
+    body = engine.parsed_requests.get(raw)
+    if body is None:
+        body = parse_request(await json_body(request, allow_empty=True),
+                             ctx.limits.max_timeline_limit)
+        if len(engine.parsed_requests) >= MAX_PARSED_REQUESTS:
+            engine.parsed_requests.clear()
+        engine.parsed_requests[raw] = body
     try:
-        result = await request.app[SLIDING].sync(who, request.query.get("pos"), timeout, body)
+        result = await engine.sync(who, request.query.get("pos"), timeout, body)
     except UnknownPosition as exc:
         raise MatrixError(400, "M_UNKNOWN_POS", str(exc)) from None
     return ok(result.to_json())

@@ -129,6 +129,9 @@ class SlidingSync:
         self._b = builder
         self.connections = Connections()
         self._room_types: dict[str, str | None] = {}  # from m.room.create: never changes
+        self.parsed_requests: dict[bytes, SlidingRequest] = {}  # request body -> parsed
+        # Equal list and extension configs of all connections share one object.
+        self._interned: dict[Any, Any] = {}
 
     # --- the request -----------------------------------------------------------------
     async def sync(self, requester: Requester, pos: str | None, timeout_ms: int,
@@ -162,10 +165,14 @@ class SlidingSync:
         result.txn_id = request.txn_id
         return result
 
-    @staticmethod
-    def _configure(connection: Connection, request: SlidingRequest) -> None:
+    def _intern(self, value: Any) -> Any:
+        if len(self._interned) >= MAX_ROOM_TYPES:
+            self._interned.clear()
+        return self._interned.setdefault(value, value)
+
+    def _configure(self, connection: Connection, request: SlidingRequest) -> None:
         """The connection's sticky parameters after this request."""
-        connection.lists = {name: config.merged(connection.lists.get(name))
+        connection.lists = {name: self._intern(config.merged(connection.lists.get(name)))
                             for name, config in request.lists.items()}
         subscriptions = dict(connection.subscriptions)
         subscriptions.update(request.room_subscriptions)
@@ -173,7 +180,7 @@ class SlidingSync:
             subscriptions.pop(room_id, None)
         connection.subscriptions = subscriptions
         connection.extensions = {
-            name: config.merged(connection.extensions.get(name))
+            name: self._intern(config.merged(connection.extensions.get(name)))
             for name, config in {**connection.extensions, **request.extensions}.items()}
 
     async def _pass(self, requester: Requester, connection: Connection, base: Snapshot | None,

@@ -76,6 +76,7 @@ class Load:
         self.room_of = room_of
         self.sent_at: dict[str, float] = {}
         self.latencies: list[float] = []
+        self.send_latencies: list[float] = []
         self.sent = 0
         self.errors = 0
         self.running = True
@@ -130,6 +131,7 @@ class Load:
                                 headers={"Authorization": f"Bearer {self.tokens[user]}"}) as r:
                 if r.status == 200:
                     self.sent += 1
+                    self.send_latencies.append(time.perf_counter() - self.sent_at[marker])
                 else:
                     self.errors += 1
         except aiohttp.ClientError:
@@ -266,6 +268,9 @@ async def main(args: argparse.Namespace) -> None:
                     print(f"send -> sliding sync delivery: p50 {_ms(load.latencies, 0.5):.1f} "
                           f"ms, p99 {_ms(load.latencies, 0.99):.1f} ms, max "
                           f"{max(load.latencies) * 1000:.1f} ms")
+                if load.send_latencies:
+                    print(f"send request alone: p50 {_ms(load.send_latencies, 0.5):.1f} ms, "
+                          f"p99 {_ms(load.send_latencies, 0.99):.1f} ms")
                 if args.big_rooms:
                     await _big_initial_sync(http, base, {u: t for u, t in tokens.items()},
                                             args.big_rooms)
