@@ -17,6 +17,7 @@ from sqlalchemy import (
     ForeignKey,
     Integer,
     String,
+    Table,
     TypeDecorator,
     func,
 )
@@ -25,6 +26,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 class Base(DeclarativeBase):
     pass
+
+
+def table_of(row: type[Base]) -> Table:
+    """The table a model class maps, for Core statements (``__table__`` is typed as
+    any FROM clause, since a class may map a join; ours always map one table)."""
+    table = row.__table__
+    if not isinstance(table, Table):
+        raise TypeError(f"{row.__name__} does not map a single table")
+    return table
 
 
 class UtcDateTime(TypeDecorator[dt.datetime]):

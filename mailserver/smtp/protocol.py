@@ -93,7 +93,7 @@ class _Commands(dict[str, Any]):
         super().__init__(commands)
         self._unknown = unknown
 
-    def get(self, command: str, default: Any = None) -> Any:  # type: ignore[override]
+    def get(self, command: str, default: Any = None) -> Any:
         found = super().get(command)
         return found if found is not None else functools.partial(self._unknown, command)
 

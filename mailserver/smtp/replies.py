@@ -122,13 +122,13 @@ def enhance(reply: str) -> str:
             if reply.startswith(opening):
                 return f"{code} {enhanced} {reply[4:]}"
         return reply  # greeting, HELO reply, last EHLO line: never enhanced
-    enhanced = _ERROR_CODES.get(code) or (f"{code[0]}.0.0" if code[0] in "45" else None)
-    if enhanced is None:
+    error = _ERROR_CODES.get(code) or (f"{code[0]}.0.0" if code[0] in "45" else None)
+    if error is None:
         return reply
     text = reply[4:]
     if text.startswith("Error: "):
         text = text[len("Error: "):]
-    return f"{code} {enhanced} {text}"
+    return f"{code} {error} {text}"
 
 
 def reply_code(reply: str) -> int:

@@ -130,10 +130,12 @@ class SmtpSession:
 
     # --- authentication (RFC 4954; mechanisms RFC 4616 PLAIN and LOGIN) ----------------------
     async def auth_PLAIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        blob: bytes | None
         if len(args) == 1:
-            blob = await server.challenge_auth("")
-            if not isinstance(blob, bytes):
+            answer = await server.challenge_auth("")
+            if not isinstance(answer, bytes):  # "*" or bad base64: aiosmtpd replied 501
                 return AuthResult(success=False, handled=True)
+            blob = answer
         else:
             blob = _b64(args[1])
             if blob is None:
@@ -146,15 +148,17 @@ class SmtpSession:
         return await self._authenticate(server, parts[1], parts[2])
 
     async def auth_LOGIN(self, server: SMTP, args: list[str]) -> AuthResult:
+        login: bytes | None
         if len(args) == 1:
-            login = await server.challenge_auth(server.AuthLoginUsernameChallenge)
+            answer = await server.challenge_auth(server.AuthLoginUsernameChallenge)
+            if not isinstance(answer, bytes):  # "*" or bad base64: aiosmtpd replied 501
+                return AuthResult(success=False, handled=True)
+            login = answer
         else:
             login = _b64(args[1])
             if login is None:
                 return AuthResult(success=False, handled=False,
                                   message="501 5.5.2 Cannot decode base64")
-        if not isinstance(login, bytes):
-            return AuthResult(success=False, handled=True)
         password = await server.challenge_auth(server.AuthLoginPasswordChallenge)
         if not isinstance(password, bytes):
             return AuthResult(success=False, handled=True)

@@ -16,17 +16,18 @@ import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 
-from sqlalchemy import Table, delete, select, update
+from sqlalchemy import delete, select, update
 
-from directory.db import Database
+from directory.db import Database, affected_rows
+from directory.schema import table_of
 from mailserver.schema import MailSettingsRow, VacationReplyRow
 from mailserver.store import queries as q
 
 VACATION_CACHE_SECONDS = 10.0
 MIN_DAYS, MAX_DAYS = 1, 30  # RFC 5230 4.1: at least a day; we cap a "period" at a month
 
-_settings: Table = MailSettingsRow.__table__  # type: ignore[assignment]
-_replies: Table = VacationReplyRow.__table__  # type: ignore[assignment]
+_settings = table_of(MailSettingsRow)
+_replies = table_of(VacationReplyRow)
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class SettingsStore:
         async with self._db.write() as session:
             inserted = await session.execute(q.insert_ignoring_conflict(session, _settings)
                                              .values(account_id=account_id, **values))
-            if not inserted.rowcount:
+            if not affected_rows(inserted):
                 await session.execute(update(_settings).where(
                     _settings.c.account_id == account_id).values(**values))
             if not settings.vacation_enabled:
@@ -110,9 +111,9 @@ class SettingsStore:
             inserted = await session.execute(q.insert_ignoring_conflict(session, _replies)
                                              .values(account_id=account_id, sender=sender,
                                                      replied_at=now))
-            if inserted.rowcount:
+            if affected_rows(inserted):
                 return True
             renewed = await session.execute(update(_replies).where(
                 _replies.c.account_id == account_id, _replies.c.sender == sender,
                 _replies.c.replied_at < since).values(replied_at=now))
-            return bool(renewed.rowcount)
+            return affected_rows(renewed) > 0

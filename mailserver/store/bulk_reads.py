@@ -13,6 +13,7 @@ Nothing here writes; writes stay in ``mailserver.store.service.MailStore``.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
@@ -140,16 +141,21 @@ async def fetch_metas(db: Database, mailbox_id: int,
     decode = fl.decode
     # The column type's own conversion of the date, as SQLAlchemy applies it.
     dialect = db.read_engine.dialect
-    date_of = m.c.internal_date.type.dialect_impl(dialect).result_processor(dialect, None)
+    processor = m.c.internal_date.type.dialect_impl(dialect).result_processor(dialect, None)
+
+    def date_of(raw: object) -> dt.datetime:
+        value = processor(raw) if processor is not None else raw
+        if not isinstance(value, dt.datetime):  # a NOT NULL column
+            raise TypeError(f"internal_date of message read as {value!r}")
+        return value
+
     for chunk in _chunks(sorted(set(uids))):
         where, values = _in(db, chunk)
         rows = await _rows(
             db, "SELECT uid, system_flags, keywords, internal_date, size, modseq, blob_id "
             f"FROM messages WHERE mailbox_id = ? AND uid {where} ORDER BY uid",
             [mailbox_id, *values])
-        out.extend(MessageMeta(uid, decode(bits, kw),
-                               date_of(date) if date_of is not None else date,
-                               size, modseq, blob_id)
+        out.extend(MessageMeta(uid, decode(bits, kw), date_of(date), size, modseq, blob_id)
                    for uid, bits, kw, date, size, modseq, blob_id in rows)
     return out
 

@@ -169,8 +169,8 @@ async def apply_deliveries(session: AsyncSession, works: Sequence[DeliveryWork],
                                         for account, delta in sorted(usage.items())])
     await _queue(conn, [w for w, _ in live], results, now)
     out: list[DeliveryResult | Failed] = []
-    for work, plan in zip(works, plans, strict=True):
-        out.append(plan if isinstance(plan, Failed) else results[id(work)])
+    for work, planned in zip(works, plans, strict=True):
+        out.append(planned if isinstance(planned, Failed) else results[id(work)])
     return out
 
 
@@ -200,8 +200,9 @@ async def _account_state(session: AsyncSession, conn: AsyncConnection, account_i
     if fresh:
         for account_id in fresh:
             await q.ensure_account(session, account_id)
-        rows = await conn.execute(_FRESH_BOXES, {"ids": fresh, "names": names})
-        boxes.update({(account_id, name): mailbox_id for account_id, name, mailbox_id in rows})
+        fresh_rows = await conn.execute(_FRESH_BOXES, {"ids": fresh, "names": names})
+        boxes.update({(account_id, name): mailbox_id
+                      for account_id, name, mailbox_id in fresh_rows})
     return state, boxes
 
 

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import affected_rows
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
 from mailserver.store.model import (
@@ -152,12 +153,12 @@ async def set_subscribed(session: AsyncSession, account_id: int, name: str,
     check); UNSUBSCRIBE also drops a subscription that outlived its mailbox."""
     result = await session.execute(update(mb).where(
         mb.c.account_id == account_id, mb.c.name == name).values(subscribed=subscribed))
-    if result.rowcount == 1:
+    if affected_rows(result) == 1:
         return
     if not subscribed:
         gone = await session.execute(delete(q.subscriptions).where(
             q.subscriptions.c.account_id == account_id, q.subscriptions.c.name == name))
-        if gone.rowcount == 1:
+        if affected_rows(gone) == 1:
             return
     raise MailboxNotFound(f"no mailbox {name!r}")
 
@@ -191,7 +192,7 @@ async def claim_recent(session: AsyncSession, mailbox_id: int, up_to: int,
         # READ COMMITTED) makes it match nothing, and we read again.
         result = await session.execute(update(mb).where(
             mb.c.id == mailbox_id, mb.c.recent_uid == first).values(recent_uid=up_to))
-        if result.rowcount == 1:
+        if affected_rows(result) == 1:
             return first
     return up_to  # lost every race: nothing is recent to this session
 

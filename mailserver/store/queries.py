@@ -18,7 +18,8 @@ from sqlalchemy import Table, bindparam, case, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from directory.schema import AccountRow
+from directory.db import affected_rows
+from directory.schema import AccountRow, table_of
 from mailserver.schema import (
     ExpungedRow,
     MailAccountRow,
@@ -31,14 +32,14 @@ from mailserver.schema import (
 from mailserver.store.model import AccountNotFound, MailboxInfo, MailboxNotFound
 from mailserver.store.names import DEFAULT_MAILBOXES
 
-accounts_t: Table = AccountRow.__table__  # type: ignore[assignment]
-mail_accounts: Table = MailAccountRow.__table__  # type: ignore[assignment]
-mailboxes: Table = MailboxRow.__table__  # type: ignore[assignment]
-messages: Table = MessageRow.__table__  # type: ignore[assignment]
-expunged: Table = ExpungedRow.__table__  # type: ignore[assignment]
-blobs: Table = MessageBlobRow.__table__  # type: ignore[assignment]
-outbound: Table = OutboundRow.__table__  # type: ignore[assignment]
-subscriptions: Table = SubscriptionRow.__table__  # type: ignore[assignment]
+accounts_t = table_of(AccountRow)
+mail_accounts = table_of(MailAccountRow)
+mailboxes = table_of(MailboxRow)
+messages = table_of(MessageRow)
+expunged = table_of(ExpungedRow)
+blobs = table_of(MessageBlobRow)
+outbound = table_of(OutboundRow)
+subscriptions = table_of(SubscriptionRow)
 
 MAILBOX_COLUMNS = (mailboxes.c.id, mailboxes.c.account_id, mailboxes.c.name,
                    mailboxes.c.special_use, mailboxes.c.uidvalidity, mailboxes.c.uidnext,
@@ -74,7 +75,7 @@ async def ensure_account(session: AsyncSession, account_id: int) -> bool:
     # ON CONFLICT: on PostgreSQL a concurrent login and delivery may both get here.
     result = await session.execute(insert_ignoring_conflict(session, mail_accounts).values(
         account_id=account_id, used_bytes=0, last_uidvalidity=0))
-    if result.rowcount != 1:
+    if affected_rows(result) != 1:
         return False
     first = await allocate_uidvalidity(session, account_id, len(DEFAULT_MAILBOXES))
     await session.execute(insert(mailboxes), [

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import insert, select, text
 
 from directory.db import Database
+from directory.schema import table_of
 from mailserver.schema import MessageSearchRow
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
@@ -70,7 +71,7 @@ class Found:
     mailbox_id: int = 0
 
 
-_search_table = MessageSearchRow.__table__
+_search_table = table_of(MessageSearchRow)
 
 _META = "uid, system_flags, keywords, internal_date, size, modseq, blob_id"
 

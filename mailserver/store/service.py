@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from directory.db import Database
+from directory.db import Database, affected_rows
 from mailserver.changes import ChangeFeed, MailboxChange
 from mailserver.delivery import Envelope
 from mailserver.store import flags as fl
@@ -120,9 +120,9 @@ class MailStore:
                 self._rcpt_quota_inflight[account_id] = lookup
                 waiting[account_id] = lookup
             lookup.add_done_callback(lambda done: self._settle_quotas(missing, done))
-        for account_id, lookup in waiting.items():
+        for account_id, pending in waiting.items():
             # shield: one RCPT going away must not cancel a read others wait for.
-            quotas = await asyncio.shield(lookup)
+            quotas = await asyncio.shield(pending)
             if account_id not in quotas:
                 raise AccountNotFound(f"no account {account_id}")
             found[account_id] = quotas[account_id]
@@ -417,4 +417,4 @@ class MailStore:
             result = await session.execute(delete(b).where(
                 ~exists().where(q.messages.c.blob_id == b.c.id),
                 ~exists().where(q.outbound.c.blob_id == b.c.id)))
-            return int(result.rowcount or 0)
+            return affected_rows(result)

@@ -249,6 +249,36 @@ async def test_login_mechanism_works(world: World) -> None:
     assert code == 235
 
 
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+async def test_credentials_after_a_challenge(world: World, mechanism: str) -> None:
+    """RFC 4954 4: AUTH without an initial response; the server asks with 334."""
+    def login() -> tuple[int, bytes]:
+        with world.client(ListenerKind.SUBMISSION) as client:
+            client.user, client.password = "anna@schule.test", PASSWORDS["anna"]
+            return client.auth(mechanism, getattr(client, f"auth_{mechanism.lower()}"),
+                               initial_response_ok=False)
+
+    code, _text = await asyncio.to_thread(login)
+    assert code == 235
+
+
+@pytest.mark.parametrize("answer", ["*", "not base64!"])
+async def test_cancelled_or_undecodable_challenge_answer(world: World, answer: str) -> None:
+    """RFC 4954 4: "*" cancels the exchange with 501; so does an answer that is not
+    base64. The session stays usable and unauthenticated."""
+    def exchange() -> list[tuple[int, bytes]]:
+        with world.client(ListenerKind.SUBMISSION) as client:
+            client.ehlo_or_helo_if_needed()
+            replies = [client.docmd("AUTH", "LOGIN"), client.docmd(answer)]
+            replies.append(client.docmd("MAIL", "FROM:<anna@schule.test>"))
+            return replies
+
+    challenge, refused, mail = await asyncio.to_thread(exchange)
+    assert challenge[0] == 334
+    assert refused[0] == 501
+    assert mail[0] == 530
+
+
 # --- sender and role policy -------------------------------------------------------------------
 async def submit(world: World, login: str, mail_from: str, rcpts: list[str],
                  message: bytes) -> dict:
