@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
@@ -32,15 +33,28 @@ def _int_field(body: dict[str, Any], key: str, default: int, high: int, where: s
     return max(0, min(value, high))
 
 
-async def search(request: web.Request) -> web.Response:
-    who = await requester(request)
-    body = await json_body(request)
+@dataclass(frozen=True)
+class SearchRequest:
+    """A ``room_events`` search as the body asked for it (``term`` "" finds nothing)."""
+
+    term: str
+    rooms: list[str] | None
+    limit: int
+    with_context: bool
+    context_before: int
+    context_after: int
+    before: int | None
+
+
+def parse_search(body: dict[str, Any], next_batch: str | None) -> SearchRequest | None:
+    """The request, or None when it names no ``room_events`` category; raises
+    ``MatrixError`` 400 (M_BAD_JSON, M_INVALID_PARAM for ``next_batch``) otherwise."""
     categories = body.get("search_categories")
     if not isinstance(categories, dict):
         raise bad_json("search_categories must be an object")
     criteria = categories.get("room_events")
     if criteria is None:
-        return ok({"search_categories": {}})
+        return None
     if not isinstance(criteria, dict):
         raise bad_json("room_events must be an object")
     term = criteria.get("search_term")
@@ -66,22 +80,31 @@ async def search(request: web.Request) -> web.Response:
     before_n = _int_field(event_context or {}, "before_limit", 5, MAX_CONTEXT, "event_context")
     after_n = _int_field(event_context or {}, "after_limit", 5, MAX_CONTEXT, "event_context")
     before = None
-    if (batch := request.query.get("next_batch")) is not None:
+    if next_batch is not None:
         try:
-            before = parse_position(batch)
+            before = parse_position(next_batch)
         except InvalidToken as exc:
             raise invalid_param(f"next_batch: {exc}") from None
     # Only message bodies are indexed: a search over names or topics alone finds nothing.
+    return SearchRequest(term if "content.body" in keys else "", rooms, limit,
+                         event_context is not None, before_n, after_n, before)
+
+
+async def search(request: web.Request) -> web.Response:
+    who = await requester(request)
+    asked = parse_search(await json_body(request), request.query.get("next_batch"))
+    if asked is None:
+        return ok({"search_categories": {}})
     page = await request.app[ROOM_SEARCH].search(
-        who.user_id, term if "content.body" in keys else "", rooms=rooms, before=before,
-        limit=limit, context_before=before_n if event_context is not None else 0,
-        context_after=after_n if event_context is not None else 0)
+        who.user_id, asked.term, rooms=asked.rooms, before=asked.before, limit=asked.limit,
+        context_before=asked.context_before if asked.with_context else 0,
+        context_after=asked.context_after if asked.with_context else 0)
     results = []
     async with context(request).db.read() as session:
         rendered = await render_events(session, who, [h.event for h in page.hits])
         for hit, event in zip(page.hits, rendered, strict=True):
             result: dict[str, Any] = {"rank": 1.0, "result": event}
-            if event_context is not None:
+            if asked.with_context:
                 result["context"] = {
                     "events_before": await render_events(session, who, hit.before),
                     "events_after": await render_events(session, who, hit.after),
@@ -92,7 +115,7 @@ async def search(request: web.Request) -> web.Response:
                     "profile_info": {},
                 }
             results.append(result)
-    out: dict[str, Any] = {"results": results, "highlights": search_words(term)}
+    out: dict[str, Any] = {"results": results, "highlights": search_words(asked.term)}
     if page.next_position is not None:
         out["next_batch"] = room_token(page.next_position)
     else:
