@@ -4,9 +4,9 @@ Thin handlers (``routes/``): the mail store through ``reading.Mail``, sending
 through ``mailserver.submission.Submitter`` (the submission listener's rules),
 the password check through the directory's throttled ``Authenticator``.
 Web security (headers, CSRF, origin checks, sessions) is in ``security.py``;
-templates escape everything (Jinja2 autoescape), mail is shown as text only,
-attachments are only downloaded (``application/octet-stream``,
-``Content-Disposition: attachment``).
+templates escape everything (Jinja2 autoescape), HTML mail is sanitised and
+framed without scripts (``html_view.py``), attachments are only downloaded
+(``application/octet-stream``, ``Content-Disposition: attachment``).
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ normal new tab.
 from __future__ import annotations
 
 import urllib.parse
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -54,7 +55,7 @@ def _query(box: str, uid: int, **more: str) -> str:
     return urllib.parse.urlencode({"box": box, "uid": str(uid), **more})
 
 
-def _inline_url(box: str, uid: int):  # type: ignore[no-untyped-def]
+def _inline_url(box: str, uid: int) -> Callable[[str], str]:
     prefix = f"/message/inline?{_query(box, uid)}&cid="
     return lambda content_id: prefix + urllib.parse.quote(content_id, safe="")
 

@@ -2,10 +2,9 @@
 
 Every lookup goes by (account, mailbox name, UID), never by a database id
 from the browser, so a request can only ever reach the logged-in account's
-own mail.  Messages are shown as text: a text/plain part as it is, an
-HTML-only message with its tags stripped (mail HTML is never sent to the
-browser, so no script, tracking pixel or style in a mail can run).
-Attachments are only offered for download.
+own mail.  ``MessageView`` carries the text (text/plain, or the text of the
+HTML) and the raw HTML part; the HTML is only ever shown sanitised in a
+sandboxed frame (``html_view``).  Attachments are only offered for download.
 """
 
 from __future__ import annotations
