@@ -94,6 +94,44 @@ async def test_sections_of_an_appended_multipart(env: tuple[School, int],
     assert b'(("text" "plain" ("charset" "us-ascii") NIL NIL "7bit" 5 1)' in body
 
 
+NESTED = (b"From: a@b.example\r\nSubject: n\r\nMIME-Version: 1.0\r\n"
+          b"Content-Type: multipart/mixed; boundary=o\r\n\r\n"
+          b"--o\r\nContent-Type: text/plain\r\n\r\nouter\r\n"
+          b"--o\r\nContent-Type: message/rfc822\r\n\r\n"
+          b"From: x@y.example\r\nSubject: inner\r\n"
+          b"Content-Type: multipart/alternative; boundary=i\r\n\r\n"
+          b"--i\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\nGr=C3=BC=C3=9Fe\r\n"
+          b"--i\r\nContent-Type: text/html\r\n\r\n<b>x</b>\r\n--i--\r\n\r\n"
+          b"--o\r\nContent-Type: application/x-odd\r\nContent-Transfer-Encoding: x-uuencode"
+          b"\r\n\r\nzzz\r\n--o--\r\n")
+
+
+async def test_nested_sections_and_unknown_encoding(env: tuple[School, int],
+                                                    client: RawClient) -> None:
+    """RFC 3501 6.4.5 nested section specs of a message/rfc822 part (n.MIME,
+    n.HEADER, n.HEADER.FIELDS, n.m, n.m.MIME, n.TEXT<o.l>), RFC 3516 4.2
+    BINARY / BINARY.SIZE of a nested part, and 4.3: BINARY of a part whose
+    Content-Transfer-Encoding cannot be undone is ``NO [UNKNOWN-CTE]``."""
+    school, account = env
+    await deliver(school, account, NESTED)
+    await client.command("SELECT INBOX")
+    reply = await client.command(
+        "FETCH 1 (BODY.PEEK[2.MIME] BODY.PEEK[2.HEADER.FIELDS (SUBJECT)] BODY.PEEK[2.1.MIME]"
+        " BODY.PEEK[2.1] BODY.PEEK[2.2] BODY.PEEK[2.TEXT]<0.5>)")
+    assert reply.untagged == [
+        b"* 1 FETCH (BODY[2.MIME] {32}\r\nContent-Type: message/rfc822\r\n\r\n"
+        b" BODY[2.HEADER.FIELDS (SUBJECT)] {18}\r\nSubject: inner\r\n\r\n"
+        b" BODY[2.1.MIME] {47}\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n"
+        b' BODY[2.1] "Gr=C3=BC=C3=9Fe" BODY[2.2] "<b>x</b>" BODY[2.TEXT]<0> "--i\r\n")'
+        .replace(b'"--i\r\n"', b"{5}\r\n--i\r\n")]
+    reply = await client.command("FETCH 1 (BINARY.SIZE[2.1] BINARY.SIZE[1] BINARY.PEEK[2.1])")
+    assert reply.untagged == ["* 1 FETCH (BINARY.SIZE[2.1] 7 BINARY.SIZE[1] 5 BINARY[2.1] {7}"
+                              "\r\nGrüße)".encode()]
+    for items in ("(BINARY.PEEK[3])", "(BINARY.SIZE[3])", "(BINARY[3]<0.2>)"):
+        reply = await client.command(f"FETCH 1 {items}")
+        assert (reply.status, reply.text[:13]) == ("NO", "[UNKNOWN-CTE]"), items
+
+
 ADDRESSES = (b'From: "Real Name" <user@domain.example>\r\n'
              b"Reply-To: user@domain.example (Comment Name)\r\n"
              b'To: Kollegium: a@schule.example, "Bea, B." <b@schule.example>;\r\n'

@@ -18,6 +18,8 @@ _BY_NAME: dict[str, tuple[str, str]] = {
     "AccountNotFound": ("NONEXISTENT", "No such account"),
     "MessageTooBig": ("TOOBIG", "Message too big"),
     "LimitExceeded": ("LIMIT", "Too many"),
+    # RFC 3516 4.3: BINARY of a part whose transfer encoding we cannot undo.
+    "UnknownTransferEncoding": ("UNKNOWN-CTE", "Cannot decode this part's encoding"),
     # Parsed but not served (EMAILID, THREADID, SAVEDATE; none is advertised).
     "UnsupportedFetchItem": ("CANNOT", "FETCH item not supported"),
 }
