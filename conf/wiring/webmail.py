@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from conf.wiring.delivery_rules import rules_target
 from conf.wiring.imap import server_tls_context
+from conf.wiring.matrix import http_limits
 from directory.client_address import TrustedProxies
 from mailserver.smtp.routing import Router
 from mailserver.submission import Submitter
@@ -45,4 +46,5 @@ def build(school: School) -> list[Service]:
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
                           ssl_context=server_tls_context(str(cert), str(key)),
                           http_redirect_port=settings.listen.web_http_redirect,
-                          public_port=settings.listen.web_public_port)]
+                          public_port=settings.listen.web_public_port,
+                          http_limits=http_limits(school, webmail.trusted_proxies))]

@@ -14,6 +14,7 @@ import ssl
 
 from aiohttp import web
 
+from federation.http_guard import GuardedSite, HttpLimits
 from mailserver.webmail.app import Webmail, build_app
 from mailserver.webmail.security import FIXED_HEADERS
 
@@ -44,13 +45,15 @@ def https_redirect_app(https_port: int) -> web.Application:
 class WebmailServer:
     def __init__(self, webmail: Webmail, *, bind: str, port: int,
                  ssl_context: ssl.SSLContext, http_redirect_port: int = -1,
-                 public_port: int = 0) -> None:
+                 public_port: int = 0, http_limits: HttpLimits | None = None) -> None:
         self.webmail = webmail
         self.bind = bind
         self.port = port
         self._ssl = ssl_context
         self._redirect_port = http_redirect_port
         self._public_port = public_port
+        # Slow clients timed out, connections per address capped (federation.http_guard).
+        self._limits = http_limits or HttpLimits(exempt=webmail.trusted_proxies)
         self._runners: list[web.AppRunner] = []
         self.bound_port: int | None = None
         self.redirect_port: int | None = None
@@ -58,10 +61,11 @@ class WebmailServer:
     async def _serve(self, app: web.Application, port: int,
                      ssl_context: ssl.SSLContext | None) -> int:
         runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               shutdown_timeout=1.0)
+                               shutdown_timeout=1.0, **self._limits.runner_options())
         await runner.setup()
         self._runners.append(runner)
-        await web.TCPSite(runner, self.bind, port, ssl_context=ssl_context).start()
+        await GuardedSite(runner, self.bind, port, limits=self._limits,
+                          ssl_context=ssl_context).start()
         return runner.addresses[0][1] if runner.addresses else port
 
     async def start(self) -> list[str]:

@@ -7,6 +7,7 @@ mail store and the outbound queue.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import email
 import email.policy
@@ -20,7 +21,7 @@ import aiosmtplib
 import pytest
 
 from conf.app import School
-from conf.settings import Settings, SmtpSettings
+from conf.settings import HttpSettings, Settings, SmtpSettings
 from directory.model import Role, Status
 from mailserver.smtp import ListenerKind
 from mailserver.store import MailboxNotFound
@@ -438,3 +439,25 @@ async def test_over_long_login_fields_are_a_wrong_login(browser: aiohttp.ClientS
             assert "stimmt nicht" in text and len(text) < 20_000
             assert "X-Injected" not in response.headers
     await log_in(browser, "anna")  # and Anna can still log in
+
+
+async def test_slow_clients_cannot_hold_the_webmail(tmp_path: Path, database_url: str) -> None:
+    """The webmail listener has the HTTP guard of the Matrix one (issue 19.6): half a
+    header section over TLS is answered 408 and closed after ``http.header_timeout``."""
+    settings = make_settings(tmp_path / "school", database_url, http=HttpSettings(
+        header_timeout_seconds=1.0, max_connections_per_ip=3))
+    school = await School.open(settings, migrate=False)
+    await school.start()
+    try:
+        host, port = base_url(school).removeprefix("https://").rsplit(":", 1)
+        context = client_tls_context(settings)
+        reader, writer = await asyncio.open_connection(host, int(port), ssl=context)
+        writer.write(b"GET /login HTTP/1.1\r\nHost: schule.test\r\nX-Half: ")
+        await writer.drain()
+        started = asyncio.get_running_loop().time()
+        answer = await asyncio.wait_for(reader.read(), 10)
+        assert answer.startswith(b"HTTP/1.1 408"), answer[:60]
+        assert asyncio.get_running_loop().time() - started < 6
+        writer.close()
+    finally:
+        await school.close()
