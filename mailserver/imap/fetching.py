@@ -247,7 +247,8 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
     ``body`` is the raw message and is required when ``needs_body(items)``.
     ``rev2`` is accepted for the session's convenience: the IMAP4rev2
     answers are the same here (RFC822.* stay answered, RFC 9051 Appendix E
-    lets servers keep them; \\Recent is never reported as it is not stored).
+    lets servers keep them; \\Recent is session state, added to FLAGS by an
+    IMAP4rev1 session as it sends the response, ``SelectedView.with_recent``).
     Instead of ``body``, ``header`` may give the header block alone when
     ``needs_only_header(items)``; sizes then come from the record.
     Raises UnknownCte for BINARY of an undecodable part and

@@ -15,10 +15,10 @@ Semantics chosen where the RFCs leave room:
   zone to the server; fixing UTC keeps results independent of the host.
 - SENTBEFORE / SENTON / SENTSINCE use the date written in the Date: header
   (its own zone). A missing or unparseable Date: matches none of them.
-- ``\\Recent`` is not stored (IMAP4rev2 dropped it). The session may
-  emulate it per connection through ``SearchContext.recent``; by default
-  RECENT and NEW match nothing and OLD matches everything (NEW is RECENT
-  UNSEEN, RFC 3501 6.4.4).
+- ``\\Recent`` is not a stored flag (IMAP4rev2 dropped it): an IMAP4rev1
+  session knows which messages it claimed as recent (RFC 3501 2.3.2) and
+  says so through ``SearchContext.recent``; without it RECENT and NEW match
+  nothing and OLD matches everything (NEW is RECENT UNSEEN, RFC 3501 6.4.4).
 - MODSEQ ignores the entry name/type: we keep one mod-sequence per message
   (RFC 7162 3.1.5 allows this).
 - ``$`` (RFC 5182) matches messages whose UID is in the saved result, both

@@ -1,8 +1,9 @@
 """Message flags as stored: a system-flag bit mask plus keywords (RFC 9051 2.3.2).
 
 Flag names compare case-insensitively (RFC 3501 2.3.2, kept by RFC 9051) but a
-keyword keeps the spelling the client first used.  ``\\Recent`` is not stored:
-IMAP4rev2 removed it and the IMAP layer may emulate it per session.
+keyword keeps the spelling the client first used.  ``\\Recent`` is not a flag
+here: IMAP4rev2 removed it; for IMAP4rev1 sessions the mailbox keeps the first
+UID no session has claimed yet (``mailboxes.recent_uid``, ``claim_recent``).
 """
 
 from __future__ import annotations
