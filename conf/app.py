@@ -52,7 +52,7 @@ class School:
     directory: Directory
     authenticator: Authenticator
     services: list[Service] = field(default_factory=list)
-    _mail_store: object | None = None
+    _mail_store: MailStore | None = None
     _resolver: Resolver | None = None
 
     @property
@@ -75,7 +75,7 @@ class School:
             quota_bytes = {role: getattr(q, role) * 1024 * 1024
                            for role in ("pupil", "parent", "teacher", "staff", "admin")}
             self._mail_store = MailStore(self.db, quota_bytes, ChangeFeed())
-        return self._mail_store  # type: ignore[return-value]
+        return self._mail_store
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = True) -> School:

@@ -14,6 +14,7 @@ from conf.wiring.matrix import school_rooms
 
 if TYPE_CHECKING:
     from conf.app import School
+    from messenger.school_rooms import SchoolRooms
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -74,9 +75,9 @@ async def export(args: argparse.Namespace, school: School) -> int:
     return 0
 
 
-async def _write(keeper: object, group: str, out: TextIO) -> int:
+async def _write(keeper: SchoolRooms, group: str, out: TextIO) -> int:
     count = 0
-    async for event in keeper.export(group):  # type: ignore[attr-defined]
+    async for event in keeper.export(group):
         out.write(json.dumps(event, ensure_ascii=False, sort_keys=True) + "\n")
         count += 1
     return count

@@ -10,6 +10,7 @@ import re
 import secrets
 import string
 from dataclasses import dataclass
+from typing import TypeGuard
 
 _USER_LOCALPART = re.compile(r"^[a-z0-9._=\-/+]+$")
 _SERVER_NAME = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$")
@@ -38,7 +39,7 @@ class UserId:
         return cls(localpart, server)
 
 
-def is_user_id(text: object) -> bool:
+def is_user_id(text: object) -> TypeGuard[str]:
     if not isinstance(text, str):
         return False
     try:

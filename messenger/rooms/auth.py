@@ -56,7 +56,7 @@ def check_event(event: Mapping[str, Any], state: StateMap, version: RoomVersion)
             f"sending {event_type} needs power level {required}, "
             f"{sender} has {levels.user_level(sender)}")
     # Rule 8: a state key that is a user id can only be set by that user.
-    if is_state and state_key.startswith("@") and state_key != sender:
+    if isinstance(state_key, str) and state_key.startswith("@") and state_key != sender:
         raise AuthRuleViolation("only the user named in the state key may set this state")
     # Rule 9: power-level changes.
     if event_type == "m.room.power_levels":

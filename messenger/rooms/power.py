@@ -38,8 +38,12 @@ def _int(value: Any, default: int) -> int:
 
 
 def power_levels_from_content(content: Mapping[str, Any]) -> PowerLevels:
-    users = content.get("users") if isinstance(content.get("users"), Mapping) else {}
-    events = content.get("events") if isinstance(content.get("events"), Mapping) else {}
+    users = content.get("users")
+    events = content.get("events")
+    if not isinstance(users, Mapping):
+        users = {}
+    if not isinstance(events, Mapping):
+        events = {}
     return PowerLevels(
         users={k: _int(v, 0) for k, v in users.items()},
         users_default=_int(content.get("users_default"), 0),

@@ -75,10 +75,11 @@ def split_conflicts(state_sets: Sequence[StateIds]) -> tuple[dict[StateKey, str]
     conflicted: set[str] = set()
     for key in keys:
         values = {s.get(key) for s in state_sets}
-        if len(values) == 1 and None not in values:
-            unconflicted[key] = values.pop()  # type: ignore[assignment]
+        present = {v for v in values if v is not None}
+        if len(values) == 1 and len(present) == 1:  # in every set, the same event
+            unconflicted[key] = present.pop()
         else:
-            conflicted.update(v for v in values if v is not None)
+            conflicted.update(present)
     return unconflicted, conflicted
 
 
@@ -183,7 +184,7 @@ def resolve_state(state_sets: Sequence[StateIds], events: EventMap,
     if not conflicted:
         return unconflicted
     chains = [auth_chain(events, s.values()) for s in state_sets]
-    auth_difference = set().union(*chains) - set.intersection(*chains)
+    auth_difference = set[str]().union(*chains) - chains[0].intersection(*chains[1:])
     full_conflicted = conflicted | auth_difference
     # Step 1: power events and those of their auth chains in the full conflicted set.
     power = {i for i in full_conflicted if is_power_event(_event(events, i))}

@@ -207,23 +207,26 @@ class RoomWriter:
         return target
 
     # --- messages in batches ------------------------------------------------------------
-    async def append_messages(self, sends: list[MessageSend]) -> list[Any]:
+    async def append_messages(self, sends: list[MessageSend],
+                              ) -> list[StoredEvent | Exception]:
         """Message events in one transaction (``messenger.rooms.batching``): per send
         its event or its error.  Should the transaction fail, each goes alone."""
+        written: tuple[list[tuple[StoredEvent, TxnKey | None]],
+                       list[StoredEvent | Exception]] | None
         async with self._write_lock:
             try:
-                stored, results = await self._write_messages(sends)
+                written = await self._write_messages(sends)
             except Exception as exc:
                 self._heads = RoomHeads()  # it moved on with events never committed
                 log.warning("event=send_batch_failed count=%d error=%s", len(sends),
                             type(exc).__name__)
-                stored = None
+                written = None
             else:
-                for event, txn in stored:
+                for event, txn in written[0]:
                     if self.cache is not None:
                         self.cache.publish(event, txn)
-        if stored is None:
-            results = []
+        if written is None:
+            results: list[StoredEvent | Exception] = []
             for send in sends:
                 try:
                     results.append(await self.append(
@@ -232,6 +235,7 @@ class RoomWriter:
                 except Exception as exc:
                     results.append(exc)
             return results
+        stored, results = written
         self._notify([event for event, _ in stored])
         for event, _ in stored:
             log.info("event=room_event room=%s type=%s sender=%s id=%s", event.room_id,
@@ -239,9 +243,10 @@ class RoomWriter:
         return results
 
     async def _write_messages(self, sends: list[MessageSend],
-                              ) -> tuple[list[tuple[StoredEvent, Any]], list[Any]]:
-        stored: list[tuple[StoredEvent, Any]] = []
-        results: list[Any] = []
+                              ) -> tuple[list[tuple[StoredEvent, TxnKey | None]],
+                                         list[StoredEvent | Exception]]:
+        stored: list[tuple[StoredEvent, TxnKey | None]] = []
+        results: list[StoredEvent | Exception] = []
         async with self.db.write() as session:
             newest = await store.max_stream_ordering(session)
             known = await store.events_of_txns(session, [
@@ -274,7 +279,7 @@ class RoomWriter:
                     continue
                 newest = event.stream_ordering
                 self._heads.committed(event)  # undone by the caller if the commit fails
-                txn = None
+                txn: TxnKey | None = None
                 if key is not None:
                     session.add(TxnRow(account_id=who.account_id, device_id=who.device_id,
                                        txn_id=send.txn_id, event_id=event.event_id))

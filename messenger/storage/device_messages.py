@@ -34,7 +34,8 @@ async def stream_maxima(session: AsyncSession) -> tuple[int, int, int, int, int]
         select(func.max(ToDeviceRow.stream_id)).scalar_subquery(),
         select(func.max(DeviceListChangeRow.stream_id)).scalar_subquery(),
         select(func.max(ReceiptRow.stream_id)).scalar_subquery()))).one()
-    return tuple(v or 0 for v in row)  # type: ignore[return-value]
+    events, account_data, to_device, device_lists, receipts = (v or 0 for v in row)
+    return events, account_data, to_device, device_lists, receipts
 
 
 async def max_to_device(session: AsyncSession) -> int:

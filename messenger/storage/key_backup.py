@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import affected_rows
 from messenger.storage.tables import KeyBackupSessionRow, KeyBackupVersionRow
 
 
@@ -74,4 +75,4 @@ async def delete_sessions(session: AsyncSession, account_id: int, version: int,
     query = delete(KeyBackupSessionRow).where(
         *_matching(account_id, version, room_id, session_id))
     result = await session.execute(query)
-    return result.rowcount or 0  # type: ignore[attr-defined]
+    return affected_rows(result)

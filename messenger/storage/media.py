@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.schema import AccountRow
@@ -28,7 +28,7 @@ async def uploader_login(session: AsyncSession, row: MediaRow) -> str | None:
     return await session.scalar(select(AccountRow.login).where(AccountRow.id == row.account_id))
 
 
-def _rooms_of(user_id: str):  # type: ignore[no-untyped-def]
+def _rooms_of(user_id: str) -> Select[str]:
     return select(MembershipRow.room_id).where(MembershipRow.user_id == user_id,
                                                MembershipRow.membership.in_(PRESENT))
 

@@ -154,7 +154,7 @@ async def key_counts(session: AsyncSession, account_id: int,
 async def devices_with_keys(session: AsyncSession, account_id: int) -> dict[str, Any]:
     rows = await session.scalars(select(DeviceRow).where(
         DeviceRow.account_id == account_id, DeviceRow.keys_json.is_not(None)))
-    return {r.device_id: json.loads(r.keys_json) for r in rows}
+    return {r.device_id: json.loads(r.keys_json) for r in rows if r.keys_json is not None}
 
 
 async def claim_one_time_key(session: AsyncSession, account_id: int, device_id: str,
