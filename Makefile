@@ -6,7 +6,7 @@ DEMO   := demo
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo \
-        node-deps browser webmail-catalog
+        node-deps browser webmail-catalog fuzz fuzz-smoke soak
 
 install: $(VENV)/.installed
 
@@ -68,8 +68,23 @@ test-postgres: install postgres node-deps browser
 	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) SCHULHOF_TEST_DATABASE_URL=$(PG_URL) \
 	    $(BIN)/pytest -n 2 -q
 
-# The whole suite, on both storage backends, plus lint.
-test: lint node-deps test-sqlite test-postgres
+# The whole suite, on both storage backends, plus lint, plus a 60-second fuzz smoke.
+test: lint node-deps test-sqlite test-postgres fuzz-smoke
+
+# Fuzzing IMAP, SMTP and Matrix of a real `schulhof serve` (tests/fuzz): FUZZ_SECONDS
+# in all, split between the three; FUZZ_SEED=... replays a run (the seed is printed).
+FUZZ_SECONDS ?= 600
+fuzz: install
+	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -m fuzz -n 0 -q -s tests/fuzz
+
+fuzz-smoke: install
+	FUZZ_SECONDS=60 $(BIN)/pytest -m fuzz -n 0 -q -s tests/fuzz
+
+# kill -9 under SMTP and Matrix load, SOAK_CYCLES times; then nothing acknowledged
+# may be missing or doubled (tests/soak).
+SOAK_CYCLES ?= 100
+soak: install
+	SOAK_CYCLES=$(SOAK_CYCLES) $(BIN)/pytest -m soak -n 0 -q -s tests/soak
 
 # The webmail's English catalog: new German texts from the code and templates are
 # added to locale/en/.../messages.po (untranslated: fill in their msgstr).

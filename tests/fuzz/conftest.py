@@ -61,7 +61,7 @@ def campaign(name: str, server: ServeProcess) -> Campaign:
                  seconds=fuzz_seconds() / PROTOCOLS,
                  workers=int(env_float("FUZZ_WORKERS", 4)),
                  hang_seconds=env_float("FUZZ_HANG_SECONDS", 15.0),
-                 rss_growth_mib=env_float("FUZZ_RSS_GROWTH_MIB", 64.0))
+                 rss_growth_mib=env_float("FUZZ_RSS_GROWTH_MIB", 96.0))
     print(f"\nfuzz {name}: FUZZ_SEED={seed} FUZZ_SECONDS={fuzz_seconds():.0f} "
           f"({c.seconds:.0f} s here)", flush=True)
     return c
