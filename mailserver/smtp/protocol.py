@@ -211,6 +211,14 @@ class SchulhofSMTP(SMTP):
 
     # --- replies and errors ----------------------------------------------------------------------
     async def push(self, status: str | bytes) -> None:
+        handler = self._handler_coroutine
+        ended = isinstance(handler, _CancelOnce) and handler.cancelled
+        if self.transport is None or (ended and self.transport.is_closing()):
+            # The session was ended (cancelled, its connection closed) but runs
+            # on: SQLAlchemy's pool swallows a cancel that interrupts a connection
+            # reset.  End the command here as the cancel would have, instead of
+            # writing into the closed (TLS) transport.
+            raise asyncio.CancelledError
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
         text = replies.enhance(sendable(text, self.enable_SMTPUTF8))
         await super().push(text)

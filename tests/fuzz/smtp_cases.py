@@ -154,8 +154,8 @@ class SmtpConnection:
         self.tls = tls
         self.buffer = b""
         self.closed = False
-        self.in_data = False
         self.bdat_missing = 0
+        self.bdat_open = False  # a chunk larger than we would ever send was announced
 
     async def send(self, data: bytes) -> None:
         self.t.sent(data)
@@ -204,6 +204,8 @@ class SmtpConnection:
 
     async def step(self, data: bytes, count: int = 1) -> list[bytes]:
         """Send ``data``, expecting ``count`` replies; silence is completed, then a hang."""
+        while self._take_reply() is not None:
+            pass  # late replies to earlier input (a mutation split a line): not this step's
         await self.send(data)
         if self.closed:
             return []
@@ -219,6 +221,10 @@ class SmtpConnection:
         await self.send(b"x" * self.bdat_missing + b"\r\n.\r\nNOOP\r\n")
         self.bdat_missing = 0
         got = await self.replies(1, self.hang)
+        if got is None and self.bdat_open:
+            self.t.note("server reads an announced huge BDAT chunk; not a hang")
+            self.closed = True
+            return []
         if got is None:
             raise CaseFailed("hang", f"no reply within {self.hang} s to the input, nor to "
                              "what completes it (BDAT bytes, CRLF . CRLF, NOOP)")
@@ -265,6 +271,7 @@ async def transaction(conn: SmtpConnection, rng: random.Random, sender: bytes | 
             if rng.random() < 0.1:
                 command = mutate_line(rng, command[:-2]) + b"\r\n"
             conn.bdat_missing = max(size - len(chunk), 0)
+            conn.bdat_open = conn.bdat_open or conn.bdat_missing > PAD_LIMIT
             await conn.step(command + chunk)
             conn.bdat_missing = 0
             if conn.closed:
