@@ -261,6 +261,8 @@ def _check_signatures(mine: _Keyring, theirs: _Keyring, key_id: str,
     ``mine``: own devices by the self-signing key, the own master key by own
     devices, another user's master key by the user-signing key."""
     master = theirs.cross_signing.get("master")
+    stored: Mapping[str, Any]
+    signers: list[tuple[str, str | None]]  # (key id, public key; None: a device without one)
     if mine is theirs and key_id in mine.devices:
         stored, signer = mine.devices[key_id], mine.cross_signing.get("self_signing")
         signers = [] if signer is None else [(signer.key_id, signer.public_key)]

@@ -47,7 +47,7 @@ def _rules(ruleset: dict[str, Any], scope: str, kind: str) -> list[dict[str, Any
         raise RuleNotFound(f"unknown scope {scope!r}")
     if kind not in KINDS:
         raise RuleNotFound(f"unknown kind {kind!r}")
-    return ruleset["global"][kind]  # type: ignore[no-any-return]
+    return ruleset["global"][kind]
 
 
 def find_rule(ruleset: dict[str, Any], scope: str, kind: str, rule_id: str) -> dict[str, Any]:

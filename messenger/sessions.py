@@ -234,7 +234,9 @@ class Sessions:
         if not isinstance(auth, dict) or "type" not in auth:
             raise AuthRequired(self._new_uia_session(requester.user_id))
         session = auth.get("session")
-        known = self._uia_sessions.get(session) if isinstance(session, str) else None
+        if not isinstance(session, str):
+            raise AuthRequired(self._new_uia_session(requester.user_id))
+        known = self._uia_sessions.get(session)
         if known is None or known[0] != requester.user_id:
             raise AuthRequired(self._new_uia_session(requester.user_id))
         if auth.get("type") != "m.login.password" or not isinstance(auth.get("password"), str):

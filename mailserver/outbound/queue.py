@@ -29,8 +29,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Integer,
     LargeBinary,
     String,
@@ -44,7 +46,7 @@ from sqlalchemy import (
     update,
 )
 
-from directory.db import Database
+from directory.db import Database, affected_rows
 from directory.schema import UtcDateTime
 
 QUEUED, DELIVERING, SENT, BOUNCED = "queued", "delivering", "sent", "bounced"
@@ -89,8 +91,9 @@ class QueueEntry:
         return (self.blob_id, self.mail_from, self.created_at)
 
 
-def _entry(row: object) -> QueueEntry:
-    return QueueEntry(*row)  # type: ignore[arg-type]
+def _entry(row: Sequence[Any]) -> QueueEntry:
+    """A queue row (the columns of ``_COLUMNS``, in the fields' order)."""
+    return QueueEntry(*row)
 
 
 class OutboundQueue:
@@ -118,7 +121,7 @@ class OutboundQueue:
             result = await session.execute(
                 update(queue).where(queue.c.state == DELIVERING)
                 .values(state=QUEUED, next_attempt_at=now))
-        return int(result.rowcount or 0)
+        return affected_rows(result)
 
     async def body(self, blob_id: str) -> bytes:
         async with self.db.read() as session:
@@ -131,12 +134,12 @@ class OutboundQueue:
                    **values: object) -> int:
         if not ids:
             return 0
-        where = [queue.c.id.in_(list(ids))]
+        where: list[ColumnElement[bool]] = [queue.c.id.in_(list(ids))]
         if only_delivering:  # a row deleted or retried by an admin meanwhile stays as is
             where.append(queue.c.state == DELIVERING)
         async with self.db.write() as session:
             result = await session.execute(update(queue).where(*where).values(**values))
-        return int(result.rowcount or 0)
+        return affected_rows(result)
 
     async def mark_sent(self, ids: Sequence[int]) -> int:
         return await self._set(ids, state=SENT, last_error=None)
@@ -169,7 +172,7 @@ class OutboundQueue:
             result = await session.execute(
                 delete(queue).where(queue.c.state.in_([SENT, BOUNCED]),
                                     queue.c.created_at < before))
-        return int(result.rowcount or 0)
+        return affected_rows(result)
 
     # --- administration (schulhof queue ...) ----------------------------------------------
     async def entries(self, states: Sequence[str] = (QUEUED, DELIVERING),
@@ -192,11 +195,11 @@ class OutboundQueue:
             result = await session.execute(
                 update(queue).where(queue.c.id == entry_id, queue.c.state == QUEUED)
                 .values(next_attempt_at=now))
-        return bool(result.rowcount)
+        return affected_rows(result) > 0
 
     async def delete(self, entry_id: int) -> bool:
         """Remove a row that is not in flight; False if there is none or it is in flight."""
         async with self.db.write() as session:
             result = await session.execute(
                 delete(queue).where(queue.c.id == entry_id, queue.c.state != DELIVERING))
-        return bool(result.rowcount)
+        return affected_rows(result) > 0

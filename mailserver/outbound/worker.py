@@ -28,7 +28,7 @@ import datetime as dt
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from federation.resolver import DnsError, DnsNotFound, DnsTemporaryError, MxHost, NullMx
 from federation.smtp_out import (
@@ -235,7 +235,8 @@ class OutboundWorker:
         if due is not None:
             timeout = min(timeout, max(0.05, (due - self._clock()).total_seconds()))
         self._wake.clear()
-        waiters: set[asyncio.Future[object]] = {asyncio.ensure_future(self._wake.wait())}
+        # The wake-up and the first finished delivery: futures of different results.
+        waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
         done_any = (asyncio.ensure_future(asyncio.wait(
             set(self._tasks), return_when=asyncio.FIRST_COMPLETED)) if self._tasks else None)
         if done_any is not None:

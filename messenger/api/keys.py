@@ -35,6 +35,7 @@ async def upload(request: web.Request) -> web.Response:
     fallback = body.get("fallback_keys") or body.get("org.matrix.msc2732.fallback_keys") or {}
     ctx = context(request)
     async with ctx.db.write() as session:
+        device_key: str | None  # None: the device has published no keys yet
         try:
             if device_keys is not None:
                 device_key = check_device_keys(device_keys, who.user_id, who.device_id)
