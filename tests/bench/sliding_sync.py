@@ -199,13 +199,19 @@ async def _idle_connections(base: str, tokens: list[str], pid: int) -> None:
                     "pos": positions[token], "timeout": "60000"}) as r:
                 await r.read()
 
+        await asyncio.sleep(2)
+        connected = _rss_kib(pid)
         polls = [asyncio.create_task(poll(t)) for t in tokens]
         await asyncio.sleep(15)  # every poll connected and waiting
         after = _rss_kib(pid)
         done = sum(p.done() for p in polls)
-        print(f"idle: {len(tokens)} sliding sync connections long-polling ({done} returned "
-              f"early), server RSS {before / 1024:.1f} MiB -> {after / 1024:.1f} MiB: "
-              f"{(after - before) / len(tokens):.1f} KiB per idle connection")
+        n = len(tokens)
+        print(f"idle: {n} sliding sync connections long-polling ({done} returned early), "
+              f"server RSS {before / 1024:.1f} MiB -> {connected / 1024:.1f} MiB after the "
+              f"initial requests -> {after / 1024:.1f} MiB with the long-polls open: "
+              f"{(after - before) / n:.1f} KiB per idle connection "
+              f"({(connected - before) / n:.1f} KiB connection state and first response, "
+              f"{(after - connected) / n:.1f} KiB the waiting request)")
         for p in polls:
             p.cancel()
         await asyncio.gather(*polls, return_exceptions=True)
