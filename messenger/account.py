@@ -9,9 +9,9 @@ password proves it is the owner, not someone holding a stolen access token.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from directory.passwords import PasswordRejected, check_new_password
+from directory.service import Directory
 from messenger.identity import Requester
 from messenger.rooms.errors import MessengerError
 from messenger.sessions import Sessions
@@ -24,7 +24,7 @@ class WeakPassword(MessengerError):
 
 
 class PasswordChange:
-    def __init__(self, sessions: Sessions, directory: Any) -> None:
+    def __init__(self, sessions: Sessions, directory: Directory) -> None:
         self._sessions = sessions
         self._directory = directory
 

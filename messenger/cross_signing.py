@@ -16,12 +16,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from directory.db import Database
 from federation.matrix.signed_json import (
     decode_base64,
     verify_signature,
 )
+from messenger.e2ee import DeviceMessaging
 from messenger.events.canonical import CanonicalJsonError, check_canonical_value
 from messenger.identity import Requester
+from messenger.sessions import Sessions
 from messenger.storage import cross_signing as store
 from messenger.storage import device_messages, user_data
 
@@ -166,7 +169,7 @@ _Accepted = tuple[int, str, list[store.Signature]]
 class CrossSigning:
     """Uploads of cross-signing keys and of signatures, for one server instance."""
 
-    def __init__(self, db: Any, sessions: Any, e2ee: Any) -> None:
+    def __init__(self, db: Database, sessions: Sessions, e2ee: DeviceMessaging) -> None:
         self._db = db
         self._sessions = sessions  # user-interactive auth, as for deleting devices
         self._e2ee = e2ee  # local accounts and the device-list stream

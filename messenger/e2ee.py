@@ -24,7 +24,9 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from directory.db import Database
 from directory.model import NotFound
+from directory.service import Directory
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.rooms.errors import InvalidRequest
 from messenger.rooms.policy import ChatPolicy
@@ -50,7 +52,7 @@ KEY_SHARING_TYPES = frozenset({
 
 
 class DeviceMessaging:
-    def __init__(self, db: Any, directory: Any, server_name: str, notifier: Notifier,
+    def __init__(self, db: Database, directory: Directory, server_name: str, notifier: Notifier,
                  cache: SyncCache | None = None, policy: ChatPolicy | None = None) -> None:
         self._db = db
         self._policy = policy or ChatPolicy(directory, server_name, server_name)

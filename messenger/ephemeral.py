@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from directory.db import Database
 from messenger.storage import device_messages, user_data
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
@@ -77,7 +78,7 @@ class TypingTracker:
 class Receipts:
     """Read receipts with a stream position, so /sync sends each one once."""
 
-    def __init__(self, db: Any, notifier: Notifier, cache: SyncCache | None = None) -> None:
+    def __init__(self, db: Database, notifier: Notifier, cache: SyncCache | None = None) -> None:
         self._db = db
         self._notifier = notifier
         self._cache = cache

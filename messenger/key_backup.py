@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from directory.db import Database
 from messenger.events.canonical import CanonicalJsonError, canonical_json, check_canonical_value
 from messenger.storage import key_backup as store
 from messenger.storage.tables import KeyBackupSessionRow, KeyBackupVersionRow
@@ -189,7 +190,7 @@ def _text(value: Mapping[str, Any]) -> str:
 class KeyBackup:
     """Backup versions and keys of this server's users (one per server instance)."""
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
         self._lock = asyncio.Lock()  # version numbers and etags are max + 1
 

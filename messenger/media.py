@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from directory.db import Database
 from messenger.identity import Requester, user_id_for
 from messenger.rooms.errors import Forbidden, RoomNotFound, TooLarge
 from messenger.storage import media as media_rows
@@ -98,7 +99,7 @@ class MediaRepository:
     are events of their room.)
     """
 
-    def __init__(self, db: Any, root: Path, server_name: str, max_upload_bytes: int) -> None:
+    def __init__(self, db: Database, root: Path, server_name: str, max_upload_bytes: int) -> None:
         self.db = db
         self.root = root
         self.server_name = server_name

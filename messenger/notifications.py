@@ -13,8 +13,8 @@ the body), which the rest of the push code does not evaluate yet.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from directory.db import Database
 from messenger.push import MESSAGE_TYPES, is_muted, wants_push
 from messenger.storage import events as store
 from messenger.storage import timeline_queries as queries
@@ -52,7 +52,7 @@ def mentions(event: StoredEvent, user_id: str) -> bool:
 
 
 class Notifications:
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def page(self, user_id: str, account_id: int, *, before: int | None, limit: int,

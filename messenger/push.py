@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from directory.db import Database
 from messenger.storage import pushers as store
 from messenger.storage import user_data
 from messenger.storage.events import StoredEvent
@@ -106,7 +107,7 @@ class PushSender:
     """Told about every newly stored event (``events_committed``); pushes the ones
     that concern someone with a pusher from a few background workers."""
 
-    def __init__(self, db: Any, *, timeout: float = 5.0, queue_size: int = 1000,
+    def __init__(self, db: Database, *, timeout: float = 5.0, queue_size: int = 1000,
                  workers: int = 4, retries: int = 3, backoff: float = 0.5) -> None:
         self.db = db
         self._timeout = timeout

@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from messenger.events.client_format import client_event
 from messenger.rooms.errors import RoomNotFound
 from messenger.rooms.reading import RoomReader
@@ -54,7 +55,7 @@ class ThreadsPage:
 class Relations:
     """The /relations and /threads reads, over the room reader's visibility rule."""
 
-    def __init__(self, db: Any, reader: RoomReader) -> None:
+    def __init__(self, db: Database, reader: RoomReader) -> None:
         self._db = db
         self._reader = reader
 

@@ -9,8 +9,8 @@ they can see: an event they may read, a room they are or were in or are invited 
 from __future__ import annotations
 
 import logging
-from typing import Any
 
+from directory.db import Database
 from messenger.rooms.errors import Forbidden, InvalidRequest, RoomNotFound
 from messenger.rooms.reading import RoomReader
 from messenger.storage import events as store
@@ -22,7 +22,7 @@ MAX_REASON_CHARS = 2000
 
 
 class Reports:
-    def __init__(self, db: Any, reader: RoomReader) -> None:
+    def __init__(self, db: Database, reader: RoomReader) -> None:
         self._db = db
         self._reader = reader
 

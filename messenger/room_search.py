@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from directory.db import Database
 from messenger.rooms.reading import readable_rooms
 from messenger.storage import events as store
 from messenger.storage import timeline_queries as queries
@@ -76,7 +77,7 @@ async def history_floors(session: Any, user_id: str,
 
 
 class RoomSearch:
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def search(self, user_id: str, term: str, *, rooms: Iterable[str] | None,

@@ -12,11 +12,12 @@ import contextlib
 import logging
 import ssl
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
 from directory.client_address import TrustedProxies
+from directory.db import Database
+from directory.service import Directory
 from federation.http_guard import GuardedSite, HttpLimits
 from messenger.api.app import build_app
 from messenger.api.http import ApiContext
@@ -43,7 +44,7 @@ STOP_GRACE_SECONDS = 5.0  # for a background pass to finish its database work at
 
 
 class MatrixServer:
-    def __init__(self, *, db: Any, directory: Any, authenticator: PasswordChecker,
+    def __init__(self, *, db: Database, directory: Directory, authenticator: PasswordChecker,
                  server_name: str, bind: str, port: int,
                  limits: MessengerLimits | None = None, mail_domain: str | None = None,
                  ssl_context: ssl.SSLContext | None = None,

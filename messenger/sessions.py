@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from directory.auth import AuthenticationFailed
+from directory.db import Database
 from directory.model import Account
 from directory.repository import account_from_row
 from messenger.events.identifiers import InvalidIdentifier, UserId, new_device_id
@@ -70,7 +71,7 @@ class DeviceInfo:
 
 
 class Sessions:
-    def __init__(self, db: object, authenticator: PasswordChecker, server_name: str,
+    def __init__(self, db: Database, authenticator: PasswordChecker, server_name: str,
                  mail_domain: str, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.db = db
         self._authenticator = authenticator
@@ -114,7 +115,7 @@ class Sessions:
         account = await self._authenticator.authenticate(login, password, client_ip)
         device_id = device_id or new_device_id()
         token = "shm_" + secrets.token_urlsafe(32)
-        async with self.db.write() as session:  # type: ignore[attr-defined]
+        async with self.db.write() as session:
             await device_store.ensure_device(session, account.id, device_id, display_name)
             await device_store.add_token(session, account.id, device_id, token)
         user_id = user_id_for(account.login, self.server_name)
@@ -126,7 +127,7 @@ class Sessions:
         now = self._clock()
         if cached is not None and now < cached[1]:
             return cached[0]
-        async with self.db.read() as session:  # type: ignore[attr-defined]
+        async with self.db.read() as session:
             found = await device_store.token_owner(session, token)
         if found is None:
             raise UnknownToken("unknown access token")
@@ -157,13 +158,13 @@ class Sessions:
         self._last_seen[key] = now
         if len(self._last_seen) > 100_000:
             self._last_seen.clear()
-        async with self.db.write() as session:  # type: ignore[attr-defined]
+        async with self.db.write() as session:
             await device_store.touch_device(session, requester.account_id, requester.device_id,
                                             dt.datetime.now(dt.UTC), client_ip)
 
     async def logout(self, token: str) -> None:
         self._tokens.pop(token, None)
-        async with self.db.write() as session:  # type: ignore[attr-defined]
+        async with self.db.write() as session:
             found = await device_store.token_owner(session, token)
             if found is not None:
                 # Logging out ends the device (spec 5.7.3): its keys and txn ids go too.
@@ -171,13 +172,13 @@ class Sessions:
                                                   [found[1].device_id])
 
     async def logout_all(self, requester: Requester) -> None:
-        async with self.db.write() as session:  # type: ignore[attr-defined]
+        async with self.db.write() as session:
             await device_store.delete_devices(session, requester.account_id)
         self._forget_tokens(requester.account_id)
 
     # --- devices ------------------------------------------------------------------
     async def devices(self, requester: Requester) -> list[DeviceInfo]:
-        async with self.db.read() as session:  # type: ignore[attr-defined]
+        async with self.db.read() as session:
             rows = await device_store.list_devices(session, requester.account_id)
         return [DeviceInfo(r.device_id, r.display_name,
                            int(r.last_seen.timestamp() * 1000) if r.last_seen else None,
@@ -191,7 +192,7 @@ class Sessions:
 
     async def rename_device(self, requester: Requester, device_id: str,
                             display_name: str | None) -> None:
-        async with self.db.write() as session:  # type: ignore[attr-defined]
+        async with self.db.write() as session:
             row = await device_store.get_device(session, requester.account_id, device_id)
             if row is None:
                 raise RoomNotFound(f"unknown device {device_id}")
@@ -201,7 +202,7 @@ class Sessions:
     async def delete_devices(self, requester: Requester, device_ids: list[str],
                              auth: object, client_ip: str) -> None:
         await self.check_user_interactive_auth(requester, auth, client_ip)
-        async with self.db.write() as session:  # type: ignore[attr-defined]
+        async with self.db.write() as session:
             await device_store.delete_devices(session, requester.account_id, device_ids)
         self._forget_tokens(requester.account_id, device_ids)
         log.info("event=matrix_devices_deleted user=%s count=%d", requester.user_id,
@@ -210,7 +211,7 @@ class Sessions:
     async def log_out_other_devices(self, requester: Requester) -> list[str]:
         """Delete every device of the account but the requester's (after a password
         change, spec "Password management": ``logout_devices``)."""
-        async with self.db.write() as session:  # type: ignore[attr-defined]
+        async with self.db.write() as session:
             rows = await device_store.list_devices(session, requester.account_id)
             others = [r.device_id for r in rows if r.device_id != requester.device_id]
             if others:

@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from messenger.events.client_format import stripped_state
 from messenger.rooms.errors import Forbidden
 from messenger.rooms.lookups import room_version_of
@@ -50,7 +51,7 @@ def _child_order(event: StoredEvent) -> tuple[int, str, int, str]:
 
 
 class Spaces:
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def hierarchy(self, user_id: str, room_id: str, *, max_depth: int,

@@ -6,9 +6,9 @@ same two-way check as an invitation, messenger.rooms.policy)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from directory.model import Account
+from directory.service import Directory
 
 MAX_CANDIDATES = 200  # policy checks per search: bounded work for a one-letter term
 
@@ -20,7 +20,7 @@ class UserMatch:
 
 
 class UserDirectory:
-    def __init__(self, directory: Any, server_name: str, mail_domain: str) -> None:
+    def __init__(self, directory: Directory, server_name: str, mail_domain: str) -> None:
         self._directory = directory
         self._server_name = server_name
         self._mail_domain = mail_domain

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
 from directory.client_address import TrustedProxies
+from directory.db import Database
 from messenger import jsonenc
 from messenger.api.errors import MatrixError, bad_json, invalid_param
 from messenger.events.canonical import (
@@ -32,6 +33,15 @@ from messenger.rooms.service import RoomService
 from messenger.sessions import Sessions
 from messenger.sync.builder import SyncBuilder
 
+if TYPE_CHECKING:
+    from directory.service import Directory
+    from messenger.e2ee import DeviceMessaging
+    from messenger.ephemeral import Receipts, TypingTracker
+    from messenger.media import MediaRepository
+    from messenger.ratelimit import RateLimiter
+    from messenger.school_rooms import SchoolRooms
+    from messenger.user_directory import UserDirectory
+
 
 @dataclass(frozen=True)
 class ApiContext:
@@ -42,17 +52,17 @@ class ApiContext:
     rooms: RoomService
     sync: SyncBuilder
     limits: MessengerLimits
-    db: Any
-    directory: Any
-    media: Any = None  # messenger.media.MediaRepository, or None without a data folder
-    typing: Any = None  # messenger.ephemeral.TypingTracker
-    receipts: Any = None  # messenger.ephemeral.Receipts
-    e2ee: Any = None  # messenger.e2ee.DeviceMessaging
-    limiter: Any = None  # messenger.ratelimit.RateLimiter
-    users: Any = None  # messenger.user_directory.UserDirectory
+    db: Database
+    directory: Directory
+    typing: TypingTracker
+    receipts: Receipts
+    e2ee: DeviceMessaging
+    limiter: RateLimiter
+    users: UserDirectory
+    school_rooms: SchoolRooms  # group members rejoin their rooms
+    media: MediaRepository | None = None  # None without a data folder
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     push_gateways: tuple[str, ...] = ()  # the notify URLs pushers may use
-    school_rooms: Any = None  # messenger.school_rooms.SchoolRooms (group members rejoin)
 
 
 CONTEXT = web.AppKey("messenger_context", ApiContext)

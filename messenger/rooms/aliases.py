@@ -3,8 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from directory.db import Database
 from messenger.events.identifiers import InvalidIdentifier, is_room_id, parse_room_alias
 from messenger.identity import Requester
 from messenger.rooms.errors import AliasInUse, Forbidden, InvalidRequest, RoomNotFound
@@ -14,7 +13,7 @@ from messenger.storage import events as store
 
 
 class RoomAliases:
-    def __init__(self, db: Any, server_name: str) -> None:
+    def __init__(self, db: Database, server_name: str) -> None:
         self._db = db
         self._server_name = server_name
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from messenger.rooms.errors import Forbidden, RoomNotFound
 from messenger.rooms.lookups import existing_room, room_version_of
 from messenger.storage import events as store
@@ -38,7 +39,7 @@ async def readable_rooms(session: AsyncSession, user_id: str) -> dict[str, int]:
 
 
 class RoomReader:
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Database) -> None:
         self._db = db
 
     async def visible_upto(self, session: AsyncSession, user_id: str, room_id: str) -> int:

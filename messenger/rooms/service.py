@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
+from directory.db import Database
 from messenger.events.signing import EventSigner
 from messenger.rooms.aliases import RoomAliases
 from messenger.rooms.creation import RoomCreation
@@ -29,7 +29,7 @@ from messenger.sync.notifier import Notifier
 
 
 class RoomService:
-    def __init__(self, db: Any, server_name: str, notifier: Notifier, policy: ChatPolicy, *,
+    def __init__(self, db: Database, server_name: str, notifier: Notifier, policy: ChatPolicy, *,
                  clock: Callable[[], float] = time.time, cache: SyncCache | None = None,
                  signer: EventSigner | None = None) -> None:
         self.db = db

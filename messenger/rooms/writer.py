@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from messenger.events.hashing import add_hashes, event_id_for
 from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion
@@ -57,7 +58,7 @@ class Transaction:
 
 
 class RoomWriter:
-    def __init__(self, db: Any, notifier: Notifier, *, clock: Callable[[], float],
+    def __init__(self, db: Database, notifier: Notifier, *, clock: Callable[[], float],
                  cache: SyncCache | None, signer: EventSigner | None = None) -> None:
         self.db = db
         # Signs every event this server creates (federation checks it); None: unsigned.
