@@ -35,7 +35,7 @@ clean-demo:
 # what passes and grows package by package until it covers the whole tree.
 MYPY_TARGETS := directory federation conf \
                 $(wildcard mailserver/*.py) mailserver/store mailserver/smtp mailserver/imap \
-                mailserver/outbound \
+                mailserver/outbound mailserver/webmail \
                 $(wildcard messenger/*.py) messenger/events messenger/rooms messenger/storage \
                 messenger/api
 

@@ -226,7 +226,7 @@ class Mail:
         mailbox_id, meta = await self._locate(account_id, mailbox, uid)
         data = await self._store.read_blob(meta.blob_id)
         parsed = email.parser.BytesParser(policy=email.policy.default).parsebytes(data)
-        return mailbox_id, meta, parsed  # type: ignore[return-value]
+        return mailbox_id, meta, parsed
 
     async def open(self, account_id: int, mailbox: str, uid: int) -> MessageView:
         """The message as text, marked \\Seen (RFC 9051 6.4.5: like a BODY[] fetch)."""
@@ -250,7 +250,7 @@ class Mail:
                 continue
             found = str(part.get("Content-ID", "") or "").strip().strip("<>")
             if found and found == wanted:
-                return part.get_content_type(), part.get_payload(decode=True) or b""
+                return part.get_content_type(), _decoded(part)
         raise MessageGone(f"no part {content_id!r}")
 
     async def attachment(self, account_id: int, mailbox: str, uid: int,
@@ -259,7 +259,7 @@ class Mail:
         _, _, parsed = await self._message(account_id, mailbox, uid)
         for number, part in enumerate(parsed.iter_attachments()):
             if number == index:
-                content = part.get_payload(decode=True) or b""
+                content = _decoded(part)
                 return _filename(part, number), content
         raise MessageGone(f"no attachment {index}")
 
@@ -268,7 +268,7 @@ class Mail:
         """(filename, content type, content) of every attachment, in listing order."""
         _, _, parsed = await self._message(account_id, mailbox, uid)
         return [(_filename(part, number), part.get_content_type(),
-                 part.get_payload(decode=True) or b"")
+                 _decoded(part))
                 for number, part in enumerate(parsed.iter_attachments())]
 
     async def save_draft(self, account_id: int, message: bytes,
@@ -337,8 +337,14 @@ def html_body(message: email.message.EmailMessage) -> str | None:
     try:
         content = part.get_content()
     except Exception:  # unknown charset or broken transfer encoding
-        content = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")
+        content = _decoded(part).decode("utf-8", "replace")
     return content if isinstance(content, str) else None
+
+
+def _decoded(part: email.message.Message) -> bytes:
+    """A leaf part's content with its transfer encoding undone (b"" if it has none)."""
+    payload = part.get_payload(decode=True)
+    return payload if isinstance(payload, bytes) else b""
 
 
 def _filename(part: email.message.EmailMessage, number: int) -> str:
@@ -352,7 +358,7 @@ def _filename(part: email.message.EmailMessage, number: int) -> str:
 def attachments(message: email.message.EmailMessage) -> list[Attachment]:
     found = []
     for number, part in enumerate(message.iter_attachments()):
-        payload = part.get_payload(decode=True) or b""
+        payload = _decoded(part)
         found.append(Attachment(number, _filename(part, number), part.get_content_type(),
                                 len(payload)))
     return found
@@ -369,7 +375,7 @@ def body_text(message: email.message.EmailMessage) -> str:
     try:
         content = part.get_content()
     except Exception:  # unknown charset or broken transfer encoding
-        payload = part.get_payload(decode=True) or b""
+        payload = _decoded(part)
         content = payload.decode("utf-8", "replace")
     if not isinstance(content, str):
         return ""

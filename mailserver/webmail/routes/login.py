@@ -91,7 +91,9 @@ async def login(request: web.Request) -> web.StreamResponse:
 
 async def _resumed_draft(webmail: Webmail, account: Account, resume: dict[str, str]) -> str:
     """The text of a compose form whose session had ended, saved as a draft; where to go."""
-    form = ComposeForm(**resume)
+    form = ComposeForm(to=resume.get("to", ""), cc=resume.get("cc", ""),
+                       bcc=resume.get("bcc", ""), subject=resume.get("subject", ""),
+                       body=resume.get("body", ""))  # the RESUMED_FIELDS
     try:
         message = build_message(from_name=account.display_name,
                                 sender=f"{account.login}@{webmail.domain}", form=form,
