@@ -139,3 +139,26 @@ async def test_failed_imap_starttls_handshake_logs_no_error(served: ServedSchool
     await asyncio.sleep(0.5)
     assert served.bad_log_lines() == [], served.log()[-4000:]
     assert "event=imap_tls_handshake_failed" in served.log()
+
+
+def _garbage_to(host: str, port: int, payload: bytes) -> None:
+    with socket.create_connection((host, port), timeout=10) as sock:
+        if payload:
+            sock.sendall(payload)
+        sock.shutdown(socket.SHUT_WR)  # nothing more comes: the server sees EOF
+        try:
+            while sock.recv(4096):
+                pass
+        except OSError:
+            pass
+
+
+async def test_failed_handshakes_on_implicit_tls_ports_log_no_error(
+        served: ServedSchool) -> None:
+    listen = served.settings.listen
+    for port in (listen.submissions, listen.imaps, listen.web, listen.federation):
+        for payload in GARBAGE.values():
+            await asyncio.to_thread(_garbage_to, served.host, port, payload)
+    await asyncio.sleep(0.5)
+    assert served.bad_log_lines() == [], served.log()[-4000:]
+    assert "Traceback" not in served.log()
