@@ -106,10 +106,15 @@ UNBOUNDED_PATH_PARAMS = frozenset({"file_name", "tail"})  # media names, never s
 
 def check_path_params(request: web.Request) -> None:
     """400 M_INVALID_PARAM for a path parameter longer than any identifier may be
-    (it would otherwise reach a VARCHAR(255) column: a PostgreSQL error, a 500)."""
+    (it would otherwise reach a VARCHAR(255) column: a PostgreSQL error, a 500),
+    and for a NUL in a path or query parameter (PostgreSQL text cannot hold it)."""
     for name, value in request.match_info.items():
         if name not in UNBOUNDED_PATH_PARAMS and len(value.encode()) > MAX_PATH_PARAM_BYTES:
             raise invalid_param(f"{name} is longer than {MAX_PATH_PARAM_BYTES} bytes")
+        if "\x00" in value:  # PostgreSQL text cannot hold NUL: an asyncpg error, a 500
+            raise invalid_param(f"{name} contains a NUL character")
+    if any("\x00" in value for value in request.query.values()):
+        raise invalid_param("a query parameter contains a NUL character")
 
 
 def _bounded_json_int(text: str) -> int:

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import base64
 import imaplib
+import json
 import socket
 import ssl
+from urllib.parse import quote
 
 from tests.security.conftest import ServedSchool
 
@@ -150,3 +152,38 @@ async def test_matrix_token_that_is_not_ascii_is_unknown(served: ServedSchool) -
         assert answer.startswith(b"HTTP/1.1 401"), (header, answer)
         assert b"M_UNKNOWN_TOKEN" in answer, answer
     assert served.bad_log_lines() == [], served.log()[-4000:]
+
+
+async def test_nul_in_matrix_path_or_query_is_invalid_param(served: ServedSchool) -> None:
+    """Fuzz finding (PostgreSQL): ``GET /rooms/{room}/event/%00`` reached the database,
+    which cannot hold NUL in text: asyncpg CharacterNotInRepertoireError, a 500."""
+    token = await _matrix_login(served, "lehrerin")
+    room = quote(await _create_room(served, token), safe="")
+    for target in (f"/_matrix/client/v3/rooms/{room}/event/%00",
+                   "/_matrix/client/v3/profile/%40a%00b%3Aschule.test",
+                   f"/_matrix/client/v3/rooms/{room}/messages?from=%00"):
+        answer = await _raw_http(
+            served.host, served.settings.listen.matrix,
+            f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            "Connection: close\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 400"), (target, answer)
+        assert b"M_INVALID_PARAM" in answer, answer
+    assert served.bad_log_lines() == [], served.log()[-4000:]
+
+
+async def _create_room(served: ServedSchool, token: str) -> str:
+    answer = await _raw_http(
+        served.host, served.settings.listen.matrix,
+        b"POST /_matrix/client/v3/createRoom HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\nConnection: close\r\n\r\n{}")
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])["room_id"]
+
+
+async def _matrix_login(served: ServedSchool, login: str) -> str:
+    body = json.dumps({"type": "m.login.password", "password": served.password(login),
+                       "identifier": {"type": "m.id.user", "user": login}}).encode()
+    answer = await _raw_http(
+        served.host, served.settings.listen.matrix,
+        b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    return json.loads(answer.split(b"\r\n\r\n", 1)[1])["access_token"]
