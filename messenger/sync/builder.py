@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from messenger.ephemeral import TypingTracker
 from messenger.events.client_format import stripped_state
 from messenger.identity import Requester
@@ -57,7 +58,7 @@ class SyncRequest:
 
 
 class SyncBuilder:
-    def __init__(self, db: Any, notifier: Notifier, limits: MessengerLimits,
+    def __init__(self, db: Database, notifier: Notifier, limits: MessengerLimits,
                  typing: TypingTracker | None = None, cache: SyncCache | None = None) -> None:
         self.db = db
         self.notifier = notifier

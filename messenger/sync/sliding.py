@@ -246,10 +246,10 @@ class SlidingSync:
                         if room_id in windows else config.room
                     lists_of_room.setdefault(room_id, set()).add(name)
             list_rooms[name] = tuple(ranges)
-        for room_id, config in connection.subscriptions.items():
+        for room_id, subscribed in connection.subscriptions.items():
             if room_id in memberships:  # rooms the user may not see are ignored (MSC4186)
-                windows[room_id] = windows[room_id].union(config) if room_id in windows \
-                    else config
+                windows[room_id] = windows[room_id].union(subscribed) if room_id in windows \
+                    else subscribed
         return _Plan(token, memberships, windows, lists_of_room, list_rooms, list_counts,
                      bumps)
 
@@ -643,13 +643,13 @@ class SlidingSync:
                                                           include_room_id=False)
             if any(e.type in ("m.room.member", "m.room.name", "m.room.avatar")
                    for e in changed):
-                members = (await room_lists.members(session, [room_id])).get(room_id, [])
-                heroes = [u for u, _m, _e in members if u != me][:MAX_HEROES]
+                room_members = (await room_lists.members(session, [room_id])).get(room_id, [])
+                heroes = [u for u, _m, _e in room_members if u != me][:MAX_HEROES]
                 state = await store.current_state(session, room_id,
                                                   [("m.room.name", ""), ("m.room.avatar", "")])
                 hero_events = await store.get_events(
-                    session, [e for u, _m, e in members if u in heroes])
-                self._describe(room, state, members, heroes, hero_events)
+                    session, [e for u, _m, e in room_members if u in heroes])
+                self._describe(room, state, room_members, heroes, hero_events)
             out[room_id] = room
             if left:
                 sent.pop(room_id, None)  # a rejoin starts the room afresh
