@@ -142,18 +142,22 @@ class SlidingSync:
         b = self._b
         await b._load_cache()
         deadline = time.monotonic() + min(max(timeout_ms, 0), b.limits.max_sync_timeout_ms) / 1000
-        rows = await b._memberships(requester.user_id)
-        joined = [r.room_id for r in rows if r.membership == "join"]
+        joined = await self._joined(requester)
         with b.notifier.waiting(requester.user_id, joined) as waiter:
+            del joined
             while True:
                 waiter.woken.clear()
                 snapshot, result, news = await self._pass(requester, connection, base, request)
                 remaining = deadline - time.monotonic()
-                if news or base is None or remaining <= 0 \
-                        or not await waiter.wait(remaining):
+                if news or base is None or remaining <= 0:
                     break
-                rows = await b._memberships(requester.user_id)
-                waiter.update_rooms(r.room_id for r in rows if r.membership == "join")
+                # A waiting connection holds no response (thousands wait at once);
+                # after the wait, woken or timed out, the next pass answers.
+                del snapshot, result
+                if await waiter.wait(remaining):
+                    waiter.update_rooms(await self._joined(requester))
+                else:
+                    deadline = 0.0
         if base is not None and not news and snapshot.rooms == base.rooms \
                 and snapshot.list_rooms == base.list_rooms:
             # Nothing the client lacks: the same pos again, no new snapshot to keep.
@@ -164,6 +168,10 @@ class SlidingSync:
             result.pos = self.connections.store(connection, snapshot)
         result.txn_id = request.txn_id
         return result
+
+    async def _joined(self, requester: Requester) -> list[str]:
+        rows = await self._b._memberships(requester.user_id)
+        return [r.room_id for r in rows if r.membership == "join"]
 
     def _intern(self, value: Any) -> Any:
         if len(self._interned) >= MAX_ROOM_TYPES:
