@@ -27,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailserver.changes import MailboxChange
 from mailserver.imap.mailbox_states import MailboxStates
+from mailserver.store import MailStore
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
 from mailserver.store.batcher import CommitBatcher, Failed
@@ -53,7 +54,7 @@ class FlagWriter:
     """``store_flags`` with the signature of ``MailStore.store_flags``,
     group-committed; one per IMAP service."""
 
-    def __init__(self, store: Any, states: MailboxStates | None) -> None:
+    def __init__(self, store: MailStore, states: MailboxStates | None) -> None:
         self._store = store
         self._states = states
         self._batcher: CommitBatcher[FlagWork, FlagDone] = CommitBatcher(

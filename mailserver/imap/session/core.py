@@ -37,7 +37,12 @@ from mailserver.imap.wire.parser import parse_command
 from mailserver.imap.wire.serializer import serialize_response
 
 if TYPE_CHECKING:
+    from directory.auth import Authenticator
     from mailserver.imap.fetching import ParsedMessageCache
+    from mailserver.imap.flag_writes import FlagWriter
+    from mailserver.imap.mailbox_states import MailboxStates
+    from mailserver.store import MailStore
+    from mailserver.store.bulk_reads import BodyCache, HeaderCache
 
 log = logging.getLogger("schulhof.imap")
 
@@ -81,8 +86,8 @@ class SessionServices:
     """What every session of one server shares: the store, the authenticator
     and the limits (constructor arguments, never globals)."""
 
-    store: Any  # mailserver.store.MailStore
-    authenticator: Any  # directory.auth.Authenticator
+    store: MailStore
+    authenticator: Authenticator
     max_literal_size: int
     idle_timeout: float
     max_errors: int
@@ -91,10 +96,10 @@ class SessionServices:
     # STOREs (mailserver.imap.flag_writes.FlagWriter) and header blocks
     # (mailserver.store.bulk_reads.HeaderCache). Without them the session
     # reads and writes through the store alone.
-    states: Any = None
-    flag_writer: Any = None
-    headers: Any = None
-    bodies: Any = None  # mailserver.store.bulk_reads.BodyCache
+    states: MailboxStates | None = None
+    flag_writer: FlagWriter | None = None
+    headers: HeaderCache | None = None
+    bodies: BodyCache | None = None
 
     async def store_flags(self, mailbox_id: int, uids: Any, mode: Any, flags: Any,
                           unchanged_since: int | None = None) -> Any:
@@ -130,6 +135,14 @@ class ImapSession:
         self._dirty_modseq = 0  # the highest MODSEQ the change feed told of
         self._mailbox_gone = False
         self._cache: ParsedMessageCache | None = None
+
+    @property
+    def account(self) -> int:
+        """The logged-in account's id, for the handlers of the authenticated and
+        selected states (the dispatcher calls no other before LOGIN)."""
+        if self.account_id is None:
+            raise RuntimeError("IMAP session not authenticated")
+        return self.account_id
 
     # --- flags of the session ------------------------------------------------
 

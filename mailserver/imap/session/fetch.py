@@ -160,7 +160,7 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
         messages: Any = zip(state.uids, list(state.flags), array("Q", state.modseqs),
                             strict=True)
     else:
-        snapshot = await s.store.select_snapshot(s.account_id, view.name)
+        snapshot = await s.store.select_snapshot(s.account, view.name)
         if snapshot.mailbox.id != view.mailbox_id:
             return False
         messages = snapshot.messages

@@ -47,7 +47,7 @@ async def create(s: ImapSession, cmd: c.Create) -> r.Tagged:
         return r.Tagged(cmd.tag, "NO", "Only one special use per mailbox", r.Code("USEATTR"))
     special = cmd.special_use[0] if cmd.special_use else None
     try:
-        await s.store.create_mailbox(s.account_id, _name(cmd.mailbox), special_use=special)
+        await s.store.create_mailbox(s.account, _name(cmd.mailbox), special_use=special)
     except Exception as error:
         if special and type(error).__name__ == "InvalidMailboxName" and "special" in str(error):
             return r.Tagged(cmd.tag, "NO", "Unknown special use", r.Code("USEATTR"))
@@ -57,7 +57,7 @@ async def create(s: ImapSession, cmd: c.Create) -> r.Tagged:
 
 async def delete(s: ImapSession, cmd: c.Delete) -> r.Tagged:
     """RFC 9051 6.3.5."""
-    await s.store.delete_mailbox(s.account_id, cmd.mailbox)
+    await s.store.delete_mailbox(s.account, cmd.mailbox)
     if s.view is not None and s.view.name == cmd.mailbox:
         s.select(None)  # our own selected mailbox is gone: back to authenticated
     return r.Tagged(cmd.tag, "OK", "DELETE completed")
@@ -65,19 +65,19 @@ async def delete(s: ImapSession, cmd: c.Delete) -> r.Tagged:
 
 async def rename(s: ImapSession, cmd: c.Rename) -> r.Tagged:
     """RFC 9051 6.3.6 (children move along; renaming INBOX moves its messages)."""
-    await s.store.rename_mailbox(s.account_id, cmd.mailbox, _name(cmd.new_name))
+    await s.store.rename_mailbox(s.account, cmd.mailbox, _name(cmd.new_name))
     if s.view is not None and s.view.name == cmd.mailbox and cmd.mailbox != "INBOX":
         s.view.name = _name(cmd.new_name)
     return r.Tagged(cmd.tag, "OK", "RENAME completed")
 
 
 async def subscribe(s: ImapSession, cmd: c.Subscribe) -> r.Tagged:
-    await s.store.set_subscribed(s.account_id, cmd.mailbox, True)
+    await s.store.set_subscribed(s.account, cmd.mailbox, True)
     return r.Tagged(cmd.tag, "OK", "SUBSCRIBE completed")
 
 
 async def unsubscribe(s: ImapSession, cmd: c.Unsubscribe) -> r.Tagged:
-    await s.store.set_subscribed(s.account_id, cmd.mailbox, False)
+    await s.store.set_subscribed(s.account, cmd.mailbox, False)
     return r.Tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
 
 
@@ -89,8 +89,8 @@ def _entries(statuses: list[Any], orphans: list[str] | None = None) -> list[Mail
 
 async def list_command(s: ImapSession, cmd: c.ListCommand) -> r.Tagged:
     """RFC 9051 6.3.9, RFC 5258, RFC 5819 (STATUS after each selectable name)."""
-    statuses = await s.store.list_mailboxes(s.account_id)
-    orphans = (await s.store.orphan_subscriptions(s.account_id)
+    statuses = await s.store.list_mailboxes(s.account)
+    orphans = (await s.store.orphan_subscriptions(s.account)
                if "SUBSCRIBED" in cmd.selection else [])
     lines = list_responses(_entries(statuses, orphans), cmd.reference, cmd.patterns,
                            selection=cmd.selection, return_subscribed=cmd.return_subscribed,
@@ -109,8 +109,8 @@ async def list_command(s: ImapSession, cmd: c.ListCommand) -> r.Tagged:
 
 async def lsub(s: ImapSession, cmd: c.Lsub) -> r.Tagged:
     """RFC 3501 6.3.9."""
-    statuses = await s.store.list_mailboxes(s.account_id)
-    orphans = await s.store.orphan_subscriptions(s.account_id)
+    statuses = await s.store.list_mailboxes(s.account)
+    orphans = await s.store.orphan_subscriptions(s.account)
     for line in list_responses(_entries(statuses, orphans), cmd.reference, (cmd.pattern,),
                                lsub=True):
         s.send(line)
@@ -139,7 +139,7 @@ def status_items(s: ImapSession, status: Any, items: tuple[str, ...], recent: in
 
 async def status(s: ImapSession, cmd: c.Status) -> r.Tagged:
     """RFC 9051 6.3.11."""
-    found = await s.store.mailbox_status(s.account_id, cmd.mailbox)
+    found = await s.store.mailbox_status(s.account, cmd.mailbox)
     # RFC 3501 6.3.10: RECENT counts messages no session has seen yet.
     recent = await s.store.recent_count(found.mailbox.id) if "RECENT" in cmd.items else 0
     s.send(r.StatusData(found.mailbox.name, status_items(s, found, cmd.items, recent)))
@@ -147,7 +147,7 @@ async def status(s: ImapSession, cmd: c.Status) -> r.Tagged:
 
 
 async def _quota_data(s: ImapSession) -> r.QuotaData:
-    quota = await s.store.quota(s.account_id)
+    quota = await s.store.quota(s.account)
     if quota.limit is None:
         return r.QuotaData(QUOTA_ROOT, ())
     # RFC 9208 5.1: STORAGE is in units of 1024 octets.
@@ -165,7 +165,7 @@ async def getquota(s: ImapSession, cmd: c.GetQuota) -> r.Tagged:
 
 async def getquotaroot(s: ImapSession, cmd: c.GetQuotaRoot) -> r.Tagged:
     """RFC 9208 4.3."""
-    await s.store.mailbox_status(s.account_id, cmd.mailbox)  # NONEXISTENT when missing
+    await s.store.mailbox_status(s.account, cmd.mailbox)  # NONEXISTENT when missing
     s.send(r.QuotaRootData(cmd.mailbox, (QUOTA_ROOT,)))
     s.send(await _quota_data(s))
     return r.Tagged(cmd.tag, "OK", "GETQUOTAROOT completed")
@@ -182,7 +182,7 @@ async def append(s: ImapSession, cmd: c.Append) -> r.Tagged:
     if not message.data:
         return r.Tagged(cmd.tag, "NO", "Empty message", r.Code("CANNOT"))
     when = message.internal_date or datetime.datetime.now(datetime.UTC)
-    result = await s.store.append(s.account_id, cmd.mailbox, message.data,
+    result = await s.store.append(s.account, cmd.mailbox, message.data,
                                   tuple(f for f in message.flags if f.lower() != "\\recent"),
                                   when)
     return r.Tagged(cmd.tag, "OK", "APPEND completed",

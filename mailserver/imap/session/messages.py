@@ -82,7 +82,7 @@ def _send_flags(s: ImapSession, view: SelectedView, cmd: c.Store, uid: int,
 async def _destination(s: ImapSession, name: str) -> int:
     """The id of this account's mailbox ``name``: looked up by account, so a
     session can never copy into another account's mailbox."""
-    status = await s.store.mailbox_status(s.account_id, name)
+    status = await s.store.mailbox_status(s.account, name)
     return int(status.mailbox.id)
 
 

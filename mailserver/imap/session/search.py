@@ -96,7 +96,7 @@ async def _candidates(s: ImapSession, cmd: c.Search, with_body: bool) -> Any:
     view = s.view
     assert view is not None
     if _state_only(cmd.key):
-        snapshot = await s.store.select_snapshot(s.account_id, view.name)
+        snapshot = await s.store.select_snapshot(s.account, view.name)
         if snapshot.mailbox.id == view.mailbox_id:
             for state in snapshot.messages:
                 seq = view.seq_of(state.uid)

@@ -33,7 +33,7 @@ async def select(s: ImapSession, cmd: c.Select) -> r.Tagged:
         s.condstore = True
     opened = await _open(s, cmd.mailbox, cmd.read_only)
     if opened is None:
-        snapshot = await s.store.select_snapshot(s.account_id, cmd.mailbox)
+        snapshot = await s.store.select_snapshot(s.account, cmd.mailbox)
         box = snapshot.mailbox
         opened = (SelectedView.from_uids(box.id, box.name, box.uidvalidity, cmd.read_only,
                                          (m.uid for m in snapshot.messages),
@@ -82,7 +82,7 @@ async def _open(s: ImapSession, name: str, read_only: bool
         wanted = normalise(name)
     except Exception:
         return None  # the store's own path reports the bad name
-    state = await states.by_name(s.account_id, wanted)
+    state = await states.by_name(s.account, wanted)
     counters = None if state is None else state.counters
     if state is None or counters is None:
         return None
