@@ -311,14 +311,6 @@ async def search(db: Database, account_id: int, mailbox: str, query: SearchQuery
             # "+": a filter on the mailbox's rows, not index probes per message.
             where.insert(0, "+s.id IN (SELECT value FROM json_each(?))")
             values.insert(0, json.dumps(hits))
-    elif not db.is_sqlite and any("ILIKE" in condition for condition in where):
-        # PostgreSQL: the texts first, through their trigram indexes alone (in the
-        # join the planner read the mailbox's rows and matched each with ILIKE).
-        ids = [row_id for row_id, in await _rows(
-            db, f"SELECT s.id FROM message_search s WHERE {' AND '.join(where)}", values)]
-        if not ids:
-            return Found(0, [])
-        where, values = ["s.id = ANY(?)"], [ids]
     condition = " AND ".join([in_mailbox, *where])
     parameters = [*source_values, mailbox_id, *values]
     (total,), = await _rows(db, f"SELECT COUNT(*) FROM {source} WHERE {condition}",
