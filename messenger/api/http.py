@@ -11,6 +11,7 @@ through ``parse_request_json``, which keeps them in the canonical JSON range
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -133,13 +134,33 @@ def parse_request_json(raw: bytes | str) -> Any:
     for anything unparsable.
     """
     try:
-        return parse_json(raw, parse_int=_bounded_json_int)
+        value = parse_json(raw, parse_int=_bounded_json_int)
     except CanonicalJsonError as exc:
         if "out of range" in str(exc):
             raise bad_json(f"the request body is not acceptable JSON: {exc}") from None
         raise MatrixError(400, "M_NOT_JSON", "the request body is not valid JSON") from None
     except ValueError:
         raise MatrixError(400, "M_NOT_JSON", "the request body is not valid JSON") from None
+    text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+    if _UNSTORABLE_ESCAPE.search(text) and _has_unstorable_string(value):
+        raise bad_json("the request body has a lone surrogate or a NUL in a string")
+    return value
+
+
+# "\u0000" and lone surrogate escapes ("\ud800") parse to strings that cannot be
+# stored: PostgreSQL text has no NUL, and a surrogate cannot be encoded as UTF-8.
+_UNSTORABLE_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _has_unstorable_string(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value or any("\ud800" <= c <= "\udfff" for c in value)
+    if isinstance(value, dict):
+        return any(_has_unstorable_string(k) or _has_unstorable_string(v)
+                   for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_unstorable_string(v) for v in value)
+    return False
 
 
 async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:

@@ -187,3 +187,24 @@ async def _matrix_login(served: ServedSchool, login: str) -> str:
         b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
         b"\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
     return json.loads(answer.split(b"\r\n\r\n", 1)[1])["access_token"]
+
+
+async def test_unstorable_json_strings_are_bad_json(served: ServedSchool) -> None:
+    """Fuzz finding: ``PUT .../tags/m.favourite`` with ``{"\\ud800": 1}`` was a 500
+    (a lone surrogate cannot be encoded); ``"\\u0000"`` cannot be stored in PostgreSQL."""
+    token = await _matrix_login(served, "lehrerin")
+    room = quote(await _create_room(served, token), safe="")
+    user = quote("@lehrerin:schule.test", safe="")
+    for target, body in (
+            (f"/_matrix/client/v3/user/{user}/rooms/{room}/tags/m.favourite", b'{"\\ud800": 1}'),
+            (f"/_matrix/client/v3/rooms/{room}/send/m.room.message/t1",
+             b'{"msgtype": "m.text", "body": "a\\u0000b"}'),
+            (f"/_matrix/client/v3/rooms/{room}/send/m.room.message/t2",
+             b'{"msgtype": "m.text", "body": "\\udc00"}')):
+        answer = await _raw_http(
+            served.host, served.settings.listen.matrix,
+            f"PUT {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        assert answer.startswith(b"HTTP/1.1 400"), (target, answer)
+        assert b"M_BAD_JSON" in answer, answer
+    assert served.bad_log_lines() == [], served.log()[-4000:]
