@@ -44,9 +44,10 @@ def _valid_child(event: StoredEvent) -> bool:
 
 def _child_order(event: StoredEvent) -> tuple[int, str, int, str]:
     order = (event.pdu.get("content") or {}).get("order")
-    valid = isinstance(order, str) and len(order) <= 50 and all(
-        0x20 <= ord(c) <= 0x7E for c in order)
-    return (0 if valid else 1, order if valid else "",  # type: ignore[return-value]
+    if not (isinstance(order, str) and len(order) <= 50 and all(
+            0x20 <= ord(c) <= 0x7E for c in order)):
+        order = None  # an invalid order counts as none
+    return (0 if order is not None else 1, order or "",
             int(event.pdu.get("origin_server_ts", 0)), event.state_key or "")
 
 

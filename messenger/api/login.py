@@ -18,6 +18,7 @@ from messenger.api.http import (
 )
 from messenger.api.spec_versions import SPEC_VERSIONS
 from messenger.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+from messenger.sessions import DeviceInfo
 
 
 async def well_known(request: web.Request) -> web.Response:
@@ -97,9 +98,9 @@ async def whoami(request: web.Request) -> web.Response:
     return ok({"user_id": who.user_id, "device_id": who.device_id, "is_guest": False})
 
 
-def _device_json(info: object) -> dict[str, object]:
-    return {"device_id": info.device_id, "display_name": info.display_name,  # type: ignore[attr-defined]
-            "last_seen_ts": info.last_seen_ts, "last_seen_ip": info.last_seen_ip}  # type: ignore[attr-defined]
+def _device_json(info: DeviceInfo) -> dict[str, object]:
+    return {"device_id": info.device_id, "display_name": info.display_name,
+            "last_seen_ts": info.last_seen_ts, "last_seen_ip": info.last_seen_ip}
 
 
 async def devices(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ from mailserver.imap.session.core import SELECTED
 from mailserver.imap.wire import commands as c
 from mailserver.imap.wire import responses as r
 from mailserver.imap.wire.sequence import SequenceSet
+from mailserver.store.model import CopyResult
 
 if TYPE_CHECKING:
     from mailserver.imap.session.core import ImapSession
@@ -86,11 +87,11 @@ async def _destination(s: ImapSession, name: str) -> int:
     return int(status.mailbox.id)
 
 
-def _copyuid(result: object) -> r.CopyUidCode | None:
-    pairs = sorted(getattr(result, "pairs", []))
+def _copyuid(result: CopyResult) -> r.CopyUidCode | None:
+    pairs = sorted(result.pairs)
     if not pairs:
         return None
-    return r.CopyUidCode(result.uidvalidity,  # type: ignore[attr-defined]
+    return r.CopyUidCode(result.uidvalidity,
                          SequenceSet.from_numbers(p[0] for p in pairs),
                          SequenceSet.from_numbers(p[1] for p in pairs))
 
