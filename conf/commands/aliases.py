@@ -11,7 +11,7 @@ if TYPE_CHECKING:
     from conf.app import School
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     alias = sub.add_parser("alias", help="manage address aliases")
     actions = alias.add_subparsers(dest="action", required=True, metavar="ACTION")
 

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from conf.app import School
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dns-records", help="print the DNS records the school must publish")
     p.add_argument("--address", action="append", default=[], metavar="IP",
                    help="public address of the server (repeatable; default: the bind "

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from conf.app import School
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     federation = sub.add_parser("federation", help="Matrix federation with other servers")
     actions = federation.add_subparsers(dest="action", required=True, metavar="ACTION")
     p = actions.add_parser("status", help="the send queue and health per destination")

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 KINDS = [k.value for k in GroupKind]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     group = sub.add_parser("group", help="manage groups and their members")
     actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
 

@@ -23,7 +23,7 @@ DELIMITER_NAMES = {";": "';'", ",": "','", "\t": "tab"}
 
 _T = TypeVar("_T")
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "import", help="import pupils, teachers and parents from a CSV export",
         description="Create, update and retire accounts, class and course groups and "

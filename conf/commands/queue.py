@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from conf.app import School
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     queue = sub.add_parser("queue", help="inspect and manage the outbound mail queue")
     actions = queue.add_subparsers(dest="action", required=True, metavar="ACTION")
 

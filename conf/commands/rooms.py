@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from messenger.school_rooms import SchoolRooms
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     rooms = sub.add_parser("rooms", help="the chat rooms of the school's groups")
     actions = rooms.add_subparsers(dest="action", required=True, metavar="ACTION")
 

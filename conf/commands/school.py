@@ -26,7 +26,7 @@ from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_sign
 KEYS_DIR = "keys"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("init", help="create a new school: settings, database, TLS and keys")
     p.add_argument("directory", type=Path)
     p.add_argument("--domain", required=True, help="the school's mail domain")

@@ -27,7 +27,7 @@ ROLES = [r.value for r in Role]
 STATUSES = [s.value for s in Status]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     user = sub.add_parser("user", help="manage accounts")
     actions = user.add_subparsers(dest="action", required=True, metavar="ACTION")
 

@@ -66,8 +66,8 @@ class MailboxState:
         self.loaded = False
         self.counters: MailboxCounters | None = None
         self.modseq = 0  # every change up to here is reflected
-        self.uids: array = array("I")
-        self.modseqs: array = array("Q")
+        self.uids: array[int] = array("I")
+        self.modseqs: array[int] = array("Q")
         self.flags: list[frozenset[str]] = []
         self.floor = 0  # the logs are complete for changes after this MODSEQ
         self._changed: list[tuple[int, int]] = []

@@ -174,10 +174,18 @@ async def apply_deliveries(session: AsyncSession, works: Sequence[DeliveryWork],
     return out
 
 
+@dataclass
+class _Usage:
+    """An account's stored bytes (charged as the batch is planned) and its role."""
+
+    used: int
+    role: str
+
+
 async def _account_state(session: AsyncSession, conn: AsyncConnection, account_ids: list[int],
                          names: list[str],
-                         ) -> tuple[dict[int, list], dict[tuple[int, str], int]]:
-    """(account id -> [used bytes, role], (account id, mailbox name) -> mailbox id).
+                         ) -> tuple[dict[int, _Usage], dict[tuple[int, str], int]]:
+    """(account id -> its usage and role, (account id, mailbox name) -> mailbox id).
 
     One query for the whole batch (account, its mail state and the mailboxes
     the batch delivers into); accounts without mail state yet get it and their
@@ -187,12 +195,12 @@ async def _account_state(session: AsyncSession, conn: AsyncConnection, account_i
     if not account_ids:
         return {}, {}
     rows = await conn.execute(_STATE, {"ids": account_ids, "names": names})
-    state: dict[int, list] = {}
+    state: dict[int, _Usage] = {}
     boxes: dict[tuple[int, str], int] = {}
     fresh: list[int] = []
     for account_id, role, used, name, mailbox_id in rows:
         if account_id not in state:
-            state[account_id] = [int(used or 0), role]
+            state[account_id] = _Usage(int(used or 0), role)
             if used is None:
                 fresh.append(account_id)
         if mailbox_id is not None:
@@ -206,7 +214,7 @@ async def _account_state(session: AsyncSession, conn: AsyncConnection, account_i
     return state, boxes
 
 
-def _plan(work: DeliveryWork, accounts: dict[int, list], boxes: dict[tuple[int, str], int],
+def _plan(work: DeliveryWork, accounts: dict[int, _Usage], boxes: dict[tuple[int, str], int],
           limit_for: Callable[[str], int | None]) -> list[tuple[LocalRecipient, int]] | Failed:
     """(recipient, mailbox id) to store; charges ``accounts`` usage as it goes."""
     size = len(work.message)
@@ -220,13 +228,13 @@ def _plan(work: DeliveryWork, accounts: dict[int, list], boxes: dict[tuple[int, 
         if account_id not in accounts:
             missing.append(account_id)
             continue
-        used, role = accounts[account_id]
+        usage = accounts[account_id]
         needed = size * len(recipients)
-        outcome = quota_outcome(used, needed, limit_for(role))
+        outcome = quota_outcome(usage.used, needed, limit_for(usage.role))
         if outcome is not RecipientOutcome.ACCEPTED:
             refused.append(outcome)
             continue
-        accounts[account_id][0] += needed
+        usage.used += needed
         for recipient in recipients:
             # A filter's folder that was deleted meanwhile: never lose the mail.
             mailbox_id = boxes.get((account_id, recipient.mailbox)) \

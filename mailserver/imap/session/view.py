@@ -45,7 +45,7 @@ class SelectedView:
     name: str
     uidvalidity: int
     read_only: bool
-    uids: array = field(default_factory=lambda: array("I"))
+    uids: array[int] = field(default_factory=lambda: array("I"))
     modseq: int = 0  # highest MODSEQ this session has caught up with
     pending_expunge: set[int] = field(default_factory=set)
     # (uid, modseq) of changes this session made and already reported itself.
