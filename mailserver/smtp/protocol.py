@@ -324,16 +324,19 @@ class SchulhofSMTP(SMTP):
             await self.push("501 5.5.4 Syntax: BDAT chunk-size [LAST]; closing")
             self._close_now()
             return
+        limit = self.data_size_limit or 0
+        if limit and command.size > 2 * limit:
+            # Far beyond any message we take, whatever the transaction's state:
+            # not worth reading to discard (a client could keep us reading for ever).
+            await self.push("552 Error: Too much mail data; closing")
+            self._close_now()
+            return
         refusal = self._bdat_refusal()
         chunks = self._chunks
         if refusal is None and chunks is None:
-            chunks = self._chunks = ChunkedMessage(self.data_size_limit or 0)
+            chunks = self._chunks = ChunkedMessage(limit)
         if refusal is None and chunks is not None and not chunks.fits(command.size):
             refusal = "552 Error: Too much mail data"
-            if command.size > 2 * chunks.size_limit:
-                await self.push(f"{refusal}; closing")  # not worth reading to discard
-                self._close_now()
-                return
         keep = refusal is None
         try:
             data = await read_chunk(self._reader, command.size, keep=keep)

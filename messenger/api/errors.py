@@ -11,6 +11,7 @@ from messenger.account import WeakPassword
 from messenger.events.canonical import CanonicalJsonError
 from messenger.rooms.errors import (
     AliasInUse,
+    DeviceLoggedOut,
     DuplicateAnnotation,
     Forbidden,
     InvalidRequest,
@@ -61,7 +62,7 @@ def matrix_error_for(exc: Exception) -> MatrixError | None:
         return MatrixError(413, "M_TOO_LARGE", str(exc))
     if isinstance(exc, AuthenticationFailed):
         return MatrixError(403, "M_FORBIDDEN", "invalid login or password")
-    if isinstance(exc, UnknownToken):
+    if isinstance(exc, UnknownToken | DeviceLoggedOut):
         return MatrixError(401, "M_UNKNOWN_TOKEN", str(exc), soft_logout=False)
     if isinstance(exc, AuthRequired):
         extra: dict[str, Any] = {"flows": PASSWORD_FLOWS, "params": {}, "session": exc.session}

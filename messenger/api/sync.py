@@ -6,7 +6,6 @@ from aiohttp import web
 
 from messenger.api.errors import MatrixError, invalid_param
 from messenger.api.http import (
-    MAX_STORED_INT,
     context,
     int_query,
     json_body,
@@ -20,6 +19,10 @@ from messenger.storage import user_data
 from messenger.sync.builder import SyncRequest
 from messenger.sync.filters import SyncFilter, parse_filter, validate_filter
 from messenger.sync.tokens import InvalidToken, SyncToken
+
+# matrix_filters.filter_id is a 32-bit INTEGER column: a larger id cannot exist, and
+# PostgreSQL refuses to even compare with one (an error, not "no row").
+MAX_FILTER_ID = 2**31 - 1
 
 
 async def _filter(request: web.Request, account_id: int) -> SyncFilter:
@@ -39,7 +42,7 @@ async def _filter(request: web.Request, account_id: int) -> SyncFilter:
             known.clear()
         known[text] = parsed
         return parsed
-    filter_id = parse_int(text, "filter")
+    filter_id = parse_int(text, "filter", high=MAX_FILTER_ID)
     async with context(request).db.read() as session:
         definition = await user_data.get_filter(session, account_id, filter_id)
     if definition is None:
@@ -80,8 +83,8 @@ async def get_filter(request: web.Request) -> web.Response:
     who = await requester(request)
     own_user(request, who)
     text = request.match_info["filter_id"]
-    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_STORED_INT))
-            and int(text) <= MAX_STORED_INT):
+    if not (text.isascii() and text.isdigit() and len(text) <= len(str(MAX_FILTER_ID))
+            and int(text) <= MAX_FILTER_ID):
         raise MatrixError(404, "M_NOT_FOUND", "unknown filter")  # no such id can exist
     filter_id = int(text)
     async with context(request).db.read() as session:

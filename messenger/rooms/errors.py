@@ -28,6 +28,10 @@ class DuplicateAnnotation(InvalidRequest):
     M_DUPLICATE_ANNOTATION)."""
 
 
+class DeviceLoggedOut(MessengerError):
+    """The sending device was logged out while its request was on the way."""
+
+
 class AliasInUse(MessengerError):
     """The room alias is already taken (409)."""
 

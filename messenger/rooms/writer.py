@@ -28,9 +28,10 @@ from messenger.identity import Requester
 from messenger.rooms import state as room_state
 from messenger.rooms.auth import check_event
 from messenger.rooms.batching import MessageSend
-from messenger.rooms.errors import Forbidden, MessengerError, RoomNotFound
+from messenger.rooms.errors import DeviceLoggedOut, Forbidden, MessengerError, RoomNotFound
 from messenger.rooms.heads import RoomHeads
 from messenger.rooms.lookups import room_power_levels
+from messenger.storage import devices
 from messenger.storage import events as store
 from messenger.storage.device_messages import stream_maxima
 from messenger.storage.events import StoredEvent
@@ -186,6 +187,9 @@ class RoomWriter:
                                        event.event_id)
             txn = None
             if txn_id is not None and requester is not None:
+                device = (requester.account_id, requester.device_id)
+                if device not in await devices.lock_live_devices(session, {device}):
+                    raise DeviceLoggedOut("the device was logged out")
                 session.add(TxnRow(account_id=requester.account_id,
                                    device_id=requester.device_id, txn_id=txn_id,
                                    event_id=event.event_id))
@@ -253,6 +257,11 @@ class RoomWriter:
             known = await store.events_of_txns(session, [
                 (s.requester.account_id, s.requester.device_id, s.txn_id)
                 for s in sends if s.txn_id is not None])
+            # A logout racing a send deletes the device its transaction id would
+            # point at: that send is refused, not the whole batch's commit.
+            live = await devices.lock_live_devices(session, {
+                (s.requester.account_id, s.requester.device_id)
+                for s in sends if s.txn_id is not None})
             made: dict[TxnKey, StoredEvent] = {}
             for send in sends:
                 who = send.requester
@@ -266,6 +275,9 @@ class RoomWriter:
                     if event is not None:
                         results.append(event)
                         continue
+                if key is not None and (who.account_id, who.device_id) not in live:
+                    results.append(DeviceLoggedOut("the device was logged out"))
+                    continue
                 try:
                     head = await self._heads.get(session, send.room_id, newest)
                     keys = room_state.auth_state_keys(send.event_type, who.user_id, None,

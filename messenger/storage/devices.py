@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.schema import AccountRow
@@ -86,3 +86,16 @@ async def delete_devices(session: AsyncSession, account_id: int,
         await session.execute(delete(CrossSigningSignatureRow).where(
             CrossSigningSignatureRow.account_id == account_id,
             CrossSigningSignatureRow.target_key_id.in_(device_ids)))
+
+
+async def lock_live_devices(session: AsyncSession,
+                            devices: set[tuple[int, str]]) -> set[tuple[int, str]]:
+    """Which of ``devices`` still exist, locked against deletion until the commit
+    (PostgreSQL ``FOR KEY SHARE``: a concurrent logout waits; SQLite has one writer)."""
+    if not devices:
+        return set()
+    rows = await session.execute(
+        select(DeviceRow.account_id, DeviceRow.device_id)
+        .where(tuple_(DeviceRow.account_id, DeviceRow.device_id).in_(sorted(devices)))
+        .with_for_update(key_share=True))
+    return {(a, d) for a, d in rows}

@@ -162,3 +162,17 @@ async def test_a_client_gone_mid_chunk_leaves_nothing(mx) -> None:
     assert (await client.command("NOOP")).code == 250
     await client.close()
     assert await inbox(school, anna) == []
+
+
+async def test_a_chunk_far_beyond_the_size_limit_closes_in_any_state(mx) -> None:
+    """Fuzz finding: ``BDAT 1000000000000 LAST`` before MAIL was refused with 503 and then
+    read to be discarded, for as long as the client kept sending.  A chunk more than
+    twice the message size limit is never read: 552 and the connection closes."""
+    _, service, _ = mx
+    for with_envelope in (False, True):
+        client = await connect(service)
+        if with_envelope:
+            await envelope(client)
+        reply = await client.command("BDAT 1000000000000 LAST")
+        assert reply.lines[0].startswith("552"), reply.lines
+        assert await client.closed()

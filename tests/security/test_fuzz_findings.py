@@ -208,3 +208,56 @@ async def test_unstorable_json_strings_are_bad_json(served: ServedSchool) -> Non
         assert answer.startswith(b"HTTP/1.1 400"), (target, answer)
         assert b"M_BAD_JSON" in answer, answer
     assert served.bad_log_lines() == [], served.log()[-4000:]
+
+
+async def test_filter_ids_beyond_the_column_are_not_a_500(served: ServedSchool) -> None:
+    """Fuzz finding (PostgreSQL): ``GET /user/{me}/filter/9223372036854775807`` passed the
+    64-bit range check but the filter column is 32-bit: asyncpg refused the parameter, a
+    500.  No such filter can exist: 404, and ``/sync?filter=`` with it is 400."""
+    token = await _matrix_login(served, "lehrerin")
+    user = quote("@lehrerin:schule.test", safe="")
+    for target, status, errcode in (
+            (f"/_matrix/client/v3/user/{user}/filter/9223372036854775807", b"404",
+             b"M_NOT_FOUND"),
+            (f"/_matrix/client/v3/user/{user}/filter/2147483648", b"404", b"M_NOT_FOUND"),
+            ("/_matrix/client/v3/sync?filter=2147483648", b"400", b"M_INVALID_PARAM")):
+        answer = await _raw_http(
+            served.host, served.settings.listen.matrix,
+            f"GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            "Connection: close\r\n\r\n".encode())
+        assert answer.startswith(b"HTTP/1.1 " + status), (target, answer)
+        assert errcode in answer, answer
+    assert served.bad_log_lines() == [], served.log()[-4000:]
+
+
+async def test_send_racing_a_logout_is_refused_not_a_500(served: ServedSchool) -> None:
+    """Fuzz finding: a ``PUT /send/...`` committed while ``/logout`` deleted its device
+    failed on the transaction id's foreign key (IntegrityError, a 500 for the whole
+    batch).  Each racing send is either stored or 401 M_UNKNOWN_TOKEN."""
+    creator = await _matrix_login(served, "lehrerin")
+    room = quote(await _create_room(served, creator), safe="")
+    statuses: list[bytes] = []
+    for round_ in range(15):
+        token = await _matrix_login(served, "lehrerin")
+
+        async def send(n: int, token: str = token, round_: int = round_) -> bytes:
+            body = b'{"msgtype": "m.text", "body": "x"}'
+            answer = await _raw_http(
+                served.host, served.settings.listen.matrix,
+                f"PUT /_matrix/client/v3/rooms/{room}/send/m.room.message/r{round_}-{n} "
+                f"HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+            return answer[9:12]
+
+        async def logout(token: str = token, round_: int = round_) -> bytes:
+            await asyncio.sleep(0.001 * (round_ % 5))
+            answer = await _raw_http(
+                served.host, served.settings.listen.matrix,
+                f"POST /_matrix/client/v3/logout HTTP/1.1\r\nHost: x\r\n"
+                f"Authorization: Bearer {token}\r\nContent-Length: 2\r\n"
+                "Connection: close\r\n\r\n{}".encode())
+            return answer[9:12]
+
+        statuses += await asyncio.gather(*(send(n) for n in range(5)), logout())
+    assert set(statuses) <= {b"200", b"401"}, statuses
+    assert served.bad_log_lines() == [], served.log()[-4000:]
