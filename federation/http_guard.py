@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from directory.client_address import TrustedProxies
+from federation.connection_limits import ConnectionLimiter
 from federation.http_framing import Phase, RequestFraming
 
 log = logging.getLogger("schulhof.http")
@@ -57,37 +58,11 @@ class HttpLimits:
         return {"keepalive_timeout": self.keepalive_timeout}
 
 
-class ConnectionCounter:
-    """Open connections per client address of one listener."""
-
-    def __init__(self, per_ip: int, exempt: TrustedProxies) -> None:
-        self.per_ip = per_ip
-        self._exempt = exempt
-        self._open: dict[str, int] = {}
-
-    def acquire(self, ip: str) -> bool:
-        count = self._open.get(ip, 0)
-        if self.per_ip > 0 and count >= self.per_ip and not self._exempt.trusts(ip):
-            return False
-        self._open[ip] = count + 1
-        return True
-
-    def release(self, ip: str) -> None:
-        count = self._open.get(ip, 0) - 1
-        if count > 0:
-            self._open[ip] = count
-        else:
-            self._open.pop(ip, None)
-
-    def open_connections(self, ip: str) -> int:
-        return self._open.get(ip, 0)
-
-
 class GuardedProtocol(asyncio.Protocol):
     """Passes everything to aiohttp's protocol, timing the client's side of each request."""
 
     def __init__(self, inner: asyncio.Protocol, limits: HttpLimits,
-                 counter: ConnectionCounter) -> None:
+                 counter: ConnectionLimiter) -> None:
         self._inner = inner
         self._limits = limits
         self._counter = counter
@@ -193,7 +168,8 @@ class GuardedSite(web.BaseSite):
         self._host = host
         self._port = port
         self._limits = limits
-        self._counter = ConnectionCounter(limits.max_connections_per_ip, limits.exempt)
+        self._counter = ConnectionLimiter(limits.max_connections_per_ip,
+                                          exempt=limits.exempt.trusts)
 
     @property
     def name(self) -> str:

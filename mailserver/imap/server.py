@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from mailserver.connection_limits import ConnectionLimiter
+from federation.connection_limits import ConnectionLimiter
 from mailserver.imap.wire.framer import CommandFramer, FramerEvent
 
 log = logging.getLogger("schulhof.imap")

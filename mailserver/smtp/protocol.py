@@ -29,7 +29,7 @@ from typing import Any
 
 from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
 
-from mailserver.connection_limits import ConnectionLimiter
+from federation.connection_limits import ConnectionLimiter
 from mailserver.smtp import replies
 from mailserver.smtp.addresses import AddressError, parse_path, split_path_argument
 from mailserver.smtp.chunking import (

@@ -15,8 +15,8 @@ from typing import Any
 
 from directory.auth import Authenticator
 from directory.service import Directory
+from federation.connection_limits import ConnectionLimiter
 from federation.tls import server_tls_context
-from mailserver.connection_limits import ConnectionLimiter
 from mailserver.delivery import DeliveryTarget
 from mailserver.smtp.config import ListenerKind, SmtpConfig
 from mailserver.smtp.inbound_auth import InboundCheck

@@ -1,9 +1,9 @@
-"""mailserver.connection_limits.ConnectionLimiter: the per-IP count both the
+"""federation.connection_limits.ConnectionLimiter: the per-IP count both the
 SMTP and the IMAP listeners use."""
 
 from __future__ import annotations
 
-from mailserver.connection_limits import ConnectionLimiter
+from federation.connection_limits import ConnectionLimiter
 
 
 def test_refuses_beyond_the_limit_per_ip_only() -> None:
@@ -40,3 +40,11 @@ def test_zero_means_unlimited_but_still_counts() -> None:
     limiter = ConnectionLimiter(0)
     assert all(limiter.acquire("192.0.2.1") for _ in range(5000))
     assert limiter.open_connections("192.0.2.1") == 5000
+
+
+def test_exempt_addresses_are_counted_but_never_refused() -> None:
+    """A trusted reverse proxy carries many clients: the HTTP listeners exempt it."""
+    limiter = ConnectionLimiter(1, exempt=lambda ip: ip == "10.0.0.1")
+    assert limiter.acquire("10.0.0.1") and limiter.acquire("10.0.0.1")
+    assert limiter.open_connections("10.0.0.1") == 2
+    assert limiter.acquire("10.0.0.2") and not limiter.acquire("10.0.0.2")
