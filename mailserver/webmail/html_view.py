@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -23,10 +24,10 @@ from mailserver.store import MailboxNotFound, StoreError
 from mailserver.webmail.context import WEBMAIL
 from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import error_page, page
-from mailserver.webmail.reading import MessageGone
+from mailserver.webmail.reading import MessageGone, MessageView
 from mailserver.webmail.routes.mailbox import box_of as _box
 from mailserver.webmail.routes.mailbox import number as _number
-from mailserver.webmail.sanitise import linkify, sanitise_html
+from mailserver.webmail.sanitise import SafeHtml, linkify, sanitise_html
 from mailserver.webmail.security import login_required
 from mailserver.webmail.sessions import WebSession
 
@@ -60,28 +61,48 @@ def _inline_url(box: str, uid: int) -> Callable[[str], str]:
     return lambda content_id: prefix + urllib.parse.quote(content_id, safe="")
 
 
+@dataclass(frozen=True)
+class _Opened:
+    """The message a ``box``/``uid``/``images`` query names, opened for its reader."""
+
+    box: str
+    uid: int
+    shown: MessageView
+    images: bool  # the reader allowed remote images
+
+    def sanitised(self) -> SafeHtml:
+        return sanitise_html(self.shown.html or "", inline_url=_inline_url(self.box, self.uid),
+                             remote_images=self.images)
+
+
+async def _open(request: web.Request, account: Account) -> _Opened | None:
+    """The message of the query, or None when it is not the reader's to see."""
+    box = _box(request)
+    uid = _number(request.query.get("uid"))
+    try:
+        shown = await request.app[WEBMAIL].mail.open(account.id, box, uid)
+    except (MailboxNotFound, MessageGone, StoreError):
+        return None
+    return _Opened(box, uid, shown, request.query.get("images") == "1")
+
+
 @login_required
 async def message(request: web.Request, session: WebSession, account: Account
                   ) -> web.StreamResponse:
     _ = gettext_of(request)
-    mail = request.app[WEBMAIL].mail
-    box = _box(request)
-    uid = _number(request.query.get("uid"))
-    try:
-        shown = await mail.open(account.id, box, uid)
-    except (MailboxNotFound, MessageGone, StoreError):
+    opened = await _open(request, account)
+    if opened is None:
         return error_page(request, 404, _("Nachricht nicht gefunden"),
                           _("Sie wurde vielleicht gelöscht."), session)
-    images = request.query.get("images") == "1"
-    blocked = 0
-    if shown.html is not None:
-        blocked = sanitise_html(shown.html, inline_url=_inline_url(box, uid),
-                                remote_images=images).blocked_images
-    frame = f"/message/frame?{_query(box, uid, **({'images': '1'} if images else {}))}"
+    box, uid, shown = opened.box, opened.uid, opened.shown
+    # The page only says how many images wait; the frame's request shows the mail.
+    blocked = opened.sanitised().blocked_images if shown.html is not None else 0
+    frame = f"/message/frame?{_query(box, uid, **({'images': '1'} if opened.images else {}))}"
     response = page(request, "message.html", session=session,
-                    folders=await mail.folders(account.id), mailbox=box, message=shown,
-                    text=linkify(shown.text), frame=frame, sandbox=FRAME_SANDBOX,
-                    blocked=blocked, images_url=f"/message?{_query(box, uid, images='1')}")
+                    folders=await request.app[WEBMAIL].mail.folders(account.id), mailbox=box,
+                    message=shown, text=linkify(shown.text), frame=frame,
+                    sandbox=FRAME_SANDBOX, blocked=blocked,
+                    images_url=f"/message?{_query(box, uid, images='1')}")
     response.headers["Content-Security-Policy"] = message_page_csp()
     return response
 
@@ -91,16 +112,11 @@ async def frame(request: web.Request, session: WebSession, account: Account
                 ) -> web.StreamResponse:
     """The sanitised HTML body as its own document (the frame's src)."""
     _ = gettext_of(request)
-    mail = request.app[WEBMAIL].mail
-    box = _box(request)
-    uid = _number(request.query.get("uid"))
-    try:
-        shown = await mail.open(account.id, box, uid)
-    except (MailboxNotFound, MessageGone, StoreError):
+    opened = await _open(request, account)
+    if opened is None:
         return error_page(request, 404, _("Nachricht nicht gefunden"), "", session)
-    images = request.query.get("images") == "1"
-    safe = sanitise_html(shown.html or "", inline_url=_inline_url(box, uid),
-                         remote_images=images)
+    images = opened.images
+    safe = opened.sanitised()
     document = ('<!doctype html><html><head><meta charset="utf-8">'
                 '<meta name="referrer" content="no-referrer">'
                 f'<style>{_FRAME_STYLE}</style></head><body>{safe.html}</body></html>')
