@@ -38,7 +38,7 @@ from messenger.api import (
     tags,
     user,
 )
-from messenger.api.errors import MatrixError, matrix_error_for
+from messenger.api.errors import MatrixError, matrix_error_for, routing_error
 from messenger.api.http import CONTEXT, ApiContext, check_path_params, ok
 from messenger.cross_signing import CrossSigning
 from messenger.key_backup import KeyBackup
@@ -88,15 +88,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         check_path_params(request)
         return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        return _error_response(MatrixError(413, "M_TOO_LARGE", "request body too large"))
-    except web.HTTPMethodNotAllowed:
-        return _error_response(MatrixError(405, "M_UNRECOGNIZED",
-                                           "unrecognized request method for this endpoint"))
-    except web.HTTPNotFound:
-        return _error_response(MatrixError(404, "M_UNRECOGNIZED", "unrecognized request"))
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        refusal = routing_error(exc)
+        if refusal is None:
+            raise
+        return _error_response(refusal)
     except ConnectionResetError:
         raise  # the client went away (or was timed out): aiohttp drops it quietly
     except Exception as exc:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from aiohttp import web
+
 from directory.auth import AuthenticationFailed, AuthenticationThrottled
 from messenger.account import WeakPassword
 from messenger.events.canonical import CanonicalJsonError
@@ -86,4 +88,16 @@ def matrix_error_for(exc: Exception) -> MatrixError | None:
         return bad_json(f"not valid in an event: {exc}")
     if isinstance(exc, InvalidRequest | InvalidToken):
         return invalid_param(str(exc))
+    return None
+
+
+def routing_error(exc: web.HTTPException) -> MatrixError | None:
+    """aiohttp's own refusals (no route, wrong method, body over the limit) as the
+    Matrix errors clients expect; None for anything else, which passes on."""
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return MatrixError(413, "M_TOO_LARGE", "request body too large")
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        return MatrixError(405, "M_UNRECOGNIZED", "unrecognized request method for this endpoint")
+    if isinstance(exc, web.HTTPNotFound):
+        return MatrixError(404, "M_UNRECOGNIZED", "unrecognized request")
     return None

@@ -31,6 +31,7 @@ from federation.matrix.request_auth import (
 )
 from federation.matrix.server_keys import publish_keys
 from federation.matrix.signed_json import SigningKey
+from messenger.api.errors import routing_error
 from messenger.events.identifiers import InvalidIdentifier, UserId
 
 log = logging.getLogger("schulhof.messenger.federation")
@@ -124,14 +125,13 @@ async def federation_middleware(request: web.Request, handler: Handler) -> web.S
                 return origin
             request[ORIGIN] = origin
         return await handler(request)
-    except web.HTTPRequestEntityTooLarge:
-        return _error(413, "M_TOO_LARGE", "request body too large")
-    except web.HTTPMethodNotAllowed:
-        return _error(405, "M_UNRECOGNIZED", "unrecognized request method for this endpoint")
-    except web.HTTPNotFound:
-        return _error(404, "M_UNRECOGNIZED", "unrecognized request")
-    except web.HTTPException:
-        raise
+    except web.HTTPException as exc:
+        refusal = routing_error(exc)
+        if refusal is None:
+            raise
+        return web.json_response(refusal.body(), status=refusal.status)
+    except ConnectionResetError:
+        raise  # the client went away (or was timed out): aiohttp drops it quietly
     except Exception:
         log.exception("event=federation_request_failed path=%s", request.path)
         return _error(500, "M_UNKNOWN", "internal server error")
