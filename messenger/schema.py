@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from messenger.storage.dag_tables import ForwardExtremityRow, OutlierEventRow, StateGroupRow
 from messenger.storage.tables import (
     AccessTokenRow,
     AccountDataRow,
@@ -25,6 +26,7 @@ from messenger.storage.tables import (
 
 __all__ = [
     "AccessTokenRow", "AccountDataRow", "DeviceListChangeRow", "DeviceRow", "EventRow",
-    "FilterRow", "GroupRoomRow", "MediaRow", "MembershipRow", "OneTimeKeyRow", "ReceiptRow",
-    "RelationRow", "ReportRow", "RoomAliasRow", "RoomRow", "RoomStateRow", "ToDeviceRow", "TxnRow",
+    "FilterRow", "ForwardExtremityRow", "GroupRoomRow", "MediaRow", "MembershipRow",
+    "OneTimeKeyRow", "OutlierEventRow", "ReceiptRow", "RelationRow", "ReportRow",
+    "RoomAliasRow", "RoomRow", "RoomStateRow", "StateGroupRow", "ToDeviceRow", "TxnRow",
 ]

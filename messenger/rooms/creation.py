@@ -17,7 +17,9 @@ from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.presets import CreateRoomRequest, initial_state
 from messenger.rooms.writer import RoomWriter
 from messenger.storage import aliases as alias_store
+from messenger.storage import dag
 from messenger.storage import events as store
+from messenger.storage.events import StoredEvent
 
 log = logging.getLogger("schulhof.messenger")
 
@@ -68,8 +70,8 @@ class RoomCreation:
             latest = None
             for t in templates:
                 latest = await self._writer.store_event(session, version, room_id, state,
-                                                        latest, sender, t.type, t.content,
-                                                        t.state_key)
+                                                        _after(latest), sender, t.type,
+                                                        t.content, t.state_key)
                 state = room_state.apply(state, latest.pdu)
                 write.publish(latest)
             for invitee in request.invite:
@@ -77,12 +79,19 @@ class RoomCreation:
                 if request.is_direct:
                     content["is_direct"] = True
                 latest = await self._writer.store_event(session, version, room_id, state,
-                                                        latest, sender, "m.room.member",
-                                                        content, invitee)
+                                                        _after(latest), sender,
+                                                        "m.room.member", content, invitee)
                 state = room_state.apply(state, latest.pdu)
                 write.publish(latest)
+            if latest is not None:
+                await dag.move_extremities(session, room_id, [], [latest.event_id])
             if alias is not None:
                 await alias_store.create(session, alias, room_id, sender)
         log.info("event=room_created room=%s creator=%s version=%s invites=%d", room_id,
                  sender, version.identifier, len(request.invite))
         return room_id
+
+
+def _after(event: StoredEvent | None) -> dict[str, int]:
+    """The prev_events of the next event of a room being created: its last one."""
+    return {} if event is None else {event.event_id: int(event.pdu["depth"])}

@@ -39,7 +39,7 @@ class RoomService:
         self.cache = cache
         # Public for one hook: the push sender hears of each commit (writer.after_commit).
         self.writer = writer = RoomWriter(db, notifier, clock=clock, cache=cache,
-                                           signer=signer)
+                                           signer=signer, server_name=server_name)
         aliases = RoomAliases(db, server_name)
         creation = RoomCreation(writer, server_name, policy)
         membership = Membership(writer, aliases, policy)

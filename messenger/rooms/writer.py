@@ -1,11 +1,15 @@
 """The one writer of room events: every change to a room is stored here
-(spec: Client-Server API 9 "Events"; auth per room version).
+(spec: Client-Server API 9 "Events"; auth per room version; Server-Server API
+"PDUs" for ``prev_events``, ``depth`` and ``auth_events``).
 
 An event is built from the room's current state (prev_events = the room's
-latest event, auth_events chosen per the S2S rules), hashed, given its event
-id, checked against the auth rules and stored with the state update in one
-transaction; then the notifier wakes /sync.  One lock per writer serialises
-writers, which keeps every room's graph linear and stream orderings gapless.
+forward extremities, auth_events chosen per the S2S rules), hashed, signed,
+given its event id, checked against the auth rules and stored with the state
+update in one transaction; then the notifier wakes /sync.  One lock per writer
+serialises writers, which keeps stream orderings gapless.  In a room with
+members on other servers the event also gets a state group (the state after
+it, for resolving forks later) and is queued for those servers in the same
+transaction (``outbox``).
 """
 
 from __future__ import annotations
@@ -15,12 +19,13 @@ import logging
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
 from messenger.events.hashing import add_hashes, event_id_for
+from messenger.events.identifiers import server_of
 from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion
 from messenger.events.signing import EventSigner
@@ -29,9 +34,9 @@ from messenger.rooms import state as room_state
 from messenger.rooms.auth import check_event
 from messenger.rooms.batching import MessageSend
 from messenger.rooms.errors import DeviceLoggedOut, Forbidden, MessengerError, RoomNotFound
-from messenger.rooms.heads import RoomHeads
+from messenger.rooms.heads import RoomHead, RoomHeads, next_depth
 from messenger.rooms.lookups import room_power_levels
-from messenger.storage import devices
+from messenger.storage import dag, devices
 from messenger.storage import events as store
 from messenger.storage.device_messages import stream_maxima
 from messenger.storage.events import StoredEvent
@@ -42,6 +47,17 @@ from messenger.sync.notifier import Notifier
 log = logging.getLogger("schulhof.messenger")
 
 TxnKey = tuple[int, str, str]  # (account id, device id, transaction id)
+
+
+class PduOutbox(Protocol):
+    """Where events for other servers are queued (``messenger.rooms.federating``)."""
+
+    async def add(self, session: AsyncSession, destinations: frozenset[str],
+                  event: StoredEvent) -> None:
+        """Queue ``event`` for ``destinations`` in the writer's transaction."""
+
+    def wake(self) -> None:
+        """Events were committed: send them."""
 
 
 @dataclass
@@ -60,8 +76,12 @@ class Transaction:
 
 class RoomWriter:
     def __init__(self, db: Database, notifier: Notifier, *, clock: Callable[[], float],
-                 cache: SyncCache | None, signer: EventSigner | None = None) -> None:
+                 cache: SyncCache | None, signer: EventSigner | None = None,
+                 server_name: str | None = None) -> None:
         self.db = db
+        self.server_name = server_name
+        # Set when the school federates: events of rooms with remote members go there.
+        self.outbox: PduOutbox | None = None
         # Signs every event this server creates (federation checks it); None: unsigned.
         self._signer = signer
         self.notifier = notifier
@@ -78,20 +98,47 @@ class RoomWriter:
 
     async def store_event(self, session: AsyncSession, version: RoomVersion, room_id: str,
                           state: Mapping[tuple[str, str], Mapping[str, Any]],
-                          latest: StoredEvent | None, sender: str, event_type: str,
+                          prev: Mapping[str, int], sender: str, event_type: str,
                           content: Mapping[str, Any], state_key: str | None = None,
                           redacts: str | None = None, position: int | None = None,
-                          flush: bool = True) -> StoredEvent:
-        """Build the event after ``latest``, check it against ``state`` and insert it
-        (the caller holds the write lock, see ``transaction``)."""
+                          flush: bool = True, head: RoomHead | None = None) -> StoredEvent:
+        """Build the event after ``prev`` (event id -> depth), check it against
+        ``state`` and insert it (the caller holds the write lock, see
+        ``transaction``).  With ``head``, a federated room's event gets its state
+        group and goes to the room's other servers."""
+        pdu = self.build_event(version, room_id, state, prev, sender, event_type, content,
+                               state_key, redacts)
+        check_event(pdu, state, version)
+        pdu = self.finish_event(pdu, version)
+        event_id = event_id_for(pdu, version)
+        if position is None:
+            position = await store.max_stream_ordering(session) + 1
+        group = None
+        if head is not None and self._remote_servers(head):
+            group = await self._state_group_after(session, room_id, head, pdu, event_id)
+        event = await store.insert_event(session, pdu, event_id, position, flush=flush,
+                                         state_group=group)
+        if head is not None and self.outbox is not None:
+            destinations = self._remote_servers(head)
+            if state_key is not None and event_type == "m.room.member":
+                destinations |= self._remote_servers(head, event.pdu)
+            if destinations:
+                await self.outbox.add(session, destinations, event)
+        return event
+
+    def build_event(self, version: RoomVersion, room_id: str,
+                    state: Mapping[tuple[str, str], Mapping[str, Any]],
+                    prev: Mapping[str, int], sender: str, event_type: str,
+                    content: Mapping[str, Any], state_key: str | None = None,
+                    redacts: str | None = None) -> dict[str, Any]:
+        """The unsigned, unhashed PDU (also the template of ``make_join``)."""
         keys = room_state.auth_state_keys(event_type, sender, state_key, content)
         auth_events = [] if event_type == "m.room.create" else \
             [state[k]["event_id"] for k in keys if k in state]
         pdu: dict[str, Any] = {
             "room_id": room_id, "sender": sender, "type": event_type,
             "content": dict(content), "origin_server_ts": self._now_ms(),
-            "depth": (latest.pdu["depth"] + 1) if latest else 1,
-            "prev_events": [latest.event_id] if latest else [],
+            "depth": next_depth(prev), "prev_events": list(prev),
             "auth_events": auth_events,
         }
         if state_key is not None:
@@ -101,23 +148,55 @@ class RoomWriter:
                 pdu["content"]["redacts"] = redacts
             else:
                 pdu["redacts"] = redacts
-        check_event(pdu, state, version)
-        pdu = add_hashes(pdu)
+        return pdu
+
+    def finish_event(self, pdu: Mapping[str, Any], version: RoomVersion) -> dict[str, Any]:
+        """Hashed and signed by this server."""
+        out = add_hashes(pdu)
         if self._signer is not None:
-            pdu = self._signer.sign(pdu, version)
-        event_id = event_id_for(pdu, version)
-        if position is None:
-            position = await store.max_stream_ordering(session) + 1
-        return await store.insert_event(session, pdu, event_id, position, flush=flush)
+            out = self._signer.sign(out, version)
+        return out
+
+    def _remote_servers(self, head: RoomHead,
+                        member: Mapping[str, Any] | None = None) -> frozenset[str]:
+        """The other servers with joined members; with ``member``, that member's server
+        too (a kick or ban must reach the server of the one it removes)."""
+        if self.server_name is None:
+            return frozenset()
+        servers = head.servers
+        if member is not None:
+            servers = servers | {server_of(str(member.get("state_key", "")))}
+        return servers - {self.server_name}
+
+    async def _state_group_after(self, session: AsyncSession, room_id: str, head: RoomHead,
+                                 pdu: Mapping[str, Any], event_id: str) -> int:
+        """The state group of the state after ``pdu`` (a delta on the head's)."""
+        if head.state_group is None:
+            head.state_group = await dag.new_state_group(
+                session, room_id, {k: e["event_id"] for k, e in head.state.items()})
+        state_key = pdu.get("state_key")
+        if not isinstance(state_key, str):
+            return head.state_group
+        key = (pdu["type"], state_key)
+        after = {k: e["event_id"] for k, e in head.state.items()}
+        after[key] = event_id
+        head.state_group = await dag.new_state_group(
+            session, room_id, after, prev_group=head.state_group, delta={key: event_id})
+        return head.state_group
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[Transaction]:
         """The write lock and one write transaction; the events given to its
         ``publish`` reach the sync cache after the commit and /sync after the lock."""
         async with self._write_lock:
-            async with self.db.write() as session:
-                write = Transaction(session)
-                yield write
+            try:
+                async with self.db.write() as session:
+                    write = Transaction(session)
+                    yield write
+            except BaseException:
+                if self.outbox is not None:
+                    self._heads = RoomHeads()  # a state group never committed
+                raise
             for event, txn, redacted in write.committed:
                 self._publish(event, txn, redacted)
         self._notify([event for event, _, _ in write.committed])
@@ -150,6 +229,8 @@ class RoomWriter:
             self.notifier.room_event(event.room_id, users)
         if self.after_commit is not None:
             self.after_commit(events)
+        if self.outbox is not None and events:
+            self.outbox.wake()
 
     # --- one event --------------------------------------------------------------------
     async def append(self, requester: Requester | None, sender: str, room_id: str,
@@ -173,9 +254,11 @@ class RoomWriter:
             target = None
             if redacts is not None:
                 target = await self._check_redaction(session, room_id, sender, redacts)
-            event = await self.store_event(session, version, room_id, state, head.latest,
+            prev = head.prev_events()
+            event = await self.store_event(session, version, room_id, state, prev,
                                            sender, event_type, content, state_key, redacts,
-                                           newest + 1)
+                                           newest + 1, head=head)
+            await dag.move_extremities(session, room_id, prev, [event.event_id])
             redacted = None
             if target is not None:
                 body = redact(target.pdu, version)
@@ -263,6 +346,8 @@ class RoomWriter:
                 (s.requester.account_id, s.requester.device_id)
                 for s in sends if s.txn_id is not None})
             made: dict[TxnKey, StoredEvent] = {}
+            # Per room its head and extremities before the batch: stored once at the end.
+            before: dict[str, tuple[RoomHead, set[str]]] = {}
             for send in sends:
                 who = send.requester
                 key = (who.account_id, who.device_id, send.txn_id) \
@@ -280,13 +365,15 @@ class RoomWriter:
                     continue
                 try:
                     head = await self._heads.get(session, send.room_id, newest)
+                    before.setdefault(send.room_id, (head, set(head.extremities)))
                     keys = room_state.auth_state_keys(send.event_type, who.user_id, None,
                                                       send.content)
                     state = {k: head.state[k] for k in keys if k in head.state}
                     event = await self.store_event(session, head.version, send.room_id, state,
-                                                   head.latest, who.user_id, send.event_type,
-                                                   send.content, position=newest + 1,
-                                                   flush=False)
+                                                   head.prev_events(), who.user_id,
+                                                   send.event_type, send.content,
+                                                   position=newest + 1, flush=False,
+                                                   head=head)
                 except MessengerError as exc:
                     results.append(exc)
                     continue
@@ -300,4 +387,6 @@ class RoomWriter:
                     made[key] = event
                 stored.append((event, txn))
                 results.append(event)
+            for room_id, (head, old) in before.items():
+                await dag.move_extremities(session, room_id, old, set(head.extremities))
         return stored, results

@@ -72,17 +72,21 @@ async def latest_event(session: AsyncSession, room_id: str) -> StoredEvent | Non
 
 
 async def insert_event(session: AsyncSession, pdu: Mapping[str, Any], event_id: str,
-                       stream_ordering: int, *, flush: bool = True) -> StoredEvent:
+                       stream_ordering: int, *, flush: bool = True,
+                       state_group: int | None = None,
+                       update_state: bool = True) -> StoredEvent:
     """Add the event (and its state and membership rows); ``flush=False`` leaves the
-    INSERT to the commit, where the rows of several events go in one statement."""
+    INSERT to the commit, where the rows of several events go in one statement.
+    ``update_state=False``: the current state is the caller's (a received event on
+    a fork, where state resolution decides)."""
     body = {k: v for k, v in pdu.items() if k != "event_id"}
     session.add(EventRow(
         event_id=event_id, stream_ordering=stream_ordering, room_id=pdu["room_id"],
         type=pdu["type"], state_key=pdu.get("state_key"), sender=pdu["sender"],
         depth=pdu["depth"], origin_server_ts=pdu["origin_server_ts"],
-        json=canonical_json(body).decode("utf-8"), redacted=False))
+        json=canonical_json(body).decode("utf-8"), redacted=False, state_group=state_group))
     state_key = pdu.get("state_key")
-    if isinstance(state_key, str):
+    if isinstance(state_key, str) and update_state:
         await session.merge(RoomStateRow(room_id=pdu["room_id"], type=pdu["type"],
                                          state_key=state_key, event_id=event_id))
         if pdu["type"] == "m.room.member":

@@ -60,6 +60,9 @@ class EventRow(Base):
     json: Mapped[str] = mapped_column(Text)
     redacted: Mapped[bool] = mapped_column(Boolean, default=False)
     redacted_by: Mapped[str | None] = mapped_column(String(ID), nullable=True)
+    # The room state after this event (``matrix_state_groups``), set in rooms that
+    # reach other servers; None where the linear stream says it (one server).
+    state_group: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
     __table_args__ = (
         Index("ix_matrix_events_room_stream", "room_id", "stream_ordering"),

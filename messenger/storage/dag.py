@@ -1,0 +1,140 @@
+"""Queries on the room DAG (tables in ``messenger.storage.dag_tables``): forward
+extremities, state groups and outlier events (Server-Server API "Room DAG",
+"Rejection", "Soft failure")."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from messenger.events.canonical import canonical_json
+from messenger.storage.dag_tables import ForwardExtremityRow, OutlierEventRow, StateGroupRow
+from messenger.storage.tables import EventRow
+
+StateKey = tuple[str, str]
+StateIds = dict[StateKey, str]
+FULL_EVERY = 50  # a full state map after this many deltas: loading reads at most 51 rows
+
+
+async def forward_extremities(session: AsyncSession, room_id: str) -> dict[str, int]:
+    """The room's forward extremities: event id -> depth."""
+    rows = await session.execute(
+        select(EventRow.event_id, EventRow.depth)
+        .join(ForwardExtremityRow, ForwardExtremityRow.event_id == EventRow.event_id)
+        .where(ForwardExtremityRow.room_id == room_id))
+    return {event_id: depth for event_id, depth in rows}
+
+
+async def move_extremities(session: AsyncSession, room_id: str, removed: Iterable[str],
+                           added: Iterable[str]) -> None:
+    gone = list(set(removed) - set(added))
+    if gone:
+        await session.execute(delete(ForwardExtremityRow).where(
+            ForwardExtremityRow.room_id == room_id, ForwardExtremityRow.event_id.in_(gone)))
+    for event_id in set(added) - set(removed):
+        session.add(ForwardExtremityRow(room_id=room_id, event_id=event_id))
+
+
+def _encode(state: Mapping[StateKey, str]) -> str:
+    return json.dumps(sorted([t, k, e] for (t, k), e in state.items()))
+
+
+def _decode(text: str) -> StateIds:
+    return {(t, k): e for t, k, e in json.loads(text)}
+
+
+async def new_state_group(session: AsyncSession, room_id: str, state: Mapping[StateKey, str],
+                          *, prev_group: int | None = None,
+                          delta: Mapping[StateKey, str] | None = None) -> int:
+    """A group for ``state``: stored as ``delta`` on ``prev_group`` when given (and the
+    chain is not too long), else in full."""
+    steps = 0
+    if prev_group is not None and delta is not None:
+        prev = await session.get(StateGroupRow, prev_group)
+        if prev is not None and prev.steps + 1 < FULL_EVERY:
+            steps = prev.steps + 1
+        else:
+            prev_group, delta = None, None
+    row = StateGroupRow(room_id=room_id, prev_group=prev_group if delta is not None else None,
+                        steps=steps, delta=_encode(delta if delta is not None else state))
+    session.add(row)
+    await session.flush()
+    return row.id
+
+
+async def state_of_group(session: AsyncSession, group: int) -> StateIds:
+    chain: list[StateGroupRow] = []
+    current: int | None = group
+    while current is not None and len(chain) <= FULL_EVERY:
+        row = await session.get(StateGroupRow, current)
+        if row is None:
+            raise LookupError(f"state group {current} is missing")
+        chain.append(row)
+        current = row.prev_group
+    state: StateIds = {}
+    for row in reversed(chain):
+        state.update(_decode(row.delta))
+    return state
+
+
+async def state_groups_of(session: AsyncSession, event_ids: Iterable[str]
+                          ) -> dict[str, tuple[int | None, int]]:
+    """Event id -> (its state group, its stream ordering), for timeline events."""
+    ids = list(set(event_ids))
+    if not ids:
+        return {}
+    rows = await session.execute(select(EventRow.event_id, EventRow.state_group,
+                                        EventRow.stream_ordering)
+                                 .where(EventRow.event_id.in_(ids)))
+    return {e: (g, s) for e, g, s in rows}
+
+
+async def set_state_group(session: AsyncSession, event_id: str, group: int) -> None:
+    row = await session.get(EventRow, event_id)
+    if row is not None:
+        row.state_group = group
+
+
+async def insert_outlier(session: AsyncSession, pdu: Mapping[str, Any], event_id: str,
+                         status: str, reason: str = "") -> None:
+    body = {k: v for k, v in pdu.items() if k != "event_id"}
+    if await session.get(OutlierEventRow, event_id) is not None:
+        return
+    session.add(OutlierEventRow(event_id=event_id, room_id=str(pdu.get("room_id", "")),
+                                status=status, reason=reason[:500],
+                                json=canonical_json(body).decode("utf-8")))
+
+
+async def outliers(session: AsyncSession, event_ids: Iterable[str]
+                   ) -> dict[str, tuple[str, dict[str, Any]]]:
+    """Event id -> (status, PDU with ``event_id``) for the outliers among ``event_ids``."""
+    ids = list(set(event_ids))
+    if not ids:
+        return {}
+    out = {}
+    for row in await session.scalars(select(OutlierEventRow)
+                                     .where(OutlierEventRow.event_id.in_(ids))):
+        pdu = json.loads(row.json)
+        pdu["event_id"] = row.event_id
+        out[row.event_id] = (row.status, pdu)
+    return out
+
+
+async def drop_outlier(session: AsyncSession, event_id: str) -> None:
+    await session.execute(delete(OutlierEventRow).where(OutlierEventRow.event_id == event_id))
+
+
+async def known_events(session: AsyncSession, event_ids: Iterable[str]) -> set[str]:
+    """Which of ``event_ids`` this server has, in the timeline or as outliers."""
+    ids = list(set(event_ids))
+    if not ids:
+        return set()
+    found = set(await session.scalars(select(EventRow.event_id)
+                                      .where(EventRow.event_id.in_(ids))))
+    found |= set(await session.scalars(select(OutlierEventRow.event_id)
+                                       .where(OutlierEventRow.event_id.in_(ids))))
+    return found
