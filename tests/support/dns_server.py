@@ -163,9 +163,9 @@ def _truncated(query: dns.message.Message) -> bytes:
 class DnsServer:
     """The server: ``await start()``, then ``host``/``port``; ``await stop()``."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host = host
-        self.port = 0
+        self.port = port  # 0: a free one; 53 for a resolver that cannot be told a port
         self.zone = Zone()
         self._udp: asyncio.DatagramTransport | None = None
         self._tcp: asyncio.AbstractServer | None = None
@@ -189,6 +189,11 @@ class DnsServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
+        if self.port:
+            self._tcp = await asyncio.start_server(self._serve_tcp, self.host, self.port)
+            self._udp, _ = await loop.create_datagram_endpoint(
+                lambda: _Udp(self.zone), local_addr=(self.host, self.port))
+            return
         # TCP first on port 0, then UDP on the same number (retry if taken).
         for _ in range(20):
             self._tcp = await asyncio.start_server(self._serve_tcp, self.host, 0)
