@@ -22,6 +22,7 @@ from directory.service import Directory
 from federation.resolver import Resolver
 
 if TYPE_CHECKING:
+    from mailserver.sieve.scripts import SieveScripts
     from mailserver.store import MailStore
 
 log = logging.getLogger("schulhof")
@@ -54,6 +55,7 @@ class School:
     services: list[Service] = field(default_factory=list)
     _mail_store: MailStore | None = None
     _resolver: Resolver | None = None
+    _sieve_scripts: SieveScripts | None = None
 
     @property
     def resolver(self) -> Resolver:
@@ -76,6 +78,15 @@ class School:
                            for role in ("pupil", "parent", "teacher", "staff", "admin")}
             self._mail_store = MailStore(self.db, quota_bytes, ChangeFeed())
         return self._mail_store
+
+    @property
+    def sieve_scripts(self) -> SieveScripts:
+        """The accounts' Sieve scripts: delivery runs them, ManageSieve edits them."""
+        if self._sieve_scripts is None:
+            from mailserver.sieve.scripts import SieveScripts
+
+            self._sieve_scripts = SieveScripts(self.db)
+        return self._sieve_scripts
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = True) -> School:

@@ -22,6 +22,15 @@ class RecipientOutcome(enum.Enum):
     OVER_QUOTA_PERMANENT = "over_quota_permanent"  # 552 5.2.2 (message alone exceeds quota)
 
 
+class DeliveryRefused(Exception):
+    """The recipients' own rules refused the whole message (a Sieve ``reject``,
+    RFC 5429 2.1): SMTP answers 550 5.7.1 with ``reason`` instead of 250."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
 @dataclass(frozen=True)
 class LocalRecipient:
     """A mailbox to deliver into: an account's folder (INBOX unless a rule says else)."""

@@ -213,3 +213,16 @@ class MessageSearchRow(Base):
 
     __table_args__ = (UniqueConstraint("blob_id", name="message_search_blob_unique"),
                       {"sqlite_autoincrement": True})
+
+
+class SieveScriptRow(Base):
+    """An account's Sieve scripts (RFC 5804 1.1: named, at most one active)."""
+
+    __tablename__ = "sieve_scripts"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    script: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)

@@ -1,6 +1,9 @@
-"""Wiring of the rules applied after local delivery (``mailserver.delivery_rules``):
-vacation replies and forwarding, sent through a Submitter of their own (the
-role policy applies; no copy in Sent)."""
+"""Wiring of the rules applied at local delivery: each recipient's Sieve script
+(``mailserver.sieve.delivery``, just before the commit) and, after it, the
+webmail's vacation reply and forwarding (``mailserver.delivery_rules``).
+Replies go through a Submitter of their own (the role policy applies; no copy
+in Sent).  Sieve and the webmail's vacation reply share one record of who
+got a reply, so a sender never gets two."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from directory.model import Account
 from mailserver.delivery import Envelope, LocalRecipient, RecipientOutcome
 from mailserver.delivery_rules import RulesTarget
 from mailserver.forwarding import Forwarder
+from mailserver.sieve.delivery import SieveStep, SieveTarget
 from mailserver.smtp.routing import Router
 from mailserver.submission import SubmissionRefused, Submitter
 from mailserver.vacation import VacationResponder
@@ -58,6 +62,52 @@ def rules_target(school: School) -> RulesTarget:
         await transaction.commit(message)
 
     domain = settings.school.domain.lower()
+    local_domains = frozenset(d.lower() for d in settings.local_domains)
+
+    async def redirect(account: Account, own: str, target: str, message: bytes) -> None:
+        """A Sieve redirect (RFC 5228 4.2): asked of the role policy again at each use;
+        the envelope sender is the redirecting account (SPF at the next hop)."""
+        verdict = await directory.may_contact(account, target)
+        if not verdict.allowed:
+            log.info("event=sieve_redirect_refused account=%s reason=%s", account.login,
+                     verdict.reason)
+            return
+        local, _, host = target.rpartition("@")
+        transaction = store.begin(Envelope(mail_from=own, received_at=dt.datetime.now(dt.UTC)))
+        if host.lower() in local_domains:
+            resolved = await directory.resolve(local)
+            if resolved is None or resolved.account is None:
+                await transaction.abort()
+                log.info("event=sieve_redirect_refused account=%s reason=not a person",
+                         account.login)
+                return
+            outcomes = await transaction.add_locals([LocalRecipient(resolved.account.id)],
+                                                    len(message))
+            if RecipientOutcome.ACCEPTED not in outcomes:
+                await transaction.abort()
+                return
+        else:
+            transaction.add_remote(target)
+        await transaction.commit(message)
+
+    async def notice(recipient: str, message: bytes) -> None:
+        """A DSN with the null sender (RFC 3464 2): into a local INBOX or the queue."""
+        transaction = store.begin(Envelope(mail_from="", received_at=dt.datetime.now(dt.UTC)))
+        local, _, host = recipient.rpartition("@")
+        if host.lower() in local_domains:
+            resolved = await directory.resolve(local)
+            if resolved is None or resolved.account is None:
+                await transaction.abort()
+                return
+            await transaction.add_locals([LocalRecipient(resolved.account.id)], len(message))
+        else:
+            transaction.add_remote(recipient)
+        await transaction.commit(message)
+
     accounts = directory.get_account_by_id
-    return RulesTarget(store, [VacationResponder(store.settings, accounts, domain, send),
-                               Forwarder(store.settings, accounts, domain, deliver)])
+    step = SieveStep(school.sieve_scripts, accounts, domain, settings.smtp_hostname,
+                     local_domains, store.settings.claim_vacation_reply, redirect=redirect,
+                     send=send, notice=notice)
+    return RulesTarget(SieveTarget(store, step),
+                       [VacationResponder(store.settings, accounts, domain, send),
+                        Forwarder(store.settings, accounts, domain, deliver)])

@@ -77,6 +77,13 @@ def dmarc_reject(from_domain: str) -> str:
             f"{_one_line(from_domain)}; it is neither SPF- nor DKIM-authenticated for it")
 
 
+def refused_by_rules(reason: str) -> str:
+    """RFC 5429 2.1: a Sieve reject in the dialogue; the reason is the user's text,
+    in ASCII (RFC 5321 4.2: reply text without SMTPUTF8 is ASCII)."""
+    text = reason.encode("ascii", "replace").decode("ascii")[:400].strip()
+    return refused("550 5.7.1", text or "Message refused by the recipient's rules")
+
+
 def unknown_command(command: str) -> str:
     return f'500 5.5.2 Command "{_one_line(command)[:20]}" unrecognized'
 

@@ -302,6 +302,9 @@ class SmtpSession:
         except QuotaExceeded as exc:
             # The real size no longer fits anyone's quota (RFC 1870 6): nothing was stored.
             return replies.OVER_QUOTA_PERMANENT if exc.permanent else replies.OVER_QUOTA_TEMPORARY
+        except delivery.DeliveryRefused as exc:
+            # A Sieve reject (RFC 5429 2.1): refused in the dialogue, no backscatter.
+            return replies.refused_by_rules(exc.reason)
         except Exception:
             log.exception("event=smtp_commit_failed id=%s", queue_id)
             return replies.LOCAL_ERROR
