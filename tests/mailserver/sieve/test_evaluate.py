@@ -15,18 +15,18 @@ from mailserver.sieve.matching import match
 
 NOW = dt.datetime(2026, 12, 7, 9, 30, tzinfo=dt.UTC)
 MESSAGE = (
-    "Return-Path: <eva@eltern.example>\r\n"
-    "Received: from a\r\nReceived: from b\r\n"
-    "From: =?utf-8?q?Eva_M=C3=BCller?= <Eva@Eltern.Example>\r\n"
-    "To: Anna <anna@schule.test>, klasse-5a@schule.test\r\n"
-    "Subject: =?utf-8?q?Zeugnis_f=C3=BCr_Klasse_5a?=\r\n"
-    "Date: Mon, 07 Dec 2026 08:15:00 +0100\r\n"
-    "Message-ID: <1@eltern.example>\r\n"
-    "Content-Type: text/plain; charset=utf-8\r\n"
-    "Content-Transfer-Encoding: quoted-printable\r\n"
-    "\r\n"
-    "Liebe Frau Lehrerin, die Elternsprechstunde ist am Donnerstag. Gr=C3=BC=C3=9Fe\r\n"
-).encode()
+    b"Return-Path: <eva@eltern.example>\r\n"
+    b"Received: from a\r\nReceived: from b\r\n"
+    b"From: =?utf-8?q?Eva_M=C3=BCller?= <Eva@Eltern.Example>\r\n"
+    b"To: Anna <anna@schule.test>, klasse-5a@schule.test\r\n"
+    b"Subject: =?utf-8?q?Zeugnis_f=C3=BCr_Klasse_5a?=\r\n"
+    b"Date: Mon, 07 Dec 2026 08:15:00 +0100\r\n"
+    b"Message-ID: <1@eltern.example>\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n"
+    b"\r\n"
+    b"Liebe Frau Lehrerin, die Elternsprechstunde ist am Donnerstag. Gr=C3=BC=C3=9Fe\r\n"
+)
 
 
 def run(script: str, message: bytes = MESSAGE, sender: str = "eva@eltern.example") -> Actions:
