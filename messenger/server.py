@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 from pathlib import Path
@@ -24,6 +25,7 @@ from messenger.api.http import ApiContext
 from messenger.e2ee import DeviceMessaging
 from messenger.ephemeral import Receipts, TypingTracker
 from messenger.events.signing import EventSigner
+from messenger.federation_keys import RemoteKeys
 from messenger.limits import MessengerLimits
 from messenger.media import MediaRepository
 from messenger.push import PushSender
@@ -97,6 +99,11 @@ class MatrixServer:
             exempt=trusted_proxies or TrustedProxies())
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
+
+    def federate_keys(self, remote: RemoteKeys) -> None:
+        """Ask other servers for their users' keys in /keys/query and /keys/claim
+        (called by the wiring before ``start``)."""
+        self.context = dataclasses.replace(self.context, remote_keys=remote)
 
     def app(self) -> web.Application:
         return build_app(self.context)

@@ -23,6 +23,7 @@ from federation.matrix.signed_json import SigningKey
 from messenger.api.federation import FederationContext
 from messenger.events.signing import EventSigner
 from messenger.federation_inbox import UnknownRoomsInbox
+from messenger.federation_keys import LocalKeys, RemoteKeys
 from messenger.federation_listener import FederationListener
 from messenger.limits import MessengerLimits
 from messenger.ratelimit import RateLimit, RateLimits
@@ -42,7 +43,7 @@ def build(school: School) -> list[Service]:
         return []
     m = settings.matrix
     proxies = TrustedProxies.parse(settings.listen.trusted_proxies)
-    services: list[Service] = [MatrixServer(
+    server = MatrixServer(
         db=school.db, directory=school.directory, authenticator=school.authenticator,
         server_name=settings.school.domain.lower(), mail_domain=settings.school.domain.lower(),
         bind=settings.listen.bind, port=settings.listen.matrix,
@@ -52,9 +53,12 @@ def build(school: School) -> list[Service]:
         auto_join_groups=m.auto_join_group_rooms, push_gateways=m.push_gateways,
         trusted_proxies=proxies, http_limits=http_limits(school, proxies),
         rate_limits=rate_limits(m.send_messages_per_second, m.send_burst),
-        event_signer=event_signer(school))]
+        event_signer=event_signer(school))
+    services: list[Service] = [server]
     if settings.listen.federation >= 0:
-        services.append(federation_listener(school))
+        listener = federation_listener(school, server)
+        server.federate_keys(RemoteKeys(listener.client, server.server_name))
+        services.append(listener)
     return services
 
 
@@ -71,9 +75,11 @@ def event_signer(school: School) -> EventSigner | None:
     return None if key is None else EventSigner(school.settings.school.domain.lower(), key)
 
 
-def federation_listener(school: School) -> FederationListener:
+def federation_listener(school: School, server: MatrixServer | None = None
+                        ) -> FederationListener:
     """The Server-Server API listener with the school's signing key (``schulhof init``
-    made it beside the DKIM keys) and a client for fetching other servers' keys."""
+    made it beside the DKIM keys) and a client for fetching other servers' keys;
+    with the school's client API ``server``, claimed keys reach its /sync."""
     from conf.wiring.imap import server_tls_context
 
     settings = school.settings
@@ -94,7 +100,9 @@ def federation_listener(school: School) -> FederationListener:
         keyring=KeyRing(client, notaries=f.matrix_notary_servers),
         directory=school.directory, allowed=allowed.__contains__,
         received=ReceivedTransactions(school.db), transactions=UnknownRoomsInbox(),
-        key_validity_ms=int(f.matrix_key_validity_hours * 3600 * 1000))
+        key_validity_ms=int(f.matrix_key_validity_hours * 3600 * 1000),
+        local_keys=LocalKeys(school.db, school.directory, server_name,
+                             keys_claimed=server.sync.keys_changed if server else None))
     tls = server_tls_context(str(settings.path(settings.tls.certificate)),
                              str(settings.path(settings.tls.key)))
     sender = TransactionSender(Outbox(school.db), client)

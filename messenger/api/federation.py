@@ -31,8 +31,10 @@ from federation.matrix.request_auth import (
 )
 from federation.matrix.server_keys import publish_keys
 from federation.matrix.signed_json import SigningKey
+from messenger.api import federation_keys
 from messenger.api.errors import routing_error
 from messenger.events.identifiers import InvalidIdentifier, UserId
+from messenger.federation_keys import LocalKeys
 
 log = logging.getLogger("schulhof.messenger.federation")
 
@@ -62,6 +64,8 @@ class FederationContext:
     received: ReceivedTransactions
     transactions: TransactionHandler
     key_validity_ms: int = 24 * 3600 * 1000
+    # End-to-end keys of this school's users (messenger.api.federation_keys).
+    local_keys: LocalKeys | None = None
     # One transaction per origin at a time: a retry racing its original waits for
     # it and then gets the remembered answer.
     origin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -222,4 +226,6 @@ def build_federation_app(ctx: FederationContext) -> web.Application:
         web.get("/_matrix/federation/v1/query/profile", query_profile),
         web.put("/_matrix/federation/v1/send/{txn_id}", send_transaction),
     ])
+    if ctx.local_keys is not None:
+        federation_keys.install(app, ctx.local_keys)
     return app

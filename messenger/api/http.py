@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from directory.service import Directory
     from messenger.e2ee import DeviceMessaging
     from messenger.ephemeral import Receipts, TypingTracker
+    from messenger.federation_keys import RemoteKeys
     from messenger.media import MediaRepository
     from messenger.ratelimit import RateLimiter
     from messenger.school_rooms import SchoolRooms
@@ -64,6 +65,8 @@ class ApiContext:
     media: MediaRepository | None = None  # None without a data folder
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
     push_gateways: tuple[str, ...] = ()  # the notify URLs pushers may use
+    # Other servers' users' keys for /keys/query and /keys/claim; None: no federation.
+    remote_keys: RemoteKeys | None = None
 
 
 CONTEXT = web.AppKey("messenger_context", ApiContext)

@@ -102,7 +102,19 @@ async def query(request: web.Request) -> web.Response:
                                ("user_signing_keys", published.user_signing)):
                 if key is not None:
                     cross_signing[field][user_id] = key
-    return ok({"device_keys": result, "failures": {}, **cross_signing})
+    failures: dict[str, Any] = {}
+    remote_keys = context(request).remote_keys
+    if remote_keys is not None and remote_keys.by_server(wanted):
+        # Users of other servers: asked over federation (spec 11.12.5 /keys/query
+        # "failures": the servers that could not be reached).
+        remote = await remote_keys.query(
+            {u: [d for d in ds if isinstance(d, str)] if isinstance(ds, list) else []
+             for u, ds in wanted.items()})
+        result.update(remote.device_keys)
+        cross_signing["master_keys"].update(remote.master_keys)
+        cross_signing["self_signing_keys"].update(remote.self_signing_keys)
+        failures = remote.failures
+    return ok({"device_keys": result, "failures": failures, **cross_signing})
 
 
 async def claim(request: web.Request) -> web.Response:
@@ -128,7 +140,15 @@ async def claim(request: web.Request) -> web.Response:
                     result.setdefault(user_id, {}).setdefault(device_id, {})[found[0]] = found[1]
     for account_id, device_id in claimed:  # committed: their counts went down
         context(request).sync.keys_changed(account_id, device_id)
-    return ok({"one_time_keys": result, "failures": {}})
+    failures: dict[str, Any] = {}
+    remote_keys = context(request).remote_keys
+    if remote_keys is not None and remote_keys.by_server(wanted):
+        remote = await remote_keys.claim(
+            {u: {d: a for d, a in ds.items() if isinstance(a, str)}
+             for u, ds in wanted.items() if isinstance(ds, dict)})
+        result.update(remote.one_time_keys)
+        failures = remote.failures
+    return ok({"one_time_keys": result, "failures": failures})
 
 
 async def changes(request: web.Request) -> web.Response:

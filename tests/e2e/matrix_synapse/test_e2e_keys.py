@@ -1,0 +1,112 @@
+"""End-to-end keys across servers with Synapse: nio clients at each side upload real
+Olm device keys; each server's client API hands out the other side's users' keys
+(``/keys/query``) and one-time keys (``/keys/claim``) fetched over federation
+(``/user/keys/query``, ``/user/keys/claim``) (issue 13.4)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from nio import AsyncClient, AsyncClientConfig, KeysUploadResponse, LoginResponse
+from nio.crypto import ENCRYPTION_ENABLED
+
+from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, Interop
+
+pytestmark = [pytest.mark.synapse,
+              pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")]
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[AsyncClient]]:
+    made: list[AsyncClient] = []
+    yield made
+    for client in made:
+        await client.close()
+
+
+async def nio_with_keys(base_url: str, user_id: str, store: Path,
+                        made: list[AsyncClient]) -> AsyncClient:
+    """A logged-in nio client that has uploaded its device keys and one-time keys."""
+    store.mkdir(parents=True, exist_ok=True)
+    client = AsyncClient(base_url, user_id, store_path=str(store),
+                         config=AsyncClientConfig(encryption_enabled=True,
+                                                  store_sync_tokens=False))
+    made.append(client)
+    assert isinstance(await client.login(PASSWORD, device_name="nio"), LoginResponse)
+    assert isinstance(await client.keys_upload(), KeysUploadResponse)
+    return client
+
+
+async def _post(base_url: str, token: str, path: str, body: object) -> dict[str, Any]:
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{base_url}{path}", json=body,
+            headers={"Authorization": f"Bearer {token}"}) as response:
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+
+async def test_keys_cross_both_ways(interop: Interop, tmp_path: Path,
+                                   clients: list[AsyncClient]) -> None:
+    a = interop.schools["a"]
+    await interop.synapse_user("anna", "Anna Synapse")
+    anna = await nio_with_keys(interop.synapse.client_url, f"@anna:{SYNAPSE_NAME}",
+                               tmp_path / "anna", clients)
+    lehrer = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "lehrer",
+                                 clients)
+
+    # Synapse's client API asks A (POST /_matrix/federation/v1/user/keys/query).
+    seen_at_synapse = await _post(interop.synapse.client_url, anna.access_token,
+                                  "/_matrix/client/v3/keys/query",
+                                  {"device_keys": {lehrer.user_id: []}})
+    device = seen_at_synapse["device_keys"][lehrer.user_id][lehrer.device_id]
+    assert device["keys"][f"ed25519:{lehrer.device_id}"] == lehrer.olm.account.identity_keys[
+        "ed25519"]
+    assert seen_at_synapse["failures"] == {}
+
+    # A's client API asks Synapse.
+    seen_at_a = await _post(a.matrix.base_url, lehrer.access_token,
+                            "/_matrix/client/v3/keys/query",
+                            {"device_keys": {anna.user_id: [], "@nobody:c.test": []}})
+    device = seen_at_a["device_keys"][anna.user_id][anna.device_id]
+    assert device["keys"][f"curve25519:{anna.device_id}"] == anna.olm.account.identity_keys[
+        "curve25519"]
+    # c.test is no partner of A: a failure, not an error of the whole request.
+    assert set(seen_at_a["failures"]) == {"c.test"}
+
+    # One-time keys, both ways: each claim takes a key the other side's device made.
+    claimed_at_synapse = await _post(
+        interop.synapse.client_url, anna.access_token, "/_matrix/client/v3/keys/claim",
+        {"one_time_keys": {lehrer.user_id: {lehrer.device_id: "signed_curve25519"}}})
+    [(key_id, key)] = claimed_at_synapse["one_time_keys"][lehrer.user_id][
+        lehrer.device_id].items()
+    assert key_id.startswith("signed_curve25519:")
+    assert "signatures" in key and lehrer.user_id in key["signatures"]
+
+    claimed_at_a = await _post(
+        a.matrix.base_url, lehrer.access_token, "/_matrix/client/v3/keys/claim",
+        {"one_time_keys": {anna.user_id: {anna.device_id: "signed_curve25519"}}})
+    [(key_id, key)] = claimed_at_a["one_time_keys"][anna.user_id][anna.device_id].items()
+    assert key_id.startswith("signed_curve25519:")
+    assert claimed_at_a["failures"] == {}
+
+
+async def test_schulhof_reads_synapse_device_list(interop: Interop, tmp_path: Path,
+                                                  clients: list[AsyncClient]) -> None:
+    """A asks Synapse for a user's devices (GET /user/devices): the answer carries the
+    device nio uploaded; A's own answer has the same shape."""
+    a = interop.schools["a"]
+    await interop.synapse_user("bert", "Bert Synapse")
+    bert = await nio_with_keys(interop.synapse.client_url, f"@bert:{SYNAPSE_NAME}",
+                               tmp_path / "bert", clients)
+    lehrer = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "lehrer",
+                                 clients)
+    answer = await a.listener.client.request(
+        "GET", SYNAPSE_NAME, f"/_matrix/federation/v1/user/devices/{bert.user_id}")
+    assert [d["device_id"] for d in answer["devices"]] == [bert.device_id]
+    ours = await a.listener.context.local_keys.devices(lehrer.user_id)  # type: ignore[union-attr]
+    assert [d["device_id"] for d in ours["devices"]] == [lehrer.device_id]
+    assert ours["devices"][0]["keys"]["user_id"] == lehrer.user_id
