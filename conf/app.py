@@ -109,9 +109,9 @@ class School:
 
     def build_services(self) -> list[Service]:
         """The network services that exist so far, wired to this school's objects."""
-        from conf.wiring import imap, matrix, outbound, smtp, webmail
+        from conf.wiring import imap, managesieve, matrix, outbound, smtp, webmail
 
-        return [service for wiring in (smtp, imap, matrix, webmail, outbound)
+        return [service for wiring in (smtp, imap, managesieve, matrix, webmail, outbound)
                 for service in wiring.build(self)]
 
     async def start(self) -> None:

@@ -73,6 +73,8 @@ class ListenSettings:
     # Matrix Server-Server API (TLS with the school certificate); 8448 is the
     # spec's default port, which other servers try when no SRV record says otherwise.
     federation: int = 8448
+    # ManageSieve (RFC 5804) for mail filter and vacation scripts; 4190 in production.
+    managesieve: int = 2419
 
 
 @dataclass(frozen=True)

@@ -47,6 +47,7 @@ class SchoolDns:
     submissions_port: int = 465
     imap_port: int = 143
     imaps_port: int = 993
+    sieve_port: int = 0  # ManageSieve (RFC 5804 1.8); 0: not published
     federation_port: int = 8448
     mta_sts_mode: str = "enforce"
     report_address: str = ""       # default postmaster@<domain>
@@ -160,6 +161,8 @@ def school_records(school: SchoolDns) -> list[DnsRecord]:
              "RFC 8314 submission over TLS"),
         _srv(f"_imap._tcp.{d}", school.imap_port, host, "RFC 6186 IMAP"),
         _srv(f"_imaps._tcp.{d}", school.imaps_port, host, "RFC 6186 IMAP over TLS"),
+        *([_srv(f"_sieve._tcp.{d}", school.sieve_port, host, "RFC 5804 ManageSieve")]
+          if school.sieve_port > 0 else []),
         DnsRecord(f"autoconfig.{d}", "CNAME", host,
                   "mail client autoconfig (/mail/config-v1.1.xml)"),
         _srv(f"_matrix-fed._tcp.{d}", school.federation_port, school.matrix_host,

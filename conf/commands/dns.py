@@ -51,6 +51,7 @@ async def handler(args: argparse.Namespace, school: School) -> int:
         extra_domains=settings.school.extra_domains, addresses=addresses,
         submission_port=_port(listen.submission), submissions_port=_port(listen.submissions),
         imap_port=_port(listen.imap), imaps_port=_port(listen.imaps),
+        sieve_port=_port(listen.managesieve),
         federation_port=_port(listen.federation), mta_sts_mode=args.mta_sts_mode, notes=notes)
     print(render(info), end="")
     return 0

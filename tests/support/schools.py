@@ -76,7 +76,7 @@ def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.te
         bind=bind, smtp=free_port(bind), submission=free_port(bind),
         submissions=free_port(bind), imap=free_port(bind), imaps=free_port(bind),
         matrix=free_port(bind), web=free_port(bind),
-        federation=free_port(bind))
+        federation=free_port(bind), managesieve=free_port(bind))
     settings = Settings(
         base_dir=base_dir,
         school=SchoolSettings(domain=domain, name=f"Test {domain}"),
