@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from federation.tls import server_tls_context
+from mailserver.imap.fetching import MimeItemCache
 from mailserver.imap.flag_writes import FlagWriter
 from mailserver.imap.mailbox_states import MailboxStates
 from mailserver.imap.server import ImapConnection, ImapLimits, ImapServer
@@ -36,7 +37,8 @@ def build(school: School) -> list[Service]:
         max_literal_size=imap.max_literal_size, idle_timeout=imap.idle_timeout_seconds,
         max_errors=imap.max_errors, states=states, flag_writer=FlagWriter(store, states),
         headers=HeaderCache(), bodies=BodyCache(max_bytes=32 * 1024 * 1024,
-                                                max_entry=256 * 1024))
+                                                max_entry=256 * 1024),
+        mime_items=MimeItemCache())
 
     async def run_session(connection: ImapConnection) -> None:
         await ImapSession(services, connection).run()

@@ -155,6 +155,64 @@ class ParsedMessageCache:
         return len(self._items)
 
 
+class MimeItemCache:
+    """Server-wide ENVELOPE / BODYSTRUCTURE / BODY items by blob id, already
+    rendered (``encoded``), bounded by their total size (LRU).
+
+    Blobs are content-addressed and never change, so an entry stays valid
+    while kept; a class mail delivered to 30 mailboxes, or a message a
+    client lists again, is parsed and rendered once, not once per FETCH.
+    One instance per IMAP service (no global state).  Thread-safe: FETCH of
+    a big body runs in a worker thread.
+    """
+
+    def __init__(self, max_bytes: int = 16 * 1024 * 1024) -> None:
+        self._max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, str], tuple[r.FetchValue, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def item(self, blob_id: str, name: str, message: ParsedMessage) -> r.FetchValue:
+        """The ``name`` item (ENVELOPE, BODYSTRUCTURE or BODY) of the message."""
+        key = (blob_id, name)
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return found[0]
+            self.misses += 1
+        value = _rendered(name, message)  # outside the lock: parsing takes a while
+        size = 200 + len(getattr(value, "encoded", b"") or b"")
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = (value, size)
+                self._bytes += size
+                while self._bytes > self._max_bytes and self._items:
+                    _, (_, evicted) = self._items.popitem(last=False)
+                    self._bytes -= evicted
+        return value
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _rendered(name: str, message: ParsedMessage) -> r.FetchValue:
+    from mailserver.imap.wire.serializer import body_structure_bytes, envelope_bytes
+
+    if name == "ENVELOPE":
+        envelope = message.envelope()
+        return r.EnvelopeItem(envelope, envelope_bytes(envelope))
+    extended = name == "BODYSTRUCTURE"
+    structure = message.structure(extended)
+    return r.BodyStructureItem(structure, extended, body_structure_bytes(structure, extended))
+
+
+_MIME_ITEMS = frozenset({"ENVELOPE", "BODYSTRUCTURE", "BODY"})
+
+
 def parsed_message(raw: bytes, blob_id: str | None,
                    cache: ParsedMessageCache | None) -> ParsedMessage:
     """From the cache when there is one and the blob has an id."""
@@ -239,7 +297,8 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
                          body: bytes | None, *, uid_fetch: bool = False, rev2: bool = False,
                          read_only: bool = False,
                          cache: ParsedMessageCache | None = None,
-                         header: bytes | None = None) -> FetchResult:
+                         header: bytes | None = None,
+                         items_cache: MimeItemCache | None = None) -> FetchResult:
     """The FETCH response items for ``record`` (RFC 9051 7.5.2), in the
     order asked, duplicates dropped; UID first for UID FETCH when not asked
     for (RFC 9051 6.4.9). Macros arrive expanded by the wire parser.
@@ -251,6 +310,8 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
     IMAP4rev1 session as it sends the response, ``SelectedView.with_recent``).
     Instead of ``body``, ``header`` may give the header block alone when
     ``needs_only_header(items)``; sizes then come from the record.
+    ``items_cache`` (server-wide) keeps rendered ENVELOPE / BODYSTRUCTURE /
+    BODY items by blob id.
     Raises UnknownCte for BINARY of an undecodable part and
     UnsupportedFetchItem for EMAILID / THREADID / SAVEDATE.
     """
@@ -272,6 +333,10 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
     if uid_fetch and FetchItem("UID") not in attributes:
         values.append(r.UidItem(record.uid))
     for attribute in attributes:
+        if (items_cache is not None and message is not None and record.blob_id is not None
+                and isinstance(attribute, FetchItem) and attribute.name in _MIME_ITEMS):
+            values.append(items_cache.item(record.blob_id, attribute.name, message))
+            continue
         values.append(_value(attribute, record, flags, size, message))
     if seen and FetchItem("FLAGS") not in attributes:
         values.append(r.FlagsItem(_flag_order(flags)))

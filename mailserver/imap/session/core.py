@@ -38,7 +38,7 @@ from mailserver.imap.wire.serializer import serialize_response
 
 if TYPE_CHECKING:
     from directory.auth import Authenticator
-    from mailserver.imap.fetching import ParsedMessageCache
+    from mailserver.imap.fetching import MimeItemCache, ParsedMessageCache
     from mailserver.imap.flag_writes import FlagWriter
     from mailserver.imap.mailbox_states import MailboxStates
     from mailserver.store import MailStore
@@ -94,12 +94,14 @@ class SessionServices:
     # Shared by all sessions of the service (see conf.wiring.imap): mailbox
     # states (mailserver.imap.mailbox_states.MailboxStates), group-committed
     # STOREs (mailserver.imap.flag_writes.FlagWriter) and header blocks
-    # (mailserver.store.bulk_reads.HeaderCache). Without them the session
-    # reads and writes through the store alone.
+    # (mailserver.store.bulk_reads.HeaderCache), rendered ENVELOPE and
+    # BODYSTRUCTURE items (mailserver.imap.fetching.MimeItemCache). Without
+    # them the session reads, parses and writes through the store alone.
     states: MailboxStates | None = None
     flag_writer: FlagWriter | None = None
     headers: HeaderCache | None = None
     bodies: BodyCache | None = None
+    mime_items: MimeItemCache | None = None
 
     async def store_flags(self, mailbox_id: int, uids: Any, mode: Any, flags: Any,
                           unchanged_since: int | None = None) -> Any:
@@ -347,6 +349,19 @@ class ImapSession:
             elif change.highestmodseq > self.view.modseq:
                 self._dirty = True
                 self._dirty_modseq = max(self._dirty_modseq, change.highestmodseq)
+
+    def known_modseq(self) -> int | None:
+        """The selected mailbox's HIGHESTMODSEQ as far as this session knows
+        it: its own view and every change the feed told of (the feed is told
+        after each commit, so every commit that finished before the command
+        arrived is included).  A shared mailbox state at least this recent
+        answers the command without reading the store again.  None when
+        there is no feed: then only a fresh read will do."""
+        view = self.view
+        if view is None or self.subscription is None:
+            return None
+        self.note_changes(self.subscription.pending())
+        return max(view.modseq, self._dirty_modseq)
 
     async def poll(self, *, allow_expunge: bool, force: bool = False) -> None:
         """Tell the client what changed in the selected mailbox since it last

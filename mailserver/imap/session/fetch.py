@@ -65,7 +65,8 @@ async def fetch(s: ImapSession, cmd: c.Fetch) -> r.Tagged:
             return r.Tagged(cmd.tag, "BAD", "VANISHED needs ENABLE QRESYNC")
         await _send_vanished(s, cmd)
     uids = view.resolve(cmd.sequence_set, uid=cmd.uid, saved=s.saved_uids)
-    if (len(uids) >= FAST_PATH_MINIMUM and set(items) <= _STATE_ITEMS
+    if (set(items) <= _STATE_ITEMS
+            and (len(uids) >= FAST_PATH_MINIMUM or s.services.states is not None)
             and await _fetch_states(s, cmd, items, uids)):
         return r.Tagged(cmd.tag, "OK", "FETCH completed")
     with_body = fetching.needs_body(items)
@@ -86,7 +87,8 @@ async def fetch(s: ImapSession, cmd: c.Fetch) -> r.Tagged:
             for seq, meta in wanted:
                 results.append((seq, meta.uid, fetching.fetch_response_items(
                     items, record_of(seq, meta), None, uid_fetch=cmd.uid, rev2=s.rev2,
-                    read_only=view.read_only, header=blob_of(headers, meta.blob_id))))
+                    read_only=view.read_only, header=blob_of(headers, meta.blob_id),
+                    items_cache=s.services.mime_items)))
         else:
             bodies = await load_bodies(s, [meta.blob_id for _, meta in wanted]) if with_body \
                 else {}
@@ -103,11 +105,12 @@ async def fetch(s: ImapSession, cmd: c.Fetch) -> r.Tagged:
 
 async def load_records(s: ImapSession, mailbox_id: int, uids: list[int]) -> list[Any]:
     """The records of a chunk (what ``MailStore.fetch_messages`` returns):
-    from the shared mailbox state, refreshed after the command arrived."""
+    from the shared mailbox state, as recent as every commit the session
+    knows of (``ImapSession.known_modseq``)."""
     states = s.services.states
     if states is None:
         return list(await s.store.fetch_messages(mailbox_id, uids))
-    state = await states.current(mailbox_id)
+    state = await states.current(mailbox_id, at_least=s.known_modseq())
     if state is None:
         return list(await s.store.fetch_messages(mailbox_id, uids))
     return await state.metas(s.store.db, uids)
@@ -147,18 +150,26 @@ def blob_of(found: dict[str, bytes], blob_id: str) -> bytes:
 async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
                         uids: list[int]) -> bool:
     """``FETCH 1:* (UID FLAGS)``, the first thing a client does on a big
-    mailbox: read (uid, flags, modseq) for the whole mailbox in one snapshot
-    query (the SELECT path, no per-message records) and write the responses
+    mailbox, and any other FETCH of only UID, FLAGS and MODSEQ: take the
+    shared mailbox state when there is one, else read (uid, flags, modseq)
+    for the whole mailbox in one snapshot query (the SELECT path, no
+    per-message records), and write the responses
     as bytes directly, with each distinct flag set rendered once.  Returns
     False (use the general path) if the mailbox was renamed meanwhile."""
     view = s.view
     assert view is not None
     states = s.services.states
-    state = None if states is None else await states.current(view.mailbox_id)
-    if state is not None:
+    state = None if states is None else await states.current(view.mailbox_id,
+                                                             at_least=s.known_modseq())
+    if state is not None and len(uids) * 4 < len(state):
+        # A few messages of a big mailbox: look each up.
+        picked = [(uid, index) for uid in uids
+                  if (index := state.index(uid)) is not None]
+        messages: Any = [(uid, state.flags[index], state.modseqs[index])
+                         for uid, index in picked]
+    elif state is not None:
         # Copies (C speed): the state changes while we wait for the client.
-        messages: Any = zip(state.uids, list(state.flags), array("Q", state.modseqs),
-                            strict=True)
+        messages = zip(state.uids, list(state.flags), array("Q", state.modseqs), strict=True)
     else:
         snapshot = await s.store.select_snapshot(s.account, view.name)
         if snapshot.mailbox.id != view.mailbox_id:
@@ -211,9 +222,10 @@ async def _items(s: ImapSession, items: tuple[Any, ...], record: fetching.Messag
     if body is not None and len(body) > THREAD_THRESHOLD:
         return await asyncio.to_thread(fetching.fetch_response_items, items, record, body,
                                        uid_fetch=uid, rev2=s.rev2, read_only=read_only,
-                                       cache=None)
+                                       cache=None, items_cache=s.services.mime_items)
     return fetching.fetch_response_items(items, record, body, uid_fetch=uid, rev2=s.rev2,
-                                         read_only=read_only, cache=s.cache)
+                                         read_only=read_only, cache=s.cache,
+                                         items_cache=s.services.mime_items)
 
 
 async def _set_seen(s: ImapSession, results: list[tuple[int, int, fetching.FetchResult]]

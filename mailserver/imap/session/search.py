@@ -133,7 +133,7 @@ async def search(s: ImapSession, cmd: c.Search) -> r.Tagged:
     states = s.services.states
     state = None
     if states is not None and _state_only(cmd.key):
-        state = await states.current(view.mailbox_id)
+        state = await states.current(view.mailbox_id, at_least=s.known_modseq())
     if state is not None:
         found = _search_state(s, cmd, state)  # no await inside: one consistent state
     else:

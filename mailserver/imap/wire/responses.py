@@ -5,7 +5,7 @@ response codes, untagged data, continuation requests. Rendered to bytes by
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mailserver.imap.mime.types import BodyStructure, Envelope
 from mailserver.imap.wire.fetch_items import Section
@@ -245,15 +245,20 @@ class SizeItem:
 
 @dataclass(frozen=True)
 class EnvelopeItem:
+    """ENVELOPE; ``encoded`` is its rendering when a cache already holds it
+    (``mailserver.imap.fetching.MimeItemCache``): the serializer sends it as is."""
+
     envelope: Envelope
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
 class BodyStructureItem:
-    """BODYSTRUCTURE (``extended``) or BODY."""
+    """BODYSTRUCTURE (``extended``) or BODY; ``encoded`` as for EnvelopeItem."""
 
     structure: BodyStructure
     extended: bool = True
+    encoded: bytes | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

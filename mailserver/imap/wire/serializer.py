@@ -187,10 +187,12 @@ def _fetch_item(item: r.FetchValue) -> bytes:
             return b"INTERNALDATE " + format_internal_date(date)
         case r.SizeItem(size):
             return b"RFC822.SIZE %d" % size
-        case r.EnvelopeItem(envelope):
-            return b"ENVELOPE " + envelope_bytes(envelope)
-        case r.BodyStructureItem(structure, extended):
+        case r.EnvelopeItem(envelope, encoded):
+            return b"ENVELOPE " + (envelope_bytes(envelope) if encoded is None else encoded)
+        case r.BodyStructureItem(structure, extended, encoded):
             name = b"BODYSTRUCTURE " if extended else b"BODY "
+            if encoded is not None:
+                return name + encoded
             return name + body_structure_bytes(structure, extended)
         case r.BodySectionItem(section, data, origin):
             head = b"BODY[" + str(section).encode("ascii") + b"]" + _origin(origin)

@@ -474,3 +474,55 @@ def test_cache_is_lru_and_bounded() -> None:
     cache.get("d", b"d" * 60)
     cache.get("e", b"e" * 60)  # 120 bytes > 100: d goes
     assert cache.get("d", b"D").raw == b"D"
+
+
+# --- the server-wide cache of rendered ENVELOPE / BODYSTRUCTURE items -------------
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mime_item_cache_renders_the_same_bytes(name: str) -> None:
+    """RFC 3501 7.4.2: a cached ENVELOPE / BODYSTRUCTURE / BODY goes out
+    octet for octet as a freshly parsed one, from the body or the header."""
+    raw = message(name)
+    items = attributes("(UID ENVELOPE BODYSTRUCTURE BODY)")
+    cache = fetching.MimeItemCache()
+    rec = record(raw, blob_id=f"blob-{name}")
+    fresh = wire(fetch_response_items(items, rec, raw))
+    assert wire(fetch_response_items(items, rec, raw, items_cache=cache)) == fresh
+    assert wire(fetch_response_items(items, rec, raw, items_cache=cache)) == fresh
+    assert cache.hits == 3 and cache.misses == 3
+    header_only = attributes("(ENVELOPE)")
+    header = fetching.ParsedMessage(raw).header
+    assert wire(fetch_response_items(header_only, rec, None, header=header,
+                                     items_cache=cache)) == wire(
+        fetch_response_items(header_only, rec, raw))
+
+
+def test_mime_item_cache_parses_once_per_blob(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    real = fetching.parse_entity
+
+    def counting(raw: bytes, *args, **kwargs):
+        calls.append(len(raw))
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(fetching, "parse_entity", counting)
+    raw = message("mixed")
+    cache = fetching.MimeItemCache()
+    items = attributes("(BODYSTRUCTURE)")
+    for uid in (1, 2, 3):  # three mailboxes' copies of one blob
+        fetch_response_items(items, record(raw, blob_id="one-blob", uid=uid), raw,
+                             items_cache=cache)
+    assert calls == [len(raw)]
+    fetch_response_items(items, record(raw, blob_id="other-blob"), raw, items_cache=cache)
+    assert len(calls) == 2
+
+
+def test_mime_item_cache_is_bounded() -> None:
+    raw = message("nested")
+    cache = fetching.MimeItemCache(max_bytes=3000)
+    items = attributes("(ENVELOPE)")
+    for n in range(50):
+        fetch_response_items(items, record(raw, blob_id=f"b{n}"), raw, items_cache=cache)
+    assert 0 < len(cache) < 50
+    fetch_response_items(items, record(raw, blob_id="b49"), raw, items_cache=cache)
+    assert cache.hits == 1  # the newest is kept
