@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from conf.migrate import upgrade
 from conf.settings import Settings
+from directory.audit import AuditLog
 from directory.auth import Authenticator, LoginThrottle
 from directory.db import Database
 from directory.passwords import PasswordHasher
@@ -56,6 +57,14 @@ class School:
     _mail_store: MailStore | None = None
     _resolver: Resolver | None = None
     _sieve_scripts: SieveScripts | None = None
+    _audit: AuditLog | None = None
+
+    @property
+    def audit(self) -> AuditLog:
+        """The audit log every admin action (command line or web) writes to."""
+        if self._audit is None:
+            self._audit = AuditLog(self.db)
+        return self._audit
 
     @property
     def resolver(self) -> Resolver:
@@ -109,9 +118,10 @@ class School:
 
     def build_services(self) -> list[Service]:
         """The network services that exist so far, wired to this school's objects."""
-        from conf.wiring import imap, managesieve, matrix, outbound, smtp, webmail
+        from conf.wiring import imap, managesieve, matrix, outbound, retention, smtp, webmail
 
-        return [service for wiring in (smtp, imap, managesieve, matrix, webmail, outbound)
+        return [service for wiring in (smtp, imap, managesieve, matrix, webmail, outbound,
+                                       retention)
                 for service in wiring.build(self)]
 
     async def start(self) -> None:

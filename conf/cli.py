@@ -22,6 +22,7 @@ from conf.commands import (
     federation,
     groups,
     importing,
+    privacy,
     queue,
     rooms,
     school,
@@ -30,7 +31,8 @@ from conf.commands import (
 from conf.settings import SettingsError, load_settings
 from directory.model import DirectoryError
 
-COMMAND_MODULES = (school, users, groups, aliases, importing, dns, queue, rooms, federation)
+COMMAND_MODULES = (school, users, groups, aliases, importing, privacy, dns, queue, rooms,
+                   federation)
 
 
 def build_parser() -> argparse.ArgumentParser:

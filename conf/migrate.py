@@ -22,8 +22,8 @@ def all_metadata() -> MetaData:
     """The metadata of every package's tables (imported here, in the composition root)."""
     import directory.schema
 
-    for module in ("mailserver.schema", "mailserver.outbound.sts_store", "messenger.schema",
-                   "federation.schema"):
+    for module in ("directory.audit", "mailserver.schema", "mailserver.outbound.sts_store",
+                   "messenger.schema", "federation.schema"):
         try:
             __import__(module)
         except ModuleNotFoundError as exc:

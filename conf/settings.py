@@ -195,6 +195,24 @@ class ImportSettings:
 
 
 @dataclass(frozen=True)
+class RetentionSettings:
+    """How long the school keeps what (GDPR Art. 5(1)(e)); defaults from German school
+    practice.  ``schulhof serve`` runs the clean-up daily at ``daily_at`` (server local
+    time, HH:MM), ``schulhof purge`` on demand (e.g. from cron).  0 days: never."""
+
+    trash_days: int = 30
+    junk_days: int = 30
+    # Messages in class rooms are kept one school year (then their content is redacted).
+    class_chat_days: int = 365
+    # Client IP addresses (audit log, devices' last seen address): six months.
+    personal_log_days: int = 183
+    # The audit log itself (who did what, without addresses after personal_log_days).
+    audit_days: int = 730
+    daily_at: str = "03:30"
+    run_daily: bool = True
+
+
+@dataclass(frozen=True)
 class FederationSettings:
     # Empty list: the system resolver. Tests point this at a DNS server on loopback.
     dns_nameservers: tuple[str, ...] = ()
@@ -242,6 +260,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     auth: AuthSettings = field(default_factory=AuthSettings)
     importer: ImportSettings = field(default_factory=ImportSettings)
+    retention: RetentionSettings = field(default_factory=RetentionSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
     partners: tuple[PartnerSchool, ...] = ()
 

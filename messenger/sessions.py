@@ -145,6 +145,10 @@ class Sessions:
         self._tokens[token] = (who, now + TOKEN_CACHE_SECONDS * (0.5 + random.random() / 2))
         return who
 
+    def forget_account(self, account_id: int) -> None:
+        """Drop the account's cached tokens (an erasure deleted its devices)."""
+        self._forget_tokens(account_id)
+
     def _forget_tokens(self, account_id: int, device_ids: list[str] | None = None) -> None:
         for token, (who, _at) in list(self._tokens.items()):
             if who.account_id == account_id and (device_ids is None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from conf.commands.output import print_table
+from conf.commands.output import cli_actor, print_table
 
 if TYPE_CHECKING:
     from conf.app import School
@@ -39,6 +39,8 @@ async def add_alias(args: argparse.Namespace, school: School) -> int:
         owner = resolved.group.name
     else:  # removed again meanwhile
         owner = entry.owner
+    await school.audit.record(cli_actor(), "alias.create", entry.local_part,
+                              {entry.owner_kind: owner})
     print(f"{directory.address_of(entry.local_part)} -> {entry.owner_kind} {owner}")
     return 0
 
@@ -52,5 +54,6 @@ async def list_aliases(args: argparse.Namespace, school: School) -> int:
 
 async def delete_alias(args: argparse.Namespace, school: School) -> int:
     await school.directory.delete_alias(args.alias)
+    await school.audit.record(cli_actor(), "alias.delete", args.alias.strip().lower())
     print(f"deleted alias {args.alias.strip().lower()}")
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from conf.commands.output import print_table
+from conf.commands.output import cli_actor, print_table
 from directory.model import GroupKind, MemberRole
 
 if TYPE_CHECKING:
@@ -51,6 +51,9 @@ async def add_group(args: argparse.Namespace, school: School) -> int:
     group = await school.directory.create_group(
         args.name, kind=GroupKind(args.kind), display_name=args.display_name,
         members_may_post=args.members_may_post)
+    await school.audit.record(cli_actor(), "group.create", group.name,
+                              {"kind": group.kind.value,
+                               "members_may_post": group.members_may_post})
     print(f"created {group.kind} group {group.name} <{school.directory.address_of(group.name)}>")
     return 0
 
@@ -78,11 +81,15 @@ async def list_members(args: argparse.Namespace, school: School) -> int:
 async def add_member(args: argparse.Namespace, school: School) -> int:
     role = MemberRole.OWNER if args.owner else MemberRole.MEMBER
     await school.directory.add_member(args.name, args.login, role)
+    await school.audit.record(cli_actor(), "group.add_member", args.name.lower(),
+                              {"login": args.login.lower(), "role": role.value})
     print(f"{args.login.lower()} is now {role} of {args.name.lower()}")
     return 0
 
 
 async def remove_member(args: argparse.Namespace, school: School) -> int:
     await school.directory.remove_member(args.name, args.login)
+    await school.audit.record(cli_actor(), "group.remove_member", args.name.lower(),
+                              {"login": args.login.lower()})
     print(f"removed {args.login.lower()} from {args.name.lower()}")
     return 0

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from conf.app import School
+from conf.commands.output import cli_actor
 from directory.importer import (
     Importer,
     ImportFileError,
@@ -61,6 +62,12 @@ async def import_file(args: argparse.Namespace, school: School) -> int:
     except ImportFileError as exc:
         print(f"schulhof: {args.file}: {exc}; nothing imported", file=sys.stderr)
         return 1
+    if not summary.dry_run:
+        plan = summary.plan
+        await school.audit.record(cli_actor(), "import.apply", args.file.name, {
+            "rows": summary.rows, "created": len(plan.created), "updated": len(plan.updated),
+            "moved": len(plan.moved), "leavers": len(plan.leavers),
+            "restored": len(plan.restored), "groups_created": len(plan.groups_created)})
     print_summary(summary, sys.stdout)
     if args.passwords_out and not summary.passwords_file and not summary.dry_run:
         print(f"no new accounts: {args.passwords_out} was not written")

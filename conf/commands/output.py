@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
+import getpass
 import sys
 from collections.abc import Iterable, Sequence
+
+from directory.audit import COMMAND_LINE, Actor
+
+
+def cli_actor() -> Actor:
+    """Who acts on the command line for the audit log: the system user running it."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):  # no passwd entry (a container's bare uid)
+        name = "unknown"
+    return Actor(f"cli:{name}"[:64], COMMAND_LINE)
 
 
 def fail(message: str) -> int:

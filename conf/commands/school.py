@@ -42,7 +42,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
     p.set_defaults(handler=migrate, needs_school=False)
 
-    p = sub.add_parser("purge", help="delete leavers whose deletion date has passed")
+    p = sub.add_parser("purge", help="run the retention clean-up now: leavers past their "
+                                     "deletion date, old Trash and Junk, class chat, logs")
     p.add_argument("--today", type=dt.date.fromisoformat, default=None,
                    help="treat this date (YYYY-MM-DD) as today")
     p.set_defaults(handler=purge)
@@ -113,11 +114,17 @@ async def migrate(args: argparse.Namespace) -> int:
 
 
 async def purge(args: argparse.Namespace, school: School) -> int:
-    today = args.today or dt.date.today()
-    purged = await school.directory.purge_leavers(today)
-    for login in purged:
+    from conf.admin.retention import run_retention
+    from conf.commands.output import cli_actor
+
+    now = dt.datetime.now(dt.UTC)
+    if args.today is not None:
+        now = dt.datetime.combine(args.today, now.timetz())
+    report = await run_retention(school, now, cli_actor())
+    for login in report.leavers:
         print(f"purged {login}")
-    print(f"{len(purged)} leaver(s) purged")
+    print(f"{len(report.leavers)} leaver(s) purged")
+    print(" ".join(f"{name}={count}" for name, count in report.counts().items()))
     return 0
 
 

@@ -15,7 +15,8 @@ import getpass
 import sys
 from typing import TYPE_CHECKING
 
-from conf.commands.output import fail, print_table
+from conf.admin.erasure import erase_account
+from conf.commands.output import cli_actor, fail, print_table
 from directory.model import Role, Status
 from directory.passwords import PasswordRejected
 from directory.passwords import check_new_password as check_password
@@ -65,7 +66,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("login")
     p.set_defaults(handler=unsuspend_user)
 
-    p = actions.add_parser("delete", help="delete an account and everything it owns")
+    p = actions.add_parser("delete", aliases=["erase"],
+                           help="erase an account and everything it owns (GDPR Art. 17): "
+                                "mail, chat messages (redacted), files, devices")
     p.add_argument("login")
     p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
     p.set_defaults(handler=delete_user)
@@ -104,6 +107,8 @@ async def add_user(args: argparse.Namespace, school: School) -> int:
         role=Role(args.role), login=args.login, first_name=args.first_name,
         last_name=args.last_name, display_name=args.display_name,
         external_id=args.external_id, password=password)
+    await school.audit.record(cli_actor(), "account.create", account.login,
+                              {"role": account.role.value, "password": bool(password)})
     print(f"created {account.role} {account.login} <{school.directory.address_of(account.login)}>")
     return 0
 
@@ -156,6 +161,7 @@ async def set_password(args: argparse.Namespace, school: School) -> int:
     except PasswordRejected as exc:
         return fail(str(exc))
     await school.directory.set_password(account.login, password)
+    await school.audit.record(cli_actor(), "account.password", account.login)
     print(f"password set for {account.login}")
     return 0
 
@@ -170,6 +176,7 @@ async def suspend_user(args: argparse.Namespace, school: School) -> int:
         print(f"{account.login} is already suspended")
         return 0
     await school.directory.set_status(account.login, Status.SUSPENDED)
+    await school.audit.record(cli_actor(), "account.suspend", account.login)
     print(f"suspended {account.login}")
     return 0
 
@@ -180,6 +187,8 @@ async def unsuspend_user(args: argparse.Namespace, school: School) -> int:
         print(f"{account.login} is already active")
         return 0
     await school.directory.set_status(account.login, Status.ACTIVE)
+    await school.audit.record(cli_actor(), "account.unsuspend", account.login,
+                              {"was": account.status.value})
     if account.status is Status.LEAVER:
         print(f"reactivated leaver {account.login}; its deletion on "
               f"{account.deletion_date} is cancelled")
@@ -198,6 +207,8 @@ async def delete_user(args: argparse.Namespace, school: School) -> int:
               "everything it owns? [y/N] ", end="", file=sys.stderr, flush=True)
         if sys.stdin.readline().strip().lower() not in ("y", "yes"):
             return fail(f"{account.login} not deleted")
-    await school.directory.delete_account(account.login)
-    print(f"deleted {account.login}")
+    report = await erase_account(school, account.login, cli_actor())
+    print(f"deleted {account.login}: {report.mail.messages} messages, "
+          f"{report.messenger.events_redacted} chat events redacted, "
+          f"{report.messenger.rooms_left} rooms left, {report.messenger.media} files")
     return 0

@@ -176,6 +176,10 @@ class MailStore:
         for mailbox_id, modseq in boxes_:
             self.feed.publish(MailboxChange(account_id, mailbox_id, modseq))
 
+    def announce(self, account_id: int, mailbox_id: int, modseq: int) -> None:
+        """Tell IMAP sessions of a change made outside these methods (retention)."""
+        self._publish(account_id, (mailbox_id, modseq))
+
     # --- mailboxes ------------------------------------------------------------
     async def ensure_default_mailboxes(self, account_id: int) -> bool:
         """INBOX, Sent, Drafts, Trash, Junk, Archive (RFC 6154) on first use; True if made."""

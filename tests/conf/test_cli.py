@@ -366,14 +366,15 @@ def test_delete_asks_on_a_terminal_and_needs_yes_otherwise(schulhof: Schulhof) -
     assert fields(schulhof.ok("user", "show", "lea"))["login"] == "lea"
 
     result = schulhof("user", "delete", "lea", stdin="yes\n", tty=True)
-    assert result.code == 0 and result.out == "deleted lea\n"
+    assert result.code == 0 and result.out == (
+        "deleted lea: 0 messages, 0 chat events redacted, 0 rooms left, 0 files\n")
     assert "no such account" in schulhof.fails("user", "show", "lea")
     # Its memberships and aliases went with it, and the names are free again.
     assert table(schulhof.ok("group", "members", "5a")) == []
     assert table(schulhof.ok("alias", "list")) == []
     assert schulhof.authenticate("lea", PASSWORD) is None
     schulhof.ok("user", "add", "lea", "--role", "pupil", "--password-stdin", stdin=PASSWORD)
-    assert schulhof.ok("user", "delete", "lea", "--yes") == "deleted lea\n"
+    assert schulhof.ok("user", "erase", "lea", "--yes").startswith("deleted lea: ")
     assert "no such account: niemand" in schulhof.fails("user", "delete", "niemand", "--yes")
 
 
@@ -510,3 +511,36 @@ def test_alias_errors_exit_1_with_a_message(schulhof: Schulhof, argv: tuple[str,
     assert any(words in err for words in ("no such", "no account or group", "not a valid",
                                           "already in use"))
     assert table(schulhof.ok("alias", "list")) == []
+
+
+def test_admin_actions_are_audited_and_an_export_is_a_new_private_file(
+        schulhof: Schulhof, school_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import getpass
+    import zipfile
+
+    monkeypatch.setattr(getpass, "getuser", lambda: "hausmeister")
+    schulhof.ok("user", "add", "lea", "--role", "pupil", "--password-stdin", stdin=PASSWORD)
+    schulhof.ok("group", "add", "5a", "--kind", "class")
+    schulhof.ok("group", "add-member", "5a", "lea")
+    schulhof.ok("alias", "add", "lea.m", "lea")
+    schulhof.ok("user", "suspend", "lea")
+    target = school_dir / "lea.zip"
+    out = schulhof.ok("export", "lea", "--output", str(target))
+    assert out.startswith(f"exported lea to {target}: 0 folders, 0 messages, 0 rooms")
+    assert target.stat().st_mode & 0o777 == 0o600
+    with zipfile.ZipFile(target) as archive:
+        assert "konto.json" in archive.namelist()
+    assert "File exists" in schulhof.fails("export", "lea", "--output", str(target))
+    schulhof.ok("user", "delete", "lea", "--yes")
+
+    rows = table(schulhof.ok("audit"))
+    actions = [(row[3], row[4]) for row in rows]
+    assert actions == [("account.erase", "lea"), ("account.export", "lea"),
+                       ("account.suspend", "lea"), ("alias.create", "lea.m"),
+                       ("group.add_member", "5a"), ("group.create", "5a"),
+                       ("account.create", "lea")]
+    assert {row[1] for row in rows} == {"cli:hausmeister"} and {row[2] for row in rows} == {"cli"}
+    assert table(schulhof.ok("audit", "--action", "account.erase"))[0][5].startswith(
+        "bodies=0 devices=0")
+    assert len(table(schulhof.ok("audit", "--limit", "2"))) == 2
+    assert "--limit" in schulhof.fails("audit", "--limit", "0")

@@ -1,0 +1,54 @@
+"""Each package's part of the admin use cases, built for one school.
+
+A running server's own room service is used when there is one (its sync cache
+and write lock see the changes at once); the command line builds its own, like
+``schulhof rooms`` does, and a running server catches up from the database.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from mailserver.store.account_data import MailAccountData
+from messenger.account_data import MessengerAccountData
+from messenger.rooms.service import RoomService
+
+if TYPE_CHECKING:
+    from conf.app import School
+    from messenger.server import MatrixServer
+
+
+def running_matrix(school: School) -> MatrixServer | None:
+    """The school's Matrix server if it runs in this process (the admin web pages)."""
+    from messenger.server import MatrixServer
+
+    for service in school.services:
+        if isinstance(service, MatrixServer):
+            return service
+    return None
+
+
+def room_service(school: School) -> RoomService:
+    server = running_matrix(school)
+    if server is not None:
+        return server.rooms
+    from conf.wiring.matrix import event_signer
+    from messenger.rooms.policy import ChatPolicy
+    from messenger.sync.notifier import Notifier
+
+    domain = server_name(school)
+    return RoomService(school.db, domain, Notifier(),
+                       ChatPolicy(school.directory, domain, domain), signer=event_signer(school))
+
+
+def mail_data(school: School) -> MailAccountData:
+    return MailAccountData(school.mail_store)
+
+
+def messenger_data(school: School) -> MessengerAccountData:
+    return MessengerAccountData(school.db, room_service(school),
+                                school.settings.data_dir / "media")
+
+
+def server_name(school: School) -> str:
+    return school.settings.school.domain.lower()

@@ -1,0 +1,61 @@
+"""The daily retention job of ``schulhof serve`` (``[retention]``, conf.admin.retention).
+
+Runs once a day at ``retention.daily_at`` (server local time); a failed run is
+logged and tried again the next day, never taking the server down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conf.app import School, Service
+
+log = logging.getLogger("schulhof")
+
+
+def seconds_until(now: dt.datetime, daily_at: str) -> float:
+    """Seconds from ``now`` (aware) to the next ``HH:MM`` in ``now``'s time zone."""
+    hour, _, minute = daily_at.partition(":")
+    target = now.replace(hour=int(hour), minute=int(minute or 0), second=0, microsecond=0)
+    if target <= now:
+        target += dt.timedelta(days=1)
+    return (target - now).total_seconds()
+
+
+class RetentionJob:
+    def __init__(self, school: School) -> None:
+        self.school = school
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> list[str]:
+        daily_at = self.school.settings.retention.daily_at
+        seconds_until(dt.datetime.now().astimezone(), daily_at)  # a bad value fails now
+        self._task = asyncio.create_task(self._run(), name="retention")
+        return [f"retention daily at {daily_at}"]
+
+    async def _run(self) -> None:
+        from conf.admin.retention import run_retention
+
+        while True:
+            await asyncio.sleep(seconds_until(dt.datetime.now().astimezone(),
+                                              self.school.settings.retention.daily_at))
+            try:
+                await run_retention(self.school, dt.datetime.now(dt.UTC))
+            except Exception:
+                log.exception("event=retention_failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def build(school: School) -> list[Service]:
+    return [RetentionJob(school)] if school.settings.retention.run_daily else []
