@@ -10,6 +10,7 @@ descriptors).  Contents:
 - ``konto.json``: the directory entry (names, role, groups, aliases, children);
 - ``mail/<Ordner>.mbox``: each mail folder as mboxrd (RFC 4155), with flags;
 - ``mail/einstellungen.json``: signature, vacation reply, forwarding;
+- ``mail/sieve/<Name>.sieve``: the Sieve filter scripts (RFC 5228);
 - ``chat/<n>/ereignisse.json``: each room's events the person sent or could
   see, in the Matrix client event format (Client-Server API 9.1), and
   ``chat/<n>/verlauf.html``, the same as a readable transcript;
@@ -48,6 +49,7 @@ konto.json               Name, Rolle, Gruppen, weitere Adressen, Kinder (bei Elt
 mail/*.mbox              jeder E-Mail-Ordner im mbox-Format (z. B. in Thunderbird
                          mit dem Add-on "ImportExportTools NG" zu öffnen)
 mail/einstellungen.json  Signatur, Abwesenheitsnotiz, Weiterleitung
+mail/sieve/*.sieve       Filterregeln (Sieve, RFC 5228); "(aktiv)": die eingeschaltete
 chat/*/ereignisse.json   jeder Chat-Raum im Matrix-Format (maschinenlesbar)
 chat/*/verlauf.html      derselbe Raum als lesbarer Verlauf (im Browser öffnen)
 chat/dateien/            die hochgeladenen Dateien
@@ -135,6 +137,11 @@ async def export_account(school: School, login: str, out: IO[bytes], actor: Acto
                     messages += 1
         settings = await school.mail_store.settings.get(account.id)
         _write_json(archive, "mail/einstellungen.json", dataclasses.asdict(settings))
+        scripts = school.sieve_scripts
+        for name, active in await scripts.names(account.id):
+            suffix = "" if not active else " (aktiv)"
+            archive.writestr(f"mail/sieve/{safe_name(name + suffix)}.sieve",
+                             await scripts.get(account.id, name))
 
         rooms = await chat.rooms_of(user_id)
         now_ms = int(time.time() * 1000)

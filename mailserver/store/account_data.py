@@ -6,7 +6,7 @@ directory's parts:
 
 - ``messages``: every message of a mailbox, page by page (an export streams
   them; a 20,000-message account is never in memory at once);
-- ``erase``: the account's mailboxes and settings, and every body only it
+- ``erase``: the account's mailboxes, settings and Sieve scripts, and every body only it
   referenced, with that body's search text (a body shared with another
   account's copy is the other person's mail too and stays);
 - ``expire``: messages in special-use mailboxes (``\\Trash``, ``\\Junk``,
@@ -25,7 +25,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import affected_rows
 from directory.schema import table_of
-from mailserver.schema import MailSettingsRow, MessageSearchRow, VacationReplyRow
+from mailserver.schema import (
+    MailSettingsRow,
+    MessageSearchRow,
+    SieveScriptRow,
+    VacationReplyRow,
+)
 from mailserver.store import flags as fl
 from mailserver.store import messages as msgs
 from mailserver.store import queries as q
@@ -141,6 +146,8 @@ class MailAccountData:
                 MailSettingsRow.account_id == account_id))
             await session.execute(delete(VacationReplyRow).where(
                 VacationReplyRow.account_id == account_id))
+            await session.execute(delete(SieveScriptRow).where(
+                SieveScriptRow.account_id == account_id))
             await session.execute(delete(q.mail_accounts).where(
                 q.mail_accounts.c.account_id == account_id))
             gone = await forget_bodies(session, bodies)

@@ -122,11 +122,13 @@ async def test_erasure_leaves_no_trace_of_the_account(running_school: School,
     assert found.total == 1  # the search index holds the marker now
     await store.settings.save(anna.id, MailSettings(signature=f"Gruß {marker}",
                                                     vacation_body=f"Urlaub {marker}"))
+    await school.sieve_scripts.put(anna.id, "filter", f'# {marker}\nkeep;\n')
     await school.audit.record(ADMIN, "account.password", "anna")
 
     assert {t for t, _ in await rows_containing(school, marker)} >= {
         "accounts", "matrix_events", "message_blobs", "message_search", "matrix_devices",
-        "matrix_account_data", "matrix_media", "matrix_reports", "mail_settings", "addresses"}
+        "matrix_account_data", "matrix_media", "matrix_reports", "mail_settings", "addresses",
+        "sieve_scripts"}
 
     report = await erase_account(school, "anna", ADMIN)
 

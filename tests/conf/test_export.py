@@ -70,6 +70,8 @@ async def test_export_matches_imap_and_the_matrix_api(running_school: School,
             f"From: x@example.org\r\nSubject: Nr {n}\r\n\r\nZeile\r\nFrom here on\r\n"
             f">From quoted\r\n").encode(), flags=["\\Seen"] if n else [])
     await store.append(anna.id, "Archiv/2025", b"Subject: alt\r\n\r\nArchiv\r\n")
+    await school.sieve_scripts.put(anna.id, "ferien", "keep;\n")
+    await school.sieve_scripts.activate(anna.id, "ferien")
 
     server = next(s for s in school.services if isinstance(s, MatrixServer))
     a = await Client(http, server.base_url).login("anna", PASSWORD)
@@ -105,6 +107,7 @@ async def test_export_matches_imap_and_the_matrix_api(running_school: School,
             wanted = [b.replace(b"\r\n", b"\n").split(b"\n\n", 1)[1] for b in bodies]
             assert exported == wanted, folder
         assert b"Status: RO" in archive.read("mail/INBOX.mbox")
+        assert archive.read("mail/sieve/ferien _aktiv_.sieve") == b"keep;\n"
         account = json.loads(archive.read("konto.json"))
         assert account["login"] == "anna" and account["last_name"] == "Schmidt"
         assert [g["name"] for g in account["groups"]] == ["klasse7a"]
