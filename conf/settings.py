@@ -104,6 +104,9 @@ class SmtpSettings:
     idle_timeout_seconds: float = 300.0
     max_connections_per_ip: int = 20
     hostname: str = ""  # defaults to mail.<domain>
+    # The MTA-STS policy mode the webmail port serves at /.well-known/mta-sts.txt
+    # and ``dns-records`` publishes the id of (RFC 8461 5): enforce, testing, none.
+    mta_sts_mode: str = "enforce"
 
 
 @dataclass(frozen=True)

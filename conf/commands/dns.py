@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="public address of the server (repeatable; default: the bind "
                         "address when it is public)")
     p.add_argument("--mta-sts-mode", choices=["enforce", "testing", "none"],
-                   default="enforce", help="MTA-STS policy mode (default: enforce)")
+                   default=None,
+                   help="MTA-STS policy mode (default: the setting smtp.mta_sts_mode)")
     p.set_defaults(handler=handler, migrate=False)
 
 
@@ -52,6 +53,7 @@ async def handler(args: argparse.Namespace, school: School) -> int:
         submission_port=_port(listen.submission), submissions_port=_port(listen.submissions),
         imap_port=_port(listen.imap), imaps_port=_port(listen.imaps),
         sieve_port=_port(listen.managesieve),
-        federation_port=_port(listen.federation), mta_sts_mode=args.mta_sts_mode, notes=notes)
+        federation_port=_port(listen.federation),
+        mta_sts_mode=args.mta_sts_mode or settings.smtp.mta_sts_mode, notes=notes)
     print(render(info), end="")
     return 0

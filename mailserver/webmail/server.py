@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import ssl
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -45,7 +46,8 @@ def https_redirect_app(https_port: int) -> web.Application:
 class WebmailServer:
     def __init__(self, webmail: Webmail, *, bind: str, port: int,
                  ssl_context: ssl.SSLContext, http_redirect_port: int = -1,
-                 public_port: int = 0, http_limits: HttpLimits | None = None) -> None:
+                 public_port: int = 0, http_limits: HttpLimits | None = None,
+                 extra_routes: Sequence[web.RouteDef] = ()) -> None:
         self.webmail = webmail
         self.bind = bind
         self.port = port
@@ -55,6 +57,8 @@ class WebmailServer:
         # Slow clients timed out, connections per address capped (federation.http_guard).
         self._limits = http_limits or HttpLimits(exempt=webmail.trusted_proxies)
         self._runners: list[web.AppRunner] = []
+        # Routes of other areas on the same port (mail client autoconfiguration).
+        self._extra_routes = tuple(extra_routes)
         self.bound_port: int | None = None
         self.redirect_port: int | None = None
 
@@ -69,7 +73,9 @@ class WebmailServer:
         return runner.addresses[0][1] if runner.addresses else port
 
     async def start(self) -> list[str]:
-        self.bound_port = await self._serve(build_app(self.webmail), self.port, self._ssl)
+        app = build_app(self.webmail)
+        app.add_routes(self._extra_routes)
+        self.bound_port = await self._serve(app, self.port, self._ssl)
         lines = [f"service=webmail addr={self.bind}:{self.bound_port} scheme=https"]
         if self._redirect_port >= 0:
             target = self._public_port or self.bound_port
