@@ -5,8 +5,10 @@
 To-device messages wait in the database until their device syncs with a
 token past them.  Device-list changes (keys uploaded, devices deleted) are a
 stream: /sync tells each user which users they share a room with changed.
-Only local users exist here; messages to unknown users or devices are dropped
-as the spec allows.
+Messages to unknown users or devices are dropped as the spec allows; messages
+for other servers' users and local users' device changes go out through
+``federation`` (``messenger.federation_edus``), and other servers' messages come
+in through ``receive_remote``.
 
 To-device messages are a channel between people like a direct chat, so they
 follow the same role policy (``ChatPolicy.check_may_invite``: both may write
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from directory.db import Database
 from directory.model import NotFound
@@ -51,6 +53,15 @@ KEY_SHARING_TYPES = frozenset({
 })
 
 
+class DeviceFederation(Protocol):
+    """Where to-device messages and device-list changes for other servers go."""
+
+    async def to_device(self, sender: str, event_type: str,
+                        messages: Mapping[str, Mapping[str, Any]]) -> None: ...
+
+    async def device_list_changed(self, user_id: str) -> None: ...
+
+
 class DeviceMessaging:
     def __init__(self, db: Database, directory: Directory, server_name: str, notifier: Notifier,
                  cache: SyncCache | None = None, policy: ChatPolicy | None = None) -> None:
@@ -62,6 +73,9 @@ class DeviceMessaging:
         self._notifier = notifier
         self._lock = asyncio.Lock()
         self._recent_txns: dict[tuple[str, str, str], None] = {}  # idempotent txn ids
+        # Messages for other servers' users and local users' key changes go there
+        # (messenger.federation_edus); None: the school does not federate.
+        self.federation: DeviceFederation | None = None
 
     async def local_account_id(self, user_id: str) -> int | None:
         """The account behind a user id of this server; None for others and unknown ones."""
@@ -78,24 +92,61 @@ class DeviceMessaging:
 
     async def send(self, sender: str, sender_device: str, txn_id: str, event_type: str,
                    messages: Mapping[str, Any]) -> int:
-        """Queue ``messages`` ({user: {device or "*": content}}); returns how many."""
+        """Queue ``messages`` ({user: {device or "*": content}}); returns how many
+        were queued here (those for other servers' users go to ``federation``)."""
         key = (sender, sender_device, txn_id)
         if key in self._recent_txns:
             return 0  # a retried request: already queued
         targets: list[tuple[int, str, str, Mapping[str, Any]]] = []
+        remote: dict[str, dict[str, Mapping[str, Any]]] = {}
         for user_id, devices in messages.items():
             if not isinstance(devices, Mapping):
                 raise InvalidRequest("messages must map users to devices to contents")
-            account_id = await self.local_account_id(user_id)
-            if account_id is None:
-                continue
-            for device_id, content in devices.items():
+            for content in devices.values():
                 if not isinstance(content, Mapping):
                     raise InvalidRequest("a to-device message content must be an object")
+            account_id = await self.local_account_id(user_id)
+            if account_id is None:
+                if self.federation is not None and self._remote_user(user_id):
+                    remote[user_id] = dict(devices)
+                continue
+            for device_id, content in devices.items():
                 targets.append((account_id, user_id, device_id, content))
-        if len(targets) > MAX_TO_DEVICE_TARGETS:
+        if len(targets) + sum(len(d) for d in remote.values()) > MAX_TO_DEVICE_TARGETS:
             raise InvalidRequest("too many to-device messages in one request")
-        await self.check_recipients(sender, event_type, {t[1] for t in targets} - {sender})
+        await self.check_recipients(sender, event_type,
+                                    ({t[1] for t in targets} | set(remote)) - {sender})
+        count = await self._queue(sender, event_type, targets)
+        if remote and self.federation is not None:
+            await self.federation.to_device(sender, event_type, remote)
+        self._recent_txns[key] = None
+        if len(self._recent_txns) > 10_000:  # bounded: the oldest half goes
+            for old in list(self._recent_txns)[:5_000]:
+                del self._recent_txns[old]
+        log.info("event=to_device sender=%s type=%s messages=%d remote_users=%d", sender,
+                 event_type, count, len(remote))
+        return count
+
+    async def receive_remote(self, sender: str, event_type: str,
+                             messages: Mapping[str, Any]) -> int:
+        """To-device messages another server's ``sender`` sent (``m.direct_to_device``):
+        queued for local users who share a room with the sender, as end-to-end key
+        traffic between room mates is (the caller checked the type and the origin)."""
+        wanted: list[tuple[int, str, str, Mapping[str, Any]]] = []
+        for user_id, devices in messages.items():
+            account_id = await self.local_account_id(user_id)
+            if account_id is None or not isinstance(devices, Mapping):
+                continue
+            wanted += [(account_id, user_id, str(d), c) for d, c in devices.items()
+                       if isinstance(c, Mapping)]
+        wanted = wanted[:MAX_TO_DEVICE_TARGETS]
+        async with self._db.read() as session:
+            mates = await dm.room_mates(session, sender, {t[1] for t in wanted})
+        return await self._queue(sender, event_type, [t for t in wanted if t[1] in mates])
+
+    async def _queue(self, sender: str, event_type: str,
+                     targets: list[tuple[int, str, str, Mapping[str, Any]]]) -> int:
+        """Store one message per target device (``*``: each of the user's devices)."""
         woken: set[str] = set()
         count = 0
         async with self._lock:
@@ -112,14 +163,15 @@ class DeviceMessaging:
                         woken.add(user_id)
             if self._cache is not None and count:
                 self._cache.advance("to_device", stream_id)
-        self._recent_txns[key] = None
-        if len(self._recent_txns) > 10_000:  # bounded: the oldest half goes
-            for old in list(self._recent_txns)[:5_000]:
-                del self._recent_txns[old]
         for user_id in woken:
             self._notifier.user_event(user_id)
-        log.info("event=to_device sender=%s type=%s messages=%d", sender, event_type, count)
         return count
+
+    def _remote_user(self, user_id: str) -> bool:
+        try:
+            return UserId.parse(user_id).server != self._server_name
+        except InvalidIdentifier:
+            return False
 
     async def check_recipients(self, sender: str, event_type: str, recipients: set[str]) -> None:
         """Raise ``Forbidden`` unless ``sender`` may send ``event_type`` to all of
@@ -146,3 +198,5 @@ class DeviceMessaging:
                 self._cache.advance("device_lists", stream_id)
         for other in others | {user_id}:
             self._notifier.user_event(other)
+        if self.federation is not None:
+            await self.federation.device_list_changed(user_id)

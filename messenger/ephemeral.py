@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from directory.db import Database
@@ -30,6 +30,9 @@ class TypingTracker:
         self._typing: dict[str, dict[str, float]] = {}  # room -> user -> until
         self._changed: dict[str, int] = {}  # room -> serial of its last change
         self.serial = 0
+        # Told every change (room, user, typing, timeout ms): other servers' members
+        # hear about local users typing (messenger.federation_edus).
+        self.federation: Callable[[str, str, bool, int], None] | None = None
 
     def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
         users = self._typing.setdefault(room_id, {})
@@ -40,6 +43,8 @@ class TypingTracker:
         elif users.pop(user_id, None) is None:
             return
         self._bump(room_id)
+        if self.federation is not None:
+            self.federation(room_id, user_id, typing, timeout_ms)
 
     def _bump(self, room_id: str) -> None:
         self.serial += 1
@@ -83,6 +88,9 @@ class Receipts:
         self._notifier = notifier
         self._cache = cache
         self._lock = asyncio.Lock()
+        # Awaited after each stored receipt (room, user, type, thread, event): public
+        # receipts of local users go to the room's other servers (messenger.federation_edus).
+        self.federation: Callable[[str, str, str, str, str], Awaitable[None]] | None = None
 
     async def put(self, room_id: str, user_id: str, receipt_type: str, thread_id: str,
                   event_id: str) -> None:
@@ -95,3 +103,5 @@ class Receipts:
             if self._cache is not None:  # committed: tokens may now point past it
                 self._cache.advance("receipts", stream_id)
         self._notifier.room_event(room_id)
+        if self.federation is not None:
+            await self.federation(room_id, user_id, receipt_type, thread_id, event_id)

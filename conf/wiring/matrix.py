@@ -22,6 +22,7 @@ from federation.matrix.sender import TransactionSender
 from federation.matrix.signed_json import SigningKey
 from messenger.api.federation import FederationContext
 from messenger.events.signing import EventSigner
+from messenger.federation_edus import EduReceiver, EphemeralFederation
 from messenger.federation_inbox import UnknownRoomsInbox
 from messenger.federation_keys import LocalKeys, RemoteKeys
 from messenger.federation_listener import FederationListener
@@ -58,6 +59,7 @@ def build(school: School) -> list[Service]:
     if settings.listen.federation >= 0:
         listener = federation_listener(school, server)
         server.federate_keys(RemoteKeys(listener.client, server.server_name))
+        federate_ephemeral(server, listener)
         services.append(listener)
     return services
 
@@ -102,13 +104,27 @@ def federation_listener(school: School, server: MatrixServer | None = None
         received=ReceivedTransactions(school.db), transactions=UnknownRoomsInbox(),
         key_validity_ms=int(f.matrix_key_validity_hours * 3600 * 1000),
         local_keys=LocalKeys(school.db, school.directory, server_name,
-                             keys_claimed=server.sync.keys_changed if server else None))
+                             keys_claimed=server.sync.keys_changed if server else None),
+        edus=None if server is None else EduReceiver(
+            school.db, server_name, server.typing, server.receipts, server.e2ee))
     tls = server_tls_context(str(settings.path(settings.tls.certificate)),
                              str(settings.path(settings.tls.key)))
     sender = TransactionSender(Outbox(school.db), client)
     return FederationListener(context, client, sender, bind=settings.listen.bind,
                               port=settings.listen.federation, ssl_context=tls,
                               http_limits=http_limits(school, TrustedProxies()))
+
+
+def federate_ephemeral(server: MatrixServer, listener: FederationListener) -> None:
+    """Local typing, receipts, to-device messages and key changes go to other servers
+    as EDUs through the listener's outbox (``messenger.federation_edus``)."""
+    ctx = listener.context
+    assert ctx.local_keys is not None
+    ephemeral = EphemeralFederation(server.rooms.db, ctx.server_name, listener.sender.outbox,
+                                    listener.sender.wake, ctx.allowed, ctx.local_keys)
+    server.typing.federation = ephemeral.typing_changed
+    server.receipts.federation = ephemeral.receipt
+    server.e2ee.federation = ephemeral
 
 
 def http_limits(school: School, proxies: TrustedProxies) -> HttpLimits:

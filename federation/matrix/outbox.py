@@ -27,12 +27,16 @@ class Batch:
     ids: tuple[int, ...]
     pdus: tuple[Mapping[str, Any], ...]
     edus: tuple[Mapping[str, Any], ...]
+    first_queued_us: int = 0  # when the first row was queued (microseconds)
 
     @property
     def txn_id(self) -> str:
         # Stable for the same rows: a retry after a lost answer reuses the id, and
         # the receiver answers it from its record instead of processing it again.
-        return f"{self.ids[0]}-{self.ids[-1]}-{len(self.ids)}"
+        # The queue time is part of it because SQLite hands a deleted row's id out
+        # again (no AUTOINCREMENT): rows sent later under a reused id would
+        # otherwise get the old answer and be lost.
+        return f"{self.ids[0]}-{self.ids[-1]}-{len(self.ids)}-{self.first_queued_us}"
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Outbox:
                 .order_by(FederationOutboxRow.id)
                 .limit(MAX_PDUS_PER_TXN + MAX_EDUS_PER_TXN)))
         ids: list[int] = []
+        first_queued_us = 0
         pdus: list[Mapping[str, Any]] = []
         edus: list[Mapping[str, Any]] = []
         for row in rows:
@@ -89,10 +94,12 @@ class Outbox:
             if len(target) >= (MAX_PDUS_PER_TXN if row.kind == "pdu" else MAX_EDUS_PER_TXN):
                 break  # keep the order: later rows wait for the next transaction
             target.append(json.loads(row.body))
+            if not ids and row.queued_at is not None:
+                first_queued_us = int(row.queued_at.timestamp() * 1_000_000)
             ids.append(row.id)
         if not ids:
             return None
-        return Batch(destination, tuple(ids), tuple(pdus), tuple(edus))
+        return Batch(destination, tuple(ids), tuple(pdus), tuple(edus), first_queued_us)
 
     async def delivered(self, batch: Batch, now: dt.datetime) -> None:
         async with self.db.write() as session:

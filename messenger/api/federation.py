@@ -46,6 +46,13 @@ SERVER_SOFTWARE = {"name": "Schulhof", "version": "0.1.0"}
 MAX_TXN_ID_LENGTH = 255
 
 
+class EduHandler(Protocol):
+    """Where the EDUs of a received transaction go (``messenger.federation_edus``)."""
+
+    async def receive(self, origin: str, edus: list[Mapping[str, Any]]) -> None:
+        """Process them; never raises for one bad EDU."""
+
+
 class TransactionHandler(Protocol):
     """Where the PDUs and EDUs of a received transaction go (the rooms' side)."""
 
@@ -66,6 +73,8 @@ class FederationContext:
     key_validity_ms: int = 24 * 3600 * 1000
     # End-to-end keys of this school's users (messenger.api.federation_keys).
     local_keys: LocalKeys | None = None
+    # Typing, receipts, to-device, device lists (EDUs); None: they are dropped.
+    edus: EduHandler | None = None
     # One transaction per origin at a time: a retry racing its original waits for
     # it and then gets the remembered answer.
     origin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -210,6 +219,8 @@ async def send_transaction(request: web.Request) -> web.Response:
         answer = await ctx.received.answer_of(origin, txn_id)
         if answer is None:
             results = await ctx.transactions.receive(origin, pdus, edus)
+            if ctx.edus is not None:
+                await ctx.edus.receive(origin, edus)
             answer = {"pdus": results}
             await ctx.received.remember(origin, txn_id, answer)
     return web.json_response(answer)

@@ -35,6 +35,23 @@ async def test_batches_keep_order_within_the_limits(db: Database) -> None:
     assert other is not None and len(other.pdus) == MAX_PDUS_PER_TXN
 
 
+async def test_a_reused_row_id_gets_a_new_txn_id(db: Database) -> None:
+    """SQLite hands the id of a deleted last row out again: the next transaction must
+    not share the delivered one's txn id (the receiver would answer it from its record
+    and never process it)."""
+    outbox = Outbox(db)
+    await outbox.enqueue(["b.test"], edus=[{"edu_type": "m.typing", "n": 1}])
+    first = await outbox.next_batch("b.test")
+    assert first is not None
+    await outbox.delivered(first, NOW)
+    await outbox.enqueue(["b.test"], edus=[{"edu_type": "m.typing", "n": 2}])
+    second = await outbox.next_batch("b.test")
+    assert second is not None and second.edus[0]["n"] == 2
+    assert second.txn_id != first.txn_id
+    again = await outbox.next_batch("b.test")  # a retry of the same rows: the same id
+    assert again is not None and again.txn_id == second.txn_id
+
+
 async def test_failures_back_off_and_success_resets(db: Database) -> None:
     outbox = Outbox(db)
     await outbox.enqueue(["b.test"], pdus=[{"n": 1}])
