@@ -83,8 +83,11 @@ class TypingTracker:
 class Receipts:
     """Read receipts with a stream position, so /sync sends each one once."""
 
-    def __init__(self, db: Database, notifier: Notifier, cache: SyncCache | None = None) -> None:
+    def __init__(self, db: Database, notifier: Notifier, cache: SyncCache | None = None, *,
+                 on_read: Callable[[str], None] | None = None) -> None:
         self._db = db
+        # Told the user of each stored receipt (messenger.unread counts again).
+        self._on_read = on_read
         self._notifier = notifier
         self._cache = cache
         self._lock = asyncio.Lock()
@@ -102,6 +105,8 @@ class Receipts:
                                             stream_id)
             if self._cache is not None:  # committed: tokens may now point past it
                 self._cache.advance("receipts", stream_id)
+            if self._on_read is not None:
+                self._on_read(user_id)
         self._notifier.room_event(room_id)
         if self.federation is not None:
             await self.federation(room_id, user_id, receipt_type, thread_id, event_id)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,71 +21,24 @@ import aiohttp
 
 from directory.db import Database
 from messenger.storage import pushers as store
-from messenger.storage import user_data
 from messenger.storage.events import StoredEvent
+from messenger.storage.push_actions import Notified
 from messenger.storage.pushers import Pusher
 
 log = logging.getLogger("schulhof.messenger")
 
-MESSAGE_TYPES = frozenset({"m.room.message", "m.room.encrypted"})
-# The unread count is not computed (it would need every room's receipts per push):
-# 1 tells the app "there is something", which is what it shows a badge for.
+# Without a count (a tool or test that wires no ``badge``), 1 tells the app "there is
+# something", which is what it shows a badge for.
 UNREAD_COUNT = 1
 STOP_GRACE_SECONDS = 1.0
 
 
-def wants_push(event: StoredEvent) -> bool:
-    """Messages (clear or encrypted) and invites; notices stay silent (spec default
-    rule ``.m.rule.suppress_notices``)."""
-    content = event.pdu.get("content", {})
-    if event.type in MESSAGE_TYPES:
-        return not (event.type == "m.room.message" and content.get("msgtype") == "m.notice")
-    return (event.type == "m.room.member" and content.get("membership") == "invite"
-            and bool(event.state_key) and event.state_key != event.sender)
-
-
-def _silent(rule: Mapping[str, Any]) -> bool:
-    return rule.get("enabled", True) is not False and \
-        rule.get("actions") in ([], ["dont_notify"])
-
-
-def _matches_room_only(rule: Mapping[str, Any], room_id: str) -> bool:
-    conditions = rule.get("conditions")
-    return isinstance(conditions, list) and bool(conditions) and all(
-        isinstance(c, Mapping) and c.get("kind") == "event_match"
-        and c.get("key") == "room_id" and c.get("pattern") == room_id for c in conditions)
-
-
-def is_muted(push_rules: Any, room_id: str) -> bool:
-    """True if the user's stored ``m.push_rules`` silence ``room_id``: an override
-    rule on exactly this room with no notify action (how clients mute a room), or
-    the master rule switched on."""
-    if not isinstance(push_rules, Mapping):
-        return False
-    scope = push_rules.get("global")
-    override = scope.get("override") if isinstance(scope, Mapping) else None
-    if not isinstance(override, list):
-        return False
-    for rule in override:
-        if not isinstance(rule, Mapping):
-            continue
-        if rule.get("rule_id") == ".m.rule.master" and rule.get("enabled") is True:
-            return True
-        if _silent(rule) and _matches_room_only(rule, room_id):
-            return True
-    # A room rule without notify (Element's "mentions and keywords"): mentions are
-    # not evaluated here, so the room gets no push at all.
-    rooms = scope.get("room") if isinstance(scope, Mapping) else None
-    return isinstance(rooms, list) and any(
-        isinstance(rule, Mapping) and rule.get("rule_id") == room_id and _silent(rule)
-        for rule in rooms)
-
-
-def notification(event: StoredEvent, pusher: Pusher) -> dict[str, Any]:
-    """The ``event_id_only`` body for one device."""
+def notification(event: StoredEvent, pusher: Pusher,
+                 unread: int = UNREAD_COUNT) -> dict[str, Any]:
+    """The ``event_id_only`` body for one device; ``unread``: the app's badge."""
     return {"notification": {
         "event_id": event.event_id, "room_id": event.room_id,
-        "counts": {"unread": UNREAD_COUNT}, "prio": "high",
+        "counts": {"unread": unread}, "prio": "high",
         "devices": [{"app_id": pusher.app_id, "pushkey": pusher.pushkey,
                      "pushkey_ts": pusher.pushkey_ts,
                      "data": store.pusher_data_for_gateway(pusher.data)}]}}
@@ -104,29 +57,35 @@ async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
 
 
 class PushSender:
-    """Told about every newly stored event (``events_committed``); pushes the ones
-    that concern someone with a pusher from a few background workers."""
+    """Told about every newly stored event and whom the push rules notify of it
+    (``events_committed``, from messenger.unread's one evaluation); pushes to those
+    users' pushers from a few background workers."""
 
     def __init__(self, db: Database, *, timeout: float = 5.0, queue_size: int = 1000,
-                 workers: int = 4, retries: int = 3, backoff: float = 0.5) -> None:
+                 workers: int = 4, retries: int = 3, backoff: float = 0.5,
+                 badge: Callable[[str], Awaitable[int]] | None = None) -> None:
         self.db = db
+        # The app's badge for a user (messenger.unread: rooms with unread notifications).
+        self._badge = badge
         self._timeout = timeout
-        self._queue: asyncio.Queue[StoredEvent] = asyncio.Queue(queue_size)
+        self._queue: asyncio.Queue[tuple[StoredEvent, list[str]]] = asyncio.Queue(queue_size)
         self._worker_count = workers
         self._retries = retries
         self._backoff = backoff
         self._workers: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
 
-    def events_committed(self, events: Iterable[StoredEvent]) -> None:
-        """Called by the room writer after each commit: must not block."""
+    def events_committed(self, events: Iterable[StoredEvent],
+                         notified: Mapping[str, Iterable[Notified]]) -> None:
+        """Called after each commit with event id -> whom it notifies: must not block."""
         if self._http is None:
             return  # not started (tools, tests without a server): nobody to push
         for event in events:
-            if not wants_push(event):
+            users = sorted({n.user_id for n in notified.get(event.event_id, ())})
+            if not users:
                 continue
             try:
-                self._queue.put_nowait(event)
+                self._queue.put_nowait((event, users))
             except asyncio.QueueFull:
                 log.warning("event=push_dropped reason=queue_full id=%s", event.event_id)
 
@@ -161,41 +120,31 @@ class PushSender:
 
     async def _work(self) -> None:
         while True:
-            event = await self._queue.get()
+            event, users = await self._queue.get()
             try:
-                await self.push_event(event)
+                await self.push_event(event, users)
             except Exception:  # the database may be away for a moment: skip this one
                 log.exception("event=push_failed id=%s", event.event_id)
             finally:
                 self._queue.task_done()
 
-    async def push_event(self, event: StoredEvent) -> None:
-        targets = await self._targets(event)
-        await asyncio.gather(*(self._notify(event, pusher) for pusher in targets))
-
-    async def _targets(self, event: StoredEvent) -> list[Pusher]:
-        """The pushers to wake for ``event``, without those of users who muted its room."""
+    async def push_event(self, event: StoredEvent, users: list[str]) -> None:
         async with self.db.read() as session:
-            if event.type == "m.room.member":
-                assert event.state_key is not None
-                candidates = await store.pushers_of_user(session, event.state_key)
-            else:
-                candidates = await store.pushers_of_joined_members(session, event.room_id,
-                                                                   event.sender)
-            muted: dict[int, bool] = {}
-            for pusher in candidates:
-                if pusher.account_id not in muted:
-                    rules = await user_data.get_account_data(session, pusher.account_id, "",
-                                                             "m.push_rules")
-                    muted[pusher.account_id] = is_muted(rules, event.room_id)
-        return [p for p in candidates if not muted[p.account_id]]
+            targets = await store.pushers_of_users(session, users)
+        badges: dict[str, int] = {}
+        for pusher in targets:
+            if pusher.user_id not in badges:
+                badges[pusher.user_id] = await self._badge(pusher.user_id) \
+                    if self._badge is not None else UNREAD_COUNT
+        await asyncio.gather(*(self._notify(event, pusher, badges[pusher.user_id])
+                               for pusher in targets))
 
-    async def _notify(self, event: StoredEvent, pusher: Pusher) -> None:
+    async def _notify(self, event: StoredEvent, pusher: Pusher, unread: int) -> None:
         url = pusher.data.get("url")
         if self._http is None or not isinstance(url, str):
             return
         host = urlsplit(url).hostname  # logged instead of the url: no pushkeys in logs
-        body = notification(event, pusher)
+        body = notification(event, pusher, unread)
         for attempt in range(self._retries + 1):
             try:
                 async with self._http.post(url, json=body, allow_redirects=False) as response:

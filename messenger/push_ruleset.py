@@ -42,6 +42,37 @@ def ruleset_of(stored: Any, defaults: dict[str, Any]) -> dict[str, Any]:
     return defaults
 
 
+def effective_ruleset(stored: Any, defaults: dict[str, Any]) -> dict[str, Any]:
+    """The ruleset push rules are evaluated with: the user's own rules of each kind
+    as stored, and every predefined rule of ``defaults`` (with the ``enabled`` and
+    ``actions`` the user gave it), in the order ``put_rule`` keeps.
+
+    A ruleset a client wrote whole through the account data API may lack kinds or
+    predefined rules (or predate rules added to the spec since): those still apply.
+    """
+    scope = stored.get("global") if isinstance(stored, dict) else None
+    if not isinstance(scope, dict):
+        return defaults
+    out: dict[str, list[dict[str, Any]]] = {}
+    for kind in KINDS:
+        rules = scope.get(kind)
+        rules = [r for r in rules if isinstance(r, dict)] if isinstance(rules, list) else []
+        own = [r for r in rules if r.get("default") is not True]
+        changed = {r.get("rule_id"): r for r in rules if r.get("default") is True}
+        predefined = []
+        for rule in defaults["global"][kind]:
+            edit = changed.get(rule["rule_id"])
+            if edit is not None:
+                rule = {**rule, "enabled": edit.get("enabled", rule["enabled"]),
+                        "actions": edit.get("actions", rule["actions"])}
+            predefined.append(rule)
+        if predefined and predefined[0]["rule_id"] == ".m.rule.master":
+            out[kind] = [predefined[0], *own, *predefined[1:]]
+        else:
+            out[kind] = [*own, *predefined]
+    return {"global": out}
+
+
 def _rules(ruleset: dict[str, Any], scope: str, kind: str) -> list[dict[str, Any]]:
     if scope != "global":
         raise RuleNotFound(f"unknown scope {scope!r}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from messenger.storage.dag_tables import ForwardExtremityRow, OutlierEventRow, StateGroupRow
+from messenger.storage.push_tables import PushActionRow
 from messenger.storage.tables import (
     AccessTokenRow,
     AccountDataRow,
@@ -27,6 +28,7 @@ from messenger.storage.tables import (
 __all__ = [
     "AccessTokenRow", "AccountDataRow", "DeviceListChangeRow", "DeviceRow", "EventRow",
     "FilterRow", "ForwardExtremityRow", "GroupRoomRow", "MediaRow", "MembershipRow",
-    "OneTimeKeyRow", "OutlierEventRow", "ReceiptRow", "RelationRow", "ReportRow",
-    "RoomAliasRow", "RoomRow", "RoomStateRow", "StateGroupRow", "ToDeviceRow", "TxnRow",
+    "OneTimeKeyRow", "OutlierEventRow", "PushActionRow", "ReceiptRow", "RelationRow",
+    "ReportRow", "RoomAliasRow", "RoomRow", "RoomStateRow", "StateGroupRow", "ToDeviceRow",
+    "TxnRow",
 ]

@@ -34,9 +34,11 @@ from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
 from messenger.school_rooms import SchoolRooms
 from messenger.sessions import PasswordChecker, Sessions
+from messenger.storage.events import StoredEvent
 from messenger.sync.builder import SyncBuilder
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
+from messenger.unread import UnreadCounts
 from messenger.user_directory import UserDirectory
 
 log = logging.getLogger("schulhof.messenger")
@@ -67,15 +69,20 @@ class MatrixServer:
         policy = ChatPolicy(directory, server_name, mail_domain or server_name)
         self.rooms = RoomService(db, server_name, self.notifier, policy, cache=self.sync_cache,
                                  signer=event_signer)
-        self.push = PushSender(db)
-        # RoomService keeps its writer to itself; its bound ``catch_up`` leads there.
-        self.rooms.writer.after_commit = self.push.events_committed
+        # Push rules are evaluated once per stored event (in its transaction): the
+        # unread counts, the pushes and /notifications all take that one result.
+        self.unread = UnreadCounts(db, server_name)
+        self.push = PushSender(db, badge=self.unread.badge)
+        self.rooms.writer.event_stored = self.unread.event_stored
+        self.rooms.writer.after_commit = self._events_committed
         self.sessions = Sessions(db, authenticator, server_name, mail_domain or server_name)
         self.typing = TypingTracker(self.notifier)
-        self.receipts = Receipts(db, self.notifier, self.sync_cache)
+        self.receipts = Receipts(db, self.notifier, self.sync_cache,
+                                 on_read=self.unread.receipt_changed)
         self.e2ee = DeviceMessaging(db, directory, server_name, self.notifier, self.sync_cache,
                                     policy=policy)
-        self.sync = SyncBuilder(db, self.notifier, self.limits, self.typing, self.sync_cache)
+        self.sync = SyncBuilder(db, self.notifier, self.limits, self.typing, self.sync_cache,
+                                self.unread)
         self.school_rooms = SchoolRooms(directory, self.rooms, auto_join=auto_join_groups)
         self._group_sync_interval = group_sync_interval
         self._background: list[asyncio.Task[None]] = []
@@ -104,6 +111,10 @@ class MatrixServer:
         """Ask other servers for their users' keys in /keys/query and /keys/claim
         (called by the wiring before ``start``)."""
         self.context = dataclasses.replace(self.context, remote_keys=remote)
+
+    def _events_committed(self, events: list[StoredEvent]) -> None:
+        """After each commit, before /sync runs: counts grow, then pushes go out."""
+        self.push.events_committed(events, self.unread.committed(events))
 
     def app(self) -> web.Application:
         return build_app(self.context)
@@ -154,6 +165,7 @@ class MatrixServer:
             try:
                 if await self.rooms.catch_up():
                     log.info("event=sync_cache_caught_up")
+                    self.unread.reset()
                     self.notifier.wake_all()
             except Exception:  # the database may be away for a moment: try again later
                 log.exception("event=sync_cache_check_failed")

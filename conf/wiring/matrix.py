@@ -33,6 +33,7 @@ from messenger.rooms.service import RoomService
 from messenger.school_rooms import SchoolRooms
 from messenger.server import MatrixServer
 from messenger.sync.notifier import Notifier
+from messenger.unread import UnreadCounts
 
 if TYPE_CHECKING:
     from conf.app import School, Service
@@ -157,4 +158,6 @@ def school_rooms(school: School) -> SchoolRooms:
     rooms = RoomService(school.db, domain, Notifier(),
                         ChatPolicy(school.directory, domain, domain),
                         signer=event_signer(school))
+    # What it posts notifies members as a server's own sends do (their unread counts).
+    rooms.writer.event_stored = UnreadCounts(school.db, domain).event_stored
     return SchoolRooms(school.directory, rooms)

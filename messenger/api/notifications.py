@@ -33,7 +33,7 @@ async def notifications(request: web.Request) -> web.Response:
         except InvalidToken as exc:
             raise invalid_param(f"from: {exc}") from None
     page = await request.app[NOTIFICATIONS].page(
-        who.user_id, who.account_id, before=before,
+        who.user_id, before=before,
         limit=int_query(request, "limit", DEFAULT_LIMIT, low=1, high=MAX_LIMIT),
         only_highlight=only == "highlight")
     async with context(request).db.read() as session:

@@ -13,8 +13,8 @@ from aiohttp import web
 
 from messenger.api.errors import MatrixError
 from messenger.api.http import context, json_body, ok, requester
-from messenger.api.push_rules import default_push_rules
 from messenger.identity import Requester
+from messenger.push_defaults import default_push_rules
 from messenger.push_ruleset import (
     PushRuleError,
     delete_rule,

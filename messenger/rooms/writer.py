@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -47,6 +47,11 @@ from messenger.sync.notifier import Notifier
 log = logging.getLogger("schulhof.messenger")
 
 TxnKey = tuple[int, str, str]  # (account id, device id, transaction id)
+# Told about each event stored, in its transaction, with the room state before it
+# (messenger.unread evaluates push rules there): may add rows, must not commit.
+EventStoredHook = Callable[[AsyncSession, StoredEvent, Mapping[tuple[str, str],
+                                                               Mapping[str, Any]]],
+                           Awaitable[None]]
 
 
 class PduOutbox(Protocol):
@@ -92,6 +97,7 @@ class RoomWriter:
         self.cache = cache
         # Told about every committed event after /sync is woken (messenger.push); must not block.
         self.after_commit: Callable[[list[StoredEvent]], None] | None = None
+        self.event_stored: EventStoredHook | None = None
 
     def _now_ms(self) -> int:
         return int(self._clock() * 1000)
@@ -118,6 +124,8 @@ class RoomWriter:
             group = await self._state_group_after(session, room_id, head, pdu, event_id)
         event = await store.insert_event(session, pdu, event_id, position, flush=flush,
                                          state_group=group)
+        if self.event_stored is not None:
+            await self.event_stored(session, event, head.state if head is not None else state)
         if head is not None and self.outbox is not None:
             destinations = self._remote_servers(head)
             if state_key is not None and event_type == "m.room.member":

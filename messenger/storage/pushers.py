@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messenger.storage.tables import MembershipRow, PusherRow
+from messenger.storage.tables import PusherRow
 
 
 @dataclass(frozen=True)
@@ -77,15 +77,13 @@ async def pushers_of_user(session: AsyncSession, user_id: str) -> list[Pusher]:
     return [_pusher(r) for r in rows]
 
 
-async def pushers_of_joined_members(session: AsyncSession, room_id: str,
-                                    except_user: str) -> list[Pusher]:
-    """The pushers of everyone joined to ``room_id`` but ``except_user`` (one query,
-    however big the room)."""
-    rows = await session.scalars(
-        select(PusherRow).join(MembershipRow, MembershipRow.user_id == PusherRow.user_id)
-        .where(MembershipRow.room_id == room_id, MembershipRow.membership == "join",
-               PusherRow.user_id != except_user)
-        .order_by(PusherRow.user_id, PusherRow.app_id, PusherRow.pushkey))
+async def pushers_of_users(session: AsyncSession, user_ids: list[str]) -> list[Pusher]:
+    """The pushers of these users (one query, however many)."""
+    if not user_ids:
+        return []
+    rows = await session.scalars(select(PusherRow).where(PusherRow.user_id.in_(user_ids))
+                                 .order_by(PusherRow.user_id, PusherRow.app_id,
+                                           PusherRow.pushkey))
     return [_pusher(r) for r in rows]
 
 

@@ -44,6 +44,7 @@ from messenger.sync.filters import SyncFilter
 from messenger.sync.incremental import build_from_cache
 from messenger.sync.notifier import Notifier
 from messenger.sync.tokens import SyncToken, room_token
+from messenger.unread import RoomUnread, UnreadCounts
 
 INVITE_STATE_KEYS = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
                      "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
@@ -59,13 +60,16 @@ class SyncRequest:
 
 class SyncBuilder:
     def __init__(self, db: Database, notifier: Notifier, limits: MessengerLimits,
-                 typing: TypingTracker | None = None, cache: SyncCache | None = None) -> None:
+                 typing: TypingTracker | None = None, cache: SyncCache | None = None,
+                 unread: UnreadCounts | None = None) -> None:
         self.db = db
         self.notifier = notifier
         self.limits = limits
         self.typing = typing or TypingTracker(notifier)
         # Without a cache shared with the writers, every sync reads the database.
         self.cache = cache
+        # Notification counts (messenger.unread); without it every count is 0.
+        self.unread = unread
         self.inline_filters: dict[str, SyncFilter] = {}  # filter JSON -> parsed (api.sync)
         self._building = asyncio.Semaphore(limits.max_concurrent_sync_builds)
         # (account, device) -> to-device position already deleted (acknowledged)
@@ -105,6 +109,8 @@ class SyncBuilder:
         """Account data at ``stream_id`` was committed for ``user_id`` (spec 8.2.1)."""
         if self.cache is not None:
             self.cache.advance("account_data", stream_id)
+        if self.unread is not None:
+            self.unread.rules_changed(user_id)  # it may have been m.push_rules
         self.notifier.user_event(user_id)
 
     def keys_changed(self, account_id: int, device_id: str) -> None:
@@ -163,11 +169,32 @@ class SyncBuilder:
         if limit is None:
             limit = self.limits.default_timeline_limit
         limit = min(limit, self.limits.max_timeline_limit)
+        if self.unread is not None:
+            await self.unread.load(requester.user_id, await self._joined(requester.user_id))
         # No await from here on: the response is one consistent moment of the cache
-        # (memberships or key counts that changed during the reads above are gone
-        # from it again, and then the database answers).
-        return build_from_cache(cache, self.typing, requester, request.since, request.filter,
-                                limit)
+        # (memberships, key counts or unread counts that changed during the reads
+        # above are gone from it again, and then the database answers).
+        result = build_from_cache(cache, self.typing, requester, request.since,
+                                  request.filter, limit)
+        if result is not None and self.unread is not None:
+            unread = self.unread.cached(requester.user_id)
+            if unread is None:
+                return None
+            add_counts(result, unread, request.filter.unread_thread_notifications)
+        return result
+
+    async def _joined(self, user_id: str) -> list[str]:
+        return [r.room_id for r in await self._memberships(user_id) if r.membership == "join"]
+
+    async def _add_counts(self, requester: Requester, request: SyncRequest,
+                          result: SyncResult) -> None:
+        """The unread counts of the joined rooms in ``result`` (spec 8.1, 11.6.2.3)."""
+        if self.unread is None:
+            add_counts(result, {}, request.filter.unread_thread_notifications)
+            return
+        unread = await self.unread.load(requester.user_id,
+                                        await self._joined(requester.user_id))
+        add_counts(result, unread, request.filter.unread_thread_notifications)
 
     async def _build(self, requester: Requester, request: SyncRequest) -> SyncResult:
         since = request.since
@@ -226,6 +253,7 @@ class SyncBuilder:
                 session, requester.account_id, requester.device_id))
         result.next_batch = dataclasses.replace(now, to_device=to_device_pos)
         result.devices = DeviceChanges(sorted(changed), [], counts, fallback)
+        await self._add_counts(requester, request, result)
         return result
 
     async def _ephemeral(self, session: AsyncSession, room_ids: list[str],
@@ -311,6 +339,25 @@ class SyncBuilder:
         return LeftRoom(Timeline(await render_events(session, requester, events,
                                                      include_room_id=False),
                                  limited, room_token(start)))
+
+
+def add_counts(result: SyncResult, unread: dict[str, RoomUnread], per_thread: bool) -> None:
+    """``unread_notifications`` of each joined room in the result: the whole room's,
+    or with ``per_thread`` (the filter's ``unread_thread_notifications``) the main
+    timeline's, and the threads' apart."""
+    for room_id, room in result.join.items():
+        counts = unread.get(room_id)
+        if counts is None:
+            if per_thread:
+                room.extra["unread_thread_notifications"] = {}
+            continue
+        total = counts.main() if per_thread else counts.total()
+        room.notification_count, room.highlight_count = total.notifications, total.highlights
+        if per_thread:
+            room.extra["unread_thread_notifications"] = {
+                thread: {"notification_count": c.notifications,
+                         "highlight_count": c.highlights}
+                for thread, c in counts.per_thread().items()}
 
 
 async def _summary(session: AsyncSession, room_id: str, me: str) -> dict[str, Any]:

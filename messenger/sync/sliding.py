@@ -15,6 +15,7 @@ memory without the database (the common case: a new message in a room).
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -46,6 +47,7 @@ from messenger.sync.sliding_request import (
     SlidingRequest,
 )
 from messenger.sync.tokens import SyncToken, room_token
+from messenger.unread import EMPTY, RoomUnread
 
 MAX_HEROES = 5
 DEFAULT_TO_DEVICE_LIMIT = 100
@@ -122,6 +124,11 @@ class _Plan:
     list_rooms: dict[str, tuple[tuple[str, ...], ...]]
     list_counts: dict[str, int]
     bumps: dict[str, int]
+    unread: dict[str, RoomUnread]  # joined room -> unread counts (absent: none)
+
+    def counts(self, room_id: str) -> tuple[int, int]:
+        total = self.unread.get(room_id, EMPTY).total()
+        return total.notifications, total.highlights
 
 
 class SlidingSync:
@@ -258,8 +265,12 @@ class SlidingSync:
             if room_id in memberships:  # rooms the user may not see are ignored (MSC4186)
                 windows[room_id] = windows[room_id].union(subscribed) if room_id in windows \
                     else subscribed
+        unread = self._b.unread
+        counts = await unread.load(requester.user_id, [
+            r for r, row in memberships.items() if row.membership == "join"]) \
+            if unread is not None else {}
         return _Plan(token, memberships, windows, lists_of_room, list_rooms, list_counts,
-                     bumps)
+                     bumps, counts)
 
     async def _bump_stamps(self, memberships: dict[str, Any]) -> dict[str, int]:
         cache = self._b.cache
@@ -386,10 +397,26 @@ class SlidingSync:
             elif plan.bumps.get(room_id, 0) > before.position \
                     or self._has_events_after(room_id, before.position):
                 updates.append(room_id)
+            elif row.membership == "join" and plan.counts(room_id) != before.counts:
+                # Only the counts moved (a read receipt): the room with its new counts.
+                out[room_id] = SlidingRoom(bump_stamp=plan.bumps.get(room_id))
         # Rooms out of every window stay with the client as they were (MSC4186):
         # their snapshot entry stays too, so they come back incrementally.
-        if not initial and not updates:
-            return out, sent
+        if initial or updates:
+            await self._changed_rooms(requester, plan, base, initial, updates, out, sent)
+        for room_id, room in out.items():
+            if plan.memberships[room_id].membership != "join":
+                continue
+            counts = plan.counts(room_id)
+            room.notification_count, room.highlight_count = counts
+            if room_id in sent and sent[room_id].counts != counts:
+                sent[room_id] = dataclasses.replace(sent[room_id], counts=counts)
+        return out, sent
+
+    async def _changed_rooms(self, requester: Requester, plan: _Plan, base: Snapshot | None,
+                             initial: list[str], updates: list[str],
+                             out: dict[str, SlidingRoom], sent: dict[str, SentRoom]) -> None:
+        """The rooms the client lacks, or lacks events of."""
         lazy_added: dict[str, frozenset[str]] = {}
         cached = self._cached_updates(requester, plan, base, updates, lazy_added) \
             if base is not None else {}
@@ -406,8 +433,8 @@ class SlidingSync:
             row = plan.memberships[room_id]
             before = sent[room_id]
             sent[room_id] = SentRoom(plan.token.events, row.membership, before.config,
-                                     before.lazy_members | lazy_added.get(room_id, frozenset()))
-        return out, sent
+                                     before.lazy_members | lazy_added.get(room_id, frozenset()),
+                                     before.counts)
 
     def _has_events_after(self, room_id: str, position: int) -> bool:
         """Events in the room after ``position`` (any type): from the cache, or True

@@ -42,6 +42,7 @@ class SentRoom:
     membership: str
     config: RoomConfig
     lazy_members: frozenset[str] = frozenset()  # member events sent for $LAZY
+    counts: tuple[int, int] = (0, 0)  # notification and highlight count last sent
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messenger.api.push_rules import default_push_rules
+from messenger.push_defaults import default_push_rules
 from messenger.push_ruleset import (
     KINDS,
     MissingParam,

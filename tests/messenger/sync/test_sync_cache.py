@@ -62,7 +62,8 @@ class Syncs:
 
     def __init__(self, server: MatrixServer) -> None:
         self.server = server
-        self.database = SyncBuilder(server.sync.db, Notifier(), server.limits, server.typing)
+        self.database = SyncBuilder(server.sync.db, Notifier(), server.limits, server.typing,
+                                    unread=server.unread)
         self.fallbacks = 0
 
     async def initial(self, who: Requester) -> str:

@@ -1,5 +1,7 @@
-"""The predefined push rules (spec: Client-Server API 13.13.1.1 "Predefined
-Rules"): every user's ruleset until they edit it (messenger.push_ruleset)."""
+"""The predefined push rules (spec: Client-Server API v1.12 13.13.1.2 "Predefined
+Rules", with the deprecated body-matching mention rules that clients still show):
+every user's ruleset until they edit it (messenger.push_ruleset), evaluated by
+messenger.push_evaluator."""
 
 from __future__ import annotations
 
@@ -33,14 +35,22 @@ def default_push_rules(user_id: str) -> dict[str, Any]:
         _rule(".m.rule.is_user_mention", [
             {"kind": "event_property_contains", "key": "content.m\\.mentions.user_ids",
              "value": user_id}], [*NOTIFY, SOUND, HIGHLIGHT]),
+        _rule(".m.rule.contains_display_name", [{"kind": "contains_display_name"}],
+              [*NOTIFY, SOUND, HIGHLIGHT]),
         _rule(".m.rule.is_room_mention", [
             {"kind": "event_property_is", "key": "content.m\\.mentions.room", "value": True},
+            {"kind": "sender_notification_permission", "key": "room"}], [*NOTIFY, HIGHLIGHT]),
+        _rule(".m.rule.roomnotif", [
+            _event_match("content.body", "@room"),
             {"kind": "sender_notification_permission", "key": "room"}], [*NOTIFY, HIGHLIGHT]),
         _rule(".m.rule.tombstone", [_event_match("type", "m.room.tombstone"),
                                     _event_match("state_key", "")], [*NOTIFY, HIGHLIGHT]),
         _rule(".m.rule.reaction", [_event_match("type", "m.reaction")], []),
         _rule(".m.rule.room.server_acl", [_event_match("type", "m.room.server_acl"),
                                           _event_match("state_key", "")], []),
+        _rule(".m.rule.suppress_edits", [
+            {"kind": "event_property_is", "key": "content.m\\.relates_to.rel_type",
+             "value": "m.replace"}], []),
     ]
     content = [_rule(".m.rule.contains_user_name", [], [*NOTIFY, SOUND, HIGHLIGHT],
                      pattern=localpart)]

@@ -1,0 +1,124 @@
+"""Users' notifications and read receipts as unread counts (storage layer; spec:
+Client-Server API 13.13 "Push Notifications", 11.6.2 "Receipts": an unthreaded
+receipt reads everything up to its event, a threaded one only its thread).
+
+Rows come from messenger.unread when an event is stored; the counts read here
+are per room and thread, up to a stream position, so the in-memory counts
+(messenger.unread) can add the events committed after it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from directory.schema import AccountRow
+from messenger.storage.events import StoredEvent, _stored
+from messenger.storage.push_tables import PushActionRow
+from messenger.storage.tables import AccountDataRow, EventRow, MembershipRow, ReceiptRow
+
+READ_RECEIPTS = ("m.read", "m.read.private")
+UNTHREADED = ""  # how an unthreaded receipt's thread id is stored
+
+
+@dataclass(frozen=True)
+class Notified:
+    """One user the push rules notify of an event."""
+
+    user_id: str
+    thread_id: str
+    highlight: bool
+
+
+def add(session: AsyncSession, event: StoredEvent, notified: Iterable[Notified]) -> None:
+    """The rows of one event (inserted with the event's own transaction)."""
+    session.add_all(PushActionRow(user_id=n.user_id, stream_ordering=event.stream_ordering,
+                                  room_id=event.room_id, event_id=event.event_id,
+                                  thread_id=n.thread_id, highlight=n.highlight)
+                    for n in notified)
+
+
+async def push_rules_of(session: AsyncSession, logins: Iterable[str]) -> dict[str, object]:
+    """login -> the stored ``m.push_rules`` of those accounts that have one."""
+    wanted = list(logins)
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        select(AccountRow.login, AccountDataRow.content)
+        .join(AccountDataRow, AccountDataRow.account_id == AccountRow.id)
+        .where(AccountRow.login.in_(wanted), AccountDataRow.room_id == "",
+               AccountDataRow.type == "m.push_rules"))
+    return {login: json.loads(content) for login, content in rows}
+
+
+async def receipt_positions(session: AsyncSession, user_id: str,
+                            room_ids: Iterable[str] | None = None,
+                            ) -> dict[tuple[str, str], int]:
+    """(room, thread or "") -> the newest position the user's read receipts reach."""
+    query = (select(ReceiptRow.room_id, ReceiptRow.thread_id,
+                    func.max(EventRow.stream_ordering))
+             .join(EventRow, EventRow.event_id == ReceiptRow.event_id)
+             .where(ReceiptRow.user_id == user_id,
+                    ReceiptRow.receipt_type.in_(READ_RECEIPTS))
+             .group_by(ReceiptRow.room_id, ReceiptRow.thread_id))
+    if room_ids is not None:
+        query = query.where(ReceiptRow.room_id.in_(list(room_ids)))
+    return {(room, thread): position for room, thread, position in await session.execute(query)}
+
+
+def is_read(positions: Mapping[tuple[str, str], int], room_id: str, thread_id: str,
+            stream_ordering: int) -> bool:
+    """Whether a receipt reaches the event: an unthreaded one, or its thread's."""
+    return stream_ordering <= max(positions.get((room_id, UNTHREADED), 0),
+                                  positions.get((room_id, thread_id), 0))
+
+
+async def unread(session: AsyncSession, user_id: str, room_ids: Iterable[str], upto: int,
+                 ) -> list[tuple[str, str, bool]]:
+    """(room, thread, highlight) of each unread notification at positions <= upto.
+
+    What came before the user's membership event (the join) is not unread for
+    them: an invite they accepted, or a room's past when they join."""
+    rooms = list(room_ids)
+    if not rooms:
+        return []
+    positions = await receipt_positions(session, user_id, rooms)
+    for room, joined_at in await session.execute(
+            select(MembershipRow.room_id, MembershipRow.stream_ordering).where(
+                MembershipRow.user_id == user_id, MembershipRow.room_id.in_(rooms))):
+        # As an unthreaded receipt on the membership event.
+        positions[(room, UNTHREADED)] = max(positions.get((room, UNTHREADED), 0), joined_at)
+    # Per room, the rows past its unthreaded receipt; threaded receipts in Python.
+    within = [and_(PushActionRow.room_id == room,
+                   PushActionRow.stream_ordering > positions.get((room, UNTHREADED), 0))
+              for room in rooms]
+    out: list[tuple[str, str, bool]] = []
+    for chunk in range(0, len(within), 200):
+        rows = await session.execute(
+            select(PushActionRow.room_id, PushActionRow.thread_id,
+                   PushActionRow.stream_ordering, PushActionRow.highlight)
+            .where(PushActionRow.user_id == user_id, PushActionRow.stream_ordering <= upto,
+                   or_(*within[chunk:chunk + 200])))
+        out.extend((room, thread, highlight) for room, thread, position, highlight in rows
+                   if not is_read(positions, room, thread, position))
+    return out
+
+
+async def page(session: AsyncSession, user_id: str, *, before: int | None, limit: int,
+               only_highlight: bool) -> list[tuple[StoredEvent, str, bool]]:
+    """The user's notifications, newest first: (event, thread, highlight)."""
+    query = (select(EventRow, PushActionRow.thread_id, PushActionRow.highlight)
+             .join(EventRow, EventRow.stream_ordering == PushActionRow.stream_ordering)
+             .where(PushActionRow.user_id == user_id))
+    if before is not None:
+        query = query.where(PushActionRow.stream_ordering < before)
+    if only_highlight:
+        query = query.where(PushActionRow.highlight.is_(True))
+    rows = await session.execute(
+        query.order_by(PushActionRow.stream_ordering.desc()).limit(limit))
+    return [(_stored(row), thread, highlight) for row, thread, highlight in rows]
+
