@@ -1,9 +1,11 @@
-"""What the school does with PDUs and EDUs other servers send it.
+"""What the school does with PDUs and EDUs other servers send it
+(Server-Server API "Transactions").
 
-Rooms across servers (joins over federation, the event DAG) are not built yet,
-so no remote room is known here: PDUs of rooms this server is not in are
-ignored, as the spec allows (Server-Server API, "Transactions": a server only
-processes events of rooms it is in), and EDUs are dropped.  Counted in the log.
+``RoomsInbox`` hands each PDU to the rooms (``messenger.rooms.receiving``:
+checked, authorised, stored or rejected, in the order received); the answer
+names each PDU's error, if it had one.  EDUs go to
+``messenger.federation_edus`` (``FederationContext.edus``).
+``UnknownRoomsInbox`` is for a listener without rooms (tools, tests): PDUs of rooms this server is not in are ignored, as the spec allows.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any
+
+from messenger.rooms.receiving import RemoteEvents
 
 log = logging.getLogger("schulhof.messenger.federation")
 
@@ -21,3 +25,20 @@ class UnknownRoomsInbox:
         log.debug("event=federation_txn_ignored origin=%s pdus=%d edus=%d",
                   origin, len(pdus), len(edus))
         return {}
+
+
+class RoomsInbox:
+    def __init__(self, events: RemoteEvents) -> None:
+        self._events = events
+
+    async def receive(self, origin: str, pdus: list[Mapping[str, Any]],
+                      edus: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+        results: dict[str, dict[str, Any]] = {}
+        for pdu in pdus:
+            try:
+                event_id, error = await self._events.receive(origin, pdu)
+            except Exception:  # one bad PDU must not cost the others (or the transaction)
+                log.exception("event=federation_pdu_failed origin=%s", origin)
+                event_id, error = "$invalid", "could not process the event"
+            results[event_id] = {} if error is None else {"error": error}
+        return results

@@ -15,19 +15,20 @@ from directory.client_address import TrustedProxies
 from federation.http_guard import HttpLimits
 from federation.keys import SchoolKeyPaths
 from federation.matrix.client import FederationClient
-from federation.matrix.keyring import KeyRing
+from federation.matrix.keyring import KeyNotFound, KeyRing
 from federation.matrix.outbox import Outbox
 from federation.matrix.received import ReceivedTransactions
 from federation.matrix.sender import TransactionSender
 from federation.matrix.signed_json import SigningKey
-from messenger.api.federation import FederationContext
-from messenger.events.signing import EventSigner
+from messenger.api.federation import FederationContext, TransactionHandler
+from messenger.events.signing import EventSigner, KeyLookup
 from messenger.federation_edus import EduReceiver, EphemeralFederation
-from messenger.federation_inbox import UnknownRoomsInbox
+from messenger.federation_inbox import RoomsInbox, UnknownRoomsInbox
 from messenger.federation_keys import LocalKeys, RemoteKeys
 from messenger.federation_listener import FederationListener
 from messenger.limits import MessengerLimits
 from messenger.ratelimit import RateLimit, RateLimits
+from messenger.rooms.federating import OutboxQueue
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
 from messenger.school_rooms import SchoolRooms
@@ -82,7 +83,9 @@ def federation_listener(school: School, server: MatrixServer | None = None
                         ) -> FederationListener:
     """The Server-Server API listener with the school's signing key (``schulhof init``
     made it beside the DKIM keys) and a client for fetching other servers' keys;
-    with the school's client API ``server``, claimed keys reach its /sync."""
+    with the school's client API ``server``, claimed keys reach its /sync and its
+    rooms federate: their events go out through the listener's sender, joins and
+    invites through its client, and received PDUs and the room endpoints reach them."""
     from conf.wiring.imap import server_tls_context
 
     settings = school.settings
@@ -98,19 +101,27 @@ def federation_listener(school: School, server: MatrixServer | None = None
                               ca_file=settings.path(f.tls_ca_file).as_posix()
                               if f.tls_ca_file else None,
                               allowed=allowed.__contains__)
+    keyring = KeyRing(client, notaries=f.matrix_notary_servers)
+    sender = TransactionSender(Outbox(school.db), client)
+    inbox: TransactionHandler = UnknownRoomsInbox()
+    rooms = server.rooms if server is not None else None
+    if rooms is not None:
+        rooms.enable_federation(client, event_key_lookup(server_name, key, keyring),
+                                OutboxQueue(sender.wake), allowed.__contains__)
+        assert rooms.remote_events is not None
+        inbox = RoomsInbox(rooms.remote_events)
     context = FederationContext(
-        server_name=server_name, signing_key=key,
-        keyring=KeyRing(client, notaries=f.matrix_notary_servers),
+        server_name=server_name, signing_key=key, keyring=keyring,
         directory=school.directory, allowed=allowed.__contains__,
-        received=ReceivedTransactions(school.db), transactions=UnknownRoomsInbox(),
+        received=ReceivedTransactions(school.db), transactions=inbox,
         key_validity_ms=int(f.matrix_key_validity_hours * 3600 * 1000),
         local_keys=LocalKeys(school.db, school.directory, server_name,
                              keys_claimed=server.sync.keys_changed if server else None),
         edus=None if server is None else EduReceiver(
-            school.db, server_name, server.typing, server.receipts, server.e2ee))
+            school.db, server_name, server.typing, server.receipts, server.e2ee),
+        rooms=rooms.resident if rooms is not None else None)
     tls = server_tls_context(str(settings.path(settings.tls.certificate)),
                              str(settings.path(settings.tls.key)))
-    sender = TransactionSender(Outbox(school.db), client)
     return FederationListener(context, client, sender, bind=settings.listen.bind,
                               port=settings.listen.federation, ssl_context=tls,
                               http_limits=http_limits(school, TrustedProxies()))
@@ -126,6 +137,22 @@ def federate_ephemeral(server: MatrixServer, listener: FederationListener) -> No
     server.typing.federation = ephemeral.typing_changed
     server.receipts.federation = ephemeral.receipt
     server.e2ee.federation = ephemeral
+
+
+def event_key_lookup(server_name: str, key: SigningKey, keyring: KeyRing) -> KeyLookup:
+    """Public keys for checking event signatures: our own key, others' from the keyring."""
+
+    async def key_of(server: str, key_id: str, ts: int) -> str:
+        if server == server_name:
+            if key_id != key.key_id:
+                raise KeyError(key_id)
+            return key.public_key_base64
+        try:
+            return await keyring.verify_key(server, key_id)
+        except KeyNotFound:
+            raise KeyError(key_id) from None
+
+    return key_of
 
 
 def http_limits(school: School, proxies: TrustedProxies) -> HttpLimits:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
 from federation.schema import FederationDestinationRow, FederationOutboxRow
@@ -65,6 +66,17 @@ class Outbox:
             return
         async with self.db.write() as session:
             session.add_all(rows)
+
+    @staticmethod
+    def add_in(session: AsyncSession, destinations: Iterable[str], *,
+               pdus: Sequence[Mapping[str, Any]] = (),
+               edus: Sequence[Mapping[str, Any]] = ()) -> None:
+        """Queue inside the caller's transaction: the items commit with what made
+        them (a room event and its delivery are one commit)."""
+        session.add_all([FederationOutboxRow(destination=d, kind=kind, body=json.dumps(item))
+                         for d in sorted(set(destinations))
+                         for kind, items in (("pdu", pdus), ("edu", edus))
+                         for item in items])
 
     async def destinations_due(self, now: dt.datetime) -> tuple[list[str], dt.datetime | None]:
         """Destinations with queued items whose backoff has passed, and when the

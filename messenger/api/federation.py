@@ -35,6 +35,7 @@ from messenger.api import federation_keys
 from messenger.api.errors import routing_error
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.federation_keys import LocalKeys
+from messenger.rooms.resident import ResidentRooms
 
 log = logging.getLogger("schulhof.messenger.federation")
 
@@ -75,6 +76,8 @@ class FederationContext:
     local_keys: LocalKeys | None = None
     # Typing, receipts, to-device, device lists (EDUs); None: they are dropped.
     edus: EduHandler | None = None
+    # The rooms' resident side (joins, invites, event retrieval); None: not served.
+    rooms: ResidentRooms | None = None
     # One transaction per origin at a time: a retry racing its original waits for
     # it and then gets the remembered answer.
     origin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -239,4 +242,7 @@ def build_federation_app(ctx: FederationContext) -> web.Application:
     ])
     if ctx.local_keys is not None:
         federation_keys.install(app, ctx.local_keys)
+    from messenger.api import federation_rooms  # its handlers use this module's keys
+
+    app.add_routes(federation_rooms.routes())
     return app

@@ -73,8 +73,10 @@ async def join(request: web.Request) -> web.Response:
     await json_body(request, allow_empty=True)
     target = request.match_info.get("room_id_or_alias") or request.match_info["room_id"]
     ctx = context(request)
+    # Servers to join a room of another server through (spec: ``server_name``, ``via``).
+    via = [*request.query.getall("server_name", []), *request.query.getall("via", [])]
     try:
-        room_id = await ctx.rooms.join(who, target)
+        room_id = await ctx.rooms.join(who, target, via[:10])
     except Forbidden:
         # A class room is invite-only, but its group's members may always come back.
         room_id = await ctx.rooms.resolve_room(target)

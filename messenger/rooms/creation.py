@@ -4,6 +4,7 @@ alias, all in one transaction."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -13,6 +14,7 @@ from messenger.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERS
 from messenger.identity import Requester
 from messenger.rooms import state as room_state
 from messenger.rooms.errors import AliasInUse, InvalidRequest, UnsupportedVersion
+from messenger.rooms.membership import Membership
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.presets import CreateRoomRequest, initial_state
 from messenger.rooms.writer import RoomWriter
@@ -25,16 +27,25 @@ log = logging.getLogger("schulhof.messenger")
 
 
 class RoomCreation:
-    def __init__(self, writer: RoomWriter, server_name: str, policy: ChatPolicy) -> None:
+    def __init__(self, writer: RoomWriter, server_name: str, policy: ChatPolicy,
+                 membership: Membership) -> None:
         self._writer = writer
         self._server_name = server_name
         self._policy = policy
+        self._membership = membership
 
     async def create_room(self, requester: Requester, request: CreateRoomRequest) -> str:
         for invitee in request.invite:
             await self._policy.check_may_invite(requester.account, requester.user_id, invitee)
-        return await self._create_room(requester.user_id, requester.account.display_name,
-                                       request)
+        # Users of other servers are invited through their server once the room exists.
+        remote = [u for u in request.invite if self._policy.is_remote(u)]
+        local = tuple(u for u in request.invite if u not in remote)
+        room_id = await self._create_room(requester.user_id, requester.account.display_name,
+                                          dataclasses.replace(request, invite=local))
+        for invitee in remote:
+            await self._membership.invite(requester, room_id, invitee,
+                                          is_direct=request.is_direct)
+        return room_id
 
     async def create_room_as(self, sender: str, display_name: str,
                              request: CreateRoomRequest) -> str:

@@ -1,10 +1,16 @@
 """Membership changes (spec: Client-Server API 10.4 "Room membership"): join,
 invite, leave, kick, ban, unban and forget.  Each is an ``m.room.member`` event
-the auth rules judge; invitations also pass the school's role policy."""
+the auth rules judge; invitations also pass the school's role policy.
+
+With federation (``remote``): joining a room no user of this server is in goes
+through another server (``make_join``/``send_join``), inviting a user of
+another server through ``invite``, and declining such an invitation through
+``make_leave``/``send_leave`` (``messenger.rooms.remote_membership``)."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from messenger.identity import Requester
 from messenger.rooms.aliases import RoomAliases
@@ -13,14 +19,25 @@ from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.writer import RoomWriter
 from messenger.storage import events as store
 
+if TYPE_CHECKING:
+    from messenger.rooms.remote_membership import RemoteMembership
+
 
 class Membership:
     def __init__(self, writer: RoomWriter, aliases: RoomAliases, policy: ChatPolicy) -> None:
         self._writer = writer
         self._aliases = aliases
         self._policy = policy
+        self.remote: RemoteMembership | None = None  # set when the school federates
 
-    async def join(self, requester: Requester, room_id_or_alias: str) -> str:
+    async def join(self, requester: Requester, room_id_or_alias: str,
+                   servers: Sequence[str] = ()) -> str:
+        if self.remote is not None and room_id_or_alias.startswith("!") and \
+                not await self.remote.is_resident(room_id_or_alias):
+            room_id = room_id_or_alias
+            await self.remote.join(requester.user_id, requester.account.display_name, room_id,
+                                   [s for s in servers if self._reachable(s)])
+            return room_id
         room_id = await self._aliases.resolve_room(room_id_or_alias)
         content = {"membership": "join", "displayname": requester.account.display_name}
         await self._writer.append(requester, requester.user_id, room_id, "m.room.member",
@@ -35,6 +52,12 @@ class Membership:
             content["reason"] = reason
         if is_direct:
             content["is_direct"] = True
+        if self._policy.is_remote(target):
+            if self.remote is None:
+                raise Forbidden(f"{target} is on another server and this school has no "
+                                "Matrix federation")
+            await self.remote.invite(requester.user_id, room_id, target, content)
+            return
         await self._writer.append(requester, requester.user_id, room_id, "m.room.member",
                                   content, state_key=target)
 
@@ -47,6 +70,12 @@ class Membership:
                                   content, state_key=target)
 
     async def leave(self, requester: Requester, room_id: str, reason: str | None = None) -> None:
+        if self.remote is not None and not await self.remote.is_resident(room_id):
+            async with self._writer.db.read() as session:
+                row = await store.membership(session, room_id, requester.user_id)
+            if row is not None and row.membership == "invite":
+                await self.remote.reject_invite(requester.user_id, room_id, reason)
+                return
         await self._set_membership(requester, room_id, requester.user_id, "leave", reason)
 
     async def kick(self, requester: Requester, room_id: str, target: str,
@@ -79,3 +108,7 @@ class Membership:
             await store.set_forgotten(session, room_id, requester.user_id)
         if self._writer.cache is not None:
             self._writer.cache.forget_memberships(requester.user_id)
+
+    def _reachable(self, server: str) -> bool:
+        check = self._policy.federates_with
+        return check is not None and check(server)

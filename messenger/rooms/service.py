@@ -16,14 +16,18 @@ import time
 from collections.abc import Callable
 
 from directory.db import Database
-from messenger.events.signing import EventSigner
+from messenger.events.signing import EventSigner, KeyLookup
 from messenger.rooms.aliases import RoomAliases
 from messenger.rooms.creation import RoomCreation
 from messenger.rooms.membership import Membership
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.reading import RoomReader
+from messenger.rooms.receiving import RemoteEvents
+from messenger.rooms.remote_membership import RemoteMembership
+from messenger.rooms.remote_requests import RemoteRooms, Transport
+from messenger.rooms.resident import ResidentRooms
 from messenger.rooms.sending import EventSending
-from messenger.rooms.writer import RoomWriter
+from messenger.rooms.writer import PduOutbox, RoomWriter
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
 
@@ -41,8 +45,8 @@ class RoomService:
         self.writer = writer = RoomWriter(db, notifier, clock=clock, cache=cache,
                                            signer=signer, server_name=server_name)
         aliases = RoomAliases(db, server_name)
-        creation = RoomCreation(writer, server_name, policy)
-        membership = Membership(writer, aliases, policy)
+        membership = self._membership = Membership(writer, aliases, policy)
+        creation = RoomCreation(writer, server_name, policy, membership)
         sending = EventSending(writer)
         reading = RoomReader(db)
 
@@ -75,3 +79,19 @@ class RoomService:
         self.create_alias = aliases.create_alias
         self.delete_alias = aliases.delete_alias
         self.alias_room = aliases.alias_room
+        # Set by ``enable_federation``: the rooms' side of the Server-Server API.
+        self.remote_events: RemoteEvents | None = None
+        self.resident: ResidentRooms | None = None
+        self._signer = signer
+
+    def enable_federation(self, transport: Transport, key_of: KeyLookup,
+                          outbox: PduOutbox, federates_with: Callable[[str], bool]) -> None:
+        """Rooms reach other servers: events of rooms with remote members are queued
+        in ``outbox``, joins and invites go through ``transport`` (Server-Server API)."""
+        remote = RemoteRooms(transport)
+        self.policy.federates_with = federates_with
+        self.writer.outbox = outbox
+        self.remote_events = RemoteEvents(self.writer, self.server_name, key_of, remote)
+        self.resident = ResidentRooms(self.writer, self.remote_events, self.policy,
+                                      self._signer)
+        self._membership.remote = RemoteMembership(self.writer, self.remote_events, remote)

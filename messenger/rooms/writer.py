@@ -72,6 +72,12 @@ class Transaction:
     session: AsyncSession
     committed: list[tuple[StoredEvent, TxnKey | None, StoredEvent | None]] = \
         field(default_factory=list)
+    stale: set[str] = field(default_factory=set)  # rooms whose heads must be read again
+
+    def forget_head(self, room_id: str) -> None:
+        """The room's current state moved in a way the heads do not follow (a fork
+        resolved, a join from another server): read it again next time."""
+        self.stale.add(room_id)
 
     def publish(self, event: StoredEvent, txn: TxnKey | None = None,
                 redacted: StoredEvent | None = None) -> None:
@@ -207,6 +213,8 @@ class RoomWriter:
                 raise
             for event, txn, redacted in write.committed:
                 self._publish(event, txn, redacted)
+            for room_id in write.stale:
+                self._heads.forget(room_id)
         self._notify([event for event, _, _ in write.committed])
 
     def _publish(self, event: StoredEvent, txn: TxnKey | None = None,
@@ -217,6 +225,11 @@ class RoomWriter:
             self._heads.forget(event.room_id)
         if self.cache is not None:
             self.cache.publish(event, txn, redacted)
+
+    async def head(self, write: Transaction, room_id: str) -> RoomHead:
+        """The room's head inside ``transaction`` (raises ``RoomNotFound``)."""
+        newest = await store.max_stream_ordering(write.session)
+        return await self._heads.get(write.session, room_id, newest)
 
     async def catch_up(self) -> bool:
         """Compare the sync cache with the database; True if another process wrote

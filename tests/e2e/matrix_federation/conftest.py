@@ -23,11 +23,13 @@ import yarl
 from conf.app import School
 from conf.commands.school import KEYS_DIR
 from conf.settings import FederationSettings
+from conf.wiring.matrix import build as build_matrix
 from conf.wiring.matrix import federation_listener
 from directory.model import Role
 from federation.keys import SchoolKeyPaths
 from federation.matrix.signed_json import SigningKey
 from messenger.federation_listener import FederationListener
+from messenger.server import MatrixServer
 from tests.support.dns_server import DnsServer
 from tests.support.schools import make_settings
 
@@ -99,3 +101,89 @@ def peer_tls(peer: Peer) -> ssl.SSLContext:
     """A client context that trusts ``peer``'s certificate (for raw requests)."""
     s = peer.school.settings
     return ssl.create_default_context(cafile=str(s.path(s.tls.certificate)))
+
+
+@dataclass
+class ChatSchool:
+    """A school with its client API (``MatrixServer``) and federation listener
+    sharing one room service, as ``schulhof serve`` wires them."""
+
+    school: School
+    matrix: MatrixServer
+    listener: FederationListener
+    ip: str
+
+    @property
+    def name(self) -> str:
+        return self.school.settings.school.domain
+
+    @property
+    def base_url(self) -> str:
+        return self.matrix.base_url
+
+    def user(self, login: str) -> str:
+        return f"@{login}:{self.name}"
+
+    async def start(self) -> None:
+        await self.matrix.start()
+        await self.listener.start()
+
+    async def stop(self) -> None:
+        await self.listener.stop()
+        await self.matrix.stop()
+
+    async def restart(self) -> None:
+        """A new process on the same database and ports (what ``serve`` does)."""
+        await self.stop()
+        services = build_matrix(self.school)
+        self.matrix = next(s for s in services if isinstance(s, MatrixServer))
+        self.listener = next(s for s in services if isinstance(s, FederationListener))
+        await self.start()
+
+
+CHAT_PASSWORD = "Geheim-Passwort-1"
+
+
+@pytest.fixture
+async def chat_schools(tmp_path: Path, fresh_database_url: Callable[[], str]
+                       ) -> AsyncIterator[dict[str, ChatSchool]]:
+    """Schools a, b, c with pupils ``anna`` (a), ``ben`` (b), ``cem`` (c) and a
+    teacher each; a and b are partners, c is a partner of b only."""
+    dns = DnsServer()
+    await dns.start()
+    settings = {}
+    for name, ip in IPS.items():
+        url = await asyncio.to_thread(fresh_database_url)
+        settings[name] = make_settings(tmp_path / name, url, domain=f"{name}.test", bind=ip,
+                                       partners=PARTNERS[name])
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(b"".join(s.path(s.tls.certificate).read_bytes()
+                                for s in settings.values()))
+    schools: dict[str, ChatSchool] = {}
+    pupils = {"a": "anna", "b": "ben", "c": "cem"}
+    for name, s in settings.items():
+        s = dataclasses.replace(
+            s, federation=FederationSettings(dns_nameservers=(dns.host,), dns_port=dns.port,
+                                             dns_cache=False, tls_ca_file=str(bundle)),
+            matrix=dataclasses.replace(s.matrix, group_sync_interval_seconds=3600.0))
+        dns.add(f"_matrix-fed._tcp.{name}.test", "SRV",
+                f"10 5 {s.listen.federation} matrix.{name}.test.")
+        dns.add(f"matrix.{name}.test", "A", IPS[name])
+        school = await School.open(s, migrate=False)
+        await school.directory.create_account(role=Role.TEACHER, login=f"lehrer{name}",
+                                              password=CHAT_PASSWORD,
+                                              display_name=f"Lehrer {name.upper()}")
+        await school.directory.create_account(role=Role.PUPIL, login=pupils[name],
+                                              password=CHAT_PASSWORD,
+                                              display_name=pupils[name].title())
+        services = build_matrix(school)
+        chat = ChatSchool(school, next(x for x in services if isinstance(x, MatrixServer)),
+                          next(x for x in services if isinstance(x, FederationListener)),
+                          IPS[name])
+        await chat.start()
+        schools[name] = chat
+    yield schools
+    for chat in schools.values():
+        await chat.stop()
+        await chat.school.close()
+    await dns.stop()

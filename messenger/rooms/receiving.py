@@ -1,0 +1,326 @@
+"""Events from other servers into rooms (Server-Server API "Checks performed on
+receipt of a PDU", "Rejection", "Soft failure", "Retrieving events").
+
+Each received PDU is checked in the spec's order: the event format (1), the
+origin's signature (2), the content hash (3, redacted when wrong), the auth
+rules against its own auth events (4, else *rejected*), against the state
+before it, resolved over its prev_events (5, else rejected), and against the
+room's current state (6, else *soft-failed*: kept, never shown, never a
+prev_event).  Accepted events join the timeline with their state group; the
+room's forward extremities and current state (state resolution v2 over the
+extremities) move on in the same transaction.
+
+Unknown auth events are fetched with ``event_auth``, unknown prev_events with
+``get_missing_events`` (bounded); where history stays missing the state of the
+prev_events we have (or the current state) stands in for it, so a room never
+stalls on a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from messenger.events.hashing import event_id_for
+from messenger.events.identifiers import server_of
+from messenger.events.room_versions import V10, RoomVersion, UnsupportedRoomVersion, room_version
+from messenger.events.signing import EventSignatureError, KeyLookup, check_received_pdu
+from messenger.rooms import dag_state
+from messenger.rooms.auth import check_event
+from messenger.rooms.errors import AuthRuleViolation
+from messenger.rooms.pdu_checks import MalformedPdu, check_against_auth_events, check_format
+from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
+from messenger.rooms.state import auth_state_keys
+from messenger.rooms.writer import RoomWriter, Transaction
+from messenger.storage import dag
+from messenger.storage import events as store
+from messenger.storage.events import StoredEvent
+from messenger.storage.tables import MembershipRow
+
+log = logging.getLogger("schulhof.messenger.federation")
+
+MAX_MISSING_EVENTS = 20  # per get_missing_events round, as Synapse asks
+MAX_FETCHED_AUTH_EVENTS = 500
+
+
+class NotInRoom(Exception):
+    """This server has no joined member in the event's room: it does not process it."""
+
+
+@dataclass(frozen=True)
+class Checked:
+    """A PDU that passed the format, signature and hash checks."""
+
+    version: RoomVersion
+    pdu: dict[str, Any]  # with ``event_id``
+    event_id: str
+
+    @property
+    def room_id(self) -> str:
+        return str(self.pdu["room_id"])
+
+
+@dataclass
+class Outcome:
+    """What became of a PDU: ``accepted``, ``known``, ``rejected`` or ``soft_failed``."""
+
+    status: str
+    reason: str = ""
+    event: StoredEvent | None = None
+    state_before: dict[tuple[str, str], str] = field(default_factory=dict)
+
+
+async def joined_servers(session: AsyncSession, room_id: str) -> set[str]:
+    rows = await session.scalars(select(MembershipRow.user_id).where(
+        MembershipRow.room_id == room_id, MembershipRow.membership == "join"))
+    return {server_of(u) for u in rows}
+
+
+def pdu_for_wire(pdu: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored PDU as other servers get it (no ``event_id`` in v4+ formats)."""
+    return {k: v for k, v in pdu.items() if k != "event_id"}
+
+
+def _event_id_or_invalid(pdu: Mapping[str, Any], version: RoomVersion = V10) -> str:
+    try:
+        return event_id_for({k: v for k, v in pdu.items() if k != "event_id"}, version)
+    except (TypeError, ValueError, AttributeError):
+        return "$invalid"
+
+
+class RemoteEvents:
+    def __init__(self, writer: RoomWriter, server_name: str, key_of: KeyLookup,
+                 remote: RemoteRooms | None) -> None:
+        self._writer = writer
+        self.server_name = server_name
+        self._key_of = key_of
+        self._remote = remote
+
+    # --- checks 1-3 -------------------------------------------------------------------
+    async def check(self, pdu: Mapping[str, Any], version: RoomVersion,
+                    room_id: str | None = None) -> Checked:
+        """Format, signatures, hashes; raises ``MalformedPdu`` or ``EventSignatureError``."""
+        body = {k: v for k, v in pdu.items() if k != "event_id"}
+        check_format(body, room_id)
+        kept = await check_received_pdu(body, version, self._key_of)
+        event_id = event_id_for(kept, version)
+        return Checked(version, {**kept, "event_id": event_id}, event_id)
+
+    async def room_version_of(self, room_id: str, *, resident: bool = True) -> RoomVersion:
+        async with self._writer.db.read() as session:
+            row = await store.room(session, room_id)
+            if row is None:
+                raise NotInRoom(f"{room_id} is not known here")
+            if resident and self.server_name not in await joined_servers(session, room_id):
+                raise NotInRoom(f"{self.server_name} is not in {room_id}")
+        try:
+            return room_version(row.room_version)
+        except UnsupportedRoomVersion as exc:
+            raise NotInRoom(str(exc)) from None
+
+    # --- a PDU of a transaction ------------------------------------------------------
+    async def receive(self, origin: str, pdu: Mapping[str, Any]) -> tuple[str, str | None]:
+        """Process one PDU of ``PUT /send``: its event id and its error (or None)."""
+        room_id = pdu.get("room_id")
+        if not isinstance(room_id, str):
+            return "$invalid", "room_id is missing"
+        try:
+            version = await self.room_version_of(room_id)
+        except NotInRoom as exc:
+            log.debug("event=federation_pdu_ignored origin=%s reason=%r", origin, str(exc))
+            return _event_id_or_invalid(pdu), None  # the spec: only rooms a server is in
+        key = _event_id_or_invalid(pdu, version)
+        try:
+            checked = await self.check(pdu, version)
+        except (MalformedPdu, EventSignatureError) as exc:
+            log.info("event=federation_pdu_refused origin=%s reason=%r", origin, str(exc))
+            return key, str(exc)
+        outcome = await self.process(origin, checked, fetch_missing=True)
+        if outcome.status in ("rejected", "soft_failed"):
+            log.info("event=federation_pdu_%s origin=%s id=%s reason=%r", outcome.status,
+                     origin, checked.event_id, outcome.reason)
+            return key, outcome.reason if outcome.status == "rejected" else None
+        return key, None
+
+    async def process(self, origin: str, checked: Checked, *, fetch_missing: bool,
+                      relay_to: frozenset[str] = frozenset()) -> Outcome:
+        """Checks 4-6 and storage, after fetching what the event names and we lack."""
+        async with self._writer.db.read() as session:
+            if await dag.known_events(session, [checked.event_id]):
+                return Outcome("known")
+            missing_auth = set(checked.pdu["auth_events"]) - await dag.known_events(
+                session, checked.pdu["auth_events"])
+            missing_prev = set(checked.pdu["prev_events"]) - await dag.known_events(
+                session, checked.pdu["prev_events"])
+        if missing_auth and self._remote is not None:
+            await self._fetch_auth_chain(origin, checked)
+        if missing_prev and fetch_missing and self._remote is not None:
+            await self._fetch_missing(origin, checked)
+        return await self.persist(checked, relay_to=relay_to)
+
+    async def _fetch_auth_chain(self, origin: str, checked: Checked) -> None:
+        assert self._remote is not None
+        try:
+            chain = await self._remote.event_auth(origin, checked.room_id, checked.event_id)
+        except RemoteRefused as exc:
+            log.info("event=federation_event_auth_failed origin=%s reason=%r", origin, str(exc))
+            return
+        await self.store_outliers(chain[:MAX_FETCHED_AUTH_EVENTS], checked.version,
+                                  checked.room_id)
+
+    async def _fetch_missing(self, origin: str, checked: Checked) -> None:
+        assert self._remote is not None
+        async with self._writer.db.read() as session:
+            earliest = list(await dag.forward_extremities(session, checked.room_id))
+        try:
+            events = await self._remote.get_missing_events(
+                origin, checked.room_id, earliest, [checked.event_id], MAX_MISSING_EVENTS, 0)
+        except RemoteRefused as exc:
+            log.info("event=federation_missing_events_failed origin=%s reason=%r", origin,
+                     str(exc))
+            return
+        found = []
+        for pdu in events[:MAX_MISSING_EVENTS]:
+            if not isinstance(pdu, dict):
+                continue
+            try:
+                found.append(await self.check(pdu, checked.version, checked.room_id))
+            except (MalformedPdu, EventSignatureError) as exc:
+                log.info("event=federation_missing_event_refused reason=%r", str(exc))
+        for earlier in sorted(found, key=lambda c: (c.pdu["depth"], c.event_id)):
+            await self.process(origin, earlier, fetch_missing=False)
+
+    async def store_outliers(self, pdus: list[Any], version: RoomVersion, room_id: str
+                             ) -> dict[str, Checked]:
+        """Events given as an auth chain or state: checked (format, signature, auth
+        against their own auth events, in depth order) and kept as outliers or as
+        rejected.  Returns the ones that passed, by id."""
+        checked: dict[str, Checked] = {}
+        for pdu in pdus:
+            if not isinstance(pdu, dict):
+                continue
+            try:
+                c = await self.check(pdu, version, room_id)
+            except (MalformedPdu, EventSignatureError) as exc:
+                log.info("event=federation_outlier_refused reason=%r", str(exc))
+                continue
+            checked[c.event_id] = c
+        passed: dict[str, Checked] = {}
+        async with self._writer.db.write() as session:
+            known = await dag_state.events_by_id(session, {
+                a for c in checked.values() for a in c.pdu["auth_events"]})
+            for c in sorted(checked.values(), key=lambda c: (c.pdu["depth"], c.event_id)):
+                auth = {**known, **{i: p.pdu for i, p in passed.items()}}
+                try:
+                    check_against_auth_events(c.pdu, auth, version)
+                except AuthRuleViolation as exc:
+                    await dag.insert_outlier(session, c.pdu, c.event_id, "rejected", str(exc))
+                    continue
+                passed[c.event_id] = c
+                if not await dag.known_events(session, [c.event_id]):
+                    await dag.insert_outlier(session, c.pdu, c.event_id, "outlier")
+        return passed
+
+    # --- checks 4-6 and storage --------------------------------------------------------
+    async def persist(self, checked: Checked, *, relay_to: frozenset[str] = frozenset(),
+                      state_before: dict[tuple[str, str], str] | None = None) -> Outcome:
+        """Judge and store ``checked`` under the writer's lock."""
+        async with self._writer.transaction() as write:
+            return await self._persist(write, checked, relay_to, state_before)
+
+    async def _persist(self, write: Transaction, checked: Checked, relay_to: frozenset[str],
+                       given_before: dict[tuple[str, str], str] | None) -> Outcome:
+        session = write.session
+        pdu, room_id, version = checked.pdu, checked.room_id, checked.version
+        timeline = await store.get_events(session, [checked.event_id])
+        if timeline:
+            return Outcome("known")
+        outliers = await dag.outliers(session, [checked.event_id])
+        if outliers and outliers[checked.event_id][0] != "outlier":
+            return Outcome("known")
+        auth = await dag_state.events_by_id(session, pdu["auth_events"])
+        try:
+            check_against_auth_events(pdu, auth, version)
+        except AuthRuleViolation as exc:
+            await dag.insert_outlier(session, pdu, checked.event_id, "rejected", str(exc))
+            return Outcome("rejected", f"auth events: {exc}")
+        # Step 5: the state before the event, resolved over its prev_events.
+        prev_states: list[dict[tuple[str, str], str]] = []
+        prev_groups: list[int | None] = []
+        for prev in pdu["prev_events"]:
+            state = await dag_state.state_after(session, room_id, prev)
+            if state is not None:
+                prev_states.append(state)
+                prev_groups.append((await dag.state_groups_of(session, [prev]))[prev][0])
+        current = await dag_state.current_state_ids(session, room_id)
+        if given_before is not None:
+            before = dict(given_before)
+        else:
+            before = await dag_state.resolve(session, version, prev_states or [current])
+        keys = auth_state_keys(pdu["type"], pdu["sender"], pdu.get("state_key"),
+                               pdu["content"])
+        try:
+            check_event(pdu, await self._state_for(session, before, keys), version)
+        except AuthRuleViolation as exc:
+            await dag.insert_outlier(session, pdu, checked.event_id, "rejected", str(exc))
+            return Outcome("rejected", f"state before the event: {exc}")
+        # Step 6: soft failure against the current state.
+        try:
+            check_event(pdu, await self._state_for(session, current, keys), version)
+        except AuthRuleViolation as exc:
+            await dag.insert_outlier(session, pdu, checked.event_id, "soft_failed", str(exc))
+            return Outcome("soft_failed", str(exc))
+        if outliers:
+            await dag.drop_outlier(session, checked.event_id)
+        after = dict(before)
+        state_key = pdu.get("state_key")
+        if isinstance(state_key, str):
+            after[(pdu["type"], state_key)] = checked.event_id
+        group = await self._group(session, room_id, before, after, prev_states, prev_groups,
+                                  checked.event_id)
+        position = await store.max_stream_ordering(session) + 1
+        event = await store.insert_event(session, pdu, checked.event_id, position,
+                                         state_group=group, update_state=False)
+        extremities = await dag.forward_extremities(session, room_id)
+        removed = [p for p in pdu["prev_events"] if p in extremities]
+        await dag.move_extremities(session, room_id, removed, [checked.event_id])
+        others = set(extremities) - set(removed) - {checked.event_id}
+        states = [after]
+        for other in sorted(others):
+            state = await dag_state.state_after(session, room_id, other)
+            if state is not None:
+                states.append(state)
+        new_current = await dag_state.resolve(session, version, states)
+        await dag_state.set_current_state(session, room_id, new_current, position)
+        if relay_to and self._writer.outbox is not None:
+            await self._writer.outbox.add(session, relay_to, event)
+        write.publish(event)
+        write.forget_head(room_id)
+        return Outcome("accepted", event=event, state_before=before)
+
+    @staticmethod
+    async def _state_for(session: AsyncSession, state: Mapping[tuple[str, str], str],
+                         keys: list[tuple[str, str]]) -> dict[tuple[str, str], Mapping[str, Any]]:
+        wanted = {k: state[k] for k in keys if k in state}
+        events = await dag_state.events_by_id(session, wanted.values())
+        return {k: events[i] for k, i in wanted.items() if i in events}
+
+    @staticmethod
+    async def _group(session: AsyncSession, room_id: str, before: dict[tuple[str, str], str],
+                     after: dict[tuple[str, str], str],
+                     prev_states: list[dict[tuple[str, str], str]],
+                     prev_groups: list[int | None], event_id: str) -> int:
+        """The state group after the event: the prev event's own when nothing
+        changed, a delta on it when one key did, else a full map."""
+        if len(prev_states) == 1 and prev_groups[0] is not None and before == prev_states[0]:
+            if after == before:
+                return prev_groups[0]
+            delta = {k: v for k, v in after.items() if before.get(k) != v}
+            return await dag.new_state_group(session, room_id, after,
+                                             prev_group=prev_groups[0], delta=delta)
+        return await dag.new_state_group(session, room_id, after)
