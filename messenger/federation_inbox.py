@@ -5,7 +5,8 @@
 checked, authorised, stored or rejected, in the order received); the answer
 names each PDU's error, if it had one.  EDUs go to
 ``messenger.federation_edus`` (``FederationContext.edus``).
-``UnknownRoomsInbox`` is for a listener without rooms (tools, tests): PDUs of rooms this server is not in are ignored, as the spec allows.
+``UnknownRoomsInbox`` is for a listener without rooms (tools, tests): PDUs of
+rooms this server is not in are ignored, as the spec allows.
 """
 
 from __future__ import annotations
