@@ -56,6 +56,9 @@ browser:
 	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
 	    apt-get update && apt-get install -y chromium; fi
 	@[ -x /usr/bin/chromium ] || echo "no /usr/bin/chromium: the browser tests will skip"
+	@# pdftotext reads the password letters back (tests/conf/test_letters.py).
+	@if [ ! -x /usr/bin/pdftotext ] && [ "$$(id -u)" = 0 ]; then \
+	    apt-get update && apt-get install -y poppler-utils; fi
 
 REQUIRE_BROWSER := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 

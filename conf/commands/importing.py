@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO, TypeVar
 
+from conf.admin.letters import letter_school, render_letters
 from conf.app import School
-from conf.commands.output import cli_actor
+from conf.commands.output import cli_actor, write_new_private_file
 from directory.importer import (
     Importer,
     ImportFileError,
@@ -36,6 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--passwords-out", type=Path, metavar="FILE",
                    help="write new accounts' initial passwords to this new CSV file (mode "
                         "0600); without it new accounts get no password")
+    p.add_argument("--letters-out", type=Path, metavar="FILE",
+                   help="write a PDF with one password letter per new account to this new "
+                        "file (mode 0600), grouped by class")
     p.add_argument("--today", type=dt.date.fromisoformat, default=None,
                    help="treat this date (YYYY-MM-DD) as today (leavers' deletion dates)")
     p.set_defaults(handler=import_file)
@@ -52,8 +56,12 @@ async def import_file(args: argparse.Namespace, school: School) -> int:
         importer = Importer(school.directory, profile=profile_named(settings.profile),
                             leaver_grace_days=settings.leaver_grace_days,
                             password_length=settings.password_length)
+        if args.letters_out and args.letters_out.exists():
+            raise ImportFileError(f"{args.letters_out} exists; name a new file for the "
+                                  "letters (earlier letters are never overwritten)")
         summary = await importer.run(data, dry_run=args.dry_run,
-                                     passwords_out=args.passwords_out, today=args.today)
+                                     passwords_out=args.passwords_out,
+                                     issue_passwords=bool(args.letters_out), today=args.today)
     except InvalidImportFile as exc:
         print(f"schulhof: {args.file}: {exc}:", file=sys.stderr)
         for error in exc.errors:
@@ -69,6 +77,17 @@ async def import_file(args: argparse.Namespace, school: School) -> int:
             "moved": len(plan.moved), "leavers": len(plan.leavers),
             "restored": len(plan.restored), "groups_created": len(plan.groups_created)})
     print_summary(summary, sys.stdout)
+    if args.letters_out and summary.initial_passwords:
+        pdf = render_letters(summary.initial_passwords, letter_school(school.settings))
+        try:
+            write_new_private_file(args.letters_out, pdf)
+        except OSError as exc:
+            print(f"schulhof: cannot write {args.letters_out}: {exc.strerror}; the accounts "
+                  "were created: set their passwords with 'schulhof user reset-password'",
+                  file=sys.stderr)
+            return 1
+        print(f"password letters for the {len(summary.initial_passwords)} new accounts: "
+              f"{args.letters_out} (print, hand out, then delete it)")
     if args.passwords_out and not summary.passwords_file and not summary.dry_run:
         print(f"no new accounts: {args.passwords_out} was not written")
     return 0

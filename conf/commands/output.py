@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import getpass
+import os
 import sys
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 from directory.audit import COMMAND_LINE, Actor
 
@@ -16,6 +18,19 @@ def cli_actor() -> Actor:
     except (KeyError, OSError):  # no passwd entry (a container's bare uid)
         name = "unknown"
     return Actor(f"cli:{name}"[:64], COMMAND_LINE)
+
+
+def write_new_private_file(path: Path, data: bytes) -> None:
+    """``data`` into a new file only its owner may read (never over an existing one:
+    it may hold passwords not handed out yet); raises OSError."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # whatever the umask says
+        while data:
+            data = data[os.write(fd, data):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def fail(message: str) -> int:

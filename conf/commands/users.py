@@ -13,10 +13,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conf.admin.erasure import erase_account
-from conf.commands.output import cli_actor, fail, print_table
+from conf.admin.letters import letter_school, render_letters
+from conf.admin.passwords import reset_password
+from conf.commands.output import cli_actor, fail, print_table, write_new_private_file
 from directory.model import Role, Status
 from directory.passwords import PasswordRejected
 from directory.passwords import check_new_password as check_password
@@ -57,6 +60,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("login")
     _add_password_stdin(p)
     p.set_defaults(handler=set_password)
+
+    p = actions.add_parser("reset-password",
+                           help="give an account a new random password and print its letter")
+    p.add_argument("login")
+    p.add_argument("--letter-out", type=Path, required=True, metavar="FILE",
+                   help="the new PDF file (mode 0600) with the password letter")
+    p.set_defaults(handler=reset_password_letter)
 
     p = actions.add_parser("suspend", help="stop an account from logging in")
     p.add_argument("login")
@@ -163,6 +173,21 @@ async def set_password(args: argparse.Namespace, school: School) -> int:
     await school.directory.set_password(account.login, password)
     await school.audit.record(cli_actor(), "account.password", account.login)
     print(f"password set for {account.login}")
+    return 0
+
+
+async def reset_password_letter(args: argparse.Namespace, school: School) -> int:
+    account = await school.directory.get_account(args.login)
+    if args.letter_out.exists():
+        return fail(f"{args.letter_out} exists; name a new file for the letter")
+    issued = await reset_password(school, account.login, cli_actor())
+    try:
+        write_new_private_file(args.letter_out,
+                               render_letters([issued], letter_school(school.settings)))
+    except OSError as exc:
+        return fail(f"cannot write {args.letter_out}: {exc.strerror}; the password was "
+                    "changed: reset it again with another file")
+    print(f"new password for {account.login}: letter in {args.letter_out}")
     return 0
 
 

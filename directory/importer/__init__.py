@@ -9,7 +9,7 @@ state -> ``ImportPlan``, pure), ``applying`` (the plan in one transaction);
 from directory.importer.errors import ImportFileError, InvalidImportFile, RowError
 from directory.importer.planning import ImportPlan
 from directory.importer.profiles import GENERIC, ImportProfile, profile_named
-from directory.importer.service import Importer, ImportSummary
+from directory.importer.service import Importer, ImportSummary, InitialPassword
 
 __all__ = [
     "GENERIC",
@@ -18,6 +18,7 @@ __all__ = [
     "ImportProfile",
     "ImportSummary",
     "Importer",
+    "InitialPassword",
     "InvalidImportFile",
     "RowError",
     "profile_named",

@@ -36,6 +36,19 @@ LIGHT_HASH_MIN_LENGTH = 12  # shorter generated passwords get the full argon2 pa
 
 
 @dataclass(frozen=True)
+class InitialPassword:
+    """A new account's first password, for the passwords file or a letter."""
+
+    login: str
+    email: str
+    first_name: str
+    last_name: str
+    role: str
+    class_name: str
+    password: str
+
+
+@dataclass(frozen=True)
 class ImportSummary:
     """What an import did (or, for a dry run, would do)."""
 
@@ -46,11 +59,15 @@ class ImportSummary:
     delimiter: str
     passwords_file: Path | None = None  # where new accounts' passwords were written
     seconds: Mapping[str, float] = field(default_factory=dict)  # phase -> duration
+    # Asked for with ``issue_passwords``: for password letters (conf.admin.letters).
+    initial_passwords: tuple[InitialPassword, ...] = ()
 
     @property
     def without_password(self) -> int:
         """New accounts that got no password (no passwords file was asked for)."""
-        return 0 if self.passwords_file or self.dry_run else len(self.plan.created)
+        if self.passwords_file or self.initial_passwords or self.dry_run:
+            return 0
+        return len(self.plan.created)
 
 
 class Importer:
@@ -66,12 +83,14 @@ class Importer:
         self.hash_workers = hash_workers or len(os.sched_getaffinity(0)) or 2
 
     async def run(self, data: bytes, *, dry_run: bool = False,
-                  passwords_out: Path | None = None,
+                  passwords_out: Path | None = None, issue_passwords: bool = False,
                   today: dt.date | None = None) -> ImportSummary:
         """Import ``data``; raises ``InvalidImportFile`` (every bad row) or ``ImportFileError``.
 
         With ``passwords_out`` new accounts get random passwords, written only
-        there; without it they get none (they cannot log in until one is set).
+        there; with ``issue_passwords`` they are in the summary's
+        ``initial_passwords`` (for letters); without either new accounts get none
+        (they cannot log in until one is set).
         """
         clock = _Clock()
         table = read_csv(data)
@@ -83,16 +102,19 @@ class Importer:
             plan = plan_import(records, await load_state(session), options)
         clock.lap("plan")
 
-        def summary(final: ImportPlan, passwords_file: Path | None = None) -> ImportSummary:
+        def summary(final: ImportPlan, passwords_file: Path | None = None,
+                    issued: tuple[InitialPassword, ...] = ()) -> ImportSummary:
             return ImportSummary(final, dry_run, len(records), table.encoding, table.delimiter,
-                                 passwords_file, clock.laps)
+                                 passwords_file, clock.laps, issued)
 
         if dry_run:
             return summary(plan)
         out = PasswordsFile(passwords_out) if passwords_out and plan.created else None
+        issue = bool(out) or issue_passwords
+        issued: tuple[InitialPassword, ...] = ()
         try:
             passwords = {n.external_id: generate_password(self.password_length)
-                         for n in plan.created} if out else {}
+                         for n in plan.created} if issue else {}
             hashes = await self._hash_all(passwords)
             clock.lap("hash")
             async with self.directory.db.write() as session:
@@ -100,14 +122,17 @@ class Importer:
                 # while we hashed (the logins of new accounts are taken here).
                 state = await load_state(session)
                 plan = plan_import(records, state, options)
-                if out and any(n.external_id not in hashes for n in plan.created):
+                if issue and any(n.external_id not in hashes for n in plan.created):
                     raise ImportFileError("the directory changed during the import; "
                                           "run it again")
                 await apply_plan(session, plan, state, hashes)
+                issued = tuple(InitialPassword(
+                    n.login, self.directory.address_of(n.login), n.first_name, n.last_name,
+                    n.role.value, n.class_name or "", passwords[n.external_id])
+                    for n in plan.created if n.external_id in passwords)
                 if out:
-                    out.write((n.login, self.directory.address_of(n.login), n.first_name,
-                               n.last_name, n.role.value, n.class_name,
-                               passwords[n.external_id]) for n in plan.created)
+                    out.write((p.login, p.email, p.first_name, p.last_name, p.role,
+                               p.class_name, p.password) for p in issued)
             clock.lap("write")
         except IntegrityError as exc:  # PostgreSQL: a login or group name taken meanwhile
             if out:
@@ -120,7 +145,7 @@ class Importer:
             raise
         if out:
             out.close()
-        result = summary(plan, out.path if out else None)
+        result = summary(plan, out.path if out else None, issued if issue_passwords else ())
         p = result.plan
         log.info("event=import rows=%d created=%d updated=%d moved=%d leavers=%d restored=%d "
                  "groups_created=%d groups_renamed=%d groups_removed=%d memberships=%d "
