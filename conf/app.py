@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from conf.migrate import upgrade
 from conf.settings import Settings
+from conf.wiring.metrics import CountingAuthenticator
 from directory.audit import AuditLog
 from directory.auth import Authenticator, LoginThrottle
 from directory.db import Database
 from directory.passwords import PasswordHasher
 from directory.policy import PolicyRules, RolePolicy
 from directory.service import Directory
+from federation.metrics import SchoolMetrics
 from federation.resolver import Resolver
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ class School:
     directory: Directory
     authenticator: Authenticator
     services: list[Service] = field(default_factory=list)
+    metrics: SchoolMetrics = field(default_factory=SchoolMetrics)
+    started: bool = False  # every service listens (the readiness check)
     _mail_store: MailStore | None = None
     _resolver: Resolver | None = None
     _sieve_scripts: SieveScripts | None = None
@@ -113,15 +117,26 @@ class School:
                                  account_free_failures=a.account_free_failures,
                                  account_max_delay=a.account_max_delay_seconds,
                                  ip_failing_accounts=a.ip_failing_accounts)
-        authenticator = Authenticator(directory, hasher, throttle)
-        return cls(settings, db, hasher, directory, authenticator)
+        metrics = SchoolMetrics()
+        authenticator = CountingAuthenticator(directory, hasher, throttle)
+        authenticator.metrics = metrics
+        return cls(settings, db, hasher, directory, authenticator, metrics=metrics)
 
     def build_services(self) -> list[Service]:
         """The network services that exist so far, wired to this school's objects."""
-        from conf.wiring import imap, managesieve, matrix, outbound, retention, smtp, webmail
+        from conf.wiring import (
+            imap,
+            managesieve,
+            matrix,
+            metrics,
+            outbound,
+            retention,
+            smtp,
+            webmail,
+        )
 
         return [service for wiring in (smtp, imap, managesieve, matrix, webmail, outbound,
-                                       retention)
+                                       retention, metrics)
                 for service in wiring.build(self)]
 
     async def start(self) -> None:
@@ -129,8 +144,10 @@ class School:
         for service in self.services:
             for listener in await service.start():
                 log.info("event=listening %s", listener)
+        self.started = True
 
     async def stop(self) -> None:
+        self.started = False
         for service in reversed(self.services):
             await service.stop()
         self.services = []

@@ -110,6 +110,15 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    """Prometheus metrics, /healthz and /readyz (plain HTTP: keep it on loopback
+    or a management network)."""
+
+    bind: str = "127.0.0.1"
+    port: int = 9464  # -1: off
+
+
+@dataclass(frozen=True)
 class ImapSettings:
     max_literal_size: int = 64 * 1024 * 1024
     max_line_length: int = 64 * 1024
@@ -258,6 +267,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)

@@ -15,6 +15,7 @@ import ssl
 from pathlib import Path
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from directory.client_address import TrustedProxies
 from directory.db import Database
@@ -106,6 +107,8 @@ class MatrixServer:
             exempt=trusted_proxies or TrustedProxies())
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
+        # Innermost middlewares the composition root adds (metrics).
+        self.extra_middlewares: list[Middleware] = []
 
     def federate_keys(self, remote: RemoteKeys) -> None:
         """Ask other servers for their users' keys in /keys/query and /keys/claim
@@ -117,7 +120,9 @@ class MatrixServer:
         self.push.events_committed(events, self.unread.committed(events))
 
     def app(self) -> web.Application:
-        return build_app(self.context)
+        app = build_app(self.context)
+        app.middlewares.extend(self.extra_middlewares)
+        return app
 
     async def start(self) -> list[str]:
         runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,

@@ -12,6 +12,7 @@ from mailserver.imap.flag_writes import FlagWriter
 from mailserver.imap.mailbox_states import MailboxStates
 from mailserver.imap.server import ImapConnection, ImapLimits, ImapServer
 from mailserver.imap.session import ImapSession, SessionServices
+from mailserver.imap.wire.framer import CommandUnit
 from mailserver.store.bulk_reads import BodyCache, HeaderCache
 
 __all__ = ["build", "server_tls_context"]  # server_tls_context: the webmail's too
@@ -40,8 +41,21 @@ def build(school: School) -> list[Service]:
                                                 max_entry=256 * 1024),
         mime_items=MimeItemCache())
 
+    metrics = school.metrics
+
     async def run_session(connection: ImapConnection) -> None:
-        await ImapSession(services, connection).run()
+        metrics.imap_connections.inc()
+        try:
+            await CountingImapSession(services, connection).run()
+        finally:
+            metrics.imap_connections.dec()
+
+    class CountingImapSession(ImapSession):
+        """Counts each command for the metrics (one per command unit, parsed or not)."""
+
+        async def execute(self, unit: CommandUnit) -> None:
+            metrics.imap_commands.inc()
+            await super().execute(unit)
 
     limits = ImapLimits(max_line_length=imap.max_line_length,
                         max_literal_size=imap.max_literal_size,

@@ -8,7 +8,11 @@ live under ``<data_dir>/media``.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
 
 from conf.commands.school import KEYS_DIR
 from directory.client_address import TrustedProxies
@@ -20,6 +24,7 @@ from federation.matrix.outbox import Outbox
 from federation.matrix.received import ReceivedTransactions
 from federation.matrix.sender import TransactionSender
 from federation.matrix.signed_json import SigningKey
+from federation.metrics import SchoolMetrics
 from messenger.api.federation import FederationContext, TransactionHandler
 from messenger.events.signing import EventSigner, KeyLookup
 from messenger.federation_edus import EduReceiver, EphemeralFederation
@@ -57,6 +62,7 @@ def build(school: School) -> list[Service]:
         trusted_proxies=proxies, http_limits=http_limits(school, proxies),
         rate_limits=rate_limits(m.send_messages_per_second, m.send_burst),
         event_signer=event_signer(school))
+    server.extra_middlewares.append(request_timer(school.metrics))
     services: list[Service] = [server]
     if settings.listen.federation >= 0:
         listener = federation_listener(school, server)
@@ -188,3 +194,25 @@ def school_rooms(school: School) -> SchoolRooms:
     # What it posts notifies members as a server's own sends do (their unread counts).
     rooms.writer.event_stored = UnreadCounts(school.db, domain).event_stored
     return SchoolRooms(school.directory, rooms)
+
+
+def request_timer(metrics: SchoolMetrics) -> Middleware:
+    """Matrix requests by status class, and how long /sync took (long-polls included)."""
+
+    @web.middleware
+    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as error:
+            status = error.status
+            raise
+        finally:
+            metrics.matrix_requests.labels(f"{status // 100}xx").inc()
+            if request.path.endswith("/sync"):
+                metrics.sync_seconds.observe(time.perf_counter() - started)
+
+    return timed

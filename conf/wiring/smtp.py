@@ -42,4 +42,5 @@ def build(school: School) -> list[Service]:
         school.resolver, config.hostname, own_domains=config.local_domains,
         key_paths=SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR))
     return [SmtpService(config, school.directory, school.authenticator,
-                        rules_target(school), inbound_check=check)]
+                        rules_target(school), inbound_check=check,
+                        observe=school.metrics.smtp_reply)]

@@ -11,6 +11,7 @@ import asyncio
 import logging
 import ssl
 import time
+from collections.abc import Callable
 from typing import Any
 
 from directory.auth import Authenticator
@@ -34,12 +35,13 @@ class SmtpService:
 
     def __init__(self, config: SmtpConfig, directory: Directory,
                  authenticator: Authenticator, target: DeliveryTarget,
-                 inbound_check: InboundCheck | None = None) -> None:
+                 inbound_check: InboundCheck | None = None,
+                 observe: Callable[[str, str, str], None] | None = None) -> None:
         self.config = config
         router = Router(directory, config.local_domains,
                         cache_seconds=config.directory_cache_seconds)
         self._services = SessionServices(config, router, authenticator, target,
-                                         inbound_check=inbound_check)
+                                         inbound_check=inbound_check, observe=observe)
         self._limiter = ConnectionLimiter(config.limits.max_connections_per_ip)
         self._servers: list[asyncio.Server] = []
         self._connections: set[SchulhofSMTP] = set()

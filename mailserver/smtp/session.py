@@ -62,6 +62,8 @@ class SessionServices:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     # Commits in flight (stop() waits for them before closing connections).
     committing: set[asyncio.Task[Any]] = field(default_factory=set)
+    # (listener, "rcpt" or "data", reply) for every RCPT and end-of-data reply (metrics).
+    observe: Callable[[str, str, str], None] | None = None
 
 
 @dataclass
@@ -212,6 +214,19 @@ class SmtpSession:
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
+        reply = await self._rcpt(server, session, envelope, address, rcpt_options)
+        if self._services.observe is not None:
+            self._services.observe(self._kind.value, "rcpt", reply)
+        return reply
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        reply = await self._data(server, session, envelope)
+        if self._services.observe is not None:
+            self._services.observe(self._kind.value, "data", reply)
+        return reply
+
+    async def _rcpt(self, server: SMTP, session: Session, envelope: Envelope,
+                    address: str, rcpt_options: list[str]) -> str:
         tx = self._tx
         if tx is None or tx.envelope is not envelope:
             return "503 5.5.1 Need MAIL command"
@@ -260,7 +275,7 @@ class SmtpSession:
             return _QUOTA_REPLIES[delivery.RecipientOutcome.OVER_QUOTA_TEMPORARY]
         return _QUOTA_REPLIES[outcomes[0]]
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+    async def _data(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         tx, self._tx = self._tx, None
         if tx is None or tx.envelope is not envelope:
             return "503 5.5.1 Need MAIL command"

@@ -13,6 +13,7 @@ from conf.settings import (
     DatabaseSettings,
     FederationSettings,
     ListenSettings,
+    MetricsSettings,
     PartnerSchool,
     SchoolSettings,
     Settings,
@@ -87,6 +88,7 @@ def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.te
         federation=FederationSettings(dns_nameservers=(dns_host,), dns_port=dns_port,
                                       dns_cache=False),
         partners=tuple(PartnerSchool(domain=p) for p in partners),
+        metrics=MetricsSettings(port=free_port(bind)),
     )
     if sections:
         settings = dataclasses.replace(settings, **sections)
