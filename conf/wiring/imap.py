@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING
 
 from federation.tls import server_tls_context
 from mailserver.imap.fetching import MimeItemCache
-from mailserver.imap.flag_writes import FlagWriter
 from mailserver.imap.mailbox_states import MailboxStates
 from mailserver.imap.server import ImapConnection, ImapLimits, ImapServer
 from mailserver.imap.session import ImapSession, SessionServices
@@ -33,10 +32,12 @@ def build(school: School) -> list[Service]:
     store = school.mail_store
     # Shared by this service's sessions only (two schools never share them).
     states = MailboxStates(store.db)
+    # This service's committed STOREs go into the shared states directly.
+    store.add_flag_listener(states.apply_store)
     services = SessionServices(
         store=store, authenticator=school.authenticator,
         max_literal_size=imap.max_literal_size, idle_timeout=imap.idle_timeout_seconds,
-        max_errors=imap.max_errors, states=states, flag_writer=FlagWriter(store, states),
+        max_errors=imap.max_errors, states=states,
         headers=HeaderCache(), bodies=BodyCache(max_bytes=32 * 1024 * 1024,
                                                 max_entry=256 * 1024),
         mime_items=MimeItemCache())

@@ -1,28 +1,26 @@
-"""Message operations inside a transaction: snapshot, fetch, STORE, COPY, MOVE, EXPUNGE.
+"""Message operations inside a transaction: snapshot, fetch, COPY, MOVE.
 
 Each changing operation takes one new MODSEQ for the whole operation (RFC 7162
-3.1.1 lets messages changed together share it) and only when something really
-changes, so a no-op STORE leaves HIGHESTMODSEQ alone.
+3.1.1 lets messages changed together share it).  STORE and EXPUNGE are
+group-committed with other sessions' writes: ``mailserver.store.flag_batch``
+and ``mailserver.store.write_queue``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, insert, select, true, update
+from sqlalchemy import delete, insert, select, true
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
 from mailserver.store.model import (
     Changes,
-    FlagMode,
     MessageMeta,
     MessageState,
-    StoreResult,
 )
 
 m = q.messages
@@ -75,36 +73,6 @@ async def _rows(session: AsyncSession, mailbox_id: int, uids: Sequence[int] | No
     return out
 
 
-async def store_flags(session: AsyncSession, mailbox_id: int, uids: Sequence[int],
-                      mode: FlagMode, given: tuple[int, tuple[str, ...]],
-                      unchanged_since: int | None) -> StoreResult:
-    """STORE (RFC 9051 6.4.6) with CONDSTORE's UNCHANGEDSINCE (RFC 7162 3.2)."""
-    box = await q.lock_mailbox(session, mailbox_id)
-    rows = await _rows(session, mailbox_id, uids, m.c.system_flags, m.c.keywords, m.c.modseq)
-    modified: list[int] = []
-    by_result: dict[tuple[int, str], list[int]] = defaultdict(list)
-    for uid, bits, keywords, modseq in rows:
-        if unchanged_since is not None and modseq > unchanged_since:
-            modified.append(uid)
-            continue
-        new_bits, new_keywords = fl.apply(mode, bits, keywords, *given)
-        if not fl.same(bits, keywords, new_bits, new_keywords):
-            by_result[(new_bits, new_keywords)].append(uid)
-    if not by_result:
-        return StoreResult([], modified, box.highestmodseq)
-    modseq = await q.bump_modseq(session, mailbox_id)
-    updated: list[MessageState] = []
-    for (bits, keywords), changed in by_result.items():
-        for chunk in q.chunks(changed):
-            await session.execute(
-                update(m).where(m.c.mailbox_id == mailbox_id, m.c.uid.in_(chunk))
-                .values(system_flags=bits, keywords=keywords, modseq=modseq))
-        flags = fl.decode(bits, keywords)
-        updated.extend(MessageState(uid, flags, modseq) for uid in changed)
-    updated.sort()
-    return StoreResult(updated, modified, modseq)
-
-
 async def copy_rows(session: AsyncSession, mailbox_id: int,
                     uids: Sequence[int]) -> list[Any]:
     """Source rows for COPY/MOVE in UID order (RFC 4315: pairs follow source order)."""
@@ -132,18 +100,6 @@ async def remove(session: AsyncSession, box: Any, rows: Sequence[Any]) -> int:
     await q.record_expunged(session, box.id, uids, modseq)
     await q.add_usage(session, box.account_id, -sum(r.size for r in rows))
     return modseq
-
-
-async def expunge(session: AsyncSession, mailbox_id: int,
-                  uids: Sequence[int] | None) -> tuple[list[int], int]:
-    """EXPUNGE / UID EXPUNGE (RFC 9051 6.4.3, 6.4.9): only messages flagged \\Deleted."""
-    box = await q.lock_mailbox(session, mailbox_id)
-    deleted = m.c.system_flags.op("&")(fl.DELETED) != 0
-    rows = await _rows(session, mailbox_id, uids, m.c.size, where=deleted)
-    if not rows:
-        return [], box.highestmodseq
-    modseq = await remove(session, box, rows)
-    return [r.uid for r in rows], modseq
 
 
 async def changes_since(session: AsyncSession, mailbox_id: int, modseq: int) -> Changes:

@@ -12,7 +12,7 @@ import datetime as dt
 import hashlib
 import logging
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 from sqlalchemy import delete, exists, select
@@ -34,6 +34,7 @@ from mailserver.store.delivery import (
     StoreDeliveryTransaction,
     apply_deliveries,
 )
+from mailserver.store.flag_batch import FlagDone, FlagWork
 from mailserver.store.model import (
     AccountNotFound,
     AppendResult,
@@ -44,6 +45,7 @@ from mailserver.store.model import (
     MailboxNotFound,
     MailboxStatus,
     MessageMeta,
+    MessageState,
     Quota,
     QuotaExceeded,
     Snapshot,
@@ -52,8 +54,24 @@ from mailserver.store.model import (
     StoreResult,
 )
 from mailserver.store.names import check_special_use, normalise
+from mailserver.store.write_queue import (
+    AppendDone,
+    AppendWork,
+    ExpungeDone,
+    ExpungeWork,
+    RecentDone,
+    RecentWork,
+    WriteDone,
+    WriteWork,
+    apply_writes,
+)
+from mailserver.store.write_queue import size_of as write_size
 
 RCPT_QUOTA_SECONDS = 2.0
+HASH_IN_THREAD = 256 * 1024  # hashing bigger bodies would stall the event loop
+
+# (mailbox id, updated messages, their MODSEQ) after a committed STORE.
+FlagListener = Callable[[int, list[MessageState], int], None]
 RCPT_QUOTA_CACHE_SIZE = 100_000
 
 
@@ -81,10 +99,39 @@ class MailStore:
             db, lambda session, works: apply_deliveries(session, works, self.limit_for),
             self._after_delivery, size_of=lambda work: len(work.message),
             enabled=group_commit)
+        # STORE, APPEND, EXPUNGE and \Recent claims of all sessions, group-committed.
+        self._writes: CommitBatcher[WriteWork, WriteDone] = CommitBatcher(
+            db, lambda session, works: apply_writes(session, works, self.limit_for),
+            self._after_write, size_of=write_size, enabled=group_commit)
+        self._flag_listeners: list[FlagListener] = []
 
     @property
     def batcher(self) -> CommitBatcher[DeliveryWork, DeliveryResult]:
         return self._batcher
+
+    @property
+    def writes(self) -> CommitBatcher[WriteWork, WriteDone]:
+        """The group commit of STORE / APPEND / EXPUNGE / \\Recent claims."""
+        return self._writes
+
+    def add_flag_listener(self, listener: FlagListener) -> None:
+        """``listener(mailbox_id, updated, modseq)`` after every committed
+        STORE that changed something (the IMAP service's shared mailbox
+        states take the result without reading the store again)."""
+        self._flag_listeners.append(listener)
+
+    def _after_write(self, done: WriteDone) -> None:
+        if isinstance(done, FlagDone):
+            result = done.result
+            if result.updated:
+                for listener in self._flag_listeners:
+                    listener(done.work.mailbox_id, result.updated, result.highestmodseq)
+                self.feed.publish(MailboxChange(done.account_id, done.work.mailbox_id,
+                                                result.highestmodseq))
+        elif isinstance(done, AppendDone):
+            self._publish(done.account_id, (done.result.mailbox_id, done.modseq))
+        elif isinstance(done, ExpungeDone) and done.expunged:
+            self._publish(done.account_id, (done.mailbox_id, done.modseq))
 
     def limit_for(self, role: str) -> int | None:
         """The role's quota in bytes; None when unlimited (configured as 0)."""
@@ -253,8 +300,9 @@ class MailStore:
             first = await boxes.claim_recent(session, mailbox_id, up_to, False)
         if first is None or not claim or first >= up_to:
             return first  # nothing to claim: no write transaction to queue for
-        async with self.db.write() as session:
-            return await boxes.claim_recent(session, mailbox_id, up_to, True)
+        done = await self._writes.submit(RecentWork(mailbox_id, up_to))
+        assert isinstance(done, RecentDone)
+        return done.first
 
     async def select_snapshot(self, account_id: int, name: str) -> Snapshot:
         """SELECT/EXAMINE (RFC 9051 6.3.2): the mailbox and all (uid, flags, modseq)."""
@@ -279,20 +327,15 @@ class MailStore:
                      internal_date: dt.datetime | None = None) -> AppendResult:
         """APPEND (RFC 9051 6.3.12) with APPENDUID data (RFC 4315) and quota (RFC 9208)."""
         bits, keywords = fl.encode(flags)
-        name = normalise(mailbox)
-        blob_id = hashlib.sha256(message).hexdigest()
-        await self.ensure_default_mailboxes(account_id)
-        async with self.db.write() as session:
-            box = await boxes.resolve(session, account_id, name)
-            used, role = await q.usage_and_role(session, account_id)
-            self._check_quota(used, len(message), role)
-            await q.put_blob(session, blob_id, message)
-            uid, modseq = await msgs.insert_messages(session, box.id, account_id, [{
-                "blob_id": blob_id, "size": len(message),
-                "internal_date": internal_date or msgs.now(),
-                "system_flags": bits, "keywords": fl.keywords_text(keywords)}])
-        self._publish(account_id, (box.id, modseq))
-        return AppendResult(box.id, box.uidvalidity, uid)
+        if len(message) > HASH_IN_THREAD:
+            blob_id = await asyncio.to_thread(lambda: hashlib.sha256(message).hexdigest())
+        else:
+            blob_id = hashlib.sha256(message).hexdigest()
+        done = await self._writes.submit(AppendWork(
+            account_id, normalise(mailbox), message, blob_id, bits,
+            fl.keywords_text(keywords), internal_date or msgs.now()))
+        assert isinstance(done, AppendDone)
+        return done.result
 
     def _check_quota(self, used: int, size: int, role: str) -> None:
         limit = self.limit_for(role)
@@ -303,14 +346,11 @@ class MailStore:
                           flags: Iterable[str],
                           unchanged_since: int | None = None) -> StoreResult:
         """STORE (RFC 9051 6.4.6) with UNCHANGEDSINCE (RFC 7162 3.2); no-ops keep MODSEQ."""
-        given = fl.encode(flags)
-        async with self.db.write() as session:
-            box = await q.mailbox_by_id(session, mailbox_id)
-            result = await msgs.store_flags(session, mailbox_id, uids, mode, given,
-                                            unchanged_since)
-        if result.updated:
-            self._publish(box.account_id, (mailbox_id, result.highestmodseq))
-        return result
+        given = fl.encode(flags)  # InvalidFlag before anything is queued
+        done = await self._writes.submit(FlagWork(mailbox_id, tuple(uids), mode, given,
+                                                  unchanged_since))
+        assert isinstance(done, FlagDone)
+        return done.result
 
     async def copy(self, mailbox_id: int, uids: Sequence[int],
                    dest_mailbox_id: int) -> CopyResult:
@@ -347,12 +387,10 @@ class MailStore:
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:
         """EXPUNGE / UID EXPUNGE (RFC 9051 6.4.3, 6.4.9): removes \\Deleted messages."""
-        async with self.db.write() as session:
-            box = await q.mailbox_by_id(session, mailbox_id)
-            expunged, modseq = await msgs.expunge(session, mailbox_id, uids)
-        if expunged:
-            self._publish(box.account_id, (mailbox_id, modseq))
-        return expunged
+        done = await self._writes.submit(ExpungeWork(
+            mailbox_id, None if uids is None else tuple(uids)))
+        assert isinstance(done, ExpungeDone)
+        return done.expunged
 
     async def changes_since(self, mailbox_id: int, modseq: int) -> Changes:
         """Changed and vanished UIDs after ``modseq`` (RFC 7162 3.1.4.1, 3.2.10)."""

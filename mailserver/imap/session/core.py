@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -39,10 +39,10 @@ from mailserver.imap.wire.serializer import serialize_response
 if TYPE_CHECKING:
     from directory.auth import Authenticator
     from mailserver.imap.fetching import MimeItemCache, ParsedMessageCache
-    from mailserver.imap.flag_writes import FlagWriter
     from mailserver.imap.mailbox_states import MailboxStates
     from mailserver.store import MailStore
     from mailserver.store.bulk_reads import BodyCache, HeaderCache
+    from mailserver.store.model import FlagMode, StoreResult
 
 log = logging.getLogger("schulhof.imap")
 
@@ -92,22 +92,21 @@ class SessionServices:
     idle_timeout: float
     max_errors: int
     # Shared by all sessions of the service (see conf.wiring.imap): mailbox
-    # states (mailserver.imap.mailbox_states.MailboxStates), group-committed
-    # STOREs (mailserver.imap.flag_writes.FlagWriter) and header blocks
+    # states (mailserver.imap.mailbox_states.MailboxStates), header blocks
     # (mailserver.store.bulk_reads.HeaderCache), rendered ENVELOPE and
     # BODYSTRUCTURE items (mailserver.imap.fetching.MimeItemCache). Without
     # them the session reads, parses and writes through the store alone.
     states: MailboxStates | None = None
-    flag_writer: FlagWriter | None = None
     headers: HeaderCache | None = None
     bodies: BodyCache | None = None
     mime_items: MimeItemCache | None = None
 
-    async def store_flags(self, mailbox_id: int, uids: Any, mode: Any, flags: Any,
-                          unchanged_since: int | None = None) -> Any:
-        """STORE through the group commit when there is one."""
-        writer = self.flag_writer if self.flag_writer is not None else self.store
-        return await writer.store_flags(mailbox_id, uids, mode, flags, unchanged_since)
+    async def store_flags(self, mailbox_id: int, uids: Sequence[int], mode: FlagMode,
+                          flags: Iterable[str],
+                          unchanged_since: int | None = None) -> StoreResult:
+        """STORE (RFC 9051 6.4.6), group-committed by the store with the other
+        sessions' writes (``mailserver.store.write_queue``)."""
+        return await self.store.store_flags(mailbox_id, uids, mode, flags, unchanged_since)
 
 
 Handler = Callable[["ImapSession", Any], Awaitable["r.Tagged | None"]]

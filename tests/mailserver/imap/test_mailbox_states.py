@@ -1,5 +1,5 @@
 """The shared mailbox states (mailserver.imap.mailbox_states) and the
-group-committed STORE (mailserver.imap.flag_writes) against the store's own
+group-committed STORE (mailserver.store.write_queue) against the store's own
 answers (RFC 7162 3.1.4.1 CHANGEDSINCE, 3.2.10 VANISHED; RFC 9051 6.4.6)."""
 
 from __future__ import annotations
@@ -8,7 +8,6 @@ import asyncio
 
 import pytest
 
-from mailserver.imap.flag_writes import FlagWriter
 from mailserver.imap.mailbox_states import MailboxStates, adopt_uids
 from mailserver.imap.session.view import SelectedView
 from mailserver.store import MailboxNotFound
@@ -109,7 +108,9 @@ async def test_group_committed_store_is_the_store_s_store(school) -> None:  # ty
     states = MailboxStates(store.db)
     state = await states.current(box)
     assert state is not None
-    writer = FlagWriter(store, states)
+    store.add_flag_listener(states.apply_store)
+    writer = store
+    before_transactions = store.writes.transactions
     subscription = store.feed.subscribe(account)
     before = state.modseq
     results = await asyncio.gather(
@@ -119,7 +120,7 @@ async def test_group_committed_store_is_the_store_s_store(school) -> None:  # ty
         writer.store_flags(box, [4], FlagMode.REPLACE, ["\\Seen"], before),
         writer.store_flags(box, [4], FlagMode.ADD, ["\\Draft"], before),  # 4 changed since
         return_exceptions=True)
-    assert writer.transactions < 5  # shared commits
+    assert store.writes.transactions - before_transactions < 5  # shared commits
     first, second, noop, replaced, conditional = results
     assert [m.uid for m in first.updated] == [1, 2]
     assert [m.uid for m in second.updated] == [2, 3]
