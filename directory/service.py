@@ -138,6 +138,13 @@ class Directory:
             await session.flush()
             return repo.account_from_row(row)
 
+    async def set_role(self, login: str, role: Role) -> Account:
+        async with self.db.write() as session:
+            row = await repo.account_row(session, login=login)
+            row.role = role.value
+            await session.flush()
+            return repo.account_from_row(row)
+
     async def delete_account(self, login: str) -> None:
         """Delete an account and (by cascading foreign keys) everything it owns."""
         async with self.db.write() as session:
@@ -272,6 +279,15 @@ class Directory:
             parent = await repo.account_row(session, login=parent_login)
             child = await repo.account_row(session, login=child_login)
             await repo.link_parent(session, parent.id, child.id)
+
+    async def unlink_parent(self, parent_login: str, child_login: str) -> None:
+        async with self.db.write() as session:
+            parent = await repo.account_row(session, login=parent_login)
+            child = await repo.account_row(session, login=child_login)
+            link = await session.get(ParentLinkRow, (parent.id, child.id))
+            if link is None:
+                raise NotFound(f"{child_login} is not a child of {parent_login}")
+            await session.delete(link)
 
     async def children_of(self, parent_login: str) -> list[Account]:
         async with self.db.read() as session:

@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conf.admin_web.pages import admin_routes
 from conf.wiring.delivery_rules import rules_target
 from conf.wiring.imap import server_tls_context
 from conf.wiring.matrix import http_limits
@@ -50,7 +51,8 @@ def build(school: School) -> list[Service]:
         sessions=Sessions(), max_message_size=settings.smtp.max_message_size,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
-                          extra_routes=autoconfig_routes(discovery(school, cert, key)),
+                          extra_routes=[*autoconfig_routes(discovery(school, cert, key)),
+                                        *admin_routes(school)],
                           ssl_context=server_tls_context(str(cert), str(key)),
                           http_redirect_port=settings.listen.web_http_redirect,
                           public_port=settings.listen.web_public_port,

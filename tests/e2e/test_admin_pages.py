@@ -1,0 +1,154 @@
+"""The admin pages over HTTPS with the webmail's login: only admins get in, every form
+needs the session's CSRF token, every action lands in the audit log with the admin's
+login and address; accounts, roles, suspension, password letters (once), parents'
+children, groups, aliases, partner schools, export and erasure."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from conf.app import School
+from directory.model import NotFound, Role, Status
+from tests.e2e.test_webmail import base_url, csrf_of
+from tests.mailserver.imap.session.helpers import client_tls
+
+PASSWORDS = {"chefin": "Chefin-Passwort-1", "paul": "Paul-Schueler-1"}
+
+
+@pytest.fixture
+async def school(running_school: School) -> School:
+    d = running_school.directory
+    await d.create_account(role=Role.ADMIN, login="chefin", password=PASSWORDS["chefin"])
+    await d.create_account(role=Role.PUPIL, login="paul", password=PASSWORDS["paul"],
+                           first_name="Paul", last_name="Klein")
+    return running_school
+
+
+async def session_for(school: School, login: str) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(ssl=client_tls(school.settings))
+    browser = aiohttp.ClientSession(base_url(school), connector=connector,
+                                    cookie_jar=aiohttp.CookieJar(unsafe=True))
+    async with browser.get("/login") as response:
+        token = csrf_of(await response.text())
+    async with browser.post("/login", allow_redirects=False, data={
+            "csrf": token, "login": login, "password": PASSWORDS[login]}) as response:
+        assert response.status == 303
+    return browser
+
+
+@pytest.fixture
+async def admin(school: School) -> AsyncIterator[aiohttp.ClientSession]:
+    browser = await session_for(school, "chefin")
+    yield browser
+    await browser.close()
+
+
+async def form_post(browser: aiohttp.ClientSession, page: str, action: str,
+                    **fields: str) -> aiohttp.ClientResponse:
+    async with browser.get(page) as response:
+        assert response.status == 200, page
+        token = csrf_of(await response.text())
+    return await browser.post(action, data={"csrf": token, **fields}, allow_redirects=False)
+
+
+async def test_only_admins_and_only_with_the_token(school: School,
+                                                   admin: aiohttp.ClientSession) -> None:
+    connector = aiohttp.TCPConnector(ssl=client_tls(school.settings))
+    async with aiohttp.ClientSession(base_url(school), connector=connector) as anonymous, \
+            anonymous.get("/admin/konten", allow_redirects=False) as response:
+        assert response.status == 303 and response.headers["Location"] == "/login"
+    pupil = await session_for(school, "paul")
+    try:
+        async with pupil.get("/admin/konten") as response:
+            assert response.status == 403 and "Schulverwaltung" in await response.text()
+        async with pupil.post("/admin/konten/paul/rolle", data={"role": "admin"}) as response:
+            assert response.status == 403
+    finally:
+        await pupil.close()
+    async with admin.post("/admin/konten/paul/rolle", data={"role": "admin",
+                                                            "csrf": "falsch"}) as response:
+        assert response.status == 403
+    assert (await school.directory.get_account("paul")).role is Role.PUPIL
+    for path in ("/admin/konten", "/admin/konten/paul", "/admin/gruppen", "/admin/aliase",
+                 "/admin/partner", "/admin/import", "/admin/protokoll"):
+        async with admin.get(path) as response:
+            assert response.status == 200, path
+            assert "script-src" not in response.headers["Content-Security-Policy"]
+            assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    async with admin.get("/admin/konten?q=klein") as response:
+        assert "/admin/konten/paul" in await response.text()
+    async with admin.get("/admin/konten?q=niemand") as response:
+        assert "/admin/konten/paul" not in await response.text()
+
+
+async def test_account_actions_are_audited(school: School,
+                                           admin: aiohttp.ClientSession) -> None:
+    d = school.directory
+    response = await form_post(admin, "/admin/konten", "/admin/konten", role="parent",
+                               first_name="Eva", last_name="Klein")
+    assert response.status == 303
+    location = response.headers["Location"]
+    assert location.startswith("/admin/konten/eva.klein?brief=")
+    token = location.split("brief=")[1]
+    async with admin.get(f"/admin/briefe/{token}") as response:
+        assert response.status == 200 and response.content_type == "application/pdf"
+        assert (await response.read()).startswith(b"%PDF")
+    async with admin.get(f"/admin/briefe/{token}") as response:
+        assert response.status == 410  # once only
+
+    page = "/admin/konten/eva.klein"
+    assert (await form_post(admin, page, f"{page}/kind", child="paul")).status == 303
+    assert [c.login for c in await d.children_of("eva.klein")] == ["paul"]
+    assert (await form_post(admin, page, f"{page}/kind-entfernen", child="paul")).status == 303
+    assert await d.children_of("eva.klein") == []
+    response = await form_post(admin, page, f"{page}/kind", child="niemand")
+    assert response.status == 400 and "niemand" in await response.text()
+
+    page = "/admin/konten/paul"
+    assert (await form_post(admin, page, f"{page}/sperren")).status == 303
+    assert (await d.get_account("paul")).status is Status.SUSPENDED
+    assert (await form_post(admin, page, f"{page}/entsperren")).status == 303
+    assert (await form_post(admin, page, f"{page}/rolle", role="teacher")).status == 303
+    assert (await d.get_account("paul")).role is Role.TEACHER
+    response = await form_post(admin, page, f"{page}/passwort")
+    assert response.status == 303 and "brief=" in response.headers["Location"]
+
+    response = await form_post(admin, "/admin/gruppen", "/admin/gruppen", name="5a",
+                               kind="class", display_name="Klasse 5a")
+    assert response.status == 303
+    assert (await form_post(admin, "/admin/gruppen/5a", "/admin/gruppen/5a/mitglied",
+                            login="paul")).status == 303
+    assert [m.account.login for m in await d.group_members("5a")] == ["paul"]
+    assert (await form_post(admin, "/admin/aliase", "/admin/aliase/anlegen",
+                            alias="sekretariat", target="chefin")).status == 303
+    response = await form_post(admin, "/admin/aliase", "/admin/aliase/anlegen",
+                               alias="sekretariat", target="paul")
+    assert response.status == 400
+
+    response = await form_post(admin, page, f"{page}/export")
+    assert response.status == 200 and response.content_type == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(await response.read())) as archive:
+        assert "konto.json" in archive.namelist()
+    response = await form_post(admin, page, f"{page}/loeschen", confirm="falsch")
+    assert response.status == 400
+    response = await form_post(admin, page, f"{page}/loeschen", confirm="paul")
+    assert response.status == 303
+    with pytest.raises(NotFound):
+        await d.get_account("paul")
+
+    entries = await school.audit.entries()
+    assert [e.action for e in reversed(entries)] == [
+        "account.create", "account.link_child", "account.unlink_child", "account.suspend",
+        "account.unsuspend", "account.role", "account.password_reset", "group.create",
+        "group.add_member", "alias.create", "account.export", "account.erase"]
+    assert {e.actor for e in entries} == {"chefin"}
+    assert {e.client_address for e in entries} == {"127.0.0.1"}
+    async with admin.get("/admin/protokoll") as response:
+        text = await response.text()
+    assert re.search(r"account\.erase</td><td>paul</td>", text)
