@@ -4,6 +4,13 @@ A draft is a message in the Drafts folder (\\Draft), so IMAP clients see
 the same drafts.  When a send is refused (policy, unknown recipient, size)
 the mail is kept as a draft at once and the form comes back with the draft's
 attachments listed and ticked: nothing the user attached is lost.
+
+With script, the page saves the draft by itself (``static/autosave.js``, loaded
+under a per-response nonce): a pause in typing posts the form with
+``action=autosave`` (new uploads left out), the same draft path answers with
+JSON, and the script puts the new draft's UID into the form, so the next save
+and the final send replace it instead of piling up copies.  Without script
+nothing changes: the buttons post the form as before.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from mailserver.webmail.i18n import gettext_of
 from mailserver.webmail.pages import page
 from mailserver.webmail.reading import DRAFTS, MessageGone, MessageView
 from mailserver.webmail.refusals import refusal_text
-from mailserver.webmail.security import login_required
+from mailserver.webmail.security import login_required, script_policy
 from mailserver.webmail.sessions import WebSession
 from mailserver.webmail.uploads import uploads as _uploads
 
@@ -83,11 +90,15 @@ async def _render(request: web.Request, session: WebSession, account: Account,
                   form: c.ComposeForm, *, status: int = 200, refused: Any = (),
                   notice: str = "") -> web.Response:
     webmail = request.app[WEBMAIL]
-    return page(request, "compose.html", status, session=session,
-                folders=await webmail.mail.folders(account.id),
-                sender=_sender(webmail, account), form=form, refused=list(refused),
-                notice=notice,
-                contacts=await reachable_contacts(webmail.directory, account, webmail.domain))
+    nonce, policy = script_policy()
+    response = page(request, "compose.html", status, session=session,
+                    folders=await webmail.mail.folders(account.id),
+                    sender=_sender(webmail, account), form=form, refused=list(refused),
+                    notice=notice, nonce=nonce,
+                    contacts=await reachable_contacts(webmail.directory, account,
+                                                      webmail.domain))
+    response.headers["Content-Security-Policy"] = policy
+    return response
 
 
 @login_required
@@ -165,7 +176,10 @@ async def compose(request: web.Request, session: WebSession, account: Account
         uploads, forwarded = await _attachments(webmail, account, form, posted)
     except (MailboxNotFound, MessageGone, StoreError):
         uploads, forwarded = [], None
-    if str(posted.get("action", "send")) == "draft":
+    action = str(posted.get("action", "send"))
+    if action == "autosave":
+        return await _autosave(webmail, account, form, uploads, forwarded)
+    if action == "draft":
         return await _save_draft(request, session, account, form, uploads, forwarded)
     try:
         recipients = c.recipients(form.to, form.cc, form.bcc)
@@ -233,6 +247,22 @@ async def _save_draft(request: web.Request, session: WebSession, account: Accoun
             Refused("", _("Entwurf nicht gespeichert: %(reason)s", reason=reason))])
     raise web.HTTPSeeOther(f"/compose?{urllib.parse.urlencode({'draft_uid': uid})}"
                            "&notice=saved")
+
+
+async def _autosave(webmail: Webmail, account: Account, form: c.ComposeForm,
+                    uploads: list[c.Upload], forwarded: bytes | None) -> web.Response:
+    """The script's save: the draft replaced, its new UID as JSON (``{"draft_uid": n}``;
+    ``{"error": ...}`` with 400 when it cannot be saved: the page then says so)."""
+    try:
+        message = c.build_message(from_name=account.display_name,
+                                  sender=_sender(webmail, account), form=form, uploads=uploads,
+                                  forwarded=forwarded, keep_bcc=True)
+        uid = await webmail.mail.save_draft(account.id, message, form.draft_uid)
+    except (ValueError, TypeError, StoreError) as exc:
+        log.info("event=webmail_autosave_failed account=%s error=%s", account.login,
+                 exc.__class__.__name__)
+        return web.json_response({"error": exc.__class__.__name__}, status=400)
+    return web.json_response({"draft_uid": uid})
 
 
 def routes() -> list[web.RouteDef]:

@@ -102,12 +102,15 @@ OpenPage = Callable[..., Awaitable["Page"]]
 
 @pytest.fixture
 async def open_page(chromium: Browser, base_url: str) -> AsyncIterator[OpenPage]:
-    """``await open_page(viewport=PHONE)``: a page in its own context (own cookies)."""
+    """``await open_page(viewport=PHONE)``: a page in its own context (own cookies);
+    further keywords go to Playwright's ``new_context`` (``java_script_enabled=False``)."""
     contexts: list[Any] = []
 
-    async def new(viewport: dict[str, int] = DESKTOP, locale: str = "de-DE") -> Page:
+    async def new(viewport: dict[str, int] = DESKTOP, locale: str = "de-DE",
+                  **options: Any) -> Page:
         context = await chromium.new_context(base_url=base_url, viewport=viewport,
-                                             locale=locale, ignore_https_errors=True)
+                                             locale=locale, ignore_https_errors=True,
+                                             **options)
         context.set_default_timeout(15_000)
         contexts.append(context)
         return await context.new_page()

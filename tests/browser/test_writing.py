@@ -7,6 +7,7 @@ import asyncio
 import email
 import email.policy
 import imaplib
+import re
 from email.message import EmailMessage
 
 from conf.app import School
@@ -107,3 +108,54 @@ async def test_draft_is_saved_and_opened_again(webmail_school: School,
     (received,) = await asyncio.to_thread(imap_messages, webmail_school, "anna")
     assert [p.get_filename() for p in received.iter_attachments()] == ["Gliederung.txt"]
     assert await asyncio.to_thread(imap_messages, webmail_school, "paul", "Drafts") == []
+
+
+async def test_compose_saves_the_draft_by_itself(webmail_school: School,
+                                                 open_page: OpenPage) -> None:
+    """A pause in typing saves the draft (one draft, replaced by each save; removed when
+    sent); the script runs under the page's nonce without a CSP complaint."""
+    page = await open_page()
+    complaints: list[str] = []
+    page.on("console", lambda message: complaints.append(message.text)
+            if "Content Security Policy" in message.text else None)
+    await log_in(page, "anna")
+    await page.get_by_role("link", name="Neue Nachricht").click()
+    await page.get_by_label("An", exact=True).fill("paul")
+    await page.get_by_label("Betreff").fill("Elternabend")
+    body = page.get_by_label("Text", exact=True)
+    await body.press("Control+Home")
+    await body.type("Erster Satz.")
+    status = page.locator("#autosave-status")
+    await status.filter(has_text="Entwurf gespeichert um").wait_for()
+    assert re.fullmatch(r"Entwurf gespeichert um \d\d:\d\d", await status.inner_text())
+    first = await page.locator("input[name=draft_uid]").input_value()
+    (draft,) = await asyncio.to_thread(imap_messages, webmail_school, "anna", "Drafts")
+    assert draft["Subject"] == "Elternabend" and "Erster Satz." in draft.get_content()
+
+    await body.type(" Zweiter Satz.")
+    await page.wait_for_function(
+        "uid => document.querySelector('input[name=draft_uid]').value !== uid", arg=first)
+    (draft,) = await asyncio.to_thread(imap_messages, webmail_school, "anna", "Drafts")
+    assert "Erster Satz. Zweiter Satz." in draft.get_content()  # replaced, not a copy
+
+    await page.get_by_role("button", name="Senden").click()
+    await page.wait_for_url("**/mail?box=INBOX&notice=sent")
+    (received,) = await asyncio.to_thread(imap_messages, webmail_school, "paul")
+    assert "Zweiter Satz." in received.get_content()
+    assert await asyncio.to_thread(imap_messages, webmail_school, "anna", "Drafts") == []
+    assert complaints == []
+
+
+async def test_compose_without_script_saves_nothing_by_itself(webmail_school: School,
+                                                              open_page: OpenPage) -> None:
+    page = await open_page(java_script_enabled=False)
+    await log_in(page, "anna")
+    await page.goto("/compose")
+    await page.get_by_label("Betreff").fill("Ohne Skript")
+    await page.get_by_label("Text", exact=True).fill("Nur mit dem Knopf gespeichert.")
+    await asyncio.sleep(3)  # longer than the script's pause
+    assert await asyncio.to_thread(imap_messages, webmail_school, "anna", "Drafts") == []
+    await page.get_by_role("button", name="Entwurf speichern").click()
+    await page.get_by_text("Der Entwurf wurde gespeichert.").wait_for()
+    (draft,) = await asyncio.to_thread(imap_messages, webmail_school, "anna", "Drafts")
+    assert draft["Subject"] == "Ohne Skript"
