@@ -13,11 +13,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mailserver.webmail import compose_pages, html_view, organise, settings_pages
+from mailserver.webmail import (
+    compose_pages,
+    html_view,
+    organise,
+    settings_pages,
+    static_files,
+)
 from mailserver.webmail.context import TEMPLATES, WEBMAIL, Webmail
 from mailserver.webmail.errors import error_pages
 from mailserver.webmail.i18n import TRANSLATIONS, load_translations
-from mailserver.webmail.pages import HERE, environments
+from mailserver.webmail.pages import environments
 from mailserver.webmail.routes import language, login, mailbox
 from mailserver.webmail.security import add_security_headers
 from mailserver.webmail.timing import server_timing
@@ -35,7 +41,6 @@ def build_app(webmail: Webmail) -> web.Application:
     app[TEMPLATES] = environments(app[TRANSLATIONS])
     app.on_response_prepare.append(add_security_headers)
     for area in (login, language, mailbox, html_view, compose_pages, organise,
-                 settings_pages):
+                 settings_pages, static_files):
         app.add_routes(area.routes())
-    app.add_routes([web.static("/static", HERE / "static")])
     return app

@@ -25,9 +25,11 @@ from __future__ import annotations
 import gettext
 import io
 from collections.abc import Iterable
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
+from babel.dates import format_date, format_datetime, format_time, get_datetime_format
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 
@@ -46,6 +48,10 @@ def N_(message: str) -> str:
 
 # The special-use folders (RFC 6154) keep their IMAP names; people see these.
 # (In this order in the folder list.)
+# How a mail's date reads in German (as people here write it); other languages
+# get their CLDR medium date and short time ("Dec 5, 2026, 10:00 AM").
+GERMAN_DATE = "dd.MM.yyyy HH:mm"
+
 FOLDER_LABELS = {"INBOX": N_("Posteingang"), "Drafts": N_("Entwürfe"), "Sent": N_("Gesendet"),
                  "Archive": N_("Archiv"), "Junk": N_("Spam"), "Trash": N_("Papierkorb")}
 
@@ -71,6 +77,18 @@ class Translator:
     def ngettext(self, singular: str, plural: str, n: int, **values: object) -> str:
         text = self.translations.ngettext(singular, plural, n)
         return text % {"num": n, **values}
+
+    def when(self, moment: datetime | None) -> str:
+        """A mail's date and time in this language (Babel, CLDR data), in the time
+        zone the sender wrote it in (as the Date header says)."""
+        if moment is None:
+            return ""
+        if self.locale == DEFAULT:
+            return format_datetime(moment, GERMAN_DATE, tzinfo=moment.tzinfo, locale=DEFAULT)
+        pattern = str(get_datetime_format("medium", locale=self.locale))
+        return pattern.replace("'", "").format(
+            format_time(moment, "short", tzinfo=moment.tzinfo, locale=self.locale),
+            format_date(moment, "medium", locale=self.locale))
 
     def folder(self, name: str) -> str:
         """A folder's name as people see it (special-use folders in their language)."""

@@ -24,6 +24,7 @@ def environment(translator: Translator) -> jinja2.Environment:
     env.install_gettext_translations(translator.translations, newstyle=True)  # type: ignore[attr-defined]
     env.globals["folder_label"] = translator.folder
     env.filters["folder_order"] = folder_order
+    env.filters["when"] = translator.when
     env.globals["lang"] = translator.locale
     env.globals["other_languages"] = [(code, LANGUAGE_NAMES[code]) for code in LOCALES
                                       if code != translator.locale]

@@ -16,6 +16,7 @@ import email.policy
 import email.utils
 import html.parser
 from dataclasses import dataclass
+from datetime import datetime
 
 from directory.db import Database
 from mailserver.store import FlagMode, InvalidMailboxName, MailboxNotFound, MailStore, MessageMeta
@@ -46,6 +47,7 @@ class Summary:
     seen: bool
     size: int
     flagged: bool = False
+    sent: datetime | None = None  # shown in the reader's language (Translator.when)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class MessageView:
     flagged: bool = False
     draft: bool = False
     bcc: str = ""  # only drafts keep it
+    sent: datetime | None = None  # ``date`` is the German text quoted in replies
 
 
 def _header_text(message: email.message.Message, name: str) -> str:
@@ -93,12 +96,17 @@ def _header_text(message: email.message.Message, name: str) -> str:
         return " ".join(map(str, raw))
 
 
-def _date_text(message: email.message.Message) -> str:
+def _sent_at(message: email.message.Message) -> datetime | None:
+    """The Date header (RFC 5322 3.6.1) in the sender's own time zone, if readable."""
     try:
-        parsed = email.utils.parsedate_to_datetime(_header_text(message, "Date"))
-    except (TypeError, ValueError):
-        return ""
-    return parsed.strftime("%d.%m.%Y %H:%M")
+        return email.utils.parsedate_to_datetime(_header_text(message, "Date"))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _date_text(message: email.message.Message) -> str:
+    parsed = _sent_at(message)
+    return parsed.strftime("%d.%m.%Y %H:%M") if parsed is not None else ""
 
 
 def _parse_headers(header: bytes) -> email.message.Message:
@@ -157,7 +165,7 @@ class Mail:
             summaries.append(Summary(meta.uid, _list_header(parsed, "Subject"),
                                      _list_header(parsed, "From"), _date_text(parsed),
                                      "\\Seen" in meta.flags, meta.size,
-                                     "\\Flagged" in meta.flags))
+                                     "\\Flagged" in meta.flags, _sent_at(parsed)))
         return Page(mailbox, summaries, number, pages, found.total)
 
     async def set_flag(self, account_id: int, mailbox: str, uids: list[int], flag: str,
@@ -323,7 +331,8 @@ def view_of(uid: int, parsed: email.message.EmailMessage,
                        " ".join(_header_text(parsed, "References").split()),
                        _header_text(parsed, "In-Reply-To").strip(),
                        _header_text(parsed, "Reply-To"),
-                       "\\Flagged" in flags, "\\Draft" in flags, _header_text(parsed, "Bcc"))
+                       "\\Flagged" in flags, "\\Draft" in flags, _header_text(parsed, "Bcc"),
+                       _sent_at(parsed))
 
 
 def html_body(message: email.message.EmailMessage) -> str | None:

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from federation.http_guard import GuardedSite, HttpLimits
 from mailserver.webmail.app import Webmail, build_app
+from mailserver.webmail.low_level_errors import WebmailRunner
 from mailserver.webmail.security import FIXED_HEADERS
 
 # A host name or an IP literal as it may stand in the Host header (RFC 9110 7.2).
@@ -56,7 +57,7 @@ class WebmailServer:
         self._public_port = public_port
         # Slow clients timed out, connections per address capped (federation.http_guard).
         self._limits = http_limits or HttpLimits(exempt=webmail.trusted_proxies)
-        self._runners: list[web.AppRunner] = []
+        self._runners: list[WebmailRunner] = []
         # Routes of other areas on the same port (mail client autoconfiguration).
         self._extra_routes = tuple(extra_routes)
         self.bound_port: int | None = None
@@ -64,7 +65,7 @@ class WebmailServer:
 
     async def _serve(self, app: web.Application, port: int,
                      ssl_context: ssl.SSLContext | None) -> int:
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+        runner = WebmailRunner(app, access_log=None, handle_signals=False,
                                shutdown_timeout=1.0, **self._limits.runner_options())
         await runner.setup()
         self._runners.append(runner)

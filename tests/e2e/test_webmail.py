@@ -427,6 +427,20 @@ async def test_german_first_english_by_browser_or_by_choice(
         assert "<h1>Papierkorb" in await response.text()
 
 
+async def test_dates_in_the_readers_language(school_with_people: School,
+                                             browser: aiohttp.ClientSession) -> None:
+    message = incoming("Elternabend", text="Am Dienstag.")
+    message["Date"] = "Sat, 05 Dec 2026 18:30:00 +0100"
+    await deliver(school_with_people, message)
+    await log_in(browser, "anna")
+    for url in ("/mail", "/message?box=INBOX&uid=1"):
+        async with browser.get(url) as response:
+            assert "05.12.2026 18:30" in await response.text(), url
+        async with browser.get(url, headers={"Accept-Language": "en"}) as response:
+            text = (await response.text()).replace("\u202f", " ")
+            assert "Dec 5, 2026, 6:30 PM" in text and "05.12.2026" not in text, url
+
+
 async def test_over_long_login_fields_are_a_wrong_login(browser: aiohttp.ClientSession) -> None:
     """A megabyte "password" is not hashed, a long name not echoed whole."""
     for login, password in (("anna", "x" * 1_000_000), ("a" * 100_000, "Anna-Lehrerin-1"),

@@ -4,6 +4,7 @@ stack trace (issue 11.8, issue 19.5)."""
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 
 import aiohttp
@@ -12,7 +13,7 @@ import yarl
 
 from conf.app import School
 from tests.e2e.webmail_support import *  # noqa: F403  (fixtures)
-from tests.e2e.webmail_support import csrf_of, deliver, incoming, log_in
+from tests.e2e.webmail_support import base_url, csrf_of, deliver, incoming, log_in
 
 BAD_IDS = ["9223372036854775808", "4294967296", "-1", "0", "abc", "", "1e3", "0x10",
            "9" * 5000, "1; DROP TABLE messages", "%00", "1.5"]
@@ -77,7 +78,8 @@ async def test_unknown_folders_and_pages_are_a_german_404(anna: aiohttp.ClientSe
                                 allow_redirects=False) as response:
                 assert response.status == 404, (url[:60], response.status)
                 german_page(await response.text())
-    for path in ("/gibt-es-nicht", "/message/", "/static/../app.py"):
+    for path in ("/gibt-es-nicht", "/message/", "/static/../app.py", "/static/fehlt.css",
+                 "/static/", "/static/%2e%2e/app.py", "/static/style.css/x"):
         async with anna.get(path) as response:
             assert response.status == 404
             text = await response.text()
@@ -99,3 +101,43 @@ async def test_another_persons_message_is_not_found(school_with_people: School,
             assert response.status == 404, url
             german_page(text)
             assert "geheim" not in text and "Nur für Anna" not in text
+
+
+async def _raw_exchange(base_url: str, request: bytes) -> bytes:
+    """``request`` as bytes over TLS to the webmail (no HTTP client in between)."""
+    import asyncio
+    import ssl
+
+    address = yarl.URL(base_url)
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    reader, writer = await asyncio.open_connection(address.host, address.port, ssl=context)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), 10)
+    finally:
+        writer.close()
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GARBAGE\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+    b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-Long: " + b"a" * 20000 + b"\r\n\r\n",
+    b"\x16\x03\x01garbage-after-tls\r\n\r\n",
+])
+async def test_malformed_requests_get_no_banner_and_no_default_page(
+        school_with_people: School, request_bytes: bytes) -> None:
+    """What a raw socket sending garbage gets back: a short German 400 page, no
+    ``Server: Python/... aiohttp/...`` banner, no aiohttp default page."""
+    answer = await _raw_exchange(base_url(school_with_people), request_bytes)
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert re.match(rb"HTTP/1\.[01] 4\d\d ", head), answer[:200]
+    lowered = answer.lower()
+    assert b"aiohttp" not in lowered and b"python" not in lowered, answer[:400]
+    headers = {line.split(b":", 1)[0].strip().lower(): line.split(b":", 1)[1].strip()
+               for line in head.split(b"\r\n")[1:] if b":" in line}
+    assert headers.get(b"server", b"Schulhof") == b"Schulhof"
+    assert b"Ung\xc3\xbcltige Anfrage" in body, body[:300]

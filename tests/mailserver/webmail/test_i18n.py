@@ -4,6 +4,8 @@ lower layers' English refusals become sentences for people."""
 from __future__ import annotations
 
 import re
+from datetime import timedelta as dt_timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 import pytest
@@ -114,3 +116,22 @@ def test_lower_layer_refusals_are_said_in_german_and_english(reason: str, german
     assert refusal_text(translators["de"], reason).startswith(german)
     english = refusal_text(translators["en"], reason)
     assert english.isascii() or "outside.example" in english
+
+
+def test_dates_read_as_people_of_each_language_write_them() -> None:
+    import datetime as dt
+
+    translators = load_translations()
+    moment = dt.datetime(2026, 12, 5, 22, 7, tzinfo=dt.timezone(dt.timedelta(hours=1)))
+    assert translators["de"].when(moment) == "05.12.2026 22:07"
+    assert translators["en"].when(moment).replace("\u202f", " ") == "Dec 5, 2026, 10:07 PM"
+    assert translators["en"].when(None) == translators["de"].when(None) == ""
+
+
+@given(st.datetimes(timezones=st.sampled_from([dt_timezone(dt_timedelta(hours=h))
+                                               for h in (-12, -5, 0, 1, 2, 14)])))
+def test_any_date_has_a_text_in_every_language(moment: object) -> None:
+    translators = load_translations()
+    for translator in translators.values():
+        text = translator.when(moment)  # type: ignore[arg-type]
+        assert str(moment.year) in text  # type: ignore[attr-defined]  # the sender's own zone
