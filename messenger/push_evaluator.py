@@ -61,6 +61,7 @@ class EventFacts:
         return isinstance(content, Mapping) and "m.mentions" in content
 
 
+@lru_cache(maxsize=4096)
 def split_key(key: str) -> tuple[str, ...]:
     """``content.m\\.mentions.user_ids`` -> (content, m.mentions, user_ids)."""
     parts, current, escaped = [], [], False
@@ -81,12 +82,7 @@ def split_key(key: str) -> tuple[str, ...]:
 
 def lookup(pdu: Mapping[str, Any], key: str) -> Any:
     """The value at a dotted key, or ``_MISSING``."""
-    value: Any = pdu
-    for part in split_key(key):
-        if not isinstance(value, Mapping) or part not in value:
-            return _MISSING
-        value = value[part]
-    return value
+    return _value(pdu, split_key(key))
 
 
 @lru_cache(maxsize=4096)
@@ -100,6 +96,11 @@ def _glob(pattern: str, words: bool) -> re.Pattern[str]:
 def glob_matches(pattern: str, value: str, *, words: bool) -> bool:
     """A glob against a whole value, or against whole words of it (``content.body``)."""
     if words:
+        # Most bodies do not contain a user's name at all: a substring test says so
+        # without the regular expression (every user has their own).
+        if "*" not in pattern and "?" not in pattern \
+                and pattern.lower() not in value.lower():
+            return False
         return _glob(pattern, True).search(value) is not None
     return _glob(pattern, False).match(value) is not None
 
@@ -113,49 +114,177 @@ def _scalar(value: Any) -> bool:
     return value is None or isinstance(value, str | int | bool)
 
 
-def condition_holds(condition: Any, facts: EventFacts, user_id: str,
-                    display_name: str | None) -> bool:
-    """One condition of spec 13.13.1.1; a malformed or unknown one does not hold."""
+# --- compiled rulesets ------------------------------------------------------------
+# A condition compiles to a hashable spec; its result depends on the event only
+# (and the display name, for contains_display_name), so one event's ``Matcher``
+# works each spec out once for all the users whose rules name it.
+Spec = tuple[Any, ...]
+NEVER: Spec = ("never",)
+
+
+@lru_cache(maxsize=16384)
+def _interned(spec: Spec) -> Spec:
+    """One object per distinct spec: a ``Matcher`` keys its results by identity."""
+    return spec
+
+
+def condition_spec(condition: Any) -> Spec:
+    """A condition of spec 13.13.1.1 as a spec; malformed or unknown: ``NEVER``."""
+    return _interned(_condition_spec(condition))
+
+
+def _condition_spec(condition: Any) -> Spec:
     if not isinstance(condition, Mapping):
-        return False
+        return NEVER
     kind = condition.get("kind")
     if kind == "event_match":
         key, pattern = condition.get("key"), condition.get("pattern")
-        if not isinstance(key, str) or not isinstance(pattern, str):
-            return False
-        value = lookup(facts.pdu, key)
-        return isinstance(value, str) and glob_matches(pattern, value,
-                                                       words=key == "content.body")
+        if isinstance(key, str) and isinstance(pattern, str):
+            return ("event_match", split_key(key), pattern, key == "content.body")
+        return NEVER
     if kind in ("event_property_is", "event_property_contains"):
         key, wanted = condition.get("key"), condition.get("value", _MISSING)
-        if not isinstance(key, str) or wanted is _MISSING or not _scalar(wanted):
-            return False
-        value = lookup(facts.pdu, key)
-        if kind == "event_property_is":
-            return _same(value, wanted)
-        return isinstance(value, list) and any(_same(item, wanted) for item in value)
+        if isinstance(key, str) and wanted is not _MISSING and _scalar(wanted):
+            return (kind, split_key(key), type(wanted).__name__, wanted)
+        return NEVER
     if kind == "contains_display_name":
-        body = lookup(facts.pdu, "content.body")
-        if not display_name or not isinstance(body, str):
-            return False
-        return re.search(rf"(?<!\w){re.escape(display_name)}(?!\w)", body,
-                         re.IGNORECASE) is not None
+        return ("contains_display_name",)
     if kind == "room_member_count":
         spec = condition.get("is")
         found = _COUNT.match(spec) if isinstance(spec, str) else None
-        if found is None:
-            return False
-        op, number = found.group(1) or "==", int(found.group(2))
-        count = facts.member_count
-        return {"==": count == number, "<": count < number, ">": count > number,
-                "<=": count <= number, ">=": count >= number}[op]
+        return ("room_member_count", found.group(1) or "==", int(found.group(2))) \
+            if found is not None else NEVER
     if kind == "sender_notification_permission":
         key = condition.get("key")
-        if not isinstance(key, str):
-            return False
-        return facts.sender_power >= facts.notification_levels.get(
-            key, DEFAULT_NOTIFICATION_LEVEL)
-    return False
+        return ("sender_notification_permission", key) if isinstance(key, str) else NEVER
+    return NEVER
+
+
+@dataclass(frozen=True)
+class CompiledRule:
+    rule_id: str
+    conditions: tuple[Spec, ...]
+    actions: Actions
+    legacy_mention: bool  # skipped when the event carries m.mentions
+
+
+CompiledRuleset = tuple[CompiledRule, ...]
+
+
+def compile_ruleset(ruleset: Mapping[str, Any]) -> CompiledRuleset:
+    """The enabled rules in evaluation order (spec 13.13.1: override, content,
+    room, sender, underride), each with its conditions as specs."""
+    scope = ruleset.get("global")
+    if not isinstance(scope, Mapping):
+        return ()
+    out = []
+    for kind in KINDS:
+        rules = scope.get(kind)
+        if not isinstance(rules, Sequence) or isinstance(rules, str):
+            continue
+        for rule in rules:
+            if not isinstance(rule, Mapping) or rule.get("enabled", True) is not True:
+                continue
+            rule_id = rule.get("rule_id")
+            rule_id = rule_id if isinstance(rule_id, str) else ""
+            if kind in ("override", "underride"):
+                conditions = rule.get("conditions", [])
+                specs = tuple(condition_spec(c) for c in conditions) \
+                    if isinstance(conditions, list) else (NEVER,)
+            elif kind == "content":
+                pattern = rule.get("pattern")
+                specs = (_interned(("event_match", ("content", "body"), pattern, True)),) \
+                    if isinstance(pattern, str) else (NEVER,)
+            else:  # room and sender rules: the rule id names the room or the sender
+                field_name = "room_id" if kind == "room" else "sender"
+                specs = (_interned(("equals", field_name, rule_id)),)
+            out.append(CompiledRule(rule_id, specs, actions_of(rule.get("actions")),
+                                    rule_id in LEGACY_MENTION_RULES))
+    return tuple(out)
+
+
+def _value(pdu: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+    value: Any = pdu
+    for part in path:
+        if not isinstance(value, Mapping) or part not in value:
+            return _MISSING
+        value = value[part]
+    return value
+
+
+class Matcher:
+    """One event's condition results, shared by every user evaluated against it."""
+
+    def __init__(self, facts: EventFacts) -> None:
+        self.facts = facts
+        self._known: dict[int, bool] = {}  # id of an interned spec -> result
+        self._names: dict[str | None, bool] = {}  # display name -> contains it
+        self._has_mentions = facts.has_mentions
+        body = _value(facts.pdu, ("content", "body"))
+        self._lower_body = body.lower() if isinstance(body, str) else ""
+
+    def holds(self, spec: Spec, display_name: str | None) -> bool:
+        if spec[0] == "contains_display_name":
+            named = self._names.get(display_name)
+            if named is None:
+                named = self._names[display_name] = self._work_out(
+                    ("contains_display_name", display_name))
+            return named
+        known = self._known.get(id(spec))
+        if known is None:
+            known = self._known[id(spec)] = self._work_out(spec)
+        return known
+
+    def _work_out(self, spec: Spec) -> bool:
+        facts, kind = self.facts, spec[0]
+        if kind == "event_match":
+            value = _value(facts.pdu, spec[1])
+            return isinstance(value, str) and glob_matches(spec[2], value, words=spec[3])
+        if kind == "event_property_is":
+            return _same(_value(facts.pdu, spec[1]), spec[3])
+        if kind == "event_property_contains":
+            value = _value(facts.pdu, spec[1])
+            return isinstance(value, list) and any(_same(item, spec[3]) for item in value)
+        if kind == "contains_display_name":
+            body = _value(facts.pdu, ("content", "body"))
+            name = spec[1]
+            return bool(name) and isinstance(body, str) \
+                and name.lower() in self._lower_body \
+                and re.search(rf"(?<!\w){re.escape(name)}(?!\w)", body,
+                              re.IGNORECASE) is not None
+        if kind == "room_member_count":
+            count, number = facts.member_count, spec[2]
+            return {"==": count == number, "<": count < number, ">": count > number,
+                    "<=": count <= number, ">=": count >= number}[spec[1]]
+        if kind == "sender_notification_permission":
+            return facts.sender_power >= facts.notification_levels.get(
+                spec[1], DEFAULT_NOTIFICATION_LEVEL)
+        if kind == "equals":
+            return facts.pdu.get(spec[1]) == spec[2]
+        return False
+
+    def evaluate(self, rules: CompiledRuleset, display_name: str | None) -> Actions:
+        """The actions of the first rule whose conditions all hold (the hot loop of
+        every send: one pass per member, so the common case is a dict lookup)."""
+        known, skip_legacy = self._known, self._has_mentions
+        for rule in rules:
+            if skip_legacy and rule.legacy_mention:
+                continue
+            for spec in rule.conditions:
+                result = known.get(id(spec))
+                if result is None:
+                    result = self.holds(spec, display_name)
+                if not result:
+                    break
+            else:
+                return rule.actions
+        return NOTHING
+
+
+def condition_holds(condition: Any, facts: EventFacts, user_id: str,
+                    display_name: str | None) -> bool:
+    """One condition of spec 13.13.1.1; a malformed or unknown one does not hold."""
+    return Matcher(facts).holds(condition_spec(condition), display_name)
 
 
 def actions_of(actions: Any) -> Actions:
@@ -178,43 +307,11 @@ def actions_of(actions: Any) -> Actions:
     return Actions(notify, highlight and notify, sound if notify else None)
 
 
-def rule_matches(kind: str, rule: Mapping[str, Any], facts: EventFacts, user_id: str,
-                 display_name: str | None) -> bool:
-    if rule.get("enabled", True) is not True:
-        return False
-    rule_id = rule.get("rule_id")
-    if rule_id in LEGACY_MENTION_RULES and facts.has_mentions:
-        return False
-    if kind in ("override", "underride"):
-        conditions = rule.get("conditions", [])
-        return isinstance(conditions, list) and all(
-            condition_holds(c, facts, user_id, display_name) for c in conditions)
-    if kind == "content":
-        pattern, body = rule.get("pattern"), lookup(facts.pdu, "content.body")
-        return isinstance(pattern, str) and isinstance(body, str) and \
-            glob_matches(pattern, body, words=True)
-    if kind == "room":
-        return rule_id == facts.pdu.get("room_id")
-    if kind == "sender":
-        return rule_id == facts.pdu.get("sender")
-    return False
-
-
 def evaluate(ruleset: Mapping[str, Any], facts: EventFacts, user_id: str,
              display_name: str | None) -> Actions:
-    """The actions of the first rule that matches, in kind order (spec 13.13.1)."""
-    scope = ruleset.get("global")
-    if not isinstance(scope, Mapping):
-        return NOTHING
-    for kind in KINDS:
-        rules = scope.get(kind)
-        if not isinstance(rules, Sequence) or isinstance(rules, str):
-            continue
-        for rule in rules:
-            if isinstance(rule, Mapping) and rule_matches(kind, rule, facts, user_id,
-                                                          display_name):
-                return actions_of(rule.get("actions"))
-    return NOTHING
+    """The actions of the first rule that matches, in kind order (spec 13.13.1);
+    for many users of one event, compile once and share a ``Matcher``."""
+    return Matcher(facts).evaluate(compile_ruleset(ruleset), display_name)
 
 
 def thread_of(pdu: Mapping[str, Any]) -> str:

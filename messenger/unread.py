@@ -29,7 +29,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
 from messenger.push_defaults import default_push_rules
-from messenger.push_evaluator import EventFacts, evaluate, thread_of
+from messenger.push_evaluator import (
+    CompiledRuleset,
+    EventFacts,
+    Matcher,
+    compile_ruleset,
+    thread_of,
+)
 from messenger.push_ruleset import effective_ruleset
 from messenger.rooms.power import power_levels
 from messenger.storage import events as store
@@ -109,7 +115,8 @@ class UnreadCounts:
         self._db = db
         self._suffix = f":{server_name}"
         self._clock = clock
-        self._rules: dict[str, tuple[float, Mapping[str, Any]]] = {}  # user -> (until, set)
+        # user -> (until, compiled ruleset): compiled once, shared by every event
+        self._rules: dict[str, tuple[float, CompiledRuleset]] = {}
         self._pending: OrderedDict[str, list[Notified]] = OrderedDict()
         self._loaded: dict[str, _Loaded] = {}
         self._loading: dict[str, object] = {}  # user -> token of the load under way
@@ -140,17 +147,18 @@ class UnreadCounts:
             return []
         rulesets = await self._rulesets(session, users)
         thread = thread_of(event.pdu)
+        matcher = Matcher(facts)  # each condition worked out once for all the users
         out = []
         for user_id in users:
-            actions = evaluate(rulesets[user_id], facts, user_id, display_name(state, user_id))
+            actions = matcher.evaluate(rulesets[user_id], display_name(state, user_id))
             if actions.notify:
                 out.append(Notified(user_id, thread, actions.highlight))
         return out
 
     async def _rulesets(self, session: AsyncSession,
-                        users: list[str]) -> dict[str, Mapping[str, Any]]:
+                        users: list[str]) -> dict[str, CompiledRuleset]:
         now = self._clock()
-        out: dict[str, Mapping[str, Any]] = {}
+        out: dict[str, CompiledRuleset] = {}
         missing = []
         for user_id in users:
             known = self._rules.get(user_id)
@@ -164,8 +172,8 @@ class UnreadCounts:
             if len(self._rules) + len(missing) > MAX_USERS:
                 self._rules.clear()
             for user_id in missing:
-                ruleset = effective_ruleset(stored.get(user_id[1:-len(self._suffix)]),
-                                     default_push_rules(user_id))
+                ruleset = compile_ruleset(effective_ruleset(
+                    stored.get(user_id[1:-len(self._suffix)]), default_push_rules(user_id)))
                 self._rules[user_id] = (now + RULES_TTL_SECONDS, ruleset)
                 out[user_id] = ruleset
         return out

@@ -204,3 +204,16 @@ def test_threads() -> None:
     assert thread_of({"content": {"m.relates_to": {"rel_type": "m.replace",
                                                    "event_id": "$x"}}}) == "main"
     assert thread_of({"content": "nonsense"}) == "main"
+
+
+def test_one_matcher_serves_many_users_with_their_own_names_and_rules() -> None:
+    from messenger.push_evaluator import Matcher, compile_ruleset
+
+    event = facts({"body": "Danke, Bea und Carl!"})
+    matcher = Matcher(event)
+    users = {"@anna:schule.test": "Anna", "@bea:schule.test": "Bea",
+             "@carl:schule.test": "Carl", "@dora:schule.test": None}
+    got = {u: matcher.evaluate(compile_ruleset(default_push_rules(u)), name).highlight
+           for u, name in users.items()}
+    assert got == {"@anna:schule.test": False, "@bea:schule.test": True,
+                   "@carl:schule.test": True, "@dora:schule.test": False}
