@@ -20,12 +20,13 @@ import secrets
 import string
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from directory.db import Database
 from messenger.identity import Requester, user_id_for
 from messenger.rooms.errors import Forbidden, RoomNotFound, TooLarge
 from messenger.storage import media as media_rows
+from messenger.storage import remote_media as remote_rows
 
 log = logging.getLogger("schulhof.messenger")
 
@@ -86,6 +87,12 @@ def _write_file(root: Path, data: bytes, digest: str) -> Path:
     return target
 
 
+class RemoteFiles(Protocol):
+    """Other servers' files (``messenger.remote_media.RemoteMedia``)."""
+
+    async def get(self, server_name: str, media_id: str, viewer: Requester) -> StoredMedia: ...
+
+
 class MediaRepository:
     """Uploaded files and who may download them.
 
@@ -104,6 +111,8 @@ class MediaRepository:
         self.root = root
         self.server_name = server_name
         self.max_upload_bytes = max_upload_bytes
+        # Other servers' files (messenger.remote_media); None: the school does not federate.
+        self.remote: RemoteFiles | None = None
 
     async def may_see(self, session: Any, row: Any, viewer: Requester) -> bool:
         if row.account_id == viewer.account_id:
@@ -149,12 +158,42 @@ class MediaRepository:
         (``may_see``; None: no check, for the server itself); else ``RoomNotFound``,
         as for an unknown id, so that a refusal tells nothing about the file."""
         if server_name != self.server_name:
-            raise RoomNotFound("remote media are not available (no federation yet)")
+            if self.remote is None or viewer is None:
+                raise RoomNotFound("media of other servers are not available here")
+            return await self.remote.get(server_name, media_id, viewer)
         async with self.db.read() as session:
             row = await media_rows.get(session, media_id)
             if row is not None and viewer is not None and not await self.may_see(
                     session, row, viewer):
                 log.info("event=media_refused media=%s viewer=%s", media_id, viewer.user_id)
+                row = None
+        if row is None:
+            raise RoomNotFound("unknown media")
+        path = self.root / row.sha256[:2] / row.sha256[2:4] / row.sha256
+        return StoredMedia(media_id, row.content_type, row.upload_name, row.size, path)
+
+    async def may_server_see(self, session: Any, row: Any, server_name: str) -> bool:
+        """Whether another server's users may have the file: an event after the upload
+        names it in a room they share, or the uploader posted an encrypted event
+        since into such a room (as ``may_see`` for one user)."""
+        uri = f"mxc://{self.server_name}/{row.media_id}"
+        after = row.stream_position or 0
+        if await remote_rows.referenced_in_rooms_with_server(session, uri, server_name, after):
+            return True
+        login = await media_rows.uploader_login(session, row)
+        if login is None:
+            return False
+        uploaded_ms = int(row.created_at.timestamp() * 1000) - CLOCK_SLACK_MS
+        return await remote_rows.encrypted_post_in_rooms_with_server(
+            session, user_id_for(login, self.server_name), uploaded_ms, server_name, after)
+
+    async def get_for_server(self, media_id: str, server_name: str) -> StoredMedia:
+        """A local file for another server (``GET /_matrix/federation/v1/media/download``),
+        if its users may have it; else ``RoomNotFound``."""
+        async with self.db.read() as session:
+            row = await media_rows.get(session, media_id)
+            if row is not None and not await self.may_server_see(session, row, server_name):
+                log.info("event=media_refused media=%s server=%s", media_id, server_name)
                 row = None
         if row is None:
             raise RoomNotFound("unknown media")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from messenger.storage.dag_tables import ForwardExtremityRow, OutlierEventRow, StateGroupRow
 from messenger.storage.push_tables import PushActionRow
+from messenger.storage.remote_media import RemoteMediaRow
 from messenger.storage.tables import (
     AccessTokenRow,
     AccountDataRow,
@@ -29,6 +30,6 @@ __all__ = [
     "AccessTokenRow", "AccountDataRow", "DeviceListChangeRow", "DeviceRow", "EventRow",
     "FilterRow", "ForwardExtremityRow", "GroupRoomRow", "MediaRow", "MembershipRow",
     "OneTimeKeyRow", "OutlierEventRow", "PushActionRow", "ReceiptRow", "RelationRow",
-    "ReportRow", "RoomAliasRow", "RoomRow", "RoomStateRow", "StateGroupRow", "ToDeviceRow",
-    "TxnRow",
+    "RemoteMediaRow", "ReportRow", "RoomAliasRow", "RoomRow", "RoomStateRow", "StateGroupRow",
+    "ToDeviceRow", "TxnRow",
 ]

@@ -18,7 +18,7 @@ from conf.commands.school import KEYS_DIR
 from directory.client_address import TrustedProxies
 from federation.http_guard import HttpLimits
 from federation.keys import SchoolKeyPaths
-from federation.matrix.client import FederationClient
+from federation.matrix.client import FederationClient, download_media
 from federation.matrix.keyring import KeyNotFound, KeyRing
 from federation.matrix.outbox import Outbox
 from federation.matrix.received import ReceivedTransactions
@@ -33,6 +33,7 @@ from messenger.federation_keys import LocalKeys, RemoteKeys
 from messenger.federation_listener import FederationListener
 from messenger.limits import MessengerLimits
 from messenger.ratelimit import RateLimit, RateLimits
+from messenger.remote_media import RemoteMedia
 from messenger.rooms.federating import OutboxQueue
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
@@ -68,6 +69,14 @@ def build(school: School) -> list[Service]:
         listener = federation_listener(school, server)
         server.federate_keys(RemoteKeys(listener.client, server.server_name))
         federate_ephemeral(server, listener)
+        if server.media is not None:
+            client = listener.client
+            server.media.remote = RemoteMedia(
+                school.db, server.media.root,
+                lambda name, media_id, limit: download_media(
+                    client, name, f"/_matrix/federation/v1/media/download/{media_id}",
+                    max_bytes=limit),
+                server.media.max_upload_bytes)
         services.append(listener)
     return services
 
@@ -125,6 +134,7 @@ def federation_listener(school: School, server: MatrixServer | None = None
                              keys_claimed=server.sync.keys_changed if server else None),
         edus=None if server is None else EduReceiver(
             school.db, server_name, server.typing, server.receipts, server.e2ee),
+        media=None if server is None else server.media,
         rooms=rooms.resident if rooms is not None else None)
     tls = server_tls_context(str(settings.path(settings.tls.certificate)),
                              str(settings.path(settings.tls.key)))

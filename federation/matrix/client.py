@@ -11,6 +11,7 @@ import ssl
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,6 +27,8 @@ log = logging.getLogger("schulhof.federation.matrix")
 REQUEST_TIMEOUT_SECONDS = 20.0
 WELL_KNOWN_TIMEOUT_SECONDS = 5.0
 MAX_RESPONSE_BYTES = 8 * 1024 * 1024
+MEDIA_TIMEOUT_SECONDS = 120.0
+MEDIA_CHUNK = 64 * 1024
 MAX_WELL_KNOWN_BYTES = 64 * 1024
 WELL_KNOWN_HIT_SECONDS = 24 * 3600.0
 WELL_KNOWN_MISS_SECONDS = 3600.0
@@ -119,10 +122,10 @@ class FederationClient:
             raise FederationRequestError(f"{destination.host} has no address")
         return addresses[0]
 
-    async def request(self, method: str, server_name: str, path: str, *,
-                      query: Mapping[str, str] | None = None, content: Any = None,
-                      signed: bool = True) -> Any:
-        """Send one request to ``server_name`` and return its decoded JSON answer."""
+    async def _prepare(self, method: str, server_name: str, path: str,
+                       query: Mapping[str, str] | None, content: Any,
+                       signed: bool) -> tuple[yarl.URL, dict[str, str], bytes | None, str]:
+        """URL, headers, body and TLS name of one request to ``server_name``."""
         if server_name == self.origin:
             raise DestinationRefused("a server does not federate with itself")
         if not self._allowed(server_name):
@@ -138,12 +141,19 @@ class FederationClient:
         body = None if content is None else json.dumps(content).encode("utf-8")
         if body is not None:
             headers["Content-Type"] = "application/json"
+        # encoded=True: the URI goes out byte for byte as it was signed.
+        url = yarl.URL(f"https://{host}:{destination.port}{uri}", encoded=True)
+        return url, headers, body, destination.tls_name
+
+    async def request(self, method: str, server_name: str, path: str, *,
+                      query: Mapping[str, str] | None = None, content: Any = None,
+                      signed: bool = True) -> Any:
+        """Send one request to ``server_name`` and return its decoded JSON answer."""
+        url, headers, body, tls_name = await self._prepare(method, server_name, path, query,
+                                                           content, signed)
         try:
             async with self._http().request(
-                    # encoded=True: the URI goes out byte for byte as it was signed.
-                    method, yarl.URL(f"https://{host}:{destination.port}{uri}", encoded=True),
-                    data=body,
-                    headers=headers, server_hostname=destination.tls_name,
+                    method, url, data=body, headers=headers, server_hostname=tls_name,
                     timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_SECONDS),
                     allow_redirects=False) as response:
                 raw = await response.content.read(MAX_RESPONSE_BYTES + 1)
@@ -160,3 +170,68 @@ class FederationClient:
             raise FederationRequestError(f"{server_name} answered {status}", status,
                                          decoded if isinstance(decoded, dict) else None)
         return decoded
+
+
+@dataclass(frozen=True)
+class DownloadedMedia:
+    """A file from another server's media endpoint."""
+
+    content_type: str
+    content_disposition: str
+    data: bytes
+
+
+async def _read_limited(part: aiohttp.BodyPartReader, max_bytes: int, server: str) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await part.read_chunk(MEDIA_CHUNK):
+        size += len(chunk)
+        if size > max_bytes:
+            raise FederationRequestError(f"{server}: the file is larger than {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def download_media(client: FederationClient, server_name: str, path: str, *,
+                         max_bytes: int, query: Mapping[str, str] | None = None
+                         ) -> DownloadedMedia:
+    """``GET /_matrix/federation/v1/media/download|thumbnail/...`` (spec v1.11
+    "Content repository"): a ``multipart/mixed`` answer whose first part is JSON
+    metadata and whose second is the file (a ``Location`` redirect instead is
+    refused: this server fetches from federation listeners only).  At most
+    ``max_bytes`` are read."""
+    url, headers, _, tls_name = await client._prepare("GET", server_name, path, query, None,
+                                                      True)
+    try:
+        async with client._http().get(
+                url, headers=headers, server_hostname=tls_name,
+                timeout=aiohttp.ClientTimeout(total=MEDIA_TIMEOUT_SECONDS),
+                allow_redirects=False) as response:
+            if response.status != 200:
+                raw = await response.content.read(MAX_WELL_KNOWN_BYTES)
+                try:
+                    body = json.loads(raw) if raw else {}
+                except ValueError:
+                    body = {}
+                raise FederationRequestError(f"{server_name} answered {response.status}",
+                                             response.status,
+                                             body if isinstance(body, dict) else None)
+            if not response.headers.get("Content-Type", "").lower().startswith(
+                    "multipart/mixed"):
+                raise FederationRequestError(f"{server_name}: not a multipart/mixed answer")
+            reader = aiohttp.MultipartReader.from_response(response)
+            metadata = await reader.next()
+            if not isinstance(metadata, aiohttp.BodyPartReader):
+                raise FederationRequestError(f"{server_name}: no metadata part")
+            await _read_limited(metadata, MAX_WELL_KNOWN_BYTES, server_name)
+            media = await reader.next()
+            if not isinstance(media, aiohttp.BodyPartReader):
+                raise FederationRequestError(f"{server_name}: no media part")
+            if "Location" in media.headers:
+                raise FederationRequestError(f"{server_name}: redirects are not followed")
+            data = await _read_limited(media, max_bytes, server_name)
+            return DownloadedMedia(
+                media.headers.get("Content-Type", "application/octet-stream"),
+                media.headers.get("Content-Disposition", ""), data)
+    except (aiohttp.ClientError, OSError, TimeoutError, ssl.SSLError, ValueError) as exc:
+        raise FederationRequestError(f"{server_name}: {exc.__class__.__name__}") from exc

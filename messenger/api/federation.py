@@ -35,6 +35,7 @@ from messenger.api import federation_keys
 from messenger.api.errors import routing_error
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.federation_keys import LocalKeys
+from messenger.media import MediaRepository
 from messenger.rooms.resident import ResidentRooms
 
 log = logging.getLogger("schulhof.messenger.federation")
@@ -74,6 +75,8 @@ class FederationContext:
     key_validity_ms: int = 24 * 3600 * 1000
     # End-to-end keys of this school's users (messenger.api.federation_keys).
     local_keys: LocalKeys | None = None
+    # The school's files for other servers (messenger.api.federation_media).
+    media: MediaRepository | None = None
     # Typing, receipts, to-device, device lists (EDUs); None: they are dropped.
     edus: EduHandler | None = None
     # The rooms' resident side (joins, invites, event retrieval); None: not served.
@@ -245,4 +248,8 @@ def build_federation_app(ctx: FederationContext) -> web.Application:
     from messenger.api import federation_rooms  # its handlers use this module's keys
 
     app.add_routes(federation_rooms.routes())
+    if ctx.media is not None:
+        from messenger.api import federation_media  # it reads this module's ORIGIN
+
+        federation_media.install(app, ctx.media)
     return app

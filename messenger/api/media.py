@@ -22,6 +22,7 @@ from aiohttp import web
 from messenger.api.errors import MatrixError
 from messenger.api.http import ApiContext, ok, rate_limit, requester
 from messenger.media import INLINE_TYPES, THUMBNAIL_TYPES, MediaRepository, StoredMedia
+from messenger.remote_media import RemoteMediaUnavailable
 from messenger.rooms.errors import TooLarge
 
 MEDIA_KEY = web.AppKey("messenger_media", MediaRepository)
@@ -77,17 +78,23 @@ def _file_response(media: StoredMedia, file_name: str | None) -> web.FileRespons
     return web.FileResponse(media.path, headers=headers)
 
 
-async def download(request: web.Request) -> web.StreamResponse:
+async def _get(request: web.Request) -> StoredMedia:
     who = await requester(request)
-    media = await _media(request).get(request.match_info["server_name"],
-                                      request.match_info["media_id"], who)
+    try:
+        return await _media(request).get(request.match_info["server_name"],
+                                         request.match_info["media_id"], who)
+    except RemoteMediaUnavailable:
+        raise MatrixError(502, "M_UNKNOWN",
+                          "the file's server could not hand it over; try again later") from None
+
+
+async def download(request: web.Request) -> web.StreamResponse:
+    media = await _get(request)
     return _file_response(media, request.match_info.get("file_name") or None)
 
 
 async def thumbnail(request: web.Request) -> web.StreamResponse:
-    who = await requester(request)
-    media = await _media(request).get(request.match_info["server_name"],
-                                      request.match_info["media_id"], who)
+    media = await _get(request)
     if media.content_type not in THUMBNAIL_TYPES:
         raise MatrixError(404, "M_NOT_FOUND", "no thumbnail for this type of file")
     return _file_response(media, None)

@@ -10,119 +10,29 @@ the shared room by writing the memberships both schools would hold after a join.
 
 from __future__ import annotations
 
-import asyncio
-import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import pytest
-
-from conf.app import School
-from conf.settings import FederationSettings
-from conf.wiring import matrix
-from directory.model import Role
-from messenger.federation_listener import FederationListener
-from messenger.rooms.presets import CreateRoomRequest
-from messenger.server import MatrixServer
 from messenger.storage import device_messages, devices
-from messenger.storage import events as event_store
-from messenger.storage.tables import MembershipRow
-from tests.e2e.matrix_federation.conftest import IPS, PARTNERS
-from tests.support.dns_server import DnsServer
-from tests.support.schools import make_settings
+from tests.e2e.matrix_federation.two_schools import Side, eventually, pair, shared_room
 
-T = TypeVar("T")
-
-
-@dataclass
-class Side:
-    school: School
-    server: MatrixServer
-    listener: FederationListener
-
-    @property
-    def name(self) -> str:
-        return self.school.settings.school.domain
-
-
-@pytest.fixture
-async def pair(tmp_path: Path, fresh_database_url: Callable[[], str]
-               ) -> AsyncIterator[dict[str, Side]]:
-    """Schools A and B with their client API and federation listener running."""
-    dns = DnsServer()
-    await dns.start()
-    settings = {}
-    for name in ("a", "b"):
-        url = await asyncio.to_thread(fresh_database_url)
-        settings[name] = make_settings(tmp_path / name, url, domain=f"{name}.test",
-                                       bind=IPS[name], partners=PARTNERS[name])
-    bundle = tmp_path / "ca.pem"
-    bundle.write_bytes(b"".join(s.path(s.tls.certificate).read_bytes()
-                                for s in settings.values()))
-    sides: dict[str, Side] = {}
-    for name, s in settings.items():
-        s = dataclasses.replace(s, federation=FederationSettings(
-            dns_nameservers=(dns.host,), dns_port=dns.port, dns_cache=False,
-            tls_ca_file=str(bundle)))
-        dns.add(f"_matrix-fed._tcp.{name}.test", "SRV",
-                f"10 5 {s.listen.federation} matrix.{name}.test.")
-        dns.add(f"matrix.{name}.test", "A", IPS[name])
-        school = await School.open(s, migrate=False)
-        await school.directory.create_account(role=Role.TEACHER, login=f"lehrer{name}",
-                                              password="Geheim-Passwort-1")
-        school.services = matrix.build(school)
-        for service in school.services:
-            await service.start()
-        server = next(x for x in school.services if isinstance(x, MatrixServer))
-        listener = next(x for x in school.services if isinstance(x, FederationListener))
-        sides[name] = Side(school, server, listener)
-    yield sides
-    for side in sides.values():
-        await side.school.close()
-    await dns.stop()
-
-
-async def _shared_room(a: Side, b: Side) -> str:
-    """A room at A with lehrerb joined, as both schools would record it after a join."""
-    room_id = await a.server.rooms.create_room_as("@lehrera:a.test", "Lehrer A",
-                                                  CreateRoomRequest(name="Partnerklasse"))
-    async with a.school.db.write() as session:
-        session.add(MembershipRow(room_id=room_id, user_id="@lehrerb:b.test",
-                                  membership="join", event_id="$join-b", stream_ordering=0))
-    async with b.school.db.write() as session:
-        await event_store.insert_room(session, room_id, "11", "@lehrera:a.test", False)
-        for user in ("@lehrera:a.test", "@lehrerb:b.test"):
-            session.add(MembershipRow(room_id=room_id, user_id=user, membership="join",
-                                      event_id=f"$join-{user}", stream_ordering=0))
-    return room_id
-
-
-async def _eventually(probe: Callable[[], Awaitable[T]], timeout: float = 15.0) -> T:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = await probe()
-        if value or asyncio.get_running_loop().time() > deadline:
-            return value
-        await asyncio.sleep(0.05)
+__all__ = ["pair"]  # the fixture, imported for pytest
 
 
 async def test_typing_and_receipts_reach_the_other_school(pair: dict[str, Side]) -> None:
     a, b = pair["a"], pair["b"]
-    room_id = await _shared_room(a, b)
+    room_id = await shared_room(a, b)
     a.server.typing.set_typing(room_id, "@lehrera:a.test", True, 20_000)
 
     async def typing_at_b() -> list[str]:
         return b.server.typing.typing_in(room_id)
 
-    assert await _eventually(typing_at_b) == ["@lehrera:a.test"]
+    assert await eventually(typing_at_b) == ["@lehrera:a.test"]
     a.server.typing.set_typing(room_id, "@lehrera:a.test", False, 0)
 
     async def stopped_at_b() -> bool:
         return not b.server.typing.typing_in(room_id)
 
-    assert await _eventually(stopped_at_b)
+    assert await eventually(stopped_at_b)
 
     await a.server.receipts.put(room_id, "@lehrera:a.test", "m.read.private", "", "$secret")
     await a.server.receipts.put(room_id, "@lehrera:a.test", "m.read", "", "$gelesen")
@@ -131,7 +41,7 @@ async def test_typing_and_receipts_reach_the_other_school(pair: dict[str, Side])
         async with b.school.db.read() as session:
             return await device_messages.receipts_between(session, [room_id], 0, 2 ** 62)
 
-    receipts = await _eventually(receipts_at_b)
+    receipts = await eventually(receipts_at_b)
     assert receipts[room_id] == {"$gelesen": {"m.read": {"@lehrera:a.test": {
         "ts": receipts[room_id]["$gelesen"]["m.read"]["@lehrera:a.test"]["ts"]}}}}
 
@@ -139,7 +49,7 @@ async def test_typing_and_receipts_reach_the_other_school(pair: dict[str, Side])
 async def test_to_device_and_device_list_reach_the_other_school(
         pair: dict[str, Side]) -> None:
     a, b = pair["a"], pair["b"]
-    room_id = await _shared_room(a, b)
+    room_id = await shared_room(a, b)
     assert room_id
     account_b = await b.school.directory.get_account("lehrerb")
     async with b.school.db.write() as session:
@@ -157,7 +67,7 @@ async def test_to_device_and_device_list_reach_the_other_school(
             return await device_messages.to_device_for(session, account_b.id, "DEVB", 0,
                                                        2 ** 62, 10)
 
-    [(_, message)] = await _eventually(at_b)
+    [(_, message)] = await eventually(at_b)
     assert message == {"type": "m.room.encrypted", "sender": "@lehrera:a.test",
                         "content": content}
 
@@ -173,14 +83,14 @@ async def test_to_device_and_device_list_reach_the_other_school(
             return await device_messages.changed_users(session, before, 2 ** 62,
                                                        ["@lehrera:a.test"])
 
-    assert await _eventually(changed_at_b) == {"@lehrera:a.test"}
+    assert await eventually(changed_at_b) == {"@lehrera:a.test"}
 
 
 async def test_edus_that_may_not_speak_are_dropped(pair: dict[str, Side]) -> None:
     """B sends A EDUs for A's own user, for a non-member, a to-device type outside
     the key traffic and garbage: the transaction is answered, nothing is applied."""
     a, b = pair["a"], pair["b"]
-    room_id = await _shared_room(a, b)
+    room_id = await shared_room(a, b)
     account_a = await a.school.directory.get_account("lehrera")
     async with a.school.db.write() as session:
         await devices.ensure_device(session, account_a.id, "DEVA", "Laptop")
@@ -221,7 +131,7 @@ async def test_edus_that_may_not_speak_are_dropped(pair: dict[str, Side]) -> Non
 
 async def test_a_to_device_message_id_is_delivered_once(pair: dict[str, Side]) -> None:
     a, b = pair["a"], pair["b"]
-    await _shared_room(a, b)
+    await shared_room(a, b)
     account_a = await a.school.directory.get_account("lehrera")
     async with a.school.db.write() as session:
         await devices.ensure_device(session, account_a.id, "DEVA", "Laptop")
