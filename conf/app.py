@@ -23,6 +23,7 @@ from directory.policy import PolicyRules, RolePolicy
 from directory.service import Directory
 from federation.metrics import SchoolMetrics
 from federation.resolver import Resolver
+from federation.rspamd import RspamdClient
 
 if TYPE_CHECKING:
     from mailserver.sieve.scripts import SieveScripts
@@ -61,6 +62,7 @@ class School:
     _mail_store: MailStore | None = None
     _resolver: Resolver | None = None
     _sieve_scripts: SieveScripts | None = None
+    _rspamd: RspamdClient | None = None
     _audit: AuditLog | None = None
 
     @property
@@ -100,6 +102,16 @@ class School:
 
             self._sieve_scripts = SieveScripts(self.db)
         return self._sieve_scripts
+
+    @property
+    def rspamd(self) -> RspamdClient:
+        """The rspamd client (scanning on the MX, training from Junk moves)."""
+        if self._rspamd is None:
+            spam = self.settings.spam
+            self._rspamd = RspamdClient(spam.rspamd_url, spam.rspamd_controller_url,
+                                        timeout=spam.timeout_seconds,
+                                        password=spam.rspamd_password)
+        return self._rspamd
 
     @classmethod
     async def open(cls, settings: Settings, *, migrate: bool = True) -> School:
@@ -154,6 +166,8 @@ class School:
 
     async def close(self) -> None:
         await self.stop()
+        if self._rspamd is not None:
+            await self._rspamd.close()
         await self.db.dispose()
 
     async def serve_until(self, stop: asyncio.Event) -> None:

@@ -110,6 +110,17 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class SpamSettings:
+    """rspamd (HTTP protocol) on the MX; an empty ``rspamd_url`` turns it off."""
+
+    rspamd_url: str = ""  # the normal worker, e.g. http://127.0.0.1:11333
+    rspamd_controller_url: str = ""  # for training from Junk moves, e.g. :11334
+    rspamd_password: str = ""  # the controller's password, if it asks for one
+    fail_open: bool = True  # rspamd unreachable: accept (header + warning) or 451
+    timeout_seconds: float = 15.0
+
+
+@dataclass(frozen=True)
 class MetricsSettings:
     """Prometheus metrics, /healthz and /readyz (plain HTTP: keep it on loopback
     or a management network)."""
@@ -268,6 +279,7 @@ class Settings:
     smtp: SmtpSettings = field(default_factory=SmtpSettings)
     imap: ImapSettings = field(default_factory=ImapSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    spam: SpamSettings = field(default_factory=SpamSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)

@@ -9,6 +9,7 @@ from conf.wiring.delivery_rules import rules_target
 from federation.keys import SchoolKeyPaths
 from mailserver.smtp import SmtpConfig, SmtpLimits, SmtpService
 from mailserver.smtp.inbound_auth import MailAuthCheck
+from mailserver.smtp.spam import SpamFilter
 
 if TYPE_CHECKING:
     from conf.app import School, Service
@@ -43,4 +44,11 @@ def build(school: School) -> list[Service]:
         key_paths=SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR))
     return [SmtpService(config, school.directory, school.authenticator,
                         rules_target(school), inbound_check=check,
-                        observe=school.metrics.smtp_reply)]
+                        observe=school.metrics.smtp_reply, spam_filter=spam_filter(school))]
+
+
+def spam_filter(school: School) -> SpamFilter | None:
+    spam = school.settings.spam
+    if not spam.rspamd_url:
+        return None
+    return SpamFilter(school.rspamd, fail_open=spam.fail_open)

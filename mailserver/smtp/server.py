@@ -24,6 +24,7 @@ from mailserver.smtp.inbound_auth import InboundCheck
 from mailserver.smtp.protocol import SchulhofSMTP
 from mailserver.smtp.routing import Router
 from mailserver.smtp.session import SessionServices, SmtpSession
+from mailserver.smtp.spam import SpamFilter
 
 log = logging.getLogger("schulhof.smtp")
 
@@ -36,12 +37,14 @@ class SmtpService:
     def __init__(self, config: SmtpConfig, directory: Directory,
                  authenticator: Authenticator, target: DeliveryTarget,
                  inbound_check: InboundCheck | None = None,
-                 observe: Callable[[str, str, str], None] | None = None) -> None:
+                 observe: Callable[[str, str, str], None] | None = None,
+                 spam_filter: SpamFilter | None = None) -> None:
         self.config = config
         router = Router(directory, config.local_domains,
                         cache_seconds=config.directory_cache_seconds)
         self._services = SessionServices(config, router, authenticator, target,
-                                         inbound_check=inbound_check, observe=observe)
+                                         inbound_check=inbound_check, observe=observe,
+                                         spam_filter=spam_filter)
         self._limiter = ConnectionLimiter(config.limits.max_connections_per_ip)
         self._servers: list[asyncio.Server] = []
         self._connections: set[SchulhofSMTP] = set()

@@ -30,6 +30,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, Session
 
 from directory.auth import AuthenticationFailed, AuthenticationThrottled, Authenticator
 from directory.model import Account
+from federation.rspamd import ScanRequest
 from mailserver import delivery
 from mailserver.delivery import DeliveryTarget, DeliveryTransaction, LocalRecipient
 from mailserver.delivery import Envelope as DeliveryEnvelope
@@ -39,6 +40,7 @@ from mailserver.smtp.config import ListenerKind, SmtpConfig
 from mailserver.smtp.identity import identity_refusal
 from mailserver.smtp.inbound_auth import QUARANTINE_MAILBOX, InboundCheck
 from mailserver.smtp.routing import Refusal, Router
+from mailserver.smtp.spam import SpamFilter
 from mailserver.store.model import QuotaExceeded
 
 log = logging.getLogger("schulhof.smtp")
@@ -62,6 +64,8 @@ class SessionServices:
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
     # Commits in flight (stop() waits for them before closing connections).
     committing: set[asyncio.Task[Any]] = field(default_factory=set)
+    # rspamd on the MX (mailserver.smtp.spam); None: no spam filtering.
+    spam_filter: SpamFilter | None = None
     # (listener, "rcpt" or "data", reply) for every RCPT and end-of-data reply (metrics).
     observe: Callable[[str, str, str], None] | None = None
 
@@ -291,8 +295,19 @@ class SmtpSession:
                 await tx.delivery.abort()
                 return checked
             content = checked
-        now = services.clock()
         queue_id = secrets.token_hex(8)
+        if self._kind is ListenerKind.MX and services.spam_filter is not None:
+            decision = await services.spam_filter.check(content, ScanRequest(
+                client_ip=_client_ip(server), helo=session.host_name or "",
+                mail_from=tx.reverse_path, recipients=tuple(tx.recipients),
+                queue_id=queue_id))
+            if decision.reply is not None:
+                await tx.delivery.abort()
+                return decision.reply
+            if decision.quarantine:
+                tx.delivery.redirect_local(QUARANTINE_MAILBOX)
+            content = decision.headers + content
+        now = services.clock()
         added = b""
         if self.account is not None:
             added = headers.submission_fixups(content, hostname=services.config.hostname,

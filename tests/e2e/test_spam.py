@@ -1,0 +1,104 @@
+"""Spam filtering through a real rspamd (Debian's) on the MX: GTUBE refused
+before the 250, a suspicious message filed into Junk with X-Spam headers, a
+clean one delivered with its status; rspamd unreachable: fail-open."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email
+import smtplib
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from conf.app import School
+from conf.settings import Settings, SpamSettings
+from directory.model import Role
+from tests.support import rspamd as rspamd_support
+from tests.support.rspamd import JUNK_SUBJECT, Rspamd, running_rspamd
+
+pytestmark = pytest.mark.skipif(not rspamd_support.available(),
+                                reason="needs Debian's rspamd and redis-server")
+
+PASSWORD = "ein-sicheres-passwort"
+GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
+
+
+@pytest.fixture(scope="module")
+def rspamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rspamd]:
+    with running_rspamd(tmp_path_factory.mktemp("rspamd")) as server:
+        yield server
+
+
+@pytest.fixture
+def settings(settings: Settings, rspamd: Rspamd) -> Settings:
+    return dataclasses.replace(settings, spam=SpamSettings(
+        rspamd_url=rspamd.scan_url, rspamd_controller_url=rspamd.controller_url))
+
+
+def _message(subject: str, body: str) -> bytes:
+    return (f"From: Eva <eva@eltern.example>\r\nTo: anna@schule.test\r\n"
+            f"Subject: {subject}\r\nDate: Mon, 07 Dec 2026 08:00:00 +0000\r\n"
+            f"Message-ID: <{abs(hash(subject))}@eltern.example>\r\n\r\n{body}\r\n").encode()
+
+
+def _send_mx(school: School, message: bytes) -> None:
+    with smtplib.SMTP("127.0.0.1", school.settings.listen.smtp, timeout=30) as smtp:
+        smtp.ehlo("mail.eltern.example")
+        smtp.sendmail("eva@eltern.example", ["anna@schule.test"], message)
+
+
+def _headers(school: School, folder: str) -> list[email.message.Message]:
+    context = ssl.create_default_context(
+        cafile=str(school.settings.path(school.settings.tls.certificate)))
+    context.check_hostname = False
+    with IMAPClient("127.0.0.1", port=school.settings.listen.imaps, ssl=True,
+                    ssl_context=context, timeout=20) as client:
+        client.login("anna", PASSWORD)
+        client.select_folder(folder, readonly=True)
+        found = client.fetch(client.search("ALL"), ["BODY.PEEK[HEADER]"])
+        return [email.message_from_bytes(data[b"BODY[HEADER]"])
+                for _uid, data in sorted(found.items())]
+
+
+async def test_gtube_refused_junk_filed_clean_delivered(running_school: School) -> None:
+    await running_school.directory.create_account(role=Role.PUPIL, login="anna",
+                                                  password=PASSWORD)
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        await asyncio.to_thread(_send_mx, running_school,
+                                _message("Angebot", f"Hallo\r\n{GTUBE}"))
+    assert refused.value.smtp_code == 550
+    assert b"5.7.1" in refused.value.smtp_error and b"Gtube" in refused.value.smtp_error
+
+    await asyncio.to_thread(_send_mx, running_school,
+                            _message(f"Gewinn {JUNK_SUBJECT}", "Sie haben gewonnen."))
+    await asyncio.to_thread(_send_mx, running_school,
+                            _message("Elternabend", "Der Elternabend ist am Dienstag."))
+    [junk] = await asyncio.to_thread(_headers, running_school, "Junk")
+    assert junk["X-Spam"] == "Yes" and junk["X-Spam-Status"].startswith("Yes, score=")
+    assert "SCHULHOF_JUNK_TEST" in junk["X-Spam-Symbols"]
+    [clean] = await asyncio.to_thread(_headers, running_school, "INBOX")
+    assert clean["Subject"] == "Elternabend"
+    assert clean["X-Spam-Status"].startswith("No, score=")
+
+
+async def test_unreachable_rspamd_fails_open_with_a_header(
+        settings: Settings, tmp_path: Path) -> None:
+    from tests.support.schools import free_port
+
+    dead = dataclasses.replace(settings, spam=SpamSettings(
+        rspamd_url=f"http://127.0.0.1:{free_port('127.0.0.1')}", timeout_seconds=3))
+    school = await School.open(dead, migrate=False)
+    await school.start()
+    try:
+        await school.directory.create_account(role=Role.PUPIL, login="anna",
+                                              password=PASSWORD)
+        await asyncio.to_thread(_send_mx, school, _message("Hallo", "Text"))
+        [delivered] = await asyncio.to_thread(_headers, school, "INBOX")
+        assert delivered["X-Spam-Status"] == "Unknown (scan failed)"
+    finally:
+        await school.close()
