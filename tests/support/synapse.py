@@ -178,6 +178,9 @@ class SynapseServer:
             "macaroon_secret_key": secrets.token_hex(16),
             "form_secret": secrets.token_hex(16),
             "presence": {"enabled": False},
+            # Synapse makes version 12 rooms by default; Schulhof speaks 10 and 11
+            # (an invite into a v12 room is refused with M_INCOMPATIBLE_ROOM_VERSION).
+            "default_room_version": "11",
             "rc_message": rate_off, "rc_login": {"address": rate_off, "account": rate_off,
                                                  "failed_attempts": rate_off},
             "rc_registration": rate_off, "rc_joins": {"local": rate_off, "remote": rate_off},

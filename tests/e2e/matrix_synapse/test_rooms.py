@@ -1,0 +1,124 @@
+"""Rooms between Synapse and a Schulhof school, with matrix-nio clients on both sides
+(issue 13, "Interop with Synapse"): a room created at either server, the other
+side's user invited, joining over federation (make_join/send_join against the
+other implementation) and messages both ways."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+from nio import (
+    AsyncClient,
+    JoinResponse,
+    LoginResponse,
+    RoomCreateResponse,
+    RoomMessageText,
+    RoomSendResponse,
+)
+
+from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, Interop
+from tests.support.synapse import SynapseUser
+
+pytestmark = pytest.mark.synapse
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[AsyncClient]]:
+    made: list[AsyncClient] = []
+    yield made
+    for client in made:
+        await client.close()
+
+
+async def nio_login(base_url: str, user_id: str, made: list[AsyncClient]) -> AsyncClient:
+    client = AsyncClient(base_url, user_id)
+    made.append(client)
+    assert isinstance(await client.login(PASSWORD, device_name="nio"), LoginResponse)
+    seen: dict[str, list[RoomMessageText]] = {}
+    client.__dict__["seen"] = seen
+
+    async def on_message(room, event):  # type: ignore[no-untyped-def]
+        seen.setdefault(room.room_id, []).append(event)
+
+    client.add_event_callback(on_message, RoomMessageText)
+    await client.sync(timeout=0)
+    return client
+
+
+def bodies(client: AsyncClient, room_id: str) -> list[str]:
+    return [e.body for e in client.__dict__["seen"].get(room_id, [])]
+
+
+async def until(client: AsyncClient, check: Callable[[AsyncClient], bool],
+                timeout: float = 60.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check(client):
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{client.user_id}: condition not reached in time")
+        await client.sync(timeout=500)
+
+
+async def chat(first: AsyncClient, second: AsyncClient, room_id: str) -> None:
+    sent = await first.room_send(room_id, "m.room.message",
+                                 {"msgtype": "m.text", "body": f"Hallo von {first.user_id}"})
+    assert isinstance(sent, RoomSendResponse), sent
+    await until(second, lambda c: f"Hallo von {first.user_id}" in bodies(c, room_id))
+    sent = await second.room_send(room_id, "m.room.message",
+                                  {"msgtype": "m.text", "body": f"Antwort von {second.user_id}"})
+    assert isinstance(sent, RoomSendResponse), sent
+    await until(first, lambda c: f"Antwort von {second.user_id}" in bodies(c, room_id))
+    reply = next(e for e in first.__dict__["seen"][room_id]
+                 if e.body == f"Antwort von {second.user_id}")
+    assert reply.sender == second.user_id
+
+
+async def test_room_created_at_schulhof_joined_from_synapse(
+        interop: Interop, clients: list[AsyncClient]) -> None:
+    a = interop.schools["a"]
+    await interop.synapse_user("anna", "Anna Synapse")
+    lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
+    anna = await nio_login(interop.synapse.client_url, f"@anna:{SYNAPSE_NAME}", clients)
+    created = await lehrer.room_create(name="Schulhof-Raum", invite=[anna.user_id])
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+    await until(anna, lambda c: room_id in c.invited_rooms)
+    joined = await anna.join(room_id)
+    assert isinstance(joined, JoinResponse), joined
+    await until(anna, lambda c: room_id in c.rooms)
+    await until(lehrer, lambda c: room_id in c.rooms and anna.user_id in c.rooms[room_id].users)
+    assert anna.rooms[room_id].name == "Schulhof-Raum"
+    await chat(lehrer, anna, room_id)
+
+
+async def test_room_created_at_synapse_joined_from_schulhof(
+        interop: Interop, clients: list[AsyncClient]) -> None:
+    a = interop.schools["a"]
+    await interop.synapse_user("bert", "Bert Synapse")
+    bert = await nio_login(interop.synapse.client_url, f"@bert:{SYNAPSE_NAME}", clients)
+    lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
+    created = await bert.room_create(name="Synapse-Raum", invite=[lehrer.user_id])
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+    await until(lehrer, lambda c: room_id in c.invited_rooms)
+    joined = await lehrer.join(room_id)
+    assert isinstance(joined, JoinResponse), joined
+    await until(lehrer, lambda c: room_id in c.rooms)
+    await until(bert, lambda c: room_id in c.rooms and lehrer.user_id in c.rooms[room_id].users)
+    assert lehrer.rooms[room_id].name == "Synapse-Raum"
+    await chat(bert, lehrer, room_id)
+
+
+async def test_room_version_schulhof_lacks_is_refused_clearly(
+        interop: Interop, clients: list[AsyncClient]) -> None:
+    """Synapse's newest room version (12) is not one Schulhof speaks: the invite is
+    refused with M_INCOMPATIBLE_ROOM_VERSION, which Synapse hands to its user."""
+    await interop.synapse_user("carla", "Carla Synapse")
+    carla = await nio_login(interop.synapse.client_url, f"@carla:{SYNAPSE_NAME}", clients)
+    created = await carla.room_create(name="Neueste Version", room_version="12")
+    assert isinstance(created, RoomCreateResponse), created
+    status, body = await interop.synapse.client(
+        SynapseUser(carla.user_id, carla.access_token, carla.device_id), "POST",
+        f"/_matrix/client/v3/rooms/{created.room_id}/invite", {"user_id": "@lehrera:a.test"})
+    assert status == 400 and body.get("errcode") == "M_INCOMPATIBLE_ROOM_VERSION", body
