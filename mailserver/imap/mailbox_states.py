@@ -76,6 +76,7 @@ class MailboxState:
         self.meta: dict[int, tuple[str, int, Any]] = {}
         self._pending: asyncio.Future[bool] | None = None  # the next refresh's waiters
         self._runner: asyncio.Task[None] | None = None
+        self._unseen: tuple[int, int] | None = None  # (modseq, count)
 
     def __len__(self) -> int:
         return len(self.uids)
@@ -230,6 +231,13 @@ class MailboxState:
             out.append(MessageMeta(uid, self.flags[index], meta[2], meta[1],
                                    self.modseqs[index], meta[0]))
         return out
+
+    def unseen_count(self) -> int:
+        """Messages without ``\\Seen`` (STATUS UNSEEN), counted once per MODSEQ."""
+        if self._unseen is None or self._unseen[0] != self.modseq:
+            unseen = sum(1 for flags in self.flags if "\\Seen" not in flags)
+            self._unseen = (self.modseq, unseen)
+        return self._unseen[1]
 
     def changes_since(self, modseq: int) -> Changes | None:
         """What ``MailStore.changes_since`` would answer at ``self.modseq``;

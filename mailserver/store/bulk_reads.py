@@ -23,7 +23,7 @@ from typing import Any
 from directory.db import Database
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
-from mailserver.store.model import MessageMeta
+from mailserver.store.model import MailboxInfo, MessageMeta
 
 # Bound parameters per statement stay far below both backends' limits.
 CHUNK = 1000
@@ -190,6 +190,21 @@ async def mailbox_by_name(db: Database, account_id: int, name: str) -> MailboxRo
         db, "SELECT id, account_id, name, uidvalidity, uidnext, highestmodseq "
         "FROM mailboxes WHERE account_id = ? AND name = ?", [account_id, name])
     return MailboxRow(*rows[0]) if rows else None
+
+
+async def mailbox_infos(db: Database, account_id: int) -> list[MailboxInfo]:
+    """Every mailbox of an account by name, without counting messages (LIST)."""
+    return [MailboxInfo(i, a, name, use, validity, uidnext, modseq, bool(subscribed))
+            for i, a, name, use, validity, uidnext, modseq, subscribed in await _rows(
+                db, "SELECT id, account_id, name, special_use, uidvalidity, uidnext, "
+                "highestmodseq, subscribed FROM mailboxes WHERE account_id = ? "
+                "ORDER BY name", [account_id])]
+
+
+async def recent_uid(db: Database, mailbox_id: int) -> int | None:
+    """The mailbox's first UID not yet claimed as \\Recent; None: no mailbox."""
+    rows = await _rows(db, "SELECT recent_uid FROM mailboxes WHERE id = ?", [mailbox_id])
+    return int(rows[0][0]) if rows else None
 
 
 # Changes, expunges and the mailbox row in one statement: one snapshot on

@@ -21,11 +21,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from directory.db import Database, affected_rows
 from mailserver.changes import ChangeFeed, MailboxChange
 from mailserver.delivery import Envelope
+from mailserver.store import bulk_reads, search
 from mailserver.store import flags as fl
 from mailserver.store import mailboxes as boxes
 from mailserver.store import messages as msgs
 from mailserver.store import queries as q
-from mailserver.store import search
 from mailserver.store.account_settings import SettingsStore
 from mailserver.store.batcher import CommitBatcher
 from mailserver.store.delivery import (
@@ -237,6 +237,10 @@ class MailStore:
         async with self.db.write() as session:
             return await q.ensure_account(session, account_id)
 
+    async def mailbox_infos(self, account_id: int) -> list[MailboxInfo]:
+        """Every mailbox by name, without message counts (LIST, RFC 9051 6.3.9)."""
+        return await bulk_reads.mailbox_infos(self.db, account_id)
+
     async def list_mailboxes(self, account_id: int) -> list[MailboxStatus]:
         async with self.db.read() as session:
             return await boxes.statuses(session, account_id)
@@ -296,8 +300,7 @@ class MailStore:
         earlier session; with ``claim`` the UIDs below ``up_to`` become this
         caller's (one conditional UPDATE, so two sessions never both get one).
         EXAMINE only looks (RFC 3501 6.3.2). None: the mailbox is gone."""
-        async with self.db.read() as session:
-            first = await boxes.claim_recent(session, mailbox_id, up_to, False)
+        first = await bulk_reads.recent_uid(self.db, mailbox_id)
         if first is None or not claim or first >= up_to:
             return first  # nothing to claim: no write transaction to queue for
         done = await self._writes.submit(RecentWork(mailbox_id, up_to))

@@ -16,6 +16,8 @@ from mailserver.imap.session.listing import SEPARATOR, MailboxEntry, list_respon
 from mailserver.imap.wire import commands as c
 from mailserver.imap.wire import responses as r
 from mailserver.imap.wire.sequence import SequenceSet
+from mailserver.store.model import MailboxInfo, MailboxStatus
+from mailserver.store.names import normalise
 
 if TYPE_CHECKING:
     from mailserver.imap.session.core import ImapSession
@@ -81,18 +83,23 @@ async def unsubscribe(s: ImapSession, cmd: c.Unsubscribe) -> r.Tagged:
     return r.Tagged(cmd.tag, "OK", "UNSUBSCRIBE completed")
 
 
-def _entries(statuses: list[Any], orphans: list[str] | None = None) -> list[MailboxEntry]:
-    return [MailboxEntry(st.mailbox.name, st.mailbox.special_use, st.mailbox.subscribed)
-            for st in statuses] + [MailboxEntry(name, None, True, exists=False)
-                                   for name in orphans or ()]
+def _entries(boxes: list[MailboxInfo], orphans: list[str] | None = None
+             ) -> list[MailboxEntry]:
+    return [MailboxEntry(box.name, box.special_use, box.subscribed)
+            for box in boxes] + [MailboxEntry(name, None, True, exists=False)
+                                 for name in orphans or ()]
 
 
 async def list_command(s: ImapSession, cmd: c.ListCommand) -> r.Tagged:
-    """RFC 9051 6.3.9, RFC 5258, RFC 5819 (STATUS after each selectable name)."""
-    statuses = await s.store.list_mailboxes(s.account)
+    """RFC 9051 6.3.9, RFC 5258, RFC 5819 (STATUS after each selectable name).
+    Without LIST-STATUS no message is counted: the names come from one read."""
+    statuses = (await s.store.list_mailboxes(s.account) if cmd.status_items is not None
+                else [])
+    boxes = ([st.mailbox for st in statuses] if cmd.status_items is not None
+             else await s.store.mailbox_infos(s.account))
     orphans = (await s.store.orphan_subscriptions(s.account)
                if "SUBSCRIBED" in cmd.selection else [])
-    lines = list_responses(_entries(statuses, orphans), cmd.reference, cmd.patterns,
+    lines = list_responses(_entries(boxes, orphans), cmd.reference, cmd.patterns,
                            selection=cmd.selection, return_subscribed=cmd.return_subscribed,
                            return_special_use=cmd.return_special_use, extended=cmd.extended)
     by_name = {st.mailbox.name: st for st in statuses}
@@ -109,9 +116,9 @@ async def list_command(s: ImapSession, cmd: c.ListCommand) -> r.Tagged:
 
 async def lsub(s: ImapSession, cmd: c.Lsub) -> r.Tagged:
     """RFC 3501 6.3.9."""
-    statuses = await s.store.list_mailboxes(s.account)
+    boxes = await s.store.mailbox_infos(s.account)
     orphans = await s.store.orphan_subscriptions(s.account)
-    for line in list_responses(_entries(statuses, orphans), cmd.reference, (cmd.pattern,),
+    for line in list_responses(_entries(boxes, orphans), cmd.reference, (cmd.pattern,),
                                lsub=True):
         s.send(line)
     return r.Tagged(cmd.tag, "OK", "LSUB completed")
@@ -137,9 +144,34 @@ def status_items(s: ImapSession, status: Any, items: tuple[str, ...], recent: in
     return tuple((item, values[item]) for item in dict.fromkeys(items))
 
 
+# STATUS items the shared mailbox state knows (no message sizes there).
+_STATE_STATUS = frozenset({"MESSAGES", "UNSEEN", "UIDNEXT", "UIDVALIDITY", "HIGHESTMODSEQ",
+                           "APPENDLIMIT"})
+
+
+async def _status_of_state(s: ImapSession, name: str) -> MailboxStatus | None:
+    """STATUS from the shared mailbox state (refreshed by one statement)
+    instead of counting the mailbox's messages; None when there is none."""
+    states = s.services.states
+    if states is None:
+        return None
+    try:
+        wanted = normalise(name)
+    except Exception:
+        return None  # the store's own path reports the bad name
+    state = await states.by_name(s.account, wanted)
+    counters = None if state is None else state.counters
+    if state is None or counters is None:
+        return None
+    box = MailboxInfo(state.mailbox_id, counters.account_id, counters.name, None,
+                      counters.uidvalidity, counters.uidnext, counters.highestmodseq, False)
+    return MailboxStatus(box, len(state), state.unseen_count(), 0, 0)
+
+
 async def status(s: ImapSession, cmd: c.Status) -> r.Tagged:
     """RFC 9051 6.3.11."""
-    found = await s.store.mailbox_status(s.account, cmd.mailbox)
+    found = (await _status_of_state(s, cmd.mailbox) if set(cmd.items) <= _STATE_STATUS
+             else None) or await s.store.mailbox_status(s.account, cmd.mailbox)
     # RFC 3501 6.3.10: RECENT counts messages no session has seen yet.
     recent = await s.store.recent_count(found.mailbox.id) if "RECENT" in cmd.items else 0
     s.send(r.StatusData(found.mailbox.name, status_items(s, found, cmd.items, recent)))

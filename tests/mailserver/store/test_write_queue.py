@@ -1,0 +1,82 @@
+"""The group commit of the store's own writes (mailserver.store.write_queue):
+APPEND (RFC 9051 6.3.12, RFC 4315 APPENDUID), STORE (6.4.6, RFC 7162 3.1.3),
+EXPUNGE (6.4.3) and \\Recent claims (RFC 3501 2.3.2) of many sessions in one
+transaction, each answered after the shared commit, refusals failing alone."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+
+from directory.db import Database
+from mailserver.store import MailStore
+from mailserver.store.model import FlagMode, MailboxNotFound, QuotaExceeded
+from tests.mailserver.store.conftest import PUPIL_QUOTA, make_account
+
+MAIL = b"From: a@schule.test\r\nSubject: Test\r\n\r\nHallo\r\n"
+
+
+async def test_mixed_writes_share_commits_and_refusals_fail_alone(
+        store: MailStore, db: Database) -> None:
+    teacher = await make_account(db, "teacher")
+    pupil = await make_account(db, "pupil")
+    for account in (teacher, pupil):
+        await store.ensure_default_mailboxes(account)
+    for i in range(4):
+        await store.append(teacher, "INBOX", MAIL + b"%d" % i)
+    inbox = (await store.mailbox_status(teacher, "INBOX")).mailbox
+    await store.store_flags(inbox.id, [1, 2], FlagMode.ADD, ["\\Deleted"])
+    subscription = store.feed.subscribe(teacher)
+    before = store.writes.transactions
+    when = dt.datetime(2026, 1, 5, 8, 30, tzinfo=dt.UTC)
+    results = await asyncio.gather(
+        *(store.append(teacher, "Sent", MAIL + b"sent%d" % i, ["\\Seen", "Projekt"], when)
+          for i in range(10)),
+        store.append(teacher, "Gibt es nicht", MAIL),
+        store.append(pupil, "INBOX", b"x" * (PUPIL_QUOTA + 1)),
+        store.expunge(inbox.id),
+        store.store_flags(inbox.id, [3, 4], FlagMode.ADD, ["\\Flagged"]),
+        store.claim_recent(inbox.id, 5),
+        return_exceptions=True)
+    appended, missing, too_big, expunged, stored, recent = (
+        results[:10], *results[10:])
+    assert store.writes.transactions - before < 10  # shared commits
+    assert sorted(a.uid for a in appended) == list(range(1, 11))
+    sent = (await store.mailbox_status(teacher, "Sent")).mailbox
+    assert {a.uidvalidity for a in appended} == {sent.uidvalidity}
+    assert isinstance(missing, MailboxNotFound)
+    assert isinstance(too_big, QuotaExceeded) and too_big.permanent
+    assert expunged == [1, 2]
+    assert [m.uid for m in stored.updated] == [3, 4]
+    assert recent == 1
+    # What was written is what a reader sees, in every field.
+    messages = await store.read_mailbox(teacher, "Sent")
+    assert [m.flags for m in messages] == [frozenset({"\\Seen", "Projekt"})] * 10
+    metas = await store.fetch_messages(sent.id, list(range(1, 11)))
+    assert {m.internal_date for m in metas} == {when}
+    assert [m.uid for m in await store.read_mailbox(teacher)] == [3, 4]
+    assert (await store.quota(pupil)).used == 0
+    teacher_used = 0
+    for box in ("INBOX", "Sent"):
+        teacher_used += sum(len(m.body) for m in await store.read_mailbox(teacher, box))
+    assert (await store.quota(teacher)).used == teacher_used
+    changes = await store.changes_since(inbox.id, stored.highestmodseq - 2)
+    assert set(changes.vanished) == {1, 2}
+    assert await store.claim_recent(inbox.id, 5) == 5  # claimed once only
+    told = {c.mailbox_id: c.highestmodseq for c in subscription.pending()}
+    assert told[inbox.id] == (await store.mailbox_status(teacher, "INBOX")).mailbox \
+        .highestmodseq and told[sent.id] == sent.highestmodseq
+
+
+async def test_without_group_commit_each_write_is_its_own_transaction(
+        db: Database, feed) -> None:  # type: ignore[no-untyped-def]
+    from tests.mailserver.store.conftest import QUOTAS
+
+    store = MailStore(db, QUOTAS, feed, group_commit=False)
+    teacher = await make_account(db, "teacher")
+    await store.ensure_default_mailboxes(teacher)
+    before = store.writes.transactions
+    results = await asyncio.gather(*(store.append(teacher, "INBOX", MAIL + b"%d" % i)
+                                     for i in range(5)))
+    assert sorted(r.uid for r in results) == [1, 2, 3, 4, 5]
+    assert store.writes.transactions - before == 5
