@@ -195,6 +195,16 @@ class VacationReplyRow(Base):
     replied_at: Mapped[dt.datetime] = mapped_column(UtcDateTime())
 
 
+class ImageSenderRow(Base):
+    """A sender whose remote images this reader always wants to see (webmail)."""
+
+    __tablename__ = "webmail_image_senders"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    sender: Mapped[str] = mapped_column(String(320), primary_key=True)
+
+
 class MessageSearchRow(Base):
     """The searchable text of one body (by blob: shared by all its copies).
 

@@ -4,7 +4,8 @@ The message page itself never contains mail HTML.  An HTML body is shown in
 an ``<iframe sandbox>`` without ``allow-scripts`` whose document
 (``/message/frame``) is the sanitised HTML (``sanitise``) with its own CSP:
 no script at all, no request anywhere but this webmail's inline-image URLs,
-remote images only after the reader clicked "Bilder anzeigen" (``images=1``).
+remote images only after the reader clicked "Bilder anzeigen" (``images=1``)
+or chose to always see the images of this sender (``image_senders``).
 The frame keeps ``allow-same-origin`` (without scripts it grants nothing to
 the mail, but it lets the ``cid:`` image requests carry the SameSite=Strict
 session cookie) and ``allow-popups-to-escape-sandbox`` so links open in a
@@ -23,6 +24,7 @@ from directory.model import Account
 from mailserver.store import MailboxNotFound, StoreError
 from mailserver.webmail.context import WEBMAIL
 from mailserver.webmail.i18n import gettext_of
+from mailserver.webmail.image_senders import sender_address
 from mailserver.webmail.pages import error_page, page
 from mailserver.webmail.reading import MessageGone, MessageView
 from mailserver.webmail.routes.mailbox import box_of as _box
@@ -69,6 +71,8 @@ class _Opened:
     uid: int
     shown: MessageView
     images: bool  # the reader allowed remote images
+    sender: str = ""  # From's address
+    remembered: bool = False  # the reader always sees this sender's images
 
     def sanitised(self) -> SafeHtml:
         return sanitise_html(self.shown.html or "", inline_url=_inline_url(self.box, self.uid),
@@ -79,11 +83,16 @@ async def _open(request: web.Request, account: Account) -> _Opened | None:
     """The message of the query, or None when it is not the reader's to see."""
     box = _box(request)
     uid = _number(request.query.get("uid"))
+    mail = request.app[WEBMAIL].mail
     try:
-        shown = await request.app[WEBMAIL].mail.open(account.id, box, uid)
+        shown = await mail.open(account.id, box, uid)
     except (MailboxNotFound, MessageGone, StoreError):
         return None
-    return _Opened(box, uid, shown, request.query.get("images") == "1")
+    sender = sender_address(shown.sender)
+    remembered = shown.html is not None and await mail.image_senders.trusted(account.id,
+                                                                            sender)
+    return _Opened(box, uid, shown, remembered or request.query.get("images") == "1",
+                   sender, remembered)
 
 
 @login_required
@@ -96,12 +105,15 @@ async def message(request: web.Request, session: WebSession, account: Account
                           _("Sie wurde vielleicht gelöscht."), session)
     box, uid, shown = opened.box, opened.uid, opened.shown
     # The page only says how many images wait; the frame's request shows the mail.
-    blocked = opened.sanitised().blocked_images if shown.html is not None else 0
+    remote = 0 if shown.html is None else sanitise_html(
+        shown.html, inline_url=_inline_url(box, uid), remote_images=False).blocked_images
     frame = f"/message/frame?{_query(box, uid, **({'images': '1'} if opened.images else {}))}"
     response = page(request, "message.html", session=session,
                     folders=await request.app[WEBMAIL].mail.folders(account.id), mailbox=box,
                     message=shown, text=linkify(shown.text), frame=frame,
-                    sandbox=FRAME_SANDBOX, blocked=blocked,
+                    sandbox=FRAME_SANDBOX, remote=remote, images=opened.images,
+                    sender=opened.sender,
+                    remembered=opened.remembered,
                     images_url=f"/message?{_query(box, uid, images='1')}")
     response.headers["Content-Security-Policy"] = message_page_csp()
     return response
@@ -145,6 +157,28 @@ async def inline(request: web.Request, session: WebSession, account: Account
         "Content-Security-Policy": "default-src 'none'; sandbox"})
 
 
+@login_required
+async def image_sender(request: web.Request, session: WebSession, account: Account
+                       ) -> web.StreamResponse:
+    """Always (``/images/always``) or no longer (``/images/never``) show the remote
+    images of the sender of the posted message; back to that message."""
+    _ = gettext_of(request)
+    form = await request.post()
+    box, uid = str(form.get("box", "")), _number(str(form.get("uid", "")))
+    mail = request.app[WEBMAIL].mail
+    try:
+        shown = await mail.open(account.id, box, uid)
+    except (MailboxNotFound, MessageGone, StoreError):
+        return error_page(request, 404, _("Nachricht nicht gefunden"), "", session)
+    sender = sender_address(shown.sender)
+    if request.path.endswith("/always"):
+        await mail.image_senders.trust(account.id, sender)
+    else:
+        await mail.image_senders.forget(account.id, sender)
+    raise web.HTTPSeeOther(f"/message?{_query(box, uid)}")
+
+
 def routes() -> list[web.RouteDef]:
     return [web.get("/message", message), web.get("/message/frame", frame),
-            web.get("/message/inline", inline)]
+            web.get("/message/inline", inline), web.post("/images/always", image_sender),
+            web.post("/images/never", image_sender)]

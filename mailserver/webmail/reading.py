@@ -23,6 +23,7 @@ from mailserver.store import FlagMode, InvalidMailboxName, MailboxNotFound, Mail
 from mailserver.store.bulk_reads import mailbox_by_name, read_headers
 from mailserver.store.names import normalise
 from mailserver.store.search import SearchQuery
+from mailserver.webmail.image_senders import ImageSenders
 
 PAGE_SIZE = 50
 DRAFTS = "Drafts"
@@ -134,6 +135,7 @@ class Mail:
         self._store = store
         self._db = db
         self.settings = store.settings  # signature, vacation, forwarding
+        self.image_senders = ImageSenders(db)  # "Bilder von ... immer anzeigen"
 
     async def folders(self, account_id: int) -> list[tuple[str, int]]:
         """(name, unseen) of every mailbox, INBOX first."""

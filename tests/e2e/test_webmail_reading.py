@@ -92,3 +92,51 @@ async def test_plain_text_links_are_clickable(school_with_people: School,
     assert ('<a href="https://schule.test/plan?tag=1&amp;x=" target="_blank" '
             'rel="noopener noreferrer">') in page
     assert "&lt;2&gt; danke" in page and "<iframe" not in page
+
+
+async def test_images_of_a_sender_always_shown_once_chosen(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    """"Bilder von ... immer anzeigen": remembered per reader and sender (issue 11.3)."""
+    await deliver(school_with_people, newsletter())
+    await deliver(school_with_people, newsletter())
+    other = newsletter()
+    other.replace_header("From", "Werbung <werbung@elsewhere.example>")
+    await deliver(school_with_people, other)
+    await log_in(browser, "anna")
+
+    async def frame_policy(uid: int) -> str:
+        async with browser.get(f"/message/frame?box=INBOX&uid={uid}") as response:
+            return response.headers["Content-Security-Policy"]
+
+    async with browser.get("/message?box=INBOX&uid=1") as response:
+        page = await response.text()
+    assert f"Bilder von {OUTSIDE} immer anzeigen" in page
+    assert "https:" not in await frame_policy(1)
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert csrf
+    async with browser.post("/images/always", data={
+            "csrf": csrf.group(1), "box": "INBOX", "uid": "1"},
+            allow_redirects=False) as response:
+        assert response.status == 303
+        assert response.headers["Location"] == "/message?box=INBOX&uid=1"
+    for uid in (1, 2):  # every mail of that sender, also one not opened yet
+        async with browser.get(f"/message?box=INBOX&uid={uid}") as response:
+            page = await response.text()
+        assert "externes Bild wurde blockiert" not in page
+        assert f"Bilder von {OUTSIDE} werden immer angezeigt." in page
+        assert "img-src 'self' data: https: http:" in await frame_policy(uid)
+    assert "https:" not in await frame_policy(3)  # another sender still waits
+
+    async with browser.post("/images/always", data={"box": "INBOX", "uid": "3"},
+                            allow_redirects=False) as response:
+        assert response.status == 403  # no token, nothing remembered
+    assert "https:" not in await frame_policy(3)
+
+    async with browser.post("/images/never", data={
+            "csrf": csrf.group(1), "box": "INBOX", "uid": "2"},
+            allow_redirects=False) as response:
+        assert response.status == 303
+    assert "https:" not in await frame_policy(1)
+    async with browser.post("/images/always", data={
+            "csrf": csrf.group(1), "box": "INBOX", "uid": "99"}) as response:
+        assert response.status == 404
