@@ -92,6 +92,11 @@ class School:
             quota_bytes = {role: getattr(q, role) * 1024 * 1024
                            for role in ("pupil", "parent", "teacher", "staff", "admin")}
             self._mail_store = MailStore(self.db, quota_bytes, ChangeFeed())
+            if self.settings.spam.rspamd_controller_url:
+                from mailserver.spam_training import JunkTrainer
+
+                trainer = JunkTrainer(self._mail_store.read_blob, self.rspamd.learn)
+                self._mail_store.filing_observers.append(trainer.filed)
         return self._mail_store
 
     @property

@@ -14,6 +14,8 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -75,6 +77,19 @@ FlagListener = Callable[[int, list[MessageState], int], None]
 RCPT_QUOTA_CACHE_SIZE = 100_000
 
 
+@dataclass(frozen=True)
+class Filed:
+    """Messages a user filed into Junk (``spam``) or out of it (``ham``)."""
+
+    account_id: int
+    into_junk: bool
+    blob_ids: tuple[str, ...]
+
+
+def _is_junk(mailbox: Any) -> bool:
+    return mailbox.special_use == "\\Junk" or mailbox.name == "Junk"
+
+
 class MailStore:
     """Mailboxes, messages, flags, UIDs, MODSEQs and quotas of one school (RFC 9051 2.3)."""
 
@@ -82,6 +97,8 @@ class MailStore:
                  group_commit: bool = True) -> None:
         self.db = db
         self.feed = feed
+        # Told about messages filed into or out of Junk (spam training).
+        self.filing_observers: list[Callable[[Filed], None]] = []
         # Signature, vacation and forwarding: read by the webmail and by delivery.
         self.settings = SettingsStore(db)
         # Per mailbox id: the UID up to which the search index is complete.
@@ -217,6 +234,18 @@ class MailStore:
                 await session.connection(
                     execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
+
+    def _tell_filed(self, source: Any, dest: Any, rows: Sequence[Any]) -> None:
+        """Messages moved or copied into Junk, or out of it (not into Trash): tell
+        the observers (spam training, ``mailserver.spam_training``)."""
+        if not self.filing_observers:
+            return
+        from_junk, to_junk = _is_junk(source), _is_junk(dest)
+        if from_junk == to_junk or (from_junk and dest.special_use == "\\Trash"):
+            return
+        filed = Filed(dest.account_id, to_junk, tuple(r.blob_id for r in rows))
+        for observer in self.filing_observers:
+            observer(filed)
 
     def _publish(self, account_id: int, *boxes_: tuple[int, int]) -> None:
         self._rcpt_quota.pop(account_id, None)  # usage may have changed
@@ -359,7 +388,7 @@ class MailStore:
                    dest_mailbox_id: int) -> CopyResult:
         """COPY (RFC 9051 6.4.7) with COPYUID data (RFC 4315 3); counts against quota."""
         async with self.db.write() as session:
-            await q.mailbox_by_id(session, mailbox_id)
+            source = await q.mailbox_by_id(session, mailbox_id)
             rows = await msgs.copy_rows(session, mailbox_id, uids)
             dest = await q.lock_mailbox(session, dest_mailbox_id)
             used, role = await q.usage_and_role(session, dest.account_id)
@@ -368,6 +397,7 @@ class MailStore:
             after = await q.mailbox_by_id(session, dest.id)
         if pairs:
             self._publish(dest.account_id, (dest.id, after.highestmodseq))
+            self._tell_filed(source, dest, rows)
         return CopyResult(dest.uidvalidity, pairs)
 
     async def move(self, mailbox_id: int, uids: Sequence[int],
@@ -386,6 +416,7 @@ class MailStore:
         if pairs:
             self._publish(source.account_id, (source.id, source_modseq))
             self._publish(dest.account_id, (dest.id, after.highestmodseq))
+            self._tell_filed(source, dest, rows)
         return CopyResult(dest.uidvalidity, pairs)
 
     async def expunge(self, mailbox_id: int, uids: Sequence[int] | None = None) -> list[int]:

@@ -9,6 +9,7 @@ import dataclasses
 import email
 import smtplib
 import ssl
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,3 +103,48 @@ async def test_unreachable_rspamd_fails_open_with_a_header(
         assert delivered["X-Spam-Status"] == "Unknown (scan failed)"
     finally:
         await school.close()
+
+
+def _stat(rspamd: Rspamd) -> dict[str, int]:
+    """What rspamd's Bayes classifier learned, from its redis (hash ``RS``)."""
+    counts = {}
+    for kind in ("spam", "ham"):
+        out = subprocess.run(["redis-cli", "-p", str(rspamd.redis_port), "hget", "RS",
+                              f"learns_{kind}"], capture_output=True, text=True, check=True)
+        counts[kind] = int(out.stdout.strip() or 0)
+    return counts
+
+
+def _move(school: School, source: str, target: str) -> None:
+    context = ssl.create_default_context(
+        cafile=str(school.settings.path(school.settings.tls.certificate)))
+    context.check_hostname = False
+    with IMAPClient("127.0.0.1", port=school.settings.listen.imaps, ssl=True,
+                    ssl_context=context, timeout=20) as client:
+        client.login("anna", PASSWORD)
+        client.select_folder(source)
+        client.move(client.search("ALL"), target)
+
+
+async def test_junk_moves_over_imap_train_rspamd(running_school: School,
+                                                 rspamd: Rspamd) -> None:
+    await running_school.directory.create_account(role=Role.PUPIL, login="anna",
+                                                  password=PASSWORD)
+    body = ("Sehr geehrte Kundin, Ihr Konto wurde ausgewählt. Klicken Sie jetzt hier, "
+            "bestätigen Sie Ihre Daten und erhalten Sie sofort einen Gutschein über "
+            "fünfhundert Euro für unseren exklusiven Online-Shop mit vielen Angeboten.")
+    await asyncio.to_thread(_send_mx, running_school, _message("Gutschein", body))
+    before = await asyncio.to_thread(_stat, rspamd)
+    await asyncio.to_thread(_move, running_school, "INBOX", "Junk")
+
+    async def grows(symbol: str, than: dict[str, int]) -> dict[str, int]:
+        for _ in range(100):
+            now = await asyncio.to_thread(_stat, rspamd)
+            if now.get(symbol, 0) > than.get(symbol, 0):
+                return now
+            await asyncio.sleep(0.2)
+        raise AssertionError(f"{symbol} was not learned: {now}")
+
+    after_spam = await grows("spam", before)
+    await asyncio.to_thread(_move, running_school, "Junk", "INBOX")
+    await grows("ham", after_spam)

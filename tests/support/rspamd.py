@@ -62,7 +62,7 @@ class Rspamd:
 
 
 def available() -> bool:
-    return shutil.which("rspamd") is not None and shutil.which("redis-server") is not None
+    return all(shutil.which(tool) for tool in ("rspamd", "redis-server", "redis-cli"))
 
 
 @contextmanager
