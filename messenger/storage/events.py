@@ -143,7 +143,14 @@ async def current_state(session: AsyncSession, room_id: str,
 
 async def state_at(session: AsyncSession, room_id: str,
                    stream_ordering: int) -> dict[tuple[str, str], StoredEvent]:
-    """The room state after the room's events up to ``stream_ordering`` (linear graph)."""
+    """The room state after the room's events up to ``stream_ordering``: the current
+    state once that covers the room's newest event (where a room shared with other
+    servers forked, state resolution made it), else the last event per key (the
+    linear stream)."""
+    newest = await session.scalar(select(func.max(EventRow.stream_ordering))
+                                  .where(EventRow.room_id == room_id))
+    if newest is not None and stream_ordering >= newest:
+        return await current_state(session, room_id)
     latest = (select(EventRow.type, EventRow.state_key,
                      func.max(EventRow.stream_ordering).label("pos"))
               .where(EventRow.room_id == room_id, EventRow.state_key.is_not(None),
