@@ -46,6 +46,7 @@ from messenger.sync.notifier import Notifier
 from messenger.sync.tokens import SyncToken, room_token
 from messenger.unread import RoomUnread, UnreadCounts
 
+INVITE_STATE_LIMIT = 20
 INVITE_STATE_KEYS = ("m.room.create", "m.room.join_rules", "m.room.name", "m.room.avatar",
                      "m.room.canonical_alias", "m.room.encryption", "m.room.topic")
 
@@ -326,6 +327,12 @@ class SyncBuilder:
         events = [stripped_state(e.pdu) for e in state.values()]
         invite = await store.get_event(session, row.event_id)
         if invite is not None:
+            # An invitation from another server: the room is not here, its server
+            # sent the stripped state along (Server-Server API "invite" v2).
+            sent = (invite.pdu.get("unsigned") or {}).get("invite_room_state")
+            if not events and isinstance(sent, list):
+                events = [e for e in sent if isinstance(e, dict)
+                          and isinstance(e.get("type"), str)][:INVITE_STATE_LIMIT]
             events.append(stripped_state(invite.pdu))
         return InvitedRoom(events)
 

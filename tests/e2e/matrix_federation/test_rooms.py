@@ -79,6 +79,7 @@ async def invited_and_joined(a: ChatSchool, b: ChatSchool, clients: list[AsyncCl
     assert isinstance(created, RoomCreateResponse), created
     room_id = created.room_id
     await until(ben, lambda c: room_id in c.invited_rooms)
+    assert ben.invited_rooms[room_id].name == "Partnerklasse"  # the stripped state came along
     joined = await ben.join(room_id)
     assert isinstance(joined, JoinResponse), joined
     await until(ben, lambda c: room_id in c.rooms)
