@@ -24,6 +24,7 @@ from aiohttp.multipart import content_disposition_filename, parse_content_dispos
 
 from directory.db import Database
 from federation.matrix.client import DownloadedMedia, FederationRequestError
+from federation.matrix.discovery import InvalidServerName, split_server_name
 from messenger.identity import Requester
 from messenger.media import REFUSED_TYPES, StoredMedia, _write_file, base_type
 from messenger.rooms.errors import Forbidden, RoomNotFound
@@ -62,6 +63,10 @@ class RemoteMedia:
         it (as for an unknown file), ``Forbidden`` for a refused type."""
         if not media_id or len(media_id.encode()) > MAX_MEDIA_ID_BYTES or "/" in media_id:
             raise RoomNotFound("unknown media")
+        try:
+            split_server_name(server_name)
+        except InvalidServerName:
+            raise RoomNotFound("unknown media") from None
         async with self._db.read() as session:
             if not await self.may_see(session, server_name, media_id, viewer):
                 log.info("event=remote_media_refused server=%s media=%s viewer=%s",

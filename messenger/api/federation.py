@@ -32,7 +32,8 @@ from federation.matrix.request_auth import (
 from federation.matrix.server_keys import publish_keys
 from federation.matrix.signed_json import SigningKey
 from messenger.api import federation_keys
-from messenger.api.errors import routing_error
+from messenger.api.errors import MatrixError, routing_error
+from messenger.api.http import check_path_params
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.federation_keys import LocalKeys
 from messenger.media import MediaRepository
@@ -143,7 +144,12 @@ async def federation_middleware(request: web.Request, handler: Handler) -> web.S
             if isinstance(origin, web.Response):
                 return origin
             request[ORIGIN] = origin
+        # Path parameters that no identifier can be (too long, a NUL) would reach
+        # the database as they are: a clear 400 instead of a PostgreSQL error.
+        check_path_params(request)
         return await handler(request)
+    except MatrixError as exc:
+        return web.json_response(exc.body(), status=exc.status)
     except web.HTTPException as exc:
         refusal = routing_error(exc)
         if refusal is None:

@@ -10,7 +10,8 @@ from typing import Any
 
 from aiohttp import web
 
-from federation.matrix.canonical_json import CanonicalJsonError, parse_json
+from messenger.api.errors import MatrixError
+from messenger.api.http import parse_request_json
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.federation_keys import BadKeyRequest, LocalKeys
 
@@ -23,9 +24,11 @@ def _error(status: int, errcode: str, message: str) -> web.Response:
 
 async def _object(request: web.Request) -> dict[str, Any] | web.Response:
     try:
-        body = parse_json(await request.read())
-    except (ValueError, CanonicalJsonError):
-        return _error(400, "M_NOT_JSON", "request body is not valid JSON")
+        # Strict, and no NUL or lone surrogate in strings (they cannot be looked up
+        # in PostgreSQL text).
+        body = parse_request_json(await request.read())
+    except MatrixError as exc:
+        return _error(exc.status, exc.errcode, exc.message)
     if not isinstance(body, dict):
         return _error(400, "M_BAD_JSON", "the request body must be a JSON object")
     return body

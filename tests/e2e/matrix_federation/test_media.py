@@ -157,3 +157,12 @@ async def test_remote_content_checks(pair: dict[str, Side], tmp_path: Path) -> N
     with pytest.raises(Forbidden):
         await remote.get("a.test", "boese", viewer)
     assert not root.exists()  # nothing kept
+
+
+@pytest.mark.parametrize("media_id", ["abc%00def", "x" * 300])
+async def test_unstorable_media_ids_are_refused(pair: dict[str, Side], media_id: str) -> None:
+    with pytest.raises(FederationRequestError) as refused:
+        await download_media(pair["b"].listener.client, "a.test",
+                             f"/_matrix/federation/v1/media/download/{media_id}",
+                             max_bytes=10_000)
+    assert (refused.value.status, refused.value.errcode) == (400, "M_INVALID_PARAM")
