@@ -18,6 +18,7 @@ from pathlib import Path
 from conf.app import School
 from conf.commands import (
     aliases,
+    backup,
     dns,
     federation,
     groups,
@@ -32,7 +33,7 @@ from conf.settings import SettingsError, load_settings
 from directory.model import DirectoryError
 
 COMMAND_MODULES = (school, users, groups, aliases, importing, privacy, dns, queue, rooms,
-                   federation)
+                   federation, backup)
 
 
 def build_parser() -> argparse.ArgumentParser:
