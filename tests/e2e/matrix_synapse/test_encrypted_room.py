@@ -7,28 +7,21 @@ at the other side's client."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from nio import (
     AsyncClient,
-    AsyncClientConfig,
     EnableEncryptionBuilder,
     JoinResponse,
-    LoginResponse,
-    MegolmEvent,
-    ReceiptEvent,
     RoomCreateResponse,
-    RoomMessageText,
     RoomSendResponse,
-    SyncResponse,
-    TypingNoticeEvent,
 )
 from nio.crypto import ENCRYPTION_ENABLED
 
 from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, Interop
+from tests.support.nio_watch import login
 
 pytestmark = [pytest.mark.synapse,
               pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")]
@@ -42,66 +35,12 @@ async def clients() -> AsyncIterator[list[AsyncClient]]:
         await client.close()
 
 
-class Watcher:
-    """A nio client synced the way sync_forever would, remembering what it saw."""
-
-    def __init__(self, client: AsyncClient) -> None:
-        self.client = client
-        self.texts: list[tuple[str, str]] = []  # (sender, body) of decrypted messages
-        self.undecryptable = 0
-        self.typing: list[list[str]] = []
-        self.receipts: list[tuple[str, str]] = []  # (user, event id)
-
-    async def sync(self, timeout: int = 0) -> None:
-        c = self.client
-        response = await c.sync(timeout=timeout)
-        assert isinstance(response, SyncResponse), response
-        for room in response.rooms.join.values():
-            for event in room.timeline.events:
-                if isinstance(event, RoomMessageText):
-                    self.texts.append((event.sender, event.body))
-                elif isinstance(event, MegolmEvent):
-                    self.undecryptable += 1
-            for event in room.ephemeral:
-                if isinstance(event, TypingNoticeEvent):
-                    self.typing.append(event.users)
-                elif isinstance(event, ReceiptEvent):
-                    self.receipts += [(r.user_id, r.event_id) for r in event.receipts]
-        if c.should_upload_keys:
-            await c.keys_upload()
-        if c.should_query_keys:
-            await c.keys_query()
-        if c.should_claim_keys:
-            await c.keys_claim(c.get_users_for_key_claiming())
-        await c.send_to_device_messages()
-
-    async def until(self, check: Callable[[Watcher], bool], timeout: float = 60.0) -> None:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while not check(self):
-            if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"{self.client.user_id}: not reached in time")
-            await self.sync(500)
-
-
-async def login(base_url: str, user_id: str, store: Path,
-                made: list[AsyncClient]) -> Watcher:
-    store.mkdir(parents=True, exist_ok=True)
-    client = AsyncClient(base_url, user_id, store_path=str(store),
-                         config=AsyncClientConfig(encryption_enabled=True,
-                                                  store_sync_tokens=False))
-    made.append(client)
-    assert isinstance(await client.login(PASSWORD, device_name="nio"), LoginResponse)
-    watcher = Watcher(client)
-    await watcher.sync()
-    return watcher
-
-
 async def test_encrypted_room_decrypts_both_ways(interop: Interop, tmp_path: Path,
                                                  clients: list[AsyncClient]) -> None:
     a = interop.schools["a"]
     await interop.synapse_user("anna", "Anna Synapse")
-    lehrer = await login(a.matrix.base_url, "@lehrera:a.test", tmp_path / "l", clients)
-    anna = await login(interop.synapse.client_url, f"@anna:{SYNAPSE_NAME}",
+    lehrer = await login(a.matrix.base_url, "@lehrera:a.test", PASSWORD, tmp_path / "l", clients)
+    anna = await login(interop.synapse.client_url, f"@anna:{SYNAPSE_NAME}", PASSWORD,
                        tmp_path / "a", clients)
     created = await lehrer.client.room_create(
         name="Vertraulich", invite=[anna.client.user_id],

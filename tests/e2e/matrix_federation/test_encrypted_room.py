@@ -1,0 +1,64 @@
+"""An end-to-end encrypted room between two schools, matrix-nio (vodozemac) at each
+(issue 13, "an encrypted room works (nio on both sides)"): keys queried and
+claimed across the schools, the room key as an Olm to-device message over
+federation, each side decrypts the other's message; typing and read receipts
+arrive at the other school's client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from nio import AsyncClient, EnableEncryptionBuilder, JoinResponse, RoomCreateResponse
+from nio.crypto import ENCRYPTION_ENABLED
+
+from tests.e2e.matrix_federation.conftest import CHAT_PASSWORD, ChatSchool
+from tests.support.nio_watch import login
+
+pytestmark = pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[AsyncClient]]:
+    made: list[AsyncClient] = []
+    yield made
+    for client in made:
+        await client.close()
+
+
+async def test_encrypted_room_between_two_schools(chat_schools: dict[str, ChatSchool],
+                                                  tmp_path: Path,
+                                                  clients: list[AsyncClient]) -> None:
+    a, b = chat_schools["a"], chat_schools["b"]
+    anna = await login(a.base_url, a.user("anna"), CHAT_PASSWORD, tmp_path / "anna", clients)
+    ben = await login(b.base_url, b.user("ben"), CHAT_PASSWORD, tmp_path / "ben", clients)
+    created = await anna.client.room_create(
+        name="Geheimklub", invite=[b.user("ben")],
+        initial_state=[EnableEncryptionBuilder().as_dict()])
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+    await ben.until(lambda w: room_id in w.client.invited_rooms)
+    assert isinstance(await ben.client.join(room_id), JoinResponse)
+    await ben.until(lambda w: room_id in w.client.rooms)
+    await anna.until(lambda w: room_id in w.client.rooms
+                     and b.user("ben") in w.client.rooms[room_id].users)
+    assert ben.client.rooms[room_id].encrypted
+
+    sent = await anna.client.room_send(room_id, "m.room.message",
+                                       {"msgtype": "m.text", "body": "Treffen um drei"},
+                                       ignore_unverified_devices=True)
+    await ben.until(lambda w: (a.user("anna"), "Treffen um drei") in w.texts)
+    await ben.sync()
+    sent = await ben.client.room_send(room_id, "m.room.message",
+                                      {"msgtype": "m.text", "body": "Bin dabei"},
+                                      ignore_unverified_devices=True)
+    await anna.until(lambda w: (b.user("ben"), "Bin dabei") in w.texts)
+    assert anna.undecryptable == ben.undecryptable == 0
+
+    await ben.client.room_typing(room_id, True, timeout=20_000)
+    await anna.until(lambda w: [b.user("ben")] in w.typing)
+    await ben.client.room_read_markers(room_id, sent.event_id, sent.event_id)
+    await anna.until(lambda w: (b.user("ben"), sent.event_id) in w.receipts)
+    await anna.client.room_typing(room_id, True, timeout=20_000)
+    await ben.until(lambda w: [a.user("anna")] in w.typing)
