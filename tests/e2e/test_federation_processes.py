@@ -273,7 +273,11 @@ async def test_pupil_and_teacher_at_two_school_processes(federation: Federation)
     assert_authentication_passed(received, authserv_id="mail.b.test")
     assert_received_with_esmtps(received)
     # A verified B's certificate (the test CA, federation.tls_ca_file) on the first try.
-    sent = [line for line in a.log.read_text().splitlines() if "event=outbound_sent" in line]
+    # The worker logs the remote 250 after B has stored the message: wait for the line.
+    async def sent_lines() -> list[str]:
+        return [line for line in a.log.read_text().splitlines()
+                if "event=outbound_sent" in line]
+    sent = await eventually(sent_lines)
     assert len(sent) == 1 and "host=mail.b.test" in sent[0] and "verified=true" in sent[0]
     assert "event=tls_unverified" not in a.log.read_text()
 
