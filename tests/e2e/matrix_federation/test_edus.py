@@ -4,8 +4,7 @@ typing tracker, receipt store, to-device queue and device-list stream at B; EDUs
 that speak for another server's users, for non-members, of the wrong shape or of a
 to-device type outside the key traffic are dropped, and never fail the transaction.
 
-Rooms across servers (joins) are fedrooms' part: until they land, these tests make
-the shared room by writing the memberships both schools would hold after a join.
+The shared room: made at A, B's teacher invited and joined over federation.
 """
 
 from __future__ import annotations

@@ -19,8 +19,15 @@ from federation.matrix.client import DownloadedMedia, FederationRequestError, do
 from messenger.identity import Requester
 from messenger.remote_media import RemoteMedia
 from messenger.rooms.errors import Forbidden
+from messenger.storage import media as media_rows
 from messenger.storage.remote_media import RemoteMediaRow
-from tests.e2e.matrix_federation.two_schools import PASSWORD, Side, pair, shared_room
+from tests.e2e.matrix_federation.two_schools import (
+    PASSWORD,
+    Side,
+    eventually,
+    pair,
+    shared_room,
+)
 
 __all__ = ["pair"]  # the fixture, imported for pytest
 
@@ -68,9 +75,12 @@ async def test_posted_file_crosses_and_is_kept(pair: dict[str, Side]) -> None:
     token_a, token_b = await _login(a, "lehrera"), await _login(b, "lehrerb")
     uri = await _upload(a, token_a, PNG, "image/png", "bild.png")
     await _post_image(a, token_a, room_id, uri)
-    # B's server knows of the event only when rooms federate (fedrooms): until then
-    # the message reaches B's store as a member of the room would see it.
-    await _post_image_at(b, room_id, uri)
+
+    async def event_at_b() -> bool:  # the message came over to B
+        async with b.school.db.read() as session:
+            return await media_rows.referenced_in_rooms_of(session, uri, "@lehrerb:b.test", 0)
+
+    assert await eventually(event_at_b)
 
     status, body, headers = await _download(b, token_b, uri)
     assert (status, body) == (200, PNG)
@@ -89,7 +99,7 @@ async def test_posted_file_crosses_and_is_kept(pair: dict[str, Side]) -> None:
 
 
 async def _post_image_at(side: Side, room_id: str, uri: str) -> None:
-    """The image event as B would hold it after receiving it (see the test)."""
+    """An image event naming ``uri`` in B's copy of the room (as a received one would)."""
     from messenger.storage import events as event_store
 
     async with side.school.db.write() as session:

@@ -1,20 +1,20 @@
 """Two schools with their client API and federation listener running (A = a.test,
 B = b.test, addresses and DNS as in conftest.py), for the EDU and media tests.
 
-Rooms across servers (joins) are fedrooms' part: until they land, ``shared_room``
-makes the shared room by writing the memberships both schools would hold after a
-join.
+``shared_room`` makes a room at A that B's teacher joins over federation.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+import aiohttp
 import pytest
 
 from conf.app import School
@@ -22,9 +22,7 @@ from conf.settings import FederationSettings
 from conf.wiring import matrix
 from directory.model import Role
 from messenger.federation_listener import FederationListener
-from messenger.rooms.presets import CreateRoomRequest
 from messenger.server import MatrixServer
-from messenger.storage import events as event_store
 from messenger.storage.tables import MembershipRow
 from tests.e2e.matrix_federation.conftest import IPS, PARTNERS
 from tests.support.dns_server import DnsServer
@@ -83,18 +81,41 @@ async def pair(tmp_path: Path, fresh_database_url: Callable[[], str]
     await dns.stop()
 
 
+async def login(side: Side, login_name: str) -> str:
+    """An access token of ``login_name`` at ``side``'s client API."""
+    async with aiohttp.ClientSession() as http, http.post(
+            f"{side.server.base_url}/_matrix/client/v3/login",
+            json={"type": "m.login.password", "password": PASSWORD,
+                  "identifier": {"type": "m.id.user", "user": login_name}}) as response:
+        return str((await response.json())["access_token"])
+
+
+async def _client(side: Side, token: str, method: str, path: str,
+                  body: object) -> dict[str, object]:
+    async with aiohttp.ClientSession() as http, http.request(
+            method, f"{side.server.base_url}{path}", json=body,
+            headers={"Authorization": f"Bearer {token}"}) as response:
+        answer = await response.json()
+        assert response.status == 200, answer
+        return dict(answer)
+
+
 async def shared_room(a: Side, b: Side) -> str:
-    """A room at A with lehrerb joined, as both schools would record it after a join."""
-    room_id = await a.server.rooms.create_room_as("@lehrera:a.test", "Lehrer A",
-                                                  CreateRoomRequest(name="Partnerklasse"))
-    async with a.school.db.write() as session:
-        session.add(MembershipRow(room_id=room_id, user_id="@lehrerb:b.test",
-                                  membership="join", event_id="$join-b", stream_ordering=0))
-    async with b.school.db.write() as session:
-        await event_store.insert_room(session, room_id, "11", "@lehrera:a.test", False)
-        for user in ("@lehrera:a.test", "@lehrerb:b.test"):
-            session.add(MembershipRow(room_id=room_id, user_id=user, membership="join",
-                                      event_id=f"$join-{user}", stream_ordering=0))
+    """A room lehrera made at A, lehrerb of B invited and joined over federation
+    (invite v2, make_join/send_join), once both schools record the join."""
+    token_a, token_b = await login(a, "lehrera"), await login(b, "lehrerb")
+    created = await _client(a, token_a, "POST", "/_matrix/client/v3/createRoom",
+                            {"name": "Partnerklasse", "invite": ["@lehrerb:b.test"]})
+    room_id = str(created["room_id"])
+    await _client(b, token_b, "POST",
+                  f"/_matrix/client/v3/join/{urllib.parse.quote(room_id)}", {})
+
+    async def joined_at_a() -> bool:
+        async with a.school.db.read() as session:
+            row = await session.get(MembershipRow, (room_id, "@lehrerb:b.test"))
+            return row is not None and row.membership == "join"
+
+    assert await eventually(joined_at_a), "B's join did not reach A"
     return room_id
 
 

@@ -13,7 +13,6 @@ import aiohttp
 import pytest
 
 from federation.matrix.client import download_media
-from messenger.storage.tables import MembershipRow
 from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, Interop
 
 pytestmark = pytest.mark.synapse
@@ -61,19 +60,19 @@ async def test_synapse_fetches_a_file_shared_with_its_user(interop: Interop) -> 
                              ) as response:
             uri = (await response.json())["content_uri"]
         async with http.post(f"{a.matrix.base_url}/_matrix/client/v3/createRoom",
-                             json={"name": "Mit Synapse"}, headers=auth) as response:
+                             json={"name": "Mit Synapse", "invite": [anna.user_id]},
+                             headers=auth) as response:
             room_id = (await response.json())["room_id"]
-        # Anna's membership as A holds it after her join (joins: fedrooms' part).
-        async with a.school.db.write() as session:
-            session.add(MembershipRow(room_id=room_id, user_id=anna.user_id,
-                                      membership="join", event_id="$join-anna",
-                                      stream_ordering=0))
-        async with http.put(
-                f"{a.matrix.base_url}/_matrix/client/v3/rooms/"
-                f"{urllib.parse.quote(room_id)}/send/m.room.message/t1",
-                json={"msgtype": "m.image", "body": "b.png", "url": uri},
-                headers=auth) as response:
-            assert response.status == 200
+    # Anna joins from Synapse (make_join/send_join against the school).
+    status, body = await interop.synapse.client(
+        anna, "POST", f"/_matrix/client/v3/join/{urllib.parse.quote(room_id)}", {})
+    assert status == 200, body
+    async with aiohttp.ClientSession() as http, http.put(
+            f"{a.matrix.base_url}/_matrix/client/v3/rooms/"
+            f"{urllib.parse.quote(room_id)}/send/m.room.message/t1",
+            json={"msgtype": "m.image", "body": "b.png", "url": uri},
+            headers=auth) as response:
+        assert response.status == 200
     media_id = uri.rsplit("/", 1)[1]
     status, body = await _synapse_download(interop, anna.access_token, media_id)
     assert (status, body) == (200, PNG)
