@@ -6,7 +6,7 @@ DEMO   := demo
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo \
-        node-deps browser webmail-catalog fuzz fuzz-smoke soak
+        node-deps browser synapse webmail-catalog fuzz fuzz-smoke soak
 
 install: $(VENV)/.installed
 
@@ -62,10 +62,16 @@ browser:
 
 REQUIRE_BROWSER := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
-test-sqlite: install node-deps browser
+# Synapse from PyPI for the interop tests (tests/e2e/matrix_synapse, root only), installed
+# once into ~/.cache/schulhof before pytest starts, so no test waits out its timeout on pip.
+synapse: install
+	@if [ "$$(id -u)" = 0 ]; then \
+	    $(BIN)/python -c "from tests.support.synapse import ensure_synapse; print(ensure_synapse())"; fi
+
+test-sqlite: install node-deps browser synapse
 	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/pytest -n 2 -q
 
-test-postgres: install postgres node-deps browser
+test-postgres: install postgres node-deps browser synapse
 	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) SCHULHOF_TEST_DATABASE_URL=$(PG_URL) \
 	    $(BIN)/pytest -n 2 -q
 
