@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from conf import log_format
 from conf.app import School
 from conf.commands import (
     aliases,
@@ -69,21 +70,19 @@ class BadHttpRequestsAreInfo(logging.Filter):
         return True
 
 
-def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-        format="ts=%(asctime)s level=%(levelname)s logger=%(name)s %(message)s")
-    if not verbose:
-        # One line per migration step, and aiosmtpd's line per SMTP command, are noise.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-        logging.getLogger("mail.log").setLevel(logging.WARNING)
-    logging.getLogger("aiohttp.server").addFilter(BadHttpRequestsAreInfo())
+def configure_logging(verbose: bool, level: str = "INFO", fmt: str = "logfmt") -> None:
+    """``--verbose`` wins over ``log.level``; ``log.format`` is logfmt or json."""
+    log_format.configure("DEBUG" if verbose else level, fmt)
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, BadHttpRequestsAreInfo) for f in server.filters):
+        server.addFilter(BadHttpRequestsAreInfo())
 
 
 async def run(args: argparse.Namespace) -> int:
     if not getattr(args, "needs_school", True):
         return await args.handler(args)
     settings = load_settings(args.config)
+    configure_logging(args.verbose, settings.log.level, settings.log.format)
     the_school = await School.open(settings, migrate=getattr(args, "migrate", True))
     try:
         return await args.handler(args, the_school)

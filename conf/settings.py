@@ -110,6 +110,14 @@ class SmtpSettings:
 
 
 @dataclass(frozen=True)
+class LogSettings:
+    """Logging of ``serve`` and the other commands (``--verbose`` means DEBUG)."""
+
+    level: str = "INFO"  # DEBUG, INFO, WARNING, ERROR
+    format: str = "logfmt"  # logfmt or json
+
+
+@dataclass(frozen=True)
 class SpamSettings:
     """rspamd (HTTP protocol) on the MX; an empty ``rspamd_url`` turns it off."""
 
@@ -280,6 +288,7 @@ class Settings:
     imap: ImapSettings = field(default_factory=ImapSettings)
     metrics: MetricsSettings = field(default_factory=MetricsSettings)
     spam: SpamSettings = field(default_factory=SpamSettings)
+    log: LogSettings = field(default_factory=LogSettings)
     matrix: MatrixSettings = field(default_factory=MatrixSettings)
     quota: QuotaSettings = field(default_factory=QuotaSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
@@ -360,8 +369,22 @@ def settings_from_mapping(raw: Mapping[str, Any], *, source: str, base_dir: Path
         if name == "base_dir" or name not in hints:
             raise SettingsError(f"{source}: unknown section [{key}]")
         values[name] = _convert(value, hints[name], f"{source}: {key}")
-    settings = Settings(**values)
-    return _apply_environment(settings, environ or {})
+    settings = _apply_environment(Settings(**values), environ or {})
+    _check_choices(settings, source)
+    return settings
+
+
+_CHOICES = {("log", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
+            ("log", "format"): ("logfmt", "json"),
+            ("smtp", "mta_sts_mode"): ("enforce", "testing", "none")}
+
+
+def _check_choices(settings: Settings, source: str) -> None:
+    for (section, key), allowed in _CHOICES.items():
+        value = getattr(getattr(settings, section), key)
+        if value not in allowed and str(value).upper() not in allowed:
+            raise SettingsError(f"{source}: {section}.{key} must be one of "
+                                f"{', '.join(allowed)}, not {value!r}")
 
 
 def _apply_environment(settings: Settings, environ: Mapping[str, str]) -> Settings:

@@ -299,7 +299,7 @@ class RoomWriter:
                                    event_id=event.event_id))
                 txn = (requester.account_id, requester.device_id, txn_id)
             write.publish(event, txn, redacted)
-        log.info("event=room_event room=%s type=%s sender=%s id=%s", room_id, event_type,
+        log.debug("event=room_event room=%s type=%s sender=%s id=%s", room_id, event_type,
                  sender, event.event_id)
         return event
 
@@ -347,7 +347,7 @@ class RoomWriter:
         stored, results = written
         self._notify([event for event, _ in stored])
         for event, _ in stored:
-            log.info("event=room_event room=%s type=%s sender=%s id=%s", event.room_id,
+            log.debug("event=room_event room=%s type=%s sender=%s id=%s", event.room_id,
                      event.type, event.sender, event.event_id)
         return results
 
