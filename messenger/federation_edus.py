@@ -204,6 +204,14 @@ class EduReceiver:
                 log.info("event=edu_refused origin=%s type=%s reason=%r", origin, kind,
                          refused)
 
+    async def is_joined(self, room_id: str, user_id: str) -> bool:
+        return await _is_joined(self._db, room_id, user_id)
+
+    async def shares_a_room(self, user_id: str) -> bool:
+        """Whether ``user_id`` shares a room with anyone here."""
+        async with self._db.read() as session:
+            return bool(await device_messages.users_sharing_a_room(session, user_id))
+
     def _of_origin(self, origin: str, user_id: object) -> str | None:
         """The user id if it is a valid id of a user of ``origin``."""
         if not isinstance(user_id, str):
@@ -221,7 +229,7 @@ class EduReceiver:
             return "user_id is not a user of the sending server"
         if not isinstance(room_id, str) or not isinstance(typing, bool):
             return "room_id and typing are required"
-        if not await _is_joined(self._db, room_id, user_id):
+        if not await self.is_joined(room_id, user_id):
             return f"{user_id} is not joined to {room_id}"
         self._typing.set_typing(room_id, user_id, typing, REMOTE_TYPING_MS)
         return None
@@ -243,7 +251,7 @@ class EduReceiver:
                         or len(thread.encode()) > MAX_ID_BYTES):
                     problems.append(f"bad receipt of {str(raw_user)[:80]}")
                     continue
-                if not await _is_joined(self._db, room_id, user_id):
+                if not await self.is_joined(room_id, user_id):
                     problems.append(f"{user_id} is not joined to {room_id[:80]}")
                     continue
                 await self._receipts.put(room_id, user_id, "m.read", thread, event_ids[0])
@@ -275,9 +283,8 @@ class EduReceiver:
         user_id = self._of_origin(origin, content.get("user_id"))
         if user_id is None:
             return "user_id is not a user of the sending server"
-        async with self._db.read() as session:
-            if not await device_messages.users_sharing_a_room(session, user_id):
-                return f"{user_id} shares no room with this server's users"
+        if not await self.shares_a_room(user_id):
+            return f"{user_id} shares no room with this server's users"
         # Local users who share a room see the user in /sync device_lists.changed and
         # ask again (their /keys/query goes to the user's server).
         await self._e2ee.device_list_changed(user_id)
