@@ -378,11 +378,3 @@ class StoreDeliveryTransaction:
         if self._finished:
             raise StoreError("delivery transaction already committed or aborted")
 
-
-# Shared with the group-committed IMAP APPENDs (mailserver.store.write_queue),
-# which write messages exactly as delivery does.
-account_state = _account_state
-reserve_uids = _reserve_uids
-INSERT_BLOBS = _INSERT_BLOBS
-INSERT_MESSAGES = _INSERT_MESSAGES
-ADD_USAGE = _ADD_USAGE

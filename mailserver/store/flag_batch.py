@@ -15,7 +15,7 @@ from mailserver.store import flags as fl
 from mailserver.store import queries as q
 from mailserver.store.batcher import Failed
 from mailserver.store.model import FlagMode, MailboxNotFound, MessageState, StoreResult
-from mailserver.store.raw_sql import RawTransaction
+from mailserver.store.raw_sql import Dialect, Fetch, Many, Steps
 
 
 @dataclass(frozen=True)
@@ -37,26 +37,25 @@ class FlagDone:
     result: StoreResult
 
 
-async def apply_flags(raw: RawTransaction, works: list[FlagWork]) -> list[FlagDone | Failed]:
+def apply_flags(dialect: Dialect, works: list[FlagWork]) -> Steps[list[FlagDone | Failed]]:
     """Lock the mailboxes (id order, so PostgreSQL writers never deadlock
     on them), read the touched messages, apply each STORE in arrival order
     in memory, then write every changed message once and each mailbox's
     new HIGHESTMODSEQ."""
     ids = sorted({work.mailbox_id for work in works})
-    where, values = raw.placeholders(ids)
-    lock = "" if raw.sqlite else " FOR UPDATE"  # SQLite: the transaction is the lock
-    boxes = {row[0]: (int(row[1]), int(row[2])) for row in await raw.fetch(
+    where, values = dialect.where_in(ids)
+    boxes = {row[0]: (int(row[1]), int(row[2])) for row in (yield Fetch(
         f"SELECT id, account_id, highestmodseq FROM mailboxes WHERE id {where} "
-        f"ORDER BY id{lock}", values)}
+        f"ORDER BY id{dialect.for_update}", values))}
     current: dict[tuple[int, int], tuple[int, str, int]] = {}
     for mailbox_id in boxes:
         uids = sorted({uid for work in works if work.mailbox_id == mailbox_id
                        for uid in work.uids})
         for chunk in q.chunks(uids):
-            where, values = raw.placeholders(chunk)
-            for uid, bits, keywords, modseq in await raw.fetch(
+            where, values = dialect.where_in(chunk)
+            for uid, bits, keywords, modseq in (yield Fetch(
                     "SELECT uid, system_flags, keywords, modseq FROM messages "
-                    f"WHERE mailbox_id = ? AND uid {where}", [mailbox_id, *values]):
+                    f"WHERE mailbox_id = ? AND uid {where}", [mailbox_id, *values])):
                 current[(mailbox_id, uid)] = (bits, keywords, modseq)
     highest = {mailbox_id: modseq for mailbox_id, (_, modseq) in boxes.items()}
     written: dict[tuple[int, int], tuple[int, str, int]] = {}
@@ -68,14 +67,13 @@ async def apply_flags(raw: RawTransaction, works: list[FlagWork]) -> list[FlagDo
             continue
         out.append(FlagDone(work, box[0], _store_one(work, current, highest, written)))
     if written:
-        await raw.executemany(
-            "UPDATE messages SET system_flags = ?, keywords = ?, modseq = ? "
-            "WHERE mailbox_id = ? AND uid = ?",
-            [(bits, keywords, modseq, mailbox_id, uid) for (mailbox_id, uid),
-             (bits, keywords, modseq) in sorted(written.items())])
-        await raw.executemany("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?",
-                              [(highest[mailbox_id], mailbox_id)
-                               for mailbox_id in sorted({key[0] for key in written})])
+        yield Many("UPDATE messages SET system_flags = ?, keywords = ?, modseq = ? "
+                   "WHERE mailbox_id = ? AND uid = ?",
+                   [(bits, keywords, modseq, mailbox_id, uid) for (mailbox_id, uid),
+                    (bits, keywords, modseq) in sorted(written.items())])
+        yield Many("UPDATE mailboxes SET highestmodseq = ? WHERE id = ?",
+                   [(highest[mailbox_id], mailbox_id)
+                    for mailbox_id in sorted({key[0] for key in written})])
     return out
 
 

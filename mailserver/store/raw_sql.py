@@ -1,37 +1,69 @@
 """Statements straight to the driver inside a running write transaction
 (storage layer): aiosqlite on SQLite, asyncpg on PostgreSQL.
 
-Through SQLAlchemy's async layer every statement costs several hops to
-aiosqlite's thread (each waiting for the GIL behind a busy event loop) plus
-compiling and cache-keying; the group-committed writes of the mail store
-hold the single writer for as few of those as they can.  SQL is written
-with ``?`` placeholders; for PostgreSQL they become ``$1, $2, ...``.
+A write is written once, as a generator of statements (``Fetch``, ``Many``)
+that receives each statement's rows; ``RawTransaction.run`` drives it.  On
+PostgreSQL every statement is one asyncpg round trip.  On SQLite the whole
+generator runs in aiosqlite's own thread, on the connection that holds the
+transaction: one hop for a whole batch instead of one (or, through
+SQLAlchemy's async layer, several) per statement, each waiting for the GIL
+behind a busy event loop; under load those hops, not the SQL, held the
+single writer.  SQL uses ``?`` placeholders; for PostgreSQL they become
+``$1, $2, ...``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import datetime as dt
+import sqlite3
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.schema import UtcDateTime
 
-class _SqliteDriver(Protocol):  # aiosqlite.Connection, as far as used here
-    in_transaction: bool
-
-    async def execute_fetchall(self, sql: str, parameters: Sequence[object]
-                               ) -> Sequence[Sequence[Any]]: ...
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> object: ...
+T = TypeVar("T")
+Row = Sequence[Any]
 
 
-class _PostgresDriver(Protocol):  # asyncpg.Connection, as far as used here
-    def is_in_transaction(self) -> bool: ...
+@dataclass(frozen=True)
+class Fetch:
+    """A statement whose rows the generator receives (also DML ... RETURNING)."""
 
-    async def fetch(self, sql: str, *parameters: object) -> Sequence[Sequence[Any]]: ...
+    sql: str
+    parameters: Sequence[object] = ()
 
-    async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> object: ...
+
+@dataclass(frozen=True)
+class Many:
+    """One statement for many parameter rows; the generator receives []."""
+
+    sql: str
+    rows: Sequence[Sequence[object]]
+
+
+Steps = Generator[Fetch | Many, list[Row], T]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What a generator must know of the backend to write its SQL."""
+
+    sqlite: bool
+    date: Callable[[dt.datetime], object]  # a UtcDateTime column's bound value
+
+    def where_in(self, values: Sequence[object]) -> tuple[str, list[object]]:
+        """``IN (?, ?, ...)`` on SQLite, ``= ANY(?)`` with one array on PostgreSQL."""
+        if self.sqlite:
+            return f"IN ({','.join('?' * len(values))})", list(values)
+        return "= ANY(?)", [list(values)]
+
+    @property
+    def for_update(self) -> str:
+        return "" if self.sqlite else " FOR UPDATE"  # SQLite: the transaction is the lock
 
 
 @lru_cache(maxsize=256)
@@ -42,12 +74,27 @@ def numbered(sql: str) -> str:
                    for i, part in enumerate(parts, 1))
 
 
+def _run_here(connection: sqlite3.Connection, steps: Steps[T]) -> T:
+    """Drive ``steps`` on a sqlite3 connection (in the connection's thread)."""
+    try:
+        step = next(steps)
+        while True:
+            if isinstance(step, Fetch):
+                result = connection.execute(step.sql, step.parameters).fetchall()
+            else:
+                connection.executemany(step.sql, step.rows)
+                result = []
+            step = steps.send(result)
+    except StopIteration as done:
+        return done.value
+
+
 class RawTransaction:
     """The driver connection of a session's open write transaction."""
 
-    def __init__(self, driver: Any, sqlite: bool) -> None:
+    def __init__(self, driver: Any, dialect: Dialect) -> None:
         self._driver = driver
-        self.sqlite = sqlite
+        self.dialect = dialect
 
     @classmethod
     async def of(cls, session: AsyncSession) -> RawTransaction:
@@ -59,31 +106,31 @@ class RawTransaction:
         driver = (await conn.get_raw_connection()).driver_connection
         if driver is None:
             raise RuntimeError("no driver connection")
-        raw = cls(driver, sqlite)
-        if not raw.in_transaction():
+        processor = UtcDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
+        date: Callable[[dt.datetime], object] = processor or (lambda value: value)
+        raw = cls(driver, Dialect(sqlite, date))
+        in_transaction = driver.in_transaction if sqlite else driver.is_in_transaction()
+        if not in_transaction:
             raise RuntimeError("raw statements outside a transaction")
         return raw
 
-    def in_transaction(self) -> bool:
-        if self.sqlite:
-            return bool(self._driver.in_transaction)
-        return bool(self._driver.is_in_transaction())
-
-    def placeholders(self, values: Sequence[object]) -> tuple[str, list[object]]:
-        """``IN (?, ?, ...)`` on SQLite, ``= ANY(?)`` with one array on PostgreSQL."""
-        if self.sqlite:
-            return f"IN ({','.join('?' * len(values))})", list(values)
-        return "= ANY(?)", [list(values)]
-
-    async def fetch(self, sql: str, parameters: Sequence[object] = ()) -> list[Sequence[Any]]:
-        """Rows of a statement (also of ``UPDATE ... RETURNING``)."""
-        if self.sqlite:
-            return list(await self._driver.execute_fetchall(sql, parameters))
-        return list(await self._driver.fetch(numbered(sql), *parameters))
-
-    async def execute(self, sql: str, parameters: Sequence[object] = ()) -> None:
-        await self.fetch(sql, parameters)
-
-    async def executemany(self, sql: str, rows: Sequence[Sequence[object]]) -> None:
-        if rows:
-            await self._driver.executemany(sql if self.sqlite else numbered(sql), rows)
+    async def run(self, steps: Steps[T]) -> T:
+        """The generator's result, its statements run in this transaction."""
+        if self.dialect.sqlite:
+            # aiosqlite has no public call for "run this in the connection's
+            # thread"; its _execute is that call (aiosqlite 0.20-0.22).
+            driver = self._driver
+            return await driver._execute(_run_here, driver._conn, steps)
+        try:
+            step = next(steps)
+            while True:
+                if isinstance(step, Fetch):
+                    result = list(await self._driver.fetch(numbered(step.sql),
+                                                           *step.parameters))
+                else:
+                    if step.rows:
+                        await self._driver.executemany(numbered(step.sql), step.rows)
+                    result = []
+                step = steps.send(result)
+        except StopIteration as done:
+            return done.value

@@ -61,6 +61,7 @@ from mailserver.store.write_queue import (
     AppendWork,
     ExpungeDone,
     ExpungeWork,
+    MailStateMissing,
     RecentDone,
     RecentWork,
     WriteDone,
@@ -363,9 +364,13 @@ class MailStore:
             blob_id = await asyncio.to_thread(lambda: hashlib.sha256(message).hexdigest())
         else:
             blob_id = hashlib.sha256(message).hexdigest()
-        done = await self._writes.submit(AppendWork(
-            account_id, normalise(mailbox), message, blob_id, bits,
-            fl.keywords_text(keywords), internal_date or msgs.now()))
+        work = AppendWork(account_id, normalise(mailbox), message, blob_id, bits,
+                          fl.keywords_text(keywords), internal_date or msgs.now())
+        try:
+            done = await self._writes.submit(work)
+        except MailStateMissing:  # the account's first message: make its mailboxes
+            await self.ensure_default_mailboxes(account_id)
+            done = await self._writes.submit(work)
         assert isinstance(done, AppendDone)
         return done.result
 

@@ -12,9 +12,10 @@ is gone) has written nothing and fails alone.  Any other error makes the
 batcher retry the batch one write per transaction.
 
 Within a transaction: APPENDs first (a fixed number of statements for all
-of them, the delivery path's statements), then EXPUNGEs and \\Recent claims
-in arrival order, then the STOREs (``flag_batch``: they read HIGHESTMODSEQ
-after the others moved it).  Writes of one session never meet in a batch
+of them), then EXPUNGEs and \\Recent claims in arrival order, then the
+STOREs (``flag_batch``: they read HIGHESTMODSEQ after the others moved it).
+The whole batch is one generator of raw statements (``raw_sql``): on SQLite
+it runs in one hop to the database thread.  Writes of one session never meet in a batch
 (a session waits for each command's answer), and writes of different
 sessions have no order to keep.
 """
@@ -28,8 +29,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailserver.store import delivery as dl
 from mailserver.store import flags as fl
+from mailserver.store import queries as q
 from mailserver.store.batcher import Failed
 from mailserver.store.flag_batch import FlagDone, FlagWork, apply_flags
 from mailserver.store.model import (
@@ -37,8 +38,9 @@ from mailserver.store.model import (
     AppendResult,
     MailboxNotFound,
     QuotaExceeded,
+    StoreError,
 )
-from mailserver.store.raw_sql import RawTransaction
+from mailserver.store.raw_sql import Dialect, Fetch, Many, RawTransaction, Steps
 
 
 @dataclass(frozen=True)
@@ -98,141 +100,169 @@ def size_of(work: WriteWork) -> int:
     return len(work.message) if isinstance(work, AppendWork) else 0
 
 
+class MailStateMissing(StoreError):
+    """The account has no mail state yet (no default mailboxes): the caller
+    makes it (``MailStore.ensure_default_mailboxes``) and tries again."""
+
+
 async def apply_writes(session: AsyncSession, works: Sequence[WriteWork],
                        limit_for: Callable[[str], int | None],
                        ) -> list[WriteDone | Failed]:
     """One transaction's writes; results in the order of ``works``."""
+    raw = await RawTransaction.of(session)
+    return await raw.run(_writes(raw.dialect, list(works), limit_for))
+
+
+def _writes(dialect: Dialect, works: list[WriteWork], limit_for: Callable[[str], int | None],
+            ) -> Steps[list[WriteDone | Failed]]:
     out: dict[int, WriteDone | Failed] = {}
     appends = [(i, w) for i, w in enumerate(works) if isinstance(w, AppendWork)]
     flags = [(i, w) for i, w in enumerate(works) if isinstance(w, FlagWork)]
     if appends:
-        done = await _appends(session, [w for _, w in appends], limit_for)
+        done = yield from _appends(dialect, [w for _, w in appends], limit_for)
         out.update(zip([i for i, _ in appends], done, strict=True))
-    raw = await RawTransaction.of(session)
     for i, work in enumerate(works):
         if isinstance(work, ExpungeWork):
-            out[i] = await _expunge(raw, work)
+            out[i] = yield from _expunge(dialect, work)
         elif isinstance(work, RecentWork):
-            out[i] = RecentDone(await _claim_recent(raw, work))
+            out[i] = RecentDone((yield from _claim_recent(work)))
     if flags:
-        stored = await apply_flags(raw, [w for _, w in flags])
+        stored = yield from apply_flags(dialect, [w for _, w in flags])
         out.update(zip([i for i, _ in flags], stored, strict=True))
     return [out[i] for i in range(len(works))]
 
 
-async def _appends(session: AsyncSession, works: list[AppendWork],
-                   limit_for: Callable[[str], int | None]) -> list[WriteDone | Failed]:
-    """All APPENDs of a transaction in a fixed number of statements (the
-    delivery path's): account state and mailboxes, the bodies, the UIDs,
-    the message rows, the quota counters.  A refused APPEND writes nothing."""
-    conn = await session.connection()
-    accounts, boxes = await dl.account_state(
-        session, conn, sorted({w.account_id for w in works}),
-        sorted({w.mailbox for w in works}))
+def _appends(dialect: Dialect, works: list[AppendWork], limit_for: Callable[[str], int | None],
+             ) -> Steps[list[WriteDone | Failed]]:
+    """All APPENDs of a transaction in a fixed number of statements (as
+    delivery writes): account state and mailboxes, the bodies, the UIDs
+    (one ``UPDATE ... RETURNING`` per mailbox), the message rows, the quota
+    counters.  A refused APPEND writes nothing."""
+    accounts = sorted({w.account_id for w in works})
+    names = sorted({w.mailbox for w in works})
+    in_accounts, account_values = dialect.where_in(accounts)
+    in_names, name_values = dialect.where_in(names)
+    usage: dict[int, list[int | str | None]] = {}  # account -> [used, role]
+    boxes: dict[tuple[int, str], tuple[int, int]] = {}  # -> (id, uidvalidity)
+    for account_id, role, used, name, mailbox_id, validity in (yield Fetch(
+            "SELECT a.id, a.role, ma.used_bytes, mb.name, mb.id, mb.uidvalidity "
+            "FROM accounts a LEFT JOIN mail_accounts ma ON ma.account_id = a.id "
+            f"LEFT JOIN mailboxes mb ON mb.account_id = a.id AND mb.name {in_names} "
+            f"WHERE a.id {in_accounts}", [*name_values, *account_values])):
+        usage.setdefault(int(account_id), [None if used is None else int(used), role])
+        if mailbox_id is not None:
+            boxes[(int(account_id), name)] = (int(mailbox_id), int(validity))
     planned: list[tuple[AppendWork, int] | Failed] = []
     for work in works:
-        usage = accounts.get(work.account_id)
-        mailbox_id = boxes.get((work.account_id, work.mailbox))
-        if usage is None:
+        found = usage.get(work.account_id)
+        if found is None:
             planned.append(Failed(AccountNotFound(f"no account {work.account_id}")))
             continue
-        if mailbox_id is None:
+        used, role = found
+        if used is None:
+            planned.append(Failed(MailStateMissing(f"no mail state of {work.account_id}")))
+            continue
+        box = boxes.get((work.account_id, work.mailbox))
+        if box is None:
             planned.append(Failed(MailboxNotFound(f"no mailbox {work.mailbox!r}")))
             continue
-        limit = limit_for(usage.role)
+        limit = limit_for(str(role))
         size = len(work.message)
-        if limit is not None and usage.used + size > limit:
+        if limit is not None and int(used) + size > limit:
             planned.append(Failed(QuotaExceeded(f"quota of {limit} bytes exceeded",
                                                 permanent=size > limit)))
             continue
-        usage.used += size
-        planned.append((work, mailbox_id))
+        found[0] = int(used) + size
+        planned.append((work, box[0]))
     live = [p for p in planned if not isinstance(p, Failed)]
     if not live:
         return [p for p in planned if isinstance(p, Failed)]
-    now = dt.datetime.now(dt.UTC)
-    await conn.execute(dl.INSERT_BLOBS[conn.dialect.name], [
-        {"id": blob_id, "size": len(data), "data": data, "created_at": now}
-        for blob_id, data in {w.blob_id: w.message for w, _ in live}.items()])
-    counts = Counter(mailbox_id for _, mailbox_id in live)
-    next_uid, modseqs = await dl.reserve_uids(conn, counts)
-    raw = await RawTransaction.of(session)
-    where, values = raw.placeholders(sorted(counts))
-    validity = {int(i): int(v) for i, v in await raw.fetch(
-        f"SELECT id, uidvalidity FROM mailboxes WHERE id {where}", values)}
-    rows: list[dict[str, object]] = []
+    now = dialect.date(dt.datetime.now(dt.UTC))
+    yield Many("INSERT INTO message_blobs (id, size, data, created_at) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT DO NOTHING",
+               [(blob_id, len(data), data, now)
+                for blob_id, data in {w.blob_id: w.message for w, _ in live}.items()])
+    next_uid: dict[int, int] = {}
+    modseqs: dict[int, int] = {}
+    for mailbox_id, n in sorted(Counter(mailbox_id for _, mailbox_id in live).items()):
+        reserved = yield Fetch("UPDATE mailboxes SET uidnext = uidnext + ?, "
+                               "highestmodseq = highestmodseq + 1 WHERE id = ? "
+                               "RETURNING uidnext, highestmodseq", [n, mailbox_id])
+        if not reserved:
+            raise MailboxNotFound(f"mailbox {mailbox_id} vanished")
+        next_uid[mailbox_id] = int(reserved[0][0]) - n
+        modseqs[mailbox_id] = int(reserved[0][1])
+    validity = {box_id: uidvalidity for box_id, uidvalidity in boxes.values()}
+    rows: list[tuple[object, ...]] = []
     usage_delta: Counter[int] = Counter()
     results: dict[int, AppendDone] = {}
     for work, mailbox_id in live:
         uid = next_uid[mailbox_id]
         next_uid[mailbox_id] += 1
-        rows.append({"mailbox_id": mailbox_id, "uid": uid, "blob_id": work.blob_id,
-                     "size": len(work.message), "internal_date": work.internal_date,
-                     "system_flags": work.bits, "keywords": work.keywords,
-                     "modseq": modseqs[mailbox_id]})
+        rows.append((mailbox_id, uid, work.blob_id, len(work.message),
+                     dialect.date(work.internal_date), work.bits, work.keywords,
+                     modseqs[mailbox_id]))
         usage_delta[work.account_id] += len(work.message)
         results[id(work)] = AppendDone(
             work.account_id, AppendResult(mailbox_id, validity[mailbox_id], uid),
             modseqs[mailbox_id])
-    await conn.execute(dl.INSERT_MESSAGES, rows)
-    await conn.execute(dl.ADD_USAGE, [{"account": account, "delta": delta}
-                                      for account, delta in sorted(usage_delta.items())])
+    yield Many("INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, "
+               "system_flags, keywords, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    yield Many("UPDATE mail_accounts SET used_bytes = used_bytes + ? WHERE account_id = ?",
+               [(delta, account) for account, delta in sorted(usage_delta.items())])
     return [p if isinstance(p, Failed) else results[id(p[0])] for p in planned]
 
 
-async def _expunge(raw: RawTransaction, work: ExpungeWork) -> ExpungeDone | Failed:
+def _expunge(dialect: Dialect, work: ExpungeWork) -> Steps[ExpungeDone | Failed]:
     """Only messages flagged \\Deleted go (RFC 9051 6.4.3); one new MODSEQ
     for all of them, their VANISHED records (RFC 7162 3.2.10), quota freed."""
-    lock = "" if raw.sqlite else " FOR UPDATE"
-    found = await raw.fetch(f"SELECT account_id, highestmodseq FROM mailboxes "
-                            f"WHERE id = ?{lock}", [work.mailbox_id])
+    found = yield Fetch(f"SELECT account_id, highestmodseq FROM mailboxes "
+                        f"WHERE id = ?{dialect.for_update}", [work.mailbox_id])
     if not found:
         return Failed(MailboxNotFound(f"no mailbox {work.mailbox_id}"))
     account_id, highest = int(found[0][0]), int(found[0][1])
     deleted = f"(system_flags & {fl.DELETED}) != 0"
     rows: list[tuple[int, int]] = []
     if work.uids is None:
-        rows = [(int(u), int(s)) for u, s in await raw.fetch(
+        rows = [(int(u), int(s)) for u, s in (yield Fetch(
             f"SELECT uid, size FROM messages WHERE mailbox_id = ? AND {deleted}",
-            [work.mailbox_id])]
+            [work.mailbox_id]))]
     else:
-        ordered = sorted(set(work.uids))
-        for start in range(0, len(ordered), 5000):
-            where, values = raw.placeholders(ordered[start:start + 5000])
-            rows += [(int(u), int(s)) for u, s in await raw.fetch(
+        for chunk in q.chunks(work.uids):
+            where, values = dialect.where_in(chunk)
+            rows += [(int(u), int(s)) for u, s in (yield Fetch(
                 f"SELECT uid, size FROM messages WHERE mailbox_id = ? AND uid {where} "
-                f"AND {deleted}", [work.mailbox_id, *values])]
+                f"AND {deleted}", [work.mailbox_id, *values]))]
     if not rows:
         return ExpungeDone(account_id, work.mailbox_id, [], highest)
     rows.sort()
-    [(modseq,)] = await raw.fetch("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 "
-                                  "WHERE id = ? RETURNING highestmodseq", [work.mailbox_id])
+    [(modseq, *_)] = yield Fetch("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 "
+                                 "WHERE id = ? RETURNING highestmodseq", [work.mailbox_id])
     uids = [uid for uid, _ in rows]
-    for start in range(0, len(uids), 5000):
-        where, values = raw.placeholders(uids[start:start + 5000])
-        await raw.execute(f"DELETE FROM messages WHERE mailbox_id = ? AND uid {where}",
-                          [work.mailbox_id, *values])
-    await raw.executemany("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
-                          [(work.mailbox_id, uid, modseq) for uid in uids])
-    await raw.execute("UPDATE mail_accounts SET used_bytes = used_bytes - ? "
-                      "WHERE account_id = ?", [sum(size for _, size in rows), account_id])
+    for chunk in q.chunks(uids):
+        where, values = dialect.where_in(chunk)
+        yield Fetch(f"DELETE FROM messages WHERE mailbox_id = ? AND uid {where}",
+                    [work.mailbox_id, *values])
+    yield Many("INSERT INTO expunged (mailbox_id, uid, modseq) VALUES (?, ?, ?)",
+               [(work.mailbox_id, uid, modseq) for uid in uids])
+    yield Fetch("UPDATE mail_accounts SET used_bytes = used_bytes - ? WHERE account_id = ?",
+                [sum(size for _, size in rows), account_id])
     return ExpungeDone(account_id, work.mailbox_id, uids, int(modseq))
 
 
-async def _claim_recent(raw: RawTransaction, work: RecentWork) -> int | None:
-    """``mailserver.store.mailboxes.claim_recent`` with ``claim``: the
-    conditional UPDATE makes sure two claimers never both get a UID."""
+def _claim_recent(work: RecentWork) -> Steps[int | None]:
+    """The conditional UPDATE makes sure two claimers never both get a UID
+    (RFC 3501 2.3.2: recent to one session only)."""
     for _ in range(5):
-        found = await raw.fetch("SELECT recent_uid FROM mailboxes WHERE id = ?",
-                                [work.mailbox_id])
+        found = yield Fetch("SELECT recent_uid FROM mailboxes WHERE id = ?", [work.mailbox_id])
         if not found:
             return None
         first = int(found[0][0])
         if first >= work.up_to:
             return first
-        claimed = await raw.fetch("UPDATE mailboxes SET recent_uid = ? WHERE id = ? "
-                                  "AND recent_uid = ? RETURNING id",
-                                  [work.up_to, work.mailbox_id, first])
+        claimed = yield Fetch("UPDATE mailboxes SET recent_uid = ? WHERE id = ? "
+                              "AND recent_uid = ? RETURNING id",
+                              [work.up_to, work.mailbox_id, first])
         if claimed:
             return first
     return work.up_to  # lost every race: nothing is recent to this session
