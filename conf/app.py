@@ -24,6 +24,7 @@ from directory.service import Directory
 from federation.metrics import SchoolMetrics
 from federation.resolver import Resolver
 from federation.rspamd import RspamdClient
+from federation.tls import CertificateStore, check_certificate
 
 if TYPE_CHECKING:
     from mailserver.sieve.scripts import SieveScripts
@@ -63,6 +64,7 @@ class School:
     _resolver: Resolver | None = None
     _sieve_scripts: SieveScripts | None = None
     _rspamd: RspamdClient | None = None
+    _tls: CertificateStore | None = None
     _audit: AuditLog | None = None
 
     @property
@@ -107,6 +109,15 @@ class School:
 
             self._sieve_scripts = SieveScripts(self.db)
         return self._sieve_scripts
+
+    @property
+    def tls(self) -> CertificateStore:
+        """The certificate and key of every TLS listener, reloadable (SIGHUP)."""
+        if self._tls is None:
+            s = self.settings
+            self._tls = CertificateStore(str(s.path(s.tls.certificate)),
+                                         str(s.path(s.tls.key)))
+        return self._tls
 
     @property
     def rspamd(self) -> RspamdClient:
@@ -157,6 +168,9 @@ class School:
                 for service in wiring.build(self)]
 
     async def start(self) -> None:
+        certificate = self.settings.path(self.settings.tls.certificate)
+        if certificate.exists():  # CertificateProblem: a clear reason, before any listener
+            check_certificate(str(certificate), str(self.settings.path(self.settings.tls.key)))
         self.services = self.build_services()
         for service in self.services:
             for listener in await service.start():

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import datetime as dt
 import ipaddress
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -22,8 +23,11 @@ from conf.settings import (
 )
 from directory.db import Database
 from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_signed_certificate
+from federation.tls import CertificateProblem
 
 KEYS_DIR = "keys"
+
+log = logging.getLogger("schulhof")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -98,8 +102,23 @@ async def serve(args: argparse.Namespace, school: School) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await school.serve_until(stop)
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload_certificate(school))
+    try:
+        await school.serve_until(stop)
+    except CertificateProblem as problem:
+        print(f"schulhof: cannot start: {problem}", file=sys.stderr)
+        return 2
     return 0
+
+
+def reload_certificate(school: School) -> None:
+    """SIGHUP: the renewed certificate for new connections; open ones are kept."""
+    try:
+        leaf = school.tls.reload()
+    except CertificateProblem as problem:
+        log.error("event=tls_reload_refused reason=%s", problem)
+        return
+    log.info("event=tls_reloaded not_after=%s", leaf.not_valid_after_utc.isoformat())
 
 
 async def migrate(args: argparse.Namespace) -> int:

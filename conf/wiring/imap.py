@@ -26,8 +26,7 @@ def build(school: School) -> list[Service]:
     if listen.imap < 0 and listen.imaps < 0:
         return []
     cert = settings.path(settings.tls.certificate)
-    key = settings.path(settings.tls.key)
-    context = server_tls_context(str(cert), str(key)) if cert.exists() else None
+    context = school.tls.context() if cert.exists() else None
     imap = settings.imap
     store = school.mail_store
     # Shared by this service's sessions only (two schools never share them).

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from directory.model import Account
-from federation.tls import server_tls_context
 from mailserver.managesieve.server import ManageSieveServer
 from mailserver.managesieve.session import ManageSieveLimits, SessionServices
 
@@ -21,8 +20,7 @@ def build(school: School) -> list[Service]:
     if listen.managesieve < 0:
         return []
     cert = settings.path(settings.tls.certificate)
-    key = settings.path(settings.tls.key)
-    context = server_tls_context(str(cert), str(key)) if cert.exists() else None
+    context = school.tls.context() if cert.exists() else None
     directory = school.directory
 
     async def may_redirect(account: Account, address: str) -> str | None:

@@ -101,7 +101,6 @@ def federation_listener(school: School, server: MatrixServer | None = None
     with the school's client API ``server``, claimed keys reach its /sync and its
     rooms federate: their events go out through the listener's sender, joins and
     invites through its client, and received PDUs and the room endpoints reach them."""
-    from conf.wiring.imap import server_tls_context
 
     settings = school.settings
     server_name = settings.school.domain.lower()
@@ -136,8 +135,7 @@ def federation_listener(school: School, server: MatrixServer | None = None
             school.db, server_name, server.typing, server.receipts, server.e2ee),
         media=None if server is None else server.media,
         rooms=rooms.resident if rooms is not None else None)
-    tls = server_tls_context(str(settings.path(settings.tls.certificate)),
-                             str(settings.path(settings.tls.key)))
+    tls = school.tls.context()
     return FederationListener(context, client, sender, bind=settings.listen.bind,
                               port=settings.listen.federation, ssl_context=tls,
                               http_limits=http_limits(school, TrustedProxies()))

@@ -44,7 +44,8 @@ def build(school: School) -> list[Service]:
         key_paths=SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR))
     return [SmtpService(config, school.directory, school.authenticator,
                         rules_target(school), inbound_check=check,
-                        observe=school.metrics.smtp_reply, spam_filter=spam_filter(school))]
+                        observe=school.metrics.smtp_reply, spam_filter=spam_filter(school),
+                        tls_context=school.tls.context)]
 
 
 def spam_filter(school: School) -> SpamFilter | None:

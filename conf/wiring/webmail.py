@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING
 
 from conf.admin_web.pages import admin_routes
 from conf.wiring.delivery_rules import rules_target
-from conf.wiring.imap import server_tls_context
 from conf.wiring.matrix import http_limits
 from directory.client_address import TrustedProxies
 from federation.dns_records import SchoolDns, matrix_well_known, mta_sts_policy
@@ -53,7 +52,7 @@ def build(school: School) -> list[Service]:
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
                           extra_routes=[*autoconfig_routes(discovery(school, cert, key)),
                                         *admin_routes(school)],
-                          ssl_context=server_tls_context(str(cert), str(key)),
+                          ssl_context=school.tls.context(),
                           http_redirect_port=settings.listen.web_http_redirect,
                           public_port=settings.listen.web_public_port,
                           http_limits=http_limits(school, webmail.trusted_proxies))]

@@ -38,8 +38,11 @@ class SmtpService:
                  authenticator: Authenticator, target: DeliveryTarget,
                  inbound_check: InboundCheck | None = None,
                  observe: Callable[[str, str, str], None] | None = None,
-                 spam_filter: SpamFilter | None = None) -> None:
+                 spam_filter: SpamFilter | None = None,
+                 tls_context: Callable[[], ssl.SSLContext] | None = None) -> None:
         self.config = config
+        # The school's shared, reloadable context (SIGHUP); else one from the files.
+        self._tls_context = tls_context
         router = Router(directory, config.local_domains,
                         cache_seconds=config.directory_cache_seconds)
         self._services = SessionServices(config, router, authenticator, target,
@@ -52,8 +55,11 @@ class SmtpService:
         self.addresses: dict[ListenerKind, tuple[str, int]] = {}
 
     async def start(self) -> list[str]:
-        tls = await asyncio.to_thread(server_tls_context, str(self.config.certificate),
-                                      str(self.config.key))
+        if self._tls_context is not None:
+            tls = await asyncio.to_thread(self._tls_context)
+        else:
+            tls = await asyncio.to_thread(server_tls_context, str(self.config.certificate),
+                                          str(self.config.key))
         loop = asyncio.get_running_loop()
         described = []
         for kind in ListenerKind:
