@@ -6,7 +6,7 @@ DEMO   := demo
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo \
-        node-deps browser synapse webmail-catalog fuzz fuzz-smoke soak
+        node-deps browser synapse webmail-catalog admin-catalog fuzz fuzz-smoke soak
 
 install: $(VENV)/.installed
 
@@ -96,6 +96,15 @@ soak: install
 # The webmail's English catalog: new German texts from the code and templates are
 # added to locale/en/.../messages.po (untranslated: fill in their msgstr).
 WEBMAIL_PO := mailserver/webmail/locale/en/LC_MESSAGES/messages.po
+# The admin pages' and password letters' English catalog (German is the source).
+ADMIN_PO := conf/admin_web/locale/en/LC_MESSAGES/messages.po
+admin-catalog: install
+	$(BIN)/pybabel extract -F conf/admin_web/babel.cfg --no-location --sort-output \
+	    --project=Schulhof -w 100 -o conf/admin_web/locale/messages.pot .
+	$(BIN)/pybabel update -i conf/admin_web/locale/messages.pot \
+	    -d conf/admin_web/locale -l en -w 100 --no-fuzzy-matching --ignore-obsolete
+	rm conf/admin_web/locale/messages.pot
+
 webmail-catalog: install
 	$(BIN)/pybabel extract -F mailserver/webmail/babel.cfg --no-location --sort-output \
 	    --project=Schulhof -w 100 -o mailserver/webmail/locale/messages.pot .

@@ -226,6 +226,31 @@ class ImportSettings:
 
 
 @dataclass(frozen=True)
+class ChatSettings:
+    """Messenger rights (messenger.chat_rights): the roles that may open rooms and start
+    direct chats, and groups whose members may too (an account gets the widest).
+    Parents are in neither by default: they answer in chats a teacher opened."""
+
+    create_rooms: tuple[str, ...] = ("teacher", "staff", "admin")
+    start_direct: tuple[str, ...] = ("teacher", "staff", "admin", "pupil")
+    create_rooms_groups: tuple[str, ...] = ()
+    start_direct_groups: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class QuietHoursSettings:
+    """No push notifications in quiet hours (messenger.quiet_hours); messages still
+    arrive in the app.  ``roles``: per-role windows, "teacher=off" or
+    "pupil=19:00-07:00"; each person may override in the app's account data."""
+
+    enabled: bool = True
+    window: str = "20:00-07:00"
+    weekends: bool = True
+    timezone: str = "Europe/Berlin"
+    roles: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """How long the school keeps what (GDPR Art. 5(1)(e)); defaults from German school
     practice.  ``schulhof serve`` runs the clean-up daily at ``daily_at`` (server local
@@ -295,6 +320,8 @@ class Settings:
     auth: AuthSettings = field(default_factory=AuthSettings)
     importer: ImportSettings = field(default_factory=ImportSettings)
     retention: RetentionSettings = field(default_factory=RetentionSettings)
+    chat: ChatSettings = field(default_factory=ChatSettings)
+    quiet_hours: QuietHoursSettings = field(default_factory=QuietHoursSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
     partners: tuple[PartnerSchool, ...] = ()
 

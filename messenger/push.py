@@ -63,8 +63,11 @@ class PushSender:
 
     def __init__(self, db: Database, *, timeout: float = 5.0, queue_size: int = 1000,
                  workers: int = 4, retries: int = 3, backoff: float = 0.5,
-                 badge: Callable[[str], Awaitable[int]] | None = None) -> None:
+                 badge: Callable[[str], Awaitable[int]] | None = None,
+                 quiet: Callable[[list[str]], Awaitable[set[str]]] | None = None) -> None:
         self.db = db
+        # Who is in their quiet hours now (messenger.quiet_hours): no push for them.
+        self._quiet = quiet
         # The app's badge for a user (messenger.unread: rooms with unread notifications).
         self._badge = badge
         self._timeout = timeout
@@ -129,6 +132,13 @@ class PushSender:
                 self._queue.task_done()
 
     async def push_event(self, event: StoredEvent, users: list[str]) -> None:
+        if self._quiet is not None:
+            quiet = await self._quiet(users)
+            if quiet:
+                log.info("event=push_quiet_hours id=%s users=%d", event.event_id, len(quiet))
+                users = [u for u in users if u not in quiet]
+                if not users:
+                    return
         async with self.db.read() as session:
             targets = await store.pushers_of_users(session, users)
         badges: dict[str, int] = {}

@@ -23,6 +23,7 @@ from directory.service import Directory
 from federation.http_guard import GuardedSite, HttpLimits
 from messenger.api.app import build_app
 from messenger.api.http import ApiContext
+from messenger.chat_rights import ChatRights
 from messenger.e2ee import DeviceMessaging
 from messenger.ephemeral import Receipts, TypingTracker
 from messenger.events.signing import EventSigner
@@ -30,6 +31,7 @@ from messenger.federation_keys import RemoteKeys
 from messenger.limits import MessengerLimits
 from messenger.media import MediaRepository
 from messenger.push import PushSender
+from messenger.quiet_hours import QuietHours
 from messenger.ratelimit import RateLimiter, RateLimits
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
@@ -59,7 +61,9 @@ class MatrixServer:
                  trusted_proxies: TrustedProxies | None = None,
                  push_gateways: tuple[str, ...] = (),
                  http_limits: HttpLimits | None = None,
-                 event_signer: EventSigner | None = None) -> None:
+                 event_signer: EventSigner | None = None,
+                 chat_rights: ChatRights | None = None,
+                 quiet_hours: QuietHours | None = None) -> None:
         self.server_name = server_name
         self.bind = bind
         self.port = port
@@ -67,13 +71,15 @@ class MatrixServer:
         self.notifier = Notifier()
         # Recent events and stream positions for /sync, fed by this instance's writers.
         self.sync_cache = SyncCache()
-        policy = ChatPolicy(directory, server_name, mail_domain or server_name)
+        policy = ChatPolicy(directory, server_name, mail_domain or server_name,
+                            rights=chat_rights)
         self.rooms = RoomService(db, server_name, self.notifier, policy, cache=self.sync_cache,
                                  signer=event_signer)
         # Push rules are evaluated once per stored event (in its transaction): the
         # unread counts, the pushes and /notifications all take that one result.
         self.unread = UnreadCounts(db, server_name)
-        self.push = PushSender(db, badge=self.unread.badge)
+        self.push = PushSender(db, badge=self.unread.badge,
+                               quiet=quiet_hours.quiet_users if quiet_hours else None)
         self.rooms.writer.event_stored = self.unread.event_stored
         self.rooms.writer.after_commit = self._events_committed
         self.sessions = Sessions(db, authenticator, server_name, mail_domain or server_name)

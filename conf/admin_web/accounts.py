@@ -170,7 +170,7 @@ class AccountPages:
                     return await self.show(request, who, status=400, error=_(
                         "Zum Löschen bitte den Benutzernamen eintippen."))
                 await erase_account(self.site.school, account.login, who.actor)
-                raise web.HTTPSeeOther("/admin/konten?fehler=")
+                raise web.HTTPSeeOther("/admin/konten")
             else:
                 raise web.HTTPNotFound()
         except DirectoryError as exc:

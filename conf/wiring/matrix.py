@@ -16,6 +16,7 @@ from aiohttp.typedefs import Handler, Middleware
 
 from conf.commands.school import KEYS_DIR
 from directory.client_address import TrustedProxies
+from directory.model import Role
 from federation.http_guard import HttpLimits
 from federation.keys import SchoolKeyPaths
 from federation.matrix.client import FederationClient, download_media
@@ -26,12 +27,19 @@ from federation.matrix.sender import TransactionSender
 from federation.matrix.signed_json import SigningKey
 from federation.metrics import SchoolMetrics
 from messenger.api.federation import FederationContext, TransactionHandler
+from messenger.chat_rights import ChatRights
 from messenger.events.signing import EventSigner, KeyLookup
 from messenger.federation_edus import EduReceiver, EphemeralFederation
 from messenger.federation_inbox import RoomsInbox, UnknownRoomsInbox
 from messenger.federation_keys import LocalKeys, RemoteKeys
 from messenger.federation_listener import FederationListener
 from messenger.limits import MessengerLimits
+from messenger.quiet_hours import (
+    QuietHours,
+    QuietRules,
+    QuietWindow,
+    parse_role_windows,
+)
 from messenger.ratelimit import RateLimit, RateLimits
 from messenger.remote_media import RemoteMedia
 from messenger.rooms.federating import OutboxQueue
@@ -44,6 +52,7 @@ from messenger.unread import UnreadCounts
 
 if TYPE_CHECKING:
     from conf.app import School, Service
+    from conf.settings import Settings
 
 
 def build(school: School) -> list[Service]:
@@ -62,7 +71,8 @@ def build(school: School) -> list[Service]:
         auto_join_groups=m.auto_join_group_rooms, push_gateways=m.push_gateways,
         trusted_proxies=proxies, http_limits=http_limits(school, proxies),
         rate_limits=rate_limits(m.send_messages_per_second, m.send_burst),
-        event_signer=event_signer(school))
+        event_signer=event_signer(school), chat_rights=chat_rights(settings),
+        quiet_hours=quiet_hours(school))
     server.extra_middlewares.append(request_timer(school.metrics))
     services: list[Service] = [server]
     if settings.listen.federation >= 0:
@@ -79,6 +89,35 @@ def build(school: School) -> list[Service]:
                 server.media.max_upload_bytes)
         services.append(listener)
     return services
+
+
+def _roles(names: tuple[str, ...], key: str) -> frozenset[Role]:
+    try:
+        return frozenset(Role(n) for n in names)
+    except ValueError:
+        raise ValueError(f"chat.{key}: unknown role in {list(names)}") from None
+
+
+def chat_rights(settings: Settings) -> ChatRights:
+    """The messenger rights of ``[chat]``."""
+    c = settings.chat
+    return ChatRights(_roles(c.create_rooms, "create_rooms"),
+                      _roles(c.start_direct, "start_direct"),
+                      frozenset(g.lower() for g in c.create_rooms_groups),
+                      frozenset(g.lower() for g in c.start_direct_groups))
+
+
+def quiet_hours(school: School) -> QuietHours | None:
+    """The quiet hours of ``[quiet_hours]`` (None: switched off)."""
+    q = school.settings.quiet_hours
+    if not q.enabled:
+        return None
+    try:
+        rules = QuietRules(QuietWindow.parse(q.window, q.weekends), q.timezone,
+                           parse_role_windows(q.roles, q.weekends))
+    except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
+        raise ValueError(f"quiet_hours: {exc}") from None
+    return QuietHours(school.db, rules, school.settings.school.domain.lower())
 
 
 def signing_key(school: School) -> SigningKey | None:

@@ -9,6 +9,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from messenger.chat_rights import ChatAction
 from messenger.events.identifiers import InvalidIdentifier, new_room_id, parse_room_alias
 from messenger.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, room_version
 from messenger.identity import Requester
@@ -35,6 +36,8 @@ class RoomCreation:
         self._membership = membership
 
     async def create_room(self, requester: Requester, request: CreateRoomRequest) -> str:
+        await self._policy.check_right(requester.account, ChatAction.START_DIRECT
+                                       if request.is_direct else ChatAction.CREATE_ROOM)
         for invitee in request.invite:
             await self._policy.check_may_invite(requester.account, requester.user_id, invitee)
         # Users of other servers are invited through their server once the room exists.

@@ -19,8 +19,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-from directory.model import Account, NotFound
+from directory.model import Account, Group, MemberRole, NotFound
 from directory.policy import Verdict
+from messenger.chat_rights import ChatAction, ChatRights
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.rooms.errors import Forbidden, InvalidRequest
 
@@ -32,11 +33,16 @@ class ContactDirectory(Protocol):
 
     async def may_contact(self, sender: Account, address: str) -> Verdict: ...
 
+    async def groups_of(self, login: str) -> list[tuple[Group, MemberRole]]: ...
+
 
 class ChatPolicy:
     def __init__(self, directory: ContactDirectory, server_name: str, mail_domain: str,
-                 federates_with: Callable[[str], bool] | None = None) -> None:
+                 federates_with: Callable[[str], bool] | None = None,
+                 rights: ChatRights | None = None) -> None:
         self._directory = directory
+        # The school's messenger rights (messenger.chat_rights); None: no restriction.
+        self.rights = rights
         self._server_name = server_name
         self._mail_domain = mail_domain
         # None: this server reaches no other server (no federation configured).
@@ -81,9 +87,24 @@ class ChatPolicy:
         except NotFound:
             raise InvalidRequest(f"unknown user {user_id}") from None
 
+    async def check_right(self, account: Account, action: ChatAction) -> None:
+        """Raise ``Forbidden`` unless the account's role or one of its groups has the right."""
+        if self.rights is None:
+            return
+        if self.rights.allows(action, account.role):
+            return
+        groups = [g.name for g, _ in await self._directory.groups_of(account.login)]
+        if not self.rights.allows(action, account.role, groups):
+            raise Forbidden("the school does not let you create rooms"
+                            if action is ChatAction.CREATE_ROOM else
+                            "the school does not let you start chats (you can answer in "
+                            "chats others opened with you)")
+
     async def check_may_invite(self, inviter: Account, inviter_user_id: str,
                                invitee_user_id: str) -> None:
-        """Raise ``Forbidden`` with the policy's reason unless both may write to each other."""
+        """Raise ``Forbidden`` with the policy's reason unless both may write to each other
+        and the inviter may start chats."""
+        await self.check_right(inviter, ChatAction.START_DIRECT)
         if self.is_remote(invitee_user_id):
             self.check_server_reachable(invitee_user_id)
             verdict = await self._directory.may_contact(

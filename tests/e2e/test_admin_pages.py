@@ -81,6 +81,9 @@ async def test_only_admins_and_only_with_the_token(school: School,
             assert response.status == 200, path
             assert "script-src" not in response.headers["Content-Security-Policy"]
             assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    async with admin.get("/admin/konten", headers={"Accept-Language": "en"}) as response:
+        text = await response.text()
+        assert "<h1>Accounts</h1>" in text and 'lang="en"' in text
     async with admin.get("/admin/konten?q=klein") as response:
         assert "/admin/konten/paul" in await response.text()
     async with admin.get("/admin/konten?q=niemand") as response:

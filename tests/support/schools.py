@@ -10,11 +10,13 @@ import socket
 from pathlib import Path
 
 from conf.settings import (
+    ChatSettings,
     DatabaseSettings,
     FederationSettings,
     ListenSettings,
     MetricsSettings,
     PartnerSchool,
+    QuietHoursSettings,
     SchoolSettings,
     Settings,
     SmtpSettings,
@@ -23,6 +25,7 @@ from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_sign
 from tests.support.dns_server import quiet_dns
 
 _PORTS_LOW, _PORTS_HIGH = 20000, 32768
+ALL_ROLES = ("pupil", "teacher", "parent", "staff", "admin")
 
 
 def _port_cursor() -> itertools.cycle[int]:
@@ -89,6 +92,11 @@ def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.te
                                       dns_cache=False),
         partners=tuple(PartnerSchool(domain=p) for p in partners),
         metrics=MetricsSettings(port=free_port(bind)),
+        # The protocol tests let everyone open rooms and chats and push at any hour;
+        # the school's defaults (pupils open no rooms, parents only answer, quiet
+        # hours at night and weekends) have their own tests (tests/messenger/test_chat_rights.py).
+        chat=ChatSettings(create_rooms=ALL_ROLES, start_direct=ALL_ROLES),
+        quiet_hours=QuietHoursSettings(enabled=False),
     )
     if sections:
         settings = dataclasses.replace(settings, **sections)
