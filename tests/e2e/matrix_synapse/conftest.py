@@ -35,6 +35,9 @@ from tests.support.synapse import SynapseServer, SynapseUser, ensure_synapse
 pytestmark = pytest.mark.synapse
 
 PASSWORD = "Geheim-Passwort-1"
+# A test starts a Synapse (seconds to import and migrate its database) and waits for
+# federation round trips through it: more than the suite's 120 s on a loaded machine.
+SYNAPSE_TEST_TIMEOUT = 300
 SYNAPSE_NAME = "syn.test"
 
 

@@ -14,9 +14,9 @@ import pytest
 from nio import AsyncClient, AsyncClientConfig, KeysUploadResponse, LoginResponse
 from nio.crypto import ENCRYPTION_ENABLED
 
-from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, Interop
+from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
 
-pytestmark = [pytest.mark.synapse,
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT),
               pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")]
 
 

@@ -20,10 +20,10 @@ from nio import (
 )
 from nio.crypto import ENCRYPTION_ENABLED
 
-from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, Interop
+from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
 from tests.support.nio_watch import login
 
-pytestmark = [pytest.mark.synapse,
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT),
               pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")]
 
 

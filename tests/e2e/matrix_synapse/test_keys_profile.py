@@ -11,9 +11,9 @@ import pytest
 
 from federation.matrix.client import DestinationRefused
 from federation.matrix.server_keys import parse_server_keys
-from tests.e2e.matrix_synapse.conftest import SYNAPSE_NAME, Interop
+from tests.e2e.matrix_synapse.conftest import SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
 
-pytestmark = pytest.mark.synapse
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT)]
 
 
 async def test_schulhof_fetches_and_checks_synapse_key(interop: Interop) -> None:

@@ -13,9 +13,9 @@ import aiohttp
 import pytest
 
 from federation.matrix.client import download_media
-from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, Interop
+from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
 
-pytestmark = pytest.mark.synapse
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT)]
 
 def _png(width: int, height: int) -> bytes:
     """A real PNG of random grey pixels (Synapse makes thumbnails of what it fetches)."""

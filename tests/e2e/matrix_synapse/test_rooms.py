@@ -18,10 +18,10 @@ from nio import (
     RoomSendResponse,
 )
 
-from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, Interop
+from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
 from tests.support.synapse import SynapseUser
 
-pytestmark = pytest.mark.synapse
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT)]
 
 
 @pytest.fixture
