@@ -62,8 +62,10 @@ class SchoolMetrics:
         self.db_seconds = Histogram("schulhof_database_query_duration_seconds",
                                     "Round trip of a trivial query, measured at each scrape",
                                     buckets=_LATENCY_BUCKETS, registry=r)
-        self.sieve_evaluations = Counter("schulhof_sieve_evaluations",
-                                         "Sieve scripts run at delivery", registry=r)
+        self.sieve_seconds = Histogram("schulhof_sieve_evaluation_seconds",
+                                       "Sieve scripts run at delivery and how long each took",
+                                       buckets=(0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005,
+                                                0.01, 0.05), registry=r)
 
     def smtp_reply(self, listener: str, stage: str, reply: str) -> None:
         """Count an SMTP reply to RCPT or to the end of the message data."""

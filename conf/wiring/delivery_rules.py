@@ -107,7 +107,7 @@ def rules_target(school: School) -> RulesTarget:
     accounts = directory.get_account_by_id
     step = SieveStep(school.sieve_scripts, accounts, domain, settings.smtp_hostname,
                      local_domains, store.settings.claim_vacation_reply, redirect=redirect,
-                     send=send, notice=notice)
+                     send=send, notice=notice, on_evaluated=school.metrics.sieve_seconds.observe)
     return RulesTarget(SieveTarget(store, step),
                        [VacationResponder(store.settings, accounts, domain, send),
                         Forwarder(store.settings, accounts, domain, deliver)])

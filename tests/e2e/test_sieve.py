@@ -131,6 +131,9 @@ async def test_managesieve_script_files_mail_and_answers_once_per_sender(
     await _eventually(answered)
     await asyncio.sleep(1)  # no second reply to mutter arrives later
     await answered()
+    evaluated = running_school.metrics.registry.get_sample_value(
+        "schulhof_sieve_evaluation_seconds_count")
+    assert evaluated is not None and evaluated >= 3  # lehrer's script ran for each mail
 
 
 async def test_pupil_redirect_outside_is_refused_at_upload_and_reject_in_smtp(
@@ -178,3 +181,28 @@ def _plain_before_tls(running_school: School) -> None:
         stream.write(b"LOGOUT\r\n")
         stream.flush()
         assert stream.readline().startswith(b"OK")
+
+
+async def test_redirects_between_two_accounts_do_not_loop(running_school: School) -> None:
+    """a redirects to b and b to a: the redirected copy is delivered past the
+    scripts (and carries a hop trace), so each mail moves once and stops."""
+    d = running_school.directory
+    lehrer = await d.create_account(role=Role.TEACHER, login="lehrer", password=PASSWORD)
+    erste = await d.create_account(role=Role.TEACHER, login="erste", password=PASSWORD)
+    zweite = await d.create_account(role=Role.TEACHER, login="zweite", password=PASSWORD)
+    scripts = running_school.sieve_scripts
+    for account, target in ((erste, "zweite"), (zweite, "erste")):
+        await scripts.put(account.id, "weiter", f'redirect "{target}@schule.test";')
+        await scripts.activate(account.id, "weiter")
+    assert lehrer.login == "lehrer"
+    await _send(running_school, "lehrer", "erste@schule.test", "Rundlauf")
+
+    async def once() -> None:
+        zweite_inbox = await asyncio.to_thread(_subjects, running_school, "zweite", "INBOX")
+        assert [s for s, _ in zweite_inbox] == ["Rundlauf"]
+
+    await _eventually(once)
+    await asyncio.sleep(1.5)  # nothing bounces back and forth afterwards
+    await once()
+    erste_inbox = await asyncio.to_thread(_subjects, running_school, "erste", "INBOX")
+    assert erste_inbox == []
