@@ -80,8 +80,10 @@ class ImapConnection(asyncio.Protocol):
 
     def __init__(self, limits: ImapLimits, ssl_context: ssl.SSLContext | None,
                  implicit_tls: bool,
-                 start_session: Callable[[ImapConnection], asyncio.Task[None] | None]) -> None:
+                 start_session: Callable[[ImapConnection], asyncio.Task[None] | None],
+                 tls_buffer: bytearray | None = None) -> None:
         self.limits = limits
+        self._tls_buffer = tls_buffer
         self._ssl_context = ssl_context
         self.tls_active = implicit_tls
         self._start_session = start_session
@@ -115,7 +117,12 @@ class ImapConnection(asyncio.Protocol):
                 or len(buffer) <= TLS_READ_BUFFER or not hasattr(protocol, "max_size")):
             return
         protocol.max_size = TLS_READ_BUFFER
-        protocol._ssl_buffer = bytearray(TLS_READ_BUFFER)
+        # The buffer only carries one recv() into the TLS object's incoming
+        # BIO, both in one event-loop callback (SSLProtocol.get_buffer, then
+        # buffer_updated copies it): the server's connections can share one.
+        shared = self._tls_buffer
+        protocol._ssl_buffer = shared if shared is not None and len(
+            shared) == TLS_READ_BUFFER else bytearray(TLS_READ_BUFFER)
         protocol._ssl_buffer_view = memoryview(protocol._ssl_buffer)
 
     def _new_framer(self) -> CommandFramer:
@@ -315,6 +322,8 @@ class ImapServer:
         self._connections: set[ImapConnection] = set()
         self._limiter = ConnectionLimiter(limits.max_connections_per_ip)
         self.bound: dict[str, int] = {}
+        # One TLS read buffer for all connections of this server (one event loop).
+        self._tls_buffer = bytearray(TLS_READ_BUFFER)
 
     async def start(self) -> list[str]:
         loop = asyncio.get_running_loop()
@@ -327,7 +336,8 @@ class ImapServer:
                 continue
 
             def factory(implicit: bool = implicit) -> ImapConnection:
-                return ImapConnection(self._limits, self._ssl_context, implicit, self._spawn)
+                return ImapConnection(self._limits, self._ssl_context, implicit, self._spawn,
+                                      self._tls_buffer)
 
             server = await loop.create_server(
                 factory, self._bind, port, ssl=self._ssl_context if implicit else None,

@@ -3,10 +3,13 @@
 The server's resident memory (``/proc/PID/status`` VmRSS) is read before and
 after opening many idle connections; the growth per connection is the figure.
 asyncio gives every TLS connection a 256 KiB read buffer, zero-filled and so
-resident; mailserver.imap.server shrinks it to one TLS record (16 KiB).
-Measured on this machine (300 connections, Python 3.11): about 8 KiB for a
-plaintext connection before login, 27 KiB for a TLS one, 57 KiB for a TLS
-connection logged in with INBOX selected in IDLE (the session's own state).
+resident; mailserver.imap.server shrinks it to one TLS record (16 KiB) and
+lets all connections of a server share that one buffer (it only carries a
+recv() into the TLS object within one event-loop callback).
+Measured on this machine (300 connections, Python 3.11, loaded): 28 KiB for
+a TLS connection before login and 36 KiB for one logged in with INBOX
+selected in IDLE (44 and 53 KiB with a buffer per connection; issue 14's
+target is 50 KiB).
 """
 
 from __future__ import annotations
@@ -73,8 +76,8 @@ async def test_an_idle_tls_connection_costs_under_50_kib(served: ServedSchool) -
     assert cost < 50
 
 
-async def test_a_logged_in_idle_tls_connection_costs_under_100_kib(
+async def test_a_logged_in_idle_tls_connection_costs_under_50_kib(
         served: ServedSchool) -> None:
     cost = await per_connection(served, lambda w: _tls(served, w, idle=True))
     print(f"TLS connection in IDLE: {cost:.1f} KiB")
-    assert cost < 100
+    assert cost < 50
