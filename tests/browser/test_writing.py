@@ -9,6 +9,7 @@ import email.policy
 import imaplib
 import re
 from email.message import EmailMessage
+from pathlib import Path
 
 from conf.app import School
 from tests.browser.conftest import PHONE, OpenPage, log_in, screenshot
@@ -159,3 +160,25 @@ async def test_compose_without_script_saves_nothing_by_itself(webmail_school: Sc
     await page.get_by_text("Der Entwurf wurde gespeichert.").wait_for()
     (draft,) = await asyncio.to_thread(imap_messages, webmail_school, "anna", "Drafts")
     assert draft["Subject"] == "Ohne Skript"
+
+
+async def test_a_30_mb_attachment_is_refused_in_german_and_nothing_is_sent(
+        webmail_school: School, open_page: OpenPage, tmp_path: Path) -> None:
+    """Over the school's 25 MiB message limit (the SMTP size other servers take)."""
+    assert webmail_school.settings.smtp.max_message_size == 25 * 1024 * 1024
+    page = await open_page()
+    await log_in(page, "anna")
+    await page.goto("/compose")
+    await page.get_by_label("An", exact=True).fill("paul")
+    await page.get_by_label("Betreff").fill("Die Ferienfotos")
+    photos = tmp_path / "Fotos.zip"
+    with photos.open("wb") as file:
+        file.truncate(30 * 1024 * 1024)
+    # A file path: the browser reads it itself (a 30 MB buffer crawls through the driver).
+    await page.get_by_label("Anhänge hinzufügen").set_input_files(photos)
+    await page.get_by_role("button", name="Senden").click()
+    await page.get_by_role("heading", name="Zu groß").wait_for(timeout=60_000)
+    assert "Die Nachricht mit ihren Anhängen ist zu groß." in await page.content()
+    assert await page.evaluate("() => document.documentElement.lang") == "de"
+    await screenshot(page, "compose-too-big-desktop")
+    assert await asyncio.to_thread(imap_messages, webmail_school, "paul") == []
