@@ -220,6 +220,8 @@ class MessageSearchRow(Base):
     recipients: Mapped[str] = mapped_column(Text)
     subject: Mapped[str] = mapped_column(Text)
     body: Mapped[str] = mapped_column(Text)
+    # The first message of its conversation (mailserver.store.search.thread_root).
+    thread_root: Mapped[str] = mapped_column(Text, default="")
 
     __table_args__ = (UniqueConstraint("blob_id", name="message_search_blob_unique"),
                       {"sqlite_autoincrement": True})

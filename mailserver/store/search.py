@@ -58,6 +58,7 @@ from mailserver.store.names import normalise
 
 BODY_CHARS = 20_000  # of a body's text, enough to find a mail by what it says
 INDEX_CHUNK = 200
+_MSG_ID = re.compile(r"<[^<>\s]{1,500}>")  # a msg-id (RFC 5322 3.6.4), brackets and all
 _TAG = re.compile(r"<(script|style)\b.*?</\1\s*>|<[^>]*>", re.IGNORECASE | re.DOTALL)
 _SPACE = re.compile(r"\s+")
 
@@ -177,6 +178,17 @@ def _body_text(message: email.message.Message) -> str:
     return _SPACE.sub(" ", content)[:BODY_CHARS]
 
 
+def thread_root(references: str, in_reply_to: str, message_id: str) -> str:
+    """The msg-id a conversation is known by (RFC 5322 3.6.4): the first of
+    References (the thread's start), else the parent of In-Reply-To, else the
+    message's own Message-ID; "" without any."""
+    for field in (references, in_reply_to, message_id):
+        found = _MSG_ID.search(field or "")
+        if found:
+            return found.group(0)
+    return ""
+
+
 def fold(text: str) -> str:
     """Text as the index stores it and terms are compared: case-folded (Unicode
     full case folding, so "Straße" and "STRASSE" are the same)."""
@@ -196,7 +208,24 @@ def index_row(blob_id: str, data: bytes, internal_date: dt.datetime) -> dict[str
             "sender": fold(_header(parsed, "From", "Sender", "Reply-To")),
             "recipients": fold(_header(parsed, "To", "Cc", "Bcc")),
             "subject": fold(_header(parsed, "Subject")),
-            "body": fold(_body_text(parsed))[:BODY_CHARS]}
+            "body": fold(_body_text(parsed))[:BODY_CHARS],
+            "thread_root": thread_root(_header(parsed, "References"),
+                                       _header(parsed, "In-Reply-To"),
+                                       _header(parsed, "Message-ID"))}
+
+
+async def conversation(db: Database, account_id: int, root: str, limit: int = 100
+                       ) -> list[tuple[str, int, str]]:
+    """(mailbox name, UID, blob id) of the account's indexed messages of the
+    conversation ``root`` (``thread_root``), oldest first."""
+    if not root:
+        return []
+    rows = await _rows(db, "SELECT mb.name, m.uid, m.blob_id FROM message_search s "
+                           "JOIN messages m ON m.blob_id = s.blob_id "
+                           "JOIN mailboxes mb ON mb.id = m.mailbox_id "
+                           "WHERE s.thread_root = ? AND mb.account_id = ? "
+                           "ORDER BY s.sent_at, m.uid LIMIT ?", [root, account_id, limit])
+    return [(name, int(uid), blob_id) for name, uid, blob_id in rows]
 
 
 async def index_mailbox(db: Database, mailbox_id: int, indexed: dict[int, int] | None = None

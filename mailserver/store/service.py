@@ -471,6 +471,15 @@ class MailStore:
             finally:
                 self._index_waiting.remove(mailbox_id)
 
+    async def conversation(self, account_id: int, root: str,
+                           mailbox_ids: Sequence[int]) -> list[tuple[str, int, str]]:
+        """The account's messages of one conversation (``search.conversation``),
+        after indexing the new mail of ``mailbox_ids`` (the reader's folder and
+        Sent: once indexed, only mail that came in since is read)."""
+        for mailbox_id in mailbox_ids:
+            await search.index_mailbox(self.db, mailbox_id, self._indexed_up_to)
+        return await search.conversation(self.db, account_id, root)
+
     async def search(self, account_id: int, mailbox: str, query: search.SearchQuery,
                      offset: int = 0, limit: int = 50) -> search.Found:
         """Messages matching ``query`` (sender, recipients, subject, body, dates)."""

@@ -111,6 +111,8 @@ async def message(request: web.Request, session: WebSession, account: Account
     response = page(request, "message.html", session=session,
                     folders=await request.app[WEBMAIL].mail.folders(account.id), mailbox=box,
                     message=shown, text=linkify(shown.text), frame=frame,
+                    conversation=await request.app[WEBMAIL].mail.conversation(
+                        account.id, box, shown),
                     sandbox=FRAME_SANDBOX, remote=remote, images=opened.images,
                     sender=opened.sender,
                     remembered=opened.remembered,

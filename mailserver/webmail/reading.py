@@ -22,7 +22,7 @@ from directory.db import Database
 from mailserver.store import FlagMode, InvalidMailboxName, MailboxNotFound, MailStore, MessageMeta
 from mailserver.store.bulk_reads import mailbox_by_name, read_headers
 from mailserver.store.names import normalise
-from mailserver.store.search import SearchQuery
+from mailserver.store.search import SearchQuery, thread_root
 from mailserver.webmail.image_senders import ImageSenders
 
 PAGE_SIZE = 50
@@ -49,6 +49,17 @@ class Summary:
     size: int
     flagged: bool = False
     sent: datetime | None = None  # shown in the reader's language (Translator.when)
+
+
+@dataclass(frozen=True)
+class ConversationEntry:
+    """One message of a conversation, as the message page lists it."""
+
+    mailbox: str
+    uid: int
+    sender: str
+    subject: str
+    sent: datetime | None
 
 
 @dataclass(frozen=True)
@@ -169,6 +180,31 @@ class Mail:
                                      "\\Seen" in meta.flags, meta.size,
                                      "\\Flagged" in meta.flags, _sent_at(parsed)))
         return Page(mailbox, summaries, number, pages, found.total)
+
+    async def conversation(self, account_id: int, mailbox: str, view: MessageView
+                           ) -> list[ConversationEntry]:
+        """The messages of ``view``'s conversation in this account's folders (those
+        it came from and Sent; not Trash or Junk), oldest first; [] when alone."""
+        root = thread_root(view.references, view.in_reply_to, view.message_id)
+        if not root:
+            return []
+        boxes = [await self._mailbox_id(account_id, mailbox)]
+        sent = await mailbox_by_name(self._db, account_id, "Sent")
+        if sent is not None and sent.id not in boxes:
+            boxes.append(sent.id)
+        found = [(box, uid, blob_id) for box, uid, blob_id in
+                 await self._store.conversation(account_id, root, boxes)
+                 if normalise(box) not in FOR_GOOD]
+        if len(found) < 2:
+            return []
+        heads = await read_headers(self._db, [blob_id for _, _, blob_id in found])
+        entries = []
+        for box, uid, blob_id in found:
+            parsed = _parse_headers(heads.get(blob_id, b""))
+            entries.append(ConversationEntry(box, uid, _list_header(parsed, "From"),
+                                             _list_header(parsed, "Subject"),
+                                             _sent_at(parsed)))
+        return entries
 
     async def set_flag(self, account_id: int, mailbox: str, uids: list[int], flag: str,
                        on: bool) -> None:

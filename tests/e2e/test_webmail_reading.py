@@ -140,3 +140,52 @@ async def test_images_of_a_sender_always_shown_once_chosen(
     async with browser.post("/images/always", data={
             "csrf": csrf.group(1), "box": "INBOX", "uid": "99"}) as response:
         assert response.status == 404
+
+
+def thread_mail(message_id: str, subject: str, references: str = "",
+                sender: str = f"Eva Eltern <{OUTSIDE}>", to: str = "anna@schule.test"
+                ) -> EmailMessage:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = to
+    message["Subject"] = subject
+    message["Message-ID"] = message_id
+    if references:
+        message["References"] = references
+        message["In-Reply-To"] = references.split()[-1]
+    message.set_content(subject)
+    return message
+
+
+async def test_the_message_page_shows_its_conversation(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    """Grouped by References/In-Reply-To (RFC 5322 3.6.4) over INBOX and Sent; other
+    people's copies of the same thread never show (issue 11.5, threads)."""
+    school = school_with_people
+    anna = await school.directory.get_account("anna")
+    paul = await school.directory.get_account("paul")
+    await deliver(school, thread_mail("<q0@eltern.example>", "Ausflug"))
+    await school.mail_store.append(anna.id, "Sent", thread_mail(
+        "<a1@schule.test>", "Re: Ausflug", "<q0@eltern.example>",
+        sender="anna@schule.test", to=OUTSIDE).as_bytes())
+    await deliver(school, thread_mail("<q2@eltern.example>", "Re: Re: Ausflug",
+                                      "<q0@eltern.example> <a1@schule.test>"))
+    await deliver(school, thread_mail("<x@eltern.example>", "Sommerfest"))
+    await school.mail_store.append(paul.id, "INBOX", thread_mail(
+        "<p1@eltern.example>", "Ausflug auch für Paul", "<q0@eltern.example>",
+        to="paul@schule.test").as_bytes())
+    await log_in(browser, "anna")
+
+    async with browser.get("/message?box=INBOX&uid=2") as response:
+        page = await response.text()
+    assert "Unterhaltung (3 Nachrichten)" in page
+    listed = page[page.index("Unterhaltung ("):page.index("</ol>")]
+    assert listed.index("Ausflug") < listed.index("Re: Ausflug") < listed.index("Re: Re:")
+    assert 'href="/message?box=INBOX&amp;uid=1"' in listed
+    assert 'href="/message?box=Sent&amp;uid=1"' in listed and "(Gesendet)" in listed
+    assert 'aria-current="page"' in listed
+    assert "Sommerfest" not in listed and "Paul" not in listed
+    async with browser.get("/message?box=INBOX&uid=3") as response:
+        assert "Unterhaltung (" not in await response.text()  # alone: no list
+    async with browser.get("/message?box=Sent&uid=1") as response:
+        assert "Unterhaltung (3 Nachrichten)" in await response.text()

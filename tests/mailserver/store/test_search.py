@@ -163,3 +163,21 @@ async def test_a_mailbox_shown_is_indexed_in_the_background(store: MailStore,
         assert await session.scalar(select(func.count()).select_from(MessageSearchRow)) == 1
     found = await store.search(account, "INBOX", SearchQuery(subject="laternen"))
     assert [m.uid for m in found.messages] == [1]
+
+
+def test_thread_root_is_where_the_conversation_starts() -> None:
+    from mailserver.store.search import thread_root
+
+    assert thread_root("<a@x> <b@x>", "<b@x>", "<c@x>") == "<a@x>"
+    assert thread_root("", "<b@x> (dein Brief)", "<c@x>") == "<b@x>"
+    assert thread_root("", "", " <c@x> ") == "<c@x>"
+    assert thread_root("kaputt", "", "") == ""
+
+
+@given(st.text(max_size=300), st.text(max_size=100), st.text(max_size=100))
+def test_thread_root_of_any_headers(references: str, in_reply_to: str, own: str) -> None:
+    from mailserver.store.search import thread_root
+
+    root = thread_root(references, in_reply_to, own)
+    assert root == "" or (root.startswith("<") and root.endswith(">") and len(root) <= 502
+                          and root in references + in_reply_to + own)
