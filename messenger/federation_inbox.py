@@ -34,12 +34,9 @@ class RoomsInbox:
 
     async def receive(self, origin: str, pdus: list[Mapping[str, Any]],
                       edus: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-        results: dict[str, dict[str, Any]] = {}
-        for pdu in pdus:
-            try:
-                event_id, error = await self._events.receive(origin, pdu)
-            except Exception:  # one bad PDU must not cost the others (or the transaction)
-                log.exception("event=federation_pdu_failed origin=%s", origin)
-                event_id, error = "$invalid", "could not process the event"
-            results[event_id] = {} if error is None else {"error": error}
+        try:
+            results = await self._events.receive_all(origin, pdus)
+        except Exception:  # never a 500 for the transaction: the sender would retry forever
+            log.exception("event=federation_txn_failed origin=%s", origin)
+            results = {}
         return results

@@ -124,28 +124,74 @@ class RemoteEvents:
             raise NotInRoom(str(exc)) from None
 
     # --- a PDU of a transaction ------------------------------------------------------
-    async def receive(self, origin: str, pdu: Mapping[str, Any]) -> tuple[str, str | None]:
-        """Process one PDU of ``PUT /send``: its event id and its error (or None)."""
-        room_id = pdu.get("room_id")
-        if not isinstance(room_id, str):
-            return "$invalid", "room_id is missing"
+    async def receive_all(self, origin: str, pdus: list[Mapping[str, Any]]
+                          ) -> dict[str, dict[str, Any]]:
+        """The PDUs of one transaction: checked one by one, what they name and we lack
+        fetched, then stored in one write transaction (one commit for the lot); should
+        that fail, each goes alone.  The answer per event id."""
+        results: dict[str, dict[str, Any]] = {}
+        versions: dict[str, RoomVersion | None] = {}
+        ready: list[tuple[str, Checked]] = []
+        for pdu in pdus:
+            room_id = pdu.get("room_id")
+            if not isinstance(room_id, str):
+                results[_event_id_or_invalid(pdu)] = {"error": "room_id is missing"}
+                continue
+            if room_id not in versions:
+                try:
+                    versions[room_id] = await self.room_version_of(room_id)
+                except NotInRoom as exc:
+                    log.debug("event=federation_pdu_ignored origin=%s reason=%r", origin,
+                              str(exc))
+                    versions[room_id] = None
+            version = versions[room_id]
+            if version is None:  # the spec: servers only process events of rooms they are in
+                results[_event_id_or_invalid(pdu)] = {}
+                continue
+            key = _event_id_or_invalid(pdu, version)
+            try:
+                ready.append((key, await self.check(pdu, version)))
+            except (MalformedPdu, EventSignatureError) as exc:
+                log.info("event=federation_pdu_refused origin=%s reason=%r", origin, str(exc))
+                results[key] = {"error": str(exc)}
+        in_batch = {c.event_id for _, c in ready}
+        for _, checked in ready:
+            await self._fetch_what_is_missing(origin, checked, in_batch)
         try:
-            version = await self.room_version_of(room_id)
-        except NotInRoom as exc:
-            log.debug("event=federation_pdu_ignored origin=%s reason=%r", origin, str(exc))
-            return _event_id_or_invalid(pdu), None  # the spec: only rooms a server is in
-        key = _event_id_or_invalid(pdu, version)
-        try:
-            checked = await self.check(pdu, version)
-        except (MalformedPdu, EventSignatureError) as exc:
-            log.info("event=federation_pdu_refused origin=%s reason=%r", origin, str(exc))
-            return key, str(exc)
-        outcome = await self.process(origin, checked, fetch_missing=True)
-        if outcome.status in ("rejected", "soft_failed"):
-            log.info("event=federation_pdu_%s origin=%s id=%s reason=%r", outcome.status,
-                     origin, checked.event_id, outcome.reason)
-            return key, outcome.reason if outcome.status == "rejected" else None
-        return key, None
+            async with self._writer.transaction() as write:
+                outcomes = [(key, checked, await self._persist(write, checked, frozenset(),
+                                                               None))
+                            for key, checked in ready]
+        except Exception:
+            log.exception("event=federation_batch_failed origin=%s count=%d", origin,
+                          len(ready))
+            outcomes = []
+            for key, checked in ready:
+                try:
+                    outcomes.append((key, checked, await self.persist(checked)))
+                except Exception:
+                    log.exception("event=federation_pdu_failed origin=%s", origin)
+                    outcomes.append((key, checked, Outcome("rejected", "could not process")))
+        for key, checked, outcome in outcomes:
+            if outcome.status in ("rejected", "soft_failed"):
+                log.info("event=federation_pdu_%s origin=%s id=%s reason=%r", outcome.status,
+                         origin, checked.event_id, outcome.reason)
+            results[key] = {"error": outcome.reason} if outcome.status == "rejected" else {}
+        return results
+
+    async def _fetch_what_is_missing(self, origin: str, checked: Checked,
+                                     in_batch: set[str]) -> None:
+        if self._remote is None:
+            return
+        named = [*checked.pdu["auth_events"], *checked.pdu["prev_events"]]
+        async with self._writer.db.read() as session:
+            known = await dag.known_events(session, [checked.event_id, *named]) | in_batch
+        if checked.event_id in known - in_batch:
+            return
+        if set(checked.pdu["auth_events"]) - known:
+            await self._fetch_auth_chain(origin, checked)
+        if set(checked.pdu["prev_events"]) - known:
+            await self._fetch_missing(origin, checked)
 
     async def process(self, origin: str, checked: Checked, *, fetch_missing: bool,
                       relay_to: frozenset[str] = frozenset()) -> Outcome:
