@@ -19,7 +19,7 @@ stalls on a gap.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,6 +100,8 @@ class RemoteEvents:
         self.server_name = server_name
         self._key_of = key_of
         self._remote = remote
+        # The servers this school federates with (set by the room service); None: any.
+        self.federates_with: Callable[[str], bool] | None = None
 
     # --- checks 1-3 -------------------------------------------------------------------
     async def check(self, pdu: Mapping[str, Any], version: RoomVersion,

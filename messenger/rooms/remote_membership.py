@@ -54,10 +54,19 @@ class RemoteMembership:
         self.server_name = events.server_name
 
     async def is_resident(self, room_id: str) -> bool:
-        """Whether a user of this server is joined (the room's state is ours to use)."""
+        """Whether this server holds the room's state to build on: a user of it is
+        joined, or the room is known and nobody elsewhere is (a room of ours that
+        everybody left).  Otherwise a join or leave goes through another server."""
         async with self._writer.db.read() as session:
-            return await store.room(session, room_id) is not None and \
-                self.server_name in await joined_servers(session, room_id)
+            if await store.room(session, room_id) is None:
+                return server_of(room_id) == self.server_name
+            servers = await joined_servers(session, room_id)
+            if self.server_name in servers:
+                return True
+            # Only an invitation from elsewhere (no create event here) is no state.
+            has_state = bool(await store.current_state(session, room_id,
+                                                       [("m.room.create", "")]))
+        return has_state and not servers
 
     async def join_servers(self, room_id: str, user_id: str, extra: Sequence[str]) -> list[str]:
         """Where to ask to join: the given servers, the inviter's, the room id's."""
@@ -69,7 +78,9 @@ class RemoteMembership:
                 if invite is not None:
                     servers.append(server_of(invite.sender))
         servers.append(server_of(room_id))
-        return [s for s in dict.fromkeys(servers) if s and s != self.server_name]
+        reachable = self._events.federates_with
+        return [s for s in dict.fromkeys(servers)
+                if s and s != self.server_name and (reachable is None or reachable(s))]
 
     # --- joining -------------------------------------------------------------------------
     async def join(self, user_id: str, display_name: str | None, room_id: str,

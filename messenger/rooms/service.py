@@ -92,6 +92,7 @@ class RoomService:
         self.policy.federates_with = federates_with
         self.writer.outbox = outbox
         self.remote_events = RemoteEvents(self.writer, self.server_name, key_of, remote)
+        self.remote_events.federates_with = federates_with
         self.resident = ResidentRooms(self.writer, self.remote_events, self.policy,
                                       self._signer)
         self._membership.remote = RemoteMembership(self.writer, self.remote_events, remote)

@@ -14,6 +14,7 @@ from directory.model import Role
 from messenger.events.room_versions import V10
 from messenger.identity import Requester
 from messenger.limits import MessengerLimits
+from messenger.rooms.errors import RoomNotFound
 from messenger.rooms.heads import MAX_PREV_EVENTS, RoomHead, next_depth
 from messenger.rooms.presets import CreateRoomRequest
 from messenger.server import MatrixServer
@@ -126,3 +127,44 @@ def test_extremities_are_the_events_nothing_points_at(plan: list[tuple[int, list
         assert len(head.prev_events()) <= MAX_PREV_EVENTS
         chosen = head.prev_events()
         assert next_depth(chosen) == max(chosen.values()) + 1
+
+
+class _NoNetwork:
+    origin = "schule.test"
+
+    async def request(self, *args: object, **kwargs: object) -> object:
+        raise AssertionError("no request to another server expected")
+
+
+class _Queue:
+    def __init__(self) -> None:
+        self.queued: list[tuple[frozenset[str], str]] = []
+
+    async def add(self, session: object, destinations: frozenset[str],
+                  event: StoredEvent) -> None:
+        self.queued.append((destinations, event.event_id))
+
+    def wake(self) -> None:
+        pass
+
+
+async def _no_key(server: str, key_id: str, ts: int) -> str:
+    raise KeyError(key_id)
+
+
+async def test_with_federation_local_rooms_stay_local(school: School, server: MatrixServer
+                                                      ) -> None:
+    """A room of ours that everybody left is rejoined here, a room of a server the
+    school does not federate with is not asked for, and nothing of a room with
+    members on this server only is queued for other servers."""
+    queue = _Queue()
+    server.rooms.enable_federation(_NoNetwork(), _no_key, queue, lambda name: False)
+    teacher = await requester(school, server, "lehrer")
+    room_id = await server.rooms.create_room(teacher, CreateRoomRequest(
+        name="Offen", preset="public_chat"))
+    await server.rooms.send(teacher, room_id, "m.room.message", {"body": "x"})
+    await server.rooms.leave(teacher, room_id)
+    assert await server.rooms.join(teacher, room_id) == room_id
+    with pytest.raises(RoomNotFound):
+        await server.rooms.join(teacher, "!fremd:other.test")
+    assert queue.queued == []
