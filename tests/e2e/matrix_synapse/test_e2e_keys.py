@@ -5,6 +5,7 @@ Olm device keys; each server's client API hands out the other side's users' keys
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -110,3 +111,36 @@ async def test_schulhof_reads_synapse_device_list(interop: Interop, tmp_path: Pa
     ours = await a.listener.context.local_keys.devices(lehrer.user_id)  # type: ignore[union-attr]
     assert [d["device_id"] for d in ours["devices"]] == [lehrer.device_id]
     assert ours["devices"][0]["keys"]["user_id"] == lehrer.user_id
+
+
+async def test_a_new_device_reaches_synapse_through_a_device_list_update(
+        interop: Interop, tmp_path: Path, clients: list[AsyncClient]) -> None:
+    """Once Synapse shares a room with a school's user it keeps that user's device list
+    and answers from it; a device the user adds later is seen only because the school
+    sends m.device_list_update (and Synapse fetches GET /user/devices)."""
+    a = interop.schools["a"]
+    await interop.synapse_user("dora", "Dora Synapse")
+    dora = await nio_with_keys(interop.synapse.client_url, f"@dora:{SYNAPSE_NAME}",
+                               tmp_path / "dora", clients)
+    first = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "first",
+                                clients)
+    created = await _post(a.matrix.base_url, first.access_token,
+                          "/_matrix/client/v3/createRoom",
+                          {"name": "Geräte", "invite": [dora.user_id]})
+    room_id = created["room_id"]
+    await _post(interop.synapse.client_url, dora.access_token,
+                f"/_matrix/client/v3/join/{room_id}", {})
+
+    async def devices_seen_at_synapse() -> set[str]:
+        answer = await _post(interop.synapse.client_url, dora.access_token,
+                             "/_matrix/client/v3/keys/query",
+                             {"device_keys": {first.user_id: []}})
+        return set(answer["device_keys"].get(first.user_id, {}))
+
+    assert await devices_seen_at_synapse() == {first.device_id}
+    second = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "second",
+                                 clients)
+    deadline = asyncio.get_running_loop().time() + 60
+    while (seen := await devices_seen_at_synapse()) != {first.device_id, second.device_id}:
+        assert asyncio.get_running_loop().time() < deadline, seen
+        await asyncio.sleep(0.5)
