@@ -72,11 +72,15 @@ class CommitBatcher(Generic[W, R]):
         # shield: a caller that goes away must not cancel a commit others wait on.
         return await asyncio.shield(future)
 
-    async def _single(self, work: W) -> R:
+    async def _transaction(self, works: list[W]) -> list[R | Failed]:
+        """``apply`` in one write transaction (committed when it returns)."""
         async with self._db.write() as session:
-            [result] = await self._apply(session, [work])
-            if isinstance(result, Failed):
-                raise result.error
+            return await self._apply(session, works)
+
+    async def _single(self, work: W) -> R:
+        [result] = await self._transaction([work])
+        if isinstance(result, Failed):
+            raise result.error
         self.transactions += 1
         self._after_commit(result)
         return result
@@ -101,8 +105,7 @@ class CommitBatcher(Generic[W, R]):
 
     async def _commit(self, batch: list[tuple[W, asyncio.Future[R]]]) -> None:
         try:
-            async with self._db.write() as session:
-                results = await self._apply(session, [work for work, _ in batch])
+            results = await self._transaction([work for work, _ in batch])
         except Exception as exc:
             if len(batch) > 1:
                 log.warning("event=group_commit_failed items=%d error=%s; retrying singly",

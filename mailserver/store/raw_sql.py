@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from directory.schema import UtcDateTime
 
 T = TypeVar("T")
@@ -89,6 +90,60 @@ def _run_here(connection: sqlite3.Connection, steps: Steps[T]) -> T:
         return done.value
 
 
+def _transaction_here(connection: sqlite3.Connection, steps: Steps[T]) -> T:
+    """BEGIN IMMEDIATE, the statements, COMMIT (or ROLLBACK), in the
+    connection's thread: a whole write transaction in one hop."""
+    connection.execute("BEGIN IMMEDIATE")
+    try:
+        result = _run_here(connection, steps)
+    except BaseException:
+        connection.execute("ROLLBACK")
+        raise
+    connection.execute("COMMIT")  # synchronous=FULL: on disk when this returns
+    return result
+
+
+def _dialect_of(dialect: Any) -> Dialect:
+    processor = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
+    date: Callable[[dt.datetime], object] = processor or (lambda value: value)
+    return Dialect(dialect.name == "sqlite", date)
+
+
+async def _drive(driver: Any, steps: Steps[T]) -> T:
+    """Drive ``steps`` on an asyncpg connection, one round trip per statement."""
+    try:
+        step = next(steps)
+        while True:
+            if isinstance(step, Fetch):
+                result = list(await driver.fetch(numbered(step.sql), *step.parameters))
+            else:
+                if step.rows:
+                    await driver.executemany(numbered(step.sql), step.rows)
+                result = []
+            step = steps.send(result)
+    except StopIteration as done:
+        return done.value
+
+
+async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]]) -> T:
+    """``make_steps(dialect)`` as a write transaction of its own, committed
+    before this returns; rolled back when it raises.  On SQLite the whole
+    transaction, BEGIN IMMEDIATE to COMMIT, is one hop to the write
+    connection's thread (through SQLAlchemy's session it was three more)."""
+    async with db.write_engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        if driver is None:
+            raise RuntimeError("no driver connection")
+        dialect = _dialect_of(conn.dialect)
+        steps = make_steps(dialect)
+        if dialect.sqlite:
+            # aiosqlite has no public call for "run this in the connection's
+            # thread"; its _execute is that call (aiosqlite 0.20-0.22).
+            return await driver._execute(_transaction_here, driver._conn, steps)
+        async with driver.transaction():
+            return await _drive(driver, steps)
+
+
 class RawTransaction:
     """The driver connection of a session's open write transaction."""
 
@@ -106,9 +161,7 @@ class RawTransaction:
         driver = (await conn.get_raw_connection()).driver_connection
         if driver is None:
             raise RuntimeError("no driver connection")
-        processor = UtcDateTime().dialect_impl(conn.dialect).bind_processor(conn.dialect)
-        date: Callable[[dt.datetime], object] = processor or (lambda value: value)
-        raw = cls(driver, Dialect(sqlite, date))
+        raw = cls(driver, _dialect_of(conn.dialect))
         in_transaction = driver.in_transaction if sqlite else driver.is_in_transaction()
         if not in_transaction:
             raise RuntimeError("raw statements outside a transaction")
@@ -121,16 +174,4 @@ class RawTransaction:
             # thread"; its _execute is that call (aiosqlite 0.20-0.22).
             driver = self._driver
             return await driver._execute(_run_here, driver._conn, steps)
-        try:
-            step = next(steps)
-            while True:
-                if isinstance(step, Fetch):
-                    result = list(await self._driver.fetch(numbered(step.sql),
-                                                           *step.parameters))
-                else:
-                    if step.rows:
-                        await self._driver.executemany(numbered(step.sql), step.rows)
-                    result = []
-                step = steps.send(result)
-        except StopIteration as done:
-            return done.value
+        return await _drive(self._driver, steps)

@@ -65,10 +65,9 @@ from mailserver.store.write_queue import (
     RecentDone,
     RecentWork,
     WriteDone,
+    WriteQueue,
     WriteWork,
-    apply_writes,
 )
-from mailserver.store.write_queue import size_of as write_size
 
 RCPT_QUOTA_SECONDS = 2.0
 HASH_IN_THREAD = 256 * 1024  # hashing bigger bodies would stall the event loop
@@ -118,9 +117,7 @@ class MailStore:
             self._after_delivery, size_of=lambda work: len(work.message),
             enabled=group_commit)
         # STORE, APPEND, EXPUNGE and \Recent claims of all sessions, group-committed.
-        self._writes: CommitBatcher[WriteWork, WriteDone] = CommitBatcher(
-            db, lambda session, works: apply_writes(session, works, self.limit_for),
-            self._after_write, size_of=write_size, enabled=group_commit)
+        self._writes = WriteQueue(db, self.limit_for, self._after_write, enabled=group_commit)
         self._flag_listeners: list[FlagListener] = []
 
     @property

@@ -29,9 +29,10 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
-from mailserver.store.batcher import Failed
+from mailserver.store.batcher import CommitBatcher, Failed
 from mailserver.store.flag_batch import FlagDone, FlagWork, apply_flags
 from mailserver.store.model import (
     AccountNotFound,
@@ -40,7 +41,14 @@ from mailserver.store.model import (
     QuotaExceeded,
     StoreError,
 )
-from mailserver.store.raw_sql import Dialect, Fetch, Many, RawTransaction, Steps
+from mailserver.store.raw_sql import (
+    Dialect,
+    Fetch,
+    Many,
+    RawTransaction,
+    Steps,
+    run_transaction,
+)
 
 
 @dataclass(frozen=True)
@@ -98,6 +106,21 @@ WriteDone = AppendDone | ExpungeDone | RecentDone | FlagDone
 
 def size_of(work: WriteWork) -> int:
     return len(work.message) if isinstance(work, AppendWork) else 0
+
+
+class WriteQueue(CommitBatcher[WriteWork, WriteDone]):
+    """The store's group commit; each batch is one ``raw_sql.run_transaction``
+    (on SQLite: BEGIN IMMEDIATE, every statement and COMMIT in one hop)."""
+
+    def __init__(self, db: Database, limit_for: Callable[[str], int | None],
+                 after_commit: Callable[[WriteDone], None], *, enabled: bool = True) -> None:
+        super().__init__(db, lambda session, works: apply_writes(session, works, limit_for),
+                         after_commit, size_of=size_of, enabled=enabled)
+        self._limit_for = limit_for
+
+    async def _transaction(self, works: list[WriteWork]) -> list[WriteDone | Failed]:
+        return await run_transaction(
+            self._db, lambda dialect: _writes(dialect, works, self._limit_for))
 
 
 class MailStateMissing(StoreError):
