@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conf.log_format import JsonFormatter
@@ -29,6 +29,7 @@ def test_json_lines_carry_the_pairs() -> None:
     assert entry["ts"].endswith("+00:00")
 
 
+@settings(deadline=None)  # the machine may be busy: no per-example deadline
 @given(st.text(max_size=200))
 def test_any_message_is_one_json_line(message: str) -> None:
     line = JsonFormatter().format(_record(message))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import plistlib
 from xml.etree import ElementTree as ET
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailserver.autoconfig.documents import (
@@ -34,12 +34,14 @@ def test_profile_is_a_property_list_with_stable_ids() -> None:
     assert first["PayloadContent"][0]["EmailAddress"] == "anna@schule.test"
 
 
+@settings(deadline=None)  # the machine may be busy: no per-example deadline
 @given(st.binary(max_size=400))
 def test_any_request_body_gives_an_address_or_none(body: bytes) -> None:
     address = requested_address(body)
     assert address is None or address.count("@") == 1
 
 
+@settings(deadline=None)  # the machine may be busy: no per-example deadline
 @given(st.emails())
 def test_addresses_are_read_from_requests(address: str) -> None:
     body = (f"<Autodiscover><Request><EMailAddress>{address}</EMailAddress></Request>"

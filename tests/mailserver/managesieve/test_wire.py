@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailserver.managesieve import wire
@@ -27,6 +27,7 @@ def test_malformed_lines_are_wire_errors(line: bytes) -> None:
         wire.tokenize([line])
 
 
+@settings(deadline=None)  # the machine may be busy: no per-example deadline
 @given(st.binary(max_size=200))
 def test_any_line_tokenizes_or_is_a_wire_error(line: bytes) -> None:
     try:
@@ -36,6 +37,7 @@ def test_any_line_tokenizes_or_is_a_wire_error(line: bytes) -> None:
     assert all(isinstance(w, str | int) for w in words)
 
 
+@settings(deadline=None)  # the machine may be busy: no per-example deadline
 @given(st.text(max_size=50))
 def test_server_strings_read_back(value: str) -> None:
     rendered = wire.string(value)

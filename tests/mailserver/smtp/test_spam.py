@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federation.rspamd import ScanResult
@@ -29,6 +29,7 @@ def test_actions(action: str, reply: str | None, quarantine: bool) -> None:
         assert decision.headers.startswith(b"X-Spam") and decision.headers.endswith(b"\r\n")
 
 
+@settings(deadline=None)  # the machine may be busy: no per-example deadline
 @given(st.text(max_size=200), st.floats(allow_nan=False, allow_infinity=False, width=32),
        st.lists(st.text(max_size=20), max_size=5))
 def test_reply_and_headers_are_single_ascii_lines(message: str, score: float,
