@@ -163,6 +163,12 @@ class EphemeralFederation:
                         "deleted": False, **({"keys": device["keys"]} if "keys" in device
                                              else {})}}
             for device in current["devices"]]
+        if not edus:
+            # The last device is gone: one update that names none, so the receiver
+            # still fetches the (now empty) list.
+            edus.append({"edu_type": "m.device_list_update", "content": {
+                "user_id": user_id, "device_id": "", "stream_id": current["stream_id"],
+                "prev_id": [], "deleted": True}})
         if "master_key" in current or "self_signing_key" in current:
             edus.append({"edu_type": "m.signing_key_update", "content": {
                 "user_id": user_id,

@@ -116,8 +116,9 @@ async def test_schulhof_reads_synapse_device_list(interop: Interop, tmp_path: Pa
 async def test_a_new_device_reaches_synapse_through_a_device_list_update(
         interop: Interop, tmp_path: Path, clients: list[AsyncClient]) -> None:
     """Once Synapse shares a room with a school's user it keeps that user's device list
-    and answers from it; a device the user adds later is seen only because the school
-    sends m.device_list_update (and Synapse fetches GET /user/devices)."""
+    and answers from it; a device the user adds later, or logs out (the last one too),
+    is seen only because the school sends m.device_list_update (and Synapse fetches
+    GET /user/devices)."""
     a = interop.schools["a"]
     await interop.synapse_user("dora", "Dora Synapse")
     dora = await nio_with_keys(interop.synapse.client_url, f"@dora:{SYNAPSE_NAME}",
@@ -140,7 +141,15 @@ async def test_a_new_device_reaches_synapse_through_a_device_list_update(
     assert await devices_seen_at_synapse() == {first.device_id}
     second = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "second",
                                  clients)
-    deadline = asyncio.get_running_loop().time() + 60
-    while (seen := await devices_seen_at_synapse()) != {first.device_id, second.device_id}:
-        assert asyncio.get_running_loop().time() < deadline, seen
-        await asyncio.sleep(0.5)
+
+    async def until_seen(devices: set[str]) -> None:
+        deadline = asyncio.get_running_loop().time() + 60
+        while (seen := await devices_seen_at_synapse()) != devices:
+            assert asyncio.get_running_loop().time() < deadline, seen
+            await asyncio.sleep(0.5)
+
+    await until_seen({first.device_id, second.device_id})
+    await second.logout()
+    await until_seen({first.device_id})
+    await first.logout()
+    await until_seen(set())
