@@ -4,6 +4,8 @@ with the school's certificate, store, authenticator and limits."""
 
 from __future__ import annotations
 
+import logging
+import time
 from typing import TYPE_CHECKING
 
 from federation.tls import server_tls_context
@@ -18,6 +20,8 @@ __all__ = ["build", "server_tls_context"]  # server_tls_context: the webmail's t
 
 if TYPE_CHECKING:
     from conf.app import School, Service
+
+log = logging.getLogger("schulhof.imap")
 
 
 def build(school: School) -> list[Service]:
@@ -45,16 +49,24 @@ def build(school: School) -> list[Service]:
 
     async def run_session(connection: ImapConnection) -> None:
         metrics.imap_connections.inc()
+        started = time.monotonic()
+        session = CountingImapSession(services, connection)
         try:
-            await CountingImapSession(services, connection).run()
+            await session.run()
         finally:
             metrics.imap_connections.dec()
+            # One INFO line per connection (the operator's view); commands are DEBUG.
+            log.info("event=imap_session ip=%s commands=%d seconds=%.1f", connection.client_ip,
+                     session.commands, time.monotonic() - started)
 
     class CountingImapSession(ImapSession):
         """Counts each command for the metrics (one per command unit, parsed or not)."""
 
+        commands = 0
+
         async def execute(self, unit: CommandUnit) -> None:
             metrics.imap_commands.inc()
+            self.commands += 1
             await super().execute(unit)
 
     limits = ImapLimits(max_line_length=imap.max_line_length,
