@@ -47,11 +47,13 @@ def test_a_page_per_person_by_class_and_name(tmp_path: Path) -> None:
               person("lukasz.sahin", "Łukasz", "Şahin", "5a", "Pw5aLukasz22"),
               person("anna.zorn", "Anna", "Zorn", "5a", "Pw5aAnnaZ333"),
               person("frau.lehmann", "Frau", "Lehmann", "", "PwLehrerin44"),
-              person("ben.berg", "Ben", "Berg", "5a", "Pw5aBenBerg5")]
+              person("ben.berg", "Ben", "Berg", "5a", "Pw5aBenBerg5"),
+              person("tom.abel", "Tom", "Abel", "10a", "Pw10aTomAbel")]
     pages = pdf_pages(render_letters(people, SCHOOL), tmp_path)
-    assert len(pages) == 5
+    assert len(pages) == 6
     order = [p.login for p in letter_order(people)]
-    assert order == ["ben.berg", "lukasz.sahin", "anna.zorn", "zoe.adam", "frau.lehmann"]
+    assert order == ["ben.berg", "lukasz.sahin", "anna.zorn", "zoe.adam", "tom.abel",
+                     "frau.lehmann"]
     for page, login in zip(pages, order, strict=True):
         who = next(p for p in people if p.login == login)
         assert "Gymnasium am See" in page
