@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from directory.db import Database
 from messenger.rooms.errors import Forbidden, RoomNotFound
 from messenger.rooms.lookups import existing_room, room_version_of
+from messenger.rooms.visibility import visibility_of
 from messenger.storage import events as store
 from messenger.storage.events import StoredEvent
 
@@ -60,8 +61,10 @@ class RoomReader:
         async with self._db.read() as session:
             upto = await self.visible_upto(session, user_id, room_id)
             event = await store.get_event(session, event_id)
-        if event is None or event.room_id != room_id or event.stream_ordering > upto:
-            raise RoomNotFound(f"unknown event {event_id}")
+            if event is None or event.room_id != room_id or event.stream_ordering > upto \
+                    or not (await visibility_of(session, room_id, user_id)).visible(
+                        event.stream_ordering):
+                raise RoomNotFound(f"unknown event {event_id}")
         return event
 
     async def room_state(self, user_id: str, room_id: str) -> list[StoredEvent]:
@@ -93,24 +96,30 @@ class RoomReader:
 
     async def messages(self, user_id: str, room_id: str, *, from_position: int | None,
                        to_position: int | None, backwards: bool, limit: int) -> Page:
-        """/messages: positions are stream orderings (a token p lies after event p)."""
+        """/messages: positions are stream orderings (a token p lies after event p);
+        only the events the room's history visibility shows the user (spec 11.2):
+        pages stop where nothing before is visible, events hidden within a page
+        are left out (the token still moves past them)."""
         async with self._db.read() as session:
             upto = await self.visible_upto(session, user_id, room_id)
+            visibility = await visibility_of(session, room_id, user_id)
+            hidden_below = visibility.floor()
             if backwards:
                 start = upto if from_position is None else min(from_position, upto)
-                floor = to_position if to_position is not None else 0
+                floor = max(to_position if to_position is not None else 0, hidden_below)
                 events = await store.room_events(session, room_id, after=floor, upto=start,
                                                  limit=limit, newest_first=True)
                 more = len(events) == limit
                 next_position = events[-1].stream_ordering - 1 if more and events else None
             else:
-                start = 0 if from_position is None else from_position
+                start = max(0 if from_position is None else from_position, hidden_below)
                 ceiling = upto if to_position is None else min(to_position, upto)
                 events = await store.room_events(session, room_id, after=start, upto=ceiling,
                                                  limit=limit, newest_first=False)
                 more = len(events) == limit
                 next_position = events[-1].stream_ordering if more and events else None
-        return Page(events, start, next_position)
+        shown = [e for e in events if visibility.visible(e.stream_ordering)]
+        return Page(shown, start, next_position)
 
     async def context(self, user_id: str, room_id: str, event_id: str, limit: int,
                       ) -> tuple[list[StoredEvent], StoredEvent, list[StoredEvent],
@@ -119,17 +128,21 @@ class RoomReader:
         after, and the room state at the event; only what the user may read."""
         async with self._db.read() as session:
             upto = await self.visible_upto(session, user_id, room_id)
+            visibility = await visibility_of(session, room_id, user_id)
             event = await store.get_event(session, event_id)
-            if event is None or event.room_id != room_id or event.stream_ordering > upto:
+            if event is None or event.room_id != room_id or event.stream_ordering > upto \
+                    or not visibility.visible(event.stream_ordering):
                 raise RoomNotFound(f"unknown event {event_id}")
             before_n = limit // 2
-            before = await store.room_events(session, room_id, after=0,
+            before = await store.room_events(session, room_id, after=visibility.floor(),
                                              upto=event.stream_ordering - 1,
                                              limit=before_n, newest_first=True)
             after = await store.room_events(session, room_id, after=event.stream_ordering,
                                             upto=upto, limit=limit - before_n,
                                             newest_first=False)
             state = await store.state_at(session, room_id, event.stream_ordering)
+        before = [e for e in before if visibility.visible(e.stream_ordering)]
+        after = [e for e in after if visibility.visible(e.stream_ordering)]
         return before, event, after, sorted(state.values(), key=lambda e: e.stream_ordering)
 
     async def is_public(self, room_id: str) -> bool:

@@ -10,7 +10,7 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.storage.events import StoredEvent, _stored
-from messenger.storage.tables import EventRow, ReceiptRow
+from messenger.storage.tables import EventRow, MembershipRow, ReceiptRow
 
 
 def _within(readable: Mapping[str, int],
@@ -102,3 +102,39 @@ async def event_near(session: AsyncSession, room_id: str, ts: int, *, forward: b
             EventRow.origin_server_ts.desc(), EventRow.stream_ordering.desc())
     row = await session.scalar(query.limit(1))
     return _stored(row) if row is not None else None
+
+
+async def state_history(session: AsyncSession, room_id: str, event_type: str,
+                        state_key: str) -> list[StoredEvent]:
+    """Every state event of one key in the room, oldest first (history visibility:
+    the settings and a user's memberships over time)."""
+    rows = await session.scalars(select(EventRow).where(
+        EventRow.room_id == room_id, EventRow.type == event_type,
+        EventRow.state_key == state_key).order_by(EventRow.stream_ordering))
+    return [_stored(r) for r in rows]
+
+
+async def member_changes_between(session: AsyncSession, room_ids: list[str], after: int,
+                                 upto: int) -> list[tuple[str, str, str]]:
+    """(room, user, membership) of the member events in (after, upto] of the rooms."""
+    if not room_ids or upto <= after:
+        return []
+    rows = await session.execute(select(EventRow.room_id, EventRow.state_key, EventRow.json)
+                                 .where(EventRow.room_id.in_(room_ids),
+                                        EventRow.type == "m.room.member",
+                                        EventRow.stream_ordering > after,
+                                        EventRow.stream_ordering <= upto))
+    out = []
+    for room_id, user_id, body in rows:
+        membership = (json.loads(body).get("content") or {}).get("membership")
+        if isinstance(user_id, str) and isinstance(membership, str):
+            out.append((room_id, user_id, membership))
+    return out
+
+
+async def members_of_rooms(session: AsyncSession, room_ids: list[str]) -> set[str]:
+    """Everyone with a membership (any) in the rooms."""
+    if not room_ids:
+        return set()
+    return set(await session.scalars(select(MembershipRow.user_id).where(
+        MembershipRow.room_id.in_(room_ids)).distinct()))

@@ -250,10 +250,15 @@ class SyncBuilder:
             changed = await engine.changed_devices(
                 session, requester, since.device_lists, now.device_lists) \
                 if since is not None else set()
+            left: set[str] = set()
+            if since is not None:
+                joined, left = await engine.membership_device_changes(
+                    session, requester, since.events, now.events)
+                changed |= joined
             counts, fallback = engine.key_counts_with_default(await user_data.key_counts(
                 session, requester.account_id, requester.device_id))
         result.next_batch = dataclasses.replace(now, to_device=to_device_pos)
-        result.devices = DeviceChanges(sorted(changed), [], counts, fallback)
+        result.devices = DeviceChanges(sorted(changed), sorted(left), counts, fallback)
         await self._add_counts(requester, request, result)
         return result
 

@@ -81,6 +81,19 @@ class CachedEvent:
         return {**self.client, "unsigned": unsigned}
 
 
+def relates_within(events: list[CachedEvent]) -> bool:
+    """Whether one of the events relates to another of them: then the earlier one
+    carries a bundled aggregation (spec: "Aggregations of child events"), which
+    the database path computes; memory serves only batches without one."""
+    ids = {cached.event.event_id for cached in events}
+    for cached in events:
+        content = cached.event.pdu.get("content")
+        relates = content.get("m.relates_to") if isinstance(content, dict) else None
+        if isinstance(relates, dict) and relates.get("event_id") in ids:
+            return True
+    return False
+
+
 @dataclass(eq=False)
 class RoomRing:
     """A room's recent events, oldest first; ``floor``: the newest position dropped."""

@@ -23,6 +23,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from messenger.ephemeral import TypingTracker
 from messenger.identity import Requester
 from messenger.storage import device_messages as dm
+from messenger.storage import events as store
+from messenger.storage import timeline_queries as queries
 from messenger.storage import user_data
 from messenger.sync.tokens import SyncToken
 
@@ -86,7 +88,7 @@ class SyncResult:
     def has_news(self) -> bool:
         """Anything a long-poll should return for."""
         return bool(self.join or self.invite or self.leave or self.account_data
-                    or self.to_device or self.devices.changed)
+                    or self.to_device or self.devices.changed or self.devices.left)
 
 
 # --- stream readers shared by the views ---------------------------------------------
@@ -121,6 +123,31 @@ async def changed_devices(session: AsyncSession, requester: Requester, after: in
     users = await dm.users_sharing_a_room(session, requester.user_id)
     users.add(requester.user_id)
     return await dm.changed_users(session, after, upto, users)
+
+
+async def membership_device_changes(session: AsyncSession, requester: Requester,
+                                    after: int, upto: int) -> tuple[set[str], set[str]]:
+    """From the member events in (after, upto] of the user's rooms: (users who now
+    share a room and joined one of them - their keys are news, spec 11.12.5.1
+    ``changed``; users who share no room with the user any more: ``left``)."""
+    if upto <= after:
+        return set(), set()
+    me = requester.user_id
+    rooms = [row.room_id for row in await store.memberships_of(session, me)]
+    events = await queries.member_changes_between(session, rooms, after, upto)
+    if not events:
+        return set(), set()
+    # Rooms the user joined or left in the range: all their members are candidates.
+    own = [room for room, user, _m in events if user == me]
+    candidates = {user for _room, user, _m in events} | \
+        await queries.members_of_rooms(session, own)
+    candidates.discard(me)
+    sharing = await dm.users_sharing_a_room(session, me)
+    joined_now = {user for _room, user, m in events if m == "join"}
+    for room, user, m in events:
+        if user == me and m == "join":
+            joined_now |= await queries.members_of_rooms(session, [room])
+    return (joined_now & candidates & sharing), candidates - sharing
 
 
 async def account_data_between(session: AsyncSession, requester: Requester, after: int,

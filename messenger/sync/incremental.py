@@ -19,7 +19,7 @@ import time
 from messenger.ephemeral import TypingTracker
 from messenger.identity import Requester
 from messenger.sync import engine
-from messenger.sync.cache import SyncCache
+from messenger.sync.cache import SyncCache, relates_within
 from messenger.sync.engine import DeviceChanges, JoinedRoom, SyncResult, Timeline
 from messenger.sync.filters import SyncFilter
 from messenger.sync.tokens import SyncToken, room_token
@@ -65,11 +65,14 @@ def build_from_cache(cache: SyncCache, typing: TypingTracker, requester: Request
         events = cache.room_events_since(row.room_id, since.events)
         if events is None or len(events) > limit:
             return None  # a gap in the cache, or a limited timeline with state
+        if any(e.event.type == "m.room.member" for e in events):
+            # The response carries the room summary, device list changes and leaves.
+            return None
+        if relates_within(events):
+            return None  # an event and its edit, reaction or reply: bundled aggregations
         wanted = [e for e in events if sync_filter.wants_type(e.event.type)]
         if not wanted:
             continue
-        if any(e.event.type == "m.room.member" for e in wanted):
-            return None  # the response carries the room summary
         joins[row.room_id] = JoinedRoom(timeline=Timeline(
             [e.render(*who, now_ms) for e in wanted], False,
             room_token(wanted[0].event.stream_ordering - 1)))

@@ -33,6 +33,7 @@ from messenger.storage import room_lists, user_data
 from messenger.storage.events import StoredEvent
 from messenger.sync import engine
 from messenger.sync.builder import INVITE_STATE_KEYS, SyncBuilder
+from messenger.sync.cache import relates_within
 from messenger.sync.sliding_connections import (
     Connection,
     Connections,
@@ -468,8 +469,9 @@ class SlidingSync:
             # Events stored after this pass read its token come with the next pass.
             events = [e for e in events if e.event.stream_ordering <= plan.token.events]
             if len(events) > config.timeline_limit \
-                    or any(e.event.state_key is not None for e in events):
-                continue
+                    or any(e.event.state_key is not None for e in events) \
+                    or relates_within(events):
+                continue  # state, or bundled aggregations: the database path
             new_members = []
             if config.required_state.lazy:
                 senders = {e.event.sender for e in events} - before.lazy_members
@@ -711,7 +713,8 @@ class SlidingSync:
             news |= moved
         if (config := ext.get("e2ee")) is not None and config.on:
             out["e2ee"] = await self._e2ee(requester, since, now)
-            news |= bool(out["e2ee"]["device_lists"]["changed"])
+            news |= bool(out["e2ee"]["device_lists"]["changed"]
+                         or out["e2ee"]["device_lists"]["left"])
         if (config := ext.get("account_data")) is not None and config.on:
             data = await self._account_data(requester, since, now, rooms_for(config), rooms)
             out["account_data"] = data
@@ -774,10 +777,28 @@ class SlidingSync:
                     changed = await engine.changed_devices(session, requester,
                                                            since.device_lists,
                                                            now.device_lists)
+        left: set[str] = set()
+        if since is not None and await self._member_events_since(requester, since.events):
+            async with b.db.read() as session:
+                joined, left = await engine.membership_device_changes(
+                    session, requester, since.events, now.events)
+            changed |= joined
         key_counts, fallback = engine.key_counts_with_default(counts)
-        return {"device_lists": {"changed": sorted(changed), "left": []},
+        return {"device_lists": {"changed": sorted(changed), "left": sorted(left)},
                 "device_one_time_keys_count": key_counts,
                 "device_unused_fallback_key_types": fallback}
+
+    async def _member_events_since(self, requester: Requester, position: int) -> bool:
+        """Whether a member event may have come in the user's rooms after ``position``
+        (the sync cache knows without the database; unsure means yes)."""
+        cache = self._b.cache
+        if cache is None or not cache.ready:
+            return True
+        for row in await self._b._memberships(requester.user_id):
+            events = cache.room_events_since(row.room_id, position)
+            if events is None or any(e.event.type == "m.room.member" for e in events):
+                return True
+        return False
 
     async def _account_data(self, requester: Requester, since: SyncToken | None,
                             now: SyncToken, room_ids: list[str],

@@ -245,3 +245,31 @@ async def test_other_writers_and_streams_are_noticed(school: School,
     assert syncs.fallbacks == fallbacks + 1
     await syncs.since(colleague, receipt["next_batch"])
     assert syncs.fallbacks == fallbacks + 1
+
+
+async def test_an_event_and_its_relation_in_one_batch_carry_the_bundle(
+        school: School, server: MatrixServer) -> None:
+    teacher = await device(school, server, "lehrer")
+    colleague = await device(school, server, "kollege")
+    room_id = await server.rooms.create_room(
+        teacher, CreateRoomRequest(invite=(colleague.user_id,)))
+    await server.rooms.join(colleague, room_id)
+    syncs = Syncs(server)
+    token = await syncs.initial(colleague)
+    root = await server.rooms.send(teacher, room_id, "m.room.message",
+                                   {"msgtype": "m.text", "body": "Frage"})
+    reply = await server.rooms.send(teacher, room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Antwort",
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    news = await syncs.since(colleague, token)  # equal to the database path's answer
+    [first, _second] = news["rooms"]["join"][room_id]["timeline"]["events"]
+    assert first["unsigned"]["m.relations"]["m.thread"]["latest_event"]["event_id"] == reply
+    assert syncs.fallbacks == 1
+    # The reply alone (its root long sent) is served from memory again.
+    later = await server.rooms.send(teacher, room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Noch eine",
+        "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    again = await syncs.since(colleague, news["next_batch"])
+    assert [e["event_id"] for e in again["rooms"]["join"][room_id]["timeline"]["events"]] \
+        == [later]
+    assert syncs.fallbacks == 1

@@ -1,0 +1,59 @@
+"""History visibility (messenger.rooms.visibility, spec 11.2) against a replay model:
+walking the room's events in order, what the user may see of each."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from messenger.rooms.visibility import Visibility
+
+SETTINGS = ["world_readable", "shared", "invited", "joined"]
+MEMBERSHIPS = ["join", "invite", "leave", "ban"]
+
+# A room's history: at each position 1..n an event, some of them a visibility
+# change or a membership event of the user.
+histories = st.lists(st.one_of(st.none(),
+                               st.tuples(st.just("setting"), st.sampled_from(SETTINGS)),
+                               st.tuples(st.just("member"), st.sampled_from(MEMBERSHIPS))),
+                     min_size=1, max_size=30)
+
+
+def replay(history: list[tuple[str, str] | None]) -> list[bool]:
+    """Visible or not, per position, by the spec's words."""
+    joins = [n + 1 for n, e in enumerate(history) if e == ("member", "join")]
+    setting, membership, out = "shared", "leave", []
+    for n, event in enumerate(history):
+        position = n + 1
+        if event is not None and event[0] == "member":
+            membership = event[1]  # the user's own membership event counts at itself
+        seen_then = membership == "join" or (setting == "invited" and membership == "invite")
+        if setting == "world_readable" or seen_then:
+            out.append(True)
+        else:
+            out.append(setting == "shared" and any(j > position for j in joins))
+        if event is not None and event[0] == "setting":
+            setting = event[1]  # applies to the events after it
+    return out
+
+
+def visibility(history: list[tuple[str, str] | None]) -> Visibility:
+    settings = tuple((n + 1, e[1]) for n, e in enumerate(history) if e and e[0] == "setting")
+    members = tuple((n + 1, e[1]) for n, e in enumerate(history) if e and e[0] == "member")
+    return Visibility(settings, members, max((p for p, m in members if m == "join"), default=0))
+
+
+@given(histories)
+def test_visible_is_the_spec_replayed(history: list[tuple[str, str] | None]) -> None:
+    view = visibility(history)
+    assert [view.visible(p) for p in range(1, len(history) + 1)] == replay(history)
+
+
+@given(histories)
+def test_nothing_at_or_below_the_floor_is_visible(history: list[tuple[str, str] | None]) -> None:
+    view = visibility(history)
+    floor = view.floor()
+    expected = replay(history)
+    assert not any(expected[:floor])
+    if any(expected):
+        assert expected[floor]  # the first position above the floor is visible
