@@ -15,6 +15,7 @@ from conf.admin.export import export_account
 from conf.admin.letters import letter_school, render_letters
 from conf.admin.passwords import reset_password
 from conf.admin_web.context import AdminRequest, AdminSite
+from directory.audit import Actor
 from directory.importer import InitialPassword
 from directory.model import DirectoryError, Role, Status
 from directory.passwords import generate_password
@@ -35,6 +36,28 @@ async def hold_letters(site: AdminSite, who: AdminRequest, letters: list[Initial
     pdf = await asyncio.to_thread(render_letters, letters,
                                   letter_school(site.school.settings))
     return site.letters.put(who.session.token, pdf, name)
+
+
+async def send_export(site: AdminSite, request: web.Request, login: str, actor: Actor
+                      ) -> web.StreamResponse:
+    """The account's export as a download: the ZIP is written to a temporary file
+    (never whole in memory), then sent in pieces."""
+    spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
+    try:
+        await export_account(site.school, login, spool, actor)
+        size = spool.tell()
+        spool.seek(0)
+        response = web.StreamResponse(headers={
+            "Content-Type": "application/zip",
+            "Content-Disposition": f'attachment; filename="{login}-export.zip"',
+            "Content-Length": str(size)})
+        await response.prepare(request)
+        while chunk := await asyncio.to_thread(spool.read, 1 << 20):
+            await response.write(chunk)
+        await response.write_eof()
+        return response
+    finally:
+        spool.close()
 
 
 class AccountPages:
@@ -164,7 +187,7 @@ class AccountPages:
                 await audit.record(who.actor, "account.unlink_child", account.login,
                                    {"child": child})
             elif action == "export":
-                return await self._export(request, who, account.login)
+                return await send_export(self.site, request, account.login, who.actor)
             elif action == "loeschen":
                 if _form_text(form, "confirm", 64).lower() != account.login:
                     return await self.show(request, who, status=400, error=_(
@@ -177,26 +200,6 @@ class AccountPages:
             return await self.show(request, who, status=400,
                                    error=_("Nicht möglich: %(reason)s") % {"reason": exc})
         raise web.HTTPSeeOther(here)
-
-    async def _export(self, request: web.Request, who: AdminRequest, login: str
-                      ) -> web.StreamResponse:
-        """The ZIP is written to a temporary file (never whole in memory), then sent."""
-        spool: IO[bytes] = tempfile.TemporaryFile()  # noqa: SIM115 (closed below)
-        try:
-            await export_account(self.site.school, login, spool, who.actor)
-            size = spool.tell()
-            spool.seek(0)
-            response = web.StreamResponse(headers={
-                "Content-Type": "application/zip",
-                "Content-Disposition": f'attachment; filename="{login}-export.zip"',
-                "Content-Length": str(size)})
-            await response.prepare(request)
-            while chunk := await asyncio.to_thread(spool.read, 1 << 20):
-                await response.write(chunk)
-            await response.write_eof()
-            return response
-        finally:
-            spool.close()
 
     async def letter(self, request: web.Request, who: AdminRequest) -> web.StreamResponse:
         held = self.site.letters.take(who.session.token, request.match_info["token"])

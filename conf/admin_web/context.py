@@ -95,6 +95,9 @@ class AdminSite:
         self.letters = HeldFiles()
         self._envs = {locale: self._environment(t) for locale, t in self.translators.items()}
 
+    def environment(self, locale: str) -> jinja2.Environment:
+        return self._envs[locale]
+
     def _environment(self, translator: Translator) -> jinja2.Environment:
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"),
                                  autoescape=True, undefined=jinja2.StrictUndefined,

@@ -155,3 +155,21 @@ async def test_account_actions_are_audited(school: School,
     async with admin.get("/admin/protokoll") as response:
         text = await response.text()
     assert re.search(r"account\.erase</td><td>paul</td>", text)
+
+
+async def test_everyone_can_download_their_own_data(school: School) -> None:
+    pupil = await session_for(school, "paul")
+    try:
+        async with pupil.get("/datenauskunft") as response:
+            assert response.status == 200 and "Meine Daten" in await response.text()
+        async with pupil.post("/datenauskunft", data={"csrf": "falsch"}) as response:
+            assert response.status == 403
+        response = await form_post(pupil, "/datenauskunft", "/datenauskunft")
+        assert response.status == 200 and response.content_type == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(await response.read())) as archive:
+            account = __import__("json").loads(archive.read("konto.json"))
+        assert account["login"] == "paul"  # only ever the own account
+    finally:
+        await pupil.close()
+    entries = await school.audit.entries(action="account.export")
+    assert [(e.actor, e.target) for e in entries] == [("paul", "paul")]
