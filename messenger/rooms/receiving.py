@@ -297,6 +297,10 @@ class RemoteEvents:
         except AuthRuleViolation as exc:
             await dag.insert_outlier(session, pdu, checked.event_id, "rejected", str(exc))
             return Outcome("rejected", f"auth events: {exc}")
+        if given_before is None:
+            linear = await self._persist_linear(write, checked, relay_to, bool(outliers))
+            if linear is not None:
+                return linear
         # Step 5: the state before the event, resolved over its prev_events.
         prev_states: list[dict[tuple[str, str], str]] = []
         prev_groups: list[int | None] = []
@@ -350,6 +354,52 @@ class RemoteEvents:
         write.publish(event)
         write.forget_head(room_id)
         return Outcome("accepted", event=event, state_before=before)
+
+    async def _persist_linear(self, write: Transaction, checked: Checked,
+                              relay_to: frozenset[str], was_outlier: bool) -> Outcome | None:
+        """The common case without a fork: the event follows the room's one forward
+        extremity, whose state group is the current state.  Then the state before
+        the event *is* the current state (steps 5 and 6 are one check), its state
+        group is the extremity's (or one delta on it) and the current state moves by
+        at most the event itself: no resolution, no full state read.  None: not this
+        case, the general path decides."""
+        session = write.session
+        pdu, room_id, version = checked.pdu, checked.room_id, checked.version
+        prevs = pdu["prev_events"]
+        extremities = await dag.forward_extremities(session, room_id)
+        if len(prevs) != 1 or set(prevs) != set(extremities):
+            return None
+        prev_group = (await dag.state_groups_of(session, prevs)).get(prevs[0], (None, 0))[0]
+        if prev_group is None:
+            return None
+        keys = auth_state_keys(pdu["type"], pdu["sender"], pdu.get("state_key"),
+                               pdu["content"])
+        current = {k: e.pdu for k, e in
+                   (await store.current_state(session, room_id, keys)).items()}
+        try:
+            check_event(pdu, current, version)
+        except AuthRuleViolation as exc:
+            await dag.insert_outlier(session, pdu, checked.event_id, "rejected", str(exc))
+            return Outcome("rejected", f"state before the event: {exc}")
+        if was_outlier:
+            await dag.drop_outlier(session, checked.event_id)
+        group = prev_group
+        state_key = pdu.get("state_key")
+        if isinstance(state_key, str):
+            key = (pdu["type"], state_key)
+            after = await dag.state_of_group(session, prev_group)
+            after[key] = checked.event_id
+            group = await dag.new_state_group(session, room_id, after, prev_group=prev_group,
+                                              delta={key: checked.event_id})
+        position = await store.max_stream_ordering(session) + 1
+        event = await store.insert_event(session, pdu, checked.event_id, position,
+                                         state_group=group)
+        await dag.move_extremities(session, room_id, prevs, [checked.event_id])
+        if relay_to and self._writer.outbox is not None:
+            await self._writer.outbox.add(session, relay_to, event)
+        write.publish(event)
+        write.forget_head(room_id)
+        return Outcome("accepted", event=event)
 
     @staticmethod
     async def _state_for(session: AsyncSession, state: Mapping[tuple[str, str], str],
