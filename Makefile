@@ -6,7 +6,7 @@ DEMO   := demo
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo \
-        node-deps browser synapse webmail-catalog admin-catalog fuzz fuzz-smoke soak
+        node-deps browser peers synapse webmail-catalog admin-catalog fuzz fuzz-smoke soak
 
 install: $(VENV)/.installed
 
@@ -62,16 +62,27 @@ browser:
 
 REQUIRE_BROWSER := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
+# The real components other tests talk to, from Debian (as root, as in CI): rspamd for
+# the spam-filter tests (tests/e2e/test_spam.py), pdftotext (poppler-utils) to read the
+# password letters back, redis-server for rspamd's own statistics.  Without root they
+# skip with a message when missing.
+PEER_PACKAGES := rspamd:rspamd pdftotext:poppler-utils redis-server:redis-server
+peers:
+	@if [ "$$(id -u)" = 0 ]; then missing=""; \
+	    for pair in $(PEER_PACKAGES); do command -v $${pair%%:*} >/dev/null || \
+	        missing="$$missing $${pair#*:}"; done; \
+	    if [ -n "$$missing" ]; then apt-get update && apt-get install -y $$missing; fi; fi
+
 # Synapse from PyPI for the interop tests (tests/e2e/matrix_synapse, root only), installed
 # once into ~/.cache/schulhof before pytest starts, so no test waits out its timeout on pip.
 synapse: install
 	@if [ "$$(id -u)" = 0 ]; then \
 	    $(BIN)/python -c "from tests.support.synapse import ensure_synapse; print(ensure_synapse())"; fi
 
-test-sqlite: install node-deps browser synapse
+test-sqlite: install node-deps browser peers synapse
 	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/pytest -n 2 -q
 
-test-postgres: install postgres node-deps browser synapse
+test-postgres: install postgres node-deps browser peers synapse
 	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) SCHULHOF_TEST_DATABASE_URL=$(PG_URL) \
 	    $(BIN)/pytest -n 2 -q
 
