@@ -7,12 +7,19 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from conf.app import School
 from conf.settings import Settings
 from directory.db import Database
 from tests.support.databases import PostgresDatabases, SqliteDatabases
 from tests.support.schools import make_settings
+
+# Property tests check behaviour, not speed: on a shared 2-core machine one example can
+# take longer than hypothesis' 200 ms default deadline.  A test that sets its own
+# deadline keeps it; benchmarks measure speed (tests/bench).
+hypothesis_settings.register_profile("schulhof", deadline=None)
+hypothesis_settings.load_profile("schulhof")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
