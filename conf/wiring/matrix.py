@@ -240,6 +240,10 @@ def school_rooms(school: School) -> SchoolRooms:
                         signer=event_signer(school))
     # What it posts notifies members as a server's own sends do (their unread counts).
     rooms.writer.event_stored = UnreadCounts(school.db, domain).event_stored
+    if school.settings.listen.federation >= 0 and rooms.writer.server_name is not None:
+        # Posts into rooms shared with other schools are queued for them; the running
+        # server's sender finds the queue on its next look (federation.matrix.sender).
+        rooms.writer.outbox = OutboxQueue(lambda: None)
     return SchoolRooms(school.directory, rooms)
 
 

@@ -104,6 +104,14 @@ async def test_invite_join_chat_both_ways_and_leave(chat_schools: dict[str, Chat
     message = next(e for e in _timeline(anna, room_id) if e.body == "Hallo Anna!")
     assert message.sender == b.user("ben")
 
+    # What an admin command posts (another process's room service) reaches B too.
+    from conf.wiring.matrix import school_rooms
+    cli = school_rooms(a.school)
+    await cli._rooms.append_as(a.user("anna"), room_id, "m.room.message",
+                               {"msgtype": "m.text", "body": "vom Sekretariat"})
+    a.listener.sender.wake()
+    await until(ben, lambda c: "vom Sekretariat" in bodies(c, room_id), timeout=40)
+
     await ben.room_leave(room_id)
     await until(anna, lambda c: b.user("ben") not in c.rooms[room_id].users)
     # Ben is gone: a later message of Anna's is not sent to school B any more.
