@@ -27,6 +27,7 @@ from federation.rspamd import RspamdClient
 from federation.tls import CertificateStore, check_certificate
 
 if TYPE_CHECKING:
+    from conf.wiring.bridge import MailBridge
     from mailserver.sieve.scripts import SieveScripts
     from mailserver.store import MailStore
 
@@ -66,6 +67,16 @@ class School:
     _rspamd: RspamdClient | None = None
     _tls: CertificateStore | None = None
     _audit: AuditLog | None = None
+    _mail_bridge: MailBridge | None = None
+
+    @property
+    def mail_bridge(self) -> MailBridge:
+        """Mail to group rooms (conf.wiring.bridge): SMTP feeds it, the messenger serves it."""
+        if self._mail_bridge is None:
+            from conf.wiring.bridge import MailBridge
+
+            self._mail_bridge = MailBridge(enabled=self.settings.bridge.mail_to_rooms)
+        return self._mail_bridge
 
     @property
     def audit(self) -> AuditLog:

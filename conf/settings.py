@@ -251,6 +251,15 @@ class QuietHoursSettings:
 
 
 @dataclass(frozen=True)
+class BridgeSettings:
+    """Mail and chat meet (issue 18): ``mail_to_rooms`` posts a mail delivered to a group
+    address into the group's room (conf.wiring.bridge).  A school setting until groups
+    have settings of their own."""
+
+    mail_to_rooms: bool = True
+
+
+@dataclass(frozen=True)
 class RetentionSettings:
     """How long the school keeps what (GDPR Art. 5(1)(e)); defaults from German school
     practice.  ``schulhof serve`` runs the clean-up daily at ``daily_at`` (server local
@@ -322,6 +331,7 @@ class Settings:
     retention: RetentionSettings = field(default_factory=RetentionSettings)
     chat: ChatSettings = field(default_factory=ChatSettings)
     quiet_hours: QuietHoursSettings = field(default_factory=QuietHoursSettings)
+    bridge: BridgeSettings = field(default_factory=BridgeSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
     partners: tuple[PartnerSchool, ...] = ()
 

@@ -34,6 +34,7 @@ from messenger.federation_inbox import RoomsInbox, UnknownRoomsInbox
 from messenger.federation_keys import LocalKeys, RemoteKeys
 from messenger.federation_listener import FederationListener
 from messenger.limits import MessengerLimits
+from messenger.mail_bridge import MailToRoom
 from messenger.quiet_hours import (
     QuietHours,
     QuietRules,
@@ -74,6 +75,8 @@ def build(school: School) -> list[Service]:
         event_signer=event_signer(school), chat_rights=chat_rights(settings),
         quiet_hours=quiet_hours(school))
     server.extra_middlewares.append(request_timer(school.metrics))
+    # Mail to a group address appears in the group's room (issue 18, conf.wiring.bridge).
+    school.mail_bridge.target = MailToRoom(school.db, server.school_rooms, server.rooms)
     services: list[Service] = [server]
     if settings.listen.federation >= 0:
         listener = federation_listener(school, server)

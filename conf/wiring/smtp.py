@@ -45,7 +45,7 @@ def build(school: School) -> list[Service]:
     return [SmtpService(config, school.directory, school.authenticator,
                         rules_target(school), inbound_check=check,
                         observe=school.metrics.smtp_reply, spam_filter=spam_filter(school),
-                        tls_context=school.tls.context)]
+                        tls_context=school.tls.context, group_mail=school.mail_bridge)]
 
 
 def spam_filter(school: School) -> SpamFilter | None:

@@ -55,6 +55,7 @@ class Route:
 
     account_ids: tuple[int, ...] = ()
     remote: str | None = None
+    group: str | None = None  # the directory group's name when the address is a group's
 
 
 class Router:
@@ -126,7 +127,7 @@ class Router:
         ids = await self._members(resolved.group.name)
         if not ids:
             raise Refusal(replies.EMPTY_GROUP)
-        return Route(account_ids=ids)
+        return Route(account_ids=ids, group=resolved.group.name)
 
     async def _active_members(self, group: str) -> tuple[int, ...]:
         members = await self._directory.group_members(group)

@@ -19,6 +19,7 @@ from directory.service import Directory
 from federation.connection_limits import ConnectionLimiter
 from federation.tls import server_tls_context
 from mailserver.delivery import DeliveryTarget
+from mailserver.group_mail import GroupMailSink
 from mailserver.smtp.config import ListenerKind, SmtpConfig
 from mailserver.smtp.inbound_auth import InboundCheck
 from mailserver.smtp.protocol import SchulhofSMTP
@@ -39,7 +40,8 @@ class SmtpService:
                  inbound_check: InboundCheck | None = None,
                  observe: Callable[[str, str, str], None] | None = None,
                  spam_filter: SpamFilter | None = None,
-                 tls_context: Callable[[], ssl.SSLContext] | None = None) -> None:
+                 tls_context: Callable[[], ssl.SSLContext] | None = None,
+                 group_mail: GroupMailSink | None = None) -> None:
         self.config = config
         # The school's shared, reloadable context (SIGHUP); else one from the files.
         self._tls_context = tls_context
@@ -47,7 +49,7 @@ class SmtpService:
                         cache_seconds=config.directory_cache_seconds)
         self._services = SessionServices(config, router, authenticator, target,
                                          inbound_check=inbound_check, observe=observe,
-                                         spam_filter=spam_filter)
+                                         spam_filter=spam_filter, group_mail=group_mail)
         self._limiter = ConnectionLimiter(config.limits.max_connections_per_ip)
         self._servers: list[asyncio.Server] = []
         self._connections: set[SchulhofSMTP] = set()

@@ -34,6 +34,7 @@ from federation.rspamd import ScanRequest
 from mailserver import delivery
 from mailserver.delivery import DeliveryTarget, DeliveryTransaction, LocalRecipient
 from mailserver.delivery import Envelope as DeliveryEnvelope
+from mailserver.group_mail import GroupMailSink, group_mail
 from mailserver.smtp import headers, replies
 from mailserver.smtp.addresses import AddressError, Mailbox, parse_mailbox, parse_path
 from mailserver.smtp.config import ListenerKind, SmtpConfig
@@ -68,6 +69,8 @@ class SessionServices:
     spam_filter: SpamFilter | None = None
     # (listener, "rcpt" or "data", reply) for every RCPT and end-of-data reply (metrics).
     observe: Callable[[str, str, str], None] | None = None
+    # Told about each committed mail to a group (the messenger bridge); None: nobody.
+    group_mail: GroupMailSink | None = None
 
 
 @dataclass
@@ -80,6 +83,7 @@ class _Transaction:
     size_hint: int
     account_ids: set[int] = field(default_factory=set)
     recipients: list[str] = field(default_factory=list)
+    groups: list[str] = field(default_factory=list)  # group names among the recipients
 
 
 def _path(address: str) -> Mailbox | None:
@@ -253,6 +257,8 @@ class SmtpSession:
         refused = await self._add_local(tx, route.account_ids)
         if refused is not None:
             return refused
+        if route.group is not None and route.group not in tx.groups:
+            tx.groups.append(route.group)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(rcpt_options)
         tx.recipients.append(address)
@@ -341,7 +347,19 @@ class SmtpSession:
         log.info("event=smtp_accepted id=%s listener=%s size=%d local=%d remote=%d",
                  queue_id, self._kind.value, len(message), len(receipt.stored),
                  len(receipt.queued_ids))
+        if tx.groups and services.group_mail is not None:
+            await self._tell_groups(services.group_mail, tx.groups, message)
         return f"250 2.0.0 OK queued as {queue_id}"
+
+    @staticmethod
+    async def _tell_groups(sink: GroupMailSink, groups: list[str], message: bytes) -> None:
+        """The mail is stored: tell the sink (the bridge) once per group.  Its failure
+        does not undo the delivery, so it is logged, not answered."""
+        for group in groups:
+            try:
+                await sink.group_mail_delivered(group_mail(group, message))
+            except Exception:
+                log.exception("event=group_mail_sink_failed group=%s", group)
 
     async def _authenticate_inbound(self, server: SMTP, session: Session, tx: _Transaction,
                                     content: bytes) -> bytes | str:

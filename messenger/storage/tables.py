@@ -409,3 +409,19 @@ class ReportRow(Base):
     reason: Mapped[str | None] = mapped_column(Text, nullable=True)
     score: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+
+
+# --- bridge_0001 ----------------------------------------------------------------------
+
+
+class MailBridgedRow(Base):
+    """A mail posted into a room by the mail bridge (messenger.mail_bridge): one row per
+    (room, Message-ID) so that the same mail delivered again is not posted twice.
+    ``message_key`` is the SHA-256 of the Message-ID (ids may be up to 998 bytes)."""
+
+    __tablename__ = "matrix_mail_bridged"
+
+    room_id: Mapped[str] = mapped_column(
+        ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"), primary_key=True)
+    message_key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    bridged_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)

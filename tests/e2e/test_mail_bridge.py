@@ -1,0 +1,152 @@
+"""Mail -> room end to end (issue 18): a teacher's mail to the class address, sent
+over submission with aiosmtplib, appears in the class room for a pupil's matrix-nio
+client, from the school's system user, once however often it is delivered; a mail
+the role policy refuses at SMTP posts nothing; an encrypted room gets a notice only."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import AsyncIterator
+
+import aiosmtplib
+import pytest
+from nio import AsyncClient, LoginResponse, RoomMessageNotice, RoomMessageText, SyncResponse
+
+from conf.app import School
+from directory.model import GroupKind, MemberRole, Role
+from messenger.server import MatrixServer
+
+DOMAIN = "schule.test"
+PASSWORD = "ein-sicheres-passwort"
+SYSTEM = f"@schulhof:{DOMAIN}"
+
+PLAIN_AND_HTML = (
+    b"From: Frau Lehrer <lehrer@schule.test>\r\n"
+    b"To: 5a@schule.test\r\n"
+    b"Message-ID: <wandertag-1@schule.test>\r\n"
+    b"Subject: =?utf-8?q?Wandertag_am_Freitag_=E2=80=93_bitte_lesen?=\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b'Content-Type: multipart/alternative; boundary="b"\r\n'
+    b"\r\n"
+    b"--b\r\n"
+    b"Content-Type: text/plain; charset=utf-8\r\n"
+    b"Content-Transfer-Encoding: 8bit\r\n"
+    b"\r\n"
+    b"Treffpunkt 8 Uhr am Tor. Festes Schuhwerk!\r\n"
+    b"--b\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n"
+    b"\r\n"
+    b"<p>Treffpunkt <b>8 Uhr</b> am Tor.</p>\r\n"
+    b"--b--\r\n"
+)
+
+HTML_ONLY = (
+    b"From: Frau Lehrer <lehrer@schule.test>\r\n"
+    b"To: 5a@schule.test\r\n"
+    b"Message-ID: <elternabend-2@schule.test>\r\n"
+    b"Subject: Elternabend\r\n"
+    b"MIME-Version: 1.0\r\n"
+    b"Content-Type: text/html; charset=utf-8\r\n"
+    b"\r\n"
+    b"<html><head><style>p{color:red}</style><script>alert('x')</script></head>"
+    b"<body><p>Am <i>Montag</i> um 19 Uhr.</p><img src=x onerror=alert(1)></body></html>\r\n"
+)
+
+
+def _tls(school: School) -> ssl.SSLContext:
+    context = ssl.create_default_context(
+        cafile=str(school.settings.path(school.settings.tls.certificate)))
+    context.check_hostname = False  # the test certificate names mail.schule.test
+    return context
+
+
+async def _submit(school: School, login: str, to: str, message: bytes) -> None:
+    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=school.settings.listen.submission,
+                           start_tls=True, tls_context=_tls(school), timeout=20)
+    async with smtp:
+        await smtp.login(login, PASSWORD)
+        await smtp.sendmail(f"{login}@{DOMAIN}", [to], message)
+
+
+@pytest.fixture
+async def server(running_school: School) -> MatrixServer:
+    d = running_school.directory
+    await d.create_account(role=Role.TEACHER, login="lehrer", password=PASSWORD)
+    await d.create_account(role=Role.PUPIL, login="anna", password=PASSWORD)
+    for group in ("5a", "5b"):
+        await d.create_group(group, kind=GroupKind.CLASS, display_name=f"Klasse {group}")
+        await d.add_member(group, "lehrer", MemberRole.OWNER)
+        await d.add_member(group, "anna")
+    server = next(s for s in running_school.services if isinstance(s, MatrixServer))
+    await server.school_rooms.sync_group_rooms()
+    return server
+
+
+@pytest.fixture
+async def pupil(server: MatrixServer) -> AsyncIterator[AsyncClient]:
+    client = AsyncClient(server.base_url, f"@anna:{DOMAIN}")
+    assert isinstance(await client.login(PASSWORD), LoginResponse)
+    yield client
+    await client.close()
+
+
+def _from_system(sync: SyncResponse, room_id: str) -> list[RoomMessageText | RoomMessageNotice]:
+    room = sync.rooms.join.get(room_id)
+    if room is None:
+        return []
+    return [e for e in room.timeline.events
+            if isinstance(e, RoomMessageText | RoomMessageNotice) and e.sender == SYSTEM]
+
+
+async def test_class_mail_appears_once_in_the_class_room(
+        running_school: School, server: MatrixServer, pupil: AsyncClient) -> None:
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    first = await pupil.sync(timeout=0)
+    assert isinstance(first, SyncResponse) and room_id in first.rooms.join
+
+    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
+    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)  # again
+    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)
+    # A pupil may not post to the class list: refused at RCPT, nothing bridged.
+    with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
+        await _submit(running_school, "anna", f"5a@{DOMAIN}", HTML_ONLY.replace(
+            b"elternabend-2", b"von-anna-3").replace(b"lehrer@", b"anna@"))
+    assert refused.value.recipients[0].code == 550
+
+    synced = await pupil.sync(timeout=5000, since=first.next_batch)
+    assert isinstance(synced, SyncResponse), synced
+    messages = _from_system(synced, room_id)
+    assert len(messages) == 2, [m.body for m in messages]
+    wander, abend = messages
+    assert isinstance(wander, RoomMessageText)
+    assert wander.body == ("✉ E-Mail von Frau Lehrer <lehrer@schule.test>\n"
+                           "Betreff: Wandertag am Freitag – bitte lesen\n\n"
+                           "Treffpunkt 8 Uhr am Tor. Festes Schuhwerk!")
+    assert wander.source["content"]["org.schulhof.mail"]["from"] == "lehrer@schule.test"
+    assert "formatted_body" not in wander.source["content"]
+    assert "Betreff: Elternabend" in abend.body
+    assert "Am Montag um 19 Uhr." in abend.body
+    text = abend.body.split("\n\n", 1)[1]
+    assert text == "Am Montag um 19 Uhr."  # no tags, no script, no style sheet
+
+
+async def test_encrypted_room_gets_a_notice_without_the_mail(
+        running_school: School, server: MatrixServer, pupil: AsyncClient) -> None:
+    room_id = await server.school_rooms.room_of_group("5b")
+    assert room_id is not None
+    await server.rooms.append_as(SYSTEM, room_id, "m.room.encryption",
+                                 {"algorithm": "m.megolm.v1.aes-sha2"}, state_key="")
+    first = await pupil.sync(timeout=0)
+    assert isinstance(first, SyncResponse)
+
+    await _submit(running_school, "lehrer", f"5b@{DOMAIN}",
+                  PLAIN_AND_HTML.replace(b"5a@", b"5b@"))
+    synced = await pupil.sync(timeout=5000, since=first.next_batch)
+    assert isinstance(synced, SyncResponse), synced
+    messages = _from_system(synced, room_id)
+    assert len(messages) == 1
+    notice = messages[0]
+    assert isinstance(notice, RoomMessageNotice)
+    assert "verschlüsselt" in notice.body and "Frau Lehrer" in notice.body
+    assert "Treffpunkt" not in notice.body and "Wandertag" not in notice.body
