@@ -166,16 +166,35 @@ def _has_unstorable_string(value: Any) -> bool:
     return False
 
 
-async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
-    """The request body as a JSON object: M_NOT_JSON if unparsable, M_BAD_JSON if not an object
-    or if it holds an integer outside the canonical JSON range."""
-    raw = await request.read()
+async def body_not_kept(request: web.Request, limit: int) -> bytes:
+    """The request body, read without ``request.read()``'s copy on the request: a
+    long-poll that waits for minutes should not hold its body all that time.
+    Over ``limit`` bytes: 413 M_TOO_LARGE, as aiohttp's own limit answers."""
+    if request.content_length is not None and request.content_length > limit:
+        raise MatrixError(413, "M_TOO_LARGE", "the request body is too large")
+    chunks, size = [], 0
+    async for chunk in request.content.iter_any():
+        size += len(chunk)
+        if size > limit:
+            raise MatrixError(413, "M_TOO_LARGE", "the request body is too large")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def json_object(raw: bytes, *, allow_empty: bool = False) -> dict[str, Any]:
+    """``raw`` as a JSON object, with ``json_body``'s errors."""
     if not raw.strip() and allow_empty:
         return {}
     value = parse_request_json(raw)
     if not isinstance(value, dict):
         raise bad_json("the request body must be a JSON object")
     return value
+
+
+async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object: M_NOT_JSON if unparsable, M_BAD_JSON if not an object
+    or if it holds an integer outside the canonical JSON range."""
+    return json_object(await request.read(), allow_empty=allow_empty)
 
 
 def event_content(body: dict[str, Any], limits: MessengerLimits) -> dict[str, Any]:

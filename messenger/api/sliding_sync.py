@@ -12,7 +12,15 @@ from __future__ import annotations
 from aiohttp import web
 
 from messenger.api.errors import MatrixError
-from messenger.api.http import ApiContext, context, json_body, ok, parse_int, requester
+from messenger.api.http import (
+    ApiContext,
+    body_not_kept,
+    context,
+    json_object,
+    ok,
+    parse_int,
+    requester,
+)
 from messenger.sync.sliding import SlidingSync
 from messenger.sync.sliding_connections import UnknownPosition
 from messenger.sync.sliding_request import parse_request
@@ -32,15 +40,17 @@ async def sliding_sync(request: web.Request) -> web.Response:
         parse_int(timeout_text, "timeout", low=0), ctx.limits.max_sync_timeout_ms)
     engine = request.app[SLIDING]
     # Apps send the same body with every poll: parse it once, and let thousands of
-    # waiting connections share one parsed request instead of holding a copy each.
-    raw = await request.read()
+    # waiting connections share one parsed request instead of holding a copy each
+    # (nor the body: it is not kept on the request, and gone before the wait).
+    raw = await body_not_kept(request, ctx.limits.max_request_bytes)
     body = engine.parsed_requests.get(raw)
     if body is None:
-        body = parse_request(await json_body(request, allow_empty=True),
+        body = parse_request(json_object(raw, allow_empty=True),
                              ctx.limits.max_timeline_limit)
         if len(engine.parsed_requests) >= MAX_PARSED_REQUESTS:
             engine.parsed_requests.clear()
         engine.parsed_requests[raw] = body
+    del raw
     try:
         result = await engine.sync(who, request.query.get("pos"), timeout, body)
     except UnknownPosition as exc:
