@@ -199,13 +199,16 @@ class ResidentRooms:
 
     # --- retrieving events ------------------------------------------------------------------
     async def _visible_to(self, origin: str, room_id: str) -> None:
-        """The origin must have (had) a member in the room."""
+        """The origin must have a joined member in the room now (as Synapse's
+        ``assert_host_in_room``): a server whose users were only invited, or all left
+        or were banned, must not read what was said after (Server-Server API
+        "Retrieving events": "the requesting server must be in the room")."""
         async with self._writer.db.read() as session:
             if await store.room(session, room_id) is None:
                 raise RoomNotFound(f"{room_id} is not known here")
-            members = await store.room_members(session, room_id)
+            members = await store.room_members(session, room_id, "join")
         if not any(server_of(m.user_id) == origin for m in members):
-            raise Forbidden(f"{origin} has no member in {room_id}")
+            raise Forbidden(f"{origin} has no joined member in {room_id}")
 
     async def event(self, origin: str, event_id: str) -> dict[str, Any]:
         async with self._writer.db.read() as session:
