@@ -12,6 +12,7 @@ from federation.http_guard import GuardedSite, HttpLimits
 from federation.matrix.client import FederationClient
 from federation.matrix.sender import TransactionSender
 from messenger.api.federation import FederationContext, build_federation_app
+from messenger.api.low_level_errors import MatrixRunner
 
 SHUTDOWN_TIMEOUT_SECONDS = 5.0
 
@@ -31,7 +32,7 @@ class FederationListener:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> list[str]:
-        runner = web.AppRunner(build_federation_app(self.context), access_log=None,
+        runner = MatrixRunner(build_federation_app(self.context), access_log=None,
                                handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS,
                                **self._http_limits.runner_options())
         await runner.setup()

@@ -23,6 +23,7 @@ from directory.service import Directory
 from federation.http_guard import GuardedSite, HttpLimits
 from messenger.api.app import build_app
 from messenger.api.http import ApiContext
+from messenger.api.low_level_errors import MatrixRunner
 from messenger.chat_rights import ChatRights
 from messenger.e2ee import DeviceMessaging
 from messenger.ephemeral import Receipts, TypingTracker
@@ -131,7 +132,7 @@ class MatrixServer:
         return app
 
     async def start(self) -> list[str]:
-        runner = web.AppRunner(self.app(), access_log=None, handle_signals=False,
+        runner = MatrixRunner(self.app(), access_log=None, handle_signals=False,
                                shutdown_timeout=1.0, **self._http_limits.runner_options())
         await runner.setup()
         site = GuardedSite(runner, self.bind, self.port, limits=self._http_limits,

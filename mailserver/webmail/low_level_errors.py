@@ -1,22 +1,15 @@
-"""Answers to requests that never reach the application: bytes that are not HTTP,
-broken header fields, a request line or header over aiohttp's limits.
-
-aiohttp's protocol answers these itself (``RequestHandler.handle_error``) with
-``Server: Python/3.x aiohttp/3.x`` and its own English text, which repeats
-part of what was sent; neither the middlewares nor ``on_response_prepare``
-see that response.  ``WebmailRunner`` (an ``AppRunner``) makes its
-connections use ``_Handler``, whose answer is a short German page with the
-webmail's usual security headers and no version banner.  The status stays
-aiohttp's (RFC 9110 15.5.1: 400 for a malformed request; 431 and 413 for
-too-long fields; 500 if a handler broke outside the middlewares).
-"""
+"""The webmail's answer to requests that never reach the application (bytes that
+are not HTTP, broken header fields, over-long lines): a short German page with the
+webmail's usual security headers and no version banner, instead of aiohttp's page
+and ``Server: Python/aiohttp`` (the mechanism: federation.low_level_errors)."""
 
 from __future__ import annotations
 
-from aiohttp import web
-from aiohttp.web_protocol import RequestHandler
-from aiohttp.web_request import BaseRequest
+from typing import Any
 
+from aiohttp import web
+
+from federation.low_level_errors import ErrorPageRunner
 from mailserver.webmail.security import FIXED_HEADERS, SECURITY_HEADERS
 
 _TEXTS = {
@@ -36,32 +29,11 @@ def error_response(status: int) -> web.Response:
     response.headers.update(SECURITY_HEADERS)
     response.headers.update(FIXED_HEADERS)
     response.headers["Cache-Control"] = "no-store"
-    response.force_close()
     return response
 
 
-class _Handler(RequestHandler):
-    __slots__ = ()
-
-    def handle_error(self, request: BaseRequest, status: int = 500,
-                     exc: BaseException | None = None,
-                     message: str | None = None) -> web.StreamResponse:
-        # aiohttp's own logs it, and refuses when a response was already started.
-        super().handle_error(request, status, exc, message)
-        return error_response(status)
-
-
-class _Server(web.Server):
-    def __call__(self) -> RequestHandler:
-        return _Handler(self, loop=self._loop, **self._kwargs)
-
-
-class WebmailRunner(web.AppRunner):
+class WebmailRunner(ErrorPageRunner):
     """``web.AppRunner`` whose connections answer malformed requests in German."""
 
-    async def _make_server(self) -> web.Server:
-        server = await super()._make_server()
-        # The application's Server, built by aiohttp (its handler, request factory,
-        # options), only making _Handler protocols.
-        server.__class__ = _Server
-        return server
+    def __init__(self, app: web.Application, **kwargs: Any) -> None:
+        super().__init__(app, error_page=error_response, **kwargs)
