@@ -193,9 +193,23 @@ class ManageSieveSession:
         if context is None or self.tls:
             await self._error("TLS not available")
             return
+        if getattr(self.reader, "_buffer", b""):
+            # Bytes after STARTTLS, sent before the handshake, came in plaintext; read
+            # after it they would pass for commands over TLS (STARTTLS command injection,
+            # RFC 5804 2.2 says the client waits for the OK). asyncio's StreamReader has
+            # no public peek at its buffer.
+            log.info("event=managesieve_starttls_pipelined ip=%s", self.client_ip)
+            await self._send(wire.response("BYE", "Commands after STARTTLS before TLS"))
+            raise _Close
         await self._send(wire.response("OK", "Begin TLS negotiation"))
+        if getattr(self.reader, "_buffer", b""):
+            # Arrived while the OK was sent; nothing awaits between here and the
+            # transport's switch to TLS, so no plaintext can slip in after this check.
+            log.info("event=managesieve_starttls_pipelined ip=%s", self.client_ip)
+            raise _Close
         try:
-            await asyncio.wait_for(self.writer.start_tls(context), 30)
+            async with asyncio.timeout(30):  # not wait_for: no task (and loop turn) between
+                await self.writer.start_tls(context)
         except (ssl.SSLError, TimeoutError, ConnectionError, OSError):
             raise _Close from None
         self.tls = True

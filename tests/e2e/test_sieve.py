@@ -206,3 +206,38 @@ async def test_redirects_between_two_accounts_do_not_loop(running_school: School
     await once()
     erste_inbox = await asyncio.to_thread(_subjects, running_school, "erste", "INBOX")
     assert erste_inbox == []
+
+
+async def test_commands_pipelined_after_starttls_are_not_run_inside_tls(
+        running_school: School) -> None:
+    """STARTTLS command injection (the CVE-2011-0411 class): a man in the middle
+    appends a command to the client's plaintext STARTTLS; it must never be read as
+    if it came over TLS.  The server closes instead of starting TLS."""
+    await asyncio.to_thread(_injected_after_starttls, running_school)
+
+
+def _injected_after_starttls(running_school: School) -> None:
+    with socket.create_connection(("127.0.0.1", running_school.settings.listen.managesieve),
+                                  timeout=10) as raw:
+        stream = raw.makefile("rwb")
+        while not stream.readline().startswith(b"OK"):
+            pass
+        stream.write(b'STARTTLS\r\nNOOP "injected"\r\n')
+        stream.flush()
+        answer = stream.readline()
+        if answer.startswith(b"OK"):  # the server went on to TLS: nothing injected may run
+            try:
+                tls = _tls(running_school).wrap_socket(raw, server_hostname="localhost")
+            except (ssl.SSLError, OSError):
+                return  # closed instead of starting TLS: refused
+            inside = tls.makefile("rwb")
+            while not inside.readline().startswith(b"OK"):  # capabilities, "TLS active"
+                pass
+            inside.write(b"LOGOUT\r\n")
+            inside.flush()
+            rest = inside.read()
+            assert b"injected" not in rest, f"the injected NOOP was answered: {rest!r}"
+            assert rest.startswith(b"OK"), rest
+        else:
+            assert answer.startswith(b"BYE"), answer
+            assert stream.readline() == b""
