@@ -11,6 +11,7 @@ from conf.admin_web.context import AdminRequest, AdminSite
 from directory.importer import Importer, ImportFileError, InvalidImportFile, profile_named
 
 MAX_FILE = 10 * 1024 * 1024  # a school of 3,000 people is well under a megabyte
+MAX_SHOWN_ERRORS = 200  # the first bad lines tell what is wrong; the count says the rest
 
 
 class ImportPages:
@@ -31,9 +32,11 @@ class ImportPages:
                         password_length=settings.password_length)
 
     async def form(self, request: web.Request, who: AdminRequest, *, status: int = 200,
-                   error: str = "", errors: tuple[object, ...] = ()) -> web.StreamResponse:
+                   error: str = "", errors: tuple[object, ...] = (), more: int = 0
+                   ) -> web.StreamResponse:
         return self.site.render(request, who, "import.html", status, error=error,
-                                errors=errors, summary=None, token="", filename="")
+                                errors=errors, more=more, summary=None, token="",
+                                filename="")
 
     async def upload(self, request: web.Request, who: AdminRequest) -> web.StreamResponse:
         _ = who._
@@ -50,7 +53,9 @@ class ImportPages:
         try:
             summary = await self._importer().run(data, dry_run=True)
         except InvalidImportFile as exc:
-            return await self.form(request, who, status=400, errors=exc.errors, error=_(
+            return await self.form(request, who, status=400,
+                                   errors=exc.errors[:MAX_SHOWN_ERRORS],
+                                   more=max(0, len(exc.errors) - MAX_SHOWN_ERRORS), error=_(
                 "%(file)s wurde nicht importiert: %(count)s fehlerhafte Zeilen.")
                 % {"file": filename, "count": len(exc.errors)})
         except ImportFileError as exc:
@@ -59,7 +64,7 @@ class ImportPages:
                 % {"file": filename, "reason": exc})
         token = self.site.imports.put(who.session.token, data, filename)
         return self.site.render(request, who, "import.html", summary=summary, token=token,
-                                filename=filename, error="", errors=())
+                                filename=filename, error="", errors=(), more=0)
 
     async def apply(self, request: web.Request, who: AdminRequest) -> web.StreamResponse:
         _ = who._

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from directory.importer.errors import ImportFileError
 
 DELIMITERS = (";", ",", "\t")
+# Far above any school (3,000 people and their parents); a file beyond is the wrong
+# file (a database dump), and checking it line by line would hold the server up.
+MAX_LINES = 50_000
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ def read_csv(data: bytes) -> CsvTable:
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
         raise ImportFileError("the file is empty")
+    if len(lines) > MAX_LINES + 1:  # + the header
+        raise ImportFileError(f"the file has {len(lines)} lines; at most {MAX_LINES} "
+                              "people are imported at once")
     # The header: the first line with a letter or digit (not a line of separators).
     delimiter = detect_delimiter(next((ln for ln in lines if any(c.isalnum() for c in ln)),
                                       lines[0]))

@@ -173,3 +173,41 @@ async def test_everyone_can_download_their_own_data(school: School) -> None:
         await pupil.close()
     entries = await school.audit.entries(action="account.export")
     assert [(e.actor, e.target) for e in entries] == [("paul", "paul")]
+
+
+async def upload(admin: aiohttp.ClientSession, name: str, data: bytes
+                 ) -> tuple[int, str]:
+    async with admin.get("/admin/import") as response:
+        token = csrf_of(await response.text())
+    form = aiohttp.FormData()
+    form.add_field("csrf", token)
+    form.add_field("file", data, filename=name, content_type="text/csv")
+    async with admin.post("/admin/import", data=form) as response:
+        return response.status, await response.text()
+
+
+async def test_import_of_a_huge_or_garbage_file_is_refused_briefly(
+        school: School, admin: aiohttp.ClientSession) -> None:
+    """A wrong file (a whole database dump, random bytes) is refused with a short page
+    naming lines, never a page of a million rows, a 500 or a blocked server."""
+    header = "external_id;first_name;last_name;role;class\r\n"
+    # Every line bad (an unknown role), cp1252 bytes in it: each line named, at most 200.
+    bad = (header + "".join(f"S{n};J\xfcrgen;M\xfc\xdfig;Hausmeister;5a\r\n"
+                            for n in range(1000))).encode("cp1252")
+    status, text = await upload(admin, "kaputt.csv", bad)
+    assert status == 400, text[:500]
+    assert "1000 fehlerhafte Zeilen" in text
+    assert "<td>2</td>" in text  # the first bad line, by its number
+    assert text.count("<tr><td>") <= 200
+    assert "800 weitere" in text
+    # Over the line limit: refused before any line is checked.
+    huge = (header + "x;J\xfcrgen;y;z;5a\r\n" * 60_000).encode("cp1252")
+    status, text = await upload(admin, "dump.csv", huge)
+    assert status == 400, text[:500]
+    assert "50000" in text and len(text) < 50_000
+    # Bytes that are no text at all: a reason, not a 500.
+    for name, junk in (("bild.csv", b"\x89PNG\r\n\x1a\n\x00\x00" * 100),
+                       ("kein-text.csv", header.encode() + b"x;\x81\x8d\xff;y;z;5a\r\n")):
+        status, text = await upload(admin, name, junk)
+        assert status == 400 and name in text, text[:500]
+    assert [e.action for e in await school.audit.entries()] == []
