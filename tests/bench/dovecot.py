@@ -51,7 +51,26 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _config(base: Path, port: int, certificate: Path, key: Path) -> str:
+def _lmtp(lmtp_socket: Path | None) -> str:
+    """LMTP on a unix socket for a Postfix peer (tests.bench.postfix): recipients
+    are looked up by their local part, the socket is open to the postfix user."""
+    if lmtp_socket is None:
+        return ""
+    owner = "postfix" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    return f"""
+auth_username_format = %Ln
+service lmtp {{
+  unix_listener {lmtp_socket} {{
+    mode = 0660
+    user = {owner}
+  }}
+  process_min_avail = 2
+}}
+"""
+
+
+def _config(base: Path, port: int, certificate: Path, key: Path,
+            lmtp_socket: Path | None = None) -> str:
     root = os.geteuid() == 0
     me = pwd.getpwuid(os.geteuid()).pw_name
     mail_user = "dovecot" if root else me
@@ -62,7 +81,8 @@ base_dir = {base}/run
 state_dir = {base}/state
 log_path = {base}/dovecot.log
 info_log_path = {base}/dovecot.log
-protocols = imap
+protocols = imap{" lmtp" if lmtp_socket else ""}
+mail_fsync = optimized
 listen = 127.0.0.1
 ssl = required
 ssl_cert = <{certificate}
@@ -94,7 +114,7 @@ service imap-login {{
 service imap {{
   process_limit = 10000
 }}
-"""
+{_lmtp(lmtp_socket)}"""
 
 
 def maildir_put(base: Path, user: str, messages: Iterable[bytes], flags: str = "") -> int:
@@ -117,9 +137,10 @@ def maildir_put(base: Path, user: str, messages: Iterable[bytes], flags: str = "
 
 @contextlib.contextmanager
 def throwaway_dovecot(base: Path, users: dict[str, str], certificate: Path,
-                      key: Path) -> Iterator[Dovecot]:
+                      key: Path, lmtp_socket: Path | None = None) -> Iterator[Dovecot]:
     """Start Dovecot for ``users`` (login -> password) under ``base``; stop
-    it (and only it) on exit."""
+    it (and only it) on exit.  ``lmtp_socket``: also accept deliveries over
+    LMTP on that unix socket (for a Postfix in front)."""
     if not Path(DOVECOT).exists():
         raise RuntimeError("dovecot is not installed: apt-get install dovecot-imapd")
     base.mkdir(parents=True, exist_ok=True)
@@ -135,7 +156,7 @@ def throwaway_dovecot(base: Path, users: dict[str, str], certificate: Path,
     (base / "passwd").write_text("".join(f"{login}:{{PLAIN}}{password}\n"
                                          for login, password in users.items()))
     port = _free_port()
-    (base / "dovecot.conf").write_text(_config(base, port, certificate, key))
+    (base / "dovecot.conf").write_text(_config(base, port, certificate, key, lmtp_socket))
     process = subprocess.Popen([DOVECOT, "-F", "-c", str(base / "dovecot.conf")],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -52,6 +52,7 @@ class ServeProcess:
     log: Path
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    extra_args: list[str] = field(default_factory=list)  # after ``serve``, e.g. --workers
     _log_offset: int = field(default=0, repr=False)
 
     @property
@@ -75,7 +76,8 @@ class ServeProcess:
         before = self._ready_count()
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "conf.cli", "--config", str(self.config), "serve"],
+                [sys.executable, "-m", "conf.cli", "--config", str(self.config), "serve",
+                 *self.extra_args],
                 cwd=REPO, env=_env(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                 stderr=log)
         self.starts += 1
