@@ -17,10 +17,12 @@ from conf.settings import Settings
 from conf.wiring.metrics import CountingAuthenticator
 from directory.audit import AuditLog
 from directory.auth import Authenticator, LoginThrottle
+from directory.broadcast import Broadcast, LocalBroadcast
 from directory.db import Database
 from directory.passwords import PasswordHasher
 from directory.policy import PolicyRules, RolePolicy
 from directory.service import Directory
+from directory.throttle_relay import ThrottleRelay
 from federation.metrics import SchoolMetrics
 from federation.resolver import Resolver
 from federation.rspamd import RspamdClient
@@ -58,9 +60,16 @@ class School:
     hasher: PasswordHasher
     directory: Directory
     authenticator: Authenticator
+    throttle: LoginThrottle
     services: list[Service] = field(default_factory=list)
     metrics: SchoolMetrics = field(default_factory=SchoolMetrics)
     started: bool = False  # every service listens (the readiness check)
+    # How this process tells the school's other processes about changes (several
+    # serve workers or hosts; conf.workers chooses); LocalBroadcast: one process.
+    broadcast: Broadcast = field(default_factory=LocalBroadcast)
+    # False in all serve workers but the first: the outbound queue worker and
+    # the group-room sync run once per school.
+    singletons: bool = True
     _mail_store: MailStore | None = None
     _resolver: Resolver | None = None
     _sieve_scripts: SieveScripts | None = None
@@ -159,7 +168,8 @@ class School:
         metrics = SchoolMetrics()
         authenticator = CountingAuthenticator(directory, hasher, throttle)
         authenticator.metrics = metrics
-        return cls(settings, db, hasher, directory, authenticator, metrics=metrics)
+        return cls(settings, db, hasher, directory, authenticator, throttle,
+                   metrics=metrics)
 
     def build_services(self) -> list[Service]:
         """The network services that exist so far, wired to this school's objects."""
@@ -183,6 +193,13 @@ class School:
         if certificate.exists():  # CertificateProblem: a clear reason, before any listener
             check_certificate(str(certificate), str(self.settings.path(self.settings.tls.key)))
         self.services = self.build_services()
+        if self.broadcast.shared:
+            # Every listener is registered before the broadcast starts listening.
+            from mailserver.change_relay import ChangeRelay
+
+            ChangeRelay(self.mail_store.feed, self.broadcast, self.db)
+            ThrottleRelay(self.throttle, self.broadcast)
+            await self.broadcast.start()
         for service in self.services:
             for listener in await service.start():
                 log.info("event=listening %s", listener)
@@ -193,6 +210,8 @@ class School:
         for service in reversed(self.services):
             await service.stop()
         self.services = []
+        if self.broadcast.shared:
+            await self.broadcast.stop()
 
     async def close(self) -> None:
         await self.stop()

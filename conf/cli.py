@@ -83,7 +83,9 @@ async def run(args: argparse.Namespace) -> int:
         return await args.handler(args)
     settings = load_settings(args.config)
     configure_logging(args.verbose, settings.log.level, settings.log.format)
-    the_school = await School.open(settings, migrate=getattr(args, "migrate", True))
+    # A serve worker finds the schema migrated by its supervisor.
+    migrate = getattr(args, "migrate", True) and getattr(args, "worker", None) is None
+    the_school = await School.open(settings, migrate=migrate)
     try:
         return await args.handler(args, the_school)
     finally:

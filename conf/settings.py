@@ -75,6 +75,22 @@ class ListenSettings:
     federation: int = 8448
     # ManageSieve (RFC 5804) for mail filter and vacation scripts; 4190 in production.
     managesieve: int = 2419
+    # SO_REUSEPORT on every listener: ``serve --workers N`` sets it for its workers;
+    # set it to start a second ``serve`` beside a running one (restart without a gap).
+    reuse_port: bool = False
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The ``schulhof serve`` processes (README "Several processes and hosts")."""
+
+    # Worker processes sharing the listening ports; 0: one per core.  On SQLite
+    # always one (a second writer would only queue behind the first).
+    workers: int = 1
+    # How a process tells the others about changes (IMAP IDLE, /sync, login
+    # throttling): "auto" = PostgreSQL LISTEN/NOTIFY when there are several
+    # workers; "postgres" = always (several hosts, one worker each); "none".
+    cross_process: str = "auto"
 
 
 @dataclass(frozen=True)
@@ -333,6 +349,7 @@ class Settings:
     quiet_hours: QuietHoursSettings = field(default_factory=QuietHoursSettings)
     bridge: BridgeSettings = field(default_factory=BridgeSettings)
     federation: FederationSettings = field(default_factory=FederationSettings)
+    server: ServerSettings = field(default_factory=ServerSettings)
     partners: tuple[PartnerSchool, ...] = ()
 
     # --- derived values, resolved against base_dir -------------------------

@@ -84,6 +84,9 @@ class LoginThrottle:
     account_max_delay: float = ACCOUNT_LOCK_CAP
     ip_failing_accounts: int = 300
     clock: Callable[[], float] = time.monotonic
+    # Told every failure and success (directory.throttle_relay), so the school's
+    # other processes count it too: (account, ip, failed).  None: one process.
+    relay: Callable[[str, str, bool], None] | None = None
     _pairs: dict[tuple[str, str], _Count] = field(default_factory=dict)
     _accounts: dict[str, _Count] = field(default_factory=dict)
     _addresses: dict[str, _AddressCount] = field(default_factory=dict)
@@ -105,6 +108,25 @@ class LoginThrottle:
             raise AuthenticationThrottled(wait)
 
     def failed(self, account: str, ip: str) -> None:
+        self.record(account, ip, failed=True)
+        if self.relay is not None:
+            self.relay(account, ip, True)
+
+    def succeeded(self, account: str, ip: str) -> None:
+        """The pair's count ends, the account no longer fails from ``ip``, the pair is known.
+        The account's own count stays: a guesser elsewhere is not reset by the owner."""
+        self.record(account, ip, failed=False)
+        if self.relay is not None:
+            self.relay(account, ip, False)
+
+    def record(self, account: str, ip: str, *, failed: bool) -> None:
+        """Count a failure or a success here only (another process may have seen it)."""
+        if failed:
+            self._failed(account, ip)
+        else:
+            self._succeeded(account, ip)
+
+    def _failed(self, account: str, ip: str) -> None:
         now = self.clock()
         self._count(self._pairs, (account, ip), now)
         self._count(self._accounts, account, now)
@@ -118,9 +140,7 @@ class LoginThrottle:
         if max(len(self._pairs), len(self._accounts), len(self._addresses)) > _MAX_ENTRIES:
             self._forget_old(now)
 
-    def succeeded(self, account: str, ip: str) -> None:
-        """The pair's count ends, the account no longer fails from ``ip``, the pair is known.
-        The account's own count stays: a guesser elsewhere is not reset by the owner."""
+    def _succeeded(self, account: str, ip: str) -> None:
         self._pairs.pop((account, ip), None)
         address = self._addresses.get(ip)
         if address is not None:

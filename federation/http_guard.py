@@ -52,6 +52,9 @@ class HttpLimits:
     keepalive_timeout: float = 75.0
     max_connections_per_ip: int = 500  # 0: unlimited
     exempt: TrustedProxies = field(default_factory=TrustedProxies)
+    # SO_REUSEPORT: several ``serve`` workers listen on the same port, the kernel
+    # spreads the connections (conf: ``serve --workers N``).
+    reuse_port: bool = False
 
     def runner_options(self) -> dict[str, Any]:
         """Keyword arguments for ``web.AppRunner`` (passed on to aiohttp's protocol)."""
@@ -184,5 +187,5 @@ class GuardedSite(web.BaseSite):
         self._server = await loop.create_server(
             lambda: GuardedProtocol(server(), self._limits, self._counter),
             self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
-            reuse_address=True,
+            reuse_address=True, reuse_port=self._limits.reuse_port or None,
             ssl_handshake_timeout=self._limits.header_timeout if self._ssl_context else None)

@@ -266,6 +266,6 @@ async def check_spf(resolver: Resolver, ip: str, mail_from: str, helo: str, *,
             result, reason = await checker.check_host(domain)
     except TimeoutError:
         result, reason = TEMPERROR, "SPF check took too long"
-    log.info("spf result=%s identity=%s domain=%s ip=%s lookups=%d", result, identity,
+    log.debug("spf result=%s identity=%s domain=%s ip=%s lookups=%d", result, identity,
              domain, client, checker.budget.lookups)
     return SpfResult(result, domain, identity, sender, reason)

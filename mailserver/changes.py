@@ -11,7 +11,7 @@ never global: two schools in one process do not hear each other.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -85,10 +85,16 @@ class Subscription:
 
 
 class ChangeFeed:
-    """Per-store publish/subscribe of mailbox changes."""
+    """Per-store publish/subscribe of mailbox changes.
+
+    ``relay``, when set (``mailserver.change_relay``), is told every change
+    published here so the school's other processes hear it too; what they
+    relay arrives through :meth:`publish_local`.
+    """
 
     def __init__(self) -> None:
         self._subscribers: dict[int, set[Subscription]] = {}
+        self.relay: Callable[[MailboxChange], None] | None = None
 
     def subscribe(self, account_id: int, mailbox_id: int | None = None) -> Subscription:
         subscription = Subscription(self, account_id, mailbox_id)
@@ -104,8 +110,18 @@ class ChangeFeed:
 
     def publish(self, change: MailboxChange) -> None:
         """Called by the store after a commit (never before: listeners read the store)."""
+        self.publish_local(change)
+        if self.relay is not None:
+            self.relay(change)
+
+    def publish_local(self, change: MailboxChange) -> None:
+        """A change to tell this process's listeners only (another process committed it)."""
         for subscription in list(self._subscribers.get(change.account_id, ())):
             subscription._offer(change)
+
+    def subscribed_accounts(self) -> list[int]:
+        """Accounts somebody in this process listens to (for a catch-up)."""
+        return list(self._subscribers)
 
     def subscriber_count(self, account_id: int) -> int:
         return len(self._subscribers.get(account_id, ()))

@@ -33,6 +33,7 @@ from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.rooms.errors import InvalidRequest
 from messenger.rooms.policy import ChatPolicy
 from messenger.storage import device_messages as dm
+from messenger.storage.stream_locks import lock_stream
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
 
@@ -151,6 +152,7 @@ class DeviceMessaging:
         count = 0
         async with self._lock:
             async with self._db.write() as session:
+                await lock_stream(session, "to_device")
                 stream_id = await dm.max_to_device(session)
                 for account_id, user_id, device_id, content in targets:
                     known = await dm.device_ids(session, account_id)
@@ -191,6 +193,7 @@ class DeviceMessaging:
         """``user_id``'s devices or keys changed: tell everyone who shares a room."""
         async with self._lock:
             async with self._db.write() as session:
+                await lock_stream(session, "device_lists")
                 stream_id = await dm.max_device_list(session) + 1
                 await dm.add_device_list_change(session, stream_id, user_id)
                 others = await dm.users_sharing_a_room(session, user_id)

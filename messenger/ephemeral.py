@@ -16,6 +16,7 @@ from typing import Any
 
 from directory.db import Database
 from messenger.storage import device_messages, user_data
+from messenger.storage.stream_locks import lock_stream
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
 
@@ -99,6 +100,7 @@ class Receipts:
                   event_id: str) -> None:
         async with self._lock:
             async with self._db.write() as session:
+                await lock_stream(session, "receipts")
                 stream_id = await device_messages.max_receipt(session) + 1
                 await user_data.put_receipt(session, room_id, user_id, receipt_type,
                                             thread_id, event_id, int(time.time() * 1000),

@@ -17,6 +17,7 @@ from pathlib import Path
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from directory.broadcast import Broadcast
 from directory.client_address import TrustedProxies
 from directory.db import Database
 from directory.service import Directory
@@ -42,6 +43,7 @@ from messenger.storage.events import StoredEvent
 from messenger.sync.builder import SyncBuilder
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
+from messenger.sync.notify_relay import NotifyRelay
 from messenger.unread import UnreadCounts
 from messenger.user_directory import UserDirectory
 
@@ -64,7 +66,8 @@ class MatrixServer:
                  http_limits: HttpLimits | None = None,
                  event_signer: EventSigner | None = None,
                  chat_rights: ChatRights | None = None,
-                 quiet_hours: QuietHours | None = None) -> None:
+                 quiet_hours: QuietHours | None = None,
+                 broadcast: Broadcast | None = None) -> None:
         self.server_name = server_name
         self.bind = bind
         self.port = port
@@ -91,6 +94,9 @@ class MatrixServer:
                                     policy=policy)
         self.sync = SyncBuilder(db, self.notifier, self.limits, self.typing, self.sync_cache,
                                 self.unread)
+        # Several processes on one database: their wake-ups reach this one's /sync.
+        self.relay = None if broadcast is None or not broadcast.shared else NotifyRelay(
+            self.notifier, broadcast, self.rooms.catch_up)
         self.school_rooms = SchoolRooms(directory, self.rooms, auto_join=auto_join_groups)
         self._group_sync_interval = group_sync_interval
         self._background: list[asyncio.Task[None]] = []
@@ -202,6 +208,8 @@ class MatrixServer:
                 await task
         self._background.clear()
         await self.push.stop()
+        if self.relay is not None:
+            await self.relay.stop()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

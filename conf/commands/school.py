@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import datetime as dt
 import ipaddress
 import logging
@@ -18,14 +19,19 @@ from conf.settings import (
     ListenSettings,
     SchoolSettings,
     Settings,
+    SettingsError,
     load_settings,
     render_settings_toml,
 )
+from conf.workers import Supervisor, announce_ready, worker_count
+from directory.broadcast import Broadcast, LocalBroadcast
 from directory.db import Database
+from directory.pg_broadcast import PostgresBroadcast
 from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_signed_certificate
 from federation.tls import CertificateProblem
 
 KEYS_DIR = "keys"
+log = logging.getLogger("schulhof")
 
 log = logging.getLogger("schulhof")
 
@@ -41,6 +47,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.set_defaults(handler=init_school, needs_school=False)
 
     p = sub.add_parser("serve", help="run every service until SIGINT/SIGTERM")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes sharing the ports (default: server.workers; "
+                        "0: one per core; always 1 on SQLite)")
+    p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=serve)
 
     p = sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -102,14 +112,49 @@ async def serve(args: argparse.Namespace, school: School) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    settings = school.settings
+    requested = args.workers if args.workers is not None else settings.server.workers
+    count = worker_count(requested, school.db.is_sqlite)
+    if args.worker is None and count > 1:
+        log.info("event=starting workers=%d", count)
+        await school.db.dispose()  # the supervisor itself never uses the database
+        argv = [sys.executable, "-m", "conf.cli", "--config", str(args.config.resolve()),
+                *(["--verbose"] if args.verbose else []), "serve", "--workers", str(count)]
+        supervisor = Supervisor(argv, count)
+        loop.add_signal_handler(signal.SIGHUP, lambda: supervisor.signal_all(signal.SIGHUP))
+        return await supervisor.run(stop)
+    if count < requested or (requested == 0 and count == 1 and school.db.is_sqlite):
+        log.warning("event=one_process reason=sqlite: SQLite has one writer; "
+                    "use PostgreSQL for several workers")
     loop.add_signal_handler(signal.SIGHUP, lambda: reload_certificate(school))
+    school.broadcast = choose_broadcast(settings, count, school.db.is_sqlite)
     try:
-        await school.serve_until(stop)
+        if args.worker is None:
+            await school.serve_until(stop)
+        else:
+            await serve_as_worker(school, args.worker, count, stop)
     except CertificateProblem as problem:
         print(f"schulhof: cannot start: {problem}", file=sys.stderr)
         return 2
     return 0
 
+
+async def serve_as_worker(school: School, worker: int, count: int,
+                          stop: asyncio.Event) -> None:
+    """One of ``serve --workers N``'s processes: ports shared with SO_REUSEPORT,
+    the once-per-school services in worker 0 only (conf.workers)."""
+    school.settings = dataclasses.replace(school.settings, listen=dataclasses.replace(
+        school.settings.listen, reuse_port=True))
+    school.singletons = worker == 0
+    school.worker_index = worker
+    try:
+        await school.start()
+        log.info("event=worker_ready worker=%d of=%d singletons=%s services=%d", worker,
+                 count, school.singletons, len(school.services))
+        announce_ready()
+        await stop.wait()
+    finally:
+        await school.close()
 
 def reload_certificate(school: School) -> None:
     """SIGHUP: the renewed certificate for new connections; open ones are kept."""
@@ -119,6 +164,17 @@ def reload_certificate(school: School) -> None:
         log.error("event=tls_reload_refused reason=%s", problem)
         return
     log.info("event=tls_reloaded not_after=%s", leaf.not_valid_after_utc.isoformat())
+
+
+def choose_broadcast(settings: Settings, workers: int, sqlite: bool) -> Broadcast:
+    """``server.cross_process``: LISTEN/NOTIFY between processes, or nothing."""
+    mode = settings.server.cross_process
+    if mode not in ("auto", "postgres", "none"):
+        raise SettingsError(f"server.cross_process: expected auto, postgres or none, "
+                            f"got {mode!r}")
+    if mode == "none" or sqlite or (mode == "auto" and workers <= 1):
+        return LocalBroadcast()
+    return PostgresBroadcast(settings.database_url)
 
 
 async def migrate(args: argparse.Namespace) -> int:

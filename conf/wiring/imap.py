@@ -76,4 +76,5 @@ def build(school: School) -> list[Service]:
                         prelogin_timeout=imap.prelogin_timeout_seconds,
                         max_prelogin_literal_size=imap.max_prelogin_literal_size)
     return [ImapServer(bind=listen.bind, imap_port=listen.imap, imaps_port=listen.imaps,
-                       ssl_context=context, limits=limits, session_runner=run_session)]
+                       ssl_context=context, limits=limits, session_runner=run_session,
+                       reuse_port=listen.reuse_port)]

@@ -68,12 +68,13 @@ def build(school: School) -> list[Service]:
         bind=settings.listen.bind, port=settings.listen.matrix,
         limits=MessengerLimits(max_upload_bytes=m.max_upload_mib * 1024 * 1024),
         media_dir=settings.data_dir / "media",
-        group_sync_interval=m.group_sync_interval_seconds,
+        # Group rooms are kept by one process of the school (serve's first worker).
+        group_sync_interval=m.group_sync_interval_seconds if school.singletons else None,
         auto_join_groups=m.auto_join_group_rooms, push_gateways=m.push_gateways,
         trusted_proxies=proxies, http_limits=http_limits(school, proxies),
         rate_limits=rate_limits(m.send_messages_per_second, m.send_burst),
         event_signer=event_signer(school), chat_rights=chat_rights(settings),
-        quiet_hours=quiet_hours(school))
+        quiet_hours=quiet_hours(school), broadcast=school.broadcast)
     server.extra_middlewares.append(request_timer(school.metrics))
     # Mail to a group address appears in the group's room (issue 18, conf.wiring.bridge).
     school.mail_bridge.target = MailToRoom(school.db, server.school_rooms, server.rooms)
@@ -218,7 +219,8 @@ def http_limits(school: School, proxies: TrustedProxies) -> HttpLimits:
                       body_timeout=h.body_timeout_seconds,
                       min_body_rate=h.min_body_bytes_per_second,
                       keepalive_timeout=h.keepalive_timeout_seconds,
-                      max_connections_per_ip=h.max_connections_per_ip, exempt=proxies)
+                      max_connections_per_ip=h.max_connections_per_ip, exempt=proxies,
+                      reuse_port=school.settings.listen.reuse_port)
 
 
 def rate_limits(send_per_second: float, send_burst: int) -> RateLimits:

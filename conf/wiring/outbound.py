@@ -153,6 +153,8 @@ STOP_GRACE_SECONDS = 5.0
 
 
 def build(school: School) -> list[Service]:
+    if not school.singletons:
+        return []  # one process of the school works the queue (serve's first worker)
     f = school.settings.federation
     trust = OutboundTrust(ca_file=str(school.settings.path(f.tls_ca_file)) if f.tls_ca_file
                           else None, mta_sts=f.mta_sts, dane=f.dane)

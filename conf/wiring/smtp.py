@@ -27,6 +27,7 @@ def smtp_config(settings: Settings) -> SmtpConfig:
         mx_port=listen.smtp,
         submission_port=listen.submission,
         submissions_port=listen.submissions,
+        reuse_port=listen.reuse_port,
         limits=SmtpLimits(
             max_message_size=s.max_message_size, max_recipients=s.max_recipients,
             max_line_length=s.max_line_length, max_errors=s.max_errors,

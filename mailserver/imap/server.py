@@ -312,8 +312,10 @@ class ImapServer:
 
     def __init__(self, *, bind: str, imap_port: int, imaps_port: int,
                  ssl_context: ssl.SSLContext | None, limits: ImapLimits,
-                 session_runner: Callable[[ImapConnection], Any]) -> None:
+                 session_runner: Callable[[ImapConnection], Any],
+                 reuse_port: bool = False) -> None:
         self._bind = bind
+        self._reuse_port = reuse_port  # SO_REUSEPORT: several serve workers on one port
         self._ports = {"imap": imap_port, "imaps": imaps_port}
         self._ssl_context = ssl_context
         self._limits = limits
@@ -342,7 +344,7 @@ class ImapServer:
             server = await loop.create_server(
                 factory, self._bind, port, ssl=self._ssl_context if implicit else None,
                 ssl_handshake_timeout=30.0 if implicit else None, reuse_address=True,
-                backlog=1024)
+                reuse_port=self._reuse_port or None, backlog=1024)
             self._servers.append(server)
             real = server.sockets[0].getsockname()[1]
             self.bound[name] = real

@@ -61,6 +61,8 @@ class SmtpConfig:
     directory_cache_seconds: float = 5.0
     # How long stop() lets transactions that are committing finish before closing.
     stop_grace_seconds: float = 10.0
+    # SO_REUSEPORT: several ``serve`` workers listen on the same ports.
+    reuse_port: bool = False
 
     def port(self, kind: ListenerKind) -> int:
         return {ListenerKind.MX: self.mx_port, ListenerKind.SUBMISSION: self.submission_port,

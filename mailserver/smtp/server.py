@@ -70,7 +70,8 @@ class SmtpService:
                 continue
             server = await loop.create_server(
                 lambda kind=kind: self._connection(kind, tls), self.config.bind, port,
-                ssl=tls if kind.implicit_tls else None, reuse_address=True)
+                ssl=tls if kind.implicit_tls else None, reuse_address=True,
+                reuse_port=self.config.reuse_port or None)
             self._servers.append(server)
             host, real_port = server.sockets[0].getsockname()[:2]
             self.addresses[kind] = (host, real_port)

@@ -365,7 +365,7 @@ class StoreDeliveryTransaction:
         work = DeliveryWork(self._envelope, list(self._local.values()), list(self._remote),
                             message, digest)
         result = await self._batcher.submit(work)
-        log.info("event=delivered size=%d local=%d queued=%d", len(message),
+        log.debug("event=delivered size=%d local=%d queued=%d", len(message),
                  len(result.receipt.stored), len(result.receipt.queued_ids))
         return result.receipt
 

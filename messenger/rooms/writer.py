@@ -40,6 +40,7 @@ from messenger.storage import dag, devices
 from messenger.storage import events as store
 from messenger.storage.device_messages import stream_maxima
 from messenger.storage.events import StoredEvent
+from messenger.storage.stream_locks import lock_stream
 from messenger.storage.tables import TxnRow
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
@@ -205,6 +206,7 @@ class RoomWriter:
         async with self._write_lock:
             try:
                 async with self.db.write() as session:
+                    await lock_stream(session, "events")
                     write = Transaction(session)
                     yield write
             except BaseException:
@@ -357,6 +359,7 @@ class RoomWriter:
         stored: list[tuple[StoredEvent, TxnKey | None]] = []
         results: list[StoredEvent | Exception] = []
         async with self.db.write() as session:
+            await lock_stream(session, "events")
             newest = await store.max_stream_ordering(session)
             known = await store.events_of_txns(session, [
                 (s.requester.account_id, s.requester.device_id, s.txn_id)

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.canonical import canonical_json
+from messenger.storage.stream_locks import lock_stream
 from messenger.storage.tables import (
     AccountDataRow,
     DeviceRow,
@@ -40,6 +41,7 @@ async def max_account_data_stream(session: AsyncSession) -> int:
 
 async def put_account_data(session: AsyncSession, account_id: int, room_id: str,
                            data_type: str, content: Mapping[str, Any]) -> int:
+    await lock_stream(session, "account_data")
     stream_id = await max_account_data_stream(session) + 1
     row = await session.get(AccountDataRow, (account_id, room_id, data_type))
     # Plain JSON, not canonical: account data is never signed, and clients put

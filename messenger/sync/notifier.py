@@ -8,9 +8,17 @@ event stored between "nothing new" and "start waiting" still wakes it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Wake:
+    """Who to wake: the waiters of ``room_id`` (None: no room) and of ``user_ids``."""
+
+    room_id: str | None
+    user_ids: tuple[str, ...] = ()
 
 
 @dataclass(eq=False)
@@ -46,6 +54,9 @@ class Notifier:
     not all of them (thousands of idle long-polls)."""
 
     def __init__(self) -> None:
+        # Told every wake-up of this process (messenger.sync.notify_relay), so the
+        # school's other processes wake their long-polls too; None: one process.
+        self.relay: Callable[[Wake], None] | None = None
         self._waiters: set[Waiter] = set()
         self._by_room: dict[str, set[Waiter]] = {}
         self._by_user: dict[str, set[Waiter]] = {}
@@ -82,16 +93,35 @@ class Notifier:
     def room_event(self, room_id: str, user_ids: Iterable[str] = ()) -> None:
         """An event of ``room_id`` was stored; ``user_ids`` are users it concerns
         directly (the target of a membership change, who may not be in the room yet)."""
-        for waiter in self._by_room.get(room_id, ()):
-            waiter.woken.set()
-        for user_id in user_ids:
-            for waiter in self._by_user.get(user_id, ()):
-                waiter.woken.set()
+        if self.relay is None:
+            self._wake_room(room_id, user_ids)
+            return
+        users = tuple(user_ids)
+        self._wake_room(room_id, users)
+        self.relay(Wake(room_id, users))
 
     def user_event(self, user_id: str) -> None:
         """Something private to ``user_id`` changed (account data, to-device)."""
         for waiter in self._by_user.get(user_id, ()):
             waiter.woken.set()
+        if self.relay is not None:
+            self.relay(Wake(None, (user_id,)))
+
+    def wake_local(self, wake: Wake) -> None:
+        """Wake this process's waiters for ``wake`` (another process may have sent it)."""
+        if wake.room_id is not None:
+            self._wake_room(wake.room_id, wake.user_ids)
+        else:
+            for user_id in wake.user_ids:
+                for waiter in self._by_user.get(user_id, ()):
+                    waiter.woken.set()
+
+    def _wake_room(self, room_id: str, user_ids: Iterable[str]) -> None:
+        for waiter in self._by_room.get(room_id, ()):
+            waiter.woken.set()
+        for user_id in user_ids:
+            for waiter in self._by_user.get(user_id, ()):
+                waiter.woken.set()
 
     def wake_all(self) -> None:
         """Everyone looks again (another process changed the database)."""

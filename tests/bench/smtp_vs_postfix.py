@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import os
 import statistics
 import subprocess
@@ -160,6 +161,9 @@ def run(args: argparse.Namespace) -> int:
         database_url = f"sqlite+aiosqlite:///{work / 'school' / 'schulhof.db'}"
     try:
         settings = make_settings(work / "school", database_url, domain=DOMAIN)
+        # Production's DNS answer cache (the test default turns it off).
+        settings = dataclasses.replace(settings, federation=dataclasses.replace(
+            settings.federation, dns_cache=True))
         if not args.database_url:
             from tests.support.databases import _migrate
 
