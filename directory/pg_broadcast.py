@@ -31,6 +31,7 @@ log = logging.getLogger("schulhof.broadcast")
 MAX_QUEUED = 10_000  # unsent messages kept while the database is away (oldest dropped)
 HEALTH_SECONDS = 5.0  # an idle connection is checked this often (a silent loss)
 RECONNECT_SECONDS = 0.5
+APPLICATION_NAME = "schulhof-broadcast"  # in pg_stat_activity
 
 
 def connect_arguments(database_url: str) -> dict[str, Any]:
@@ -38,7 +39,8 @@ def connect_arguments(database_url: str) -> dict[str, Any]:
     url = make_url(database_url)
     args: dict[str, Any] = {"host": url.host or "localhost", "port": url.port or 5432,
                             "user": url.username, "password": url.password,
-                            "database": url.database}
+                            "database": url.database,
+                            "server_settings": {"application_name": APPLICATION_NAME}}
     if "ssl" not in url.query and "sslmode" not in url.query \
             and (url.host or "") in {"localhost", "127.0.0.1", "::1", ""}:
         args["ssl"] = False  # as directory.db: no TLS round trip on loopback
