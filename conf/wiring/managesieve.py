@@ -31,4 +31,5 @@ def build(school: School) -> list[Service]:
                                scripts=school.sieve_scripts, may_redirect=may_redirect,
                                ssl_context=context, limits=ManageSieveLimits())
     return [ManageSieveServer(services, listen.bind, listen.managesieve,
-                              max_connections_per_ip=settings.imap.max_connections_per_ip)]
+                              max_connections_per_ip=settings.imap.max_connections_per_ip,
+                              reuse_port=listen.reuse_port)]

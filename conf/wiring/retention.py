@@ -58,4 +58,6 @@ class RetentionJob:
 
 
 def build(school: School) -> list[Service]:
-    return [RetentionJob(school)] if school.settings.retention.run_daily else []
+    # Once per school: only in serve's first worker (school.singletons).
+    return [RetentionJob(school)] if school.settings.retention.run_daily \
+        and school.singletons else []

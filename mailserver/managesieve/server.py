@@ -22,8 +22,9 @@ class ManageSieveServer:
     """A ``conf.app.Service``: start, stop."""
 
     def __init__(self, services: SessionServices, bind: str, port: int,
-                 max_connections_per_ip: int = 50) -> None:
+                 max_connections_per_ip: int = 50, reuse_port: bool = False) -> None:
         self.services = services
+        self._reuse_port = reuse_port  # SO_REUSEPORT: several serve workers on one port
         self.bind = bind
         self.port = port
         self._limiter = ConnectionLimiter(max_connections_per_ip)
@@ -34,7 +35,8 @@ class ManageSieveServer:
         # The reader's limit bounds a line (and readuntil's buffer) for every client.
         self._server = await asyncio.start_server(
             self._connected, self.bind, self.port,
-            limit=self.services.limits.max_line_length + 2)
+            limit=self.services.limits.max_line_length + 2,
+            reuse_port=self._reuse_port or None)
         self.port = self._server.sockets[0].getsockname()[1]
         return [f"managesieve {self.bind}:{self.port}"]
 
