@@ -24,7 +24,10 @@ def encode(account: str, ip: str, failed: bool) -> str:
 
 def decode(payload: str) -> tuple[str, str, bool]:
     """Raises ValueError (json's included) on anything but ``[account, ip, failed]``."""
-    account, ip, failed = json.loads(payload)
+    try:
+        account, ip, failed = json.loads(payload)
+    except TypeError as exc:  # a number, null, ...: nothing to unpack
+        raise ValueError("not a login outcome") from exc
     if not isinstance(account, str) or not isinstance(ip, str) or not isinstance(failed, bool):
         raise ValueError("not a login outcome")
     return account, ip, failed

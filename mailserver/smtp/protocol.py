@@ -135,6 +135,7 @@ class SchulhofSMTP(SMTP):
         self._refused = False
         self._finished = False
         self._smtp_methods = _Commands(self._smtp_methods, self._smtp_unknown)
+        self._continued: list[str] = []  # the lines of a multiline reply so far
 
     def _create_session(self) -> Session:
         return _Session(self.loop)
@@ -221,6 +222,13 @@ class SchulhofSMTP(SMTP):
             raise asyncio.CancelledError
         text = status.decode("utf-8", "replace") if isinstance(status, bytes) else status
         text = replies.enhance(sendable(text, self.enable_SMTPUTF8))
+        if text[3:4] == "-" and text[:3].isdigit():
+            # A line of a multiline reply (RFC 5321 4.2.1): written together with its
+            # last line, so EHLO's ten lines are one write and one segment, not ten.
+            self._continued.append(text)
+            return
+        if self._continued:
+            text, self._continued = "\r\n".join([*self._continued, text]), []
         await super().push(text)
         if not replies.counts_as_error(text):
             return

@@ -34,7 +34,10 @@ def encode(wake: Wake) -> str:
 
 def decode(payload: str) -> Wake:
     """Raises ValueError (json's included) on anything but ``[room or null, [users]]``."""
-    room_id, user_ids = json.loads(payload)
+    try:
+        room_id, user_ids = json.loads(payload)
+    except TypeError as exc:  # a number, null, ...: nothing to unpack
+        raise ValueError("not a wake-up") from exc
     if not (room_id is None or isinstance(room_id, str)) or not isinstance(user_ids, list) \
             or not all(isinstance(u, str) for u in user_ids):
         raise ValueError("not a wake-up")

@@ -60,6 +60,7 @@ async def served(tmp_path: Path, pg_url: str) -> AsyncIterator[ServeProcess]:
                                      "ben": (Role.TEACHER, PASSWORD)})
     serve = ServeProcess.for_settings(settings)
     serve.extra_args = ["--workers", "2"]
+    serve.startup_seconds = 240.0  # two workers importing everything on a loaded machine
     await serve.start()
     try:
         yield serve
