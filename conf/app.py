@@ -70,6 +70,8 @@ class School:
     # False in all serve workers but the first: the outbound queue worker and
     # the group-room sync run once per school.
     singletons: bool = True
+    # serve's worker number (0 with one process): worker I serves metrics on port + I.
+    worker_index: int = 0
     _mail_store: MailStore | None = None
     _resolver: Resolver | None = None
     _sieve_scripts: SieveScripts | None = None

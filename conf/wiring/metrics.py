@@ -69,4 +69,7 @@ def build(school: School) -> list[Service]:
             await session.execute(text("SELECT 1"))
         return None if school.started else "services starting"
 
-    return [MetricsServer(metrics, settings.bind, settings.port, refresh=refresh, ready=ready)]
+    # Counters are per process: with serve --workers N, worker I listens on port + I
+    # (scrape each; sum in the queries), since one port would answer for a random one.
+    port = settings.port + school.worker_index if settings.port > 0 else settings.port
+    return [MetricsServer(metrics, settings.bind, port, refresh=refresh, ready=ready)]

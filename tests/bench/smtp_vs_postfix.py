@@ -145,6 +145,7 @@ def schulhof_target(settings: Settings, database_url: str, serve: ServeProcess) 
 
 
 def run(args: argparse.Namespace) -> int:
+    from conf.settings import MetricsSettings
     from directory.model import Role
     from tests.support.schools import make_settings
     from tests.support.serve_process import ServeProcess, create_accounts
@@ -160,7 +161,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         database_url = f"sqlite+aiosqlite:///{work / 'school' / 'schulhof.db'}"
     try:
-        settings = make_settings(work / "school", database_url, domain=DOMAIN)
+        settings = make_settings(work / "school", database_url, domain=DOMAIN,
+                                 metrics=MetricsSettings(port=0))  # a free port per worker
         # Production's DNS answer cache (the test default turns it off).
         settings = dataclasses.replace(settings, federation=dataclasses.replace(
             settings.federation, dns_cache=True))

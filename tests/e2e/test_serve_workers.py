@@ -34,7 +34,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.engine import make_url
 
-from conf.settings import Settings
+from conf.settings import MetricsSettings, Settings
 from directory.model import Role
 from directory.pg_broadcast import APPLICATION_NAME, connect_arguments
 from tests.support.schools import make_settings
@@ -55,7 +55,8 @@ def pg_url(database_url: str) -> str:
 
 @pytest.fixture
 async def served(tmp_path: Path, pg_url: str) -> AsyncIterator[ServeProcess]:
-    settings = make_settings(tmp_path / "school", pg_url, domain=DOMAIN)
+    settings = make_settings(tmp_path / "school", pg_url, domain=DOMAIN,
+                             metrics=MetricsSettings(port=0))  # a free port per worker
     await create_accounts(settings, {"anna": (Role.TEACHER, PASSWORD),
                                      "ben": (Role.TEACHER, PASSWORD)})
     serve = ServeProcess.for_settings(settings)
