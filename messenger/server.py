@@ -96,7 +96,7 @@ class MatrixServer:
                                 self.unread)
         # Several processes on one database: their wake-ups reach this one's /sync.
         self.relay = None if broadcast is None or not broadcast.shared else NotifyRelay(
-            self.notifier, broadcast, self.rooms.catch_up)
+            self.notifier, broadcast, self._catch_up)
         self.school_rooms = SchoolRooms(directory, self.rooms, auto_join=auto_join_groups)
         self._group_sync_interval = group_sync_interval
         self._background: list[asyncio.Task[None]] = []
@@ -181,12 +181,19 @@ class MatrixServer:
             if await self._stopped_within(OTHER_WRITERS_INTERVAL):
                 return
             try:
-                if await self.rooms.catch_up():
+                if await self._catch_up():
                     log.info("event=sync_cache_caught_up")
-                    self.unread.reset()
                     self.notifier.wake_all()
             except Exception:  # the database may be away for a moment: try again later
                 log.exception("event=sync_cache_check_failed")
+
+    async def _catch_up(self) -> bool:
+        """Bring the sync cache up to the database; True if another process wrote
+        (then the unread counts in memory are not sure either)."""
+        if not await self.rooms.catch_up():
+            return False
+        self.unread.reset()
+        return True
 
     async def _stopped_within(self, seconds: float) -> bool:
         """Sleep ``seconds``; True at once when the server is stopping."""
