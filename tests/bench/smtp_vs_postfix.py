@@ -173,6 +173,7 @@ def run(args: argparse.Namespace) -> int:
         asyncio.run(create_accounts(settings, {RECIPIENT: (Role.TEACHER, PASSWORD)}))
         serve = ServeProcess.for_settings(settings)
         serve.extra_args = ["--workers", str(args.workers)] if args.workers else []
+        serve.startup_seconds, serve.stop_seconds = 300.0, 90.0  # a loaded machine
         asyncio.run(serve.start())
         lmtp = work / "dovecot" / "lmtp.sock"
         dovecot_ctx = throwaway_dovecot(work / "dovecot", {RECIPIENT: PASSWORD},

@@ -54,6 +54,7 @@ class ServeProcess:
     starts: int = 0
     extra_args: list[str] = field(default_factory=list)  # after ``serve``, e.g. --workers
     startup_seconds: float = STARTUP_SECONDS  # several workers on a busy machine need more
+    stop_seconds: float = 30.0  # SIGTERM until exit (a supervisor waits for its workers)
     _log_offset: int = field(default=0, repr=False)
 
     @property
@@ -109,7 +110,7 @@ class ServeProcess:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
-                await asyncio.to_thread(self.proc.wait, 30)
+                await asyncio.to_thread(self.proc.wait, self.stop_seconds)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 await asyncio.to_thread(self.proc.wait, 10)
