@@ -385,6 +385,7 @@ async def test_sqlite_runs_one_process_and_says_so(tmp_path: Path,
     settings = make_settings(tmp_path / "school", database_url, domain=DOMAIN)
     serve = ServeProcess.for_settings(settings)
     serve.extra_args = ["--workers", "2"]
+    serve.startup_seconds = 240.0  # a loaded machine
     await serve.start()
     try:
         log = serve.log_text()
