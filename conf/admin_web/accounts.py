@@ -209,6 +209,9 @@ class AccountPages:
                                     title=_("Nicht mehr verfügbar"), text=_(
                                         "Passwortbriefe lassen sich nur einmal herunterladen. "
                                         "Bei Bedarf das Passwort neu setzen."))
+        # The PDF holds passwords: who took it, and when, belongs in the audit log.
+        await self.site.school.audit.record(who.actor, "letters.download", held.name,
+                                            {"bytes": len(held.data)})
         return web.Response(body=held.data, headers={
             "Content-Type": "application/pdf",
             "Content-Disposition": f'attachment; filename="{held.name}"'})
