@@ -148,8 +148,8 @@ async def test_account_actions_are_audited(school: School,
     entries = await school.audit.entries()
     assert [e.action for e in reversed(entries)] == [
         "account.create", "letters.download", "account.link_child", "account.unlink_child",
-        "account.suspend", "account.unsuspend", "account.role", "account.password_reset", "group.create",
-        "group.add_member", "alias.create", "account.export", "account.erase"]
+        "account.suspend", "account.unsuspend", "account.role", "account.password_reset",
+        "group.create", "group.add_member", "alias.create", "account.export", "account.erase"]
     assert {e.actor for e in entries} == {"chefin"}
     assert {e.client_address for e in entries} == {"127.0.0.1"}
     async with admin.get("/admin/protokoll") as response:
