@@ -63,7 +63,7 @@ class SessionServices:
     # SPF/DKIM/DMARC of mail arriving on the MX; None turns the checks off.
     inbound_check: InboundCheck | None = None
     clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC)
-    # Commits in flight (stop() waits for them before closing connections).
+    # Commits and group-mail sinks in flight (stop() waits for them before closing).
     committing: set[asyncio.Task[Any]] = field(default_factory=set)
     # rspamd on the MX (mailserver.smtp.spam); None: no spam filtering.
     spam_filter: SpamFilter | None = None
@@ -348,7 +348,12 @@ class SmtpSession:
                  queue_id, self._kind.value, len(message), len(receipt.stored),
                  len(receipt.queued_ids))
         if tx.groups and services.group_mail is not None:
-            await self._tell_groups(services.group_mail, tx.groups, message)
+            # After the 250, not before it: the sink (the room bridge) costs the sender
+            # no time; stop() waits for it as for a commit.
+            told = asyncio.ensure_future(
+                self._tell_groups(services.group_mail, tx.groups, message))
+            services.committing.add(told)
+            told.add_done_callback(services.committing.discard)
         return f"250 2.0.0 OK queued as {queue_id}"
 
     @staticmethod
