@@ -338,6 +338,9 @@ class RemoteEvents:
         position = await store.max_stream_ordering(session) + 1
         event = await store.insert_event(session, pdu, checked.event_id, position,
                                          state_group=group, update_state=False)
+        if self._writer.event_stored is not None:
+            await self._stored(session, event, await dag_state.events_by_id(
+                session, before.values()), before)
         extremities = await dag.forward_extremities(session, room_id)
         removed = [p for p in pdu["prev_events"] if p in extremities]
         await dag.move_extremities(session, room_id, removed, [checked.event_id])
@@ -391,15 +394,32 @@ class RemoteEvents:
             after[key] = checked.event_id
             group = await dag.new_state_group(session, room_id, after, prev_group=prev_group,
                                               delta={key: checked.event_id})
+        # The state before the event is the current state (read before the insert moves it).
+        state_before = ({k: e.pdu for k, e in
+                         (await store.current_state(session, room_id)).items()}
+                        if self._writer.event_stored is not None else {})
         position = await store.max_stream_ordering(session) + 1
         event = await store.insert_event(session, pdu, checked.event_id, position,
                                          state_group=group)
+        await self._stored(session, event, None, state_before)
         await dag.move_extremities(session, room_id, prevs, [checked.event_id])
         if relay_to and self._writer.outbox is not None:
             await self._writer.outbox.add(session, relay_to, event)
         write.publish(event)
         write.forget_head(room_id)
         return Outcome("accepted", event=event)
+
+    async def _stored(self, session: AsyncSession, event: StoredEvent,
+                      by_id: Mapping[str, Mapping[str, Any]] | None,
+                      state: Mapping[tuple[str, str], Any]) -> None:
+        """The writer's ``event_stored`` hook (unread counts, who is pushed) for a
+        received event, as for one made here: a remote user's message notifies local
+        members.  ``state``: the state before the event, as pdus, or as event ids
+        resolved through ``by_id``."""
+        if self._writer.event_stored is None:
+            return
+        pdus = state if by_id is None else {k: by_id[i] for k, i in state.items() if i in by_id}
+        await self._writer.event_stored(session, event, pdus)
 
     @staticmethod
     async def _state_for(session: AsyncSession, state: Mapping[tuple[str, str], str],

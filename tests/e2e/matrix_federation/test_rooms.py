@@ -163,3 +163,20 @@ async def test_invite_of_a_remote_user_passes_the_role_policy(
     assert isinstance(invited, RoomInviteResponse), invited
     refused = await lehrer.room_invite(created.room_id, b.user("niemand"))
     assert isinstance(refused, RoomInviteError), refused
+
+
+async def test_a_remote_users_message_counts_as_unread_and_a_mention_highlights(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    """Unread counts (client-server spec "Receiving notifications") for events that
+    came over federation: Ben at B writes, Anna at A sees the count rise as for a
+    local sender; a mention of her name highlights."""
+    a, b = chat_schools["a"], chat_schools["b"]
+    anna, ben, room_id = await invited_and_joined(a, b, clients)
+    # Anna's own receipt on the latest event sets the floor.
+    await until(anna, lambda c: c.rooms[room_id].unread_notifications == 0)
+    for text in ("eins", "zwei", "anna, schau mal"):
+        sent = await ben.room_send(room_id, "m.room.message", {"msgtype": "m.text", "body": text})
+        assert isinstance(sent, RoomSendResponse), sent
+    await until(anna, lambda c: "anna, schau mal" in bodies(c, room_id))
+    await until(anna, lambda c: c.rooms[room_id].unread_notifications == 3
+                and c.rooms[room_id].unread_highlights == 1)
