@@ -164,3 +164,33 @@ async def test_encrypted_room_gets_a_notice_without_the_mail(
     assert isinstance(notice, RoomMessageNotice)
     assert "verschlüsselt" in notice.body and "Frau Lehrer" in notice.body
     assert "Treffpunkt" not in notice.body and "Wandertag" not in notice.body
+
+
+async def test_setting_off_and_group_without_room_post_nothing(
+        running_school: School, server: MatrixServer, pupil: AsyncClient) -> None:
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    d = running_school.directory
+    await d.create_group("ag-chor", kind=GroupKind.COURSE, display_name="Chor")
+    await d.add_member("ag-chor", "lehrer", MemberRole.OWNER)
+    await d.add_member("ag-chor", "anna")  # no room yet: the sync has not run since
+    assert await server.school_rooms.room_of_group("ag-chor") is None
+    first = await pupil.sync(timeout=0)
+    assert isinstance(first, SyncResponse)
+
+    await _submit(running_school, "lehrer", f"ag-chor@{DOMAIN}",
+                  PLAIN_AND_HTML.replace(b"5a@", b"ag-chor@"))  # delivered, not bridged
+    running_school.mail_bridge.enabled = False  # bridge.mail_to_rooms = false
+    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)
+    running_school.mail_bridge.enabled = True
+    # The mail that was not bridged stays so: only the next one (a new Message-ID) shows.
+    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
+    messages = await _collect(pupil, room_id, first.next_batch, want=1)
+    assert [m.body.splitlines()[1] for m in messages] == \
+        ["Betreff: Wandertag am Freitag – bitte lesen"]
+    await server.school_rooms.sync_group_rooms()
+    chor = await server.school_rooms.room_of_group("ag-chor")
+    assert chor is not None
+    later = await pupil.sync(timeout=2000, since=first.next_batch)
+    assert isinstance(later, SyncResponse)
+    assert _from_system(later, chor) == []
