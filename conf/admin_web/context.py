@@ -135,6 +135,22 @@ class AdminSite:
                 log.info("event=admin_refused login=%s path=%s", account.login, request.path)
                 return error_page(request, 403, _("Kein Zugang"),
                                   _("Diese Seiten sind für die Schulverwaltung."), session)
+            if not await _plausible(request):
+                return error_page(request, 404, _("Nicht gefunden"),
+                                  _("Diese Seite gibt es nicht."), session)
             who = AdminRequest(session, account, Actor(account.login, client_ip(request)), _)
             return await handler(request, who)
         return wrapped
+
+
+MAX_NAME = 255  # longer than any login, group name or alias the directory keeps
+
+
+async def _plausible(request: web.Request) -> bool:
+    """No name from the path or the form is a NUL-carrying or over-long string: such
+    names are no account or group, and PostgreSQL refuses NUL in text (a 500 before)."""
+    values = list(request.match_info.values())
+    if request.method == "POST":
+        values += [v for v in (await request.post()).values() if isinstance(v, str)]
+    return not any("\x00" in v for v in values) and \
+        all(len(v) <= MAX_NAME for v in request.match_info.values())

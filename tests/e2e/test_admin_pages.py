@@ -211,3 +211,30 @@ async def test_import_of_a_huge_or_garbage_file_is_refused_briefly(
         status, text = await upload(admin, name, junk)
         assert status == 400 and name in text, text[:500]
     assert [e.action for e in await school.audit.entries()] == []
+
+
+async def test_names_no_account_or_group_can_have_are_not_found(
+        school: School, admin: aiohttp.ClientSession) -> None:
+    """Ids from the path as an attacker writes them (NUL, over-long, other schools'
+    addresses): 404 or 400, never a 500 (a NUL is an error in PostgreSQL's text)."""
+    odd = ["%00paul", "paul%00", "a" * 300, "paul@andere-schule.test", "..%2F..%2Fetc",
+           "%C3%28"]
+    for name in odd:
+        for path in (f"/admin/konten/{name}", f"/admin/gruppen/{name}"):
+            async with admin.get(path) as response:
+                assert response.status in (400, 404), (path, response.status)
+        async with admin.get("/admin/konten") as response:
+            token = csrf_of(await response.text())
+        for path in (f"/admin/konten/{name}/sperren", f"/admin/gruppen/{name}/mitglied"):
+            async with admin.post(path, data={"csrf": token, "login": name},
+                                  allow_redirects=False) as response:
+                assert response.status in (400, 404), (path, response.status)
+    for field in ("child", "login"):
+        async with admin.get("/admin/konten/paul") as response:
+            token = csrf_of(await response.text())
+        async with admin.post("/admin/konten/paul/kind" if field == "child"
+                              else "/admin/gruppen", data={
+                                  "csrf": token, field: "x\x00y", "name": "a\x00b"},
+                              allow_redirects=False) as response:
+            assert response.status in (400, 404), (field, response.status)
+    assert (await school.directory.get_account("paul")).status is Status.ACTIVE
