@@ -53,6 +53,15 @@ class TooManyScripts(ScriptError):
     code = "QUOTA/MAXSCRIPTS"
 
 
+def _existing_name(name: str) -> str:
+    """``name`` if a stored script could have it; else no such script (put() stores
+    only checked names, and PostgreSQL refuses a NUL in a query's text)."""
+    try:
+        return check_name(name)
+    except ScriptError:
+        raise ScriptNotFound(name[:MAX_NAME_LENGTH]) from None
+
+
 def check_name(name: str) -> str:
     """RFC 5804 1.6: a script name is a non-empty string without control characters."""
     if not name or len(name) > MAX_NAME_LENGTH or any(
@@ -74,6 +83,7 @@ class SieveScripts:
             return [(name, bool(active)) for name, active in rows]
 
     async def get(self, account_id: int, name: str) -> str:
+        _existing_name(name)
         async with self._db.read() as session:
             script = (await session.execute(select(_scripts.c.script).where(
                 _scripts.c.account_id == account_id, _scripts.c.name == name))).scalar()
@@ -105,6 +115,7 @@ class SieveScripts:
         return name in names or len(names) < MAX_SCRIPTS
 
     async def delete(self, account_id: int, name: str) -> None:
+        _existing_name(name)
         async with self._db.write() as session:
             active = (await session.execute(select(_scripts.c.active).where(
                 _scripts.c.account_id == account_id, _scripts.c.name == name))).scalar()
@@ -117,6 +128,7 @@ class SieveScripts:
         self._cache = None
 
     async def rename(self, account_id: int, old: str, new: str) -> None:
+        _existing_name(old)
         check_name(new)
         async with self._db.write() as session:
             exists = (await session.execute(select(_scripts.c.name).where(
@@ -131,6 +143,8 @@ class SieveScripts:
 
     async def activate(self, account_id: int, name: str) -> None:
         """RFC 5804 2.8 SETACTIVE; the empty name deactivates every script."""
+        if name:
+            _existing_name(name)
         async with self._db.write() as session:
             if name:
                 exists = (await session.execute(select(_scripts.c.name).where(

@@ -192,3 +192,22 @@ async def test_script_store_operations(world: World, db: Database) -> None:
         await scripts.put(anna, f"s{i}", "keep;")
     with pytest.raises(TooManyScripts):
         await scripts.put(anna, "one-too-many", "keep;")
+
+
+async def test_names_no_script_can_have_are_not_found(world: World, db: Database) -> None:
+    """GETSCRIPT, DELETESCRIPT, SETACTIVE and RENAMESCRIPT with a name no script can
+    have (a NUL from a ManageSieve literal, over-long): "no such script", not a
+    database error (PostgreSQL refuses NUL in text) that ends the connection."""
+    anna = await world.person(db, "anna")
+    scripts = world.scripts
+    await scripts.put(anna, "a", "keep;")
+    for name in ("a\x00", "\x00", "x" * 5000):
+        with pytest.raises(ScriptNotFound):
+            await scripts.get(anna, name)
+        with pytest.raises(ScriptNotFound):
+            await scripts.delete(anna, name)
+        with pytest.raises(ScriptNotFound):
+            await scripts.activate(anna, name)
+        with pytest.raises(ScriptNotFound):
+            await scripts.rename(anna, name, "b")
+    assert await scripts.names(anna) == [("a", False)]
