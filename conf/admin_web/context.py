@@ -147,9 +147,10 @@ MAX_NAME = 255  # longer than any login, group name or alias the directory keeps
 
 
 async def _plausible(request: web.Request) -> bool:
-    """No name from the path or the form is a NUL-carrying or over-long string: such
-    names are no account or group, and PostgreSQL refuses NUL in text (a 500 before)."""
-    values = list(request.match_info.values())
+    """No name from the path, the query or the form is a NUL-carrying string, none from
+    the path over-long: such names are no account, group or audit entry, and
+    PostgreSQL refuses NUL in text (a 500 before)."""
+    values = [*request.match_info.values(), *request.query.values()]
     if request.method == "POST":
         values += [v for v in (await request.post()).values() if isinstance(v, str)]
     return not any("\x00" in v for v in values) and \

@@ -237,4 +237,7 @@ async def test_names_no_account_or_group_can_have_are_not_found(
                                   "csrf": token, field: "x\x00y", "name": "a\x00b"},
                               allow_redirects=False) as response:
             assert response.status in (400, 404), (field, response.status)
+    for query in ("aktion=%00", "ziel=a%00b", "ziel=" + "z" * 300):
+        async with admin.get(f"/admin/protokoll?{query}") as response:
+            assert response.status in (200, 400, 404), (query, response.status)
     assert (await school.directory.get_account("paul")).status is Status.ACTIVE
