@@ -7,6 +7,10 @@ import asyncio
 import email
 import email.policy
 import imaplib
+import io
+import json
+import re
+import zipfile
 from email.message import EmailMessage
 
 import aiohttp
@@ -176,3 +180,25 @@ async def test_forwarding_to_a_school_address(school_with_people: School,
                                                           "forward_to": ""}) as response:
         assert response.status == 200
     assert (await school.mail_store.settings.get(anna.id)).forward_to is None
+
+
+async def test_settings_page_links_to_the_own_data_export(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    """GDPR Art. 15/20: the settings page leads to ``/datenauskunft``, whose button
+    answers a ZIP of the logged-in person's own data (German, and English by catalog)."""
+    await log_in(browser, "paul")
+    async with browser.get("/settings") as response:
+        html = await response.text()
+    (href,) = re.findall(r'<a href="([^"]+)">Meine Daten herunterladen \(Datenauskunft\)</a>',
+                         html)
+    assert href == "/datenauskunft"
+    async with browser.get(href) as response:
+        assert response.status == 200
+        csrf = csrf_of(await response.text())
+    async with browser.post(href, data={"csrf": csrf}) as response:
+        assert response.status == 200 and response.content_type == "application/zip"
+        with zipfile.ZipFile(io.BytesIO(await response.read())) as archive:
+            assert json.loads(archive.read("konto.json"))["login"] == "paul"
+    async with browser.get("/settings", headers={"Accept-Language": "en"}) as response:
+        english = await response.text()
+    assert '<a href="/datenauskunft">Download my data (data access request)</a>' in english
