@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+from mailserver.webmail.i18n import GERMAN, Translator
 from mailserver.webmail.reading import MessageView
 
 # Re:, AW:, Antw:, Fwd:, FW:, WG:, Wtr: ... with "[2]" counters, in any case.
@@ -110,11 +111,15 @@ def signature_block(signature: str) -> str:
     return f"\n\n-- \n{signature.strip()}" if signature.strip() else ""
 
 
-def quoted_reply(original: MessageView, signature: str = "") -> str:
-    """Room to write, the signature, a blank line, the attribution, the quote."""
+def quoted_reply(original: MessageView, signature: str = "",
+                 _: Translator = GERMAN) -> str:
+    """Room to write, the signature, a blank line, the attribution (in the writer's
+    language: it is their text), the quote."""
     quote = "\n".join(f"> {line}" if line else ">" for line in original.text.splitlines())
-    when = f"Am {original.date} schrieb" if original.date else "Es schrieb"
-    return f"\n{signature_block(signature)}\n\n{when} {original.sender}:\n{quote}\n"
+    who = original.sender
+    attribution = (_("Am %(date)s schrieb %(sender)s:", date=original.date, sender=who)
+                   if original.date else _("Es schrieb %(sender)s:", sender=who))
+    return f"\n{signature_block(signature)}\n\n{attribution}\n{quote}\n"
 
 
 def forwarded_inline(original: MessageView, signature: str = "") -> str:

@@ -28,7 +28,7 @@ from mailserver.webmail import compose as c
 from mailserver.webmail.contacts import reachable_contacts
 from mailserver.webmail.context import WEBMAIL, Webmail
 from mailserver.webmail.context import client_ip as _client_ip
-from mailserver.webmail.i18n import gettext_of
+from mailserver.webmail.i18n import Translator, gettext_of
 from mailserver.webmail.pages import page
 from mailserver.webmail.reading import DRAFTS, MessageGone, MessageView
 from mailserver.webmail.refusals import refusal_text
@@ -63,7 +63,7 @@ async def _own_addresses(webmail: Webmail, account: Account) -> set[str]:
 
 
 async def _from_original(webmail: Webmail, account: Account, box: str, uid: int,
-                         mode: str) -> c.ComposeForm:
+                         mode: str, _: Translator) -> c.ComposeForm:
     original = await webmail.mail.open(account.id, box, uid)
     signature = await _signature(webmail, account)
     if mode in ("forward", "attach"):
@@ -75,7 +75,7 @@ async def _from_original(webmail: Webmail, account: Account, box: str, uid: int,
     to, cc = c.reply_recipients(original, await _own_addresses(webmail, account),
                                 reply_all=mode == "all")
     return c.ComposeForm(to=to, cc=cc, subject=c.reply_subject(original.subject),
-                         body=c.quoted_reply(original, signature),
+                         body=c.quoted_reply(original, signature, _),
                          in_reply_to=original.message_id, references=c.references(original))
 
 
@@ -117,7 +117,7 @@ async def compose_form(request: web.Request, session: WebSession, account: Accou
         elif reply_uid is not None and query.get("reply_box"):
             mode = query.get("mode", "reply")
             form = await _from_original(webmail, account, query["reply_box"], reply_uid,
-                                        mode if mode in REPLY_MODES else "reply")
+                                        mode if mode in REPLY_MODES else "reply", _)
         else:
             form.body = f"\n{c.signature_block(await _signature(webmail, account))}\n"
     except (MailboxNotFound, MessageGone, StoreError):

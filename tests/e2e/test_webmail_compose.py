@@ -57,6 +57,11 @@ async def test_reply_all_and_forward_keep_the_thread(school_with_people: School,
     assert form["cc"] == "paul@schule.test, carl@outside.example"
     assert form["subject"] == "Re: Ausflug"
     assert "\n\nAm " in form["body"] and "> Wann geht es los?" in form["body"]
+    async with browser.get("/compose?reply_box=INBOX&reply_uid=1&mode=all",
+                           headers={"Accept-Language": "en"}) as response:
+        english = html_module.unescape(await response.text())
+    assert "schrieb" not in english
+    assert re.search(r"\n\nOn [^\n]+, Eva Eltern <[^>]+> wrote:\n> Wann geht es los\?", english)
     form["body"] = "Um acht.\n" + form["body"]
     async with browser.post("/compose", data=form, allow_redirects=False) as response:
         assert response.status == 303, await response.text()

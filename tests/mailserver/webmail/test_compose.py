@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mailserver.webmail import compose as c
+from mailserver.webmail.i18n import load_translations
 from mailserver.webmail.reading import MessageView
 
 
@@ -58,6 +59,19 @@ def test_references_chain_and_quote() -> None:
     assert body == ("\n\n\n-- \nAnna Lehrerin\n\nAm 05.12.2026 10:00 schrieb "
                     "Eva Eltern <eva@eltern.example>:\n> Hallo,\n>\n> wann geht es los?\n")
     assert "\n\nAm 05.12.2026" in c.quoted_reply(message)  # blank line above attribution
+
+
+def test_attribution_in_the_readers_language() -> None:
+    """The quote line comes from the webmail's catalog: German by default, English
+    for English readers (not "Am … schrieb" for everyone)."""
+    english = load_translations()["en"]
+    body = c.quoted_reply(original(), "", english)
+    assert "\n\nOn 05.12.2026 10:00, Eva Eltern <eva@eltern.example> wrote:\n> Hallo," in body
+    assert "schrieb" not in body
+    assert "Eva Eltern <eva@eltern.example> wrote:\n" in c.quoted_reply(
+        original(date=""), "", english)
+    assert "Es schrieb Eva Eltern <eva@eltern.example>:\n" in c.quoted_reply(
+        original(date=""))
 
 
 def test_bare_logins_are_completed() -> None:
