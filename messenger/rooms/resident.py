@@ -6,7 +6,10 @@ invitee's side, and "Retrieving events": ``event``, ``state``, ``state_ids``,
 
 Every operation takes the authenticated origin server; the HTTP edge
 (``messenger.api.federation_rooms``) maps the domain errors to errcodes.
-Events and state are only handed to servers with a member in the room.
+Events and state are only handed to servers with a member in the room, and
+``event``, ``backfill`` and ``get_missing_events`` redact the events the asking
+server may not see under the room's history visibility (Server-Server API "Room
+history visibility"; as Synapse, redacted rather than dropped so the DAG stays whole).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from messenger.rooms.errors import AuthRuleViolation, Forbidden, InvalidRequest,
 from messenger.rooms.pdu_checks import MalformedPdu
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.receiving import NotInRoom, RemoteEvents, joined_servers, pdu_for_wire
+from messenger.events.redaction import redact
 from messenger.rooms.state import auth_state_keys
+from messenger.rooms.visibility import server_visibility_of
 from messenger.rooms.writer import RoomWriter
 from messenger.storage import dag
 from messenger.storage import events as store
@@ -210,14 +215,32 @@ class ResidentRooms:
         if not any(server_of(m.user_id) == origin for m in members):
             raise Forbidden(f"{origin} has no joined member in {room_id}")
 
+    async def _for_server(self, origin: str, room_id: str,
+                          pdus: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """The events as ``origin`` may see them: those before its users' arrival
+        under ``joined``/``invited`` visibility redacted (outliers, which have no
+        place in the timeline, too)."""
+        version = await self._version(room_id)
+        async with self._writer.db.read() as session:
+            seen = await server_visibility_of(session, room_id, origin)
+            stored = await store.get_events(session, {str(p.get("event_id")) for p in pdus})
+        out = []
+        for pdu in pdus:
+            event = stored.get(str(pdu.get("event_id")))
+            if event is None or not seen.visible(event.stream_ordering):
+                pdu = redact(pdu, version)
+            out.append(pdu_for_wire(pdu))
+        return out
+
     async def event(self, origin: str, event_id: str) -> dict[str, Any]:
         async with self._writer.db.read() as session:
             found = await dag_state.events_by_id(session, [event_id])
         pdu = found.get(event_id)
         if pdu is None:
             raise RoomNotFound(f"unknown event {event_id}")
-        await self._visible_to(origin, str(pdu.get("room_id")))
-        return {"pdus": [pdu_for_wire(pdu)]}
+        room_id = str(pdu.get("room_id"))
+        await self._visible_to(origin, room_id)
+        return {"pdus": await self._for_server(origin, room_id, [pdu])}
 
     async def state_ids(self, origin: str, room_id: str, event_id: str
                         ) -> tuple[dict[tuple[str, str], str], set[str]]:
@@ -253,7 +276,7 @@ class ResidentRooms:
 
     async def _walk_back(self, room_id: str, start: Sequence[str], stop: set[str],
                          limit: int, min_depth: int, include_start: bool
-                         ) -> list[dict[str, Any]]:
+                         ) -> list[Mapping[str, Any]]:
         """Events before ``start`` along prev_events (breadth first), not past ``stop``."""
         found: dict[str, Mapping[str, Any]] = {}
         async with self._writer.db.read() as session:
@@ -278,8 +301,7 @@ class ResidentRooms:
                             seen.add(prev)
                             following.append(prev)
                 frontier = following
-        return [pdu_for_wire(e) for e in sorted(found.values(),
-                                                key=lambda e: (e["depth"], e["event_id"]))]
+        return sorted(found.values(), key=lambda e: (e["depth"], e["event_id"]))
 
     async def get_missing_events(self, origin: str, room_id: str, body: Mapping[str, Any]
                                  ) -> list[dict[str, Any]]:
@@ -292,11 +314,13 @@ class ResidentRooms:
                 or not all(isinstance(e, str) for e in [*earliest, *latest]) \
                 or not isinstance(limit, int) or not isinstance(min_depth, int):
             raise InvalidRequest("earliest_events, latest_events, limit, min_depth")
-        return await self._walk_back(room_id, latest[:20], set(earliest),
-                                     max(0, min(limit, MAX_MISSING)), min_depth, False)
+        found = await self._walk_back(room_id, latest[:20], set(earliest),
+                                      max(0, min(limit, MAX_MISSING)), min_depth, False)
+        return await self._for_server(origin, room_id, found)
 
     async def backfill(self, origin: str, room_id: str, start: Sequence[str], limit: int
                        ) -> list[dict[str, Any]]:
         await self._visible_to(origin, room_id)
-        return await self._walk_back(room_id, list(start)[:20], set(),
-                                     max(0, min(limit, MAX_BACKFILL)), 0, True)
+        found = await self._walk_back(room_id, list(start)[:20], set(),
+                                      max(0, min(limit, MAX_BACKFILL)), 0, True)
+        return await self._for_server(origin, room_id, found)

@@ -12,6 +12,12 @@ A user's membership "at" an event counts their own membership event itself
 (a joiner sees their join).  Without a visibility event the room is ``shared``
 (the spec's default).  Visibility and membership change only at a few events,
 so one read of those per request decides every event of a page.
+
+Servers (Server-Server API "Room history visibility", as Synapse's
+``filter_events_for_server``): an event is visible to a server if the setting
+before it is ``world_readable`` or ``shared``, or one of the server's users was
+joined at it (or invited, under ``invited``).  The per-user memberships come from
+the same :class:`Visibility` as for clients.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from messenger.events.identifiers import server_of
 
 from messenger.storage import timeline_queries as queries
 
@@ -78,3 +86,32 @@ async def visibility_of(session: AsyncSession, room_id: str, user_id: str) -> Vi
         memberships.append((event.stream_ordering, value if isinstance(value, str) else "leave"))
     last_join = max((p for p, m in memberships if m == "join"), default=0)
     return Visibility(tuple(settings), tuple(memberships), last_join)
+
+
+@dataclass(frozen=True)
+class ServerVisibility:
+    """One server's view of one room's history: any of its users' memberships count."""
+
+    users: tuple[Visibility, ...]
+    settings: tuple[tuple[int, str], ...]
+
+    def visible(self, position: int) -> bool:
+        setting = Visibility(self.settings, (), 0).setting_before(position)
+        if setting in ("world_readable", "shared"):
+            return True
+        for user in self.users:
+            membership = user.membership_at(position)
+            if membership == "join" or (setting == "invited" and membership == "invite"):
+                return True
+        return False
+
+
+async def server_visibility_of(session: AsyncSession, room_id: str,
+                               server: str) -> ServerVisibility:
+    users = []
+    for user_id in await queries.member_state_keys(session, room_id):
+        if server_of(user_id) == server:
+            users.append(await visibility_of(session, room_id, user_id))
+    settings = users[0].settings if users else \
+        (await visibility_of(session, room_id, "")).settings
+    return ServerVisibility(tuple(users), settings)

@@ -138,3 +138,11 @@ async def members_of_rooms(session: AsyncSession, room_ids: list[str]) -> set[st
         return set()
     return set(await session.scalars(select(MembershipRow.user_id).where(
         MembershipRow.room_id.in_(room_ids)).distinct()))
+
+
+async def member_state_keys(session: AsyncSession, room_id: str) -> list[str]:
+    """Every user with a member event in the room, at any time (history visibility
+    for a server: all of its users' memberships over time)."""
+    rows = await session.scalars(select(EventRow.state_key).distinct().where(
+        EventRow.room_id == room_id, EventRow.type == "m.room.member"))
+    return sorted(key for key in rows if isinstance(key, str))

@@ -91,3 +91,68 @@ async def test_a_server_whose_users_left_reads_nothing_said_after(
                                 {"msgtype": "m.text", "body": "nach Bens Abschied"})
     assert isinstance(sent, RoomSendResponse), sent
     await assert_refused(b, room_id, sent.event_id, 403, "nach Bens Abschied")
+
+
+async def _said_before_and_after_ben(a: ChatSchool, b: ChatSchool, clients: list[AsyncClient],
+                                     visibility: str) -> tuple[str, str, str]:
+    """A room of Anna's with ``visibility``: one message before Ben (of B) is
+    invited and joins, one after. Returns (room, event before, event after)."""
+    anna = await login(a, "anna", clients)
+    ben = await login(b, "ben", clients)
+    created = await anna.room_create(name="Sichtbarkeit")
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+    put = await anna.room_put_state(room_id, "m.room.history_visibility",
+                                    {"history_visibility": visibility})
+    assert not hasattr(put, "status_code"), put
+    before = await anna.room_send(room_id, "m.room.message",
+                                  {"msgtype": "m.text", "body": "vor Bens Beitritt"})
+    assert isinstance(before, RoomSendResponse), before
+    await anna.room_invite(room_id, b.user("ben"))
+    await until(ben, lambda c: room_id in c.invited_rooms)
+    await ben.join(room_id)
+    await until(anna, lambda c: room_id in c.rooms and b.user("ben") in c.rooms[room_id].users)
+    after = await anna.room_send(room_id, "m.room.message",
+                                 {"msgtype": "m.text", "body": "nach Bens Beitritt"})
+    assert isinstance(after, RoomSendResponse), after
+    return room_id, before.event_id, after.event_id
+
+
+async def _what_b_reads(a: ChatSchool, b: ChatSchool, room_id: str, before: str,
+                        after: str) -> list[str]:
+    """B's answers to backfill, get_missing_events and event, as text."""
+    backfill = await ask(b, "GET", f"{V1}/backfill/{room_id}",
+                         {"v": await latest(a, room_id), "limit": "50"})
+    missing = await ask(b, "POST", f"{V1}/get_missing_events/{room_id}",
+                        {"earliest_events": [], "latest_events": [await latest(a, room_id)],
+                         "limit": 20})
+    single = await ask(b, "GET", f"{V1}/event/{before}", {})
+    later = await ask(b, "GET", f"{V1}/event/{after}", {})
+    # Every answer carries the events (redacted or not): the DAG stays whole.
+    assert any(p.get("type") == "m.room.message" for p in backfill["pdus"])
+    assert len(single["pdus"]) == 1 and single["pdus"][0]["type"] == "m.room.message"
+    return [str(backfill["pdus"]), str(missing["events"]), str(single["pdus"]),
+            str(later["pdus"])]
+
+
+async def test_joined_visibility_hides_what_was_said_before_the_servers_user_joined(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    a, b = chat_schools["a"], chat_schools["b"]
+    room_id, before, after = await _said_before_and_after_ben(a, b, clients, "joined")
+    backfill, missing, single, later = await _what_b_reads(a, b, room_id, before, after)
+    for answer in (backfill, missing, single):
+        assert "vor Bens Beitritt" not in answer, "history before the join leaked"
+    # (get_missing_events answers what lies before latest_events, so not "after".)
+    assert "nach Bens Beitritt" in backfill and "nach Bens Beitritt" in later
+    # The history visibility setting itself survives redaction.
+    assert "'history_visibility': 'joined'" in backfill
+
+
+async def test_shared_visibility_shows_the_history_to_a_joined_server(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    a, b = chat_schools["a"], chat_schools["b"]
+    room_id, before, after = await _said_before_and_after_ben(a, b, clients, "shared")
+    backfill, missing, single, later = await _what_b_reads(a, b, room_id, before, after)
+    for answer in (backfill, missing, single):
+        assert "vor Bens Beitritt" in answer
+    assert "nach Bens Beitritt" in backfill and "nach Bens Beitritt" in later
