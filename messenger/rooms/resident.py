@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from messenger.events.identifiers import InvalidIdentifier, UserId, server_of
+from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion, UnsupportedRoomVersion, room_version
 from messenger.events.signing import EventSignatureError, EventSigner
 from messenger.rooms import dag_state
@@ -28,7 +29,6 @@ from messenger.rooms.errors import AuthRuleViolation, Forbidden, InvalidRequest,
 from messenger.rooms.pdu_checks import MalformedPdu
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.receiving import NotInRoom, RemoteEvents, joined_servers, pdu_for_wire
-from messenger.events.redaction import redact
 from messenger.rooms.state import auth_state_keys
 from messenger.rooms.visibility import server_visibility_of
 from messenger.rooms.writer import RoomWriter

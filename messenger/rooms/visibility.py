@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.identifiers import server_of
-
 from messenger.storage import timeline_queries as queries
 
 DEFAULT = "shared"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messenger.rooms.visibility import Visibility
+from messenger.rooms.visibility import ServerVisibility, Visibility
 
 SETTINGS = ["world_readable", "shared", "invited", "joined"]
 MEMBERSHIPS = ["join", "invite", "leave", "ban"]
@@ -57,3 +57,38 @@ def test_nothing_at_or_below_the_floor_is_visible(history: list[tuple[str, str] 
     assert not any(expected[:floor])
     if any(expected):
         assert expected[floor]  # the first position above the floor is visible
+
+
+# A server's history: at each position a visibility change or a member event of one
+# of its two users (0 or 1).
+server_histories = st.lists(st.one_of(
+    st.none(), st.tuples(st.just("setting"), st.sampled_from(SETTINGS)),
+    st.tuples(st.sampled_from(["0", "1"]), st.sampled_from(MEMBERSHIPS))),
+    min_size=1, max_size=30)
+
+
+def server_replay(history: list[tuple[str, str] | None]) -> list[bool]:
+    """Visible to the server or not, per position (Server-Server API "Room history
+    visibility", Synapse's filter_events_for_server)."""
+    setting, membership, out = "shared", {"0": "leave", "1": "leave"}, []
+    for event in history:
+        if event is not None and event[0] != "setting":
+            membership[event[0]] = event[1]
+        out.append(setting in ("world_readable", "shared")
+                   or "join" in membership.values()
+                   or (setting == "invited" and "invite" in membership.values()))
+        if event is not None and event[0] == "setting":
+            setting = event[1]
+    return out
+
+
+@given(server_histories)
+def test_server_visible_is_the_spec_replayed(history: list[tuple[str, str] | None]) -> None:
+    settings = tuple((n + 1, e[1]) for n, e in enumerate(history) if e and e[0] == "setting")
+    users = []
+    for user in ("0", "1"):
+        members = tuple((n + 1, e[1]) for n, e in enumerate(history) if e and e[0] == user)
+        users.append(Visibility(settings, members,
+                                max((p for p, m in members if m == "join"), default=0)))
+    view = ServerVisibility(tuple(users), settings)
+    assert [view.visible(p) for p in range(1, len(history) + 1)] == server_replay(history)
