@@ -39,6 +39,7 @@ from typing import Any
 from directory.db import Database
 from mailserver.store import bulk_reads
 from mailserver.store.model import Changes, MessageMeta, MessageState
+from mailserver.store.names import normalise
 
 # Change-log entries kept per mailbox; a session further behind reads the store.
 LOG_ENTRIES = 20_000
@@ -289,6 +290,21 @@ class MailboxStates:
                 return None
             self._evict()
         return state if state.counters is not None else None
+
+    async def by_client_name(self, account_id: int, name: str
+                             ) -> tuple[MailboxState, MailboxCounters] | None:
+        """The refreshed state and its counters of the mailbox a client named
+        (not yet normalised); None when there is none or the name is invalid:
+        the store's own path then answers the client (and reports the bad name)."""
+        try:
+            wanted = normalise(name)
+        except Exception:
+            return None
+        state = await self.by_name(account_id, wanted)
+        counters = None if state is None else state.counters
+        if state is None or counters is None:
+            return None
+        return state, counters
 
     async def by_name(self, account_id: int, name: str) -> MailboxState | None:
         """The refreshed state of the account's mailbox ``name`` (normalised),

@@ -17,7 +17,6 @@ from mailserver.imap.wire import commands as c
 from mailserver.imap.wire import responses as r
 from mailserver.imap.wire.sequence import SequenceSet
 from mailserver.store.model import MailboxInfo, MailboxStatus
-from mailserver.store.names import normalise
 
 if TYPE_CHECKING:
     from mailserver.imap.session.core import ImapSession
@@ -153,16 +152,10 @@ async def _status_of_state(s: ImapSession, name: str) -> MailboxStatus | None:
     """STATUS from the shared mailbox state (refreshed by one statement)
     instead of counting the mailbox's messages; None when there is none."""
     states = s.services.states
-    if states is None:
+    found = None if states is None else await states.by_client_name(s.account, name)
+    if found is None:
         return None
-    try:
-        wanted = normalise(name)
-    except Exception:
-        return None  # the store's own path reports the bad name
-    state = await states.by_name(s.account, wanted)
-    counters = None if state is None else state.counters
-    if state is None or counters is None:
-        return None
+    state, counters = found
     box = MailboxInfo(state.mailbox_id, counters.account_id, counters.name, None,
                       counters.uidvalidity, counters.uidnext, counters.highestmodseq, False)
     return MailboxStatus(box, len(state), state.unseen_count(), 0, 0)

@@ -74,18 +74,10 @@ async def _open(s: ImapSession, name: str, read_only: bool
     array). None when there is no state to use or the name moved meanwhile:
     the caller then reads the store's snapshot (which also reports errors)."""
     states = s.services.states
-    if states is None:
+    found = None if states is None else await states.by_client_name(s.account, name)
+    if found is None:
         return None
-    from mailserver.store.names import normalise
-
-    try:
-        wanted = normalise(name)
-    except Exception:
-        return None  # the store's own path reports the bad name
-    state = await states.by_name(s.account, wanted)
-    counters = None if state is None else state.counters
-    if state is None or counters is None:
-        return None
+    state, counters = found
     view = SelectedView(state.mailbox_id, counters.name, counters.uidvalidity, read_only,
                         state.uids, state.modseq)
     return view, counters.uidnext, list(state.flags)
