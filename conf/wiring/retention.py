@@ -36,7 +36,7 @@ class RetentionJob:
         daily_at = self.school.settings.retention.daily_at
         seconds_until(dt.datetime.now().astimezone(), daily_at)  # a bad value fails now
         self._task = asyncio.create_task(self._run(), name="retention")
-        return [f"retention daily at {daily_at}"]
+        return [f"service=retention daily_at={daily_at}"]
 
     async def _run(self) -> None:
         from conf.admin.retention import run_retention

@@ -348,7 +348,7 @@ class ImapServer:
             self._servers.append(server)
             real = server.sockets[0].getsockname()[1]
             self.bound[name] = real
-            described.append(f"service={name} address={self._bind}:{real}")
+            described.append(f"service={name} addr={self._bind}:{real}")
         return described
 
     def _spawn(self, connection: ImapConnection) -> asyncio.Task[None] | None:

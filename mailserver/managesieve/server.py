@@ -38,7 +38,7 @@ class ManageSieveServer:
             limit=self.services.limits.max_line_length + 2,
             reuse_port=self._reuse_port or None)
         self.port = self._server.sockets[0].getsockname()[1]
-        return [f"managesieve {self.bind}:{self.port}"]
+        return [f"service=managesieve addr={self.bind}:{self.port}"]
 
     async def _connected(self, reader: asyncio.StreamReader,
                          writer: asyncio.StreamWriter) -> None:

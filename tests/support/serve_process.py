@@ -28,6 +28,9 @@ STARTUP_SECONDS = 60.0
 _BAD_LOG_LINE = re.compile(r"level=(ERROR|CRITICAL)|^Traceback ", re.MULTILINE)
 
 
+LISTENING_LINE = re.compile(r"event=listening service=[\w-]+ \w+=\S+")
+
+
 def _env() -> dict[str, str]:
     # The test runner's SCHULHOF_* variables (the test database URL) are not the school's.
     return {k: v for k, v in os.environ.items() if not k.startswith("SCHULHOF_")}
@@ -92,6 +95,13 @@ class ServeProcess:
                 raise AssertionError(f"serve not ready in {self.startup_seconds} s:\n"
                                      f"{self.log_text()[-3000:]}")
             await asyncio.sleep(0.05)
+        self._check_listening_lines()
+
+    def _check_listening_lines(self) -> None:
+        # Operators grep and parse these lines (README: ``event=listening service=... addr=...``).
+        for line in self.log_text().splitlines():
+            if "event=listening" in line:
+                assert LISTENING_LINE.search(line), f"listening line out of format: {line}"
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
