@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
@@ -17,39 +16,10 @@ from conf.app import School
 from directory.model import Role
 from messenger.server import MatrixServer
 from tests.messenger.signed_json import SigningKey, device_keys
+from tests.support.matrix_http import PASSWORD, V3
+from tests.support.matrix_http import RawClient as Client
 
 DOMAIN = "schule.test"
-PASSWORD = "correct horse battery"
-V3 = "/_matrix/client/v3"
-
-
-class Client:
-    def __init__(self, http: aiohttp.ClientSession, base: str) -> None:
-        self.http = http
-        self.base = base
-        self.token: str | None = None
-        self.user_id = ""
-        self.device_id = ""
-
-    async def call(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-                   params: dict[str, str] | None = None) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        async with self.http.request(method, self.base + path, json=body, data=raw,
-                                     params=params, headers=headers) as r:
-            return r.status, await r.json()
-
-    async def ok(self, method: str, path: str, body: Any = None, **kw: Any) -> Any:
-        status, data = await self.call(method, path, body, **kw)
-        assert status == 200, (method, path, status, data)
-        return data
-
-    async def login(self, user: str, password: str = PASSWORD) -> Client:
-        data = await self.ok("POST", f"{V3}/login", {
-            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
-            "password": password})
-        self.token, self.user_id, self.device_id = (data["access_token"], data["user_id"],
-                                                    data["device_id"])
-        return self
 
 
 @pytest.fixture
