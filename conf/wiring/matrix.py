@@ -9,6 +9,7 @@ live under ``<data_dir>/media``.
 from __future__ import annotations
 
 import time
+from functools import partial
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -43,7 +44,7 @@ from messenger.quiet_hours import (
 )
 from messenger.ratelimit import RateLimit, RateLimits
 from messenger.remote_media import RemoteMedia
-from messenger.rooms.federating import OutboxQueue
+from messenger.rooms.federating import OutboxQueue, servers_sharing_rooms
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.service import RoomService
 from messenger.school_rooms import SchoolRooms
@@ -159,7 +160,10 @@ def federation_listener(school: School, server: MatrixServer | None = None
                               if f.tls_ca_file else None,
                               allowed=allowed.__contains__)
     keyring = KeyRing(client, notaries=f.matrix_notary_servers)
-    sender = TransactionSender(Outbox(school.db), client)
+    sender = TransactionSender(
+        Outbox(school.db), client,
+        peers=None if server is None else partial(servers_sharing_rooms, school.db,
+                                                  server_name))
     inbox: TransactionHandler = UnknownRoomsInbox()
     rooms = server.rooms if server is not None else None
     if rooms is not None:
@@ -177,7 +181,8 @@ def federation_listener(school: School, server: MatrixServer | None = None
         edus=None if server is None else EduReceiver(
             school.db, server_name, server.typing, server.receipts, server.e2ee),
         media=None if server is None else server.media,
-        rooms=rooms.resident if rooms is not None else None)
+        rooms=rooms.resident if rooms is not None else None,
+        contacted=sender.contacted_by)
     tls = school.tls.context()
     return FederationListener(context, client, sender, bind=settings.listen.bind,
                               port=settings.listen.federation, ssl_context=tls,

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
@@ -38,6 +38,13 @@ class Batch:
         # again (no AUTOINCREMENT): rows sent later under a reused id would
         # otherwise get the old answer and be lost.
         return f"{self.ids[0]}-{self.ids[-1]}-{len(self.ids)}-{self.first_queued_us}"
+
+
+@dataclass(frozen=True)
+class Schedule:
+    due: list[str]  # destinations with queued items and no backoff
+    next_retry: dt.datetime | None  # when the next backoff of a queued destination ends
+    waiting: frozenset[str]  # destinations in a backoff (queued items or not)
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,11 @@ class Outbox:
     async def destinations_due(self, now: dt.datetime) -> tuple[list[str], dt.datetime | None]:
         """Destinations with queued items whose backoff has passed, and when the
         next backoff of a destination with queued items ends."""
+        schedule = await self.schedule(now)
+        return schedule.due, schedule.next_retry
+
+    async def schedule(self, now: dt.datetime) -> Schedule:
+        """Which destinations are due and which wait out a backoff."""
         async with self.db.read() as session:
             queued = set(await session.scalars(
                 select(FederationOutboxRow.destination).distinct()))
@@ -88,7 +100,18 @@ class Outbox:
                 select(FederationDestinationRow.destination, FederationDestinationRow.retry_at)
                 .where(FederationDestinationRow.retry_at > now)) if at is not None}
         next_retry = min((at for d, at in waiting.items() if d in queued), default=None)
-        return sorted(queued - set(waiting)), next_retry
+        return Schedule(sorted(queued - set(waiting)), next_retry, frozenset(waiting))
+
+    async def end_backoff(self, destination: str) -> bool:
+        """The destination is up again (it contacted us): its queue is due now and a
+        later failure starts the backoff afresh.  False if it was not backing off."""
+        async with self.db.write() as session:
+            result = await session.execute(
+                update(FederationDestinationRow)
+                .where(FederationDestinationRow.destination == destination,
+                       FederationDestinationRow.retry_at.is_not(None))
+                .values(retry_at=None, failures=0))
+            return bool(getattr(result, "rowcount", 0))
 
     async def next_batch(self, destination: str) -> Batch | None:
         async with self.db.read() as session:

@@ -1,7 +1,14 @@
 """Sends the outbox to other servers (Server-Server API, "Transactions"): per
 destination one transaction at a time, in queue order, with exponential
 backoff after a failure, so a server that was down gets everything it missed
-once it is back (``PUT /_matrix/federation/v1/send/{txnId}``)."""
+once it is back (``PUT /_matrix/federation/v1/send/{txnId}``).
+
+A destination that contacts us (any authenticated request) is up: its backoff
+ends at once and its queue is sent (Synapse does the same).  So that the
+servers holding events for us learn that we are back, the sender announces
+itself after a start with an empty transaction to the servers we share rooms
+with; their own backoff for us then ends and they send what we missed.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +16,8 @@ import asyncio
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from typing import Any
 
 from federation.matrix.client import FederationClient, FederationRequestError
 from federation.matrix.outbox import Batch, Outbox
@@ -19,6 +27,9 @@ log = logging.getLogger("schulhof.federation.matrix")
 FIRST_BACKOFF_SECONDS = 5.0
 MAX_BACKOFF_SECONDS = 24 * 3600.0
 POLL_SECONDS = 30.0  # a look at the queue even without a wake-up (backoffs ending)
+
+# The servers to tell that we are up after a start (those we share rooms with).
+Peers = Callable[[], Awaitable[Iterable[str]]]
 
 
 def _utcnow() -> dt.datetime:
@@ -32,13 +43,16 @@ def backoff_after(failures: int, first: float = FIRST_BACKOFF_SECONDS) -> dt.tim
 class TransactionSender:
     def __init__(self, outbox: Outbox, client: FederationClient, *,
                  first_backoff: float = FIRST_BACKOFF_SECONDS,
-                 clock: Callable[[], dt.datetime] = _utcnow) -> None:
+                 clock: Callable[[], dt.datetime] = _utcnow,
+                 peers: Peers | None = None) -> None:
         self.outbox = outbox
         self._client = client
         self._first_backoff = first_backoff
         self._clock = clock
+        self._peers = peers
         self._wake = asyncio.Event()
         self._busy: set[str] = set()
+        self._waiting: set[str] = set()  # destinations in a backoff, as last seen
         self._task: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
 
@@ -48,6 +62,53 @@ class TransactionSender:
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="matrix-federation-sender")
+        if self._peers is not None:
+            self._spawn(self._announce(self._peers))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
+        self._workers.add(task)
+        task.add_done_callback(self._workers.discard)
+
+    def contacted_by(self, origin: str) -> None:
+        """``origin`` sent us an authenticated request, so it is up: if it was backing
+        off, end the backoff and send its queue now (called for every request, so
+        it touches the database only for a destination seen backing off)."""
+        if origin in self._waiting:
+            self._waiting.discard(origin)
+            self._spawn(self._end_backoff(origin))
+
+    async def _end_backoff(self, origin: str) -> None:
+        try:
+            if await self.outbox.end_backoff(origin):
+                log.info("event=federation_destination_up destination=%s", origin)
+            self.wake()
+        except Exception:
+            log.exception("event=federation_end_backoff_failed destination=%s", origin)
+
+    async def _announce(self, peers: Peers) -> None:
+        """Tell the servers we share rooms with that we are up (an empty transaction:
+        an authenticated request ends their backoff for us)."""
+        try:
+            names = sorted({p for p in await peers() if p != self._client.origin})
+        except Exception:
+            log.exception("event=federation_announce_failed")
+            return
+        txn_id = f"up-{int(self._clock().timestamp() * 1_000_000)}"
+
+        async def hello(name: str) -> None:
+            body = {"origin": self._client.origin,
+                    "origin_server_ts": int(self._clock().timestamp() * 1000),
+                    "pdus": [], "edus": []}
+            try:
+                await self._client.request("PUT", name,
+                                           f"/_matrix/federation/v1/send/{txn_id}",
+                                           content=body)
+            except FederationRequestError as exc:
+                log.info("event=federation_announce_failed destination=%s reason=%r",
+                         name, str(exc))
+
+        await asyncio.gather(*(hello(name) for name in names))
 
     async def stop(self) -> None:
         tasks = [t for t in (self._task, *self._workers) if t is not None]
@@ -61,15 +122,15 @@ class TransactionSender:
             self._wake.clear()
             pause = POLL_SECONDS
             try:
-                due, next_retry = await self.outbox.destinations_due(self._clock())
+                schedule = await self.outbox.schedule(self._clock())
+                due, next_retry = schedule.due, schedule.next_retry
+                self._waiting = set(schedule.waiting)
                 if next_retry is not None:  # wake up when a backoff ends
                     pause = min(pause, max((next_retry - self._clock()).total_seconds(), 0.01))
                 for destination in due:
                     if destination not in self._busy:
                         self._busy.add(destination)
-                        worker = asyncio.create_task(self._drain(destination))
-                        self._workers.add(worker)
-                        worker.add_done_callback(self._workers.discard)
+                        self._spawn(self._drain(destination))
             except Exception:
                 log.exception("event=federation_sender_pass_failed")
             try:
@@ -100,6 +161,7 @@ class TransactionSender:
             failures = await self.outbox.failed(
                 batch.destination, str(exc), self._clock(),
                 lambda n: backoff_after(n, self._first_backoff))
+            self._waiting.add(batch.destination)
             log.info("event=federation_send_failed destination=%s txn=%s failures=%d "
                      "reason=%r", batch.destination, batch.txn_id, failures, str(exc))
             return False

@@ -82,6 +82,9 @@ class FederationContext:
     edus: EduHandler | None = None
     # The rooms' resident side (joins, invites, event retrieval); None: not served.
     rooms: ResidentRooms | None = None
+    # Called with the origin of every authenticated request: that server is up
+    # (federation.matrix.sender ends its backoff).
+    contacted: Callable[[str], None] | None = None
     # One transaction per origin at a time: a retry racing its original waits for
     # it and then gets the remembered answer.
     origin_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
@@ -144,6 +147,8 @@ async def federation_middleware(request: web.Request, handler: Handler) -> web.S
             if isinstance(origin, web.Response):
                 return origin
             request[ORIGIN] = origin
+            if ctx.contacted is not None:
+                ctx.contacted(origin)
         # Path parameters that no identifier can be (too long, a NUL) would reach
         # the database as they are: a clear 400 instead of a PostgreSQL error.
         check_path_params(request)

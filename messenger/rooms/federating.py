@@ -8,11 +8,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from federation.matrix.outbox import Outbox
+from messenger.events.identifiers import server_of
 from messenger.rooms.receiving import pdu_for_wire
 from messenger.storage.events import StoredEvent
+from messenger.storage.tables import MembershipRow
 
 
 class OutboxQueue:
@@ -27,3 +31,16 @@ class OutboxQueue:
 
     def wake(self) -> None:
         self._wake()
+
+
+async def servers_sharing_rooms(db: Database, server_name: str) -> set[str]:
+    """The other servers with joined members in rooms that a user of ``server_name``
+    has joined: those that queue events for us while we are down."""
+    ours = (select(MembershipRow.room_id)
+            .where(MembershipRow.membership == "join",
+                   MembershipRow.user_id.endswith(f":{server_name}", autoescape=True)))
+    async with db.read() as session:
+        members = await session.scalars(
+            select(MembershipRow.user_id).distinct()
+            .where(MembershipRow.membership == "join", MembershipRow.room_id.in_(ours)))
+        return {server_of(u) for u in members} - {server_name}

@@ -6,6 +6,7 @@ both ways, B leaves; a non-partner school is refused; B down catches up."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -142,15 +143,49 @@ async def test_b_down_catches_up_after_restart(chat_schools: dict[str, ChatSchoo
         sent = await anna.room_send(room_id, "m.room.message",
                                     {"msgtype": "m.text", "body": f"verpasst {n}"})
         assert isinstance(sent, RoomSendResponse)
-    await asyncio.sleep(0.5)
-    await b.restart()
-    a.listener.sender.wake()
+    outbox = a.listener.sender.outbox
+    deadline = asyncio.get_running_loop().time() + 20
+    while not any(d.destination == "b.test" and d.failures
+                  for d in await outbox.status()):
+        assert asyncio.get_running_loop().time() < deadline, "A never tried B"
+        await asyncio.sleep(0.1)
+    # A long outage: A would next try B in ten minutes.
+    await outbox.failed("b.test", "down for long", dt.datetime.now(dt.UTC),
+                        lambda n: dt.timedelta(minutes=10))
+    await b.restart()  # B announces itself; A ends its backoff (no wake from the test)
+    restarted = asyncio.get_running_loop().time()
     ben = await login(b, "ben", clients)
     record_messages(ben)
     await until(ben, lambda c: all(f"verpasst {n}" in bodies(c, room_id) for n in range(5)),
-                timeout=60.0)
+                timeout=8.0)
+    assert asyncio.get_running_loop().time() - restarted < 8.0
     assert [x for x in bodies(ben, room_id) if x.startswith("verpasst")] == \
         [f"verpasst {n}" for n in range(5)]
+    while (status := {d.destination: d for d in await outbox.status()})["b.test"].queued:
+        assert asyncio.get_running_loop().time() < deadline + 20, "A kept B's queue"
+        await asyncio.sleep(0.1)  # B answered; A is recording the delivery
+    assert status["b.test"].failures == 0 and status["b.test"].last_success_at is not None
+
+
+async def test_a_request_from_b_ends_a_backoff_for_b(chat_schools: dict[str, ChatSchool],
+                                                    clients: list[AsyncClient]) -> None:
+    """Any authenticated request from a server that A backs off from ends the backoff."""
+    a, b = chat_schools["a"], chat_schools["b"]
+    anna, ben, room_id = await invited_and_joined(a, b, clients)
+    outbox = a.listener.sender.outbox
+    await outbox.failed("b.test", "simulated", dt.datetime.now(dt.UTC),
+                        lambda n: dt.timedelta(minutes=10))
+    a.listener.sender.wake()  # A's sender sees the backoff
+    await asyncio.sleep(0.3)
+    sent = await anna.room_send(room_id, "m.room.message",
+                                {"msgtype": "m.text", "body": "wartet"})
+    assert isinstance(sent, RoomSendResponse)
+    await asyncio.sleep(1.0)
+    assert "wartet" not in bodies(ben, room_id)  # held back by the backoff
+    # B asks A for something (any signed request): A now knows B is up.
+    await b.listener.client.request("GET", "a.test", "/_matrix/federation/v1/query/profile",
+                                    query={"user_id": a.user("anna")})
+    await until(ben, lambda c: "wartet" in bodies(c, room_id), timeout=5.0)
 
 
 async def test_invite_of_a_remote_user_passes_the_role_policy(

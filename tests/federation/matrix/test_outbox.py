@@ -67,3 +67,19 @@ async def test_failures_back_off_and_success_resets(db: Database) -> None:
     [status] = await outbox.status()
     assert (status.queued, status.failures, status.retry_at, status.last_error) == (
         0, 0, None, "")
+
+
+async def test_a_destination_that_is_up_ends_its_backoff(db: Database) -> None:
+    outbox = Outbox(db)
+    await outbox.enqueue(["b.test"], pdus=[{"n": 1}])
+    assert not await outbox.end_backoff("b.test")  # never failed: nothing to end
+    await outbox.failed("b.test", "down", NOW, lambda n: dt.timedelta(hours=1))
+    await outbox.failed("b.test", "down", NOW, lambda n: dt.timedelta(hours=1))
+    schedule = await outbox.schedule(NOW)
+    assert schedule.due == [] and schedule.waiting == {"b.test"}
+    assert await outbox.end_backoff("b.test")
+    schedule = await outbox.schedule(NOW)
+    assert schedule.due == ["b.test"] and schedule.waiting == frozenset()
+    [status] = await outbox.status()
+    assert (status.failures, status.retry_at, status.last_error) == (0, None, "down")
+    assert not await outbox.end_backoff("b.test")
