@@ -12,9 +12,8 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from conf.migrate import upgrade
 from conf.settings import Settings
-from conf.wiring.metrics import CountingAuthenticator
+from conf.wiring.login_counter import CountingAuthenticator
 from directory.audit import AuditLog
 from directory.auth import Authenticator, LoginThrottle
 from directory.broadcast import Broadcast, LocalBroadcast
@@ -23,13 +22,16 @@ from directory.passwords import PasswordHasher
 from directory.policy import PolicyRules, RolePolicy
 from directory.service import Directory
 from directory.throttle_relay import ThrottleRelay
-from federation.metrics import SchoolMetrics
-from federation.resolver import Resolver
-from federation.rspamd import RspamdClient
-from federation.tls import CertificateStore, check_certificate
 
+# What only some commands use is imported where it is first needed: a command
+# such as ``schulhof export`` then loads neither the network stack (aiohttp, DNS,
+# prometheus-client, cryptography) nor Alembic (issue 17: export under 100 MiB).
 if TYPE_CHECKING:
     from conf.wiring.bridge import MailBridge
+    from federation.metrics import SchoolMetrics
+    from federation.resolver import Resolver
+    from federation.rspamd import RspamdClient
+    from federation.tls import CertificateStore
     from mailserver.sieve.scripts import SieveScripts
     from mailserver.store import MailStore
 
@@ -62,7 +64,6 @@ class School:
     authenticator: Authenticator
     throttle: LoginThrottle
     services: list[Service] = field(default_factory=list)
-    metrics: SchoolMetrics = field(default_factory=SchoolMetrics)
     started: bool = False  # every service listens (the readiness check)
     # How this process tells the school's other processes about changes (several
     # serve workers or hosts; conf.workers chooses); LocalBroadcast: one process.
@@ -79,6 +80,18 @@ class School:
     _tls: CertificateStore | None = None
     _audit: AuditLog | None = None
     _mail_bridge: MailBridge | None = None
+    _metrics: SchoolMetrics | None = None
+
+    @property
+    def metrics(self) -> SchoolMetrics:
+        """This process's Prometheus metrics (built with the first service that counts)."""
+        if self._metrics is None:
+            from federation.metrics import SchoolMetrics
+
+            self._metrics = SchoolMetrics()
+            if isinstance(self.authenticator, CountingAuthenticator):
+                self.authenticator.metrics = self._metrics
+        return self._metrics
 
     @property
     def mail_bridge(self) -> MailBridge:
@@ -100,6 +113,8 @@ class School:
     def resolver(self) -> Resolver:
         """The DNS resolver for everything that finds or checks other servers."""
         if self._resolver is None:
+            from federation.resolver import Resolver
+
             f = self.settings.federation
             self._resolver = Resolver(f.dns_nameservers, f.dns_port,
                                       cache_size=10_000 if f.dns_cache else 0)
@@ -136,6 +151,8 @@ class School:
     def tls(self) -> CertificateStore:
         """The certificate and key of every TLS listener, reloadable (SIGHUP)."""
         if self._tls is None:
+            from federation.tls import CertificateStore
+
             s = self.settings
             self._tls = CertificateStore(str(s.path(s.tls.certificate)),
                                          str(s.path(s.tls.key)))
@@ -145,6 +162,8 @@ class School:
     def rspamd(self) -> RspamdClient:
         """The rspamd client (scanning on the MX, training from Junk moves)."""
         if self._rspamd is None:
+            from federation.rspamd import RspamdClient
+
             spam = self.settings.spam
             self._rspamd = RspamdClient(spam.rspamd_url, spam.rspamd_controller_url,
                                         timeout=spam.timeout_seconds,
@@ -155,6 +174,8 @@ class School:
     async def open(cls, settings: Settings, *, migrate: bool = True) -> School:
         db = Database(settings.database_url, echo=settings.database.echo)
         if migrate:
+            from conf.migrate import upgrade
+
             await upgrade(db)
         hasher = PasswordHasher()
         directory = Directory(
@@ -167,11 +188,8 @@ class School:
                                  account_free_failures=a.account_free_failures,
                                  account_max_delay=a.account_max_delay_seconds,
                                  ip_failing_accounts=a.ip_failing_accounts)
-        metrics = SchoolMetrics()
         authenticator = CountingAuthenticator(directory, hasher, throttle)
-        authenticator.metrics = metrics
-        return cls(settings, db, hasher, directory, authenticator, throttle,
-                   metrics=metrics)
+        return cls(settings, db, hasher, directory, authenticator, throttle)
 
     def build_services(self) -> list[Service]:
         """The network services that exist so far, wired to this school's objects."""
@@ -191,6 +209,8 @@ class School:
                 for service in wiring.build(self)]
 
     async def start(self) -> None:
+        from federation.tls import check_certificate
+
         certificate = self.settings.path(self.settings.tls.certificate)
         if certificate.exists():  # CertificateProblem: a clear reason, before any listener
             check_certificate(str(certificate), str(self.settings.path(self.settings.tls.key)))

@@ -16,7 +16,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from conf import log_format
-from conf.app import School
 from conf.commands import (
     aliases,
     backup,
@@ -81,6 +80,8 @@ def configure_logging(verbose: bool, level: str = "INFO", fmt: str = "logfmt") -
 async def run(args: argparse.Namespace) -> int:
     if not getattr(args, "needs_school", True):
         return await args.handler(args)
+    from conf.app import School  # after parsing: each command loads only what it uses
+
     settings = load_settings(args.config)
     configure_logging(args.verbose, settings.log.level, settings.log.format)
     # A serve worker finds the schema migrated by its supervisor.

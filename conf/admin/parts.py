@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 def running_matrix(school: School) -> MatrixServer | None:
     """The school's Matrix server if it runs in this process (the admin web pages)."""
+    if not school.services:  # a command: the client API is not even imported
+        return None
     from messenger.server import MatrixServer
 
     for service in school.services:
@@ -32,7 +34,7 @@ def room_service(school: School) -> RoomService:
     server = running_matrix(school)
     if server is not None:
         return server.rooms
-    from conf.wiring.matrix import event_signer
+    from conf.wiring.signing import event_signer
     from messenger.rooms.policy import ChatPolicy
     from messenger.sync.notifier import Notifier
 

@@ -12,8 +12,6 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from conf.commands.school import KEYS_DIR
-from federation.dns_records import SchoolDns, public_addresses, render
-from federation.keys import SchoolKeyPaths, load_dkim_keys
 
 if TYPE_CHECKING:
     from conf.app import School
@@ -35,6 +33,9 @@ def _port(value: int) -> int:
 
 
 async def handler(args: argparse.Namespace, school: School) -> int:
+    from federation.dns_records import SchoolDns, public_addresses, render
+    from federation.keys import SchoolKeyPaths, load_dkim_keys
+
     settings = school.settings
     paths = SchoolKeyPaths.in_dir(settings.base_dir / KEYS_DIR)
     keys = await asyncio.to_thread(load_dkim_keys, paths)

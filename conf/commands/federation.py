@@ -8,7 +8,6 @@ import datetime as dt
 from typing import TYPE_CHECKING
 
 from conf.commands.output import print_table
-from federation.matrix.outbox import Outbox
 
 if TYPE_CHECKING:
     from conf.app import School
@@ -26,6 +25,8 @@ def _time(value: dt.datetime | None) -> str:
 
 
 async def status(args: argparse.Namespace, school: School) -> int:
+    from federation.matrix.outbox import Outbox
+
     rows = await Outbox(school.db).status()
     print_table(("DESTINATION", "QUEUED", "OLDEST", "FAILURES", "RETRY_AT", "LAST_SUCCESS",
                  "LAST_ERROR"),

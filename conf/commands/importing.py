@@ -7,18 +7,13 @@ import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
-from conf.admin.letters import letter_school, render_letters
-from conf.app import School
 from conf.commands.output import cli_actor, write_new_private_file
-from directory.importer import (
-    Importer,
-    ImportFileError,
-    ImportSummary,
-    InvalidImportFile,
-    profile_named,
-)
+
+if TYPE_CHECKING:
+    from conf.app import School
+    from directory.importer import ImportSummary
 
 DELIMITER_NAMES = {";": "';'", ",": "','", "\t": "tab"}
 
@@ -46,6 +41,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def import_file(args: argparse.Namespace, school: School) -> int:
+    from conf.admin.letters import letter_school, render_letters
+    from directory.importer import Importer, ImportFileError, InvalidImportFile, profile_named
+
     settings = school.settings.importer
     try:
         data = args.file.read_bytes()

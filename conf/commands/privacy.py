@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conf.admin.export import export_account
 from conf.commands.output import cli_actor, fail, print_table
 
 if TYPE_CHECKING:
@@ -33,6 +32,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def export(args: argparse.Namespace, school: School) -> int:
+    from conf.admin.export import export_account
+
     account = await school.directory.get_account(args.login)
     target: Path = args.output or Path(
         f"{account.login}-export-{dt.date.today().isoformat()}.zip")

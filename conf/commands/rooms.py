@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from conf.commands.output import fail
-from conf.wiring.matrix import school_rooms
 
 if TYPE_CHECKING:
     from conf.app import School
@@ -39,6 +38,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 async def sync_rooms(args: argparse.Namespace, school: School) -> int:
+    from conf.wiring.matrix import school_rooms
+
     report = await school_rooms(school).sync_group_rooms()
     print(f"group rooms synced: {report}")
     for error in report.errors:
@@ -49,12 +50,16 @@ async def sync_rooms(args: argparse.Namespace, school: School) -> int:
 async def post(args: argparse.Namespace, school: School) -> int:
     if not args.message.strip():
         return fail("the message is empty")
+    from conf.wiring.matrix import school_rooms
+
     event_id = await school_rooms(school).post(args.group.lower(), args.message)
     print(f"posted {event_id} to {args.group.lower()}")
     return 0
 
 
 async def export(args: argparse.Namespace, school: School) -> int:
+    from conf.wiring.matrix import school_rooms
+
     keeper = school_rooms(school)
     if await keeper.room_of_group(args.group.lower()) is None:
         return fail(f"{args.group.lower()} has no room yet (run: schulhof rooms sync)")

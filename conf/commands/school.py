@@ -11,9 +11,8 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from conf.app import School
-from conf.migrate import upgrade
 from conf.settings import (
     DatabaseSettings,
     ListenSettings,
@@ -23,16 +22,14 @@ from conf.settings import (
     load_settings,
     render_settings_toml,
 )
-from conf.workers import Supervisor, announce_ready, worker_count
 from directory.broadcast import Broadcast, LocalBroadcast
-from directory.db import Database
-from directory.pg_broadcast import PostgresBroadcast
-from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_signed_certificate
-from federation.tls import CertificateProblem
 
+if TYPE_CHECKING:
+    from conf.app import School
+
+# Each handler imports what it needs: a command loads only its own packages
+# (``schulhof export`` stays small; ``serve`` loads everything).
 KEYS_DIR = "keys"
-log = logging.getLogger("schulhof")
-
 log = logging.getLogger("schulhof")
 
 
@@ -72,6 +69,10 @@ def _is_specific_ip(text: str) -> bool:
 
 
 async def init_school(args: argparse.Namespace) -> int:
+    from conf.migrate import upgrade
+    from directory.db import Database
+    from federation.keys import SchoolKeyPaths, generate_school_keys, make_self_signed_certificate
+
     target: Path = args.directory.resolve()
     config_path = target / "schulhof.toml"
     if config_path.exists() and not args.force:
@@ -108,6 +109,9 @@ async def init_school(args: argparse.Namespace) -> int:
 
 
 async def serve(args: argparse.Namespace, school: School) -> int:
+    from conf.workers import Supervisor, worker_count
+    from federation.tls import CertificateProblem
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -143,6 +147,8 @@ async def serve_as_worker(school: School, worker: int, count: int,
                           stop: asyncio.Event) -> None:
     """One of ``serve --workers N``'s processes: ports shared with SO_REUSEPORT,
     the once-per-school services in worker 0 only (conf.workers)."""
+    from conf.workers import announce_ready
+
     school.settings = dataclasses.replace(school.settings, listen=dataclasses.replace(
         school.settings.listen, reuse_port=True))
     school.singletons = worker == 0
@@ -156,8 +162,11 @@ async def serve_as_worker(school: School, worker: int, count: int,
     finally:
         await school.close()
 
+
 def reload_certificate(school: School) -> None:
     """SIGHUP: the renewed certificate for new connections; open ones are kept."""
+    from federation.tls import CertificateProblem
+
     try:
         leaf = school.tls.reload()
     except CertificateProblem as problem:
@@ -174,10 +183,15 @@ def choose_broadcast(settings: Settings, workers: int, sqlite: bool) -> Broadcas
                             f"got {mode!r}")
     if mode == "none" or sqlite or (mode == "auto" and workers <= 1):
         return LocalBroadcast()
+    from directory.pg_broadcast import PostgresBroadcast
+
     return PostgresBroadcast(settings.database_url)
 
 
 async def migrate(args: argparse.Namespace) -> int:
+    from conf.migrate import upgrade
+    from directory.db import Database
+
     settings = load_settings(args.config)
     db = Database(settings.database_url)
     try:

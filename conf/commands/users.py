@@ -16,9 +16,6 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from conf.admin.erasure import erase_account
-from conf.admin.letters import letter_school, render_letters
-from conf.admin.passwords import reset_password
 from conf.commands.output import cli_actor, fail, print_table, write_new_private_file
 from directory.model import Role, Status
 from directory.passwords import PasswordRejected
@@ -177,6 +174,9 @@ async def set_password(args: argparse.Namespace, school: School) -> int:
 
 
 async def reset_password_letter(args: argparse.Namespace, school: School) -> int:
+    from conf.admin.letters import letter_school, render_letters
+    from conf.admin.passwords import reset_password
+
     account = await school.directory.get_account(args.login)
     if args.letter_out.exists():
         return fail(f"{args.letter_out} exists; name a new file for the letter")
@@ -223,6 +223,8 @@ async def unsuspend_user(args: argparse.Namespace, school: School) -> int:
 
 
 async def delete_user(args: argparse.Namespace, school: School) -> int:
+    from conf.admin.erasure import erase_account
+
     account = await school.directory.get_account(args.login)
     if not args.yes:
         if not sys.stdin.isatty():

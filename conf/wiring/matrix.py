@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from conf.commands.school import KEYS_DIR
+from conf.wiring.signing import event_signer, signing_key
 from directory.client_address import TrustedProxies
 from directory.model import Role
 from federation.http_guard import HttpLimits
-from federation.keys import SchoolKeyPaths
 from federation.matrix.client import FederationClient, download_media
 from federation.matrix.keyring import KeyNotFound, KeyRing
 from federation.matrix.outbox import Outbox
@@ -29,7 +28,7 @@ from federation.matrix.signed_json import SigningKey
 from federation.metrics import SchoolMetrics
 from messenger.api.federation import FederationContext, TransactionHandler
 from messenger.chat_rights import ChatRights
-from messenger.events.signing import EventSigner, KeyLookup
+from messenger.events.signing import KeyLookup
 from messenger.federation_edus import EduReceiver, EphemeralFederation
 from messenger.federation_inbox import RoomsInbox, UnknownRoomsInbox
 from messenger.federation_keys import LocalKeys, RemoteKeys
@@ -123,19 +122,6 @@ def quiet_hours(school: School) -> QuietHours | None:
     except (ValueError, KeyError) as exc:  # ZoneInfoNotFoundError is a KeyError
         raise ValueError(f"quiet_hours: {exc}") from None
     return QuietHours(school.db, rules, school.settings.school.domain.lower())
-
-
-def signing_key(school: School) -> SigningKey | None:
-    """The school's Matrix signing key (``schulhof init`` made it beside the DKIM keys);
-    None when the file is missing (a school set up by hand without keys)."""
-    path = SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR).matrix_signing
-    return SigningKey.from_pem(path.read_bytes()) if path.exists() else None
-
-
-def event_signer(school: School) -> EventSigner | None:
-    """Signs every event the school's server creates (Server-Server API "Signing events")."""
-    key = signing_key(school)
-    return None if key is None else EventSigner(school.settings.school.domain.lower(), key)
 
 
 def federation_listener(school: School, server: MatrixServer | None = None

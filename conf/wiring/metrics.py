@@ -1,6 +1,6 @@
 """Wiring of the metrics and health listener (``federation.metrics``): the
-measurements made at scrape time (outbound queue, database round trip), the
-readiness check, and the authenticator that counts failed logins."""
+measurements made at scrape time (outbound queue, database round trip) and the
+readiness check (failed logins: ``conf.wiring.login_counter``)."""
 
 from __future__ import annotations
 
@@ -10,33 +10,13 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select, text
 
-from directory.auth import AuthenticationFailed, AuthenticationThrottled, Authenticator
-from directory.model import Account
-from federation.metrics import MetricsServer, SchoolMetrics
+from federation.metrics import MetricsServer
 from mailserver.store import queries as q
 
 if TYPE_CHECKING:
     from conf.app import School, Service
 
 _STATES = ("queued", "delivering", "sent", "bounced")
-
-
-class CountingAuthenticator(Authenticator):
-    """The throttled authenticator of every protocol, counting its refusals."""
-
-    metrics: SchoolMetrics | None = None
-
-    async def authenticate(self, login: str, password: str, client_ip: str = "") -> Account:
-        try:
-            return await super().authenticate(login, password, client_ip)
-        except AuthenticationThrottled:
-            if self.metrics is not None:
-                self.metrics.login_failures.labels("throttled").inc()
-            raise
-        except AuthenticationFailed:
-            if self.metrics is not None:
-                self.metrics.login_failures.labels("invalid").inc()
-            raise
 
 
 def build(school: School) -> list[Service]:

@@ -18,6 +18,7 @@ import aiohttp
 import yarl
 
 from federation.matrix.discovery import Destination, ServerDiscovery, _ip_literal
+from federation.matrix.errors import DestinationRefused, FederationRequestError
 from federation.matrix.request_auth import authorization_header
 from federation.matrix.signed_json import SigningKey
 from federation.resolver import DnsError, Resolver
@@ -32,25 +33,6 @@ MEDIA_CHUNK = 64 * 1024
 MAX_WELL_KNOWN_BYTES = 64 * 1024
 WELL_KNOWN_HIT_SECONDS = 24 * 3600.0
 WELL_KNOWN_MISS_SECONDS = 3600.0
-
-
-class FederationRequestError(Exception):
-    """The other server could not be reached or answered with an error."""
-
-    def __init__(self, message: str, status: int | None = None,
-                 body: Mapping[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.body = dict(body or {})
-
-    @property
-    def errcode(self) -> str | None:
-        code = self.body.get("errcode")
-        return code if isinstance(code, str) else None
-
-
-class DestinationRefused(FederationRequestError):
-    """The school does not federate with that server (not a partner, not allowed)."""
 
 
 def verifying_context(ca_file: str | None) -> ssl.SSLContext:

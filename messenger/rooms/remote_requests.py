@@ -9,7 +9,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from federation.matrix.client import FederationRequestError
+from federation.matrix.errors import FederationRequestError
 
 
 class Transport(Protocol):

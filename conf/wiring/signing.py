@@ -1,0 +1,28 @@
+"""The school's Matrix signing key and event signer, apart from ``conf.wiring.matrix``
+so that the admin use cases of the command line (export, erasure) load the room
+service without the whole client and federation API."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from conf.commands.school import KEYS_DIR
+from federation.keys import SchoolKeyPaths
+from federation.matrix.signed_json import SigningKey
+from messenger.events.signing import EventSigner
+
+if TYPE_CHECKING:
+    from conf.app import School
+
+
+def signing_key(school: School) -> SigningKey | None:
+    """The school's Matrix signing key (``schulhof init`` made it beside the DKIM keys);
+    None when the file is missing (a school set up by hand without keys)."""
+    path = SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR).matrix_signing
+    return SigningKey.from_pem(path.read_bytes()) if path.exists() else None
+
+
+def event_signer(school: School) -> EventSigner | None:
+    """Signs every event the school's server creates (Server-Server API "Signing events")."""
+    key = signing_key(school)
+    return None if key is None else EventSigner(school.settings.school.domain.lower(), key)
