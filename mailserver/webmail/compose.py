@@ -122,11 +122,17 @@ def quoted_reply(original: MessageView, signature: str = "",
     return f"\n{signature_block(signature)}\n\n{attribution}\n{quote}\n"
 
 
-def forwarded_inline(original: MessageView, signature: str = "") -> str:
-    lines = ["-------- Weitergeleitete Nachricht --------", f"Betreff: {original.subject}",
-             f"Datum: {original.date}", f"Von: {original.sender}", f"An: {original.to}"]
+def forwarded_inline(original: MessageView, signature: str = "",
+                     _: Translator = GERMAN) -> str:
+    """Room to write, the signature, then the forwarded message's header block
+    (in the writer's language, like the quote line) and its text."""
+    lines = [_("-------- Weitergeleitete Nachricht --------"),
+             _("Betreff: %(subject)s", subject=original.subject),
+             _("Datum: %(date)s", date=original.date),
+             _("Von: %(sender)s", sender=original.sender),
+             _("An: %(recipients)s", recipients=original.to)]
     if original.cc:
-        lines.append(f"Cc: {original.cc}")
+        lines.append(_("Cc: %(recipients)s", recipients=original.cc))
     return f"\n{signature_block(signature)}\n\n" + "\n".join(lines) + f"\n\n{original.text}\n"
 
 

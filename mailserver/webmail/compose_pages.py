@@ -67,7 +67,7 @@ async def _from_original(webmail: Webmail, account: Account, box: str, uid: int,
     original = await webmail.mail.open(account.id, box, uid)
     signature = await _signature(webmail, account)
     if mode in ("forward", "attach"):
-        body = (c.forwarded_inline(original, signature) if mode == "forward"
+        body = (c.forwarded_inline(original, signature, _) if mode == "forward"
                 else f"\n{c.signature_block(signature)}\n")
         return c.ComposeForm(subject=c.forward_subject(original.subject), body=body,
                              forward_box=box, forward_uid=uid,

@@ -99,3 +99,15 @@ def test_built_message_threads_and_hides_bcc() -> None:
         c.build_message(from_name="Anna", sender="anna@schule.test", form=form, keep_bcc=True),
         policy=email.policy.default)
     assert draft["Bcc"] == "chef@schule.test"
+
+
+def test_inline_forward_header_block_in_the_writers_language() -> None:
+    """The forwarded message's header block follows the catalog like the quote line."""
+    message = original(cc="carl@schule.test")
+    german = c.forwarded_inline(message)
+    assert "-------- Weitergeleitete Nachricht --------\nBetreff: " in german
+    assert "\nVon: Eva Eltern <eva@eltern.example>\n" in german and "\nCc: carl@" in german
+    english = c.forwarded_inline(message, "", load_translations()["en"])
+    assert "-------- Forwarded Message --------\nSubject: " in english
+    assert "\nDate: 05.12.2026 10:00\nFrom: Eva Eltern <eva@eltern.example>\nTo: " in english
+    assert not any(word in english for word in ("Weitergeleitete", "Betreff", "Datum", "Von:"))
