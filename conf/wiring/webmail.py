@@ -17,6 +17,7 @@ from federation.profile_signing import cms_signer
 from mailserver.autoconfig.documents import MailEndpoints
 from mailserver.autoconfig.routes import Discovery
 from mailserver.autoconfig.routes import routes as autoconfig_routes
+from mailserver.sieve.managed_vacation import VacationScripts
 from mailserver.smtp.routing import Router
 from mailserver.submission import Submitter
 from mailserver.webmail.app import Webmail
@@ -47,7 +48,8 @@ def build(school: School) -> list[Service]:
         authenticator=school.authenticator, mail=Mail(store, store.db),
         submitter=Submitter(router, rules_target(school), store,
                             hostname=settings.smtp_hostname),
-        sessions=Sessions(), max_message_size=settings.smtp.max_message_size,
+        sessions=Sessions(), vacation=VacationScripts(school.sieve_scripts),
+        max_message_size=settings.smtp.max_message_size,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
                           extra_routes=[*autoconfig_routes(discovery(school, cert, key)),

@@ -9,6 +9,7 @@ from aiohttp import web
 from directory.auth import Authenticator
 from directory.client_address import TrustedProxies
 from directory.service import Directory
+from mailserver.sieve.managed_vacation import VacationScripts
 from mailserver.submission import Submitter
 from mailserver.webmail.reading import Mail
 from mailserver.webmail.sessions import Sessions
@@ -25,6 +26,9 @@ class Webmail:
     mail: Mail
     submitter: Submitter
     sessions: Sessions
+    # The vacation form's reply, kept in the account's Sieve script (None: in the
+    # mail settings only, for set-ups without Sieve).
+    vacation: VacationScripts | None = None
     max_message_size: int = 25 * 1024 * 1024  # the SMTP limit: what other servers take
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 

@@ -3,9 +3,12 @@
 The password change needs the old password (checked by the directory's
 throttled ``Authenticator``, so this page is no way around the login
 throttle) and follows the directory's rule (``directory.passwords``);
-afterwards every other session of the account ends.  Signature, vacation
-reply and forwarding are stored in the mail store's settings, where delivery
-reads them (``mailserver.vacation``, ``mailserver.forwarding``).  Forwarding
+afterwards every other session of the account ends.  Signature and forwarding
+are stored in the mail store's settings, where delivery reads them
+(``mailserver.forwarding``).  The vacation reply is a block in the account's
+active Sieve script (``mailserver.sieve.managed_vacation``: ManageSieve clients
+see it, and the form shows what the script says); the settings keep its text
+while it is off.  Forwarding
 goes only to a person of the school this account may write to.
 """
 
@@ -27,6 +30,12 @@ from directory.passwords import (
     check_new_password,
 )
 from mailserver.forwarding import forward_target
+from mailserver.sieve.managed_vacation import (
+    OwnVacation,
+    ScriptNotExtended,
+    VacationRule,
+    VacationState,
+)
 from mailserver.store.account_settings import MAX_DAYS, MIN_DAYS, MailSettings
 from mailserver.webmail.context import WEBMAIL, client_ip
 from mailserver.webmail.i18n import GERMAN, N_, Translator, gettext_of
@@ -46,11 +55,23 @@ NOTICES = {"password": N_("Das Passwort wurde geändert."),
 
 
 async def _render(request: web.Request, session: WebSession, account: Account, *,
-                  status: int = 200, errors: Any = (), notice: str = "") -> web.Response:
+                  status: int = 200, errors: Any = (), notice: str = "",
+                  shown: MailSettings | None = None) -> web.Response:
+    """The settings page; its vacation part as the active Sieve script says
+    (``shown``: the form as posted, after a refusal)."""
     webmail = request.app[WEBMAIL]
     settings = await webmail.mail.settings.get(account.id)
+    state = VacationState(None)
+    if webmail.vacation is not None:
+        state = await webmail.vacation.state(account.id)
+        if state.rule is not None:
+            rule = state.rule
+            settings = dataclasses.replace(
+                settings, vacation_enabled=True, vacation_subject=rule.subject,
+                vacation_body=rule.body, vacation_days=rule.days, vacation_until=rule.until)
     return page(request, "settings.html", status, session=session,
-                folders=await webmail.mail.folders(account.id), settings=settings,
+                folders=await webmail.mail.folders(account.id), settings=shown or settings,
+                vacation_script=state.script, vacation_own=not state.managed,
                 errors=list(errors), notice=notice, min_days=MIN_DAYS, max_days=MAX_DAYS,
                 min_password=MIN_PASSWORD_LENGTH, max_password=MAX_PASSWORD_LENGTH)
 
@@ -151,14 +172,36 @@ def _vacation(form: Any, current: MailSettings,
 @login_required
 async def save_vacation(request: web.Request, session: WebSession, account: Account
                         ) -> web.StreamResponse:
-    store = request.app[WEBMAIL].mail.settings
-    settings, errors = _vacation(await request.post(), await store.get(account.id),
-                                 gettext_of(request))
+    _ = gettext_of(request)
+    webmail = request.app[WEBMAIL]
+    store = webmail.mail.settings
+    settings, errors = _vacation(await request.post(), await store.get(account.id), _)
     if errors:
-        return await _render(request, session, account, status=400, errors=errors)
+        return await _render(request, session, account, status=400, errors=errors,
+                             shown=settings)
+    script, enabled = "", settings.vacation_enabled
+    if webmail.vacation is not None:
+        rule = VacationRule(settings.vacation_body.strip(), settings.vacation_subject,
+                            settings.vacation_days, settings.vacation_until)
+        try:
+            script = await webmail.vacation.save(
+                account.id, rule if settings.vacation_enabled else None)
+        except OwnVacation as own:
+            return await _render(request, session, account, status=409, shown=settings,
+                                 errors=[_("Ihre Abwesenheitsnotiz steht in Ihrem eigenen "
+                                           "Sieve-Skript „%(script)s“. Bitte ändern Sie sie "
+                                           "dort (z. B. im Mailprogramm).", script=own.script)])
+        except ScriptNotExtended as refused:
+            return await _render(request, session, account, status=409, shown=settings,
+                                 errors=[_("Ihr Sieve-Skript „%(script)s“ lässt sich nicht um "
+                                           "die Abwesenheitsnotiz ergänzen: %(reason)s",
+                                           script=refused.script, reason=refused.reason)])
+        # The script replies now; the settings keep the text for the next time
+        # (and the delivery's own vacation rule stays off: never two replies).
+        settings = dataclasses.replace(settings, vacation_enabled=False)
     await store.save(account.id, settings)
-    log.info("event=webmail_vacation login=%s enabled=%s", account.login,
-             settings.vacation_enabled)
+    log.info("event=webmail_vacation login=%s enabled=%s script=%s", account.login,
+             enabled, script or "-")
     raise web.HTTPSeeOther("/settings?saved=vacation")
 
 

@@ -14,6 +14,8 @@ import zipfile
 from email.message import EmailMessage
 
 import aiohttp
+import pytest
+from sievelib.managesieve import Client as SieveClient
 from sqlalchemy import select
 
 from conf.app import School
@@ -202,3 +204,120 @@ async def test_settings_page_links_to_the_own_data_export(
     async with browser.get("/settings", headers={"Accept-Language": "en"}) as response:
         english = await response.text()
     assert '<a href="/datenauskunft">Download my data (data access request)</a>' in english
+
+
+def _managesieve(school: School, login: str, monkeypatch: pytest.MonkeyPatch
+                 ) -> SieveClient:
+    """sievelib's ManageSieve client over STARTTLS (RFC 5804), as Thunderbird's
+    Sieve add-on or Roundcube's managesieve plugin would log in."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(school.settings.path(school.settings.tls.certificate)))
+    SieveClient.read_timeout = 20
+    client = SieveClient("127.0.0.1", school.settings.listen.managesieve,
+                         srvhostname="localhost")
+    assert client.connect(login, PASSWORDS[login], starttls=True, authmech="PLAIN"), \
+        client.errmsg
+    return client
+
+
+OWN_RULES = """require ["fileinto"];
+# Elternpost in einen eigenen Ordner
+if address :contains "from" "outside.example" {
+    fileinto "Eltern";
+}
+"""
+
+
+async def test_vacation_form_writes_a_sieve_script_seen_over_managesieve(
+        school_with_people: School, browser: aiohttp.ClientSession,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 16.2: the form's reply is a Sieve script a ManageSieve client reads;
+    added to a script of the person's own without touching its rules; a vacation
+    uploaded over ManageSieve shows in the form (and is not overwritten)."""
+    school = school_with_people
+    await log_in(browser, "anna")
+
+    async def save(enabled: bool, body: str, until: str = "") -> tuple[int, str]:
+        async with browser.post("/settings/vacation", data={
+                "csrf": await token(browser), **({"enabled": "on"} if enabled else {}),
+                "subject": "Auf Klassenfahrt", "body": body, "days": "3",
+                "until": until}) as response:
+            return response.status, await response.text()
+
+    status, _html = await save(True, 'Ich bin bis Montag weg.\nGrüße, "Anna"')
+    assert status == 200
+
+    def scripts() -> tuple[str, list[str], str]:
+        client = _managesieve(school, "anna", monkeypatch)
+        try:
+            active, others = client.listscripts()
+            return active, others, client.getscript(active) if active else ""
+        finally:
+            client.logout()
+
+    active, others, text = await asyncio.to_thread(scripts)
+    assert (active, others) == ("Abwesenheitsnotiz", [])
+    assert 'vacation :days 3 :subject "Auf Klassenfahrt"' in text
+    assert 'Grüße, \\"Anna\\"' in text
+
+    # Anna's own rules over ManageSieve, made active: the form adds its block to
+    # them, and a parent's mail is filed by her rule and answered by the form's.
+    def upload_own_rules() -> None:
+        client = _managesieve(school, "anna", monkeypatch)
+        try:
+            assert client.putscript("meine-regeln", OWN_RULES), client.errmsg
+            assert client.setactive("meine-regeln"), client.errmsg
+        finally:
+            client.logout()
+
+    await asyncio.to_thread(upload_own_rules)
+    async with browser.get("/settings") as response:
+        html = await response.text()
+    assert 'name="enabled" checked' not in html  # the active script has no vacation
+    status, _html = await save(True, "Bis Montag auf Klassenfahrt.", until="2099-12-31")
+    assert status == 200
+    active, _others, text = await asyncio.to_thread(scripts)
+    assert active == "meine-regeln"
+    assert OWN_RULES.split("\n", 1)[1].strip() in text  # her rules, unchanged, after the block
+    assert 'if currentdate :value "le" "date" "2099-12-31"' in text
+    anna = await school.directory.get_account("anna")
+    await school.mail_store.create_mailbox(anna.id, "Eltern")
+    await deliver(school, mail("Frage zur Fahrt"))
+    for _ in range(100):
+        replies = await outbound_messages(school)
+        if replies:
+            break
+        await asyncio.sleep(0.05)
+    ((recipient, reply),) = await outbound_messages(school)
+    assert recipient == OUTSIDE and reply["Subject"] == "Auf Klassenfahrt"
+    assert reply.get_content().strip() == "Bis Montag auf Klassenfahrt."
+    assert len(await school.mail_store.read_mailbox(anna.id, "Eltern")) == 1
+
+    # Switched off: exactly her script again.
+    status, _html = await save(False, "Bis Montag auf Klassenfahrt.")
+    assert status == 200
+    _active, _others, text = await asyncio.to_thread(scripts)
+    assert text.strip() == OWN_RULES.strip()
+    async with browser.get("/settings") as response:
+        html = await response.text()
+    assert "Bis Montag auf Klassenfahrt." in html  # the text is kept for next time
+    assert 'name="enabled" checked' not in html
+
+    # A vacation of her own, uploaded over ManageSieve: shown, not overwritten.
+    def upload_own_vacation() -> None:
+        client = _managesieve(school, "anna", monkeypatch)
+        try:
+            assert client.putscript("meine-regeln", 'require "vacation";\r\n'
+                                    'vacation :days 2 "Im Urlaub bis Freitag.";\r\n'), \
+                client.errmsg
+        finally:
+            client.logout()
+
+    await asyncio.to_thread(upload_own_vacation)
+    async with browser.get("/settings") as response:
+        html = await response.text()
+    assert 'name="enabled" checked' in html and "Im Urlaub bis Freitag." in html
+    assert "in Ihrem eigenen Sieve-Skript „meine-regeln“" in html
+    status, html = await save(True, "Anderer Text")
+    assert status == 409 and "Bitte ändern Sie sie dort" in html
+    _active, _others, text = await asyncio.to_thread(scripts)
+    assert "Anderer Text" not in text and "Im Urlaub bis Freitag." in text
