@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from directory import request_timing
 from directory.db import Database
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
@@ -49,11 +51,17 @@ async def _rows(db: Database, sql: str, parameters: Sequence[Any]) -> list[Any]:
     outside any transaction (the read connections autocommit), so the
     statement is its own snapshot.  ``sql`` uses ``?`` placeholders;
     for PostgreSQL they become ``$1, $2, ...``."""
+    started = time.perf_counter()
     async with db.read_engine.connect() as conn:
         raw = (await conn.get_raw_connection()).driver_connection
-        if db.is_sqlite:
-            return list(await raw.execute_fetchall(sql, parameters))  # type: ignore[union-attr]
-        return list(await raw.fetch(_numbered(sql), *parameters))  # type: ignore[union-attr]
+        checked_out = time.perf_counter()
+        request_timing.add("pool", checked_out - started)
+        try:
+            if db.is_sqlite:
+                return list(await raw.execute_fetchall(sql, parameters))  # type: ignore[union-attr]
+            return list(await raw.fetch(_numbered(sql), *parameters))  # type: ignore[union-attr]
+        finally:
+            request_timing.add("sql", time.perf_counter() - checked_out)
 
 
 def _numbered(sql: str) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from directory import request_timing
 from directory.model import Account
 from mailserver.store import (
     CannotDeleteInbox,
@@ -66,13 +67,17 @@ async def search(request: web.Request, session: WebSession, account: Account
     box = _box(request)
     query = search_query(request.query)
     try:
-        shown = await mail.page(account.id, box, _number(request.query.get("page"), 1), query)
+        with request_timing.phase("page"):
+            shown = await mail.page(account.id, box, _number(request.query.get("page"), 1),
+                                    query)
     except (MailboxNotFound, StoreError):
         return error_page(request, 404, _("Ordner nicht gefunden"), box, session)
     terms = {k: request.query.get(k, "") for k in ("q", "from", "to", "subject", "body",
                                                     "since", "until")}
-    return page(request, "folder.html", session=session, folders=await mail.folders(account.id),
-                mailbox=box, page=shown, notice="", search=terms,
+    with request_timing.phase("folders"):
+        folders = await mail.folders(account.id)
+    return page(request, "folder.html", session=session, folders=folders, mailbox=box,
+                page=shown, notice="", search=terms,
                 pager_base="/search?" + urllib.parse.urlencode({"box": box, **terms}))
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import jinja2
 from aiohttp import web
 
+from directory import request_timing
 from mailserver.webmail.context import TEMPLATES, WEBMAIL
 from mailserver.webmail.i18n import LOCALES, Translator, folder_order, gettext_of
 from mailserver.webmail.sessions import WebSession
@@ -46,7 +47,8 @@ def page(request: web.Request, template: str, status: int = 200,
     values.setdefault("mailbox", None)
     values.setdefault("here", request.path_qs if request.method == "GET" else "/mail")
     env = request.app[TEMPLATES][gettext_of(request).locale]
-    text = env.get_template(template).render(school=webmail.school_name, **values)
+    with request_timing.phase("render"):
+        text = env.get_template(template).render(school=webmail.school_name, **values)
     return web.Response(text=text, status=status, content_type="text/html", charset="utf-8")
 
 

@@ -27,6 +27,7 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
+from directory import request_timing
 from directory.model import Account, DirectoryError
 from mailserver.webmail.context import WEBMAIL
 from mailserver.webmail.i18n import gettext_of
@@ -155,7 +156,8 @@ def login_required(handler: LoggedInHandler) -> Handler:
     the session's CSRF token in the form field ``csrf`` and no foreign origin."""
     async def wrapped(request: web.Request) -> web.StreamResponse:
         _ = gettext_of(request)
-        found = await logged_in(request)
+        with request_timing.phase("auth"):
+            found = await logged_in(request)
         if found is None:
             if request.method == "POST":
                 if request.path == "/compose" and not from_foreign_site(request):

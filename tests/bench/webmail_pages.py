@@ -25,11 +25,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import multiprocessing
 import os
+import pickle
 import random
 import re
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -75,8 +77,10 @@ def bench_settings(base: Path, database_url: str) -> Settings:
 
     settings = make_settings(base, database_url)
     listen = dataclasses.replace(settings.listen, web=0, imap=-1, imaps=-1, smtp=-1,
-                                 submission=-1, submissions=-1, matrix=-1)
-    return dataclasses.replace(settings, listen=listen)
+                                 submission=-1, submissions=-1, matrix=-1, managesieve=-1,
+                                 federation=-1)
+    return dataclasses.replace(settings, listen=listen,
+                               metrics=dataclasses.replace(settings.metrics, port=-1))
 
 
 def message(n: int) -> bytes:
@@ -126,26 +130,66 @@ async def fill(settings: Settings, count: int) -> None:
         await school.close()
 
 
-def serve(settings: Settings, ready: multiprocessing.Queue, stop: multiprocessing.Event
-          ) -> None:
-    from conf.app import School
+# The school's webmail in its own process, running the code of a directory
+# (this checkout, or an older one for --compare): settings come pickled in a file,
+# the base URL goes out on stdout, and the server ends when its stdin closes.
+SERVE = """
+import asyncio, pickle, sys
+with open(sys.argv[1], "rb") as f:
+    settings = pickle.load(f)
+from conf.app import School
+
+async def main():
+    school = await School.open(settings, migrate=False)
+    try:
+        await school.start()
+        (server,) = [s for s in school.services if type(s).__name__ == "WebmailServer"]
+        print(server.base_url, flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+    finally:
+        await school.close()
+asyncio.run(main())
+"""
 
 
-    async def serving() -> None:
-        school = await School.open(settings, migrate=False)
+@dataclasses.dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[str]
+    address: str
+
+    @classmethod
+    def start(cls, name: str, code: Path, settings: Settings, work: Path) -> Server:
+        pickled = work / f"settings-{name}.pickle"
+        pickled.write_bytes(pickle.dumps(settings))
+        env = {**os.environ, "PYTHONPATH": str(code)}
+        process = subprocess.Popen([sys.executable, "-c", SERVE, str(pickled)], cwd=code,
+                                   env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                   text=True)
+        assert process.stdout is not None
+        address = process.stdout.readline().strip()
+        if not address.startswith("https://"):
+            process.kill()
+            raise RuntimeError(f"the {name} server did not start")
+        return cls(name, process, address)
+
+    def stop(self) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.close()
         try:
-            await school.start()
-            (server,) = [s for s in school.services if type(s).__name__ == "WebmailServer"]
-            ready.put(server.base_url)  # type: ignore[attr-defined]
-            while not stop.is_set():
-                await asyncio.sleep(0.2)
-        finally:
-            await school.close()
-    asyncio.run(serving())
+            self.process.wait(30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
 
 
 _TIMING = re.compile(r"app;dur=([0-9.]+)")
+_PART = re.compile(r"([a-z]+);dur=([0-9.]+)")
 Samples = dict[str, list[tuple[float, float]]]
+# Server-Timing parts of each request (ms by name), per kind, beside Samples.
+Parts = dict[str, list[dict[str, float]]]
+# Where the time of a page goes (the webmail's Server-Timing parts): the
+# handler's phases, and inside them the database pool and statements.
+PHASES = ("auth", "folders", "page", "render")
 
 
 async def log_in(session: Any, base: str) -> None:
@@ -158,15 +202,35 @@ async def log_in(session: Any, base: str) -> None:
 
 
 async def timed(session: Any, url: str, params: dict[str, str], into: Samples,
-                kind: str) -> None:
-    """One GET; (server time from Server-Timing, wall time at the client) in ms."""
+                kind: str, parts: Parts | None = None) -> None:
+    """One GET; (server time from Server-Timing, wall time at the client) in ms,
+    and the Server-Timing parts into ``parts``."""
     started = time.perf_counter()
     async with session.get(url, params=params) as response:
         await response.read()
         assert response.status == 200, (response.status, url, params)
-        server = _TIMING.search(response.headers.get("Server-Timing", ""))
+        header = response.headers.get("Server-Timing", "")
+        server = _TIMING.search(header)
     wall = (time.perf_counter() - started) * 1000
     into.setdefault(kind, []).append((float(server.group(1)) if server else wall, wall))
+    if parts is not None:
+        parts.setdefault(kind, []).append({name: float(ms) for name, ms in
+                                           _PART.findall(header)})
+
+
+def breakdown(parts: list[dict[str, float]]) -> str:
+    """Median of each part over all requests, and mean over the slowest 2 %:
+    where a page's time goes, and where the tail's goes."""
+    def split(sample: dict[str, float]) -> dict[str, float]:
+        out = {name: sample.get(name, 0.0) for name in ("app", *PHASES, "pool", "sql")}
+        out["other"] = out["app"] - sum(out[name] for name in PHASES)
+        return out
+    rows = sorted((split(p) for p in parts), key=lambda row: row["app"])
+    tail = rows[-max(1, len(rows) // 50):]
+    names = list(rows[0])
+    median = " ".join(f"{n} {statistics.median(r[n] for r in rows):.1f}" for n in names)
+    slow = " ".join(f"{n} {statistics.mean(r[n] for r in tail):.1f}" for n in names)
+    return f"median: {median}\n    slowest 2 % ({len(tail)}): {slow}"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -174,6 +238,36 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def database_cpu(url: str) -> dict[int, float]:
+    """CPU seconds so far of each PostgreSQL backend serving the bench database
+    (its connections' processes, from /proc: same machine); {} on SQLite (the
+    statements run in the server process and count there)."""
+    if not url.startswith("postgresql"):
+        return {}
+    import asyncpg
+
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        pids = [row[0] for row in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()")]
+    finally:
+        await conn.close()
+    out = {}
+    for backend in pids:
+        try:
+            out[backend] = cpu_seconds(backend)
+        except OSError:  # ended meanwhile
+            pass
+    return out
+
+
+def database_cpu_spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """Backend CPU between two samples (backends that ended in between are lost:
+    a lower bound)."""
+    return sum(cpu - before.get(backend, 0.0) for backend, cpu in after.items())
 
 
 async def one_at_a_time(base: str, pid: int, count: int = 100) -> None:
@@ -192,7 +286,7 @@ async def one_at_a_time(base: str, pid: int, count: int = 100) -> None:
         warm: Samples = {}
         await timed(session, f"{base}/search", {"box": "INBOX", "q": "wandertag"}, warm, "first")
         print(f"first search (the index of the mailbox is built): "
-              f"{warm['first'][0][0] / 1000:.1f} s server time")
+              f"{warm['first'][0][0] / 1000:.1f} s server time", flush=True)
         for kind in ("folder", "search"):
             samples: Samples = {}
             before = cpu_seconds(pid)
@@ -207,11 +301,31 @@ async def one_at_a_time(base: str, pid: int, count: int = 100) -> None:
             cpu = (cpu_seconds(pid) - before) * 1000 / count
             server = sorted(s for s, _ in samples[kind])
             print(f"one at a time, {kind:6}: server p50 {statistics.median(server):.1f} ms, "
-                  f"p99 {_p99(server):.1f} ms; {cpu:.1f} ms CPU per request")
+                  f"p99 {_p99(server):.1f} ms; {cpu:.1f} ms CPU per request", flush=True)
+
+
+@dataclasses.dataclass
+class Result:
+    """What one or more timed windows of one server measured."""
+
+    seconds: float = 0.0
+    samples: Samples = dataclasses.field(default_factory=dict)
+    parts: Parts = dataclasses.field(default_factory=dict)
+    cpu: float = 0.0
+    database_cpu: float = 0.0
+
+    def add(self, other: Result) -> None:
+        self.seconds += other.seconds
+        for kind, values in other.samples.items():
+            self.samples.setdefault(kind, []).extend(values)
+        for kind, parts in other.parts.items():
+            self.parts.setdefault(kind, []).extend(parts)
+        self.cpu += other.cpu
+        self.database_cpu += other.database_cpu
 
 
 async def run(base: str, users: int, seconds: float, messages: int, think: float,
-              pid: int) -> None:
+              pid: int, database_url: str) -> Result:
     import ssl
 
     import aiohttp
@@ -222,40 +336,52 @@ async def run(base: str, users: int, seconds: float, messages: int, think: float
     sessions = [aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context),
                                       cookie_jar=aiohttp.CookieJar(unsafe=True))
                 for _ in range(users)]
-    results: Samples = {}
+    result = Result(seconds=seconds)
     try:
         for session in sessions:
             await log_in(session, base)
         deadline = time.perf_counter() + seconds
         pages = max(1, messages // 50)
         cpu_before = cpu_seconds(pid)
+        database_before = await database_cpu(database_url)
 
         async def user(session: Any, rng: random.Random) -> None:
             while time.perf_counter() < deadline:
                 await timed(session, f"{base}/mail",
                             {"box": "INBOX", "page": str(rng.randint(1, pages))},
-                            results, "folder")
+                            result.samples, "folder", result.parts)
                 await asyncio.sleep(rng.uniform(0, 2 * think))
-                await timed(session, f"{base}/search",
-                            {"box": "INBOX", **searches(rng)}, results, "search")
+                await timed(session, f"{base}/search", {"box": "INBOX", **searches(rng)},
+                            result.samples, "search", result.parts)
                 await asyncio.sleep(rng.uniform(0, 2 * think))
         await asyncio.gather(*(user(s, random.Random(i)) for i, s in enumerate(sessions)))
-        cpu = cpu_seconds(pid) - cpu_before
+        result.cpu = cpu_seconds(pid) - cpu_before
+        result.database_cpu = database_cpu_spent(database_before,
+                                                 await database_cpu(database_url))
     finally:
         for session in sessions:
             await session.close()
-    for kind, samples in results.items():
+    return result
+
+
+def report(result: Result, think: float, database: bool) -> None:
+    seconds = result.seconds
+    for kind, samples in result.samples.items():
         server = sorted(s for s, _ in samples)
         wall = sorted(w for _, w in samples)
         print(f"think {think:.1f} s, {kind:6}: {len(samples)} requests, "
               f"{len(samples) / seconds:.0f}/s; server "
               f"p50 {statistics.median(server):.1f} ms, p99 {_p99(server):.1f} ms; "
               f"at the client p50 {statistics.median(wall):.1f} ms, p99 {_p99(wall):.1f} ms")
-
-
-    done = sum(len(samples) for samples in results.values())
+        if any(len(parts) > 1 for parts in result.parts[kind]):  # code with the parts
+            print(f"  ms {breakdown(result.parts[kind])}")
+    done = sum(len(samples) for samples in result.samples.values())
+    cpu, database_cpu = result.cpu, result.database_cpu
     print(f"server CPU: {cpu * 1000 / max(done, 1):.1f} ms per request "
-          f"(folder and search mixed; {cpu / seconds * 100:.0f} % of one core)")
+          f"(folder and search mixed; {cpu / seconds * 100:.0f} % of one core)"
+          + (f"; PostgreSQL backends at least {database_cpu * 1000 / max(done, 1):.1f} ms per "
+             f"request ({database_cpu / seconds * 100:.0f} % of one core)" if database else ""))
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
 
 
 def _p99(values: list[float]) -> float:
@@ -270,9 +396,16 @@ def main() -> None:
     parser.add_argument("--think", type=float, default=1.0,
                         help="mean seconds a user waits between clicks (0: back to back)")
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--compare", type=Path, default=None, metavar="DIR",
+                        help="a checkout of other code (e.g. `git worktree add DIR main`): "
+                             "both servers on the same database, timed windows alternating "
+                             "(A B B A ...), so the machine's load hits both alike")
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="with --compare: pairs of windows per server")
     args = parser.parse_args()
     from tests.support.databases import PostgresDatabases, SqliteDatabases
 
+    here = Path(__file__).resolve().parents[2]
     with tempfile.TemporaryDirectory() as work:
         base = Path(work)
         databases = (PostgresDatabases(args.database_url) if args.database_url
@@ -280,25 +413,34 @@ def main() -> None:
         url = databases.fresh(base)
         settings = bench_settings(base / "school", url)
         asyncio.run(fill(settings, args.messages))
-        context = multiprocessing.get_context("spawn")
-        ready, stop = context.Queue(), context.Event()
-        server = context.Process(target=serve, args=(settings, ready, stop))
-        server.start()
+        codes = [("this", here)] + ([("compared", args.compare.resolve())] if args.compare
+                                    else [])
+        servers: list[Server] = []
+        database = url if args.database_url else ""
         try:
-            address = ready.get(timeout=120)
-            print(f"webmail at {address}, {args.users} users, {args.seconds:.0f} s, "
-                  f"{'PostgreSQL' if args.database_url else 'SQLite'}, server pid {server.pid}")
-            pid = server.pid or 0
-            asyncio.run(one_at_a_time(address, pid))
-            asyncio.run(run(address, args.users, args.seconds, args.messages, args.think, pid))
-            if args.think:
-                print("and back to back (no pause between clicks):")
-                asyncio.run(run(address, args.users, args.seconds, args.messages, 0.0, pid))
+            for name, code in codes:
+                servers.append(Server.start(name, code, settings, base))
+                server = servers[-1]
+                print(f"{name} code ({code}): webmail at {server.address}, {args.users} users, "
+                      f"{args.seconds:.0f} s, {'PostgreSQL' if database else 'SQLite'}, "
+                      f"server pid {server.process.pid}", flush=True)
+                asyncio.run(one_at_a_time(server.address, server.process.pid))
+            for think in ([args.think, 0.0] if args.think else [0.0]):
+                results = {server.name: Result() for server in servers}
+                order = servers if len(servers) == 1 else [
+                    s for r in range(args.rounds)
+                    for s in (servers if r % 2 == 0 else servers[::-1])]
+                for server in order:
+                    results[server.name].add(asyncio.run(run(
+                        server.address, args.users, args.seconds, args.messages, think,
+                        server.process.pid, database)))
+                for server in servers:
+                    print(f"== {server.name} code, think {think:.1f} s "
+                          f"({results[server.name].seconds:.0f} s timed):")
+                    report(results[server.name], think, bool(database))
         finally:
-            stop.set()
-            server.join(30)
-            if server.is_alive():
-                server.terminate()
+            for server in servers:
+                server.stop()
             databases.drop(url)
             databases.close()
 

@@ -90,3 +90,15 @@ async def test_search_mark_move_and_folders(school_with_people: School,
     async with browser.post("/folders/empty", data={"csrf": token, "box": "INBOX"}) as response:
         assert response.status == 400
     assert len(await flags_of(school, "anna", "INBOX")) == 1
+
+
+async def test_server_timing_names_where_a_folder_page_spent_its_time(
+        school_with_people: School, browser: aiohttp.ClientSession) -> None:
+    """``Server-Timing`` (what the benchmark reads): the whole and its parts."""
+    await log_in(browser, "anna")
+    async with browser.get("/mail?box=INBOX") as response:
+        assert response.status == 200
+        header = response.headers["Server-Timing"]
+    parts = dict(re.findall(r"([a-z]+);dur=([0-9.]+)", header))
+    assert {"app", "auth", "folders", "page", "render", "sql", "pool"} <= set(parts), header
+    assert float(parts["app"]) >= float(parts["page"]) + float(parts["folders"])

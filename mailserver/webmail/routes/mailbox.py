@@ -7,6 +7,7 @@ import urllib.parse
 
 from aiohttp import web
 
+from directory import request_timing
 from directory.model import Account
 from mailserver.store import InvalidMailboxName, MailboxExists, MailboxNotFound, StoreError
 from mailserver.webmail.context import WEBMAIL
@@ -37,9 +38,11 @@ async def folder(request: web.Request, session: WebSession, account: Account
     _ = gettext_of(request)
     mail = request.app[WEBMAIL].mail
     box = box_of(request)
-    folders = await mail.folders(account.id)
+    with request_timing.phase("folders"):
+        folders = await mail.folders(account.id)
     try:
-        shown = await mail.page(account.id, box, number(request.query.get("page"), 1))
+        with request_timing.phase("page"):
+            shown = await mail.page(account.id, box, number(request.query.get("page"), 1))
     except (MailboxNotFound, StoreError):
         return error_page(request, 404, _("Ordner nicht gefunden"), box, session)
     notice = _("Die Nachricht wurde gesendet.") if request.query.get("notice") == "sent" else ""
