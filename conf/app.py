@@ -97,9 +97,11 @@ class School:
     def mail_bridge(self) -> MailBridge:
         """Mail to group rooms (conf.wiring.bridge): SMTP feeds it, the messenger serves it."""
         if self._mail_bridge is None:
-            from conf.wiring.bridge import MailBridge
+            from conf.wiring.bridge import MailBridge, webmail_url
 
-            self._mail_bridge = MailBridge(enabled=self.settings.bridge.mail_to_rooms)
+            webmail = webmail_url(self.settings) if self.settings.listen.web >= 0 else ""
+            self._mail_bridge = MailBridge(enabled=self.settings.bridge.mail_to_rooms,
+                                           directory=self.directory, webmail=webmail)
         return self._mail_bridge
 
     @property

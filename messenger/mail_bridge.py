@@ -2,18 +2,30 @@
 
 The school's system user (``messenger.school_rooms``) posts an ``m.room.message``
 (spec: Client-Server API 11.2.1 "m.room.message", msgtype ``m.text``) with the
-sender's name and address, the subject and the plain text; ``body`` only, never
-HTML (the mail side hands over text).  Once per (room, Message-ID): the key is
-stored before the post, so a mail delivered twice, even at the same moment, is
-posted at most once.  Encrypted rooms (``m.room.encryption`` in the state) cannot
-be written by the server in clear: they get a short notice without the mail's
-content instead.  This module knows nothing of mail: the composition root
-(``conf.wiring.bridge``) turns a delivered mail into a ``MailPost``.
+sender's name and address, the subject and the plain text as ``body``; a mail
+with HTML adds ``formatted_body`` (``format: org.matrix.custom.html``) reduced to
+the spec's HTML subset (``messenger.mail_html``).  Both end with a link to the
+message in the webmail.  Attachments follow as ``m.file``/``m.image`` events
+(11.2.1.7), uploaded into the media repository in the mail sender's name (so the
+file is theirs, and the room's members may download it because an event of the
+room names it); what the repository refuses (too large, a type a browser would
+run) or what lies beyond the mail side's count is listed in the message as
+"only in the mailbox".
+
+Posted only when the sender is verified (a logged-in submission, or DMARC pass
+for outside mail), when the group's setting (``messenger.bridge_groups``) is on,
+and once per (room, Message-ID): the key is stored before the post, so a mail
+delivered twice, even at the same moment, is posted at most once.  Encrypted
+rooms (``m.room.encryption`` in the state) cannot be written by the server in
+clear: they get a short notice without the mail's content instead.  This module
+knows nothing of mail: the composition root (``conf.wiring.bridge``) turns a
+delivered mail into a ``MailPost``.
 """
 
 from __future__ import annotations
 
 import hashlib
+import html
 import logging
 from dataclasses import dataclass
 from typing import Protocol
@@ -21,12 +33,24 @@ from typing import Protocol
 from sqlalchemy.exc import IntegrityError
 
 from directory.db import Database
+from directory.model import Group
+from messenger.bridge_groups import GroupBridge
+from messenger.mail_html import matrix_html
+from messenger.rooms.errors import Forbidden, TooLarge
 from messenger.storage import events as store
 from messenger.storage.tables import MailBridgedRow
 
 log = logging.getLogger("schulhof.messenger")
 
 MAIL_MARK = "org.schulhof.mail"  # in the content: where the message came from
+IMAGE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp"})
+
+
+@dataclass(frozen=True)
+class MailFile:
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,12 @@ class MailPost:
     subject: str
     text: str
     message_id: str
+    html: str = ""
+    files: tuple[MailFile, ...] = ()
+    files_left_out: int = 0  # attachments the mail side did not hand over
+    link: str = ""  # the message in the webmail
+    verified: bool = False  # the sender is who From says (login or DMARC pass)
+    uploader_account_id: int | None = None  # whose files the attachments become
 
 
 class GroupRoomWriter(Protocol):
@@ -52,13 +82,70 @@ class EventAppender(Protocol):
                         content: dict[str, object], *, state_key: str | None = None) -> str: ...
 
 
-def message_body(post: MailPost) -> str:
+class MediaUploader(Protocol):
+    """What the bridge needs of ``messenger.media.MediaRepository``."""
+
+    def check_upload(self, content_type: str, size: int | None) -> str: ...
+
+    async def upload(self, account_id: int, data: bytes, content_type: str,
+                     upload_name: str | None) -> str: ...
+
+
+class GroupSettings(Protocol):
+    async def group(self, name: str) -> Group: ...
+
+    async def bridge_of(self, group: Group) -> GroupBridge: ...
+
+
+@dataclass(frozen=True)
+class Uploaded:
+    file: MailFile
+    uri: str
+
+
+def message_body(post: MailPost, only_in_mailbox: list[str] | None = None) -> str:
     """The plain text of the room message (German first: what pupils read)."""
     who = f"{post.sender_name} <{post.sender_address}>" if post.sender_name \
         else post.sender_address
     subject = post.subject or "(kein Betreff)"
-    head = f"✉ E-Mail von {who}\nBetreff: {subject}"
-    return f"{head}\n\n{post.text}" if post.text else head
+    parts = [f"✉ E-Mail von {who}\nBetreff: {subject}"]
+    if post.text:
+        parts.append(post.text)
+    tail = _tail_lines(post, only_in_mailbox or [])
+    if tail:
+        parts.append("\n".join(tail))
+    return "\n\n".join(parts)
+
+
+def _tail_lines(post: MailPost, only_in_mailbox: list[str]) -> list[str]:
+    lines = []
+    if only_in_mailbox or post.files_left_out:
+        names = ", ".join(only_in_mailbox)
+        more = f"{post.files_left_out} weitere" if post.files_left_out else ""
+        listed = ", ".join(x for x in (names, more) if x)
+        lines.append(f"Anhänge nur im Postfach: {listed}")
+    if post.link:
+        lines.append(f"Im Webmail öffnen: {post.link}")
+    return lines
+
+
+def formatted_body(post: MailPost, only_in_mailbox: list[str]) -> str:
+    """``formatted_body`` for a mail with HTML; "" when its HTML leaves nothing."""
+    shown = matrix_html(post.html) if post.html else ""
+    if not shown:
+        return ""
+    who = html.escape(post.sender_name or post.sender_address)
+    address = html.escape(post.sender_address)
+    subject = html.escape(post.subject or "(kein Betreff)")
+    head = (f"<p>✉ E-Mail von <b>{who}</b> &lt;{address}&gt;<br>"
+            f"Betreff: <b>{subject}</b></p>")
+    tail = ""
+    if only_in_mailbox or post.files_left_out:
+        tail += f"<p>{html.escape(_tail_lines(post, only_in_mailbox)[0])}</p>"
+    if post.link:
+        link = html.escape(post.link, quote=True)
+        tail += f'<p><a href="{link}">Im Webmail öffnen</a></p>'
+    return head + shown + tail
 
 
 ENCRYPTED_NOTICE = ("✉ Eine E-Mail an {group} von {who} ist angekommen; dieser Raum ist "
@@ -68,13 +155,26 @@ ENCRYPTED_NOTICE = ("✉ Eine E-Mail an {group} von {who} ist angekommen; dieser
 class MailToRoom:
     """Posts ``MailPost``s into group rooms (see the module docstring)."""
 
-    def __init__(self, db: Database, rooms: GroupRoomWriter, appender: EventAppender) -> None:
+    def __init__(self, db: Database, rooms: GroupRoomWriter, appender: EventAppender, *,
+                 media: MediaUploader | None = None,
+                 groups: GroupSettings | None = None) -> None:
         self._db = db
         self._rooms = rooms
         self._appender = appender
+        self._media = media
+        self._groups = groups
 
     async def post(self, post: MailPost) -> str | None:
-        """The event id posted, or None (no room, or posted before)."""
+        """The event id posted, or None (not verified, switched off, no room, or
+        posted before)."""
+        if not post.verified:
+            log.info("event=mail_bridge_unverified group=%s", post.group)
+            return None
+        if self._groups is not None:
+            bridge = await self._groups.bridge_of(await self._groups.group(post.group))
+            if not bridge.mail_to_room:
+                log.info("event=mail_bridge_off group=%s", post.group)
+                return None
         room_id = await self._rooms.room_of_group(post.group)
         if room_id is None:
             log.info("event=mail_bridge_no_room group=%s", post.group)
@@ -89,15 +189,49 @@ class MailToRoom:
             return None
         async with self._db.read() as session:
             state = await store.current_state(session, room_id, [("m.room.encryption", "")])
-        content: dict[str, object]
+        system = self._rooms.system_user
         if state.get(("m.room.encryption", "")) is not None:
             who = post.sender_name or post.sender_address
-            content = {"msgtype": "m.notice",
-                       "body": ENCRYPTED_NOTICE.format(group=post.group, who=who)}
-        else:
-            content = {"msgtype": "m.text", "body": message_body(post),
-                       MAIL_MARK: {"from": post.sender_address, "subject": post.subject}}
-        event_id = await self._appender.append_as(self._rooms.system_user, room_id,
-                                                  "m.room.message", content)
-        log.info("event=mail_bridged group=%s room=%s event=%s", post.group, room_id, event_id)
+            content: dict[str, object] = {
+                "msgtype": "m.notice",
+                "body": ENCRYPTED_NOTICE.format(group=post.group, who=who)}
+            return await self._appender.append_as(system, room_id, "m.room.message", content)
+        uploaded, only_in_mailbox = await self._upload(post)
+        content = {"msgtype": "m.text", "body": message_body(post, only_in_mailbox),
+                   MAIL_MARK: {"from": post.sender_address, "subject": post.subject}}
+        formatted = formatted_body(post, only_in_mailbox)
+        if formatted:
+            content["format"] = "org.matrix.custom.html"
+            content["formatted_body"] = formatted
+        event_id = await self._appender.append_as(system, room_id, "m.room.message", content)
+        for item in uploaded:
+            kind = item.file.content_type
+            await self._appender.append_as(system, room_id, "m.room.message", {
+                "msgtype": "m.image" if kind in IMAGE_TYPES else "m.file",
+                "body": item.file.filename, "filename": item.file.filename,
+                "url": item.uri, "info": {"mimetype": kind, "size": len(item.file.data)},
+                MAIL_MARK: {"from": post.sender_address, "attachment_of": event_id}})
+        log.info("event=mail_bridged group=%s room=%s event=%s files=%d skipped=%d",
+                 post.group, room_id, event_id, len(uploaded),
+                 len(only_in_mailbox) + post.files_left_out)
         return event_id
+
+    async def _upload(self, post: MailPost) -> tuple[list[Uploaded], list[str]]:
+        """The attachments the media repository took, and the names of the others."""
+        uploaded: list[Uploaded] = []
+        refused: list[str] = []
+        for file in post.files:
+            if self._media is None or post.uploader_account_id is None:
+                refused.append(file.filename)
+                continue
+            try:
+                self._media.check_upload(file.content_type, len(file.data))
+                uri = await self._media.upload(post.uploader_account_id, file.data,
+                                               file.content_type, file.filename)
+            except (TooLarge, Forbidden) as exc:
+                log.info("event=mail_bridge_attachment_refused group=%s size=%d reason=%s",
+                         post.group, len(file.data), type(exc).__name__)
+                refused.append(file.filename)
+                continue
+            uploaded.append(Uploaded(file, uri))
+        return uploaded, refused

@@ -46,6 +46,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("login")
     p.set_defaults(handler=remove_member)
 
+    p = actions.add_parser("bridge", help="show or change how the group's mail and room meet")
+    p.add_argument("name")
+    p.add_argument("--mail-to-room", choices=["on", "off"],
+                   help="post mail to the group's address into its room "
+                        "(default: on for class and course groups)")
+    p.add_argument("--parents", choices=["on", "off"],
+                   help="mail the room's announcements to the parents of pupil members too")
+    p.set_defaults(handler=bridge_settings)
+
 
 async def add_group(args: argparse.Namespace, school: School) -> int:
     group = await school.directory.create_group(
@@ -92,4 +101,26 @@ async def remove_member(args: argparse.Namespace, school: School) -> int:
     await school.audit.record(cli_actor(), "group.remove_member", args.name.lower(),
                               {"login": args.login.lower()})
     print(f"removed {args.login.lower()} from {args.name.lower()}")
+    return 0
+
+
+def _on(value: str | None) -> bool | None:
+    return None if value is None else value == "on"
+
+
+async def bridge_settings(args: argparse.Namespace, school: School) -> int:
+    from messenger.bridge_groups import BridgeGroups
+
+    group = await school.directory.get_group(args.name)
+    groups = BridgeGroups(school.db)
+    if args.mail_to_room is None and args.parents is None:
+        bridge = await groups.of(group)
+    else:
+        bridge = await groups.change(group, mail_to_room=_on(args.mail_to_room),
+                                     parents_digest=_on(args.parents))
+        await school.audit.record(cli_actor(), "group.bridge", group.name,
+                                  {"mail_to_room": bridge.mail_to_room,
+                                   "parents": bridge.parents_digest})
+    print(f"{group.name}: mail-to-room {'on' if bridge.mail_to_room else 'off'}, "
+          f"parents {'on' if bridge.parents_digest else 'off'}")
     return 0

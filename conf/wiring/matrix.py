@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from conf.wiring.bridge import GroupSettingsOf
 from conf.wiring.signing import event_signer, signing_key
 from directory.client_address import TrustedProxies
 from directory.model import Role
@@ -27,6 +28,7 @@ from federation.matrix.sender import TransactionSender
 from federation.matrix.signed_json import SigningKey
 from federation.metrics import SchoolMetrics
 from messenger.api.federation import FederationContext, TransactionHandler
+from messenger.bridge_groups import BridgeGroups
 from messenger.chat_rights import ChatRights
 from messenger.events.signing import KeyLookup
 from messenger.federation_edus import EduReceiver, EphemeralFederation
@@ -77,7 +79,9 @@ def build(school: School) -> list[Service]:
         quiet_hours=quiet_hours(school), broadcast=school.broadcast)
     server.extra_middlewares.append(request_timer(school.metrics))
     # Mail to a group address appears in the group's room (issue 18, conf.wiring.bridge).
-    school.mail_bridge.target = MailToRoom(school.db, server.school_rooms, server.rooms)
+    school.mail_bridge.target = MailToRoom(
+        school.db, server.school_rooms, server.rooms, media=server.media,
+        groups=GroupSettingsOf(school.directory, BridgeGroups(school.db)))
     services: list[Service] = [server]
     if settings.listen.federation >= 0:
         listener = federation_listener(school, server)

@@ -111,6 +111,14 @@ class SmtpService:
     def open_connections(self) -> int:
         return len(self._connections)
 
+    async def settled(self, timeout: float = 10.0) -> None:
+        """Wait (bounded) until the commits and group-mail sinks now in flight are done:
+        what ran after a 250 (the room bridge) has run."""
+        deadline = time.monotonic() + timeout
+        while self._services.committing and time.monotonic() < deadline:
+            await asyncio.wait(set(self._services.committing),
+                               timeout=max(0.0, deadline - time.monotonic()))
+
     async def stop(self) -> None:
         """Stop accepting; let running commits finish (bounded), then close every connection.
 

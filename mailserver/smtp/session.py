@@ -73,6 +73,15 @@ class SessionServices:
     group_mail: GroupMailSink | None = None
 
 
+PARSE_IN_THREAD = 256 * 1024  # bytes: a group mail this large is parsed in a thread
+
+
+@dataclass(frozen=True)
+class GroupSender:
+    verified: bool
+    login: str
+
+
 @dataclass
 class _Transaction:
     """Our side of one aiosmtpd envelope: the open delivery transaction and its recipients."""
@@ -84,6 +93,7 @@ class _Transaction:
     account_ids: set[int] = field(default_factory=set)
     recipients: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)  # group names among the recipients
+    dmarc_pass: bool = False  # MX: the From domain's DMARC check passed (RFC 7489 4.2)
 
 
 def _path(address: str) -> Mailbox | None:
@@ -350,19 +360,31 @@ class SmtpSession:
         if tx.groups and services.group_mail is not None:
             # After the 250, not before it: the sink (the room bridge) costs the sender
             # no time; stop() waits for it as for a commit.
+            # Who the mail is from is known for a login, and for outside mail only
+            # after DMARC passed (quarantined mail never passed).
+            sender = GroupSender(verified=self.account is not None or tx.dmarc_pass,
+                                 login=self.account.login if self.account else "")
             told = asyncio.ensure_future(
-                self._tell_groups(services.group_mail, tx.groups, message))
+                self._tell_groups(services.group_mail, tx.groups, message, sender))
             services.committing.add(told)
             told.add_done_callback(services.committing.discard)
         return f"250 2.0.0 OK queued as {queue_id}"
 
     @staticmethod
-    async def _tell_groups(sink: GroupMailSink, groups: list[str], message: bytes) -> None:
+    async def _tell_groups(sink: GroupMailSink, groups: list[str], message: bytes,
+                           sender: GroupSender) -> None:
         """The mail is stored: tell the sink (the bridge) once per group.  Its failure
         does not undo the delivery, so it is logged, not answered."""
         for group in groups:
             try:
-                await sink.group_mail_delivered(group_mail(group, message))
+                if len(message) > PARSE_IN_THREAD:  # attachments to decode: off the loop
+                    mail = await asyncio.to_thread(group_mail, group, message,
+                                                   verified=sender.verified,
+                                                   sender_login=sender.login)
+                else:
+                    mail = group_mail(group, message, verified=sender.verified,
+                                      sender_login=sender.login)
+                await sink.group_mail_delivered(mail)
             except Exception:
                 log.exception("event=group_mail_sink_failed group=%s", group)
 
@@ -383,6 +405,8 @@ class SmtpSession:
             return replies.dmarc_reject(verdict.dmarc.from_domain)
         if verdict.quarantine:
             tx.delivery.redirect_local(QUARANTINE_MAILBOX)
+        else:
+            tx.dmarc_pass = verdict.dmarc.result == "pass"
         return verdict.apply(content)
 
     async def _check_content(self, content: bytes) -> str | None:

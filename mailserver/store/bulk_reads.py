@@ -321,3 +321,13 @@ def split_headers(bodies: dict[str, bytes]) -> dict[str, bytes]:
     """The header block of each body (``split_header(body)[0]``)."""
     return {blob_id: header_of_prefix(data, complete=True) or data
             for blob_id, data in bodies.items()}
+
+
+async def messages_with_content(db: Database, account_id: int, blob_id: str
+                                ) -> list[tuple[str, int]]:
+    """(mailbox name, UID) of the account's messages whose bytes are ``blob_id``
+    (content-addressed: one sha256 for every copy of a delivered mail)."""
+    rows = await _rows(
+        db, "SELECT mb.name, m.uid FROM messages m JOIN mailboxes mb ON mb.id = m.mailbox_id "
+        "WHERE mb.account_id = ? AND m.blob_id = ? ORDER BY m.uid", [account_id, blob_id])
+    return [(str(name), int(uid)) for name, uid in rows]

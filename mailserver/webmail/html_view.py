@@ -95,6 +95,25 @@ async def _open(request: web.Request, account: Account) -> _Opened | None:
                    sender, remembered)
 
 
+_SHA256 = frozenset("0123456789abcdef")
+
+
+@login_required
+async def open_by_content(request: web.Request, session: WebSession, account: Account
+                          ) -> web.StreamResponse:
+    """``/message/open?sha256=…``: the reader's own copy of a mail (the room link of
+    the messenger bridge); the same 404 as for any message that is not theirs."""
+    _ = gettext_of(request)
+    digest = request.query.get("sha256", "").lower()
+    place = None
+    if len(digest) == 64 and set(digest) <= _SHA256:
+        place = await request.app[WEBMAIL].mail.find_content(account.id, digest)
+    if place is None:
+        return error_page(request, 404, _("Nachricht nicht gefunden"),
+                          _("Sie wurde vielleicht gelöscht."), session)
+    raise web.HTTPSeeOther(f"/message?{_query(*place)}")
+
+
 @login_required
 async def message(request: web.Request, session: WebSession, account: Account
                   ) -> web.StreamResponse:
@@ -181,6 +200,7 @@ async def image_sender(request: web.Request, session: WebSession, account: Accou
 
 
 def routes() -> list[web.RouteDef]:
-    return [web.get("/message", message), web.get("/message/frame", frame),
+    return [web.get("/message", message), web.get("/message/open", open_by_content),
+            web.get("/message/frame", frame),
             web.get("/message/inline", inline), web.post("/images/always", image_sender),
             web.post("/images/never", image_sender)]

@@ -20,7 +20,7 @@ from datetime import datetime
 
 from directory.db import Database
 from mailserver.store import FlagMode, InvalidMailboxName, MailboxNotFound, MailStore, MessageMeta
-from mailserver.store.bulk_reads import mailbox_by_name, read_headers
+from mailserver.store.bulk_reads import mailbox_by_name, messages_with_content, read_headers
 from mailserver.store.names import normalise
 from mailserver.store.search import SearchQuery, thread_root
 from mailserver.webmail.image_senders import ImageSenders
@@ -280,6 +280,13 @@ class Mail:
         if "\\Seen" not in meta.flags:
             await self._store.store_flags(mailbox_id, [uid], FlagMode.ADD, ["\\Seen"])
         return view_of(uid, parsed, meta.flags)
+
+    async def find_content(self, account_id: int, sha256: str) -> tuple[str, int] | None:
+        """Where the account keeps the message whose bytes have this sha256 (a link
+        from the messenger bridge): a folder before Trash and Junk, else None."""
+        found = await messages_with_content(self._db, account_id, sha256.lower())
+        found.sort(key=lambda place: normalise(place[0]) in FOR_GOOD)
+        return found[0] if found else None
 
     async def raw(self, account_id: int, mailbox: str, uid: int) -> bytes:
         """The message's bytes as stored (forward as attachment; raises MessageGone)."""

@@ -425,3 +425,19 @@ class MailBridgedRow(Base):
         ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"), primary_key=True)
     message_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     bridged_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+
+
+# --- bridge_0002 ----------------------------------------------------------------------
+
+
+class BridgeGroupRow(Base):
+    """A group's own bridge settings (messenger.bridge_groups); no row: the defaults
+    of its kind.  ``mail_to_room`` None: the kind's default (on for class and course)."""
+
+    __tablename__ = "matrix_bridge_groups"
+
+    group_id: Mapped[int] = mapped_column(
+        ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True)
+    mail_to_room: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    # Room announcements are mailed to the parents of pupil members too.
+    parents_digest: Mapped[bool] = mapped_column(Boolean, default=False)

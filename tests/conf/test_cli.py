@@ -441,6 +441,15 @@ def test_groups_and_members(schulhof: Schulhof) -> None:
     assert [r[0] for r in table(schulhof.ok("group", "members", "5a"))] == ["kim", "lehrer"]
     assert "not a member" in schulhof.fails("group", "remove-member", "5a", "tim")
 
+    # How mail and room meet (issue 18): by kind until changed, then as set.
+    assert schulhof.ok("group", "bridge", "5a") == "5a: mail-to-room on, parents off\n"
+    assert schulhof.ok("group", "bridge", "chor") == "chor: mail-to-room off, parents off\n"
+    assert schulhof.ok("group", "bridge", "5a", "--parents", "on") == \
+        "5a: mail-to-room on, parents on\n"
+    assert schulhof.ok("group", "bridge", "5a", "--mail-to-room", "off") == \
+        "5a: mail-to-room off, parents on\n"
+    assert "no such" in schulhof.fails("group", "bridge", "6b")
+
 
 @pytest.mark.parametrize("argv", [
     ("group", "add", "5a", "--kind", "class"),  # exists

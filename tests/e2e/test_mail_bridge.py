@@ -15,6 +15,7 @@ from nio import AsyncClient, LoginResponse, RoomMessageNotice, RoomMessageText, 
 
 from conf.app import School
 from directory.model import GroupKind, MemberRole, Role
+from mailserver.smtp import SmtpService
 from messenger.server import MatrixServer
 
 DOMAIN = "schule.test"
@@ -91,6 +92,13 @@ async def pupil(server: MatrixServer) -> AsyncIterator[AsyncClient]:
     await client.close()
 
 
+async def _settled(school: School) -> None:
+    """The bridge posts after the 250: wait until it has run."""
+    for service in school.services:
+        if isinstance(service, SmtpService):
+            await service.settled()
+
+
 def _from_system(sync: SyncResponse, room_id: str) -> list[RoomMessageText | RoomMessageNotice]:
     room = sync.rooms.join.get(room_id)
     if room is None:
@@ -136,15 +144,23 @@ async def test_class_mail_appears_once_in_the_class_room(
     assert len(messages) == 2, [m.body for m in messages]
     wander, abend = messages
     assert isinstance(wander, RoomMessageText)
-    assert wander.body == ("✉ E-Mail von Frau Lehrer <lehrer@schule.test>\n"
-                           "Betreff: Wandertag am Freitag – bitte lesen\n\n"
-                           "Treffpunkt 8 Uhr am Tor. Festes Schuhwerk!")
+    assert wander.body.startswith("✉ E-Mail von Frau Lehrer <lehrer@schule.test>\n"
+                                  "Betreff: Wandertag am Freitag – bitte lesen\n\n"
+                                  "Treffpunkt 8 Uhr am Tor. Festes Schuhwerk!\n\n"
+                                  "Im Webmail öffnen: https://mail.schule.test:"), wander.body
     assert wander.source["content"]["org.schulhof.mail"]["from"] == "lehrer@schule.test"
-    assert "formatted_body" not in wander.source["content"]
+    # The HTML alternative, in the Matrix subset, with the link at the end.
+    assert wander.source["content"]["format"] == "org.matrix.custom.html"
+    assert "<p>Treffpunkt <b>8 Uhr</b> am Tor.</p>" in wander.formatted_body
     assert "Betreff: Elternabend" in abend.body
     assert "Am Montag um 19 Uhr." in abend.body
-    text = abend.body.split("\n\n", 1)[1]
+    text, link = abend.body.split("\n\n")[1:]
     assert text == "Am Montag um 19 Uhr."  # no tags, no script, no style sheet
+    assert link.startswith("Im Webmail öffnen: https://mail.schule.test:")
+    formatted = abend.formatted_body
+    assert "<p>Am <i>Montag</i> um 19 Uhr.</p>" in formatted
+    for banned in ("script", "alert", "style", "<img", "onerror", "<html", "<head"):
+        assert banned not in formatted, banned
 
 
 async def test_encrypted_room_gets_a_notice_without_the_mail(
@@ -182,6 +198,7 @@ async def test_setting_off_and_group_without_room_post_nothing(
                   PLAIN_AND_HTML.replace(b"5a@", b"ag-chor@"))  # delivered, not bridged
     running_school.mail_bridge.enabled = False  # bridge.mail_to_rooms = false
     await _submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)
+    await _settled(running_school)
     running_school.mail_bridge.enabled = True
     # The mail that was not bridged stays so: only the next one (a new Message-ID) shows.
     await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+from email.message import EmailMessage
+
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailserver.group_mail import MAX_SUBJECT, MAX_TEXT, group_mail
+from mailserver.group_mail import MAX_ATTACHMENTS, MAX_SUBJECT, MAX_TEXT, group_mail
 
 
 def test_plain_text_is_preferred_and_headers_decoded() -> None:
@@ -47,3 +50,23 @@ def test_any_header_and_body_text(subject: str, body: str) -> None:
     raw = f"From: x@y\r\nSubject: {subject}\r\n\r\n{body}".encode("utf-8", "surrogatepass")
     mail = group_mail("g", raw)
     assert len(mail.subject) <= MAX_SUBJECT and len(mail.text) <= MAX_TEXT + 2
+
+
+def test_html_attachments_digest_and_sender() -> None:
+    message = EmailMessage()
+    message["From"] = "a@b"
+    message.set_content("Text")
+    message.add_alternative("<p>Text</p>", subtype="html")
+    for number in range(MAX_ATTACHMENTS + 3):
+        message.add_attachment(bytes([number]) * 10, maintype="application",
+                               subtype="pdf", filename=f"f{number}.pdf")
+    raw = message.as_bytes()
+    mail = group_mail("5a", raw, verified=True, sender_login="lehrer")
+    assert mail.html.strip() == "<p>Text</p>" and mail.text == "Text"
+    assert [a.filename for a in mail.attachments] == \
+        [f"f{n}.pdf" for n in range(MAX_ATTACHMENTS)]
+    assert mail.attachments[1].data == b"\x01" * 10
+    assert mail.attachments_left_out == 3
+    assert mail.verified and mail.sender_login == "lehrer"
+    assert mail.content_sha256 == hashlib.sha256(raw).hexdigest()
+    assert not group_mail("5a", raw).verified  # unverified unless the session says so
