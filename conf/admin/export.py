@@ -4,7 +4,9 @@ Streamed: each part is written into the archive as it is read (mail a page of
 messages at a time, chat events a page at a time), so an account with 20,000
 mails and 50,000 events never sits in memory; the archive goes to any
 writable binary file, seekable or not (``zipfile`` then writes data
-descriptors).  Contents:
+descriptors).  Compressing and writing happen in a thread of their own
+(``conf.admin.archive_writer``): the export button of a running server does
+not hold up other people's requests.  Contents:
 
 - ``LIESMICH.txt``: what the archive holds (German);
 - ``konto.json``: the directory entry (names, role, groups, aliases, children);
@@ -31,6 +33,7 @@ import zipfile
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Any
 
+from conf.admin.archive_writer import ThreadedArchive
 from conf.admin.parts import mail_data, messenger_data, server_name
 from directory.audit import Actor
 from mailserver import mbox
@@ -40,6 +43,8 @@ from messenger.identity import user_id_for
 
 if TYPE_CHECKING:
     from conf.app import School
+    from mailserver.store.account_data import ExportedMessage
+    from messenger.storage.events import StoredEvent
 
 README = """Datenauskunft (Art. 15 DSGVO) und Datenkopie (Art. 20 DSGVO)
 
@@ -88,9 +93,90 @@ def _json_default(value: object) -> object:
     raise TypeError(f"not JSON: {type(value).__name__}")
 
 
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2, default=_json_default)
+
+
+# The steps below run in the archive's worker thread (conf.admin.archive_writer),
+# one after the other; the event loop only reads the database.
+BATCH_BYTES = 1 << 20  # a batch of mail handed to the thread (at most depth+1 wait)
+BATCH_EVENTS = 500
+
+
+def _write_text(archive: zipfile.ZipFile, name: str, text: str | bytes) -> None:
+    archive.writestr(name, text)
+
+
 def _write_json(archive: zipfile.ZipFile, name: str, value: object) -> None:
-    archive.writestr(name, json.dumps(value, ensure_ascii=False, indent=2,
-                                      default=_json_default))
+    archive.writestr(name, _json(value))
+
+
+def _add_file(archive: zipfile.ZipFile, path: str, name: str) -> None:
+    try:
+        archive.write(path, name)
+    except FileNotFoundError:
+        pass  # removed since it was listed (an erasure of the same bytes)
+
+
+class _Part:
+    """One member of the archive written in pieces (mbox, events JSON)."""
+
+    def __init__(self) -> None:
+        self.handle: IO[bytes] | None = None
+
+    def open(self, archive: zipfile.ZipFile, name: str) -> None:
+        self.handle = archive.open(name, "w", force_zip64=True)
+
+    def write_mbox(self, _: zipfile.ZipFile, sender: str, batch: list[ExportedMessage]
+                   ) -> None:
+        assert self.handle is not None
+        for message in batch:
+            self.handle.write(mbox.entry(message.data, sender=sender,
+                                         when=message.internal_date, flags=message.flags))
+
+    def close(self, _: zipfile.ZipFile) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
+
+
+class _Room:
+    """A room's ``ereignisse.json`` streamed into the archive and its transcript in a
+    spooled file (one write handle at a time in a ZIP; on disk past 1 MiB), copied
+    in at the end."""
+
+    def __init__(self, folder: str, room_id: str, title: str, now_ms: int) -> None:
+        self.folder, self.room_id, self.title, self.now_ms = folder, room_id, title, now_ms
+        self.names: dict[str, str] = {}
+        self.first = True
+        self.raw = _Part()
+        self.page: IO[bytes] | None = None
+
+    def begin(self, archive: zipfile.ZipFile) -> None:
+        self.page = tempfile.SpooledTemporaryFile(max_size=1 << 20)  # noqa: SIM115
+        self.page.write(transcript.begin(self.room_id, self.title).encode("utf-8"))
+        self.raw.open(archive, f"{self.folder}/ereignisse.json")
+        assert self.raw.handle is not None
+        self.raw.handle.write(b"[\n")
+
+    def events(self, _: zipfile.ZipFile, batch: list[StoredEvent]) -> None:
+        assert self.raw.handle is not None and self.page is not None
+        for event in batch:
+            item = client_event(event.pdu, now_ms=self.now_ms)
+            self.raw.handle.write((b"" if self.first else b",\n") + json.dumps(
+                item, ensure_ascii=False).encode("utf-8"))
+            self.first = False
+            self.page.write(transcript.event(event.pdu, self.names).encode("utf-8"))
+
+    def end(self, archive: zipfile.ZipFile) -> None:
+        assert self.raw.handle is not None and self.page is not None
+        self.raw.handle.write(b"\n]\n")
+        self.raw.close(archive)
+        with self.page:
+            self.page.write(transcript.end().encode("utf-8"))
+            self.page.seek(0)
+            with archive.open(f"{self.folder}/verlauf.html", "w", force_zip64=True) as html:
+                shutil.copyfileobj(self.page, html)
 
 
 async def _account_part(school: School, login: str) -> dict[str, Any]:
@@ -117,67 +203,64 @@ async def _account_part(school: School, login: str) -> dict[str, Any]:
 
 async def export_account(school: School, login: str, out: IO[bytes], actor: Actor
                          ) -> ExportSummary:
-    """Write ``login``'s data to ``out`` as a ZIP archive (see the module docstring)."""
+    """Write ``login``'s data to ``out`` as a ZIP archive (see the module docstring).
+
+    ``out`` belongs to the archive's worker thread until this returns."""
     account = await school.directory.get_account(login)
     user_id = user_id_for(account.login, server_name(school))
     mail, chat = mail_data(school), messenger_data(school)
     messages = events = 0
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1,
-                         allowZip64=True) as archive:
-        archive.writestr("LIESMICH.txt", README)
-        _write_json(archive, "konto.json", await _account_part(school, account.login))
+    async with ThreadedArchive(out) as zw:
+        await zw.run(_write_text, "LIESMICH.txt", README)
+        await zw.run(_write_json, "konto.json", await _account_part(school, account.login))
 
         boxes = await mail.mailboxes(account.id)
         for box in boxes:
-            with archive.open(f"mail/{folder_path(box.name)}.mbox", "w",
-                              force_zip64=True) as part:
-                async for message in mail.messages(box.id):
-                    part.write(mbox.entry(message.data, sender=account.login,
-                                          when=message.internal_date, flags=message.flags))
-                    messages += 1
+            part = _Part()
+            await zw.run(part.open, f"mail/{folder_path(box.name)}.mbox")
+            batch: list[ExportedMessage] = []
+            size = 0
+            async for message in mail.messages(box.id):
+                batch.append(message)
+                size += len(message.data)
+                messages += 1
+                if size >= BATCH_BYTES:
+                    await zw.run(part.write_mbox, account.login, batch)
+                    batch, size = [], 0
+            if batch:
+                await zw.run(part.write_mbox, account.login, batch)
+            await zw.run(part.close)
         settings = await school.mail_store.settings.get(account.id)
-        _write_json(archive, "mail/einstellungen.json", dataclasses.asdict(settings))
+        await zw.run(_write_json, "mail/einstellungen.json", dataclasses.asdict(settings))
         scripts = school.sieve_scripts
         for name, active in await scripts.names(account.id):
             suffix = "" if not active else " (aktiv)"
-            archive.writestr(f"mail/sieve/{safe_name(name + suffix)}.sieve",
-                             await scripts.get(account.id, name))
+            await zw.run(_write_text, f"mail/sieve/{safe_name(name + suffix)}.sieve",
+                         await scripts.get(account.id, name))
 
         rooms = await chat.rooms_of(user_id)
         now_ms = int(time.time() * 1000)
         for number, room in enumerate(rooms, start=1):
-            folder = f"chat/{number:04d}-{safe_name(room.room_id)}"
-            names: dict[str, str] = {}
-            title = await chat.room_name(room.room_id, room.upto)
-            # One write handle at a time in a ZIP: the transcript waits in a spooled
-            # file (on disk past 1 MiB) while the JSON streams, then is copied in.
-            with tempfile.SpooledTemporaryFile(max_size=1 << 20) as page:
-                page.write(transcript.begin(room.room_id, title).encode("utf-8"))
-                with archive.open(f"{folder}/ereignisse.json", "w", force_zip64=True) as raw:
-                    raw.write(b"[\n")
-                    first = True
-                    async for event in chat.events(room.room_id, room.upto):
-                        item = client_event(event.pdu, now_ms=now_ms)
-                        raw.write((b"" if first else b",\n") + json.dumps(
-                            item, ensure_ascii=False).encode("utf-8"))
-                        first = False
-                        page.write(transcript.event(event.pdu, names).encode("utf-8"))
-                        events += 1
-                    raw.write(b"\n]\n")
-                page.write(transcript.end().encode("utf-8"))
-                page.seek(0)
-                with archive.open(f"{folder}/verlauf.html", "w", force_zip64=True) as html:
-                    shutil.copyfileobj(page, html)
+            writer = _Room(f"chat/{number:04d}-{safe_name(room.room_id)}", room.room_id,
+                           await chat.room_name(room.room_id, room.upto), now_ms)
+            await zw.run(writer.begin)
+            page: list[StoredEvent] = []
+            async for event in chat.events(room.room_id, room.upto):
+                page.append(event)
+                events += 1
+                if len(page) >= BATCH_EVENTS:
+                    await zw.run(writer.events, page)
+                    page = []
+            if page:
+                await zw.run(writer.events, page)
+            await zw.run(writer.end)
 
         media = await chat.media_of(account.id)
         for upload in media:
             name = safe_name(upload.upload_name or "datei")
-            try:
-                archive.write(upload.path, f"chat/dateien/{upload.media_id}-{name}")
-            except FileNotFoundError:
-                continue
-        _write_json(archive, "chat/geraete.json",
-                    [dataclasses.asdict(d) for d in await chat.devices_of(account.id)])
+            await zw.run(_add_file, str(upload.path), f"chat/dateien/{upload.media_id}-{name}")
+        await zw.run(_write_json, "chat/geraete.json",
+                     [dataclasses.asdict(d) for d in await chat.devices_of(account.id)])
     summary = ExportSummary(len(boxes), messages, len(rooms), events, len(media))
     await school.audit.record(actor, "account.export", account.login, {
         "messages": messages, "events": events, "rooms": len(rooms), "media": len(media)})

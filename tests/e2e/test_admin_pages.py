@@ -5,8 +5,12 @@ children, groups, aliases, partner schools, export and erasure."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
+import threading
+import time
+import urllib.request
 import zipfile
 from collections.abc import AsyncIterator
 
@@ -15,6 +19,7 @@ import pytest
 
 from conf.app import School
 from directory.model import NotFound, Role, Status
+from mailserver import mbox
 from tests.e2e.test_webmail import base_url, csrf_of
 from tests.mailserver.imap.session.helpers import client_tls
 
@@ -173,6 +178,50 @@ async def test_everyone_can_download_their_own_data(school: School) -> None:
         await pupil.close()
     entries = await school.audit.entries(action="account.export")
     assert [(e.actor, e.target) for e in entries] == [("paul", "paul")]
+
+
+async def test_other_requests_are_answered_while_an_export_runs(
+        school: School, admin: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The export's encoding and compression run beside the event loop: while the
+    admin's download of a big account is being made (each mail here takes 0.4 s, as
+    a big mailbox on a busy machine would), another person's page is answered.  The
+    other person is a client in a thread of its own (urllib), so a blocked loop
+    cannot hide behind the test's own waiting."""
+    account = await school.directory.get_account("paul")
+    await school.mail_store.ensure_default_mailboxes(account.id)
+    for n in range(10):
+        await school.mail_store.append(account.id, "INBOX",
+                                       f"Subject: Nr {n}\r\n\r\nHallo\r\n".encode())
+    encoded: list[int] = []
+    encoding = threading.Event()
+    real_entry = mbox.entry
+
+    def slow_entry(*args: object, **kwargs: object) -> bytes:
+        encoding.set()
+        time.sleep(0.4)
+        encoded.append(1)
+        return real_entry(*args, **kwargs)  # type: ignore[arg-type]
+
+    def other_person() -> tuple[int, float, int]:
+        assert encoding.wait(30)
+        started = time.monotonic()
+        with urllib.request.urlopen(base_url(school) + "/login", timeout=30,
+                                    context=client_tls(school.settings)) as page:
+            status = page.status
+        return status, time.monotonic() - started, len(encoded)
+
+    monkeypatch.setattr(mbox, "entry", slow_entry)
+    async with admin.get("/admin/konten/paul") as response:
+        token = csrf_of(await response.text())
+    other = asyncio.create_task(asyncio.to_thread(other_person))
+    async with admin.post("/admin/konten/paul/export", data={"csrf": token}) as response:
+        assert response.status == 200
+        body = await response.read()
+    status, waited, mails_done = await other
+    assert status == 200
+    assert mails_done < 10, f"the login page waited {waited:.1f} s, until the export's end"
+    with zipfile.ZipFile(io.BytesIO(body)) as archive:
+        assert archive.read("mail/INBOX.mbox").count(b"\nFrom ") == 9
 
 
 async def upload(admin: aiohttp.ClientSession, name: str, data: bytes
