@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -31,6 +32,10 @@ log = logging.getLogger("schulhof.messenger")
 # something", which is what it shows a badge for.
 UNREAD_COUNT = 1
 STOP_GRACE_SECONDS = 1.0
+# Who has a pusher is read again after this long: another process (a second
+# server on the database) may have added one.  This process's own changes
+# apply at once (``PusherOwners.changed``).
+PUSHER_OWNERS_SECONDS = 10.0
 
 
 def notification(event: StoredEvent, pusher: Pusher,
@@ -42,6 +47,37 @@ def notification(event: StoredEvent, pusher: Pusher,
         "devices": [{"app_id": pusher.app_id, "pushkey": pusher.pushkey,
                      "pushkey_ts": pusher.pushkey_ts,
                      "data": store.pusher_data_for_gateway(pusher.data)}]}}
+
+
+class PusherOwners:
+    """The users with at least one pusher, held in memory: most members of a room
+    have none, and a message must not cost the push sender queries for them (a
+    message in a class room notifies every other member)."""
+
+    def __init__(self, db: Database, *, seconds: float = PUSHER_OWNERS_SECONDS,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._db = db
+        self._seconds = seconds
+        self._clock = clock
+        self._owners: frozenset[str] | None = None
+        self._until = 0.0
+        self._generation = 0  # moved by ``changed``: a load under way may be stale
+
+    def changed(self) -> None:
+        """A pusher was added or removed here: read the owners again."""
+        self._owners = None
+        self._generation += 1
+
+    async def among(self, users: Iterable[str]) -> list[str]:
+        """Those of ``users`` who have a pusher."""
+        owners = self._owners
+        if owners is None or self._clock() >= self._until:
+            generation = self._generation
+            async with self._db.read() as session:
+                owners = await store.users_with_pushers(session)
+            if generation == self._generation:
+                self._owners, self._until = owners, self._clock() + self._seconds
+        return [u for u in users if u in owners]
 
 
 class _GatewayUnavailable(Exception):
@@ -66,6 +102,7 @@ class PushSender:
                  badge: Callable[[str], Awaitable[int]] | None = None,
                  quiet: Callable[[list[str]], Awaitable[set[str]]] | None = None) -> None:
         self.db = db
+        self.owners = PusherOwners(db)
         # Who is in their quiet hours now (messenger.quiet_hours): no push for them.
         self._quiet = quiet
         # The app's badge for a user (messenger.unread: rooms with unread notifications).
@@ -132,6 +169,9 @@ class PushSender:
                 self._queue.task_done()
 
     async def push_event(self, event: StoredEvent, users: list[str]) -> None:
+        users = await self.owners.among(users)  # nobody else has a phone to push to
+        if not users:
+            return
         if self._quiet is not None:
             quiet = await self._quiet(users)
             if quiet:
@@ -182,4 +222,5 @@ class PushSender:
             async with self.db.write() as session:
                 await store.delete_pusher(session, pusher.account_id, pusher.app_id,
                                           pusher.pushkey)
+            self.owners.changed()
             log.info("event=pusher_rejected user=%s app=%s", pusher.user_id, pusher.app_id)

@@ -113,7 +113,8 @@ class MatrixServer:
                                                       mail_domain or server_name),
                                   trusted_proxies=trusted_proxies or TrustedProxies(),
                                   push_gateways=push_gateways,
-                                  school_rooms=self.school_rooms)
+                                  school_rooms=self.school_rooms,
+                                  pushers_changed=self.push.owners.changed)
         self._ssl = ssl_context
         # Slow clients time out, one address cannot take every connection.
         self._http_limits = http_limits or HttpLimits(

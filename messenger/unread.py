@@ -128,7 +128,7 @@ class UnreadCounts:
         state before the event."""
         notified = await self.evaluate(session, event, state)
         if notified:
-            push_actions.add(session, event, notified)
+            await push_actions.add(session, event, notified)
             self._pending[event.event_id] = notified
             if len(self._pending) > MAX_PENDING:
                 self._pending.popitem(last=False)

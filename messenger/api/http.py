@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -67,6 +68,8 @@ class ApiContext:
     push_gateways: tuple[str, ...] = ()  # the notify URLs pushers may use
     # Other servers' users' keys for /keys/query and /keys/claim; None: no federation.
     remote_keys: RemoteKeys | None = None
+    # Told when a pusher is set or removed (the push sender's PusherOwners).
+    pushers_changed: Callable[[], None] = lambda: None
 
 
 CONTEXT = web.AppKey("messenger_context", ApiContext)

@@ -101,10 +101,12 @@ async def set_pusher(request: web.Request) -> web.Response:
     if body["kind"] is None:  # kind null: delete this pusher
         async with db.write() as session:
             await store.delete_pusher(session, who.account_id, app_id, pushkey)
+        context(request).pushers_changed()
         return ok()
     pusher = _pusher(who, body, app_id, pushkey, context(request).push_gateways)
     async with db.write() as session:
         await store.put_pusher(session, pusher, append=append)
+    context(request).pushers_changed()
     return ok()
 
 

@@ -87,6 +87,11 @@ async def pushers_of_users(session: AsyncSession, user_ids: list[str]) -> list[P
     return [_pusher(r) for r in rows]
 
 
+async def users_with_pushers(session: AsyncSession) -> frozenset[str]:
+    """Every user with at least one pusher."""
+    return frozenset(await session.scalars(select(PusherRow.user_id).distinct()))
+
+
 def pusher_data_for_gateway(data: Mapping[str, Any]) -> dict[str, Any]:
     """What the gateway gets of ``data``: everything but the url (spec: Push Gateway API)."""
     return {k: v for k, v in data.items() if k != "url"}
