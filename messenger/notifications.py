@@ -4,11 +4,15 @@ Notifications", GET /notifications).
 Read from the rows the one push-rule evaluation wrote when each event was stored
 (messenger.unread): the same decisions as the unread counts and the pushes.
 A notification is ``read`` once a read receipt of the user reaches it (an
-unthreaded one, or one in its thread); newest first.
+unthreaded one, or one in its thread); newest first.  Read ones stay listed for
+a day (highlights a month), then ``prune`` (run by the server every hour)
+deletes their rows.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from directory.db import Database
@@ -29,9 +33,25 @@ class NotificationPage:
     next_position: int | None
 
 
+# How long a read notification stays listed (then its row goes, so the table does
+# not grow with every message ever sent): like Synapse, a day, highlights a month.
+READ_KEPT_SECONDS = 24 * 3600
+READ_HIGHLIGHTS_KEPT_SECONDS = 30 * 24 * 3600
+
+
 class Notifications:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, clock: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._clock = clock
+
+    async def prune(self) -> int:
+        """Forget read notifications older than their time (``READ_KEPT_SECONDS``);
+        the unread ones are the counts and stay.  How many went."""
+        now_ms = int(self._clock() * 1000)
+        async with self._db.write() as session:
+            return await push_actions.prune_read(
+                session, before_ms=now_ms - READ_KEPT_SECONDS * 1000,
+                highlights_before_ms=now_ms - READ_HIGHLIGHTS_KEPT_SECONDS * 1000)
 
     async def page(self, user_id: str, *, before: int | None, limit: int,
                    only_highlight: bool) -> NotificationPage:

@@ -32,6 +32,7 @@ from messenger.events.signing import EventSigner
 from messenger.federation_keys import RemoteKeys
 from messenger.limits import MessengerLimits
 from messenger.media import MediaRepository
+from messenger.notifications import Notifications
 from messenger.push import PushSender
 from messenger.quiet_hours import QuietHours
 from messenger.ratelimit import RateLimiter, RateLimits
@@ -50,6 +51,7 @@ from messenger.user_directory import UserDirectory
 log = logging.getLogger("schulhof.messenger")
 
 OTHER_WRITERS_INTERVAL = 1.0  # seconds between looks at the database's stream maxima
+PRUNE_NOTIFICATIONS_INTERVAL = 3600.0  # seconds between prunings of read notifications
 STOP_GRACE_SECONDS = 5.0  # for a background pass to finish its database work at stop
 
 
@@ -85,6 +87,7 @@ class MatrixServer:
         self.push = PushSender(db, badge=self.unread.badge,
                                quiet=quiet_hours.quiet_users if quiet_hours else None)
         self.rooms.writer.event_stored = self.unread.event_stored
+        self.notifications = Notifications(db)
         self.rooms.writer.after_commit = self._events_committed
         self.sessions = Sessions(db, authenticator, server_name, mail_domain or server_name)
         self.typing = TypingTracker(self.notifier)
@@ -153,6 +156,7 @@ class MatrixServer:
         if self._group_sync_interval is not None:
             self._background.append(asyncio.create_task(self._sync_groups_periodically()))
         self._background.append(asyncio.create_task(self._watch_other_writers()))
+        self._background.append(asyncio.create_task(self._prune_notifications()))
         scheme = "https" if self._ssl else "http"
         return [f"service=matrix addr={self.bind}:{self.bound_port} scheme={scheme} "
                 f"server_name={self.server_name}"]
@@ -187,6 +191,16 @@ class MatrixServer:
                     self.notifier.wake_all()
             except Exception:  # the database may be away for a moment: try again later
                 log.exception("event=sync_cache_check_failed")
+
+    async def _prune_notifications(self) -> None:
+        """Read notifications past their time go (messenger.notifications)."""
+        while not await self._stopped_within(PRUNE_NOTIFICATIONS_INTERVAL):
+            try:
+                gone = await self.notifications.prune()
+                if gone:
+                    log.info("event=notifications_pruned rows=%d", gone)
+            except Exception:  # the database may be away for a moment: try again later
+                log.exception("event=notifications_prune_failed")
 
     async def _catch_up(self) -> bool:
         """Bring the sync cache up to the database; True if another process wrote

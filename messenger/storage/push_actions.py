@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, insert, or_, select
+from sqlalchemy import and_, case, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.schema import AccountRow
@@ -126,3 +126,25 @@ async def page(session: AsyncSession, user_id: str, *, before: int | None, limit
         query.order_by(PushActionRow.stream_ordering.desc()).limit(limit))
     return [(_stored(row), thread, highlight) for row, thread, highlight in rows]
 
+
+async def prune_read(session: AsyncSession, *, before_ms: int,
+                     highlights_before_ms: int) -> int:
+    """Delete the notifications a read receipt of their user reaches (unthreaded, or
+    in their thread) whose event is older than ``before_ms`` (highlights:
+    ``highlights_before_ms``); unread ones stay, they are the counts.  How many went."""
+    read_upto = (select(func.max(EventRow.stream_ordering))
+                 .join(ReceiptRow, ReceiptRow.event_id == EventRow.event_id)
+                 .where(ReceiptRow.user_id == PushActionRow.user_id,
+                        ReceiptRow.room_id == PushActionRow.room_id,
+                        ReceiptRow.receipt_type.in_(READ_RECEIPTS),
+                        or_(ReceiptRow.thread_id == UNTHREADED,
+                            ReceiptRow.thread_id == PushActionRow.thread_id))
+                 .correlate(PushActionRow).scalar_subquery())
+    sent_at = (select(EventRow.origin_server_ts)
+               .where(EventRow.stream_ordering == PushActionRow.stream_ordering)
+               .correlate(PushActionRow).scalar_subquery())
+    cutoff = case((PushActionRow.highlight, highlights_before_ms), else_=before_ms)
+    result = await (await session.connection()).execute(
+        delete(PushActionRow).where(PushActionRow.stream_ordering <= read_upto,
+                                    func.coalesce(sent_at, 0) < cutoff))
+    return result.rowcount or 0

@@ -1,13 +1,15 @@
 """Unread counts (messenger.unread) against a real database and a model: random
 walks of messages (main timeline and threads, some mentioning the reader) and
 read receipts (unthreaded, threaded, m.read and m.read.private, concurrent
-sends batched), after every step the counts held in memory, the counts loaded
-afresh from the database and the model agree (SQLite and PostgreSQL)."""
+sends batched) and prunings of read notifications, after every step the counts
+held in memory, the counts loaded afresh from the database and the model agree
+(SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import asyncio
 import random
+import time
 from dataclasses import dataclass
 
 import pytest
@@ -16,6 +18,7 @@ from conf.app import School
 from directory.model import Role
 from messenger.identity import Requester
 from messenger.limits import MessengerLimits
+from messenger.notifications import Notifications
 from messenger.rooms.presets import CreateRoomRequest
 from messenger.server import MatrixServer
 from messenger.unread import Counts, UnreadCounts
@@ -54,6 +57,10 @@ class Model:
     def __init__(self) -> None:
         self.events: list[Sent] = []
         self.receipts: dict[tuple[str, str], int] = {}  # (type, thread or "") -> position
+
+    def unread(self, sent: Sent) -> bool:
+        return sent.position > max([p for (_t, thread), p in self.receipts.items()
+                                    if thread in ("", sent.thread)], default=0)
 
     def counts(self) -> dict[str, Counts]:
         out: dict[str, list[int]] = {}
@@ -125,12 +132,55 @@ async def test_counts_in_memory_and_from_the_database_follow_the_model(
             await server.receipts.put(room, anna.user_id, receipt_type, thread,
                                       target.event_id)
             model.receipts[(receipt_type, thread)] = target.position
+        if rng.random() < 0.2:
+            # Pruning with every read notification past its time: the counts stay.
+            await _prune_everything_read(school)
+            listed = await Notifications(school.db).page(anna.user_id, before=None,
+                                                         limit=1000, only_highlight=False)
+            assert not [n for n in listed.notifications if n.read], (step, seed)
+            model.events = [e for e in model.events if model.unread(e)]
         expected = model.counts()
         in_memory = as_counts(await server.unread.load(anna.user_id, [room]), room)
         fresh_reader.reset()
         from_database = as_counts(await fresh_reader.load(anna.user_id, [room]), room)
         assert in_memory == expected, (step, seed)
         assert from_database == expected, (step, seed)
+
+
+async def _prune_everything_read(school: School) -> None:
+    far = Notifications(school.db, clock=lambda: time.time() + 40 * 24 * 3600)
+    await far.prune()
+
+
+async def test_pruning_keeps_recent_read_notifications(school: School,
+                                                       server: MatrixServer) -> None:
+    teacher = await device(school, server, "lehrer")
+    anna = await device(school, server, "anna")
+    room = await server.rooms.create_room(teacher, CreateRoomRequest(invite=(anna.user_id,)))
+    await server.rooms.join(anna, room)
+    plain = await server.rooms.send(teacher, room, "m.room.message",
+                                    {"msgtype": "m.text", "body": "Hallo"}, txn_id="1")
+    mention = await server.rooms.send(teacher, room, "m.room.message",
+                                      {"msgtype": "m.text", "body": "Anna?"}, txn_id="2")
+    unread = await server.rooms.send(teacher, room, "m.room.message",
+                                     {"msgtype": "m.text", "body": "Noch was"}, txn_id="3")
+    await server.receipts.put(room, anna.user_id, "m.read", "", mention)
+
+    async def listed() -> list[tuple[str, bool]]:
+        page = await Notifications(school.db).page(anna.user_id, before=None, limit=10,
+                                                   only_highlight=False)
+        return [(n.event.event_id, n.read) for n in page.notifications]
+
+    assert await Notifications(school.db).prune() == 0  # read, but only just
+    invite = (await listed())[-1][0]  # her invite notified her too
+    assert await listed() == [(unread, False), (mention, True), (plain, True), (invite, True)]
+    in_two_days = Notifications(school.db, clock=lambda: time.time() + 2 * 24 * 3600)
+    assert await in_two_days.prune() == 2  # the read plain ones; the read highlight stays
+    assert await listed() == [(unread, False), (mention, True)]
+    await _prune_everything_read(school)
+    assert await listed() == [(unread, False)]
+    fresh = UnreadCounts(school.db, DOMAIN)
+    assert as_counts(await fresh.load(anna.user_id, [room]), room) == {"main": Counts(1, 0)}
 
 
 async def _position(server: MatrixServer, event_id: str) -> int:
