@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import pytest
@@ -21,7 +22,7 @@ from messenger.limits import MessengerLimits
 from messenger.notifications import Notifications
 from messenger.rooms.presets import CreateRoomRequest
 from messenger.server import MatrixServer
-from messenger.unread import Counts, UnreadCounts
+from messenger.unread import Counts, RoomUnread, UnreadCounts
 
 PASSWORD = "correct horse battery"
 DOMAIN = "schule.test"
@@ -74,11 +75,11 @@ class Model:
         return {t: Counts(n, h) for t, (n, h) in out.items()}
 
 
-def as_counts(rooms: dict[str, object], room_id: str) -> dict[str, Counts]:
+def as_counts(rooms: Mapping[str, RoomUnread], room_id: str) -> dict[str, Counts]:
     room = rooms.get(room_id)
     if room is None:
         return {}
-    return {t: Counts(n, h) for t, (n, h) in room.threads.items() if n}  # type: ignore[attr-defined]
+    return {t: Counts(n, h) for t, (n, h) in room.threads.items() if n}
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
