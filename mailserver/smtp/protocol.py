@@ -14,6 +14,8 @@ aiosmtpd (``aiosmtpd.smtp.SMTP``) owns the protocol.  This subclass adds:
 * DATA read in bulk (mailserver.smtp.data) instead of aiosmtpd's line loop;
 * BDAT (RFC 3030 CHUNKING, mailserver.smtp.chunking), which aiosmtpd lacks;
 * a hook so the session hears about lost connections (to abort its transaction);
+* the command, hook and AUTH tables found once per class (command_table), not
+  per connection as aiosmtpd does;
 * STARTTLS refused once TLS is active (RFC 3207 4.2: no TLS inside TLS), and a
   failed handshake logged as one INFO line instead of aiosmtpd's ERROR traceback.
 """
@@ -21,13 +23,22 @@ aiosmtpd (``aiosmtpd.smtp.SMTP``) owns the protocol.  This subclass adds:
 from __future__ import annotations
 
 import asyncio
+import collections
 import functools
 import logging
 import re
+import ssl
 from collections.abc import Callable
 from typing import Any
 
-from aiosmtpd.smtp import MISSING, SMTP, Session, TLSSetupException, syntax
+from aiosmtpd.smtp import (
+    MISSING,
+    SMTP,
+    Session,
+    TLSSetupException,
+    login_always_fail,
+    syntax,
+)
 
 from federation.connection_limits import ConnectionLimiter
 from mailserver.smtp import replies
@@ -38,6 +49,7 @@ from mailserver.smtp.chunking import (
     parse_bdat_argument,
     read_chunk,
 )
+from mailserver.smtp.command_table import CommandTables
 from mailserver.smtp.config import SmtpLimits
 from mailserver.smtp.data import DataAccumulator, DataState, longest_line, read_data
 from mailserver.smtp.session import SmtpSession
@@ -115,16 +127,55 @@ class SchulhofSMTP(SMTP):
 
     def __init__(self, handler: SmtpSession, *, limits: SmtpLimits,
                  limiter: ConnectionLimiter, on_opened: Callable[[SchulhofSMTP], None],
-                 on_closed: Callable[[SchulhofSMTP], None], implicit_tls: bool = False,
-                 **kwargs: Any) -> None:
-        # Read by SMTP.__init__ for its StreamReader: +1 for a dot-stuffed line.
+                 on_closed: Callable[[SchulhofSMTP], None], tables: CommandTables,
+                 hostname: str, ident: str, data_size_limit: int, timeout: float,
+                 enable_SMTPUTF8: bool = True, tls_context: ssl.SSLContext | None = None,
+                 require_starttls: bool = False, auth_required: bool = False,
+                 auth_exclude_mechanism: tuple[str, ...] = (),
+                 implicit_tls: bool = False) -> None:
+        """What aiosmtpd 1.4's ``SMTP.__init__`` sets up, for the options we use, with
+        the command tables from ``tables`` (command_table: found once per class, not
+        per connection).  tests/mailserver/smtp/test_protocol_init.py compares the
+        result with aiosmtpd's own ``__init__``, so an aiosmtpd upgrade that adds
+        state fails there."""
+        # +1 for a dot-stuffed line (RFC 5321 4.5.3.1.6); the StreamReader's limit.
         self.line_length_limit = limits.max_line_length + 1
         self._chunks: ChunkedMessage | None = None  # the BDAT chunks of this transaction
-        super().__init__(handler, **kwargs)
-        if implicit_tls:
-            # The whole connection is TLS (RFC 8314), so AUTH needs no STARTTLS.  Set
-            # after __init__: given to aiosmtpd, it logs a warning for every connection.
-            self._auth_require_tls = False
+        self.__ident__ = ident
+        self.loop = asyncio.get_running_loop()
+        asyncio.StreamReaderProtocol.__init__(
+            self, asyncio.StreamReader(limit=self.line_length_limit, loop=self.loop),
+            client_connected_cb=self._cb_client_connected, loop=self.loop)
+        self.event_handler = handler
+        self.data_size_limit = data_size_limit
+        self.enable_SMTPUTF8 = enable_SMTPUTF8
+        self._decode_data = False
+        # aiosmtpd clears a dict shared by the class here (and EHLO raises MAIL's limit
+        # in it, for every connection at once); each connection gets its own.
+        self.command_size_limits = collections.defaultdict(lambda: SMTP.command_size_limit)
+        self.hostname = hostname
+        self.tls_context = tls_context
+        self.require_starttls = bool(tls_context) and require_starttls
+        self._timeout_duration = timeout
+        self._timeout_handle = None
+        self._tls_handshake_okay = True
+        self._tls_protocol = None
+        self._original_transport = None
+        self.session = None
+        self.envelope = None
+        self.transport = None
+        self._handler_coroutine = None
+        # The whole connection is TLS (RFC 8314), so AUTH needs no STARTTLS.
+        self._auth_require_tls = not implicit_tls
+        self._proxy_timeout = None
+        self._authenticator = None
+        self._auth_callback = login_always_fail  # never called: our mechanisms authenticate
+        self._auth_required = auth_required
+        bound = tables.bind(self, handler, auth_exclude_mechanism)
+        self._auth_methods = bound.mechanisms
+        self._handle_hooks = bound.hooks
+        self._ehlo_hook_ver = bound.ehlo_hook_version
+        self._enforce_call_limit = False
         self.session_handler = handler
         self._limits = limits
         self._limiter = limiter
@@ -134,7 +185,7 @@ class SchulhofSMTP(SMTP):
         self._client_ip: str | None = None
         self._refused = False
         self._finished = False
-        self._smtp_methods = _Commands(self._smtp_methods, self._smtp_unknown)
+        self._smtp_methods = _Commands(bound.commands, self._smtp_unknown)
         self._continued: list[str] = []  # the lines of a multiline reply so far
 
     def _create_session(self) -> Session:

@@ -20,6 +20,7 @@ from federation.connection_limits import ConnectionLimiter
 from federation.tls import server_tls_context
 from mailserver.delivery import DeliveryTarget
 from mailserver.group_mail import GroupMailSink
+from mailserver.smtp.command_table import CommandTables
 from mailserver.smtp.config import ListenerKind, SmtpConfig
 from mailserver.smtp.inbound_auth import InboundCheck
 from mailserver.smtp.protocol import SchulhofSMTP
@@ -51,6 +52,7 @@ class SmtpService:
                                          inbound_check=inbound_check, observe=observe,
                                          spam_filter=spam_filter, group_mail=group_mail)
         self._limiter = ConnectionLimiter(config.limits.max_connections_per_ip)
+        self._tables = CommandTables()
         self._servers: list[asyncio.Server] = []
         self._connections: set[SchulhofSMTP] = set()
         self._cleanups: set[asyncio.Task[Any]] = set()
@@ -82,7 +84,7 @@ class SmtpService:
     def _connection(self, kind: ListenerKind, tls: ssl.SSLContext) -> SchulhofSMTP:
         options: dict[str, Any] = {}
         if kind is ListenerKind.MX:
-            options = {"tls_context": tls, "auth_exclude_mechanism": ["PLAIN", "LOGIN"]}
+            options = {"tls_context": tls, "auth_exclude_mechanism": ("PLAIN", "LOGIN")}
         elif kind is ListenerKind.SUBMISSION:
             # RFC 8314 / 6409: nothing but EHLO/NOOP/QUIT/STARTTLS in the clear.
             options = {"tls_context": tls, "require_starttls": True, "auth_required": True}
@@ -95,6 +97,7 @@ class SmtpService:
         limits = self.config.limits
         return SchulhofSMTP(
             SmtpSession(self._services, kind), limits=limits, limiter=self._limiter,
+            tables=self._tables,
             on_opened=self._connections.add, on_closed=self._closed,
             hostname=self.config.hostname, ident=IDENT,
             data_size_limit=limits.max_message_size, enable_SMTPUTF8=True,
