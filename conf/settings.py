@@ -84,9 +84,9 @@ class ListenSettings:
 class ServerSettings:
     """The ``schulhof serve`` processes (README "Several processes and hosts")."""
 
-    # Worker processes sharing the listening ports; 0: one per core.  On SQLite
-    # always one (a second writer would only queue behind the first).
-    workers: int = 1
+    # Worker processes sharing the listening ports; 0 (the default): one per core.
+    # On SQLite always one (a second writer would only queue behind the first).
+    workers: int = 0
     # How a process tells the others about changes (IMAP IDLE, /sync, login
     # throttling): "auto" = PostgreSQL LISTEN/NOTIFY when there are several
     # workers; "postgres" = always (several hosts, one worker each); "none".

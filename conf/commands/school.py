@@ -45,8 +45,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     p = sub.add_parser("serve", help="run every service until SIGINT/SIGTERM")
     p.add_argument("--workers", type=int, default=None,
-                   help="processes sharing the ports (default: server.workers; "
-                        "0: one per core; always 1 on SQLite)")
+                   help="processes sharing the ports (default: server.workers, "
+                        "whose default 0 is one per core; always 1 on SQLite)")
     p.add_argument("--worker", type=int, default=None, help=argparse.SUPPRESS)
     p.set_defaults(handler=serve)
 
@@ -127,9 +127,11 @@ async def serve(args: argparse.Namespace, school: School) -> int:
         supervisor = Supervisor(argv, count)
         loop.add_signal_handler(signal.SIGHUP, lambda: supervisor.signal_all(signal.SIGHUP))
         return await supervisor.run(stop)
-    if count < requested or (requested == 0 and count == 1 and school.db.is_sqlite):
-        log.warning("event=one_process reason=sqlite: SQLite has one writer; "
-                    "use PostgreSQL for several workers")
+    if school.db.is_sqlite and requested != 1:
+        # Asked for several (a warning), or the default (one per core): say why one.
+        log.log(logging.WARNING if requested > 1 else logging.INFO,
+                "event=one_process reason=sqlite: SQLite has one writer; "
+                "use PostgreSQL for several workers")
     loop.add_signal_handler(signal.SIGHUP, lambda: reload_certificate(school))
     school.broadcast = choose_broadcast(settings, count, school.db.is_sqlite)
     try:

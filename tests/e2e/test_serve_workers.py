@@ -34,7 +34,7 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.engine import make_url
 
-from conf.settings import MetricsSettings, Settings
+from conf.settings import MetricsSettings, ServerSettings, Settings
 from directory.model import Role
 from directory.pg_broadcast import APPLICATION_NAME, connect_arguments
 from tests.support.schools import make_settings
@@ -378,18 +378,42 @@ async def test_kill_9_of_a_worker_under_smtp_load(served: ServeProcess, pg_url: 
     assert "danach" in await stored_subjects(pg_url)
 
 
-async def test_sqlite_runs_one_process_and_says_so(tmp_path: Path,
-                                                   database_url: str) -> None:
+@pytest.mark.parametrize("asked", [["--workers", "2"], []], ids=["workers-2", "default"])
+async def test_sqlite_runs_one_process_and_says_so(tmp_path: Path, database_url: str,
+                                                   asked: list[str]) -> None:
     if not database_url.startswith("sqlite"):
         pytest.skip("the SQLite case")
-    settings = make_settings(tmp_path / "school", database_url, domain=DOMAIN)
+    settings = make_settings(tmp_path / "school", database_url, domain=DOMAIN,
+                             server=ServerSettings())  # the default: one per core
     serve = ServeProcess.for_settings(settings)
-    serve.extra_args = ["--workers", "2"]
+    serve.extra_args = asked
     serve.startup_seconds = 240.0  # a loaded machine
     await serve.start()
     try:
         log = serve.log_text()
-        assert "event=one_process reason=sqlite" in log
+        # A warning when several were asked for; the default only says why one.
+        level = "WARNING" if asked else "INFO"
+        assert re.search(rf"level={level} .*event=one_process reason=sqlite", log), log[-2000:]
         assert "event=worker_ready" not in log
+    finally:
+        assert await serve.stop() == 0
+
+
+async def test_postgres_default_is_one_worker_per_core(tmp_path: Path, pg_url: str) -> None:
+    """No --workers and no server.workers: one worker per core (issue 15)."""
+    settings = make_settings(tmp_path / "school", pg_url, domain=DOMAIN,
+                             metrics=MetricsSettings(port=0), server=ServerSettings())
+    serve = ServeProcess.for_settings(settings)
+    serve.startup_seconds = 240.0
+    serve.stop_seconds = 90.0
+    await serve.start()
+    try:
+        cores = os.cpu_count() or 1
+        log = serve.log_text()
+        if cores > 1:
+            assert f"event=ready workers={cores} " in log, log[-2000:]
+            assert len(worker_pids(log)) == cores
+        else:
+            assert "event=worker_ready" not in log
     finally:
         assert await serve.stop() == 0

@@ -18,6 +18,7 @@ from conf.settings import (
     PartnerSchool,
     QuietHoursSettings,
     SchoolSettings,
+    ServerSettings,
     Settings,
     SmtpSettings,
 )
@@ -97,6 +98,10 @@ def make_settings(base_dir: Path, database_url: str, *, domain: str = "schule.te
         # hours at night and weekends) have their own tests (tests/messenger/test_chat_rights.py).
         chat=ChatSettings(create_rooms=ALL_ROLES, start_direct=ALL_ROLES),
         quiet_hours=QuietHoursSettings(enabled=False),
+        # One process unless a test (or benchmark) asks for more with --workers: the
+        # default (one per core on PostgreSQL) would make every served test school a
+        # supervisor with workers.
+        server=ServerSettings(workers=1),
     )
     if sections:
         settings = dataclasses.replace(settings, **sections)
