@@ -53,6 +53,7 @@ class TransactionSender:
         self._wake = asyncio.Event()
         self._busy: set[str] = set()
         self._waiting: set[str] = set()  # destinations in a backoff, as last seen
+        self._failed_at: dict[str, float] = {}  # monotonic time of each one's last failure
         self._task: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
 
@@ -122,13 +123,17 @@ class TransactionSender:
             self._wake.clear()
             pause = POLL_SECONDS
             try:
+                read_at = time.monotonic()
                 schedule = await self.outbox.schedule(self._clock())
                 due, next_retry = schedule.due, schedule.next_retry
                 self._waiting = set(schedule.waiting)
                 if next_retry is not None:  # wake up when a backoff ends
                     pause = min(pause, max((next_retry - self._clock()).total_seconds(), 0.01))
                 for destination in due:
-                    if destination not in self._busy:
+                    # A send that failed while the schedule was read is not due: its
+                    # backoff was not in what we read.
+                    if destination not in self._busy \
+                            and self._failed_at.get(destination, -1.0) < read_at:
                         self._busy.add(destination)
                         self._spawn(self._drain(destination))
             except Exception:
@@ -162,6 +167,7 @@ class TransactionSender:
                 batch.destination, str(exc), self._clock(),
                 lambda n: backoff_after(n, self._first_backoff))
             self._waiting.add(batch.destination)
+            self._failed_at[batch.destination] = time.monotonic()
             log.info("event=federation_send_failed destination=%s txn=%s failures=%d "
                      "reason=%r", batch.destination, batch.txn_id, failures, str(exc))
             return False
