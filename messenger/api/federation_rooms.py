@@ -1,6 +1,7 @@
 """Thin handlers for the room endpoints of the Server-Server API: ``make_join``,
 ``send_join`` v2, ``make_leave``, ``send_leave`` v2, ``invite`` v2, ``event``,
-``state``, ``state_ids``, ``event_auth``, ``get_missing_events``, ``backfill``
+``state``, ``state_ids``, ``event_auth``, ``get_missing_events``, ``backfill``,
+``query/directory``
 (the logic: ``messenger.rooms.resident``).  The origin is the one the X-Matrix
 middleware authenticated; domain errors become errcodes here, never a 500."""
 
@@ -129,8 +130,16 @@ async def backfill(request: web.Request, rooms: ResidentRooms, origin: str) -> A
     return {"origin": rooms.server_name, "origin_server_ts": 0, "pdus": pdus}
 
 
+async def query_directory(request: web.Request, rooms: ResidentRooms, origin: str) -> Any:
+    alias = request.query.get("room_alias")
+    if not alias:
+        raise InvalidRequest("room_alias is required")
+    return await rooms.query_directory(origin, alias)
+
+
 def routes() -> list[web.RouteDef]:
     return [
+        web.get(f"{V1}/query/directory", _guarded(query_directory)),
         web.get(f"{V1}/make_join/{{room_id}}/{{user_id}}", _guarded(make_join)),
         web.put(f"{V2}/send_join/{{room_id}}/{{event_id}}", _guarded(_send("join"))),
         web.get(f"{V1}/make_leave/{{room_id}}/{{user_id}}", _guarded(make_leave)),

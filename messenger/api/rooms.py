@@ -241,8 +241,8 @@ async def messages(request: web.Request) -> web.Response:
 async def get_alias(request: web.Request) -> web.Response:
     ctx = context(request)
     await requester(request)
-    room_id = await ctx.rooms.alias_room(request.match_info["alias"])
-    return ok({"room_id": room_id, "servers": [ctx.server_name]})
+    target = await ctx.rooms.lookup_alias(request.match_info["alias"])
+    return ok({"room_id": target.room_id, "servers": list(target.servers)})
 
 
 async def put_alias(request: web.Request) -> web.Response:

@@ -73,6 +73,12 @@ def parse_room_alias(text: str) -> tuple[str, str]:
     return local, server
 
 
+def is_server_name(text: object) -> TypeGuard[str]:
+    """A server name (spec: Appendices "Server Name"): host or IP literal, optional port."""
+    return isinstance(text, str) and len(text) <= MAX_ID_LENGTH \
+        and _SERVER_NAME.match(text) is not None
+
+
 def is_room_id(text: object) -> bool:
     return (isinstance(text, str) and text.startswith("!") and ":" in text
             and len(text) <= MAX_ID_LENGTH)

@@ -32,6 +32,11 @@ class Membership:
 
     async def join(self, requester: Requester, room_id_or_alias: str,
                    servers: Sequence[str] = ()) -> str:
+        if self.remote is not None and self._aliases.is_remote_alias(room_id_or_alias):
+            # Another school's alias: that school names the room and where it lives.
+            target = await self._aliases.lookup(room_id_or_alias)
+            room_id_or_alias = target.room_id
+            servers = [*servers, *target.servers]
         if self.remote is not None and room_id_or_alias.startswith("!") and \
                 not await self.remote.is_resident(room_id_or_alias):
             room_id = room_id_or_alias

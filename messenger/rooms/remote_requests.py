@@ -79,6 +79,11 @@ class RemoteRooms:
             content={"event": dict(pdu), "room_version": room_version,
                      "invite_room_state": list(invite_room_state)})
 
+    async def query_directory(self, server: str, alias: str) -> dict[str, Any]:
+        """``GET /v1/query/directory``: the room an alias of ``server`` names."""
+        return await self._call("GET", server, "/_matrix/federation/v1/query/directory",
+                                query={"room_alias": alias})
+
     async def get_missing_events(self, server: str, room_id: str, earliest: Sequence[str],
                                  latest: Sequence[str], limit: int, min_depth: int
                                  ) -> list[Any]:

@@ -19,11 +19,12 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from messenger.events.identifiers import InvalidIdentifier, UserId, server_of
+from messenger.events.identifiers import InvalidIdentifier, UserId, parse_room_alias, server_of
 from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion, UnsupportedRoomVersion, room_version
 from messenger.events.signing import EventSignatureError, EventSigner
 from messenger.rooms import dag_state
+from messenger.rooms.aliases import local_alias_target
 from messenger.rooms.auth import check_event
 from messenger.rooms.errors import AuthRuleViolation, Forbidden, InvalidRequest, RoomNotFound
 from messenger.rooms.pdu_checks import MalformedPdu
@@ -58,6 +59,23 @@ class ResidentRooms:
         self._policy = policy
         self._signer = signer
         self.server_name = events.server_name
+
+    async def query_directory(self, origin: str, alias: str) -> dict[str, Any]:
+        """Server-Server API "Room aliases" (``GET /query/directory``): the room one
+        of our aliases names and the servers holding it, ours first."""
+        try:
+            _local, server = parse_room_alias(alias)
+        except InvalidIdentifier as exc:
+            raise InvalidRequest(str(exc)) from None
+        if server != self.server_name:
+            raise RoomNotFound(f"{alias} is not an alias of {self.server_name}")
+        async with self._writer.db.read() as session:
+            target = await local_alias_target(session, alias, self.server_name)
+        if target is None:
+            raise RoomNotFound(f"unknown room alias {alias}")
+        log.info("event=alias_queried origin=%s alias=%s room=%s", origin, alias,
+                 target.room_id)
+        return {"room_id": target.room_id, "servers": list(target.servers)}
 
     async def _version(self, room_id: str) -> RoomVersion:
         try:

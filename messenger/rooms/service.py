@@ -44,7 +44,7 @@ class RoomService:
         # Public for one hook: the push sender hears of each commit (writer.after_commit).
         self.writer = writer = RoomWriter(db, notifier, clock=clock, cache=cache,
                                            signer=signer, server_name=server_name)
-        aliases = RoomAliases(db, server_name)
+        aliases = self._aliases = RoomAliases(db, server_name)
         membership = self._membership = Membership(writer, aliases, policy)
         creation = RoomCreation(writer, server_name, policy, membership)
         sending = EventSending(writer)
@@ -78,7 +78,7 @@ class RoomService:
         self.resolve_room = aliases.resolve_room
         self.create_alias = aliases.create_alias
         self.delete_alias = aliases.delete_alias
-        self.alias_room = aliases.alias_room
+        self.lookup_alias = aliases.lookup
         # Set by ``enable_federation``: the rooms' side of the Server-Server API.
         self.remote_events: RemoteEvents | None = None
         self.resident: ResidentRooms | None = None
@@ -93,6 +93,8 @@ class RoomService:
         self.writer.outbox = outbox
         self.remote_events = RemoteEvents(self.writer, self.server_name, key_of, remote)
         self.remote_events.federates_with = federates_with
+        self._aliases.remote = remote
+        self._aliases.federates_with = federates_with
         self.resident = ResidentRooms(self.writer, self.remote_events, self.policy,
                                       self._signer)
         self._membership.remote = RemoteMembership(self.writer, self.remote_events, remote)
