@@ -196,6 +196,7 @@ class School:
     def build_services(self) -> list[Service]:
         """The network services that exist so far, wired to this school's objects."""
         from conf.wiring import (
+            digest,
             imap,
             managesieve,
             matrix,
@@ -207,7 +208,7 @@ class School:
         )
 
         return [service for wiring in (smtp, imap, managesieve, matrix, webmail, outbound,
-                                       retention, metrics)
+                                       retention, digest, metrics)
                 for service in wiring.build(self)]
 
     async def start(self) -> None:

@@ -273,6 +273,14 @@ class BridgeSettings:
     have settings of their own."""
 
     mail_to_rooms: bool = True
+    # Room -> mail (issue 18.2): announcements (rooms of groups whose members may not
+    # post) someone has not read after ``digest_delay_seconds`` are mailed to them
+    # (and to pupils' parents where the group allows it), at most one digest per
+    # person per ``digest_period_seconds``; ``serve`` looks every ``digest_check_seconds``.
+    room_digests: bool = True
+    digest_delay_seconds: float = 2 * 3600.0
+    digest_period_seconds: float = 24 * 3600.0
+    digest_check_seconds: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ admin CLI goes through here.  Returns frozen domain values, raises
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
@@ -296,6 +296,21 @@ class Directory:
                 select(AccountRow).join(ParentLinkRow, ParentLinkRow.child_id == AccountRow.id)
                 .where(ParentLinkRow.parent_id == parent.id).order_by(AccountRow.login))).all()
             return [repo.account_from_row(r) for r in rows]
+
+    async def parents_of(self, child_ids: Iterable[int]) -> dict[int, list[Account]]:
+        """The linked parents of each child (by account id), in one query."""
+        wanted = sorted(set(child_ids))
+        found: dict[int, list[Account]] = {}
+        async with self.db.read() as session:
+            for start in range(0, len(wanted), 500):
+                rows = (await session.execute(
+                    select(ParentLinkRow.child_id, AccountRow)
+                    .join(AccountRow, ParentLinkRow.parent_id == AccountRow.id)
+                    .where(ParentLinkRow.child_id.in_(wanted[start:start + 500]))
+                    .order_by(AccountRow.login))).all()
+                for child_id, row in rows:
+                    found.setdefault(child_id, []).append(repo.account_from_row(row))
+        return found
 
     async def group_counts(self) -> dict[str, int]:
         """How many groups each account is in, by login (one query)."""

@@ -51,6 +51,7 @@ REJOIN_MARK = "org.schulhof.rejoin"
 OWNER_LEVEL = 50
 ADMIN_LEVEL = 100
 SYSTEM_DISPLAY_NAME = "Schulhof"
+SYSTEM_LOCALPART = "schulhof"  # the system user @schulhof:<domain>
 
 
 class GroupDirectory(Protocol):
@@ -114,7 +115,7 @@ class SchoolRooms:
     """Creates and updates the rooms of the school's groups (see the module docstring)."""
 
     def __init__(self, directory: GroupDirectory, rooms: RoomService, *,
-                 system_localpart: str = "schulhof", auto_join: bool = True) -> None:
+                 system_localpart: str = SYSTEM_LOCALPART, auto_join: bool = True) -> None:
         self._directory = directory
         self._rooms = rooms
         self._db = rooms.db

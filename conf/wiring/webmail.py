@@ -24,6 +24,7 @@ from mailserver.webmail.app import Webmail
 from mailserver.webmail.reading import Mail
 from mailserver.webmail.server import WebmailServer
 from mailserver.webmail.sessions import Sessions
+from messenger.room_digest import DigestPreferences
 
 if TYPE_CHECKING:
     from conf.app import School, Service
@@ -50,7 +51,8 @@ def build(school: School) -> list[Service]:
                             hostname=settings.smtp_hostname),
         sessions=Sessions(), vacation=VacationScripts(school.sieve_scripts),
         max_message_size=settings.smtp.max_message_size,
-        trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies))
+        trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies),
+        digests=DigestPreferences(school.db) if settings.bridge.room_digests else None)
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
                           extra_routes=[*autoconfig_routes(discovery(school, cert, key)),
                                         *admin_routes(school)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -13,6 +14,15 @@ from mailserver.sieve.managed_vacation import VacationScripts
 from mailserver.submission import Submitter
 from mailserver.webmail.reading import Mail
 from mailserver.webmail.sessions import Sessions
+
+
+class DigestSetting(Protocol):
+    """A person's own choice of room digests by mail (issue 18.2; the messenger keeps
+    it, the composition root hands it in: this package does not import the messenger)."""
+
+    async def enabled(self, account_id: int) -> bool: ...
+
+    async def set_enabled(self, account_id: int, enabled: bool) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -30,6 +40,8 @@ class Webmail:
     # mail settings only, for set-ups without Sieve).
     vacation: VacationScripts | None = None
     max_message_size: int = 25 * 1024 * 1024  # the SMTP limit: what other servers take
+    # Room digests by mail (the digest's List-Unsubscribe leads here); None: no digests.
+    digests: DigestSetting | None = None
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 

@@ -51,7 +51,8 @@ VACATION_LIMIT = 5000
 NOTICES = {"password": N_("Das Passwort wurde geändert."),
            "signature": N_("Die Signatur wurde gespeichert."),
            "vacation": N_("Die Abwesenheitsnotiz wurde gespeichert."),
-           "forwarding": N_("Die Weiterleitung wurde gespeichert.")}
+           "forwarding": N_("Die Weiterleitung wurde gespeichert."),
+           "digest": N_("Die Einstellung der Zusammenfassungen wurde gespeichert.")}
 
 
 async def _render(request: web.Request, session: WebSession, account: Account, *,
@@ -69,7 +70,8 @@ async def _render(request: web.Request, session: WebSession, account: Account, *
             settings = dataclasses.replace(
                 settings, vacation_enabled=True, vacation_subject=rule.subject,
                 vacation_body=rule.body, vacation_days=rule.days, vacation_until=rule.until)
-    return page(request, "settings.html", status, session=session,
+    digests = None if webmail.digests is None else await webmail.digests.enabled(account.id)
+    return page(request, "settings.html", status, session=session, digests=digests,
                 folders=await webmail.mail.folders(account.id), settings=shown or settings,
                 vacation_script=state.script, vacation_own=not state.managed,
                 errors=list(errors), notice=notice, min_days=MIN_DAYS, max_days=MAX_DAYS,
@@ -125,6 +127,19 @@ async def save_signature(request: web.Request, session: WebSession, account: Acc
     current = await store.get(account.id)
     await store.save(account.id, dataclasses.replace(current, signature=signature))
     raise web.HTTPSeeOther("/settings?saved=signature")
+
+
+@login_required
+async def save_digest(request: web.Request, session: WebSession, account: Account
+                      ) -> web.StreamResponse:
+    """Room digests by mail on or off (where a digest's List-Unsubscribe leads)."""
+    digests = request.app[WEBMAIL].digests
+    if digests is None:
+        raise web.HTTPNotFound()
+    enabled = (await request.post()).get("digests") == "on"
+    await digests.set_enabled(account.id, enabled)
+    log.info("event=webmail_digest_setting login=%s enabled=%s", account.login, enabled)
+    raise web.HTTPSeeOther("/settings?saved=digest")
 
 
 def password_problems(password: str, _: Translator = GERMAN) -> list[str]:
@@ -237,4 +252,5 @@ def routes() -> list[web.RouteDef]:
     return [web.get("/settings", settings_page), web.post("/settings/password", change_password),
             web.post("/settings/signature", save_signature),
             web.post("/settings/vacation", save_vacation),
-            web.post("/settings/forwarding", save_forwarding)]
+            web.post("/settings/forwarding", save_forwarding),
+            web.post("/settings/digest", save_digest)]

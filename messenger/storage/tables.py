@@ -441,3 +441,20 @@ class BridgeGroupRow(Base):
     mail_to_room: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     # Room announcements are mailed to the parents of pupil members too.
     parents_digest: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+# --- bridge_0003 ----------------------------------------------------------------------
+
+
+class DigestRecipientRow(Base):
+    """A person's room digests by mail (messenger.room_digest): whether they want them
+    (``enabled``, their own setting), up to which message time they were considered
+    (``up_to_ms``, origin_server_ts) and when the last digest went out."""
+
+    __tablename__ = "matrix_digest_recipients"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    up_to_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UtcDateTime(), nullable=True)

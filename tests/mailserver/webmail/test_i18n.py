@@ -26,12 +26,15 @@ PLACEHOLDER = re.compile(r"%\((\w+)\)s")
 
 
 def marked_messages() -> set[str]:
-    """Every text marked with _(), N_() or ngettext() in the webmail's code and templates."""
+    """Every text marked with _(), N_() or ngettext() in the webmail's code and templates
+    and in the room digest's mail (mailserver/digest_mail.py, the same catalog)."""
     method_map = [("**.py", "python"), ("templates/**.html", "jinja2")]
     found = set()
-    for _file, _line, message, _comments, _context in extract_from_dir(
-            ROOT / "mailserver/webmail", method_map):
-        found.add(message[0] if isinstance(message, tuple) else message)
+    for folder, methods in ((ROOT / "mailserver/webmail", method_map),
+                            (ROOT / "mailserver", [("digest_mail.py", "python")])):
+        for _file, _line, message, _comments, _context in extract_from_dir(folder, methods):
+            found.add(message[0] if isinstance(message, tuple) else message)
+    assert "Hallo %(name)s," in found  # the digest's texts are extracted too
     return found
 
 

@@ -1,0 +1,162 @@
+"""Room -> mail end to end (issue 18.2): a teacher announces in the class room with
+matrix-nio; after the (short) delay, ``serve``'s digest job mails it to the pupil who
+has not read it and to that pupil's parent, whose IMAP inboxes (imaplib) get exactly
+one digest each, German first with English below, ``Auto-Submitted``,
+``List-Unsubscribe`` and the teacher in ``Reply-To``.  Nothing for the pupil whose
+read receipt reaches the message, for the pupil who turned digests off in the webmail,
+for the pupil who left the group, or for the teacher who wrote it."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import email
+import email.message
+import email.policy
+import imaplib
+import re
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from nio import AsyncClient, LoginResponse, RoomSendResponse, SyncResponse
+
+from conf.app import School
+from conf.settings import BridgeSettings, Settings
+from directory.model import GroupKind, MemberRole, Role
+from messenger.bridge_groups import BridgeGroups
+from messenger.server import MatrixServer
+from tests.support.schools import make_settings
+from tests.support.smtp_clients import client_tls_context
+
+DOMAIN = "schule.test"
+PASSWORD = "ein-sicheres-passwort"
+DELAY, PERIOD = 1.5, 6.0  # seconds
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    base = make_settings(tmp_path / "school", database_url)
+    return dataclasses.replace(base, bridge=BridgeSettings(
+        digest_delay_seconds=DELAY, digest_period_seconds=PERIOD, digest_check_seconds=0.3))
+
+
+@pytest.fixture
+async def server(running_school: School) -> MatrixServer:
+    d = running_school.directory
+    await d.create_account(role=Role.TEACHER, login="lehrer", password=PASSWORD,
+                           display_name="Frau Lehrer")
+    for login in ("anna", "ben", "carl", "dora"):
+        await d.create_account(role=Role.PUPIL, login=login, password=PASSWORD,
+                               display_name=login.title())
+    await d.create_account(role=Role.PARENT, login="mama.ben", password=PASSWORD,
+                           display_name="Mama Ben")
+    await d.link_parent("mama.ben", "ben")
+    await d.create_group("5a", kind=GroupKind.CLASS, display_name="Klasse 5a")
+    await d.add_member("5a", "lehrer", MemberRole.OWNER)
+    for login in ("anna", "ben", "carl", "dora"):
+        await d.add_member("5a", login)
+    await BridgeGroups(running_school.db).change(await d.get_group("5a"), parents_digest=True)
+    server = next(s for s in running_school.services if isinstance(s, MatrixServer))
+    await server.school_rooms.sync_group_rooms()
+    return server
+
+
+async def _client(server: MatrixServer, login: str) -> AsyncClient:
+    client = AsyncClient(server.base_url, f"@{login}:{DOMAIN}")
+    assert isinstance(await client.login(PASSWORD), LoginResponse)
+    return client
+
+
+@pytest.fixture
+async def clients(server: MatrixServer) -> AsyncIterator[dict[str, AsyncClient]]:
+    made = {login: await _client(server, login) for login in ("lehrer", "anna")}
+    yield made
+    for client in made.values():
+        await client.close()
+
+
+def _inbox(school: School, login: str) -> list[email.message.EmailMessage]:
+    context = client_tls_context(school.settings)
+    context.check_hostname = False
+    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps, ssl_context=context,
+                           timeout=20) as imap:
+        imap.login(login, PASSWORD)
+        imap.select("INBOX", readonly=True)
+        _, found = imap.uid("SEARCH", "ALL")
+        messages = []
+        for uid in found[0].split():
+            _, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+            raw = data[0][1]
+            assert isinstance(raw, bytes)
+            parsed = email.message_from_bytes(raw, policy=email.policy.default)
+            assert isinstance(parsed, email.message.EmailMessage)
+            messages.append(parsed)
+        return messages
+
+
+async def _opt_out(school: School, login: str) -> None:
+    """The pupil turns digests off on the webmail's settings page."""
+    (web,) = [s for s in school.services if type(s).__name__ == "WebmailServer"]
+    connector = aiohttp.TCPConnector(ssl=client_tls_context(school.settings))
+    async with aiohttp.ClientSession(web.base_url, connector=connector,  # type: ignore
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get("/login") as response:
+            token = re.search(r'name="csrf" value="([^"]+)"', await response.text())
+            assert token
+        async with browser.post("/login", data={"csrf": token.group(1), "login": login,
+                                                "password": PASSWORD}) as response:
+            page = await response.text()
+        async with browser.get("/settings") as response:
+            page = await response.text()
+            assert 'id="zusammenfassungen"' in page and 'name="digests" checked' in page
+            csrf = re.search(r'name="csrf" value="([^"]+)"', page)
+            assert csrf
+        async with browser.post("/settings/digest", data={"csrf": csrf.group(1)}) as response:
+            assert response.status == 200
+            assert "Zusammenfassungen wurde gespeichert" in await response.text()
+
+
+async def test_unread_announcement_reaches_pupil_and_parent_once(
+        running_school: School, server: MatrixServer,
+        clients: dict[str, AsyncClient]) -> None:
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    await _opt_out(running_school, "carl")
+    teacher, anna = clients["lehrer"], clients["anna"]
+    await teacher.sync(timeout=0)
+    sent = await teacher.room_send(room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Morgen Wandertag, bitte an feste Schuhe denken."})
+    assert isinstance(sent, RoomSendResponse)
+    # anna reads it at once: her receipt reaches the message.
+    assert isinstance(await anna.sync(timeout=0), SyncResponse)
+    await anna.room_read_markers(room_id, sent.event_id, sent.event_id)
+    # dora leaves the class before the delay is over.
+    await running_school.directory.remove_member("5a", "dora")
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if await asyncio.to_thread(_inbox, running_school, "mama.ben"):
+            break
+        await asyncio.sleep(0.3)
+    await asyncio.sleep(PERIOD + 1)  # a whole period more: nothing a second time
+
+    (parent_mail,) = await asyncio.to_thread(_inbox, running_school, "mama.ben")
+    (pupil_mail,) = await asyncio.to_thread(_inbox, running_school, "ben")
+    for login in ("anna", "carl", "dora", "lehrer"):
+        assert await asyncio.to_thread(_inbox, running_school, login) == [], login
+    for mail in (parent_mail, pupil_mail):
+        assert mail["Auto-Submitted"] == "auto-generated"
+        assert re.fullmatch(r"<https://mail\.schule\.test:\d+/settings#zusammenfassungen>",
+                            mail["List-Unsubscribe"])
+        assert mail["Reply-To"] == "Frau Lehrer <lehrer@schule.test>"
+        assert mail["Subject"] == "1 neue Mitteilung aus den Räumen der Schule"
+        body = mail.get_content()
+        assert body.count("Morgen Wandertag, bitte an feste Schuhe denken.") == 2
+        assert body.index("Klasse 5a – Frau Lehrer") < body.index("-- English --")
+        assert "A reply to this email goes to the teacher, not to the room." in body
+    assert "in denen Ben ist" in parent_mail.get_content()
+    assert "that Ben is in" in parent_mail.get_content()
+    assert "die Sie noch nicht gelesen haben" in pupil_mail.get_content()
