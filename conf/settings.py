@@ -33,6 +33,8 @@ class SchoolSettings:
     extra_domains: tuple[str, ...] = ()
     # Where message bodies, media and other files live; relative to the config file.
     data_dir: str = "data"
+    # The language of what is printed for people (password letters): de or en.
+    language: str = "de"
 
 
 @dataclass(frozen=True)
@@ -438,7 +440,8 @@ def settings_from_mapping(raw: Mapping[str, Any], *, source: str, base_dir: Path
 
 _CHOICES = {("log", "level"): ("DEBUG", "INFO", "WARNING", "ERROR"),
             ("log", "format"): ("logfmt", "json"),
-            ("smtp", "mta_sts_mode"): ("enforce", "testing", "none")}
+            ("smtp", "mta_sts_mode"): ("enforce", "testing", "none"),
+            ("school", "language"): ("de", "en")}
 
 
 def _check_choices(settings: Settings, source: str) -> None:

@@ -9,8 +9,8 @@ generated passwords avoid such characters anyway), how to log in to the
 webmail, Thunderbird and Element, and a QR code with the messenger server's
 address for the Element app's "homeserver" field.
 
-German is the source language of every text here (``_`` translates, e.g. to
-English through a catalog; the default keeps German).  Names may use any
+German is the source language of every text here; ``school.language = "en"``
+prints them in English through the admin pages' catalog.  Names may use any
 script: DejaVu Sans (Debian's fonts-dejavu-core) is embedded when present,
 else reportlab's Vera (Latin-1 only).
 """
@@ -37,6 +37,7 @@ from conf.settings import Settings
 from directory.importer import InitialPassword
 
 _FONT_DIRS = (Path("/usr/share/fonts/truetype/dejavu"),)
+CATALOGS = Path(__file__).resolve().parents[1] / "admin_web" / "locale"
 Translate = Callable[[str], str]
 
 
@@ -50,6 +51,17 @@ class LetterSchool:
     imaps_port: int
     submission_port: int
     matrix_url: str
+    language: str = "de"  # of the letters' texts (settings: school.language)
+
+
+def letter_translator(language: str) -> Translate:
+    """The letters' texts in ``language`` (German, the source, needs no catalog)."""
+    if language == "de":
+        return lambda text: text
+    from mailserver.webmail.i18n import load_translations
+
+    translators = load_translations(CATALOGS)
+    return translators.get(language) or translators["de"]
 
 
 def _fonts() -> tuple[str, str, str]:
@@ -110,8 +122,11 @@ def _qr(canvas: Canvas, x: float, y: float) -> None:
 
 
 def render_letters(people: Iterable[InitialPassword], school: LetterSchool,
-                   _: Translate = lambda text: text) -> bytes:
-    """The letters as one PDF, a page per person (see the module docstring)."""
+                   _: Translate | None = None) -> bytes:
+    """The letters as one PDF, a page per person (see the module docstring), in
+    the school's language unless ``_`` translates otherwise."""
+    if _ is None:
+        _ = letter_translator(school.language)
     regular, bold, mono = _fonts()
     buffer = io.BytesIO()
     canvas = Canvas(buffer, pagesize=A4, pageCompression=1)
@@ -177,4 +192,5 @@ def letter_school(settings: Settings) -> LetterSchool:
     return LetterSchool(name=settings.school.name, webmail_url=webmail,
                         mail_host=settings.smtp_hostname, imaps_port=listen.imaps,
                         submission_port=listen.submission,
-                        matrix_url=f"https://matrix.{settings.school.domain.lower()}")
+                        matrix_url=f"https://matrix.{settings.school.domain.lower()}",
+                        language=settings.school.language)

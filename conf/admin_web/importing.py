@@ -8,6 +8,7 @@ from aiohttp import web
 
 from conf.admin_web.accounts import hold_letters
 from conf.admin_web.context import AdminRequest, AdminSite
+from conf.admin_web.import_reasons import file_reason, row_reason
 from directory.importer import Importer, ImportFileError, InvalidImportFile, profile_named
 
 MAX_FILE = 10 * 1024 * 1024  # a school of 3,000 people is well under a megabyte
@@ -54,14 +55,15 @@ class ImportPages:
             summary = await self._importer().run(data, dry_run=True)
         except InvalidImportFile as exc:
             return await self.form(request, who, status=400,
-                                   errors=exc.errors[:MAX_SHOWN_ERRORS],
+                                   errors=tuple((e.line, row_reason(_, e))
+                                                for e in exc.errors[:MAX_SHOWN_ERRORS]),
                                    more=max(0, len(exc.errors) - MAX_SHOWN_ERRORS), error=_(
                 "%(file)s wurde nicht importiert: %(count)s fehlerhafte Zeilen.")
                 % {"file": filename, "count": len(exc.errors)})
         except ImportFileError as exc:
             return await self.form(request, who, status=400, error=_(
                 "%(file)s lässt sich nicht importieren: %(reason)s")
-                % {"file": filename, "reason": exc})
+                % {"file": filename, "reason": file_reason(_, exc)})
         token = self.site.imports.put(who.session.token, data, filename)
         return self.site.render(request, who, "import.html", summary=summary, token=token,
                                 filename=filename, error="", errors=(), more=0)
@@ -77,7 +79,7 @@ class ImportPages:
             summary = await self._importer().run(held.data, issue_passwords=True)
         except ImportFileError as exc:
             return await self.form(request, who, status=409, error=_(
-                "Nicht importiert: %(reason)s") % {"reason": exc})
+                "Nicht importiert: %(reason)s") % {"reason": file_reason(_, exc)})
         plan = summary.plan
         await self.site.school.audit.record(who.actor, "import.apply", held.name, {
             "rows": summary.rows, "created": len(plan.created), "updated": len(plan.updated),

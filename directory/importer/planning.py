@@ -271,11 +271,12 @@ def _plan_groups(records: list[ImportRecord], state: DirectoryState,
             if name in orphans:
                 evicted.add(name)
             continue  # held by a group that is renamed in this import
+        holder = holder if holder in ("account", "alias") else "group"
         what = {"account": "an account", "alias": "an alias"}.get(holder, "another group")
         label = "class" if out.kind[name] is GroupKind.CLASS else "course"
-        out.errors.append(RowError(first_line[name], f"{label} "
-                                   f"{out.display[name].display_name!r}: its group address "
-                                   f"{name!r} is already used by {what}"))
+        out.errors.append(RowError.of(first_line[name], f"{label}_address_taken",
+                                      value=out.display[name].display_name, name=name,
+                                      holder=holder, holder_text=what))
 
     taken = set(state.addresses) | set(out.target) | RESERVED_LOCAL_PARTS
     for name, orphan in sorted(orphans.items()):

@@ -40,10 +40,9 @@ class CsvTable:
 def decode(data: bytes) -> tuple[str, str]:
     """The text of ``data`` and the name of the encoding it was read as."""
     if data.startswith(codecs.BOM_UTF8):
-        return _strict(data[len(codecs.BOM_UTF8):], "utf-8", "UTF-8 (it starts with a BOM)"), \
-            "utf-8-sig"
+        return _strict(data[len(codecs.BOM_UTF8):], "utf-8", "bad_utf8"), "utf-8-sig"
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        return _strict(data, "utf-16", "UTF-16 (it starts with a BOM)"), "utf-16"
+        return _strict(data, "utf-16", "bad_utf16"), "utf-16"
     try:
         return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
@@ -51,17 +50,15 @@ def decode(data: bytes) -> tuple[str, str]:
     try:
         return data.decode("cp1252"), "cp1252"
     except UnicodeDecodeError as exc:
-        raise ImportFileError(
-            f"the file is neither UTF-8 nor Windows-1252 (byte 0x{data[exc.start]:02x} at "
-            f"offset {exc.start}); save it from the school program as CSV (UTF-8)") from None
+        raise ImportFileError.of("not_utf8_or_cp1252", byte=f"{data[exc.start]:02x}",
+                                 offset=exc.start) from None
 
 
-def _strict(data: bytes, encoding: str, what: str) -> str:
+def _strict(data: bytes, encoding: str, code: str) -> str:
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as exc:
-        raise ImportFileError(f"the file is not valid {what}: bad byte at offset "
-                              f"{exc.start}") from None
+        raise ImportFileError.of(code, offset=exc.start) from None
 
 
 def detect_delimiter(header_line: str) -> str:
@@ -85,14 +82,13 @@ def read_csv(data: bytes) -> CsvTable:
     """
     text, encoding = decode(data)
     if "\x00" in text:
-        raise ImportFileError("the file contains NUL characters: it is not a CSV text file")
+        raise ImportFileError.of("nul_characters")
     text = unicodedata.normalize("NFC", text)  # "u + ¨" from macOS -> "ü"
     lines = [line for line in text.splitlines() if line.strip()]
     if not lines:
-        raise ImportFileError("the file is empty")
+        raise ImportFileError.of("empty_file")
     if len(lines) > MAX_LINES + 1:  # + the header
-        raise ImportFileError(f"the file has {len(lines)} lines; at most {MAX_LINES} "
-                              "people are imported at once")
+        raise ImportFileError.of("too_many_lines", count=len(lines), max=MAX_LINES)
     # The header: the first line with a letter or digit (not a line of separators).
     delimiter = detect_delimiter(next((ln for ln in lines if any(c.isalnum() for c in ln)),
                                       lines[0]))
@@ -112,7 +108,7 @@ def read_csv(data: bytes) -> CsvTable:
             else:
                 rows.append(CsvRow(start, fields))
     except csv.Error as exc:
-        raise ImportFileError(f"line {line}: not readable as CSV ({exc})") from None
+        raise ImportFileError.of("unreadable_csv", line=line, detail=exc) from None
     if header is None:
-        raise ImportFileError("the file has no header line (only separators)")
+        raise ImportFileError.of("no_header")
     return CsvTable(encoding, delimiter, header_line, header, tuple(rows))

@@ -23,6 +23,7 @@ MAX_DISPLAY_NAME = 200  # accounts.display_name ("first last")
 MAX_EXTERNAL_ID = 100  # accounts.external_id
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+Problem = tuple[str, dict[str, object]]  # a RowError's code and values, before its line
 
 
 @dataclass(frozen=True)
@@ -68,15 +69,16 @@ def column_map(table: CsvTable, profile: ImportProfile) -> dict[str, int]:
         if field is None:
             continue  # other columns of the export (birthday, street, ...) are ignored
         if field in columns:
-            errors.append(RowError(table.header_line, f"columns {columns[field] + 1} and "
-                                   f"{index + 1} both give {field!r}"))
+            errors.append(RowError.of(table.header_line, "duplicate_column",
+                                      first=columns[field] + 1, second=index + 1, field=field))
         else:
             columns[field] = index
     missing = [f for f in REQUIRED_FIELDS if f not in columns]
     if missing:
-        errors.append(RowError(table.header_line, "missing required column"
-                               f"{'s' if len(missing) > 1 else ''}: {', '.join(missing)} "
-                               f"(header: {', '.join(table.header)[:200]})"))
+        errors.append(RowError.of(table.header_line, "missing_columns",
+                                  plural="s" if len(missing) > 1 else "",
+                                  fields=", ".join(missing),
+                                  header=", ".join(table.header)[:200]))
     if errors:
         raise InvalidImportFile(errors)
     return columns
@@ -90,62 +92,61 @@ def validate(table: CsvTable, profile: ImportProfile) -> list[ImportRecord]:
     errors: list[RowError] = []
     for row in table.rows:
         values = {f: row.fields[i] if i < len(row.fields) else None for f, i in columns.items()}
-        problems = []
+        problems: list[Problem] = []
         short = [f for f in REQUIRED_FIELDS if values[f] is None]
         if short:
-            problems.append(f"only {len(row.fields)} fields, missing {', '.join(short)}")
+            problems.append(("short_row", {"count": len(row.fields), "fields": ", ".join(short)}))
         elif any(row.fields[width:]):
-            problems.append(f"{len(row.fields)} fields, but the header has {width}")
+            problems.append(("long_row", {"count": len(row.fields), "width": width}))
         else:
             record = _record(row.line, {f: v or "" for f, v in values.items()}, profile,
                              problems)
             if record is not None and not problems:
                 records.append(record)
-        errors.extend(RowError(row.line, p) for p in problems)
+        errors.extend(RowError.of(row.line, code, **values) for code, values in problems)
     errors.extend(_cross_check(records))
     if errors:
         raise InvalidImportFile(errors)
     if not records:
-        raise InvalidImportFile([RowError(table.header_line, "the file has no rows to import")])
+        raise InvalidImportFile([RowError.of(table.header_line, "no_rows")])
     return records
 
 
 def _record(line: int, values: dict[str, str], profile: ImportProfile,
-            problems: list[str]) -> ImportRecord | None:
+            problems: list[Problem]) -> ImportRecord | None:
     for field in FIELDS:
         if _CONTROL.search(values.get(field, "")):
-            problems.append(f"{field} contains control characters")
+            problems.append(("control_characters", {"field": field}))
     external_id = values["external_id"]
     if not external_id:
-        problems.append("empty external_id")
+        problems.append(("empty_field", {"field": "external_id"}))
     elif len(external_id) > MAX_EXTERNAL_ID:
-        problems.append(f"external_id longer than {MAX_EXTERNAL_ID} characters")
+        problems.append(("long_field", {"field": "external_id", "max": MAX_EXTERNAL_ID}))
     for field in ("first_name", "last_name"):
         if not values[field]:
-            problems.append(f"empty {field}")
+            problems.append(("empty_field", {"field": field}))
         elif len(values[field]) > MAX_NAME:
-            problems.append(f"{field} longer than {MAX_NAME} characters")
+            problems.append(("long_field", {"field": field, "max": MAX_NAME}))
     if len(values["first_name"]) + len(values["last_name"]) + 1 > MAX_DISPLAY_NAME:
-        problems.append(f"first_name and last_name together longer than "
-                        f"{MAX_DISPLAY_NAME - 1} characters")
+        problems.append(("long_names", {"max": MAX_DISPLAY_NAME - 1}))
     role = profile.role_of(values["role"])
     if role is None:
         known = ", ".join(sorted({r.value for r in profile.role_values.values()}))
-        problems.append(f"unknown role {values['role']!r} (known: {known})")
+        problems.append(("unknown_role", {"value": values["role"], "known": known}))
     sep = profile.list_separator
     classes = _group_refs(values["class"], sep, "class", problems)
     courses = _group_refs(values.get("courses", ""), sep, "course", problems)
     if role is Role.PUPIL and len(classes) > 1:
-        problems.append(f"a pupil is in one class, not {len(classes)}")
+        problems.append(("pupil_classes", {"count": len(classes)}))
     if role is Role.PARENT:
         classes = courses = ()  # a parent's row may repeat the child's class: not theirs
     parent_of = tuple(dict.fromkeys(p.strip() for p in values.get("parent_of", "").split(sep)
                                     if p.strip()))
     if parent_of and role is not Role.PARENT and role is not None:
-        problems.append(f"parent_of is given, but the role is {role.value}, not parent")
+        problems.append(("parent_of_role", {"role": role.value}))
     email = values.get("email", "")
     if email and not _EMAIL.match(email):
-        problems.append(f"email {email!r} is not an e-mail address")
+        problems.append(("bad_email", {"value": email}))
     if problems or role is None:
         return None
     return ImportRecord(line=line, external_id=external_id, first_name=values["first_name"],
@@ -153,7 +154,8 @@ def _record(line: int, values: dict[str, str], profile: ImportProfile,
                         courses=courses, email=email.lower(), parent_of=parent_of)
 
 
-def _group_refs(text: str, sep: str, what: str, problems: list[str]) -> tuple[GroupRef, ...]:
+def _group_refs(text: str, sep: str, what: str, problems: list[Problem]
+                ) -> tuple[GroupRef, ...]:
     refs: dict[str, GroupRef] = {}
     for part in text.split(sep):
         part = part.strip()
@@ -161,9 +163,9 @@ def _group_refs(text: str, sep: str, what: str, problems: list[str]) -> tuple[Gr
             continue
         name = group_name(part)
         if not name:
-            problems.append(f"{what} {part!r} gives no usable group name")
+            problems.append((f"{what}_no_name", {"value": part}))
         elif not is_valid_local_part(name):  # longer than 64 characters
-            problems.append(f"{what} {part!r} gives no valid group address ({name!r})")
+            problems.append((f"{what}_bad_address", {"value": part, "name": name}))
         else:
             refs.setdefault(name, GroupRef(name, part))
     return tuple(refs.values())
@@ -175,9 +177,9 @@ def _cross_check(records: list[ImportRecord]) -> list[RowError]:
     first_line: dict[str, int] = {}
     for record in records:
         if record.external_id in first_line:
-            errors.append(RowError(record.line, f"duplicate external_id "
-                                   f"{record.external_id!r} (first on line "
-                                   f"{first_line[record.external_id]})"))
+            errors.append(RowError.of(record.line, "duplicate_external_id",
+                                      value=record.external_id,
+                                      first=first_line[record.external_id]))
         else:
             first_line[record.external_id] = record.line
     by_id = {r.external_id: r for r in records}
@@ -185,16 +187,15 @@ def _cross_check(records: list[ImportRecord]) -> list[RowError]:
         for child in record.parent_of:
             target = by_id.get(child)
             if target is None:
-                errors.append(RowError(record.line, f"parent_of {child!r}: no row has this "
-                                       "external_id"))
+                errors.append(RowError.of(record.line, "parent_of_unknown", value=child))
             elif target.role is not Role.PUPIL:
-                errors.append(RowError(record.line, f"parent_of {child!r}: line "
-                                       f"{target.line} is a {target.role.value}, not a pupil"))
+                errors.append(RowError.of(record.line, "parent_of_not_pupil", value=child,
+                                          target=target.line, role=target.role.value))
     class_lines = {g.name: r.line for r in records for g in r.classes}
     for record in records:
         for course in record.courses:
             if course.name in class_lines:
-                errors.append(RowError(record.line, f"course {course.display_name!r} has the "
-                                       f"address {course.name!r} of a class (line "
-                                       f"{class_lines[course.name]})"))
+                errors.append(RowError.of(record.line, "course_is_class",
+                                          value=course.display_name, name=course.name,
+                                          target=class_lines[course.name]))
     return errors

@@ -123,8 +123,7 @@ class Importer:
                 state = await load_state(session)
                 plan = plan_import(records, state, options)
                 if issue and any(n.external_id not in hashes for n in plan.created):
-                    raise ImportFileError("the directory changed during the import; "
-                                          "run it again")
+                    raise ImportFileError.of("directory_changed")
                 await apply_plan(session, plan, state, hashes)
                 issued = tuple(InitialPassword(
                     n.login, self.directory.address_of(n.login), n.first_name, n.last_name,
@@ -137,8 +136,7 @@ class Importer:
         except IntegrityError as exc:  # PostgreSQL: a login or group name taken meanwhile
             if out:
                 out.discard()
-            raise ImportFileError("the directory changed during the import; run it "
-                                  "again") from exc
+            raise ImportFileError.of("directory_changed") from exc
         except BaseException:
             if out:
                 out.discard()

@@ -9,6 +9,8 @@ from babel.messages.extract import extract_from_dir
 from babel.messages.pofile import read_po
 
 from conf.admin_web.context import HERE
+from conf.admin_web.import_reasons import WORDING
+from directory.importer.errors import REASONS
 from mailserver.webmail.i18n import load_translations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,3 +39,13 @@ def test_every_admin_text_has_an_english_translation() -> None:
         assert set(PLACEHOLDER.findall(str(string))) == set(PLACEHOLDER.findall(str(key))), key
     english = load_translations(HERE / "locale")["en"]
     assert english("Protokoll") == "Audit log"
+
+
+def test_every_import_reason_has_a_german_wording() -> None:
+    """The importer's codes (English for the command line) and the admin pages'
+    wordings name the same problems with the same values."""
+    assert set(WORDING) == set(REASONS)
+    for code, wording in WORDING.items():
+        english = set(re.findall(r"%\((\w+)\)[sr]", REASONS[code]))
+        german = set(PLACEHOLDER.findall(wording))
+        assert german <= english | {"holder"}, code

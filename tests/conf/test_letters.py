@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import dataclasses
 import shutil
 import stat
 import subprocess
@@ -63,6 +64,17 @@ def test_a_page_per_person_by_class_and_name(tmp_path: Path) -> None:
         assert "https://matrix.schule.test" in page and "mail.schule.test, Port 993" in page
         # Nobody else's password is on the page.
         assert all(p.password not in page for p in people if p.login != login)
+
+
+def test_letters_in_english_when_the_school_says_so(tmp_path: Path) -> None:
+    people = [person("ben.berg", "Ben", "Berg", "5a", "Pw5aBenBerg5")]
+    [german] = pdf_pages(render_letters(people, SCHOOL), tmp_path)
+    assert "Zugangsdaten für Ben Berg" in german and "Erstes Passwort" in german
+    english_school = dataclasses.replace(SCHOOL, language="en")
+    [english] = pdf_pages(render_letters(people, english_school), tmp_path)
+    assert "Zugangsdaten" not in english and "Passwort" not in english
+    assert "Pw5aBenBerg5" in english and "ben.berg@schule.test" in english
+    assert "Class 5a" in english and "First password" in english, english
 
 
 def run(config: str, *args: str) -> int:

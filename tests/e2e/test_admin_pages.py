@@ -6,6 +6,7 @@ children, groups, aliases, partner schools, export and erasure."""
 from __future__ import annotations
 
 import asyncio
+import html
 import io
 import re
 import threading
@@ -260,6 +261,40 @@ async def test_import_of_a_huge_or_garbage_file_is_refused_briefly(
         status, text = await upload(admin, name, junk)
         assert status == 400 and name in text, text[:500]
     assert [e.action for e in await school.audit.entries()] == []
+
+
+async def test_import_errors_in_german_and_english(
+        school: School, admin: aiohttp.ClientSession) -> None:
+    """Each bad line's reason in the admin's language: German by default, English with
+    the language cookie (the catalog); the whole-file reason too."""
+    bad = ("external_id;first_name;last_name;role;class;courses;email;parent_of\r\n"
+           "S1;J\xfcrgen;M\xfc\xdfig;Sch\xfcler;5a\r\n"
+           "S2;;Leer;Sch\xfcler;5a\r\n"
+           "S3;Ida;Iks;Hausmeister;5a\r\n"
+           "S1;Doppelt;Da;Sch\xfcler;5b\r\n"
+           "E1;Uwe;Ost;Eltern;;;;S9\r\n").encode("cp1252")
+    status, text = await upload(admin, "kaputt.csv", bad)
+    assert status == 400
+    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td></tr>", text)
+    assert [(int(line), html.unescape(reason)) for line, reason in rows] == [
+        (3, "first_name ist leer."),
+        (4, "Unbekannte Rolle „Hausmeister“ (bekannt: parent, pupil, staff, teacher)."),
+        (5, "Die external_id „S1“ kommt doppelt vor (zuerst in Zeile 2)."),
+        (6, "parent_of „S9“: Keine Zeile hat diese external_id.")]
+    status, text = await upload(admin, "leer.csv", b"  \r\n")
+    assert status == 400 and "leer.csv lässt sich nicht importieren: Die Datei ist leer." \
+        in html.unescape(text)
+
+    admin.cookie_jar.update_cookies({"__Host-schulhof-lang": "en"})
+    status, text = await upload(admin, "kaputt.csv", bad)
+    rows = re.findall(r"<tr><td>(\d+)</td><td>([^<]*)</td></tr>", text)
+    assert [(int(line), html.unescape(reason)) for line, reason in rows] == [
+        (3, "first_name is empty."),
+        (4, "Unknown role 'Hausmeister' (known: parent, pupil, staff, teacher)."),
+        (5, "The external_id 'S1' appears twice (first on line 2)."),
+        (6, "parent_of 'S9': no row has this external_id.")]
+    status, text = await upload(admin, "leer.csv", b"  \r\n")
+    assert "leer.csv cannot be imported: The file is empty." in html.unescape(text)
 
 
 async def test_names_no_account_or_group_can_have_are_not_found(
