@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.addresses import RESERVED_LOCAL_PARTS
-from directory.db import affected_rows
+from directory.db import Database, affected_rows
 from directory.model import (
     Account,
     AlreadyExists,
@@ -36,6 +37,32 @@ def account_from_row(row: AccountRow) -> Account:
         last_name=row.last_name, deletion_date=row.deletion_date, created_at=row.created_at,
         updated_at=row.updated_at,
     )
+
+
+_ACCOUNT_COLUMNS = ("id", "login", "display_name", "role", "status", "external_id",
+                    "first_name", "last_name", "deletion_date", "created_at", "updated_at")
+
+
+async def account_by_id(db: Database, account_id: int) -> Account:
+    """One account in one statement (``Database.read_rows``: no ORM session, no
+    BEGIN/COMMIT); every page of the webmail asks this.  The columns' own result
+    conversions (dates on SQLite, UTC zones) are applied as SQLAlchemy would."""
+    rows = await db.read_rows(f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM accounts "
+                              "WHERE id = ?", [account_id])
+    if not rows:
+        raise NotFound(f"no such account: {account_id}")
+    dialect = db.read_engine.dialect
+    columns = AccountRow.__table__.c
+    values: dict[str, Any] = {}
+    for name, raw in zip(_ACCOUNT_COLUMNS, rows[0], strict=True):
+        processor = columns[name].type.dialect_impl(dialect).result_processor(dialect, None)
+        values[name] = processor(raw) if processor is not None and raw is not None else raw
+    return Account(
+        id=values["id"], login=values["login"], display_name=values["display_name"],
+        role=Role(values["role"]), status=Status(values["status"]),
+        external_id=values["external_id"], first_name=values["first_name"],
+        last_name=values["last_name"], deletion_date=values["deletion_date"],
+        created_at=values["created_at"], updated_at=values["updated_at"])
 
 
 def group_from_row(row: GroupRow) -> Group:

@@ -98,8 +98,7 @@ class Directory:
             return repo.account_from_row(await repo.account_row(session, login=login))
 
     async def get_account_by_id(self, account_id: int) -> Account:
-        async with self.db.read() as session:
-            return repo.account_from_row(await repo.account_row(session, account_id=account_id))
+        return await repo.account_by_id(self.db, account_id)
 
     async def list_accounts(self, *, role: Role | None = None,
                             status: Status | None = None) -> list[Account]:

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import time
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from directory import request_timing
 from directory.db import Database
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
@@ -42,32 +40,8 @@ def _chunks(items: Sequence[Any], size: int = CHUNK) -> list[Sequence[Any]]:
 
 
 async def _rows(db: Database, sql: str, parameters: Sequence[Any]) -> list[Any]:
-    """One read statement in one driver call on a pooled read connection.
-
-    Through SQLAlchemy's async layer a read costs BEGIN, execute, fetch and
-    ROLLBACK: on SQLite about eight hops to aiosqlite's thread (each waiting
-    for the GIL behind a busy event loop), on PostgreSQL three round trips.
-    Here it is one: aiosqlite's ``execute_fetchall`` / asyncpg's ``fetch``,
-    outside any transaction (the read connections autocommit), so the
-    statement is its own snapshot.  ``sql`` uses ``?`` placeholders;
-    for PostgreSQL they become ``$1, $2, ...``."""
-    started = time.perf_counter()
-    async with db.read_engine.connect() as conn:
-        raw = (await conn.get_raw_connection()).driver_connection
-        checked_out = time.perf_counter()
-        request_timing.add("pool", checked_out - started)
-        try:
-            if db.is_sqlite:
-                return list(await raw.execute_fetchall(sql, parameters))  # type: ignore[union-attr]
-            return list(await raw.fetch(_numbered(sql), *parameters))  # type: ignore[union-attr]
-        finally:
-            request_timing.add("sql", time.perf_counter() - checked_out)
-
-
-def _numbered(sql: str) -> str:
-    parts = sql.split("?")
-    return "".join(part + (f"${i}" if i < len(parts) else "")
-                   for i, part in enumerate(parts, 1))
+    """One read statement in one driver call (``Database.read_rows``)."""
+    return await db.read_rows(sql, parameters)
 
 
 def _in(db: Database, values: Sequence[Any]) -> tuple[str, list[Any]]:

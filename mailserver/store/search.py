@@ -53,6 +53,7 @@ from mailserver.schema import MessageSearchRow
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
 from mailserver.store.bulk_reads import _rows, mailbox_by_name, read_blobs
+from mailserver.store.mailbox_counts import MailboxCounts
 from mailserver.store.model import MailboxNotFound, MessageMeta
 from mailserver.store.names import normalise
 
@@ -102,32 +103,32 @@ def _meta(row: Any) -> MessageMeta:
     return MessageMeta(uid, fl.decode(bits, keywords), internal_date, size, modseq, blob_id)
 
 
-async def _mailbox_id(db: Database, account_id: int, mailbox: str) -> int:
+async def latest(db: Database, counts: MailboxCounts, account_id: int, mailbox: str,
+                 offset: int, limit: int) -> Found:
+    """One page of ``mailbox``, newest (highest UID) first; the total from
+    ``counts`` (counted again only after the mailbox changed)."""
     row = await mailbox_by_name(db, account_id, normalise(mailbox))
     if row is None:
         raise MailboxNotFound(f"no mailbox {mailbox!r}")
-    return int(row.id)
+    key = (row.uidvalidity, row.uidnext, row.highestmodseq)
+    total, _unseen = await counts.of_mailbox(db, row.id, key)
+    # The page's first UID (``MailboxCounts.page_start``), then only the page's
+    # rows: an OFFSET would read every skipped row (25,000 of them in the middle
+    # of a 50,000-message INBOX).
+    start = await counts.page_start(db, row.id, key, offset, limit) if total else None
+    if start is None:
+        return Found(total, [], row.id)
+    rows = await _rows(db, f"SELECT {_META} FROM messages WHERE mailbox_id = ? AND uid <= ? "
+                           "ORDER BY uid DESC LIMIT ?", [row.id, start, limit])
+    return Found(total, [_meta(r) for r in rows], row.id)
 
 
-async def latest(db: Database, account_id: int, mailbox: str, offset: int,
-                 limit: int) -> Found:
-    """One page of ``mailbox``, newest (highest UID) first."""
-    mailbox_id = await _mailbox_id(db, account_id, mailbox)
-    (total,), = await _rows(db, "SELECT COUNT(*) FROM messages WHERE mailbox_id = ?",
-                            [mailbox_id])
-    rows = await _rows(db, f"SELECT {_META} FROM messages WHERE mailbox_id = ? "
-                           "ORDER BY uid DESC LIMIT ? OFFSET ?", [mailbox_id, limit, offset])
-    return Found(int(total), [_meta(r) for r in rows], mailbox_id)
-
-
-async def unseen_counts(db: Database, account_id: int) -> list[tuple[str, int]]:
-    """(name, unseen messages) of every mailbox of the account: one statement that
-    reads only flags (the folder list on every page; STATUS-like, RFC 9051 6.3.11)."""
-    rows = await _rows(db, "SELECT mb.name, COUNT(m.uid) FROM mailboxes mb "
-                           "LEFT JOIN messages m ON m.mailbox_id = mb.id "
-                           "AND (m.system_flags & 1) = 0 "
-                           "WHERE mb.account_id = ? GROUP BY mb.id, mb.name", [account_id])
-    return [(name, int(count)) for name, count in rows]
+async def unseen_counts(db: Database, counts: MailboxCounts, account_id: int
+                        ) -> list[tuple[str, int]]:
+    """(name, unseen messages) of every mailbox of the account (the folder list on
+    every page; STATUS-like, RFC 9051 6.3.11): one statement on the mailboxes,
+    and one count of those that changed since the last look."""
+    return [(box.name, box.unseen) for box in await counts.of_account(db, account_id)]
 
 
 # --- the index ----------------------------------------------------------------------------
@@ -339,10 +340,14 @@ def _bound(day: dt.date, sqlite: bool) -> Any:
 
 
 async def search(db: Database, account_id: int, mailbox: str, query: SearchQuery,
-                 offset: int, limit: int, indexed: dict[int, int] | None = None) -> Found:
+                 offset: int, limit: int, indexed: dict[int, int] | None = None,
+                 counts: MailboxCounts | None = None) -> Found:
     """Messages of ``mailbox`` matching ``query``, newest first (indexes new mail first;
-    ``indexed`` as for ``index_mailbox``)."""
-    mailbox_id = await _mailbox_id(db, account_id, mailbox)
+    ``indexed`` as for ``index_mailbox``; the mailbox's size from ``counts``)."""
+    row = await mailbox_by_name(db, account_id, normalise(mailbox))
+    if row is None:
+        raise MailboxNotFound(f"no mailbox {mailbox!r}")
+    mailbox_id = row.id
     await index_mailbox(db, mailbox_id, indexed)
     if not db.is_sqlite:
         return await _search_postgresql(db, mailbox_id, query, offset, limit)
@@ -358,8 +363,8 @@ async def search(db: Database, account_id: int, mailbox: str, query: SearchQuery
             [fts])]
         if not hits:
             return Found(0, [])
-        (in_box,), = await _rows(db, "SELECT COUNT(*) FROM messages WHERE mailbox_id = ?",
-                                 [mailbox_id])
+        in_box, _unseen = await (counts or MailboxCounts()).of_mailbox(
+            db, mailbox_id, (row.uidvalidity, row.uidnext, row.highestmodseq))
         if len(hits) < in_box:
             # Fewer hits than messages: start from the hits (CROSS JOIN fixes the
             # order in SQLite), each found by its blob in the messages index.

@@ -37,6 +37,7 @@ from mailserver.store.delivery import (
     apply_deliveries,
 )
 from mailserver.store.flag_batch import FlagDone, FlagWork
+from mailserver.store.mailbox_counts import MailboxCounts
 from mailserver.store.model import (
     AccountNotFound,
     AppendResult,
@@ -103,6 +104,7 @@ class MailStore:
         self.settings = SettingsStore(db)
         # Per mailbox id: the UID up to which the search index is complete.
         self._indexed_up_to: dict[int, int] = {}
+        self._counts = MailboxCounts()  # the webmail's folder list and page totals
         # Background indexing of a mailbox first shown (one at a time: a school's
         # first morning must not parse every mailbox at once).
         self._indexing: asyncio.Task[None] | None = None
@@ -442,11 +444,11 @@ class MailStore:
     async def latest(self, account_id: int, mailbox: str, offset: int,
                      limit: int) -> search.Found:
         """One page of a mailbox, newest first (the webmail's folder page)."""
-        return await search.latest(self.db, account_id, mailbox, offset, limit)
+        return await search.latest(self.db, self._counts, account_id, mailbox, offset, limit)
 
     async def unseen_counts(self, account_id: int) -> list[tuple[str, int]]:
         """(name, unseen) of every mailbox: the webmail's folder list."""
-        return await search.unseen_counts(self.db, account_id)
+        return await search.unseen_counts(self.db, self._counts, account_id)
 
     def index_soon(self, mailbox_id: int) -> None:
         """Build the search index of a mailbox in the background if it was never
@@ -481,7 +483,7 @@ class MailStore:
                      offset: int = 0, limit: int = 50) -> search.Found:
         """Messages matching ``query`` (sender, recipients, subject, body, dates)."""
         return await search.search(self.db, account_id, mailbox, query, offset, limit,
-                                   self._indexed_up_to)
+                                   self._indexed_up_to, self._counts)
 
     async def read_mailbox(self, account_id: int, mailbox: str = "INBOX") -> list[StoredMessage]:
         """Every message with its body, in UID order: for tests and simple readers."""

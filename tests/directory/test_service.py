@@ -156,3 +156,20 @@ async def test_the_messenger_system_user_name_is_reserved(school: School) -> Non
         await d.create_group("schulhof")
     generated = await d.create_account(role=Role.PUPIL, last_name="Schulhof")
     assert generated.login == "schulhof2"
+
+
+async def test_account_by_id_in_one_statement_equals_the_orm_read(school: School) -> None:
+    """``get_account_by_id`` reads with the driver alone (every webmail page asks
+    it); the values, dates and zones included, are those of the ORM read."""
+    from directory import repository as repo
+
+    d = school.directory
+    account = await d.create_account(role=Role.PUPIL, first_name="Jörg", last_name="Öz")
+    await d.set_status(account.login, Status.LEAVER, dt.date(2027, 7, 31))
+    async with school.db.read() as session:
+        expected = repo.account_from_row(await repo.account_row(session, account_id=account.id))
+    found = await d.get_account_by_id(account.id)
+    assert found == expected
+    assert found.created_at.tzinfo is not None and found.updated_at.tzinfo is not None
+    with pytest.raises(NotFound):
+        await d.get_account_by_id(account.id + 1000)

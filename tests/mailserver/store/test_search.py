@@ -35,6 +35,57 @@ async def test_latest_pages_newest_first(store: MailStore, db: Database) -> None
     assert [m.uid for m in page.messages] == [1]
     with pytest.raises(MailboxNotFound):
         await store.latest(account, "Nope", 0, 3)
+    # With gaps (expunged UIDs) every page, also at an offset that is no page
+    # start, is what walking the UIDs newest first gives.
+    from mailserver.store import FlagMode
+
+    inbox = (await store.mailbox_status(account, "INBOX")).mailbox.id
+    await store.store_flags(inbox, [2, 5], FlagMode.ADD, ["\\Deleted"])
+    await store.expunge(inbox, [2, 5])
+    await store.append(account, "INBOX", mail("a@x", "b@x", "Nr 7", "text"))
+    uids = [8, 7, 6, 4, 3, 1]
+    for size in (1, 2, 3, 4):
+        for offset in range(0, 8):
+            page = await store.latest(account, "INBOX", offset, size)
+            assert page.total == 6
+            assert [m.uid for m in page.messages] == uids[offset:offset + size], (offset, size)
+
+
+async def test_folder_counts_follow_every_change_also_from_another_process(
+        store: MailStore, db: Database, feed: object) -> None:
+    """Totals and unseen counts are kept while a mailbox's (uidvalidity, uidnext,
+    highestmodseq) stays; every change moves that key, also one made by another
+    process's store (here: a second MailStore on the same database)."""
+    from mailserver.changes import ChangeFeed
+    from mailserver.store import FlagMode
+    from tests.mailserver.store.conftest import QUOTAS
+
+    other = MailStore(db, QUOTAS, ChangeFeed())
+    account = await make_account(db, "teacher")
+    await store.ensure_default_mailboxes(account)
+    for n in range(5):
+        await store.append(account, "INBOX", mail("a@x", "b@x", f"Nr {n}", "text"))
+
+    async def looked() -> tuple[int, int, int]:
+        unseen = dict(await store.unseen_counts(account))
+        page = await store.latest(account, "INBOX", 0, 50)
+        return unseen["INBOX"], page.total, len(page.messages)
+
+    assert await looked() == (5, 5, 5)
+    assert await looked() == (5, 5, 5)  # from what was kept
+    inbox = (await store.mailbox_status(account, "INBOX")).mailbox.id
+    await other.store_flags(inbox, [1, 2], FlagMode.ADD, ["\\Seen"])
+    assert await looked() == (3, 5, 5)
+    await other.append(account, "INBOX", mail("a@x", "b@x", "Neu", "text"))
+    assert await looked() == (4, 6, 6)
+    await other.store_flags(inbox, [3], FlagMode.ADD, ["\\Deleted"])
+    await other.expunge(inbox, [3])
+    assert await looked() == (3, 5, 5)
+    await other.move(inbox, [4], (await store.mailbox_status(account, "Trash")).mailbox.id)
+    assert await looked() == (2, 4, 4)
+    assert dict(await store.unseen_counts(account))["Trash"] == 1
+    await other.store_flags(inbox, [1], FlagMode.REMOVE, ["\\Seen"])
+    assert await looked() == (3, 4, 4)
 
 
 async def test_search_fields_dates_and_case(store: MailStore, db: Database) -> None:
