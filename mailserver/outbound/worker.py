@@ -8,10 +8,15 @@ for a message with the null sender, RFC 5321 4.5.5).
 
 Shape of the work: rows claimed together are grouped into *messages* (rows
 of one submission share body, sender and time) and then by recipient
-*domain*.  Each domain is handled by at most ``per_domain_connections``
-tasks at once, each with one SMTP connection that carries all of its
-messages (a class's worth of mail to a partner school is one connection).
-A message going to three domains is DKIM-signed once.
+*domain*.  Each domain has one waiting line of messages and at most
+``per_domain_connections`` *lanes*: tasks with one SMTP connection each that
+take the next message from the line until it is empty.  While the worker
+runs, a lane whose line is empty keeps its connection open for
+``connection_idle_seconds`` and takes what the next claims bring (like
+Postfix's connection cache), so a steady stream of mail to a partner school
+pays for its TLS handshakes once, not per claim.  A message going to three
+domains is DKIM-signed once.  The remote 250 is recorded (``sent``) by
+one writer for all lanes: rows that got their 250 meanwhile share a commit.
 
 Transport security per domain and host comes from
 :mod:`mailserver.outbound.tls_policy` (MTA-STS, RFC 8461; DANE, RFC 7672):
@@ -23,6 +28,7 @@ the TLS asked for is a temporary failure (``event=mta_sts_refused`` /
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import datetime as dt
 import logging
@@ -58,6 +64,9 @@ class Connection(Protocol):
     host: str
     tls: TlsInfo
 
+    @property
+    def usable(self) -> bool: ...
+
     async def send(self, mail_from: str, recipients: list[str],
                    message: bytes) -> MessageResult: ...
     async def close(self) -> None: ...
@@ -91,7 +100,9 @@ class WorkerConfig:
     busy_poll_seconds: float = 0.05
     busy_window_seconds: float = 2.0  # ... for this long after the last rows were found
     batch_size: int = 200
-    per_domain_connections: int = 2
+    per_domain_connections: int = 8
+    # An open connection with nothing to send waits this long for more (run() only).
+    connection_idle_seconds: float = 5.0
     max_in_flight: int = 1000  # rows
     lease: dt.timedelta = dt.timedelta(minutes=30)
     keep_finished: dt.timedelta = dt.timedelta(days=7)
@@ -154,7 +165,47 @@ def _retrieve_exception(task: asyncio.Future[bytes]) -> None:
         task.exception()
 
 
-Batch = list[tuple[_Message, list[QueueEntry]]]
+Item = tuple[_Message, list[QueueEntry]]
+Batch = list[Item]
+
+
+class _Destination:
+    """One recipient domain: its waiting messages and the lanes working them."""
+
+    def __init__(self, domain: str) -> None:
+        self.domain = domain
+        self.pending: collections.deque[Item] = collections.deque()
+        self.lanes = 0  # lane tasks running (connecting, sending or idle)
+        self.connected = 0  # ... of which hold a working connection
+        self.idle: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def take_all(self) -> Batch:
+        items = list(self.pending)
+        self.pending.clear()
+        return items
+
+    def wake_idle(self, count: int) -> int:
+        """Hands new work to up to ``count`` idle lanes; how many were woken."""
+        woken = 0
+        while self.idle and woken < count:
+            waiter = self.idle.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                woken += 1
+        return woken
+
+    async def wait_for_work(self, seconds: float) -> bool:
+        """An idle lane waits for the next message; False when none came in time."""
+        waiter = asyncio.get_running_loop().create_future()
+        self.idle.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, seconds)
+        except TimeoutError:
+            return False
+        finally:
+            if waiter in self.idle:
+                self.idle.remove(waiter)
+        return True
 
 
 class OutboundWorker:
@@ -170,8 +221,11 @@ class OutboundWorker:
         self._signer = signer
         self._bounces = bounces
         self._clock = clock
-        self._slots: dict[str, asyncio.Semaphore] = {}
+        self._destinations: dict[str, _Destination] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._keep_connections = False  # lanes wait for more work (only while run() runs)
+        self._unsaved_sent: list[int] = []  # rows with a remote 250, not yet marked sent
+        self._saving: asyncio.Task[None] | None = None
         self._in_flight: dict[int, QueueEntry] = {}
         self._wake = asyncio.Event()
         self._stopping = False
@@ -193,6 +247,7 @@ class OutboundWorker:
     async def run(self) -> None:
         """Claim and deliver until cancelled or :meth:`stop`."""
         await self.recover()
+        self._keep_connections = True
         while not self._stopping:
             try:
                 await self._purge_now_and_then()
@@ -212,12 +267,16 @@ class OutboundWorker:
         count = await self._claim_and_dispatch()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._sent_saved()
         return count
 
     async def stop(self) -> None:
         """No new work; finish what is in flight (bounded), hand back the rest."""
         self._stopping = True
+        self._keep_connections = False
         self._wake.set()
+        for destination in self._destinations.values():
+            destination.wake_idle(len(destination.idle))
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=self.config.stop_grace_seconds)
         for task in list(self._tasks):
@@ -225,6 +284,9 @@ class OutboundWorker:
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        await self._sent_saved()
+        for destination in self._destinations.values():
+            destination.pending.clear()
         if self._in_flight:
             await self.queue.release(list(self._in_flight), self._clock())
             self._in_flight.clear()
@@ -267,37 +329,64 @@ class OutboundWorker:
             messages.setdefault(entry.message_key, _Message(entry))
             by_domain.setdefault(entry.domain, {}).setdefault(entry.message_key, []).append(entry)
         for domain, grouped in by_domain.items():
-            items: Batch = [(messages[key], entries) for key, entries in grouped.items()]
-            lanes = min(self.config.per_domain_connections, len(items))
-            for lane in range(lanes):
-                task = asyncio.ensure_future(self._deliver_domain(domain, items[lane::lanes]))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            destination = self._destinations.get(domain)
+            if destination is None:
+                destination = self._destinations[domain] = _Destination(domain)
+            destination.pending.extend((messages[key], entries)
+                                       for key, entries in grouped.items())
+            self._start_lanes(destination)
         return len(claimed)
 
+    def _start_lanes(self, destination: _Destination) -> None:
+        """Idle lanes get the new messages first; more lanes up to the per-domain limit."""
+        waiting = len(destination.pending) - destination.wake_idle(len(destination.pending))
+        room = self.config.per_domain_connections - destination.lanes
+        for _ in range(max(0, min(room, waiting))):
+            destination.lanes += 1
+            task = asyncio.ensure_future(self._lane(destination))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
     # --- one domain ------------------------------------------------------------------------
-    async def _deliver_domain(self, domain: str, items: Batch) -> None:
-        slot = self._slots.setdefault(domain,
-                                      asyncio.Semaphore(self.config.per_domain_connections))
+    async def _lane(self, destination: _Destination) -> None:
+        hand: Batch = []  # the message this lane has taken from the line
         try:
-            async with slot:
-                await self._deliver_to_hosts(domain, items)
+            await self._lane_session(destination, hand)
         except Exception:
-            log.exception("event=outbound_task_failed domain=%s", domain)
+            log.exception("event=outbound_task_failed domain=%s", destination.domain)
+            items = hand + (destination.take_all() if destination.lanes == 1 else [])
             ids = [e.id for _, entries in items for e in entries if e.id in self._in_flight]
             later = self._clock() + self.config.schedule.first_retry
             with contextlib.suppress(Exception):
                 await self.queue.reschedule(ids, later, "451 4.3.0 internal error")
             self._forget(ids)
+        finally:
+            destination.lanes -= 1
+            if not destination.lanes:
+                if not destination.pending:
+                    self._destinations.pop(destination.domain, None)
+                elif not self._stopping:
+                    # Left by a reused connection the remote had closed: a fresh lane.
+                    self._start_lanes(destination)
 
-    async def _deliver_to_hosts(self, domain: str, items: Batch) -> None:
+    async def _fail_line(self, destination: _Destination, failure: Failure) -> None:
+        """Nothing of the domain could be reached: its waiting messages are failed.
+
+        Unless another lane holds a working connection: it takes them instead.
+        """
+        if destination.connected:
+            return
+        for message, entries in destination.take_all():
+            await self._fail(message, [(e, failure) for e in entries])
+
+    async def _lane_session(self, destination: _Destination, hand: Batch) -> None:
+        """One lane: MX hosts in order; a connection sends until the line is empty."""
+        domain = destination.domain
         try:
             hosts = await self._route(domain)
         except _RouteFailed as failed:
-            for message, entries in items:
-                await self._fail(message, [(e, failed.failure) for e in entries])
+            await self._fail_line(destination, failed.failure)
             return
-        pending = list(items)
         last = Failure("4.4.1", f"451 4.4.1 no mail server of {domain} answered", False)
         policy = await self._tls.domain(domain)
         allowed = policy.usable_hosts(hosts)
@@ -305,8 +394,8 @@ class OutboundWorker:
             last = Failure("4.7.5", f"451 4.7.5 MTA-STS: no MX host of {domain} is allowed "
                            "by its policy", False)
         for mx in allowed:
-            if not pending:
-                break
+            if not destination.pending:
+                return
             try:
                 addresses = await self._resolver.addresses(mx.host)
             except DnsError as exc:
@@ -321,8 +410,8 @@ class OutboundWorker:
                 last = Failure("4.7.5", f"451 4.7.5 {exc}", False, mx.host)
                 continue
             for address in addresses:
-                if not pending:
-                    break
+                if not destination.pending:
+                    return
                 try:
                     connection = await self._client.connect(mx.host, address, requirement)
                 except TlsRefused as exc:
@@ -337,12 +426,16 @@ class OutboundWorker:
                     last = Failure("4.4.1", f"451 4.4.1 {exc.reason}", False, mx.host)
                     continue
                 _log_testing_failure(policy, connection)
+                destination.connected += 1
                 try:
-                    pending, last = await self._send_all(connection, pending, last)
+                    lost = await self._send_all(connection, destination, hand)
                 finally:
+                    destination.connected -= 1
                     await connection.close()
-        for message, entries in pending:
-            await self._fail(message, [(e, last) for e in entries])
+                if lost is None:
+                    return
+                last = lost
+        await self._fail_line(destination, last)
 
     async def _route(self, domain: str) -> list[MxHost]:
         """MX hosts to try, in order; _RouteFailed when there is nothing to try."""
@@ -362,39 +455,49 @@ class OutboundWorker:
                 "5.1.2", f"550 5.1.2 {domain} has no mail server", True))
         return found
 
-    async def _send_all(self, connection: Connection, pending: Batch,
-                        last: Failure) -> tuple[Batch, Failure]:
-        """Send messages over one connection; returns what is left if it breaks."""
-        pending = list(pending)
-        while pending:
-            message, entries = pending[0]
+    async def _send_all(self, connection: Connection, destination: _Destination,
+                        hand: Batch) -> Failure | None:
+        """Send the line's messages over one connection until it is empty (and stays
+        empty for ``connection_idle_seconds`` while the worker runs); a Failure when
+        the connection breaks (the message in hand goes back to the head of the line).
+        """
+        line = destination.pending
+        sent_here = 0
+        while True:
             if self._stopping:
-                ids = [e.id for _, batch in pending for e in batch]
-                await self.queue.release(ids, self._clock())
-                self._forget(ids)
-                return [], last
+                return None  # stop() hands the line's rows back
+            if not line:
+                if not self._keep_connections or not connection.usable:
+                    return None
+                if not await destination.wait_for_work(self.config.connection_idle_seconds):
+                    return None
+                if not connection.usable:
+                    return None  # closed by the remote meanwhile: a fresh lane takes over
+                continue
+            hand.append(line.popleft())
+            message, entries = hand[0]
             data = await message.signed(self.queue, self._signer)
-            if len(pending) > 1:
-                pending[1][0].prepare(self.queue, self._signer)
+            if line:
+                line[0][0].prepare(self.queue, self._signer)
             try:
                 result = await connection.send(message.mail_from,
                                                [e.recipient for e in entries], data)
             except ConnectionLost as exc:
                 log.info("event=outbound_connection_lost host=%s reason=%r",
                          connection.host, exc.reason)
-                return pending, Failure("4.4.2", f"451 4.4.2 {exc.reason}", False,
-                                        connection.host)
-            pending.pop(0)
+                line.appendleft(hand.pop())
+                if sent_here:
+                    return None  # a reused connection timed out at the remote: reconnect
+                return Failure("4.4.2", f"451 4.4.2 {exc.reason}", False, connection.host)
+            sent_here += 1
             await self._record(message, entries, result)
-        return pending, last
+            hand.clear()
 
     async def _record(self, message: _Message, entries: list[QueueEntry],
                       result: MessageResult) -> None:
         replies = {r.recipient: r.reply for r in result.recipients}
         sent = [e.id for e in entries if replies[e.recipient].ok]
-        # First thing after the remote 250: the crash window for a duplicate stays tiny.
-        await self.queue.mark_sent(sent)
-        self._forget(sent)
+        self._note_sent(sent)
         if sent:
             log.info("event=outbound_sent ids=%s host=%s %s", ",".join(map(str, sent)),
                      result.host, result.tls.log_fields())
@@ -469,6 +572,32 @@ class OutboundWorker:
             return
         log.info("event=dsn action=%s recipients=%d delivered=%s", recipients[0].action,
                  len(recipients), str(delivered).lower())
+
+    def _note_sent(self, ids: list[int]) -> None:
+        """Rows with a remote 250 are marked ``sent`` by one writer, in shared commits.
+
+        The window for a duplicate after a crash is this commit's wait, a few
+        milliseconds; the rows stay in flight (never claimed again) until it is done.
+        """
+        if not ids:
+            return
+        self._unsaved_sent.extend(ids)
+        if self._saving is None or self._saving.done():
+            self._saving = asyncio.ensure_future(self._save_sent())
+
+    async def _save_sent(self) -> None:
+        while self._unsaved_sent:
+            ids, self._unsaved_sent = self._unsaved_sent, []
+            try:
+                await self.queue.mark_sent(ids)
+            except Exception:
+                # They stay 'delivering' until their lease runs out: sent again then.
+                log.exception("event=outbound_mark_sent_failed ids=%s", ",".join(map(str, ids)))
+            self._forget(ids)
+
+    async def _sent_saved(self) -> None:
+        while self._saving is not None and not self._saving.done():
+            await asyncio.shield(self._saving)
 
     def _forget(self, ids: list[int]) -> None:
         for entry_id in ids:

@@ -192,8 +192,9 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         client.join(30)
         if isinstance(outcome, str):
             raise SystemExit(outcome)
-        latencies, failures, client_seconds = outcome
+        latencies, failures, client_seconds = outcome[:3]
 
+        connections = outbound.client.connections_opened if outbound.client else 0
         rows = await OutboundQueue(a.db).entries(("sent",), limit=args.messages + 10)
         queue_times = [sent.at[r.id] - r.created_at.timestamp() for r in rows if r.id in sent.at]
         async with a.db.read() as session:
@@ -218,6 +219,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "queue_p99_ms": percentile(queue_times, 0.99) * 1000,
         "queue_mean_ms": statistics.fmean(queue_times) * 1000 if queue_times else 0.0,
         "cpu_ms_per_message": cpu / max(count, 1) * 1000,
+        "connections": connections,
     }
 
 
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"queue (row created -> remote 250): p50={figures['queue_p50_ms']:.1f} ms "
           f"p99={figures['queue_p99_ms']:.1f} ms mean={figures['queue_mean_ms']:.1f} ms")
     print(f"server cpu: {figures['cpu_ms_per_message']:.2f} ms/message (both schools)")
+    print(f"outbound connections opened: {figures['connections']}")
     return 0 if figures["stored"] == figures["messages"] else 1
 
 
