@@ -331,9 +331,9 @@ def _describe(exc: BaseException) -> str:
     return " ".join(text.split())[:300]
 
 
-async def _quietly_quit(smtp: aiosmtplib.SMTP) -> None:
+async def _quietly_quit(smtp: aiosmtplib.SMTP, timeout: float | None = None) -> None:
     try:
-        await smtp.quit()
+        await (smtp.quit() if timeout is None else smtp.quit(timeout=timeout))
     except _NETWORK_ERRORS:
         smtp.close()
 
@@ -422,7 +422,10 @@ class OutboundConnection:
         except _NETWORK_ERRORS:
             self._smtp.close()
 
-    async def close(self) -> None:
-        """QUIT (RFC 5321 4.1.1.10), or just drop the connection if that fails."""
+    async def close(self, timeout: float | None = None) -> None:
+        """QUIT (RFC 5321 4.1.1.10), or just drop the connection if that fails.
+
+        ``timeout``: how long to wait for the reply (default: the command timeout).
+        """
         if self._smtp.is_connected:
-            await _quietly_quit(self._smtp)
+            await _quietly_quit(self._smtp, timeout)

@@ -69,7 +69,7 @@ class Connection(Protocol):
 
     async def send(self, mail_from: str, recipients: list[str],
                    message: bytes) -> MessageResult: ...
-    async def close(self) -> None: ...
+    async def close(self, timeout: float | None = None) -> None: ...
 
 
 class Connecting(Protocol):
@@ -83,6 +83,9 @@ class Signing(Protocol):
 
 class BounceSink(Protocol):
     async def deliver(self, sender: str, message: bytes) -> bool: ...
+
+
+QUIT_WAIT_STOPPING = 1.0  # seconds
 
 
 def utcnow() -> dt.datetime:
@@ -178,6 +181,8 @@ class _Destination:
         self.lanes = 0  # lane tasks running (connecting, sending or idle)
         self.connected = 0  # ... of which hold a working connection
         self.idle: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Per claim: may an idle lane's connection (host, requirement) still be used?
+        self.rechecks: dict[tuple[str, TlsRequirement], asyncio.Future[bool]] = {}
 
     def take_all(self) -> Batch:
         items = list(self.pending)
@@ -334,6 +339,7 @@ class OutboundWorker:
                 destination = self._destinations[domain] = _Destination(domain)
             destination.pending.extend((messages[key], entries)
                                        for key, entries in grouped.items())
+            destination.rechecks.clear()
             self._start_lanes(destination)
         return len(claimed)
 
@@ -428,14 +434,41 @@ class OutboundWorker:
                 _log_testing_failure(policy, connection)
                 destination.connected += 1
                 try:
-                    lost = await self._send_all(connection, destination, hand)
+                    lost = await self._send_all(connection, destination, hand, requirement)
                 finally:
                     destination.connected -= 1
-                    await connection.close()
+                    # Stopping: QUIT, but a remote slow to answer it does not hold us up.
+                    await connection.close(QUIT_WAIT_STOPPING if self._stopping else None)
                 if lost is None:
                     return
                 last = lost
         await self._fail_line(destination, last)
+
+    async def _recheck(self, destination: _Destination, host: str,
+                       requirement: TlsRequirement) -> bool:
+        """:meth:`_still_allowed`, asked once per claim for all idle lanes of a domain."""
+        key = (host, requirement)
+        answer = destination.rechecks.get(key)
+        if answer is None:
+            answer = destination.rechecks[key] = asyncio.ensure_future(
+                self._still_allowed(destination.domain, host, requirement))
+        return await asyncio.shield(answer)
+
+    async def _still_allowed(self, domain: str, host: str,
+                             requirement: TlsRequirement) -> bool:
+        """Would a new lane connect to ``host`` with the same TLS requirement now?
+
+        Asked by an idle lane before it sends what a later claim brought: MX,
+        MTA-STS and DANE answers come from caches honouring their lifetimes.
+        """
+        try:
+            hosts = await self._route(domain)
+            policy = await self._tls.domain(domain)
+            if host not in (mx.host for mx in policy.usable_hosts(hosts)):
+                return False
+            return await self._tls.requirement(policy, host) == requirement
+        except (_RouteFailed, DaneUnavailable, DnsError):
+            return False
 
     async def _route(self, domain: str) -> list[MxHost]:
         """MX hosts to try, in order; _RouteFailed when there is nothing to try."""
@@ -456,7 +489,7 @@ class OutboundWorker:
         return found
 
     async def _send_all(self, connection: Connection, destination: _Destination,
-                        hand: Batch) -> Failure | None:
+                        hand: Batch, requirement: TlsRequirement) -> Failure | None:
         """Send the line's messages over one connection until it is empty (and stays
         empty for ``connection_idle_seconds`` while the worker runs); a Failure when
         the connection breaks (the message in hand goes back to the head of the line).
@@ -471,8 +504,13 @@ class OutboundWorker:
                     return None
                 if not await destination.wait_for_work(self.config.connection_idle_seconds):
                     return None
-                if not connection.usable:
-                    return None  # closed by the remote meanwhile: a fresh lane takes over
+                if self._stopping:
+                    return None
+                if not connection.usable or not await self._recheck(
+                        destination, connection.host, requirement):
+                    # Closed by the remote meanwhile, or the domain's MX or TLS policy
+                    # changed while we waited: a fresh lane takes over.
+                    return None
                 continue
             hand.append(line.popleft())
             message, entries = hand[0]

@@ -278,3 +278,38 @@ async def test_run_loop_looks_again_soon_while_mail_is_coming_in(outbound: Outbo
     finally:
         await outbound.worker.stop()
         await asyncio.wait_for(task, 5)
+
+
+async def test_run_loop_keeps_the_connection_for_the_next_claims(outbound: Outbound) -> None:
+    import dataclasses
+
+    outbound.worker.config = dataclasses.replace(outbound.worker.config,
+                                                 connection_idle_seconds=1.0)
+    worker, sink = outbound.worker, outbound.sink
+
+    async def delivered(count: int) -> None:
+        for _ in range(200):
+            if len(sink.messages) == count:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{len(sink.messages)} of {count} delivered")
+
+    task = asyncio.create_task(worker.run())
+    try:
+        for i, pause in enumerate((0.0, 0.3, 0.3)):
+            await asyncio.sleep(pause)
+            await outbound.submit("paul@a.test", [f"r{i}@b.test"], mail(f"keep{i}"))
+            worker.wake()
+            await delivered(i + 1)
+        # Later claims used the connection the first one opened.
+        assert sink.connections == 1
+        # Idle longer than connection_idle_seconds: closed, the next mail opens another.
+        await asyncio.sleep(1.5)
+        await outbound.submit("paul@a.test", ["late@b.test"], mail("late"))
+        worker.wake()
+        await delivered(4)
+        assert sink.connections == 2
+    finally:
+        await worker.stop()
+        await asyncio.wait_for(task, 5)
+    assert set((await outbound.states()).values()) == {"sent"}
