@@ -17,7 +17,11 @@ directory's parts:
 
 Redactions here are written straight to storage with a marker instead of a
 redaction event: thousands of redaction events would flood the room, and a
-leaving user could not send them any more.
+leaving user could not send them any more.  Rooms with members on other servers
+are the exception when an erased user is still joined there: those servers hold
+copies, which only a redaction event reaches (Server-Server API "Transactions"),
+so each of the user's events there gets one, in the user's name (the v3+ rule
+"own events"), through the writer's federation outbox, before the user leaves.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from messenger.storage.tables import (
     KeyBackupSessionRow,
     KeyBackupVersionRow,
     MediaRow,
+    MembershipRow,
     PusherRow,
     ReceiptRow,
     ReportRow,
@@ -198,11 +203,57 @@ class MessengerAccountData:
                 MediaRow.sha256.in_({sha for _, sha in media})))).all())
         for sha in {sha for _, sha in media} - shared:
             await asyncio.to_thread(_media_path(self.media_root, sha).unlink, True)
-        redacted = await self._redact_all_of(user_id)
+        redacted = await self._redact_on_other_servers(user_id)
+        redacted += await self._redact_all_of(user_id)
         left = await self._leave_all(user_id)
         log.info("event=messenger_erased user=%s rooms_left=%d redacted=%d devices=%d "
                  "media=%d", user_id, left, redacted, devices, len(media))
         return MessengerErasure(left, redacted, devices, len(media))
+
+    async def _rooms_shared_with_other_servers(self, user_id: str) -> list[str]:
+        """The rooms ``user_id`` is joined to that have joined members elsewhere."""
+        ours = f":{self.rooms.server_name}"
+        async with self.db.read() as session:
+            joined = [r.room_id for r in await store.memberships_of(session, user_id)
+                      if r.membership == "join"]
+            if not joined:
+                return []
+            shared = await session.scalars(
+                select(MembershipRow.room_id).distinct().where(
+                    MembershipRow.room_id.in_(joined), MembershipRow.membership == "join",
+                    ~MembershipRow.user_id.endswith(ours, autoescape=True)))
+            return sorted(shared.all())
+
+    async def _redact_on_other_servers(self, user_id: str) -> int:
+        """A redaction event for each of the user's events in rooms shared with other
+        servers (they are sent there through the outbox); 0 without federation."""
+        writer = self.rooms.writer
+        if writer.outbox is None:
+            return 0
+        done = 0
+        for room_id in await self._rooms_shared_with_other_servers(user_id):
+            failed: set[str] = set()
+            while True:
+                query = select(EventRow.event_id).where(
+                    EventRow.room_id == room_id, EventRow.sender == user_id,
+                    EventRow.redacted.is_(False), EventRow.type != "m.room.redaction")
+                if failed:
+                    query = query.where(EventRow.event_id.notin_(failed))
+                async with self.db.read() as session:
+                    ids = list((await session.scalars(
+                        query.order_by(EventRow.stream_ordering).limit(PAGE))).all())
+                for event_id in ids:
+                    try:
+                        await writer.append(None, user_id, room_id, "m.room.redaction", {},
+                                            redacts=event_id)
+                        done += 1
+                    except MessengerError as exc:  # redacted in place below, not sent
+                        failed.add(event_id)
+                        log.warning("event=erasure_redaction_failed room=%s event=%s "
+                                    "error=%s", room_id, event_id, exc)
+                if len(ids) < PAGE:
+                    break
+        return done
 
     async def _redact_all_of(self, user_id: str) -> int:
         done = 0

@@ -39,8 +39,16 @@ def room_service(school: School) -> RoomService:
     from messenger.sync.notifier import Notifier
 
     domain = server_name(school)
-    return RoomService(school.db, domain, Notifier(),
-                       ChatPolicy(school.directory, domain, domain), signer=event_signer(school))
+    rooms = RoomService(school.db, domain, Notifier(),
+                        ChatPolicy(school.directory, domain, domain), signer=event_signer(school))
+    if school.settings.listen.federation >= 0 and rooms.writer.server_name is not None:
+        from messenger.rooms.federating import OutboxQueue
+
+        # What the command line writes into rooms shared with other schools (an
+        # erasure's redactions and leaves) is queued for them; the running server's
+        # sender finds the queue on its next look (federation.matrix.sender).
+        rooms.writer.outbox = OutboxQueue(lambda: None)
+    return rooms
 
 
 def mail_data(school: School) -> MailAccountData:

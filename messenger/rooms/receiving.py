@@ -34,6 +34,7 @@ from messenger.rooms import dag_state
 from messenger.rooms.auth import check_event
 from messenger.rooms.errors import AuthRuleViolation
 from messenger.rooms.pdu_checks import MalformedPdu, check_against_auth_events, check_format
+from messenger.rooms.received_redactions import apply_received_redaction
 from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
 from messenger.rooms.state import auth_state_keys
 from messenger.rooms.writer import RoomWriter, Transaction
@@ -354,7 +355,7 @@ class RemoteEvents:
         await dag_state.set_current_state(session, room_id, new_current, position)
         if relay_to and self._writer.outbox is not None:
             await self._writer.outbox.add(session, relay_to, event)
-        write.publish(event)
+        write.publish(event, None, await apply_received_redaction(session, event, version))
         write.forget_head(room_id)
         return Outcome("accepted", event=event, state_before=before)
 
@@ -405,7 +406,7 @@ class RemoteEvents:
         await dag.move_extremities(session, room_id, prevs, [checked.event_id])
         if relay_to and self._writer.outbox is not None:
             await self._writer.outbox.add(session, relay_to, event)
-        write.publish(event)
+        write.publish(event, None, await apply_received_redaction(session, event, version))
         write.forget_head(room_id)
         return Outcome("accepted", event=event)
 

@@ -1,0 +1,60 @@
+"""Erasure (GDPR Art. 17) reaches the other schools: the erased pupil's events in a
+room shared with a partner school are redacted there too (a redaction event each,
+sent over the Server-Server API) and the pupil leaves; checked with matrix-nio at
+the partner school and in its database.  Run as the command line does it (its own
+room service, the running server's sender sends the queue)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import pytest
+from nio import AsyncClient, RedactedEvent, RoomGetEventResponse, RoomSendResponse
+from sqlalchemy import select
+
+from conf.admin.erasure import erase_account
+from directory.audit import Actor
+from messenger.storage.tables import EventRow
+from tests.e2e.matrix_federation.conftest import ChatSchool
+from tests.e2e.matrix_federation.test_rooms import bodies, invited_and_joined, until
+
+MARKER = "Geheimnis-7f3a9c"
+
+
+@pytest.fixture
+async def clients() -> AsyncIterator[list[AsyncClient]]:
+    made: list[AsyncClient] = []
+    yield made
+    for client in made:
+        await client.close()
+
+
+async def test_erased_pupils_events_are_redacted_at_the_partner_school(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    a, b = chat_schools["a"], chat_schools["b"]
+    anna, ben, room_id = await invited_and_joined(a, b, clients)
+    sent = await anna.room_send(room_id, "m.room.message",
+                                {"msgtype": "m.text", "body": f"{MARKER} von Anna"})
+    assert isinstance(sent, RoomSendResponse), sent
+    await until(ben, lambda c: f"{MARKER} von Anna" in bodies(c, room_id))
+    sent_ben = await ben.room_send(room_id, "m.room.message",
+                                   {"msgtype": "m.text", "body": "Ben bleibt"})
+    assert isinstance(sent_ben, RoomSendResponse), sent_ben
+
+    report = await erase_account(a.school, "anna", Actor("cli:root", ""))
+    assert report.messenger.rooms_left == 1
+    a.listener.sender.wake()
+    await until(ben, lambda c: a.user("anna") not in c.rooms[room_id].users, timeout=40)
+
+    got = await ben.room_get_event(room_id, sent.event_id)
+    assert isinstance(got, RoomGetEventResponse), got
+    assert isinstance(got.event, RedactedEvent), got.event
+    async with b.school.db.read() as session:
+        rows = (await session.scalars(select(EventRow).where(
+            EventRow.room_id == room_id))).all()
+    texts = {r.event_id: r.json for r in rows}
+    assert not [e for e, text in texts.items() if MARKER in text], "B still has the text"
+    assert json.loads(texts[sent.event_id])["content"] == {}
+    # Ben's own message stays.
+    assert json.loads(texts[sent_ben.event_id])["content"]["body"] == "Ben bleibt"
