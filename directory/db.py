@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.pool import PoolResetState
 
 from directory import request_timing
 
@@ -30,6 +31,10 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> 
     engine = create_async_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=0, pool_timeout=120,
         hide_parameters=True,
+        # The pool's rollback-on-return is one more hop to aiosqlite's thread
+        # for every checkout, almost always for nothing (the transaction was
+        # committed); ``_on_reset`` rolls back only a connection still in one.
+        pool_reset_on_return=None,
     )
 
     @event.listens_for(engine.sync_engine, "connect")
@@ -43,6 +48,13 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> 
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
+
+    @event.listens_for(engine.sync_engine, "reset")
+    def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
+        # sqlite3's in_transaction is read here without a hop (no thread check).
+        if state.asyncio_safe and not state.terminate_only and (
+                dbapi_connection.driver_connection.in_transaction):
+            dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
