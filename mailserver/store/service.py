@@ -358,20 +358,34 @@ class MailStore:
                      flags: Iterable[str] = (),
                      internal_date: dt.datetime | None = None) -> AppendResult:
         """APPEND (RFC 9051 6.3.12) with APPENDUID data (RFC 4315) and quota (RFC 9208)."""
+        return (await self.append_claiming(account_id, mailbox, message, flags,
+                                           internal_date))[0]
+
+    async def append_claiming(self, account_id: int, mailbox: str, message: bytes,
+                              flags: Iterable[str] = (),
+                              internal_date: dt.datetime | None = None, *,
+                              claim_recent_in: int | None = None,
+                              ) -> tuple[AppendResult, int | None]:
+        """``append``; when the message lands in mailbox ``claim_recent_in``
+        (an IMAP4rev1 session's selected one), the same transaction claims
+        the UIDs below the new message's and it as \\Recent (RFC 3501 2.3.2,
+        ``claim_recent``) and the first UID of that claim comes back (None:
+        no claim)."""
         bits, keywords = fl.encode(flags)
         if len(message) > HASH_IN_THREAD:
             blob_id = await asyncio.to_thread(lambda: hashlib.sha256(message).hexdigest())
         else:
             blob_id = hashlib.sha256(message).hexdigest()
         work = AppendWork(account_id, normalise(mailbox), message, blob_id, bits,
-                          fl.keywords_text(keywords), internal_date or msgs.now())
+                          fl.keywords_text(keywords), internal_date or msgs.now(),
+                          claim_recent_in)
         try:
             done = await self._writes.submit(work)
         except MailStateMissing:  # the account's first message: make its mailboxes
             await self.ensure_default_mailboxes(account_id)
             done = await self._writes.submit(work)
         assert isinstance(done, AppendDone)
-        return done.result
+        return done.result, done.recent_first
 
     def _check_quota(self, used: int, size: int, role: str) -> None:
         limit = self.limit_for(role)

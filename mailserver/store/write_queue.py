@@ -62,6 +62,10 @@ class AppendWork:
     bits: int
     keywords: str
     internal_date: dt.datetime
+    # An IMAP4rev1 session that has this mailbox (by id) selected read-write
+    # claims the messages up to the new one as \Recent in the same
+    # transaction (RFC 3501 2.3.2, 6.3.11): no second batch after the APPEND.
+    claim_recent_in: int | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,9 @@ class AppendDone:
     account_id: int
     result: AppendResult
     modseq: int
+    # With ``claim_recent_in``: the first UID not claimed before (the claim
+    # is from there up to the new UID); None: nothing was claimed.
+    recent_first: int | None = None
 
 
 @dataclass(frozen=True)
@@ -219,6 +226,12 @@ def _appends(dialect: Dialect, works: list[AppendWork], limit_for: Callable[[str
     rows: list[tuple[object, ...]] = []
     usage_delta: Counter[int] = Counter()
     results: dict[int, AppendDone] = {}
+    recent: dict[int, int] = {}  # mailbox -> first UID not claimed as \Recent
+    claims = sorted({box for work, box in live if work.claim_recent_in == box})
+    if claims:
+        where, values = dialect.where_in(claims)
+        recent = {int(box): int(first) for box, first in (yield Fetch(
+            f"SELECT id, recent_uid FROM mailboxes WHERE id {where}", values))}
     for work, mailbox_id in live:
         uid = next_uid[mailbox_id]
         next_uid[mailbox_id] += 1
@@ -226,9 +239,17 @@ def _appends(dialect: Dialect, works: list[AppendWork], limit_for: Callable[[str
                      dialect.date(work.internal_date), work.bits, work.keywords,
                      modseqs[mailbox_id]))
         usage_delta[work.account_id] += len(work.message)
+        first = None
+        if work.claim_recent_in == mailbox_id:
+            # In UID order: each claimer gets from where the one before stopped.
+            first, recent[mailbox_id] = recent[mailbox_id], max(recent[mailbox_id], uid + 1)
         results[id(work)] = AppendDone(
             work.account_id, AppendResult(mailbox_id, validity[mailbox_id], uid),
-            modseqs[mailbox_id])
+            modseqs[mailbox_id], first)
+    if claims:
+        # The mailbox rows are this transaction's since the UIDNEXT update.
+        yield Many("UPDATE mailboxes SET recent_uid = ? WHERE id = ? AND recent_uid < ?",
+                   [(recent[box], box, recent[box]) for box in claims])
     yield Many("INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, "
                "system_flags, keywords, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
     yield Many("UPDATE mail_accounts SET used_bytes = used_bytes + ? WHERE account_id = ?",

@@ -136,6 +136,9 @@ class ImapSession:
         self._dirty_modseq = 0  # the highest MODSEQ the change feed told of
         self._mailbox_gone = False
         self._cache: ParsedMessageCache | None = None
+        # (view, first, up_to): \Recent claimed by this session's APPEND in
+        # its own transaction, noted once the view holds the new UID.
+        self.claimed_recent: tuple[SelectedView, int, int] | None = None
 
     @property
     def account(self) -> int:
@@ -334,6 +337,7 @@ class ImapSession:
         self._dirty = False
         self._dirty_modseq = 0
         self._mailbox_gone = False
+        self.claimed_recent = None
         self.state = State.SELECTED if view is not None else State.AUTHENTICATED
 
     def note_changes(self, changes: list[Any]) -> None:
@@ -391,6 +395,11 @@ class ImapSession:
                 adopt_uids(view, state)
         elif allow_expunge and view.pending_expunge:
             self.send(*view.flush_expunges(qresync=self.qresync))
+        claimed = self.claimed_recent
+        if claimed is not None and self.view is view and view.largest_uid + 1 >= claimed[2]:
+            self.claimed_recent = None
+            if claimed[0] is view and view.note_recent(claimed[1], claimed[2]):
+                self.send(r.RecentData(view.recent_count))
         if self.view is view and view.largest_uid >= view.recent_asked:
             await self.claim_recent(view, view.largest_uid + 1, report=True)
 

@@ -207,9 +207,17 @@ async def append(s: ImapSession, cmd: c.Append) -> r.Tagged:
     if not message.data:
         return r.Tagged(cmd.tag, "NO", "Empty message", r.Code("CANNOT"))
     when = message.internal_date or datetime.datetime.now(datetime.UTC)
-    result = await s.store.append(s.account, cmd.mailbox, message.data,
-                                  tuple(f for f in message.flags if f.lower() != "\\recent"),
-                                  when)
+    view = s.view
+    # Appended to the selected mailbox of an IMAP4rev1 session: the new
+    # message is recent to this session (RFC 3501 2.3.2, 6.3.11), claimed in
+    # the APPEND's own transaction; the poll after it reports it.
+    claim_in = view.mailbox_id if view is not None and not view.read_only and not s.rev2 else None
+    result, first = await s.store.append_claiming(
+        s.account, cmd.mailbox, message.data,
+        tuple(f for f in message.flags if f.lower() != "\\recent"), when,
+        claim_recent_in=claim_in)
+    if first is not None and view is not None and s.view is view:
+        s.claimed_recent = (view, first, result.uid + 1)
     return r.Tagged(cmd.tag, "OK", "APPEND completed",
                     r.AppendUidCode(result.uidvalidity, SequenceSet.from_numbers([result.uid])))
 

@@ -154,6 +154,28 @@ class MailStoreMachine(RuleBasedStateMachine):
         box.messages[result.uid] = Msg(encode(flags), size, 0)
         self._check_step(name, {result.uid}, set())
 
+    @rule(name=st.sampled_from(BOXES), selected=st.sampled_from(BOXES))
+    def append_claiming_recent(self, name: str, selected: str) -> None:
+        """APPEND by an IMAP4rev1 session with ``selected`` selected: into
+        that mailbox, the same transaction claims every UID not yet recent
+        up to the new one (RFC 3501 2.3.2, 6.3.11); elsewhere it claims nothing."""
+        body = b"r" * 100
+        if self._used() + len(body) > PUPIL_QUOTA:
+            return
+        box = self.boxes[name]
+        result, first = self.run(self.store.append_claiming(
+            self.account, name, body, (), claim_recent_in=self.boxes[selected].id))
+        self._new_uids(name, [result.uid])
+        box.messages[result.uid] = Msg(encode([]), len(body), 0)
+        self._check_step(name, {result.uid}, set())
+        if name == selected:
+            assert first == box.recent_from  # nobody else had these
+            box.recent_from = max(box.recent_from, result.uid + 1)
+        else:
+            assert first is None
+        assert self.run(self.store.recent_count(box.id)) == sum(
+            1 for uid in box.messages if uid >= box.recent_from)
+
     @rule(name=st.sampled_from(BOXES), picks=st.lists(st.integers(0, 50), max_size=4),
           mode=st.sampled_from(FlagMode), flags=flag_lists,
           since=st.one_of(st.none(), st.integers(0, 60)))
