@@ -157,7 +157,9 @@ class ParsedMessageCache:
 
 class MimeItemCache:
     """Server-wide ENVELOPE / BODYSTRUCTURE / BODY items by blob id, already
-    rendered (``encoded``), bounded by their total size (LRU).
+    rendered (``encoded``), and body sections of MIME parts (``BODY[1]``,
+    ``BODY[2.MIME]``: the ones that need the message parsed), bounded by
+    their total size (LRU).
 
     Blobs are content-addressed and never change, so an entry stays valid
     while kept; a class mail delivered to 30 mailboxes, or a message a
@@ -166,9 +168,11 @@ class MimeItemCache:
     a big body runs in a worker thread.
     """
 
-    def __init__(self, max_bytes: int = 16 * 1024 * 1024) -> None:
+    def __init__(self, max_bytes: int = 16 * 1024 * 1024,
+                 max_section: int = 256 * 1024) -> None:
         self._max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], tuple[r.FetchValue, int]] = OrderedDict()
+        self._max_section = max_section
+        self._items: OrderedDict[tuple[str, Any], tuple[Any, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = 0
@@ -176,7 +180,21 @@ class MimeItemCache:
 
     def item(self, blob_id: str, name: str, message: ParsedMessage) -> r.FetchValue:
         """The ``name`` item (ENVELOPE, BODYSTRUCTURE or BODY) of the message."""
-        key = (blob_id, name)
+        value: r.FetchValue = self._get((blob_id, name), lambda: _rendered(name, message),
+                                        lambda value: len(getattr(value, "encoded", b"") or b""))
+        return value
+
+    def section(self, blob_id: str, spec: Section, message: ParsedMessage) -> bytes | None:
+        """BODY[spec] of a MIME part of the message (RFC 9051 6.4.5); a
+        section larger than ``max_section`` is answered but not kept."""
+        key = (blob_id, spec)
+        data: bytes | None = self._get(key, lambda: _section_of(message, spec),
+                                       lambda data: 0 if data is None else len(data),
+                                       self._max_section)
+        return data
+
+    def _get(self, key: tuple[str, Any], compute: Callable[[], Any],
+             size_of: Callable[[Any], int], max_entry: int | None = None) -> Any:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
@@ -184,8 +202,11 @@ class MimeItemCache:
                 self.hits += 1
                 return found[0]
             self.misses += 1
-        value = _rendered(name, message)  # outside the lock: parsing takes a while
-        size = 200 + len(getattr(value, "encoded", b"") or b"")
+        value = compute()  # outside the lock: parsing takes a while
+        size = size_of(value)
+        if max_entry is not None and size > max_entry:
+            return value
+        size += 200
         with self._lock:
             if key not in self._items:
                 self._items[key] = (value, size)
@@ -333,10 +354,14 @@ def fetch_response_items(items: Iterable[FetchAttribute], record: MessageRecord,
     if uid_fetch and FetchItem("UID") not in attributes:
         values.append(r.UidItem(record.uid))
     for attribute in attributes:
-        if (items_cache is not None and message is not None and record.blob_id is not None
-                and isinstance(attribute, FetchItem) and attribute.name in _MIME_ITEMS):
-            values.append(items_cache.item(record.blob_id, attribute.name, message))
-            continue
+        if items_cache is not None and message is not None and record.blob_id is not None:
+            if isinstance(attribute, FetchItem) and attribute.name in _MIME_ITEMS:
+                values.append(items_cache.item(record.blob_id, attribute.name, message))
+                continue
+            if isinstance(attribute, FetchBody) and attribute.section.part:
+                data = items_cache.section(record.blob_id, attribute.section, message)
+                values.append(_body_item(attribute, data))
+                continue
         values.append(_value(attribute, record, flags, size, message))
     if seen and FetchItem("FLAGS") not in attributes:
         values.append(r.FlagsItem(_flag_order(flags)))
@@ -365,11 +390,7 @@ def _value(attribute: FetchAttribute, record: MessageRecord, flags: frozenset[st
         return _simple(attribute.name, record, flags, size, message)
     assert message is not None  # needs_body checked by the caller
     if isinstance(attribute, FetchBody):
-        data = _section_of(message, attribute.section)
-        origin = None
-        if attribute.partial is not None:
-            origin, data = attribute.partial[0], _cut(data, attribute.partial)
-        return r.BodySectionItem(attribute.section, data, origin)
+        return _body_item(attribute, _section_of(message, attribute.section))
     if isinstance(attribute, FetchBinary):
         data = _binary_of(message, attribute.part)
         origin = None
@@ -381,6 +402,13 @@ def _value(attribute: FetchAttribute, record: MessageRecord, flags: frozenset[st
         # The grammar has no NIL here (RFC 3516 4.2): a missing part is empty.
         return r.BinarySizeItem(attribute.part, 0 if data is None else len(data))
     raise TypeError(f"not a fetch attribute: {attribute!r}")
+
+
+def _body_item(attribute: FetchBody, data: bytes | None) -> r.BodySectionItem:
+    origin = None
+    if attribute.partial is not None:
+        origin, data = attribute.partial[0], _cut(data, attribute.partial)
+    return r.BodySectionItem(attribute.section, data, origin)
 
 
 def _simple(name: str, record: MessageRecord, flags: frozenset[str], size: int,

@@ -526,3 +526,40 @@ def test_mime_item_cache_is_bounded() -> None:
     assert 0 < len(cache) < 50
     fetch_response_items(items, record(raw, blob_id="b49"), raw, items_cache=cache)
     assert cache.hits == 1  # the newest is kept
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_mime_item_cache_keeps_part_sections_per_blob(name: str,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """RFC 9051 6.4.5: BODY[1], BODY[1.MIME], BODY[2]<0.10> answered from the
+    server-wide cache go out octet for octet as freshly parsed ones, and a
+    blob is parsed once for all sessions (each has its own ParsedMessage)."""
+    raw = message(name)
+    items = attributes("(UID BODY.PEEK[1] BODY.PEEK[1.MIME] BODY.PEEK[2]<0.10> BODY[TEXT])")
+    fresh = wire(fetch_response_items(items, record(raw), raw))
+    calls: list[int] = []
+    real = fetching.parse_entity
+
+    def counting(raw: bytes, *args, **kwargs):
+        calls.append(len(raw))
+        return real(raw, *args, **kwargs)
+
+    monkeypatch.setattr(fetching, "parse_entity", counting)
+    cache = fetching.MimeItemCache()
+    for uid in (1, 2, 3):  # three sessions' FETCHes of one blob
+        rec = record(raw, blob_id="one-blob", uid=uid)
+        assert wire(fetch_response_items(items, rec, raw, items_cache=cache)) == wire(
+            fetch_response_items(items, record(raw, uid=uid), raw))
+    assert wire(fetch_response_items(items, record(raw, blob_id="one-blob"), raw,
+                                     items_cache=cache)) == fresh
+    assert len(calls) == 1 + 3  # once through the cache, once per uncached answer
+    assert cache.misses == 3  # BODY[1], BODY[1.MIME], BODY[2]; BODY[TEXT] needs no parse
+
+
+def test_mime_item_cache_does_not_keep_big_sections() -> None:
+    raw = message("mixed")
+    cache = fetching.MimeItemCache(max_section=1)
+    items = attributes("(BODY.PEEK[1])")
+    for _ in range(2):
+        fetch_response_items(items, record(raw, blob_id="b"), raw, items_cache=cache)
+    assert cache.hits == 0 and len(cache) == 0
