@@ -69,13 +69,22 @@ class CommitBatcher(Generic[W, R]):
         self._pending.append((work, future))
         if self._runner is None:
             self._runner = asyncio.create_task(self._run())
-        # shield: a caller that goes away must not cancel a commit others wait on.
-        return await asyncio.shield(future)
+        # A caller that goes away cancels only its own future: the runner task
+        # commits the batch all the same (no shield: each link of a future
+        # chain is one more turn of a busy event loop before the answer).
+        return await future
 
-    async def _transaction(self, works: list[W]) -> list[R | Failed]:
-        """``apply`` in one write transaction (committed when it returns)."""
+    async def _transaction(self, works: list[W],
+                           committed: Callable[[list[R | Failed]], None] | None = None,
+                           ) -> list[R | Failed]:
+        """``apply`` in one write transaction (committed when it returns).
+        ``committed(results)`` is called on the event loop as soon as the
+        commit returned, perhaps before this coroutine resumes."""
         async with self._db.write() as session:
-            return await self._apply(session, works)
+            results = await self._apply(session, works)
+        if committed is not None:
+            committed(results)
+        return results
 
     async def _single(self, work: W) -> R:
         [result] = await self._transaction([work])
@@ -104,17 +113,30 @@ class CommitBatcher(Generic[W, R]):
         return batch
 
     async def _commit(self, batch: list[tuple[W, asyncio.Future[R]]]) -> None:
+        settled = False
+
+        def settle(results: list[R | Failed]) -> None:
+            # Called once the commit returned: the callers are answered now,
+            # not after this coroutine's next turn of the event loop.
+            nonlocal settled
+            settled = True
+            self._settle(batch, results)
+
         try:
-            results = await self._transaction([work for work, _ in batch])
+            await self._transaction([work for work, _ in batch], settle)
         except Exception as exc:
-            if len(batch) > 1:
+            if settled:  # committed and answered; the error came after
+                log.warning("event=group_commit_after_commit error=%s", type(exc).__name__)
+            elif len(batch) > 1:
                 log.warning("event=group_commit_failed items=%d error=%s; retrying singly",
                             len(batch), type(exc).__name__)
                 for item in batch:
                     await self._commit([item])
             elif not batch[0][1].done():
                 batch[0][1].set_exception(exc)
-            return
+
+    def _settle(self, batch: list[tuple[W, asyncio.Future[R]]],
+                results: list[R | Failed]) -> None:
         self.transactions += 1
         for (_, future), result in zip(batch, results, strict=True):
             if isinstance(result, Failed):

@@ -14,6 +14,7 @@ single writer.  SQL uses ``?`` placeholders; for PostgreSQL they become
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import sqlite3
 from collections.abc import Callable, Generator, Sequence
@@ -90,7 +91,8 @@ def _run_here(connection: sqlite3.Connection, steps: Steps[T]) -> T:
         return done.value
 
 
-def _transaction_here(connection: sqlite3.Connection, steps: Steps[T]) -> T:
+def _transaction_here(connection: sqlite3.Connection, steps: Steps[T],
+                      committed: Callable[[T], None] | None) -> T:
     """BEGIN IMMEDIATE, the statements, COMMIT (or ROLLBACK), in the
     connection's thread: a whole write transaction in one hop."""
     connection.execute("BEGIN IMMEDIATE")
@@ -100,6 +102,8 @@ def _transaction_here(connection: sqlite3.Connection, steps: Steps[T]) -> T:
         connection.execute("ROLLBACK")
         raise
     connection.execute("COMMIT")  # synchronous=FULL: on disk when this returns
+    if committed is not None:
+        committed(result)
     return result
 
 
@@ -125,11 +129,17 @@ async def _drive(driver: Any, steps: Steps[T]) -> T:
         return done.value
 
 
-async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]]) -> T:
+async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]],
+                          committed: Callable[[T], None] | None = None) -> T:
     """``make_steps(dialect)`` as a write transaction of its own, committed
     before this returns; rolled back when it raises.  On SQLite the whole
     transaction, BEGIN IMMEDIATE to COMMIT, is one hop to the write
-    connection's thread (through SQLAlchemy's session it was three more)."""
+    connection's thread (through SQLAlchemy's session it was three more).
+
+    ``committed(result)`` runs on the event loop once COMMIT returned: on
+    SQLite the database thread schedules it straight away, so whoever waits
+    for the commit is answered before this coroutine has resumed (under
+    load each resumption is a full turn of a busy event loop)."""
     async with db.write_engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         if driver is None:
@@ -137,11 +147,19 @@ async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]
         dialect = _dialect_of(conn.dialect)
         steps = make_steps(dialect)
         if dialect.sqlite:
+            notify = None
+            if committed is not None:
+                loop, done = asyncio.get_running_loop(), committed
+                notify = lambda result: loop.call_soon_threadsafe(done, result)  # noqa: E731
             # aiosqlite has no public call for "run this in the connection's
             # thread"; its _execute is that call (aiosqlite 0.20-0.22).
-            return await driver._execute(_transaction_here, driver._conn, steps)
+            result: T = await driver._execute(_transaction_here, driver._conn, steps, notify)
+            return result
         async with driver.transaction():
-            return await _drive(driver, steps)
+            result = await _drive(driver, steps)
+        if committed is not None:
+            committed(result)
+        return result
 
 
 class RawTransaction:

@@ -125,9 +125,11 @@ class WriteQueue(CommitBatcher[WriteWork, WriteDone]):
                          after_commit, size_of=size_of, enabled=enabled)
         self._limit_for = limit_for
 
-    async def _transaction(self, works: list[WriteWork]) -> list[WriteDone | Failed]:
+    async def _transaction(self, works: list[WriteWork],
+                           committed: Callable[[list[WriteDone | Failed]], None] | None = None,
+                           ) -> list[WriteDone | Failed]:
         return await run_transaction(
-            self._db, lambda dialect: _writes(dialect, works, self._limit_for))
+            self._db, lambda dialect: _writes(dialect, works, self._limit_for), committed)
 
 
 class MailStateMissing(StoreError):

@@ -80,3 +80,52 @@ async def test_without_group_commit_each_write_is_its_own_transaction(
                                      for i in range(5)))
     assert sorted(r.uid for r in results) == [1, 2, 3, 4, 5]
     assert store.writes.transactions - before == 5
+
+
+async def test_a_cancelled_writer_cancels_only_itself(store: MailStore, db: Database) -> None:
+    """A session that goes away while its APPEND waits for the group commit
+    (no shield any more): its write is committed all the same, and the
+    neighbours in its batch are answered."""
+    teacher = await make_account(db, "teacher")
+    await store.ensure_default_mailboxes(teacher)
+    tasks = [asyncio.ensure_future(store.append(teacher, "INBOX", MAIL + b"%d" % i))
+             for i in range(6)]
+    await asyncio.sleep(0)  # all queued
+    tasks[2].cancel()
+    done = await asyncio.gather(*tasks, return_exceptions=True)
+    assert isinstance(done[2], asyncio.CancelledError)
+    uids = {d.uid for i, d in enumerate(done) if i != 2}
+    assert len(uids) == 5 and uids <= set(range(1, 7))
+    assert len(await store.read_mailbox(teacher)) == 6  # accepted before it went away
+
+
+async def test_writers_are_answered_when_the_commit_returns(
+        store: MailStore, db: Database) -> None:
+    """The batch's callers are answered from the commit's own callback, before
+    the batcher's coroutine resumes (its next event-loop turn)."""
+    teacher = await make_account(db, "teacher")
+    await store.ensure_default_mailboxes(teacher)
+    order: list[str] = []
+    queue = store.writes
+    transaction = queue._transaction
+
+    async def watched(works, committed=None):  # type: ignore[no-untyped-def]
+        result = await transaction(works, committed)
+        order.append("batcher resumed")
+        return result
+
+    queue._transaction = watched  # type: ignore[method-assign]
+
+    async def append() -> None:
+        await store.append(teacher, "INBOX", MAIL)
+        order.append("caller answered")
+
+    await append()
+    for _ in range(500):  # until the batcher's coroutine is done too
+        if len(order) == 2:
+            break
+        await asyncio.sleep(0.01)
+    if db.is_sqlite:  # PostgreSQL: answered in the batcher's coroutine after COMMIT
+        assert order == ["caller answered", "batcher resumed"]
+    else:
+        assert sorted(order) == ["batcher resumed", "caller answered"]
