@@ -6,7 +6,8 @@
 1. A generated mbox of ``--messages`` real MIME messages, 2-200 KB (text,
    text+HTML alternative, PDF / image / document attachments in base64),
    from a fixed random seed.
-2. Schulhof (its own process, a fresh SQLite file or PostgreSQL database) and,
+2. Schulhof (the real ``schulhof --config FILE serve`` process, IMAPS only,
+   on a fresh SQLite file or PostgreSQL database) and,
    unless ``--no-dovecot``, a throwaway Dovecot (``tests.bench.dovecot``:
    Debian's dovecot-imapd, maildir in a temp folder, IMAPS with the same test
    certificate): ``--clients`` accounts on each, every INBOX filled with the
@@ -31,8 +32,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
-import multiprocessing
 import os
 import random
 import re
@@ -98,18 +99,6 @@ def generate_messages(count: int, seed: int = 14) -> list[bytes]:
 
 
 # --- servers ------------------------------------------------------------------
-
-def _serve(settings: Settings, ready: multiprocessing.Queue, stop: multiprocessing.Event
-           ) -> None:
-    from tests.mailserver.imap.session.helpers import imap_ports, imap_school
-
-    async def main() -> None:
-        async with imap_school(settings) as school:
-            ready.put(imap_ports(school))
-            while not stop.is_set():
-                await asyncio.sleep(0.2)
-    asyncio.run(main())
-
 
 async def _fill_schulhof(settings: Settings, logins: list[str], messages: list[bytes]) -> None:
     """Accounts and full INBOXes through the store's row API (as delivery
@@ -398,6 +387,8 @@ def main(argv: list[str] | None = None) -> None:
     from tests.bench.dovecot import maildir_put, process_tree_cpu, throwaway_dovecot
     from tests.mailserver.imap.session.helpers import imap_settings
     from tests.support.databases import PostgresDatabases, SqliteDatabases
+    from tests.support.schools import free_port
+    from tests.support.serve_process import ServeProcess
 
     messages = generate_messages(args.messages)
     sizes = sorted(len(m) for m in messages)
@@ -414,34 +405,39 @@ def main(argv: list[str] | None = None) -> None:
         url = databases.fresh(base)
         settings = imap_settings(base / "school", url, idle_timeout_seconds=600.0,
                                  max_connections_per_ip=0, max_literal_size=50_000_000)
+        # The real server: ``schulhof --config FILE serve`` in its own process,
+        # IMAPS on a free port, every other listener off.
+        settings = dataclasses.replace(settings, listen=dataclasses.replace(
+            settings.listen, imap=-1, imaps=free_port()))
         asyncio.run(_fill_schulhof(settings, logins, messages))
-        context = multiprocessing.get_context("spawn")
-        ready, stop = context.Queue(), context.Event()
-        server = context.Process(target=_serve, args=(settings, ready, stop))
-        server.start()
+        server = ServeProcess.for_settings(settings)
+        server.startup_seconds, server.stop_seconds = 300.0, 90.0  # a loaded machine
         profiler = None
         try:
-            port = ready.get(timeout=60)[1]
+            asyncio.run(server.start())
+            assert server.proc is not None
+            pid = server.proc.pid
+            port = settings.listen.imaps
             if args.profile is not None:
                 args.profile.mkdir(parents=True, exist_ok=True)
                 # --gil: only the thread running Python counts (CPU, not waits).
                 profiler = subprocess.Popen(
                     [str(Path(sys.executable).with_name("py-spy")), "record", "--gil",
-                     "--pid", str(server.pid), "--rate", "200",
+                     "--pid", str(pid), "--rate", "200",
                      "--duration", str(int(args.seconds) + 5), "--format", "raw",
                      "--output", str(args.profile / "schulhof.txt")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             measured["schulhof"] = asyncio.run(run_mix(
                 f"Schulhof ({'postgresql' if args.database_url else 'sqlite'}, TLS)", port,
                 _client_tls(settings), logins, messages, args.seconds,
-                args.commands_per_session, lambda: _cpu_of_process(server.pid)))  # type: ignore
+                args.commands_per_session, lambda: _cpu_of_process(pid)))
         finally:
             if profiler is not None:
                 profiler.wait(60)
-            stop.set()
-            server.join(30)
-            if server.is_alive():
-                server.terminate()
+            asyncio.run(server.stop())
+            bad = server.new_bad_log_lines()
+            if bad:
+                print(f"schulhof logged {len(bad)} error(s); first:\n{bad[0]}", file=sys.stderr)
             databases.drop(url)
             databases.close()
         if not args.no_dovecot:
