@@ -75,7 +75,10 @@ class MailboxState:
         self._vanished: list[tuple[int, int]] = []
         # uid -> (blob id, size, internal date): never change for a message.
         self.meta: dict[int, tuple[str, int, Any]] = {}
-        self._pending: asyncio.Future[bool] | None = None  # the next refresh's waiters
+        # The next refresh's waiters, one future each: a waiter that goes away
+        # cancels only its own (a shared future would need a shield, one more
+        # turn of a busy event loop before every waiter resumes).
+        self._pending: list[asyncio.Future[bool]] | None = None
         self._runner: asyncio.Task[None] | None = None
         self._unseen: tuple[int, int] | None = None  # (modseq, count)
 
@@ -89,27 +92,34 @@ class MailboxState:
         (shared with concurrent callers). False: the mailbox is gone.
 
         Callers that arrive while a refresh runs wait for the next one,
-        all on one future (woken together: a lock would hand over to one
-        waiter per event-loop turn)."""
+        all woken in the same event-loop turn (a lock would hand over to one
+        waiter per turn)."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[bool] = loop.create_future()
         if self._pending is None:
-            self._pending = asyncio.get_running_loop().create_future()
+            self._pending = []
             if self._runner is None:
-                self._runner = asyncio.get_running_loop().create_task(self._run(db))
-        return await asyncio.shield(self._pending)
+                self._runner = loop.create_task(self._run(db))
+        self._pending.append(future)
+        return await future
 
     async def _run(self, db: Database) -> None:
         try:
             while self._pending is not None:
-                future, self._pending = self._pending, None
+                waiters, self._pending = self._pending, None
                 try:
                     delta = await bulk_reads.mailbox_delta(
                         db, self.mailbox_id, self.modseq if self.loaded else None)
                     self._apply_delta(delta)
                 except Exception as error:  # every waiter of this round gets it
-                    future.set_exception(error)
-                    future.exception()  # retrieved here too: waiters may have gone
+                    for future in waiters:
+                        if not future.done():
+                            future.set_exception(error)
+                            future.exception()  # retrieved: the waiter may have gone
                 else:
-                    future.set_result(self.counters is not None)
+                    for future in waiters:
+                        if not future.done():
+                            future.set_result(self.counters is not None)
         finally:
             self._runner = None
 
