@@ -166,6 +166,12 @@ class MailboxDelta:
     vanished: list[tuple[int, int]]
 
 
+async def has_mail_state(db: Database, account_id: int) -> bool:
+    """Whether the account's mail state (its row and default mailboxes) exists."""
+    return bool(await _rows(db, "SELECT 1 FROM mail_accounts WHERE account_id = ?",
+                            [account_id]))
+
+
 async def mailbox_by_name(db: Database, account_id: int, name: str) -> MailboxRow | None:
     """The mailbox ``name`` (already normalised) of an account."""
     rows = await _rows(

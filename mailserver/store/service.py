@@ -259,10 +259,8 @@ class MailStore:
     # --- mailboxes ------------------------------------------------------------
     async def ensure_default_mailboxes(self, account_id: int) -> bool:
         """INBOX, Sent, Drafts, Trash, Junk, Archive (RFC 6154) on first use; True if made."""
-        async with self.db.read() as session:
-            if await session.scalar(select(q.mail_accounts.c.account_id).where(
-                    q.mail_accounts.c.account_id == account_id)) is not None:
-                return False
+        if await bulk_reads.has_mail_state(self.db, account_id):  # every login asks
+            return False
         async with self.db.write() as session:
             return await q.ensure_account(session, account_id)
 
