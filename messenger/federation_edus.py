@@ -35,6 +35,8 @@ from messenger.e2ee import KEY_SHARING_TYPES, DeviceMessaging
 from messenger.ephemeral import Receipts, TypingTracker
 from messenger.events.identifiers import InvalidIdentifier, UserId, server_of
 from messenger.federation_keys import LocalKeys
+from messenger.rooms.errors import Forbidden
+from messenger.rooms.lookups import check_server_acl
 from messenger.storage import device_messages
 from messenger.storage.tables import MembershipRow
 
@@ -213,6 +215,16 @@ class EduReceiver:
     async def is_joined(self, room_id: str, user_id: str) -> bool:
         return await _is_joined(self._db, room_id, user_id)
 
+    async def acl_denies(self, room_id: str, server: str) -> str:
+        """Why the room's server ACL refuses ``server``'s EDUs about it; "" if not
+        (Server-Server API "Server Access Control Lists": typing and receipts)."""
+        async with self._db.read() as session:
+            try:
+                await check_server_acl(session, room_id, server)
+            except Forbidden as exc:
+                return str(exc)
+        return ""
+
     async def shares_a_room(self, user_id: str) -> bool:
         """Whether ``user_id`` shares a room with anyone here."""
         async with self._db.read() as session:
@@ -235,6 +247,8 @@ class EduReceiver:
             return "user_id is not a user of the sending server"
         if not isinstance(room_id, str) or not isinstance(typing, bool):
             return "room_id and typing are required"
+        if denied := await self.acl_denies(room_id, origin):
+            return denied
         if not await self.is_joined(room_id, user_id):
             return f"{user_id} is not joined to {room_id}"
         self._typing.set_typing(room_id, user_id, typing, REMOTE_TYPING_MS)
@@ -245,6 +259,9 @@ class EduReceiver:
         for room_id, by_type in content.items():
             receipts = by_type.get("m.read") if isinstance(by_type, Mapping) else None
             if not isinstance(receipts, Mapping):
+                continue
+            if denied := await self.acl_denies(room_id, origin):
+                problems.append(denied)  # all the room's receipts (spec)
                 continue
             for raw_user, receipt in receipts.items():
                 user_id = self._of_origin(origin, raw_user)

@@ -12,7 +12,10 @@ and, on every run of ``SchoolRooms.sync_group_rooms``:
 - sets power levels: owners (teachers) 50 (moderators), the school's admin
   accounts 100; ``events_default`` 50 for groups whose ``members_may_post``
   is False (announcement rooms: only owners post), else 0;
-- renames the room when the group's display name changed.
+- renames the room when the group's display name changed;
+- with federation, keeps a server ACL (``m.room.server_acl``) that lets only this
+  school and the servers it federates with (partner schools, the admin's list)
+  take part, without IP literals (issue 13, point 6).
 
 Decisions a member made stand: a member who left on their own, or was banned
 by a moderator, is not pulled back.  But the room stays open to them: a member
@@ -34,6 +37,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from directory.model import Account, Group, GroupMember, MemberRole, Role, Status
+from federation.matrix.server_acl import EVENT_TYPE as ACL_EVENT
+from federation.matrix.server_acl import ServerAcl
 from messenger.events.client_format import client_event
 from messenger.rooms.errors import AliasInUse, AuthRuleViolation
 from messenger.rooms.presets import CreateRoomRequest, default_power_levels
@@ -124,6 +129,14 @@ class SchoolRooms:
         self.auto_join = auto_join
         self._lock = asyncio.Lock()  # the periodic run and an admin's run never overlap
         self.space = SchoolSpace(rooms, self.system_user, SYSTEM_DISPLAY_NAME)
+        # The servers the school federates with (None: no federation, no ACL).
+        self.federated_servers: frozenset[str] | None = None
+
+    def server_acl(self) -> dict[str, Any] | None:
+        """The content of the server ACL the school's rooms should have, if any."""
+        if self.federated_servers is None:
+            return None
+        return ServerAcl.only({self.server_name, *self.federated_servers}).content()
 
     # --- the sync -------------------------------------------------------------------
     async def sync_group_rooms(self) -> SyncReport:
@@ -172,7 +185,8 @@ class SchoolRooms:
                 and e.pdu.get("sender") == uid and await group_rooms.membership_before(
                     session, room_id, uid, e.stream_ordering) == "join"}
             state = await store.current_state(
-                session, room_id, [("m.room.power_levels", ""), ("m.room.name", "")])
+                session, room_id, [("m.room.power_levels", ""), ("m.room.name", ""),
+                                   (ACL_EVENT, "")])
         # Power levels first: a new owner is a moderator from their first event on.
         await self._update_power(room_id, plan, state, report)
         for user_id, display_name in plan.members.items():
@@ -219,6 +233,12 @@ class SchoolRooms:
             await self._rooms.append_as(self.system_user, room_id, "m.room.name",
                                         {"name": plan.name}, state_key="")
             report.updated += 1
+        acl = self.server_acl()
+        acl_event = state.get((ACL_EVENT, ""))
+        if acl is not None and (acl_event is None or acl_event.pdu["content"] != acl):
+            await self._rooms.append_as(self.system_user, room_id, ACL_EVENT, acl,
+                                        state_key="")
+            report.updated += 1
 
     async def _update_power(self, room_id: str, plan: RoomPlan, state: Mapping[Any, Any],
                             report: SyncReport) -> None:
@@ -252,14 +272,17 @@ class SchoolRooms:
         power = default_power_levels(self.system_user, "private_chat", ())
         power.update({"users": dict(plan.power_users), "events_default": plan.events_default,
                       "invite": OWNER_LEVEL})
+        acl = self.server_acl()
+        initial = ((ACL_EVENT, "", acl),) if acl is not None else ()
         request = CreateRoomRequest(name=plan.name, room_alias_name=group.name,
-                                    power_level_content_override=power)
+                                    power_level_content_override=power, initial_state=initial)
         try:
             room_id = await self._rooms.create_room_as(self.system_user, SYSTEM_DISPLAY_NAME,
                                                        request)
         except AliasInUse:  # somebody took #group: the room still exists, without it
             log.warning("event=group_room_alias_taken group=%s alias=%s", group.name, alias)
-            request = CreateRoomRequest(name=plan.name, power_level_content_override=power)
+            request = CreateRoomRequest(name=plan.name, power_level_content_override=power,
+                                        initial_state=initial)
             room_id = await self._rooms.create_room_as(self.system_user, SYSTEM_DISPLAY_NAME,
                                                        request)
         async with self._db.write() as session:

@@ -84,6 +84,8 @@ def build(school: School) -> list[Service]:
         groups=GroupSettingsOf(school.directory, BridgeGroups(school.db)))
     services: list[Service] = [server]
     if settings.listen.federation >= 0:
+        # The school's group rooms let only the servers it federates with in.
+        server.school_rooms.federated_servers = settings.matrix_federation_servers
         listener = federation_listener(school, server)
         server.federate_keys(RemoteKeys(listener.client, server.server_name))
         federate_ephemeral(server, listener)
@@ -244,7 +246,10 @@ def school_rooms(school: School) -> SchoolRooms:
         # Posts into rooms shared with other schools are queued for them; the running
         # server's sender finds the queue on its next look (federation.matrix.sender).
         rooms.writer.outbox = OutboxQueue(lambda: None)
-    return SchoolRooms(school.directory, rooms)
+    keeper = SchoolRooms(school.directory, rooms)
+    if school.settings.listen.federation >= 0:
+        keeper.federated_servers = school.settings.matrix_federation_servers
+    return keeper
 
 
 def request_timer(metrics: SchoolMetrics) -> Middleware:

@@ -32,7 +32,8 @@ from messenger.events.room_versions import V10, RoomVersion, UnsupportedRoomVers
 from messenger.events.signing import EventSignatureError, KeyLookup, check_received_pdu
 from messenger.rooms import dag_state
 from messenger.rooms.auth import check_event
-from messenger.rooms.errors import AuthRuleViolation
+from messenger.rooms.errors import AuthRuleViolation, Forbidden
+from messenger.rooms.lookups import check_server_acl
 from messenger.rooms.pdu_checks import MalformedPdu, check_against_auth_events, check_format
 from messenger.rooms.received_redactions import apply_received_redaction
 from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
@@ -127,6 +128,16 @@ class RemoteEvents:
             raise NotInRoom(str(exc)) from None
 
     # --- a PDU of a transaction ------------------------------------------------------
+    async def acl_denies(self, room_id: str, server: str) -> str:
+        """Why the room's server ACL refuses ``server``; "" if it does not."""
+        async with self._writer.db.read() as session:
+            try:
+                await check_server_acl(session, room_id, server)
+            except Forbidden as exc:
+                log.info("event=federation_acl_denied origin=%s room=%s", server, room_id)
+                return str(exc)
+        return ""
+
     async def receive_all(self, origin: str, pdus: list[Mapping[str, Any]]
                           ) -> dict[str, dict[str, Any]]:
         """The PDUs of one transaction: checked one by one, what they name and we lack
@@ -134,6 +145,7 @@ class RemoteEvents:
         that fail, each goes alone.  The answer per event id."""
         results: dict[str, dict[str, Any]] = {}
         versions: dict[str, RoomVersion | None] = {}
+        denied: dict[str, str] = {}  # room -> why the origin may not send to it ("": may)
         ready: list[tuple[str, Checked]] = []
         for pdu in pdus:
             room_id = pdu.get("room_id")
@@ -147,9 +159,14 @@ class RemoteEvents:
                     log.debug("event=federation_pdu_ignored origin=%s reason=%r", origin,
                               str(exc))
                     versions[room_id] = None
+                if versions[room_id] is not None:
+                    denied[room_id] = await self.acl_denies(room_id, origin)
             version = versions[room_id]
             if version is None:  # the spec: servers only process events of rooms they are in
                 results[_event_id_or_invalid(pdu)] = {}
+                continue
+            if denied[room_id]:  # the spec: such PDUs are ignored, with an error each
+                results[_event_id_or_invalid(pdu, version)] = {"error": denied[room_id]}
                 continue
             key = _event_id_or_invalid(pdu, version)
             try:

@@ -6,7 +6,8 @@ invitee's side, and "Retrieving events": ``event``, ``state``, ``state_ids``,
 
 Every operation takes the authenticated origin server; the HTTP edge
 (``messenger.api.federation_rooms``) maps the domain errors to errcodes.
-Events and state are only handed to servers with a member in the room, and
+Every request about a room is refused (``Forbidden``) to a server the room's
+server ACL denies.  Events and state are only handed to servers with a member in the room, and
 ``event``, ``backfill`` and ``get_missing_events`` redact the events the asking
 server may not see under the room's history visibility (Server-Server API "Room
 history visibility"; as Synapse, redacted rather than dropped so the DAG stays whole).
@@ -27,6 +28,7 @@ from messenger.rooms import dag_state
 from messenger.rooms.aliases import local_alias_target
 from messenger.rooms.auth import check_event
 from messenger.rooms.errors import AuthRuleViolation, Forbidden, InvalidRequest, RoomNotFound
+from messenger.rooms.lookups import check_server_acl
 from messenger.rooms.pdu_checks import MalformedPdu
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.receiving import NotInRoom, RemoteEvents, joined_servers, pdu_for_wire
@@ -89,6 +91,7 @@ class ResidentRooms:
         if server_of(user_id) != origin:
             raise Forbidden(f"{origin} cannot {kind} for {user_id}")
         version = await self._version(room_id)
+        await self._check_acl(origin, room_id)
         if kind == "join" and version.identifier not in versions:
             raise IncompatibleVersion(version.identifier)
         content = {"membership": kind}
@@ -108,6 +111,7 @@ class ResidentRooms:
     async def send_membership(self, origin: str, kind: str, room_id: str, event_id: str,
                               pdu: Mapping[str, Any]) -> dict[str, Any]:
         version = await self._version(room_id)
+        await self._check_acl(origin, room_id)
         content = pdu.get("content")
         sender = pdu.get("sender")
         if pdu.get("type") != "m.room.member" or not isinstance(sender, str) \
@@ -170,6 +174,7 @@ class ResidentRooms:
             raise InvalidRequest("not an invite")
         if server_of(sender) != origin:
             raise Forbidden(f"{origin} cannot invite in the name of {sender}")
+        await self._check_acl(origin, room_id)  # a room known here: its ACL counts
         try:
             if UserId.parse(target).server != self.server_name:
                 raise InvalidRequest(f"{target} is not a user of {self.server_name}")
@@ -220,6 +225,10 @@ class ResidentRooms:
             write.publish(stored)
             write.forget_head(room_id)
 
+    async def _check_acl(self, origin: str, room_id: str) -> None:
+        async with self._writer.db.read() as session:
+            await check_server_acl(session, room_id, origin)
+
     # --- retrieving events ------------------------------------------------------------------
     async def _visible_to(self, origin: str, room_id: str) -> None:
         """The origin must have a joined member in the room now (as Synapse's
@@ -229,6 +238,7 @@ class ResidentRooms:
         async with self._writer.db.read() as session:
             if await store.room(session, room_id) is None:
                 raise RoomNotFound(f"{room_id} is not known here")
+            await check_server_acl(session, room_id, origin)
             members = await store.room_members(session, room_id, "join")
         if not any(server_of(m.user_id) == origin for m in members):
             raise Forbidden(f"{origin} has no joined member in {room_id}")

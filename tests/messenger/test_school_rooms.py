@@ -156,3 +156,32 @@ def test_plan_ignores_inactive_members_and_sets_levels() -> None:
     assert set(plan.members) == {uid("t"), uid("p")}
     assert plan.power_users == {SYSTEM: 100, uid("t"): 50, uid("boss"): 100}
     assert plan.events_default == 0 and plan.name == "Klasse 5a"
+
+
+async def test_a_federating_school_keeps_a_server_acl_on_its_rooms(
+        school: School, server: MatrixServer, class_7b: Group) -> None:
+    """Issue 13, point 6: only the school and the servers it federates with take part."""
+    keeper = server.school_rooms
+    keeper.federated_servers = frozenset({"partner.test", "synapse.test:8448"})
+    await keeper.sync_group_rooms()
+    room_id = await keeper.room_of_group("7b")
+    assert room_id is not None
+    acl = {"allow": ["partner.test", DOMAIN, "synapse.test"], "deny": [],
+           "allow_ip_literals": False}
+    assert await state_content(school, room_id, "m.room.server_acl") == acl
+    again = await keeper.sync_group_rooms()
+    assert again.updated == 0
+    # A partner dropped from the settings is dropped from the ACL on the next run.
+    keeper.federated_servers = frozenset({"partner.test"})
+    assert (await keeper.sync_group_rooms()).updated == 1
+    assert (await state_content(school, room_id, "m.room.server_acl"))["allow"] == [
+        "partner.test", DOMAIN]
+
+
+async def test_a_school_without_federation_sets_no_acl(
+        school: School, server: MatrixServer, class_7b: Group) -> None:
+    await server.school_rooms.sync_group_rooms()
+    room_id = await server.school_rooms.room_of_group("7b")
+    assert room_id is not None
+    async with school.db.read() as session:
+        assert not await store.current_state(session, room_id, [("m.room.server_acl", "")])
