@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email
+import email.utils
 import smtplib
 import ssl
 import subprocess
@@ -20,7 +21,13 @@ from conf.app import School
 from conf.settings import Settings, SpamSettings
 from directory.model import Role
 from tests.support import rspamd as rspamd_support
-from tests.support.rspamd import JUNK_SUBJECT, Rspamd, running_rspamd
+from tests.support.rspamd import (
+    GREY_SUBJECT,
+    GREYLIST_SECONDS,
+    JUNK_SUBJECT,
+    Rspamd,
+    running_rspamd,
+)
 
 pytestmark = pytest.mark.skipif(not rspamd_support.available(),
                                 reason="needs Debian's rspamd and redis-server")
@@ -85,6 +92,48 @@ async def test_gtube_refused_junk_filed_clean_delivered(running_school: School) 
     [clean] = await asyncio.to_thread(_headers, running_school, "INBOX")
     assert clean["Subject"] == "Elternabend"
     assert clean["X-Spam-Status"].startswith("No, score=")
+
+
+@pytest.fixture(scope="module")
+def greylisting_rspamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rspamd]:
+    with running_rspamd(tmp_path_factory.mktemp("rspamd-grey"),
+                        greylist_loopback=True) as server:
+        yield server
+
+
+async def test_greylisted_by_rspamd_then_accepted_on_retry(
+        settings: Settings, greylisting_rspamd: Rspamd) -> None:
+    """rspamd's greylist module (redis) says "soft reject" for a new sender, recipient
+    and message: smtplib gets 451 4.7.1 with rspamd's text, nothing is delivered; the
+    same mail retried after the greylist time is accepted into the INBOX, as a
+    sending server's queue would retry it."""
+    running_school = await School.open(dataclasses.replace(settings, spam=SpamSettings(
+        rspamd_url=greylisting_rspamd.scan_url)), migrate=False)
+    await running_school.start()
+    try:
+        await _greylisted_then_accepted(running_school)
+    finally:
+        await running_school.close()
+
+
+async def _greylisted_then_accepted(running_school: School) -> None:
+    await running_school.directory.create_account(role=Role.PUPIL, login="anna",
+                                                  password=PASSWORD)
+    message = (f"From: Eva <eva@eltern.example>\r\nTo: anna@schule.test\r\n"
+               f"Subject: Elternbrief {GREY_SUBJECT}\r\nDate: {email.utils.formatdate()}\r\n"
+               f"Message-ID: <grau.1@eltern.example>\r\n\r\nBitte unterschreiben.\r\n"
+               ).encode()
+    with pytest.raises(smtplib.SMTPDataError) as later:
+        await asyncio.to_thread(_send_mx, running_school, message)
+    assert later.value.smtp_code == 451, later.value
+    assert later.value.smtp_error.startswith(b"4.7.1") and b"Try again later" in \
+        later.value.smtp_error
+    assert await asyncio.to_thread(_headers, running_school, "INBOX") == []
+    await asyncio.sleep(GREYLIST_SECONDS + 1)
+    await asyncio.to_thread(_send_mx, running_school, message)
+    [delivered] = await asyncio.to_thread(_headers, running_school, "INBOX")
+    assert delivered["Subject"] == f"Elternbrief {GREY_SUBJECT}"
+    assert delivered["X-Spam-Status"].startswith("No, score=")
 
 
 async def test_unreachable_rspamd_fails_open_with_a_header(

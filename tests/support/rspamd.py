@@ -5,7 +5,10 @@ database and run directory, DNS only to the tests' quiet DNS server (no
 network lookups), a tiny TLD list (compiling the public suffix list with
 hyperscan takes minutes on a busy machine), and one test rule: a Subject
 containing ``SCHULHOF-JUNK-TEST`` scores 8 (between "add header" at 6 and
-"reject" at 15), so the Junk path can be tested without real spam.
+"reject" at 15), so the Junk path can be tested without real spam; one containing
+``SCHULHOF-GREY-TEST`` scores 5 (above "greylist" at 4), which rspamd's greylist
+module answers with "soft reject" until the same triplet comes back after
+``greylist_seconds`` (3 s here instead of 5 minutes).
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from tests.support.dns_server import quiet_dns
 from tests.support.schools import free_port
 
 JUNK_SUBJECT = "SCHULHOF-JUNK-TEST"
+GREY_SUBJECT = "SCHULHOF-GREY-TEST"
+GREYLIST_SECONDS = 3
 
 _CONFIG = """.include "$CONFDIR/common.conf"
 options {{
@@ -51,7 +56,12 @@ _MULTIMAP = """SCHULHOF_JUNK_TEST {{
     type = "header"; header = "Subject"; regexp = true;
     map = "{root}/junk_subjects.map"; score = 8.0;
 }}
+SCHULHOF_GREY_TEST {{
+    type = "header"; header = "Subject"; regexp = true;
+    map = "{root}/grey_subjects.map"; score = 5.0;
+}}
 """
+_GREYLIST = "timeout = {seconds}s; check_local = {local};\n"
 
 
 @dataclass(frozen=True)
@@ -66,7 +76,8 @@ def available() -> bool:
 
 
 @contextmanager
-def running_rspamd(root: Path, *, start_timeout: float = 120.0) -> Iterator[Rspamd]:
+def running_rspamd(root: Path, *, start_timeout: float = 120.0,
+                   greylist_loopback: bool = False) -> Iterator[Rspamd]:
     """rspamd and redis in ``root``; both stopped (by their pids) afterwards."""
     for name in ("local.d", "override.d", "db", "run", "log"):
         (root / name).mkdir(parents=True, exist_ok=True)
@@ -75,6 +86,9 @@ def running_rspamd(root: Path, *, start_timeout: float = 120.0) -> Iterator[Rspa
         free_port("127.0.0.1")
     (root / "tld.dat").write_text("com\norg\nnet\nde\nexample\ntest\n")
     (root / "junk_subjects.map").write_text(f"/{JUNK_SUBJECT}/\n")
+    (root / "grey_subjects.map").write_text(f"/{GREY_SUBJECT}/\n")
+    (root / "local.d" / "greylist.conf").write_text(_GREYLIST.format(
+        seconds=GREYLIST_SECONDS, local=str(greylist_loopback).lower()))
     (root / "rspamd.conf").write_text(_CONFIG.format(root=root, dns=f"{dns_host}:{dns_port}",
                                                      scan=scan, controller=controller))
     (root / "local.d" / "redis.conf").write_text(f'servers = "127.0.0.1:{redis_port}";\n')
