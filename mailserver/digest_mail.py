@@ -17,6 +17,7 @@ import datetime as dt
 import email.message
 import email.policy
 import email.utils
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
@@ -24,6 +25,8 @@ from zoneinfo import ZoneInfo
 from mailserver.webmail.i18n import DEFAULT, GERMAN, Translator, load_translations
 
 MAX_REPLY_TO = 10  # teachers named in Reply-To
+MAX_REFERENCES = 20
+_MSG_ID = re.compile(r"<[!-;=?-~]{1,900}>")  # printable ASCII without < and >
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class DigestMail:
     hostname: str  # for the Message-ID
     children: tuple[str, ...] = ()  # names, when the digest goes to a parent
     timezone: str = "Europe/Berlin"
+    # Message-IDs of the mails whose room threads the items answer (RFC 5322 3.6.4).
+    references: tuple[str, ...] = ()
 
 
 def _section(_: Translator, mail: DigestMail) -> str:
@@ -90,6 +95,11 @@ def compose_digest(mail: DigestMail, now: dt.datetime, unique: str,
     message["Date"] = email.utils.format_datetime(now)
     message["Message-ID"] = f"<digest.{unique}@{mail.hostname}>"
     message["Auto-Submitted"] = "auto-generated"
+    if mail.references:
+        ids = [r for r in mail.references[:MAX_REFERENCES] if _MSG_ID.fullmatch(r)]
+        if ids:
+            message["In-Reply-To"] = ids[-1]
+            message["References"] = " ".join(ids)
     message["List-Unsubscribe"] = f"<{mail.unsubscribe_url}>"
     parts = [_section(german, mail)]
     english = languages.get("en")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import hashlib
+import re
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -31,6 +32,10 @@ MAX_HTML = 100_000  # characters; longer HTML is left out (the text stands)
 MAX_NAME = 120
 MAX_ATTACHMENTS = 10  # with their bytes; the others are only counted
 MAX_FILENAME = 200
+MAX_REPLY_IDS = 20  # msg-ids of In-Reply-To and References looked at
+_MSG_ID = re.compile(r"<[^<>\s]{1,990}>")
+# The line a mail program writes above a quoted reply (German and English clients).
+_ATTRIBUTION = re.compile(r"^(am|on)\b.*(schrieb|wrote)\b.*:\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -59,6 +64,9 @@ class GroupMail:
     # from outside whose DMARC check passed (RFC 7489).  False: do not repeat it.
     verified: bool = False
     sender_login: str = ""  # the submitting account; "" on the MX
+    # The msg-ids this mail answers, nearest first: In-Reply-To, then References
+    # from the end (RFC 5322 3.6.4); the room thread is found by them.
+    replies_to: tuple[str, ...] = ()
 
 
 class GroupMailSink(Protocol):
@@ -103,6 +111,29 @@ def _attachments(message: EmailMessage) -> tuple[tuple[MailAttachment, ...], int
     return tuple(found), left_out
 
 
+def replies_to(in_reply_to: str, references: str) -> tuple[str, ...]:
+    """The msg-ids a reply names, nearest first, each once (pure)."""
+    ids = _MSG_ID.findall(in_reply_to) + list(reversed(_MSG_ID.findall(references)))
+    return tuple(dict.fromkeys(ids))[:MAX_REPLY_IDS]
+
+
+def without_quote(text: str) -> str:
+    """A reply's own text: the quoted original at its end (lines starting with ">",
+    and the "Am ... schrieb ...:" line above them) left out; the text as it is when
+    nothing else would remain."""
+    lines = text.split("\n")
+    end = len(lines)
+    while end and (not lines[end - 1].strip() or lines[end - 1].lstrip().startswith(">")):
+        end -= 1
+    if end == len(lines) or not any(lines[i].lstrip().startswith(">")
+                                    for i in range(end, len(lines))):
+        return text
+    if end and _ATTRIBUTION.match(lines[end - 1].strip()):
+        end -= 1
+    own = "\n".join(lines[:end]).rstrip()
+    return own if own.strip() else text
+
+
 def group_mail(group: str, raw: bytes, *, verified: bool = False,
                sender_login: str = "") -> GroupMail:
     """Read ``raw`` (the stored message) into what the bridge posts (pure)."""
@@ -118,6 +149,9 @@ def group_mail(group: str, raw: bytes, *, verified: bool = False,
     except Exception:
         text = ""
     text = text.replace("\r\n", "\n").strip()
+    answered = replies_to(_header(message, "In-Reply-To"), _header(message, "References"))
+    if answered:
+        text = without_quote(text)
     truncated = len(text) > MAX_TEXT
     if truncated:
         text = text[:MAX_TEXT].rstrip() + "\n…"
@@ -133,4 +167,4 @@ def group_mail(group: str, raw: bytes, *, verified: bool = False,
                      html=html if len(html) <= MAX_HTML else "",
                      attachments=attachments, attachments_left_out=left_out,
                      content_sha256=digest, verified=verified,
-                     sender_login=sender_login)
+                     sender_login=sender_login, replies_to=answered)

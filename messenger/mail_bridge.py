@@ -30,6 +30,7 @@ import logging
 from dataclasses import dataclass
 from typing import Protocol
 
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from directory.db import Database
@@ -67,6 +68,7 @@ class MailPost:
     link: str = ""  # the message in the webmail
     verified: bool = False  # the sender is who From says (login or DMARC pass)
     uploader_account_id: int | None = None  # whose files the attachments become
+    replies_to: tuple[str, ...] = ()  # Message-IDs this mail answers, nearest first
 
 
 class GroupRoomWriter(Protocol):
@@ -95,6 +97,23 @@ class GroupSettings(Protocol):
     async def group(self, name: str) -> Group: ...
 
     async def bridge_of(self, group: Group) -> GroupBridge: ...
+
+
+@dataclass(frozen=True)
+class ThreadPlace:
+    """Where a reply goes: the thread's root and the event it answers."""
+
+    root: str
+    parent: str
+
+    def relation(self) -> dict[str, object]:
+        """Client-Server API 11.10.1 "Threading": a thread event with its fallback reply."""
+        return {"rel_type": "m.thread", "event_id": self.root, "is_falling_back": True,
+                "m.in_reply_to": {"event_id": self.parent}}
+
+
+def message_key(message_id: str) -> str:
+    return hashlib.sha256(message_id.encode("utf-8", "replace")).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -179,7 +198,7 @@ class MailToRoom:
         if room_id is None:
             log.info("event=mail_bridge_no_room group=%s", post.group)
             return None
-        key = hashlib.sha256(post.message_id.encode("utf-8", "replace")).hexdigest()
+        key = message_key(post.message_id)
         try:
             async with self._db.write() as session:
                 session.add(MailBridgedRow(room_id=room_id, message_key=key))
@@ -197,24 +216,56 @@ class MailToRoom:
                 "body": ENCRYPTED_NOTICE.format(group=post.group, who=who)}
             return await self._appender.append_as(system, room_id, "m.room.message", content)
         uploaded, only_in_mailbox = await self._upload(post)
+        place = await self._thread_of(room_id, post.replies_to)
         content = {"msgtype": "m.text", "body": message_body(post, only_in_mailbox),
                    MAIL_MARK: {"from": post.sender_address, "subject": post.subject}}
         formatted = formatted_body(post, only_in_mailbox)
         if formatted:
             content["format"] = "org.matrix.custom.html"
             content["formatted_body"] = formatted
+        if place is not None:
+            content["m.relates_to"] = place.relation()
         event_id = await self._appender.append_as(system, room_id, "m.room.message", content)
+        root = event_id if place is None else place.root
+        async with self._db.write() as session:
+            await session.execute(update(MailBridgedRow).where(
+                MailBridgedRow.room_id == room_id, MailBridgedRow.message_key == key).values(
+                event_id=event_id, thread_root=root, message_id=post.message_id))
         for item in uploaded:
             kind = item.file.content_type
-            await self._appender.append_as(system, room_id, "m.room.message", {
+            file_content: dict[str, object] = {
                 "msgtype": "m.image" if kind in IMAGE_TYPES else "m.file",
                 "body": item.file.filename, "filename": item.file.filename,
                 "url": item.uri, "info": {"mimetype": kind, "size": len(item.file.data)},
-                MAIL_MARK: {"from": post.sender_address, "attachment_of": event_id}})
+                MAIL_MARK: {"from": post.sender_address, "attachment_of": event_id}}
+            if place is not None:  # a reply's files stay in its thread
+                file_content["m.relates_to"] = ThreadPlace(root, event_id).relation()
+            await self._appender.append_as(system, room_id, "m.room.message", file_content)
         log.info("event=mail_bridged group=%s room=%s event=%s files=%d skipped=%d",
                  post.group, room_id, event_id, len(uploaded),
                  len(only_in_mailbox) + post.files_left_out)
         return event_id
+
+    async def _thread_of(self, room_id: str, replies_to: tuple[str, ...]
+                         ) -> ThreadPlace | None:
+        """The thread of the nearest bridged mail this one answers, if any."""
+        if not replies_to:
+            return None
+        keys = [message_key(m) for m in replies_to]
+        async with self._db.read() as session:
+            rows = (await session.execute(
+                select(MailBridgedRow.message_key, MailBridgedRow.event_id,
+                       MailBridgedRow.thread_root)
+                .where(MailBridgedRow.room_id == room_id,
+                       MailBridgedRow.message_key.in_(keys),
+                       MailBridgedRow.event_id.is_not(None)))).all()
+        found: dict[str, tuple[str, str]] = {
+            key: (event_id, root or event_id) for key, event_id, root in rows if event_id}
+        for key in keys:
+            if key in found:
+                event_id, root = found[key]
+                return ThreadPlace(root, event_id)
+        return None
 
     async def _upload(self, post: MailPost) -> tuple[list[Uploaded], list[str]]:
         """The attachments the media repository took, and the names of the others."""

@@ -28,13 +28,14 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from sqlalchemy import and_, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
 from directory.model import Account, Group, GroupMember, MemberRole, Role
 from messenger.bridge_groups import BridgeGroups
 from messenger.mail_bridge import MAIL_MARK
 from messenger.storage import group_rooms
-from messenger.storage.tables import DigestRecipientRow, EventRow, ReceiptRow
+from messenger.storage.tables import DigestRecipientRow, EventRow, MailBridgedRow, ReceiptRow
 
 log = logging.getLogger("schulhof.messenger")
 
@@ -61,6 +62,10 @@ class Announcement:
     text: str
     ts_ms: int
     stream: int
+    # The Message-ID of the bridged mail whose room thread this message answers
+    # (messenger.mail_bridge): the digest's References name it, so mail programs
+    # show the digest in that mail's conversation.
+    answers_mail: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,11 @@ class Digest:
     account: Account
     items: tuple[Announcement, ...]
     as_parent_of: tuple[str, ...] = ()  # children's names, when sent as a parent
+
+    @property
+    def references(self) -> tuple[str, ...]:
+        """The bridged mails the digest's messages answer, each once."""
+        return tuple(dict.fromkeys(i.answers_mail for i in self.items if i.answers_mail))
 
 
 @dataclass
@@ -101,6 +111,15 @@ class DigestPreferences:
 
 def _ms(moment: dt.datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _thread_root(content: object) -> str | None:
+    """The thread root a message answers (Client-Server API 11.10.1), if any."""
+    relation = content.get("m.relates_to") if isinstance(content, dict) else None
+    if isinstance(relation, dict) and relation.get("rel_type") == "m.thread":
+        root = relation.get("event_id")
+        return root if isinstance(root, str) else None
+    return None
 
 
 def _text(content: object) -> str | None:
@@ -239,15 +258,32 @@ class RoomDigests:
                 group, members = rooms[room_id]
                 names = {self._user_id(m.account): m.account.display_name or m.account.login
                          for m in members}
-                for event_id, sender, ts, stream, raw in reversed(rows):
-                    text = _text(json.loads(raw).get("content"))
+                parsed = [(event_id, sender, ts, stream, json.loads(raw).get("content"))
+                          for event_id, sender, ts, stream, raw in reversed(rows)]
+                mails = await self._bridged_mails(session, room_id, {
+                    root for *_, content in parsed if (root := _thread_root(content))})
+                for event_id, sender, ts, stream, content in parsed:
+                    text = _text(content)
                     if text is None:
                         continue
                     found.setdefault(room_id, []).append(Announcement(
                         event_id, group.display_name or group.name, sender,
                         names.get(sender, sender.split(":", 1)[0].lstrip("@")), text, ts,
-                        stream))
+                        stream, mails.get(_thread_root(content) or "", "")))
         return found
+
+    @staticmethod
+    async def _bridged_mails(session: AsyncSession, room_id: str, roots: set[str]
+                             ) -> dict[str, str]:
+        """Thread root event -> the Message-ID of the mail it was bridged from."""
+        if not roots:
+            return {}
+        rows = await session.execute(
+            select(MailBridgedRow.event_id, MailBridgedRow.message_id).where(
+                MailBridgedRow.room_id == room_id, MailBridgedRow.event_id.in_(roots),
+                MailBridgedRow.message_id.is_not(None)))
+        return {event_id: message_id for event_id, message_id in rows
+                if event_id and message_id and not message_id.startswith("sha256:")}
 
     async def _read_positions(self, room_ids: Sequence[str]) -> dict[tuple[str, str], int]:
         """(room, user) -> the stream position up to which the user has read."""

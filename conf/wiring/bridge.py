@@ -76,7 +76,7 @@ class MailBridge:
             message_id=mail.message_id, html=mail.html,
             files=tuple(MailFile(a.filename, a.content_type, a.data) for a in mail.attachments),
             files_left_out=mail.attachments_left_out, link=link, verified=mail.verified,
-            uploader_account_id=uploader)
+            uploader_account_id=uploader, replies_to=mail.replies_to)
 
     async def group_mail_delivered(self, mail: GroupMail) -> None:
         if not self.enabled or self.target is None:

@@ -60,7 +60,8 @@ class DigestMailer:
                         for i in digest.items),
             school_name=self._school_name, from_address=f"noreply@{self._domain}",
             unsubscribe_url=self._unsubscribe, hostname=self._hostname,
-            children=digest.as_parent_of, timezone=self._timezone)
+            children=digest.as_parent_of, timezone=self._timezone,
+            references=digest.references)
 
     async def send(self, digest: Digest) -> None:
         now = dt.datetime.now(dt.UTC)

@@ -425,6 +425,11 @@ class MailBridgedRow(Base):
         ForeignKey("matrix_rooms.room_id", ondelete="CASCADE"), primary_key=True)
     message_key: Mapped[str] = mapped_column(String(64), primary_key=True)
     bridged_at: Mapped[dt.datetime] = mapped_column(UtcDateTime(), default=_now)
+    # bridge_0004: the event the mail became, the root of its room thread (itself for
+    # a mail that starts one) and the Message-ID (replies by mail find their thread).
+    event_id: Mapped[str | None] = mapped_column(String(ID), nullable=True)
+    thread_root: Mapped[str | None] = mapped_column(String(ID), nullable=True)
+    message_id: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 # --- bridge_0002 ----------------------------------------------------------------------

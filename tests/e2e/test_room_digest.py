@@ -15,6 +15,7 @@ import email.message
 import email.policy
 import imaplib
 import re
+import smtplib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +29,7 @@ from conf.settings import BridgeSettings, Settings
 from directory.model import GroupKind, MemberRole, Role
 from messenger.bridge_groups import BridgeGroups
 from messenger.server import MatrixServer
+from tests.e2e.test_mail_bridge import _collect, _settled
 from tests.support.schools import make_settings
 from tests.support.smtp_clients import client_tls_context
 
@@ -160,3 +162,51 @@ async def test_unread_announcement_reaches_pupil_and_parent_once(
     assert "in denen Ben ist" in parent_mail.get_content()
     assert "that Ben is in" in parent_mail.get_content()
     assert "die Sie noch nicht gelesen haben" in pupil_mail.get_content()
+
+
+async def test_a_thread_reply_to_a_bridged_mail_is_mailed_in_its_conversation(
+        running_school: School, server: MatrixServer,
+        clients: dict[str, AsyncClient]) -> None:
+    """The teacher's class mail is in the room (not mailed back: it is mail already);
+    her answer in its room thread reaches ben's inbox in a digest whose In-Reply-To and
+    References name the class mail, so his mail program shows both as one conversation."""
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    teacher = clients["lehrer"]
+    first = await teacher.sync(timeout=0)
+    assert isinstance(first, SyncResponse)
+    mail = email.message.EmailMessage()
+    mail["From"] = f"Frau Lehrer <lehrer@{DOMAIN}>"
+    mail["To"] = f"5a@{DOMAIN}"
+    mail["Subject"] = "Klassenfahrt"
+    mail["Message-ID"] = "<fahrt-2027@schule.test>"
+    mail.set_content("Wir fahren im Mai.")
+    await asyncio.to_thread(_submit, running_school, mail)
+    await _settled(running_school)
+    bridged = await _collect(teacher, room_id, first.next_batch, want=1)
+    assert len(bridged) == 1
+    sent = await teacher.room_send(room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Nachtrag: Abfahrt 7 Uhr.",
+        "m.relates_to": {"rel_type": "m.thread", "event_id": bridged[0].event_id}})
+    assert isinstance(sent, RoomSendResponse)
+
+    deadline = time.monotonic() + 30
+    ben: list[email.message.EmailMessage] = []
+    while time.monotonic() < deadline and not ben:
+        await asyncio.sleep(0.3)
+        ben = await asyncio.to_thread(_inbox, running_school, "ben")
+        ben = [m for m in ben if m["Auto-Submitted"] == "auto-generated"]
+    (digest,) = ben
+    assert digest["In-Reply-To"] == "<fahrt-2027@schule.test>"
+    assert digest["References"] == "<fahrt-2027@schule.test>"
+    body = digest.get_content()
+    assert "Nachtrag: Abfahrt 7 Uhr." in body and "Wir fahren im Mai." not in body
+
+
+def _submit(school: School, message: email.message.EmailMessage) -> None:
+    context = client_tls_context(school.settings)
+    context.check_hostname = False
+    with smtplib.SMTP("127.0.0.1", school.settings.listen.submission, timeout=20) as smtp:
+        smtp.starttls(context=context)
+        smtp.login("lehrer", PASSWORD)
+        smtp.send_message(message)

@@ -8,7 +8,15 @@ from email.message import EmailMessage
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailserver.group_mail import MAX_ATTACHMENTS, MAX_SUBJECT, MAX_TEXT, group_mail
+from mailserver.group_mail import (
+    MAX_ATTACHMENTS,
+    MAX_REPLY_IDS,
+    MAX_SUBJECT,
+    MAX_TEXT,
+    group_mail,
+    replies_to,
+    without_quote,
+)
 
 
 def test_plain_text_is_preferred_and_headers_decoded() -> None:
@@ -70,3 +78,28 @@ def test_html_attachments_digest_and_sender() -> None:
     assert mail.verified and mail.sender_login == "lehrer"
     assert mail.content_sha256 == hashlib.sha256(raw).hexdigest()
     assert not group_mail("5a", raw).verified  # unverified unless the session says so
+
+
+def test_replies_name_their_parents_nearest_first_and_lose_the_quote() -> None:
+    raw = (b"From: a@b\r\nMessage-ID: <c@x>\r\nIn-Reply-To: <b@x>\r\n"
+           b"References: <a@x>\r\n <b@x>\r\n\r\n"
+           b"Gern.\r\n\r\nOn Mon, Dec 7, 2026 at 10:00 Anna wrote:\r\n> Frage?\r\n>\r\n")
+    mail = group_mail("5a", raw)
+    assert mail.replies_to == ("<b@x>", "<a@x>")
+    assert mail.text == "Gern."
+    # Not a reply: the text stays whole, quotes and all.
+    plain = group_mail("5a", b"From: a@b\r\n\r\nOben.\r\n> zitiert\r\n")
+    assert plain.replies_to == () and plain.text == "Oben.\n> zitiert"
+    # Only a quote: the quote stays (nothing else would remain).
+    only = group_mail("5a", b"From: a@b\r\nIn-Reply-To: <a@x>\r\n\r\n> alles\r\n")
+    assert only.text == "> alles"
+
+
+@given(st.text(max_size=500), st.text(max_size=300))
+def test_any_reply_headers_give_bounded_ids(in_reply_to: str, references: str) -> None:
+    ids = replies_to(in_reply_to, references)
+    assert len(ids) <= MAX_REPLY_IDS and len(set(ids)) == len(ids)
+    assert all(i.startswith("<") and i.endswith(">") for i in ids)
+    own = without_quote(in_reply_to)
+    assert own.strip() or not in_reply_to.strip()  # never empties a text
+    assert in_reply_to.startswith(own.rstrip())
