@@ -42,14 +42,22 @@ class SchoolMetrics:
             ["listener", "code"], registry=r)
         self.imap_connections = Gauge("schulhof_imap_connections",
                                       "Open IMAP connections", registry=r)
-        self.imap_commands = Counter("schulhof_imap_commands", "IMAP commands received",
-                                     registry=r)
+        self.imap_commands = Counter("schulhof_imap_commands", "IMAP commands received, by "
+                                     "command (UID FETCH apart from FETCH; 'other' for "
+                                     "what is no IMAP command)", ["command"], registry=r)
         self.login_failures = Counter("schulhof_login_failures",
                                       "Failed or throttled logins (all protocols)", ["reason"],
                                       registry=r)
         self.sync_seconds = Histogram("schulhof_matrix_sync_duration_seconds",
                                       "Matrix /sync response time (long-polls included)",
                                       buckets=_SYNC_BUCKETS, registry=r)
+        self.matrix_in_progress = Gauge("schulhof_matrix_requests_in_progress",
+                                        "Matrix client API requests being answered (a "
+                                        "client waiting in a /sync long-poll counts: the "
+                                        "connected apps)", registry=r)
+        self.outbound_deliveries = Counter(
+            "schulhof_outbound_deliveries", "Delivery attempts to other servers per "
+            "recipient by result (sent, deferred, bounced)", ["result"], registry=r)
         self.matrix_requests = Counter("schulhof_matrix_requests",
                                        "Matrix client API requests by status class",
                                        ["status"], registry=r)

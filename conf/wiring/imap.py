@@ -14,6 +14,7 @@ from mailserver.imap.mailbox_states import MailboxStates
 from mailserver.imap.server import ImapConnection, ImapLimits, ImapServer
 from mailserver.imap.session import ImapSession, SessionServices
 from mailserver.imap.wire.framer import CommandUnit
+from mailserver.imap.wire.parser import command_name
 from mailserver.store.bulk_reads import BodyCache, HeaderCache
 
 __all__ = ["build", "server_tls_context"]  # server_tls_context: the webmail's too
@@ -65,7 +66,8 @@ def build(school: School) -> list[Service]:
         commands = 0
 
         async def execute(self, unit: CommandUnit) -> None:
-            metrics.imap_commands.inc()
+            metrics.imap_commands.labels(command_name(unit.segments[0] if unit.segments
+                                                      else b"")).inc()
             self.commands += 1
             await super().execute(unit)
 

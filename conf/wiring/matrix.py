@@ -259,6 +259,7 @@ def request_timer(metrics: SchoolMetrics) -> Middleware:
     async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
         started = time.perf_counter()
         status = 500
+        metrics.matrix_in_progress.inc()
         try:
             response = await handler(request)
             status = response.status
@@ -267,6 +268,7 @@ def request_timer(metrics: SchoolMetrics) -> Middleware:
             status = error.status
             raise
         finally:
+            metrics.matrix_in_progress.dec()
             metrics.matrix_requests.labels(f"{status // 100}xx").inc()
             if request.path.endswith("/sync"):
                 metrics.sync_seconds.observe(time.perf_counter() - started)

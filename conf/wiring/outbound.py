@@ -126,6 +126,8 @@ class OutboundService:
             self._school.resolver, await self._signer(),
             InboxBounces(store, self._find_account),
             tls=tls_policies(self._school, self._trust))
+        deliveries = self._school.metrics.outbound_deliveries
+        self.worker.on_result = lambda result, n: deliveries.labels(result).inc(n)
         self._task = asyncio.create_task(self.worker.run(), name="outbound-worker")
         f = settings.federation
         dns = ",".join(f.dns_nameservers) or "system"

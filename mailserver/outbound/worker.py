@@ -236,6 +236,9 @@ class OutboundWorker:
         self._stopping = False
         self._last_purge: dt.datetime | None = None
         self._last_found = float("-inf")  # loop time of the last claim that found rows
+        # Told each outcome per recipient ("sent", "deferred", "bounced") and how many
+        # (the metrics); None: nobody counts.
+        self.on_result: Callable[[str, int], None] | None = None
 
     # --- driving -------------------------------------------------------------------------
     def wake(self) -> None:
@@ -536,6 +539,7 @@ class OutboundWorker:
         replies = {r.recipient: r.reply for r in result.recipients}
         sent = [e.id for e in entries if replies[e.recipient].ok]
         self._note_sent(sent)
+        self._count("sent", len(sent))
         if sent:
             log.info("event=outbound_sent ids=%s host=%s %s", ",".join(map(str, sent)),
                      result.host, result.tls.log_fields())
@@ -546,6 +550,10 @@ class OutboundWorker:
             await self._fail(message, failed)
 
     # --- outcomes ------------------------------------------------------------------------
+    def _count(self, result: str, recipients: int) -> None:
+        if recipients and self.on_result is not None:
+            self.on_result(result, recipients)
+
     async def _fail(self, message: _Message, failed: list[tuple[QueueEntry, Failure]]) -> None:
         permanent = [(e, f) for e, f in failed if f.permanent]
         if permanent:
@@ -568,6 +576,7 @@ class OutboundWorker:
                 continue
             await self.queue.reschedule([entry.id], retry_at, failure.diagnostic)
             self._forget([entry.id])
+            self._count("deferred", 1)
             log.info("event=outbound_deferred id=%d attempts=%d retry_at=%s reason=%r",
                      entry.id, entry.attempts, retry_at.isoformat(), failure.diagnostic)
             if schedule.should_warn(entry.created_at, now, entry.delay_warned_at is not None):
@@ -596,6 +605,7 @@ class OutboundWorker:
                 for e, f in failed])
         await self.queue.mark_bounced(ids, error)
         self._forget(ids)
+        self._count("bounced", len(ids))
         log.info("event=outbound_bounced ids=%s error=%r", ",".join(map(str, ids)), error)
 
     async def _send_dsn(self, message: _Message, recipients: list[DsnRecipient]) -> None:

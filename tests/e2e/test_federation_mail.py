@@ -236,6 +236,14 @@ async def test_queued_while_partner_is_down_then_delivered(federation: Federatio
     assert received["X-Test-Id"] == marker
     assert [e.state for e in await queue.entries(("queued", "delivering", "sent"))] == ["sent"]
     assert await a.inbox("paul") == []  # no bounce, no delay warning
+    # The metrics count each attempt's outcome per recipient.
+    assert deliveries(a.school, "deferred") >= 1
+    assert deliveries(a.school, "sent") == 1 and deliveries(a.school, "bounced") == 0
+
+
+def deliveries(school: School, result: str) -> float:
+    return school.metrics.registry.get_sample_value(
+        "schulhof_outbound_deliveries_total", {"result": result}) or 0.0
 
 
 async def test_unknown_recipient_at_partner_bounces_to_sender_inbox(
@@ -247,6 +255,7 @@ async def test_unknown_recipient_at_partner_bounces_to_sender_inbox(
     [dsn] = await eventually(lambda: a.inbox("paul"))
     assert_failure_dsn(dsn, recipient="nobody@b.test", remote_mta="mail.b.test",
                        original_subject="An niemanden")
+    assert deliveries(a.school, "bounced") == 1 and deliveries(a.school, "sent") == 0
 
 
 async def test_partner_mx_authenticates_and_rejects_forgeries(

@@ -89,8 +89,14 @@ async def test_metrics_change_after_traffic_and_health_endpoints(
     assert delta("schulhof_smtp_recipients_refused_total", listener="submission",
                  code="5.1.1") == 1
     assert delta("schulhof_login_failures_total", reason="invalid") == 1
-    assert delta("schulhof_imap_commands_total") >= 4  # LOGIN twice, SELECT, NOOP
+    assert delta("schulhof_imap_commands_total", command="LOGIN") == 2
+    assert delta("schulhof_imap_commands_total", command="SELECT") == 1
+    assert delta("schulhof_imap_commands_total", command="NOOP") == 1
+    assert delta("schulhof_imap_commands_total", command="LOGOUT") == 1
     assert after[("schulhof_imap_connections", ())] == 0  # closed again
+    # The scrape itself is no Matrix request; the login and /sync are over.
+    assert after[("schulhof_matrix_requests_in_progress", ())] == 0
+    assert delta("schulhof_matrix_requests_total", status="2xx") == 2
     assert delta("schulhof_matrix_sync_duration_seconds_count") == 1
     assert delta("schulhof_database_query_duration_seconds_count") == 1
     assert ("schulhof_outbound_messages", (("state", "queued"),)) in after

@@ -496,6 +496,20 @@ _NO_ARGUMENTS: dict[str, Callable[[str], c.Command]] = {
     "NAMESPACE": c.Namespace, "IDLE": c.Idle, "CHECK": c.Check, "CLOSE": c.Close,
     "UNSELECT": c.Unselect, "EXPUNGE": c.Expunge,
 }
+def command_name(line: bytes) -> str:
+    """The command a client line names, for counting: ``FETCH``, ``UID FETCH``, ``DONE``
+    (ending IDLE); ``other`` for anything else (a bounded set of names).  Never raises."""
+    words = line.split(b" ", 3)
+    if len(words) == 1:
+        return "DONE" if words[0].strip().upper() == b"DONE" else "other"
+    name = words[1].decode("ascii", "replace").upper()
+    if name == "UID" and len(words) > 2:
+        sub = words[2].decode("ascii", "replace").upper()
+        return f"UID {sub}" if sub in _UID_COMMANDS else "other"
+    return name if name in _NO_ARGUMENTS or name in _HANDLERS else "other"
+
+
+_UID_COMMANDS = frozenset({"FETCH", "SEARCH", "STORE", "COPY", "MOVE", "EXPUNGE"})
 _HANDLERS: dict[str, Callable[[_CommandParser, str, bool], c.Command]] = {
     "AUTHENTICATE": _CommandParser.authenticate, "LOGIN": _CommandParser.login,
     "ENABLE": _CommandParser.enable, "SELECT": _CommandParser.select,
