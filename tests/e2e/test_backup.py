@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import imaplib
 import smtplib
 import ssl
 import threading
@@ -18,8 +19,10 @@ from sqlalchemy import func, select, text
 from conf.app import School
 from conf.backup import BackupError, make_backup, restore_backup
 from conf.cli import main
-from conf.settings import load_settings
+from conf.settings import Settings, load_settings
 from directory.model import Role
+from tests.support.schools import make_settings
+from tests.support.serve_process import ServeProcess
 
 PASSWORD = "ein-sicheres-passwort"
 
@@ -111,6 +114,30 @@ async def test_backup_under_load_restores_to_a_working_school(
         assert room_id in rooms and count >= 2
     finally:
         await restored.close()
+
+    # The restored school serves: ``schulhof serve`` on the restored folder (its
+    # database, certificate and keys; ports of this test run) and Anna logs in over
+    # IMAPS and finds her mail.
+    served = ServeProcess.for_settings(make_settings(target, restored_url))
+    await served.start()
+    try:
+        found = await asyncio.to_thread(_imap_subjects, served.settings)
+    finally:
+        assert await served.stop() == 0
+    assert set(before) <= set(found) and len(found) <= len(before) + len(during)
+    assert not served.new_bad_log_lines(), served.log_text()[-2000:]
+
+
+def _imap_subjects(settings: Settings) -> list[str]:
+    context = ssl.create_default_context(cafile=str(settings.path(settings.tls.certificate)))
+    context.check_hostname = False
+    with imaplib.IMAP4_SSL("127.0.0.1", settings.listen.imaps, ssl_context=context,
+                           timeout=30) as imap:
+        imap.login("anna", PASSWORD)
+        imap.select("INBOX", readonly=True)
+        _, data = imap.fetch("1:*", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
+    return [part[1].decode().split(":", 1)[1].strip() for part in data
+            if isinstance(part, tuple)]
 
 
 async def test_damaged_foreign_and_incomplete_backups_are_refused(
