@@ -21,11 +21,52 @@ class Wake:
     user_ids: tuple[str, ...] = ()
 
 
-@dataclass(eq=False)
+class WakeFlag:
+    """``asyncio.Event``'s ``is_set``/``set``/``clear`` for one waiter, and a wait with
+    a timeout that is a bare future and a timer: no deque per flag and no task per
+    wait (``asyncio.wait_for`` makes one), which thousands of idle long-polls hold."""
+
+    __slots__ = ("_future", "_set")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._future: asyncio.Future[bool] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        if self._future is not None and not self._future.done():
+            self._future.set_result(True)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self, timeout: float) -> bool:
+        """True once set, False after ``timeout`` seconds."""
+        if self._set:
+            return True
+        loop = asyncio.get_running_loop()
+        future = self._future = loop.create_future()
+        timer = loop.call_later(timeout, _time_up, future)
+        try:
+            return await future
+        finally:
+            timer.cancel()
+            self._future = None
+
+
+def _time_up(future: asyncio.Future[bool]) -> None:
+    if not future.done():
+        future.set_result(False)
+
+
+@dataclass(eq=False, slots=True)
 class Waiter:
     user_id: str
     room_ids: set[str]
-    woken: asyncio.Event = field(default_factory=asyncio.Event)
+    woken: WakeFlag = field(default_factory=WakeFlag)
     # The notifier's index follows room changes (None: not registered).
     _notifier: Notifier | None = field(default=None, repr=False)
 
@@ -42,11 +83,7 @@ class Waiter:
         """True if woken within ``timeout`` seconds."""
         if timeout <= 0:
             return self.woken.is_set()
-        try:
-            await asyncio.wait_for(self.woken.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+        return await self.woken.wait(timeout)
 
 
 class Notifier:
