@@ -32,6 +32,9 @@ class _Chunk(enum.Enum):
 class RequestFraming:
     """Follows request boundaries in a byte stream; ``feed`` as data arrives."""
 
+    __slots__ = ("_chunk", "_chunked", "_head", "_line", "_remaining", "body_length",
+                 "confused", "phase", "requests_started")
+
     def __init__(self) -> None:
         self.phase = Phase.IDLE
         self.body_length: int | None = None  # Content-Length of the current body

@@ -64,6 +64,10 @@ class HttpLimits:
 class GuardedProtocol(asyncio.Protocol):
     """Passes everything to aiohttp's protocol, timing the client's side of each request."""
 
+    # One per open connection (thousands of idle long-polls): no __dict__.
+    __slots__ = ("_admitted", "_body_deadline", "_counter", "_framing", "_inner", "_limits",
+                 "_loop", "_peer", "_timer", "_transport")
+
     def __init__(self, inner: asyncio.Protocol, limits: HttpLimits,
                  counter: ConnectionLimiter) -> None:
         self._inner = inner
