@@ -10,6 +10,7 @@ from conf.admin_web.accounts import AccountPages
 from conf.admin_web.context import HERE, AdminSite
 from conf.admin_web.groups import GroupPages
 from conf.admin_web.importing import ImportPages
+from conf.admin_web.messenger_rules import MessengerRulesPage
 from conf.admin_web.self_service import SelfService
 
 if TYPE_CHECKING:
@@ -28,4 +29,5 @@ def admin_routes(school: School) -> list[web.RouteDef]:
     site = AdminSite(school)
     return [*AccountPages(site).routes(), *GroupPages(site).routes(),
             *ImportPages(site).routes(), *SelfService(site).routes(),
+            *MessengerRulesPage(site).routes(),
             web.get("/admin/static/admin.css", stylesheet)]

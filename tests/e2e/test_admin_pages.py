@@ -6,6 +6,7 @@ children, groups, aliases, partner schools, export and erasure."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import html
 import io
 import re
@@ -19,6 +20,7 @@ import aiohttp
 import pytest
 
 from conf.app import School
+from conf.settings import ChatSettings, QuietHoursSettings, Settings
 from directory.model import NotFound, Role, Status
 from mailserver import mbox
 from tests.e2e.test_webmail import base_url, csrf_of
@@ -325,3 +327,58 @@ async def test_names_no_account_or_group_can_have_are_not_found(
         async with admin.get(f"/admin/protokoll?{query}") as response:
             assert response.status in (200, 400, 404), (query, response.status)
     assert (await school.directory.get_account("paul")).status is Status.ACTIVE
+
+
+async def test_messenger_rules_page_shows_quiet_hours_and_rights(settings: Settings) -> None:
+    """``/admin/messenger``: the quiet hours per role as ``[quiet_hours]`` sets them (the
+    school's window, a role without, a role with its own), the rights of ``[chat]``, and
+    how many people set their own quiet hours (through the Matrix API)."""
+    ruled = dataclasses.replace(
+        settings, chat=ChatSettings(create_rooms_groups=("fachschaft-mathe",)),
+        quiet_hours=QuietHoursSettings(enabled=True, window="20:00-07:00", weekends=True,
+                                       roles=("teacher=off", "pupil=19:00-07:00")))
+    school = await School.open(ruled, migrate=False)
+    await school.start()
+    try:
+        d = school.directory
+        await d.create_account(role=Role.ADMIN, login="chefin", password=PASSWORDS["chefin"])
+        await d.create_account(role=Role.PUPIL, login="paul", password=PASSWORDS["paul"])
+        base = f"http://127.0.0.1:{ruled.listen.matrix}/_matrix/client/v3"
+        async with aiohttp.ClientSession() as http:
+            async with http.post(f"{base}/login", json={
+                    "type": "m.login.password", "password": PASSWORDS["paul"],
+                    "identifier": {"type": "m.id.user", "user": "paul"}}) as response:
+                token = (await response.json())["access_token"]
+            async with http.put(
+                    f"{base}/user/@paul:schule.test/account_data/de.schulhof.quiet_hours",
+                    json={"enabled": False},
+                    headers={"Authorization": f"Bearer {token}"}) as response:
+                assert response.status == 200
+        admin = await session_for(school, "chefin")
+        try:
+            async with admin.get("/admin/messenger") as response:
+                assert response.status == 200
+                page = html.unescape(await response.text())
+            admin.cookie_jar.update_cookies({"__Host-schulhof-lang": "en"})
+            async with admin.get("/admin/messenger") as response:
+                english = html.unescape(await response.text())
+        finally:
+            await admin.close()
+        paul = await session_for(school, "paul")
+        try:
+            async with paul.get("/admin/messenger") as response:
+                assert response.status == 403
+        finally:
+            await paul.close()
+    finally:
+        await school.close()
+    rows = dict(re.findall(r"<tr><td>([^<]+)</td><td>([^<]+)</td>", page))
+    assert rows["Schülerin/Schüler"] == "19:00–07:00, Samstag und Sonntag ganztags"
+    assert rows["Lehrkraft"] == "keine"
+    assert rows["Elternteil"] == "20:00–07:00, Samstag und Sonntag ganztags"
+    # Parents start no direct chats and pupils open no rooms (the ByCS defaults).
+    assert re.search(r"<td>Elternteil</td><td>[^<]+</td><td>nein</td><td>nein</td>", page)
+    assert re.search(r"<td>Lehrkraft</td><td>keine</td><td>ja</td><td>ja</td>", page)
+    assert "1 Personen haben eine eigene Ruhezeit eingestellt." in page
+    assert "fachschaft-mathe" in page and "Zeitzone: Europe/Berlin." in page
+    assert "<td>pupil</td><td>19:00–07:00, all of Saturday and Sunday</td>" in english
