@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -81,6 +82,13 @@ class School:
     _audit: AuditLog | None = None
     _mail_bridge: MailBridge | None = None
     _metrics: SchoolMetrics | None = None
+    # What a command built and must release when the school closes (a federation
+    # client's connections, say).
+    _closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    def close_later(self, closer: Callable[[], Awaitable[None]]) -> None:
+        """Run ``closer`` when the school closes."""
+        self._closers.append(closer)
 
     @property
     def metrics(self) -> SchoolMetrics:
@@ -240,6 +248,8 @@ class School:
 
     async def close(self) -> None:
         await self.stop()
+        while self._closers:
+            await self._closers.pop()()
         if self._rspamd is not None:
             await self._rspamd.close()
         await self.db.dispose()

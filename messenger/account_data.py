@@ -42,6 +42,7 @@ from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion
 from messenger.rooms.errors import MessengerError
 from messenger.rooms.lookups import room_version_of
+from messenger.rooms.remote_requests import RemoteRefused
 from messenger.rooms.service import RoomService
 from messenger.storage import devices as device_rows
 from messenger.storage import events as store
@@ -275,10 +276,11 @@ class MessengerAccountData:
             if row.membership not in ("join", "invite", "knock"):
                 continue
             try:
-                await self.rooms.writer.append(None, user_id, row.room_id, "m.room.member",
-                                               {"membership": "leave"}, state_key=user_id)
+                # An invitation from another server is declined there (leave_as).
+                await self.rooms.leave_as(user_id, row.room_id)
                 left += 1
-            except MessengerError as exc:  # e.g. a room whose rules refuse it: logged, not fatal
+            except (MessengerError, RemoteRefused) as exc:
+                # e.g. a room whose rules refuse it, a server that is down: logged, not fatal
                 log.warning("event=erasure_leave_failed room=%s user=%s error=%s",
                             row.room_id, user_id, exc)
         return left

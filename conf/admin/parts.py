@@ -42,12 +42,13 @@ def room_service(school: School) -> RoomService:
     rooms = RoomService(school.db, domain, Notifier(),
                         ChatPolicy(school.directory, domain, domain), signer=event_signer(school))
     if school.settings.listen.federation >= 0 and rooms.writer.server_name is not None:
-        from messenger.rooms.federating import OutboxQueue
+        from conf.wiring.command_federation import command_line_federation
 
         # What the command line writes into rooms shared with other schools (an
         # erasure's redactions and leaves) is queued for them; the running server's
-        # sender finds the queue on its next look (federation.matrix.sender).
-        rooms.writer.outbox = OutboxQueue(lambda: None)
+        # sender finds the queue on its next look (federation.matrix.sender); an
+        # invitation of another server's room is declined there.
+        command_line_federation(school, rooms)
     return rooms
 
 

@@ -16,21 +16,19 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
 from conf.wiring.bridge import GroupSettingsOf
-from conf.wiring.signing import event_signer, signing_key
+from conf.wiring.signing import event_key_lookup, event_signer, signing_key
 from directory.client_address import TrustedProxies
 from directory.model import Role
 from federation.http_guard import HttpLimits
 from federation.matrix.client import FederationClient, download_media
-from federation.matrix.keyring import KeyNotFound, KeyRing
+from federation.matrix.keyring import KeyRing
 from federation.matrix.outbox import Outbox
 from federation.matrix.received import ReceivedTransactions
 from federation.matrix.sender import TransactionSender
-from federation.matrix.signed_json import SigningKey
 from federation.metrics import SchoolMetrics
 from messenger.api.federation import FederationContext, TransactionHandler
 from messenger.bridge_groups import BridgeGroups
 from messenger.chat_rights import ChatRights
-from messenger.events.signing import KeyLookup
 from messenger.federation_edus import EduReceiver, EphemeralFederation
 from messenger.federation_inbox import RoomsInbox, UnknownRoomsInbox
 from messenger.federation_keys import LocalKeys, RemoteKeys
@@ -191,22 +189,6 @@ def federate_ephemeral(server: MatrixServer, listener: FederationListener) -> No
     server.typing.federation = ephemeral.typing_changed
     server.receipts.federation = ephemeral.receipt
     server.e2ee.federation = ephemeral
-
-
-def event_key_lookup(server_name: str, key: SigningKey, keyring: KeyRing) -> KeyLookup:
-    """Public keys for checking event signatures: our own key, others' from the keyring."""
-
-    async def key_of(server: str, key_id: str, ts: int) -> str:
-        if server == server_name:
-            if key_id != key.key_id:
-                raise KeyError(key_id)
-            return key.public_key_base64
-        try:
-            return await keyring.verify_key(server, key_id)
-        except KeyNotFound:
-            raise KeyError(key_id) from None
-
-    return key_of
 
 
 def http_limits(school: School, proxies: TrustedProxies) -> HttpLimits:

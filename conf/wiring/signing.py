@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 
 from conf.commands.school import KEYS_DIR
 from federation.keys import SchoolKeyPaths
+from federation.matrix.keyring import KeyNotFound, KeyRing
 from federation.matrix.signed_json import SigningKey
-from messenger.events.signing import EventSigner
+from messenger.events.signing import EventSigner, KeyLookup
 
 if TYPE_CHECKING:
     from conf.app import School
@@ -26,3 +27,19 @@ def event_signer(school: School) -> EventSigner | None:
     """Signs every event the school's server creates (Server-Server API "Signing events")."""
     key = signing_key(school)
     return None if key is None else EventSigner(school.settings.school.domain.lower(), key)
+
+
+def event_key_lookup(server_name: str, key: SigningKey, keyring: KeyRing) -> KeyLookup:
+    """Public keys for checking event signatures: our own key, others' from the keyring."""
+
+    async def key_of(server: str, key_id: str, ts: int) -> str:
+        if server == server_name:
+            if key_id != key.key_id:
+                raise KeyError(key_id)
+            return key.public_key_base64
+        try:
+            return await keyring.verify_key(server, key_id)
+        except KeyNotFound:
+            raise KeyError(key_id) from None
+
+    return key_of

@@ -83,6 +83,23 @@ class Membership:
                 return
         await self._set_membership(requester, room_id, requester.user_id, "leave", reason)
 
+    async def leave_as(self, user_id: str, room_id: str, reason: str | None = None) -> None:
+        """``user_id`` leaves the room, or declines the invitation, without a request of
+        theirs (an erased account): an invitation to a room of another server is
+        declined there (``make_leave``/``send_leave``) so that server's room does not
+        keep it; everything else is a leave event here, sent to the room's servers."""
+        if self.remote is not None and not await self.remote.is_resident(room_id):
+            async with self._writer.db.read() as session:
+                row = await store.membership(session, room_id, user_id)
+            if row is not None and row.membership == "invite":
+                await self.remote.reject_invite(user_id, room_id, reason)
+                return
+        content: dict[str, Any] = {"membership": "leave"}
+        if reason:
+            content["reason"] = reason
+        await self._writer.append(None, user_id, room_id, "m.room.member", content,
+                                  state_key=user_id)
+
     async def kick(self, requester: Requester, room_id: str, target: str,
                    reason: str | None = None) -> None:
         async with self._writer.db.read() as session:

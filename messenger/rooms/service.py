@@ -57,6 +57,7 @@ class RoomService:
         self.join = membership.join
         self.invite = membership.invite
         self.leave = membership.leave
+        self.leave_as = membership.leave_as
         self.kick = membership.kick
         self.ban = membership.ban
         self.unban = membership.unban

@@ -58,3 +58,32 @@ async def test_erased_pupils_events_are_redacted_at_the_partner_school(
     assert json.loads(texts[sent.event_id])["content"] == {}
     # Ben's own message stays.
     assert json.loads(texts[sent_ben.event_id])["content"]["body"] == "Ben bleibt"
+
+
+async def test_an_erased_users_open_invitation_is_declined_at_the_inviting_school(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    """An invitation from A that Ben never answered: erasing Ben at B declines it at A
+    (``make_leave``/``send_leave`` from the command's room service), so A's room does
+    not keep an invitation of an account that no longer exists."""
+    from nio import RoomCreateResponse
+
+    from messenger.storage import events as store
+    from tests.e2e.matrix_federation.test_rooms import login
+
+    a, b = chat_schools["a"], chat_schools["b"]
+    anna = await login(a, "anna", clients)
+    created = await anna.room_create(name="Einladung", invite=[b.user("ben")])
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+
+    async def membership(school: ChatSchool) -> str | None:
+        async with school.school.db.read() as session:
+            row = await store.membership(session, room_id, b.user("ben"))
+        return None if row is None else row.membership
+
+    assert (await membership(a), await membership(b)) == ("invite", "invite")
+    report = await erase_account(b.school, "ben", Actor("cli:root", ""), reason="leaver")
+    assert report.messenger.rooms_left == 1
+    assert (await membership(a), await membership(b)) == ("leave", "leave")
+    await until(anna, lambda c: room_id in c.rooms
+                and b.user("ben") not in c.rooms[room_id].invited_users)
