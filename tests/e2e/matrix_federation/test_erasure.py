@@ -15,8 +15,10 @@ from sqlalchemy import select
 
 from conf.admin.erasure import erase_account
 from directory.audit import Actor
+from messenger.storage import events as store
 from messenger.storage.tables import EventRow
 from tests.e2e.matrix_federation.conftest import ChatSchool
+from tests.e2e.matrix_federation.test_room_input import ben_event, send_txn, signed
 from tests.e2e.matrix_federation.test_rooms import bodies, invited_and_joined, until
 
 MARKER = "Geheimnis-7f3a9c"
@@ -87,3 +89,30 @@ async def test_an_erased_users_open_invitation_is_declined_at_the_inviting_schoo
     assert (await membership(a), await membership(b)) == ("leave", "leave")
     await until(anna, lambda c: room_id in c.rooms
                 and b.user("ben") not in c.rooms[room_id].invited_users)
+
+
+async def test_received_redactions_follow_the_servers_and_power_rule(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    """At school A a redaction from B applies to B's own user's event, not to A's user's
+    event (ben has no redact power level in anna's room): stored, but not applied."""
+    a, b = chat_schools["a"], chat_schools["b"]
+    anna, ben, room_id = await invited_and_joined(a, b, clients)
+    mine = await anna.room_send(room_id, "m.room.message",
+                                {"msgtype": "m.text", "body": "Annas Text bleibt"})
+    theirs = await ben.room_send(room_id, "m.room.message",
+                                 {"msgtype": "m.text", "body": "Bens Text geht"})
+    assert isinstance(mine, RoomSendResponse) and isinstance(theirs, RoomSendResponse)
+    await until(anna, lambda c: "Bens Text geht" in bodies(c, room_id))
+    version = "10"
+    key = b.listener.context.signing_key
+    for target in (mine.event_id, theirs.event_id):
+        pdu = await ben_event(a, room_id, "", type="m.room.redaction", content={},
+                              redacts=target)
+        answer = await send_txn(b, [signed(pdu, key, version)])
+        assert not any("error" in r for r in answer.get("pdus", {}).values()), answer
+    async with a.school.db.read() as session:
+        kept = await store.get_event(session, mine.event_id)
+        gone = await store.get_event(session, theirs.event_id)
+    assert kept is not None and kept.redacted_by is None
+    assert kept.pdu["content"]["body"] == "Annas Text bleibt"
+    assert gone is not None and gone.redacted_by is not None and gone.pdu["content"] == {}
