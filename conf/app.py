@@ -254,8 +254,11 @@ class School:
             await self._rspamd.close()
         await self.db.dispose()
 
-    async def serve_until(self, stop: asyncio.Event) -> None:
+    async def serve_until(self, stop: asyncio.Event,
+                          on_ready: Callable[[], None] | None = None) -> None:
         await self.start()
+        if on_ready is not None:
+            on_ready()
         log.info("event=ready domain=%s services=%d", self.settings.school.domain,
                  len(self.services))
         try:
