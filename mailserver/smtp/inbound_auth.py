@@ -62,9 +62,16 @@ class MailAuthCheck:
         verdict = await authenticate_inbound(message, client_ip, mail_from, helo,
                                              self._resolver, self._hostname,
                                              local_keys=await self._keys())
-        log.info("event=smtp_inbound_auth spf=%s dkim=%s dmarc=%s from_domain=%s "
-                 "own_domain=%s reject=%s quarantine=%s", verdict.spf.result,
-                 ",".join(d.result for d in verdict.dkim) or "none", verdict.dmarc.result,
-                 verdict.dmarc.from_domain, verdict.dmarc.own_domain, verdict.reject,
-                 verdict.quarantine)
+        if verdict.reject or verdict.quarantine:
+            # Accepted mail carries these fields on its one smtp_accepted line (session).
+            log.info("event=smtp_inbound_auth %s own_domain=%s reject=%s quarantine=%s",
+                     verdict_fields(verdict), verdict.dmarc.own_domain, verdict.reject,
+                     verdict.quarantine)
         return verdict
+
+
+def verdict_fields(verdict: InboundVerdict) -> str:
+    """The verdict as log fields: ``spf=.. dkim=.. dmarc=.. from_domain=..``."""
+    return (f"spf={verdict.spf.result} "
+            f"dkim={','.join(d.result for d in verdict.dkim) or 'none'} "
+            f"dmarc={verdict.dmarc.result} from_domain={verdict.dmarc.from_domain}")

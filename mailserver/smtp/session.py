@@ -39,7 +39,7 @@ from mailserver.smtp import headers, replies
 from mailserver.smtp.addresses import AddressError, Mailbox, parse_mailbox, parse_path
 from mailserver.smtp.config import ListenerKind, SmtpConfig
 from mailserver.smtp.identity import identity_refusal
-from mailserver.smtp.inbound_auth import QUARANTINE_MAILBOX, InboundCheck
+from mailserver.smtp.inbound_auth import QUARANTINE_MAILBOX, InboundCheck, verdict_fields
 from mailserver.smtp.routing import Refusal, Router
 from mailserver.smtp.spam import SpamFilter
 from mailserver.store.model import QuotaExceeded
@@ -94,6 +94,7 @@ class _Transaction:
     recipients: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)  # group names among the recipients
     dmarc_pass: bool = False  # MX: the From domain's DMARC check passed (RFC 7489 4.2)
+    auth_fields: str = ""  # MX: the SPF/DKIM/DMARC verdict for the accepted-mail log line
 
 
 def _path(address: str) -> Mailbox | None:
@@ -354,9 +355,11 @@ class SmtpSession:
         except Exception:
             log.exception("event=smtp_commit_failed id=%s", queue_id)
             return replies.LOCAL_ERROR
-        log.info("event=smtp_accepted id=%s listener=%s size=%d local=%d remote=%d",
+        # One line per accepted message (with the verdict on the MX): a log line is a
+        # write, and this is the hot path (issue 15).
+        log.info("event=smtp_accepted id=%s listener=%s size=%d local=%d remote=%d%s",
                  queue_id, self._kind.value, len(message), len(receipt.stored),
-                 len(receipt.queued_ids))
+                 len(receipt.queued_ids), tx.auth_fields)
         if tx.groups and services.group_mail is not None:
             # After the 250, not before it: the sink (the room bridge) costs the sender
             # no time; stop() waits for it as for a commit.
@@ -407,6 +410,7 @@ class SmtpSession:
             tx.delivery.redirect_local(QUARANTINE_MAILBOX)
         else:
             tx.dmarc_pass = verdict.dmarc.result == "pass"
+        tx.auth_fields = " " + verdict_fields(verdict)
         return verdict.apply(content)
 
     async def _check_content(self, content: bytes) -> str | None:

@@ -95,6 +95,27 @@ def header(message: bytes, name: str) -> list[str]:
 
 
 # --- delivery ---------------------------------------------------------------------------------
+async def test_one_log_line_per_accepted_mx_message(world: World,
+                                                    caplog: pytest.LogCaptureFixture) -> None:
+    """The SPF/DKIM/DMARC verdict rides on the smtp_accepted line: one line per
+    message on the hot path (issue 15), nothing lost from it."""
+    caplog.set_level(logging.INFO, logger="schulhof.smtp")
+    _, message = make_message(sender=OUTSIDE, to=["anna@schule.test"])
+
+    def send() -> None:
+        with world.client(ListenerKind.MX) as client:
+            client.sendmail(OUTSIDE, ["anna@schule.test"], message)
+            client.sendmail(OUTSIDE, ["anna@schule.test"], message)
+
+    await asyncio.to_thread(send)
+    lines = [r.getMessage() for r in caplog.records if r.name == "schulhof.smtp"]
+    assert len(lines) == 2, lines
+    for line in lines:
+        assert line.startswith("event=smtp_accepted ")
+        assert " listener=mx " in line
+        assert " spf=none dkim=none dmarc=none from_domain=outside.example" in line
+
+
 async def test_mx_delivery_over_starttls(world: World) -> None:
     marker, message = make_message(sender=OUTSIDE, to=["anna@schule.test"])
 
