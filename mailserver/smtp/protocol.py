@@ -61,6 +61,10 @@ log = logging.getLogger("schulhof.smtp")
 _UNSENDABLE = re.compile(r"\r\n|[\x00-\x1f\x7f\ud800-\udfff]")
 
 
+# The session hooks that read the database (mailserver.smtp.session): run shielded.
+_DATABASE_HOOKS = frozenset({"MAIL", "RCPT"})
+
+
 class _CancelOnce:
     """The session task, cancelled at most once.
 
@@ -251,11 +255,12 @@ class SchulhofSMTP(SMTP):
             self.transport.close()
 
     async def _call_handler_hook(self, command: str, *args: Any) -> Any:
-        # A client that goes away cancels the session task; a hook (RCPT's
-        # directory lookup) still finishes its database work instead of being
-        # cut off inside SQLAlchemy's connection handling.  DATA's commit has a
-        # task of its own already, which stop() waits for (session.py).
-        if command == "DATA":
+        # A client that goes away cancels the session task; a hook that reads the
+        # database (MAIL's sender check, RCPT's directory lookup) still finishes that
+        # work instead of being cut off inside SQLAlchemy's connection handling.  DATA's
+        # commit has a task of its own already, which stop() waits for (session.py);
+        # the other hooks touch no database and cost no extra task (issue 15).
+        if command not in _DATABASE_HOOKS:
             return await super()._call_handler_hook(command, *args)
         hook = asyncio.ensure_future(super()._call_handler_hook(command, *args))
         hook.add_done_callback(_consume_outcome)
