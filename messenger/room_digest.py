@@ -14,12 +14,14 @@ which they were looked at last (``up_to_ms``; a person seen for the first time:
 one period back) and now - ``delay``; at most one digest per person per
 ``period`` (someone who got one less than a period ago waits, and their
 messages wait with them).  People who turned digests off (their own setting,
-``DigestPreferences``) and people no longer in the group get nothing.  The
+``DigestPreferences``) and people no longer in the group get nothing; only the
+group's owners' (teachers') messages are mailed, never a member's.  The
 digest is data (``Digest``); the composition root turns it into a mail.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
 import logging
@@ -27,7 +29,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import and_, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
@@ -43,6 +46,7 @@ READ_RECEIPTS = ("m.read", "m.read.private")
 LOOKBACK = dt.timedelta(days=7)  # a person back after a long pause: a week at most
 MAX_MESSAGES_PER_ROOM = 50  # per run; the rest is in the room
 MAX_BODY = 2000  # characters of one message in a digest
+SEND_CHUNK = 32  # digests delivered at once
 
 
 class DigestDirectory(Protocol):
@@ -136,8 +140,9 @@ class RoomDigests:
     """Plans and records the digests of one run (see the module docstring)."""
 
     def __init__(self, db: Database, directory: DigestDirectory, groups: BridgeGroups,
-                 server_name: str, system_user: str) -> None:
+                 server_name: str, system_user: str, *, send_chunk: int = SEND_CHUNK) -> None:
         self._db = db
+        self.send_chunk = send_chunk
         self._directory = directory
         self._groups = groups
         self._server_name = server_name
@@ -196,9 +201,9 @@ class RoomDigests:
     async def _send_due(self, people: dict[int, _Person], now: dt.datetime, cutoff: int,
                         period: dt.timedelta, send: Callable[[Digest], Awaitable[None]]
                         ) -> int:
-        sent = 0
         marks = await self._marks(people)
         first_look = cutoff - int(period.total_seconds() * 1000)
+        due: list[tuple[int, Digest | None]] = []  # None: nothing for them, just marked
         for account_id, person in people.items():
             mark = marks.get(account_id)
             if mark is not None and not mark.enabled:
@@ -208,16 +213,58 @@ class RoomDigests:
             since = first_look if mark is None or mark.up_to_ms is None else mark.up_to_ms
             items = sorted((i for i in person.items.values() if since < i.ts_ms <= cutoff),
                            key=lambda i: (i.ts_ms, i.stream))
-            if items:
-                try:
-                    await send(Digest(person.account, tuple(items), tuple(person.children)))
-                except Exception:  # the next run tries again: nothing is marked
-                    log.exception("event=room_digest_failed account=%d", account_id)
-                    continue
-                sent += 1
-            await self._mark(account_id, cutoff, now if items else None)
+            digest = Digest(person.account, tuple(items), tuple(person.children)) \
+                if items else None
+            due.append((account_id, digest))
+        sent = 0
+        # Several deliveries at once (the mail store commits concurrent ones together),
+        # and one write for the marks of each chunk: a crash repeats at most a chunk.
+        for start in range(0, len(due), self.send_chunk):
+            chunk = due[start:start + self.send_chunk]
+            done = await asyncio.gather(*(self._send_one(send, d) for _, d in chunk))
+            sent += sum(1 for (_, d), ok in zip(chunk, done, strict=True) if ok and d)
+            await self._mark_many(
+                [(account_id, now if digest is not None else None)
+                 for (account_id, digest), ok in zip(chunk, done, strict=True) if ok],
+                cutoff, set(marks))
         log.info("event=room_digests people=%d sent=%d", len(people), sent)
         return sent
+
+    @staticmethod
+    async def _send_one(send: Callable[[Digest], Awaitable[None]],
+                        digest: Digest | None) -> bool:
+        if digest is None:
+            return True
+        try:
+            await send(digest)
+        except Exception:  # the next run tries again: nothing is marked
+            log.exception("event=room_digest_failed account=%d", digest.account.id)
+            return False
+        return True
+
+    async def _mark_many(self, done: list[tuple[int, dt.datetime | None]], up_to_ms: int,
+                         existing: set[int]) -> None:
+        """``up_to_ms`` for everyone in ``done``, ``sent_at`` for those who got one."""
+        if not done:
+            return
+        sent_ids = [account_id for account_id, sent_at in done if sent_at is not None]
+        sent_at = next((at for _, at in done if at is not None), None)
+        try:
+            async with self._db.write() as session:
+                old = [account_id for account_id, _ in done if account_id in existing]
+                if old:
+                    await session.execute(update(DigestRecipientRow).where(
+                        DigestRecipientRow.account_id.in_(old)).values(up_to_ms=up_to_ms))
+                if sent_ids and sent_at is not None:
+                    await session.execute(update(DigestRecipientRow).where(
+                        DigestRecipientRow.account_id.in_(
+                            [i for i in sent_ids if i in existing])).values(sent_at=sent_at))
+                session.add_all(DigestRecipientRow(
+                    account_id=account_id, enabled=True, up_to_ms=up_to_ms, sent_at=at)
+                    for account_id, at in done if account_id not in existing)
+        except IntegrityError:  # a row made meanwhile (the person's own setting): one by one
+            for account_id, at in done:
+                await self._mark(account_id, up_to_ms, at)
 
     async def _marks(self, people: dict[int, _Person]) -> dict[int, DigestRecipientRow]:
         ids = list(people)
@@ -258,13 +305,17 @@ class RoomDigests:
                 group, members = rooms[room_id]
                 names = {self._user_id(m.account): m.account.display_name or m.account.login
                          for m in members}
+                # Only the teachers' announcements go out by mail: never a pupil's words
+                # (members cannot post here; a message from before the group changed).
+                plain = {self._user_id(m.account) for m in members
+                         if m.role is MemberRole.MEMBER}
                 parsed = [(event_id, sender, ts, stream, json.loads(raw).get("content"))
                           for event_id, sender, ts, stream, raw in reversed(rows)]
                 mails = await self._bridged_mails(session, room_id, {
                     root for *_, content in parsed if (root := _thread_root(content))})
                 for event_id, sender, ts, stream, content in parsed:
                     text = _text(content)
-                    if text is None:
+                    if text is None or sender in plain:
                         continue
                     found.setdefault(room_id, []).append(Announcement(
                         event_id, group.display_name or group.name, sender,
