@@ -208,7 +208,7 @@ async def export_account(school: School, login: str, out: IO[bytes], actor: Acto
     ``out`` belongs to the archive's worker thread until this returns."""
     account = await school.directory.get_account(login)
     user_id = user_id_for(account.login, server_name(school))
-    mail, chat = mail_data(school), messenger_data(school)
+    mail, chat = mail_data(school), messenger_data(school, federate=False)  # reads only
     messages = events = 0
     async with ThreadedArchive(out) as zw:
         await zw.run(_write_text, "LIESMICH.txt", README)

@@ -30,7 +30,10 @@ def running_matrix(school: School) -> MatrixServer | None:
     return None
 
 
-def room_service(school: School) -> RoomService:
+def room_service(school: School, *, federate: bool = True) -> RoomService:
+    """The running server's room service, else one of the command's own; ``federate``:
+    it also reaches other servers (an erasure), not needed to read (an export, which
+    then loads no federation client: issue 17's memory target)."""
     server = running_matrix(school)
     if server is not None:
         return server.rooms
@@ -41,7 +44,8 @@ def room_service(school: School) -> RoomService:
     domain = server_name(school)
     rooms = RoomService(school.db, domain, Notifier(),
                         ChatPolicy(school.directory, domain, domain), signer=event_signer(school))
-    if school.settings.listen.federation >= 0 and rooms.writer.server_name is not None:
+    if federate and school.settings.listen.federation >= 0 \
+            and rooms.writer.server_name is not None:
         from conf.wiring.command_federation import command_line_federation
 
         # What the command line writes into rooms shared with other schools (an
@@ -56,8 +60,8 @@ def mail_data(school: School) -> MailAccountData:
     return MailAccountData(school.mail_store)
 
 
-def messenger_data(school: School) -> MessengerAccountData:
-    return MessengerAccountData(school.db, room_service(school),
+def messenger_data(school: School, *, federate: bool = True) -> MessengerAccountData:
+    return MessengerAccountData(school.db, room_service(school, federate=federate),
                                 school.settings.data_dir / "media")
 
 

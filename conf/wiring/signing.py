@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING
 
 from conf.commands.school import KEYS_DIR
 from federation.keys import SchoolKeyPaths
-from federation.matrix.keyring import KeyNotFound, KeyRing
 from federation.matrix.signed_json import SigningKey
 from messenger.events.signing import EventSigner, KeyLookup
 
 if TYPE_CHECKING:
     from conf.app import School
+    from federation.matrix.keyring import KeyRing
 
 
 def signing_key(school: School) -> SigningKey | None:
@@ -31,6 +31,9 @@ def event_signer(school: School) -> EventSigner | None:
 
 def event_key_lookup(server_name: str, key: SigningKey, keyring: KeyRing) -> KeyLookup:
     """Public keys for checking event signatures: our own key, others' from the keyring."""
+    # Imported here: the keyring brings the federation client (aiohttp, DNS), which a
+    # command that only signs (an export's room service) does not need.
+    from federation.matrix.keyring import KeyNotFound
 
     async def key_of(server: str, key_id: str, ts: int) -> str:
         if server == server_name:

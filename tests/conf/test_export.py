@@ -10,6 +10,8 @@ import imaplib
 import io
 import json
 import mailbox
+import subprocess
+import sys
 import zipfile
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +22,7 @@ import pytest
 
 from conf.admin.export import export_account, folder_path, safe_name
 from conf.app import School
+from conf.settings import Settings, render_settings_toml
 from directory.audit import Actor
 from directory.model import Role
 from mailserver import mbox
@@ -138,3 +141,26 @@ def test_mboxrd_quoting_round_trips() -> None:
     quoted = entry.split(b"\n", 3)[3]  # after separator, Status and X-Keywords
     assert mbox.unquote(quoted) == body.replace(b"\r\n", b"\n") + b"\n"
     assert io.BytesIO(entry).read().endswith(b"\n\n")
+
+
+async def test_the_export_command_loads_no_network_or_pdf_packages(
+        settings: Settings, tmp_path: Path) -> None:
+    """``schulhof export`` imports what it uses (issue 17: under 100 MiB): not the
+    network stack, metrics, migrations, the PDF library or the federation client."""
+    school = await School.open(settings, migrate=False)
+    try:
+        await school.directory.create_account(role=Role.TEACHER, login="anna")
+    finally:
+        await school.close()
+    config = settings.base_dir / "schulhof.toml"
+    config.write_text(render_settings_toml(settings), encoding="utf-8")
+    script = ("import sys\n"
+              "from conf.cli import main\n"
+              f"assert main(['--config', {str(config)!r}, 'export', 'anna', '-o', "
+              f"{str(tmp_path / 'anna.zip')!r}]) == 0\n"
+              "print(sorted({m.split('.')[0] for m in sys.modules} & {'aiohttp', 'dns', "
+              "'alembic', 'reportlab', 'prometheus_client', 'jinja2'}))\n")
+    result = await asyncio.to_thread(subprocess.run, [sys.executable, "-c", script],
+                                     capture_output=True, text=True, check=True,
+                                     cwd=Path(__file__).parents[2])
+    assert result.stdout.splitlines()[-1] == "[]", result.stdout
