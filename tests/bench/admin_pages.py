@@ -234,7 +234,8 @@ def main() -> None:
     parser.add_argument("--database-url", default="")
     parser.add_argument("--baseline-tree", type=Path, default=None,
                         help="export: also run the export from this checkout (e.g. an "
-                             "older commit's `git worktree`) in the same run")
+                             "older commit's `git worktree`) in the same run; it must know "
+                             "every migration of this tree (else Alembic stops it)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url, factory = _database(args.database_url, Path(tmp))
