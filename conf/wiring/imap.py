@@ -36,8 +36,9 @@ def build(school: School) -> list[Service]:
     store = school.mail_store
     # Shared by this service's sessions only (two schools never share them).
     states = MailboxStates(store.db)
-    # This service's committed STOREs go into the shared states directly.
+    # This service's committed STOREs and EXPUNGEs go into the shared states directly.
     store.add_flag_listener(states.apply_store)
+    store.add_expunge_listener(states.apply_expunge)
     services = SessionServices(
         store=store, authenticator=school.authenticator,
         max_literal_size=imap.max_literal_size, idle_timeout=imap.idle_timeout_seconds,

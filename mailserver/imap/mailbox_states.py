@@ -14,8 +14,8 @@ session's STORE.  With it:
 - a session catching up (EXISTS, EXPUNGE, FETCH FLAGS) reads the change log
   here, not the database, when the change feed says the cache is recent
   enough;
-- this server's own STOREs are applied from their results when they follow
-  the cached MODSEQ directly (MODSEQs are unique per mailbox, so "cached is
+- this server's own STOREs and EXPUNGEs are applied from their results when
+  they follow the cached MODSEQ directly (MODSEQs are unique per mailbox, so "cached is
   m-1 and the STORE made m" means nothing was missed).
 
 The UID array is never changed in place (a change makes a new one), so
@@ -214,6 +214,20 @@ class MailboxState:
         self._trim()
         return True
 
+    def apply_expunge(self, uids: list[int], modseq: int) -> bool:
+        """This server's committed EXPUNGE of ``uids`` at ``modseq``
+        (RFC 7162 3.2.10: their VANISHED records): applied only when it
+        directly follows the cached state."""
+        if not self.loaded or self.counters is None or modseq != self.modseq + 1:
+            return False
+        self._remove(uids)
+        self._vanished.extend((modseq, uid) for uid in sorted(uids))
+        self.modseq = modseq
+        c = self.counters
+        self.counters = MailboxCounters(c.account_id, c.name, c.uidvalidity, c.uidnext, modseq)
+        self._trim()
+        return True
+
     # --- reading the state ----------------------------------------------------
 
     def index(self, uid: int) -> int | None:
@@ -344,6 +358,11 @@ class MailboxStates:
         state = self._states.get(mailbox_id)
         if state is not None:
             state.apply_store(updated, modseq)
+
+    def apply_expunge(self, mailbox_id: int, uids: list[int], modseq: int) -> None:
+        state = self._states.get(mailbox_id)
+        if state is not None:
+            state.apply_expunge(uids, modseq)
 
     def forget(self, mailbox_id: int) -> None:
         self._states.pop(mailbox_id, None)

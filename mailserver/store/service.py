@@ -75,6 +75,8 @@ HASH_IN_THREAD = 256 * 1024  # hashing bigger bodies would stall the event loop
 
 # (mailbox id, updated messages, their MODSEQ) after a committed STORE.
 FlagListener = Callable[[int, list[MessageState], int], None]
+# (mailbox id, expunged UIDs, the EXPUNGE's MODSEQ) after a committed EXPUNGE.
+ExpungeListener = Callable[[int, list[int], int], None]
 RCPT_QUOTA_CACHE_SIZE = 100_000
 
 
@@ -121,6 +123,7 @@ class MailStore:
         # STORE, APPEND, EXPUNGE and \Recent claims of all sessions, group-committed.
         self._writes = WriteQueue(db, self.limit_for, self._after_write, enabled=group_commit)
         self._flag_listeners: list[FlagListener] = []
+        self._expunge_listeners: list[ExpungeListener] = []
 
     @property
     def batcher(self) -> CommitBatcher[DeliveryWork, DeliveryResult]:
@@ -137,6 +140,11 @@ class MailStore:
         states take the result without reading the store again)."""
         self._flag_listeners.append(listener)
 
+    def add_expunge_listener(self, listener: ExpungeListener) -> None:
+        """``listener(mailbox_id, expunged_uids, modseq)`` after every
+        committed EXPUNGE that removed something (as ``add_flag_listener``)."""
+        self._expunge_listeners.append(listener)
+
     def _after_write(self, done: WriteDone) -> None:
         if isinstance(done, FlagDone):
             result = done.result
@@ -148,6 +156,8 @@ class MailStore:
         elif isinstance(done, AppendDone):
             self._publish(done.account_id, (done.result.mailbox_id, done.modseq))
         elif isinstance(done, ExpungeDone) and done.expunged:
+            for expunge_listener in self._expunge_listeners:
+                expunge_listener(done.mailbox_id, done.expunged, done.modseq)
             self._publish(done.account_id, (done.mailbox_id, done.modseq))
 
     def limit_for(self, role: str) -> int | None:

@@ -145,3 +145,45 @@ async def test_group_committed_store_is_the_store_s_store(school) -> None:  # ty
                                    return_exceptions=True)
     assert isinstance(outcome[0], MailboxNotFound)  # fails alone
     assert [m.uid for m in outcome[1].updated] == [5]
+
+
+async def test_group_committed_expunge_goes_into_the_state(school) -> None:  # type: ignore[no-untyped-def]
+    """RFC 9051 6.4.3, RFC 7162 3.2.10: an EXPUNGE committed by this server
+    is applied to the shared state from its result (no read of the store),
+    and the state then answers what the store answers."""
+    store = school.mail_store
+    account, box = await _inbox(school, 6)
+    states = MailboxStates(store.db)
+    store.add_expunge_listener(states.apply_expunge)
+    state = await states.current(box)
+    assert state is not None
+    before = state.modseq
+    await store.store_flags(box, [2, 5], FlagMode.ADD, ["\\Deleted"])
+    state = await states.current(box)  # the STORE (no flag listener here): read
+    assert state is not None
+    reads = 0
+    real = state.refresh
+
+    async def counting(db):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        return await real(db)
+
+    state.refresh = counting  # type: ignore[method-assign]
+    stored = state.modseq
+    assert await store.expunge(box) == [2, 5]
+    changed = await states.current(box, at_least=stored + 1)  # what the feed tells
+    assert changed is state and reads == 0  # taken from the EXPUNGE's result
+    snapshot = await store.select_snapshot(account, "INBOX")
+    assert _as_store(state) == [tuple(m) for m in snapshot.messages]
+    assert state.counters is not None and state.counters.highestmodseq == \
+        snapshot.mailbox.highestmodseq
+    ours, theirs = state.changes_since(before), await store.changes_since(box, before)
+    assert ours is not None and ours.vanished == theirs.vanished == [2, 5]
+    assert [m.uid for m in ours.changed] == [m.uid for m in theirs.changed]
+    # Not directly after the cached state (a delivery came between): a refresh.
+    await deliver(school, account, sample_message("neu"))
+    await store.store_flags(box, [1], FlagMode.ADD, ["\\Deleted"])
+    assert await store.expunge(box) == [1]
+    await states.current(box)
+    assert reads == 1 and 1 not in state.uids and 7 in state.uids
