@@ -183,3 +183,26 @@ async def test_group_setting_and_unverified_sender_post_nothing(
     room = later.rooms.join.get(theater)
     assert room is None or not [e for e in room.timeline.events if e.sender == SYSTEM
                                 and type(e).__name__.startswith("RoomMessage")]
+
+
+async def test_a_mail_with_200_attachments_posts_ten_and_counts_the_rest(
+        running_school: School, server: MatrixServer, pupil: AsyncClient) -> None:
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    first = await pupil.sync(timeout=0)
+    assert isinstance(first, SyncResponse)
+    message = EmailMessage()
+    message["From"] = f"Frau Lehrer <lehrer@{DOMAIN}>"
+    message["To"] = f"5a@{DOMAIN}"
+    message["Subject"] = "Viele Blätter"
+    message["Message-ID"] = "<blaetter@schule.test>"
+    message.set_content("Alle Arbeitsblätter.")
+    for number in range(200):
+        message.add_attachment(f"Blatt {number}".encode(), maintype="text", subtype="plain",
+                               filename=f"blatt-{number:03d}.txt")
+    await asyncio.to_thread(_send, running_school, message)
+    await _settled(running_school)
+    (post,) = await _collect(pupil, room_id, first.next_batch, want=1)
+    assert "Anhänge nur im Postfach: 190 weitere" in post.body
+    files = await _files(pupil, room_id, first.next_batch)
+    assert [f.body for f in files] == [f"blatt-{n:03d}.txt" for n in range(10)]
