@@ -280,8 +280,11 @@ async def one_at_a_time(base: str, pid: int, count: int = 100) -> None:
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     rng = random.Random(7)
+    # No time limit: on a loaded machine the first search (the index of 50,000
+    # mails) takes longer than aiohttp's default five minutes.
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context),
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True),
+                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
         await log_in(session, base)
         warm: Samples = {}
         await timed(session, f"{base}/search", {"box": "INBOX", "q": "wandertag"}, warm, "first")
