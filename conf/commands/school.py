@@ -110,9 +110,11 @@ async def init_school(args: argparse.Namespace) -> int:
 
 
 async def serve(args: argparse.Namespace, school: School) -> int:
+    from conf.memory import return_large_blocks_to_os
     from conf.workers import Supervisor, worker_count
     from federation.tls import CertificateProblem
 
+    return_large_blocks_to_os()  # argon2's 19 MiB per login stays out of the arenas
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
