@@ -9,7 +9,8 @@ imports ``--users`` people with the real ``schulhof import`` (75 % pupils,
 5 % teachers, 20 % parents, their classes as groups, one generated password
 each, written by ``--passwords-out``), gives every user a Matrix device with
 an access token, and starts the real ``schulhof serve`` (``--workers`` is
-passed through).  Then a client process of its own (this one):
+passed through), and waits until its first start has made the group rooms
+(``event=group_rooms_synced``).  Then a client process of its own (this one):
 
 1. opens ``--imap`` IMAP connections with implicit TLS (IMAPS), each logged in
    as a different user (the imported passwords), ``SELECT INBOX`` and ``IDLE``;
@@ -285,10 +286,19 @@ async def run(args: argparse.Namespace) -> int:
         server.startup_seconds = 300.0
         figures: list[tuple[str, Memory]] = []
         try:
+            started = time.perf_counter()
             await server.start()
             assert server.proc is not None
             pid = server.proc.pid
-            await asyncio.sleep(args.settle)  # group rooms made at start, caches warm
+            # The first start makes a room per group (classes, teachers, parents) and
+            # joins the members: wait for it, the connections come to a school at rest.
+            while "event=group_rooms_synced" not in server.log_text():
+                if not server.alive():
+                    raise SystemExit(f"serve exited:\n{server.log_text()[-3000:]}")
+                await asyncio.sleep(1)
+            print(f"serve up with its group rooms in {time.perf_counter() - started:.0f} s; "
+                  f"server CPU {_cpu_seconds(pid):.0f} s; {_load()}")
+            await asyncio.sleep(args.settle)
             figures.append(("started", memory(pid)))
             print(f"serve started: {figures[-1][1].text()}; {_load()}")
 
