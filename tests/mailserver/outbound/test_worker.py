@@ -284,11 +284,11 @@ async def test_run_loop_keeps_the_connection_for_the_next_claims(outbound: Outbo
     import dataclasses
 
     outbound.worker.config = dataclasses.replace(outbound.worker.config,
-                                                 connection_idle_seconds=1.0)
+                                                 connection_idle_seconds=2.0)
     worker, sink = outbound.worker, outbound.sink
 
     async def delivered(count: int) -> None:
-        for _ in range(200):
+        for _ in range(500):
             if len(sink.messages) == count:
                 return
             await asyncio.sleep(0.02)
@@ -304,7 +304,7 @@ async def test_run_loop_keeps_the_connection_for_the_next_claims(outbound: Outbo
         # Later claims used the connection the first one opened.
         assert sink.connections == 1
         # Idle longer than connection_idle_seconds: closed, the next mail opens another.
-        await asyncio.sleep(1.5)
+        await asyncio.sleep(2.5)
         await outbound.submit("paul@a.test", ["late@b.test"], mail("late"))
         worker.wake()
         await delivered(4)
