@@ -1,7 +1,8 @@
 """Benchmark: a desktop-client-like IMAP mix on Schulhof and on Dovecot, in one run.
 
     python -m tests.bench.imap_mixed [--clients 20] [--seconds 30] [--messages 200]
-        [--commands-per-session 0] [--no-dovecot] [--database-url URL] [--profile DIR]
+        [--commands-per-session 0] [--no-dovecot] [--database-url URL] [--workers N]
+        [--profile DIR]
 
 1. A generated mbox of ``--messages`` real MIME messages, 2-200 KB (text,
    text+HTML alternative, PDF / image / document attachments in base64),
@@ -22,9 +23,14 @@
    server's CPU seconds per command (its process tree: utime + stime); then
    the ratio Schulhof / Dovecot of commands/s and of CPU per command.
 
+``--workers N`` (PostgreSQL only) runs ``serve --workers N``: N processes
+sharing the IMAPS port (SO_REUSEPORT); server CPU is then the whole process
+tree's (supervisor and workers), as for Dovecot.
+
 ``--profile DIR`` records the Schulhof server with py-spy (in the ``test``
 extra) into DIR/schulhof.txt (collapsed stacks, for flamegraph tools) and
-prints the functions with the most samples, own and cumulative.
+prints the functions with the most samples, own and cumulative (with
+``--workers``, all worker processes together).
 """
 
 from __future__ import annotations
@@ -383,7 +389,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--database-url", default=os.environ.get("SCHULHOF_TEST_DATABASE_URL",
                                                                  ""))
+    parser.add_argument("--workers", type=int, default=0,
+                        help="serve --workers N (PostgreSQL only); 0 = one process")
     args = parser.parse_args(argv)
+    if args.workers and not args.database_url:
+        parser.error("--workers needs --database-url (several workers need PostgreSQL)")
     from tests.bench.dovecot import maildir_put, process_tree_cpu, throwaway_dovecot
     from tests.mailserver.imap.session.helpers import imap_settings
     from tests.support.databases import PostgresDatabases, SqliteDatabases
@@ -407,11 +417,16 @@ def main(argv: list[str] | None = None) -> None:
                                  max_connections_per_ip=0, max_literal_size=50_000_000)
         # The real server: ``schulhof --config FILE serve`` in its own process,
         # IMAPS on a free port, every other listener off.
+        # Metrics off: with --workers, worker I would take metrics.port + I, which
+        # a free port does not promise to be.
         settings = dataclasses.replace(settings, listen=dataclasses.replace(
-            settings.listen, imap=-1, imaps=free_port()))
+            settings.listen, imap=-1, imaps=free_port()),
+            metrics=dataclasses.replace(settings.metrics, port=-1))
         asyncio.run(_fill_schulhof(settings, logins, messages))
         server = ServeProcess.for_settings(settings)
         server.startup_seconds, server.stop_seconds = 300.0, 90.0  # a loaded machine
+        if args.workers:
+            server.extra_args = ["--workers", str(args.workers)]
         profiler = None
         try:
             asyncio.run(server.start())
@@ -423,14 +438,20 @@ def main(argv: list[str] | None = None) -> None:
                 # --gil: only the thread running Python counts (CPU, not waits).
                 profiler = subprocess.Popen(
                     [str(Path(sys.executable).with_name("py-spy")), "record", "--gil",
+                     *(["--subprocesses"] if args.workers else []),
                      "--pid", str(pid), "--rate", "200",
                      "--duration", str(int(args.seconds) + 5), "--format", "raw",
                      "--output", str(args.profile / "schulhof.txt")],
                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            backend = "postgresql" if args.database_url else "sqlite"
+            if args.workers:
+                backend += f", {args.workers} workers"
             measured["schulhof"] = asyncio.run(run_mix(
-                f"Schulhof ({'postgresql' if args.database_url else 'sqlite'}, TLS)", port,
+                f"Schulhof ({backend}, TLS)", port,
                 _client_tls(settings), logins, messages, args.seconds,
-                args.commands_per_session, lambda: _cpu_of_process(pid)))
+                args.commands_per_session,
+                (lambda: process_tree_cpu(pid)) if args.workers
+                else (lambda: _cpu_of_process(pid))))
         finally:
             if profiler is not None:
                 profiler.wait(60)
