@@ -24,6 +24,8 @@ from typing import Any, Protocol
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
+from federation.matrix.server_acl import EVENT_TYPE as ACL_EVENT
+from federation.matrix.server_acl import ServerAcl
 from messenger.events.hashing import add_hashes, event_id_for
 from messenger.events.identifiers import server_of
 from messenger.events.redaction import redact
@@ -174,11 +176,16 @@ class RoomWriter:
 
     def _remote_servers(self, head: RoomHead,
                         member: Mapping[str, Any] | None = None) -> frozenset[str]:
-        """The other servers with joined members; with ``member``, that member's server
+        """The other servers with joined members that the room's server ACL lets take
+        part (a denied server gets nothing more); with ``member``, that member's server
         too (a kick or ban must reach the server of the one it removes)."""
         if self.server_name is None:
             return frozenset()
         servers = head.servers
+        acl = head.state.get((ACL_EVENT, ""))
+        if acl is not None and isinstance(acl.get("content"), dict):
+            judged = ServerAcl.from_content(acl["content"])
+            servers = frozenset(s for s in servers if judged.allows(s))
         if member is not None:
             servers = servers | {server_of(str(member.get("state_key", "")))}
         return servers - {self.server_name}

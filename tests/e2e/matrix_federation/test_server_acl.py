@@ -71,6 +71,15 @@ async def test_a_denied_server_is_ignored_and_refused(chat_schools: dict[str, Ch
     await anna.sync(timeout=0)
     assert "gesperrt" not in bodies(anna, room_id)
     assert b.user("ben") not in a.matrix.typing.typing_in(room_id)
+    # And A sends B nothing more of the room.
+    sent = await anna.room_send(room_id, "m.room.message",
+                                {"msgtype": "m.text", "body": "nicht für B"})
+    assert isinstance(sent, RoomSendResponse), sent
+    await asyncio.sleep(1.0)
+    await ben.sync(timeout=1000)
+    assert "nicht für B" not in bodies(ben, room_id)
+    queued = {d.destination: d.queued for d in await a.listener.sender.outbox.status()}
+    assert not queued.get("b.test")
 
     # Let B in again: its messages arrive.
     await set_acl(anna, room_id, {"allow": ["*"], "deny": [], "allow_ip_literals": False})
