@@ -30,7 +30,7 @@ from mailserver.webmail.reading import MessageGone, MessageView
 from mailserver.webmail.routes.mailbox import box_of as _box
 from mailserver.webmail.routes.mailbox import number as _number
 from mailserver.webmail.sanitise import SafeHtml, linkify, sanitise_html
-from mailserver.webmail.security import login_required
+from mailserver.webmail.security import logged_in, login_required
 from mailserver.webmail.sessions import WebSession
 
 FRAME_SANDBOX = "allow-same-origin allow-popups allow-popups-to-escape-sandbox"
@@ -98,11 +98,21 @@ async def _open(request: web.Request, account: Account) -> _Opened | None:
 _SHA256 = frozenset("0123456789abcdef")
 
 
-@login_required
-async def open_by_content(request: web.Request, session: WebSession, account: Account
-                          ) -> web.StreamResponse:
+async def open_by_content(request: web.Request) -> web.StreamResponse:
     """``/message/open?sha256=…``: the reader's own copy of a mail (the room link of
-    the messenger bridge); the same 404 as for any message that is not theirs."""
+    the messenger bridge); the same 404 as for any message that is not theirs.  Not
+    logged in: the login page, which continues here afterwards."""
+    digest = request.query.get("sha256", "").lower()
+    valid = len(digest) == 64 and set(digest) <= _SHA256
+    if valid and await logged_in(request) is None:
+        here = urllib.parse.quote(f"/message/open?sha256={digest}", safe="")
+        raise web.HTTPSeeOther(f"/login?weiter={here}")
+    return await _open_by_content(request)
+
+
+@login_required
+async def _open_by_content(request: web.Request, session: WebSession, account: Account
+                           ) -> web.StreamResponse:
     _ = gettext_of(request)
     digest = request.query.get("sha256", "").lower()
     place = None

@@ -206,3 +206,46 @@ async def test_a_mail_with_200_attachments_posts_ten_and_counts_the_rest(
     assert "Anhänge nur im Postfach: 190 weitere" in post.body
     files = await _files(pupil, room_id, first.next_batch)
     assert [f.body for f in files] == [f"blatt-{n:03d}.txt" for n in range(10)]
+
+
+async def test_the_link_leads_through_the_login_to_the_mail(
+        running_school: School, server: MatrixServer, pupil: AsyncClient) -> None:
+    """A pupil not logged in to the webmail follows the room's link: the login page,
+    then the mail itself; the login page continues nowhere else (no open redirect)."""
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    first = await pupil.sync(timeout=0)
+    assert isinstance(first, SyncResponse)
+    await asyncio.to_thread(_send, running_school, _mail(f"5a@{DOMAIN}", "<link-1@x>"))
+    await _settled(running_school)
+    (post,) = await _collect(pupil, room_id, first.next_batch, want=1)
+    link = re.search(r"Im Webmail öffnen: (\S+)", post.body)
+    assert link
+    url = urllib.parse.urlsplit(link.group(1))
+    path = f"{url.path}?{url.query}"
+    (web,) = [s for s in running_school.services if type(s).__name__ == "WebmailServer"]
+    connector = aiohttp.TCPConnector(ssl=client_tls_context(running_school.settings))
+    async with aiohttp.ClientSession(web.base_url, connector=connector,  # type: ignore
+                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(path, allow_redirects=False) as response:
+            assert response.status == 303
+            login_url = response.headers["Location"]
+        target = urllib.parse.urlsplit(login_url)
+        assert target.path == "/login"
+        assert urllib.parse.parse_qs(target.query) == {"weiter": [path]}
+        async with browser.get(login_url) as response:
+            page = await response.text()
+        token = re.search(r'name="csrf" value="([^"]+)"', page)
+        weiter = re.search(r'name="weiter" value="([^"]+)"', page)
+        assert token and weiter and weiter.group(1) == path
+        async with browser.post("/login", allow_redirects=False, data={
+                "csrf": token.group(1), "login": "anna", "password": PASSWORD,
+                "weiter": weiter.group(1)}) as response:
+            assert response.status == 303 and response.headers["Location"] == path
+        async with browser.get(path) as response:
+            assert response.status == 200 and "Klassenfahrt" in await response.text()
+            assert response.url.path == "/message"
+        # A login page asked to continue elsewhere does not.
+        async with browser.get("/login?weiter=https%3A%2F%2Fevil.example%2F",
+                               allow_redirects=False) as response:
+            assert response.headers["Location"] == "/mail"

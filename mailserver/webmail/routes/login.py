@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 from aiohttp import web
 
@@ -35,19 +36,31 @@ log = logging.getLogger("schulhof.webmail")
 MAX_LOGIN_LENGTH = 320  # a whole address at most (RFC 5321 4.5.3.1: 64 + 1 + 255)
 
 
+# Where a login may continue to: only the messenger's link to a mail (html_view's
+# /message/open), matched whole, so the login page is no open redirect.
+_CONTINUE = re.compile(r"/message/open\?sha256=[0-9a-f]{64}")
+
+
+def continue_to(value: str) -> str:
+    """``value`` if a login may continue there, else ""."""
+    return value if _CONTINUE.fullmatch(value) else ""
+
+
 def login_page(request: web.Request, status: int = 200, *, error: str = "",
-               login: str = "", resume: dict[str, str] | None = None) -> web.Response:
+               login: str = "", resume: dict[str, str] | None = None,
+               then: str = "") -> web.Response:
     token = login_token(request)
     response = page(request, "login.html", status, error=error, login=login, csrf=token,
-                    resume=resume or {})
+                    resume=resume or {}, then=continue_to(then))
     set_login_cookie(response, token)
     return response
 
 
 async def login_form(request: web.Request) -> web.StreamResponse:
+    then = continue_to(request.query.get("weiter", ""))
     if await logged_in(request) is not None:
-        raise web.HTTPSeeOther("/mail")
-    return login_page(request)
+        raise web.HTTPSeeOther(then or "/mail")
+    return login_page(request, then=then)
 
 
 async def login(request: web.Request) -> web.StreamResponse:
@@ -55,13 +68,14 @@ async def login(request: web.Request) -> web.StreamResponse:
     webmail = request.app[WEBMAIL]
     form = await request.post()
     name, password = str(form.get("login", "")), str(form.get("password", ""))
+    then = continue_to(str(form.get("weiter", "")))
     shown_name = name[:MAX_LOGIN_LENGTH]
     resume = {field: str(form.get(f"resume_{field}", ""))[:RESUMED_LIMIT]
               for field in RESUMED_FIELDS if f"resume_{field}" in form}
     if from_foreign_site(request) or not tokens_match(request.cookies.get(LOGIN_COOKIE, ""),
                                                       str(form.get("csrf", ""))):
         log.info("event=webmail_login_csrf_refused ip=%s", client_ip(request))
-        return login_page(request, 403, login=shown_name, resume=resume,
+        return login_page(request, 403, login=shown_name, resume=resume, then=then,
                           error=_("Die Anmeldeseite war abgelaufen. Bitte noch einmal anmelden."))
     try:
         if len(name) > MAX_LOGIN_LENGTH or len(password) > MAX_PASSWORD_LENGTH:
@@ -70,18 +84,19 @@ async def login(request: web.Request) -> web.StreamResponse:
         account = await webmail.authenticator.authenticate(name, password, client_ip(request))
     except AuthenticationThrottled as throttled:
         seconds = max(1, math.ceil(throttled.retry_after))
-        response = login_page(request, 429, login=shown_name, resume=resume, error=_(
+        response = login_page(request, 429, login=shown_name, resume=resume, then=then,
+                              error=_(
             "Zu viele Fehlversuche. Bitte in %(seconds)s Sekunden noch einmal versuchen.",
             seconds=seconds))
         response.headers["Retry-After"] = str(seconds)
         return response
     except AuthenticationFailed:
         log.info("event=webmail_login_failed ip=%s", client_ip(request))
-        return login_page(request, 401, login=shown_name, resume=resume,
+        return login_page(request, 401, login=shown_name, resume=resume, then=then,
                           error=_("Benutzername oder Passwort stimmt nicht."))
     session = webmail.sessions.create(account.id, account.login)
     log.info("event=webmail_login login=%s ip=%s", account.login, client_ip(request))
-    target = "/mail"
+    target = then or "/mail"
     if any(value.strip() for value in resume.values()):
         target = await _resumed_draft(webmail, account, resume)
     response = web.HTTPSeeOther(target)
