@@ -52,8 +52,13 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> 
     @event.listens_for(engine.sync_engine, "reset")
     def _on_reset(dbapi_connection: Any, _record: Any, state: PoolResetState) -> None:
         # sqlite3's in_transaction is read here without a hop (no thread check).
-        if state.asyncio_safe and not state.terminate_only and (
-                dbapi_connection.driver_connection.in_transaction):
+        if not state.asyncio_safe or state.terminate_only:
+            return
+        try:
+            open_transaction = dbapi_connection.driver_connection.in_transaction
+        except ValueError:  # aiosqlite: the connection is already closed (shutdown)
+            return
+        if open_transaction:
             dbapi_connection.rollback()
 
     @event.listens_for(engine.sync_engine, "begin")
