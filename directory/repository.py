@@ -47,22 +47,41 @@ async def account_by_id(db: Database, account_id: int) -> Account:
     """One account in one statement (``Database.read_rows``: no ORM session, no
     BEGIN/COMMIT); every page of the webmail asks this.  The columns' own result
     conversions (dates on SQLite, UTC zones) are applied as SQLAlchemy would."""
-    rows = await db.read_rows(f"SELECT {', '.join(_ACCOUNT_COLUMNS)} FROM accounts "
-                              "WHERE id = ?", [account_id])
-    if not rows:
+    found = await _account_where(db, "id", account_id)
+    if found is None:
         raise NotFound(f"no such account: {account_id}")
+    return found[0]
+
+
+async def credentials_by_login(db: Database, login: str) -> tuple[Account, str] | None:
+    """The account and its password hash for a login, in one statement like
+    :func:`account_by_id` (every IMAP, SMTP and webmail login asks this)."""
+    return await _account_where(db, "login", login)
+
+
+async def _account_where(db: Database, column: str, value: object) -> tuple[Account, str] | None:
+    names = (*_ACCOUNT_COLUMNS, "password_hash")
+    rows = await db.read_rows(f"SELECT {', '.join(names)} FROM accounts "
+                              f"WHERE {column} = ?", [value])
+    if not rows:
+        return None
     dialect = db.read_engine.dialect
     columns = AccountRow.__table__.c
     values: dict[str, Any] = {}
-    for name, raw in zip(_ACCOUNT_COLUMNS, rows[0], strict=True):
-        processor = columns[name].type.dialect_impl(dialect).result_processor(dialect, None)
+    for name, raw in zip(names, rows[0], strict=True):
+        processor = _processor(columns[name].type, dialect)
         values[name] = processor(raw) if processor is not None and raw is not None else raw
-    return Account(
+    account = Account(
         id=values["id"], login=values["login"], display_name=values["display_name"],
         role=Role(values["role"]), status=Status(values["status"]),
         external_id=values["external_id"], first_name=values["first_name"],
         last_name=values["last_name"], deletion_date=values["deletion_date"],
         created_at=values["created_at"], updated_at=values["updated_at"])
+    return account, values["password_hash"]
+
+
+def _processor(column_type: Any, dialect: Any) -> Any:
+    return column_type.dialect_impl(dialect).result_processor(dialect, None)
 
 
 def group_from_row(row: GroupRow) -> Group:

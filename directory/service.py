@@ -107,11 +107,7 @@ class Directory:
             return [repo.account_from_row(r) for r in rows]
 
     async def credentials_for(self, login: str) -> tuple[Account, str] | None:
-        async with self.db.read() as session:
-            row = await session.scalar(select(AccountRow).where(AccountRow.login == login))
-            if row is None:
-                return None
-            return repo.account_from_row(row), row.password_hash
+        return await repo.credentials_by_login(self.db, login)
 
     async def set_password(self, login: str, password: str) -> None:
         password_hash = await self.hasher.hash(password)
