@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import datetime
+from collections.abc import Callable
 from functools import lru_cache
+from typing import Any
 
 from mailserver.imap.mime.types import Address, BodyStructure, Envelope, Extension, SinglePart
 from mailserver.imap.wire import responses as r
@@ -175,38 +177,79 @@ def _flags_item(flags: tuple[str, ...]) -> bytes:
     return b"FLAGS " + _paren(_atoms(flags))
 
 
+def _flags(item: r.FlagsItem) -> bytes:
+    if type(item.flags) is tuple:
+        return _flags_item(item.flags)
+    return b"FLAGS " + _paren(_atoms(item.flags))
+
+
+def _uid(item: r.UidItem) -> bytes:
+    return b"UID %d" % item.uid
+
+
+def _internal_date(item: r.InternalDateItem) -> bytes:
+    return b"INTERNALDATE " + _cached_internal_date(item.date)
+
+
+@lru_cache(maxsize=4096)
+def _cached_internal_date(date: datetime.datetime) -> bytes:
+    # A message's INTERNALDATE never changes and clients fetch it again and again.
+    return format_internal_date(date)
+
+
+def _size(item: r.SizeItem) -> bytes:
+    return b"RFC822.SIZE %d" % item.size
+
+
+def _envelope(item: r.EnvelopeItem) -> bytes:
+    return b"ENVELOPE " + (envelope_bytes(item.envelope) if item.encoded is None
+                           else item.encoded)
+
+
+def _body_structure(item: r.BodyStructureItem) -> bytes:
+    name = b"BODYSTRUCTURE " if item.extended else b"BODY "
+    if item.encoded is not None:
+        return name + item.encoded
+    return name + body_structure_bytes(item.structure, item.extended)
+
+
+def _body_section(item: r.BodySectionItem) -> bytes:
+    head = b"BODY[" + str(item.section).encode("ascii") + b"]" + _origin(item.origin)
+    return head + b" " + _string_data(item.data)
+
+
+def _binary(item: r.BinaryItem) -> bytes:
+    head = b"BINARY[" + ".".join(map(str, item.part)).encode("ascii") + b"]"
+    return head + _origin(item.origin) + b" " + _string_data(item.data, binary=True)
+
+
+def _binary_size(item: r.BinarySizeItem) -> bytes:
+    return b"BINARY.SIZE[" + ".".join(map(str, item.part)).encode("ascii") + b"] %d" % item.size
+
+
+def _mod_seq(item: r.ModSeqItem) -> bytes:
+    return b"MODSEQ (%d)" % item.modseq
+
+
+def _rfc822(item: r.Rfc822Item) -> bytes:
+    return item.name.encode("ascii") + b" " + _string_data(item.data)
+
+
+# One dict lookup by exact type instead of a ``match`` that tries the item
+# classes in turn (a FETCH of 200 messages renders 400-1,000 items).
+_FETCH_ITEMS: dict[type, Callable[[Any], bytes]] = {
+    r.FlagsItem: _flags, r.UidItem: _uid, r.InternalDateItem: _internal_date,
+    r.SizeItem: _size, r.EnvelopeItem: _envelope, r.BodyStructureItem: _body_structure,
+    r.BodySectionItem: _body_section, r.BinaryItem: _binary,
+    r.BinarySizeItem: _binary_size, r.ModSeqItem: _mod_seq, r.Rfc822Item: _rfc822,
+}
+
+
 def _fetch_item(item: r.FetchValue) -> bytes:
-    match item:
-        case r.FlagsItem(flags):
-            if type(flags) is tuple:
-                return _flags_item(flags)
-            return b"FLAGS " + _paren(_atoms(flags))
-        case r.UidItem(uid):
-            return b"UID %d" % uid
-        case r.InternalDateItem(date):
-            return b"INTERNALDATE " + format_internal_date(date)
-        case r.SizeItem(size):
-            return b"RFC822.SIZE %d" % size
-        case r.EnvelopeItem(envelope, encoded):
-            return b"ENVELOPE " + (envelope_bytes(envelope) if encoded is None else encoded)
-        case r.BodyStructureItem(structure, extended, encoded):
-            name = b"BODYSTRUCTURE " if extended else b"BODY "
-            if encoded is not None:
-                return name + encoded
-            return name + body_structure_bytes(structure, extended)
-        case r.BodySectionItem(section, data, origin):
-            head = b"BODY[" + str(section).encode("ascii") + b"]" + _origin(origin)
-            return head + b" " + _string_data(data)
-        case r.BinaryItem(part, data, origin):
-            head = b"BINARY[" + ".".join(map(str, part)).encode("ascii") + b"]"
-            return head + _origin(origin) + b" " + _string_data(data, binary=True)
-        case r.BinarySizeItem(part, size):
-            return b"BINARY.SIZE[" + ".".join(map(str, part)).encode("ascii") + b"] %d" % size
-        case r.ModSeqItem(modseq):
-            return b"MODSEQ (%d)" % modseq
-        case r.Rfc822Item(name, data):
-            return name.encode("ascii") + b" " + _string_data(data)
-    raise TypeError(f"not a fetch item: {item!r}")
+    render = _FETCH_ITEMS.get(type(item))
+    if render is None:
+        raise TypeError(f"not a fetch item: {item!r}")
+    return render(item)
 
 
 def _namespaces(namespaces: r.Namespaces, utf8: bool) -> bytes:
@@ -247,9 +290,10 @@ def _esearch(item: r.ESearchData) -> bytes:
 
 def serialize_response(response: r.Response, *, utf8: bool = False) -> bytes:
     """One response, CRLF-terminated, ready for the socket."""
+    if type(response) is r.FetchData:  # by far the most frequent
+        return (b"* %d FETCH (" % response.number
+                + b" ".join([_fetch_item(item) for item in response.items]) + b")" + CRLF)
     match response:
-        case r.FetchData(number, items):  # first: by far the most frequent
-            return b"* %d FETCH " % number + _paren([_fetch_item(item) for item in items]) + CRLF
         case r.Tagged(tag, status, text, code):
             line = (tag.encode("ascii") + b" " + status.encode("ascii") + b" "
                     + (_code(code) if code else b"") + _text(text))
