@@ -66,7 +66,8 @@ REQUIRE_BROWSER := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 # the spam-filter tests (tests/e2e/test_spam.py), pdftotext (poppler-utils) to read the
 # password letters back, redis-server for rspamd's own statistics.  Without root they
 # skip with a message when missing.
-PEER_PACKAGES := rspamd:rspamd pdftotext:poppler-utils redis-server:redis-server
+PEER_PACKAGES := rspamd:rspamd pdftotext:poppler-utils redis-server:redis-server \
+    dovecot:dovecot-imapd
 peers:
 	@if [ "$$(id -u)" = 0 ]; then missing=""; \
 	    for pair in $(PEER_PACKAGES); do command -v $${pair%%:*} >/dev/null || \

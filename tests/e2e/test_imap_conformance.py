@@ -243,7 +243,8 @@ async def test_condstore_enabling_command_reports_highestmodseq(
 
 
 async def test_mailbox_name_errors(client: RawClient) -> None:
-    """RFC 3501 5.1.3: an invalid modified UTF-7 name is NO, not BAD;
+    """RFC 3501 5.1.3: an invalid modified UTF-7 name is NO, not BAD (but
+    as a LIST / LSUB pattern it only matches nothing: OK, RFC 3501 6.3.8);
     RFC 5258 3: ``(RECURSIVEMATCH REMOTE)`` is BAD; names with ``.`` or
     ``..`` levels, empty levels or a leading separator are refused with
     ``NO [CANNOT]`` (RFC 5530 3, issue 19.10)."""
@@ -252,6 +253,14 @@ async def test_mailbox_name_errors(client: RawClient) -> None:
         reply = await client.command(command)
         assert (reply.status, reply.text[:13]) == ("NO", "[NONEXISTENT]"), command
     assert (await client.command('CREATE "&Jj!-"')).text.startswith("[CANNOT]")
+    # A LIST / LSUB pattern or reference that is no valid name matches
+    # nothing: OK without lines (RFC 3501 6.3.8 / 6.3.9; Dovecot does the same).
+    for command in ('LIST "" "&Jjo"', 'LIST "&Jjo" "*"', 'LIST "" ("&Jjo" "INBOX")',
+                    'LSUB "" "&-&*"', 'LIST (SUBSCRIBED) "" "a&Jjo-&x"'):
+        reply = await client.command(command)
+        assert reply.status == "OK", command
+        assert reply.untagged == ([b'* LIST (\\HasNoChildren) "/" "INBOX"']
+                                  if "INBOX" in command else []), (command, reply.untagged)
     reply = await client.command('LIST (RECURSIVEMATCH REMOTE) "" "*"')
     assert reply.status == "BAD"
     assert (await client.command('LIST (RECURSIVEMATCH SUBSCRIBED) "" "*"')).status == "OK"

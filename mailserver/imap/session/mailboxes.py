@@ -117,7 +117,8 @@ async def lsub(s: ImapSession, cmd: c.Lsub) -> r.Tagged:
     """RFC 3501 6.3.9."""
     boxes = await s.store.mailbox_infos(s.account)
     orphans = await s.store.orphan_subscriptions(s.account)
-    for line in list_responses(_entries(boxes, orphans), cmd.reference, (cmd.pattern,),
+    for line in list_responses(_entries(boxes, orphans), cmd.reference,
+                               () if cmd.pattern is None else (cmd.pattern,),
                                lsub=True):
         s.send(line)
     return r.Tagged(cmd.tag, "OK", "LSUB completed")

@@ -106,7 +106,7 @@ class CommandWriter:
                 return b"UNSUBSCRIBE", self.mailbox(mailbox)
             case c.ListCommand():
                 return b"LIST", self._list(command)
-            case c.Lsub(_, reference, pattern):
+            case c.Lsub(_, reference, pattern) if pattern is not None:
                 return b"LSUB", self.mailbox(reference) + b" " + self.pattern(pattern)
             case c.Status(_, mailbox, items):
                 return b"STATUS", self.mailbox(mailbox) + b" (" + " ".join(items).encode() + b")"

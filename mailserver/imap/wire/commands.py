@@ -155,7 +155,7 @@ class Lsub(Command):
     """RFC 3501 6.3.9 (deprecated by RFC 9051 but still sent by clients)."""
 
     reference: str
-    pattern: str
+    pattern: str | None  # None: not a valid name, nothing matches
 
 
 @dataclass(frozen=True)

@@ -304,15 +304,17 @@ class _CommandParser:
                 raise ParseError("RECURSIVEMATCH needs another selection option")
             r.space()
             extended = True
-        reference = self.decode_name(r.astring())
+        reference = self.list_name(r.astring())
         r.space()
+        found: tuple[str | None, ...]
         if r.peek_is(b"("):
-            patterns = self.number_list(lambda: self.decode_name(r.list_mailbox()))
-            if not patterns:
+            found = tuple(r.parenthesized(lambda: self.list_name(r.list_mailbox())))
+            if not found:
                 raise ParseError("empty pattern list")
             extended = True
         else:
-            patterns = (self.decode_name(r.list_mailbox()),)
+            found = (self.list_name(r.list_mailbox()),)
+        patterns = tuple(p for p in found if p is not None) if reference is not None else ()
         options = {"subscribed": False, "children": False, "special_use": False}
         status_items = None
         if not r.at_end():
@@ -333,14 +335,27 @@ class _CommandParser:
                     raise ParseError(f"unknown LIST return option {option[:20]}")
                 if not r.peek_is(b")"):
                     r.space()
-        return c.ListCommand(tag, reference, patterns, selection, options["subscribed"],
+        return c.ListCommand(tag, reference or "", patterns, selection, options["subscribed"],
                              options["children"], options["special_use"], status_items,
                              extended)
 
     def lsub(self, tag: str, uid: bool) -> c.Command:
-        reference = self.decode_name(self.r.astring())
+        reference = self.list_name(self.r.astring())
         self.r.space()
-        return c.Lsub(tag, reference, self.decode_name(self.r.list_mailbox()))
+        pattern = self.list_name(self.r.list_mailbox())
+        return c.Lsub(tag, reference or "", pattern if reference is not None else None)
+
+    def list_name(self, raw: bytes) -> str | None:
+        """A LIST / LSUB reference or pattern; ``None`` if it is not valid
+        modified UTF-7 (UTF-8): no mailbox name can match it, so the command
+        lists nothing and completes ``OK`` (RFC 3501 6.3.8, 6.3.9; RFC 9051
+        6.3.9: LIST answers NO only when it cannot list), not NO."""
+        try:
+            return self.decode_name(raw)
+        except ParseError as error:
+            if error.status == "NO":
+                return None
+            raise
 
     def status_items(self) -> tuple[str, ...]:
         items = self.number_list(self.r.keyword)

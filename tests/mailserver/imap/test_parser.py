@@ -229,7 +229,7 @@ def test_recursivematch_without_a_real_selection_is_bad(line: bytes) -> None:
 
 @pytest.mark.parametrize(("line", "code"), [
     (b'a SELECT "&Jjo"', "NONEXISTENT"), (b'a STATUS "x&-&" (MESSAGES)', "NONEXISTENT"),
-    (b'a LIST "" "&AGE"', "NONEXISTENT"), (b'a CREATE "&Jj!-"', "CANNOT"),
+    (b'a CREATE "&Jj!-"', "CANNOT"),
     (b'a RENAME x "&"', "CANNOT"), (b'a COPY 1 "&ZeVnLIqe"', "NONEXISTENT")])
 def test_invalid_modified_utf7_is_no(line: bytes, code: str) -> None:
     """RFC 3501 5.1.3: a name with a broken modified UTF-7 sequence is
@@ -237,6 +237,20 @@ def test_invalid_modified_utf7_is_no(line: bytes, code: str) -> None:
     with pytest.raises(ParseError) as raised:
         p(line)
     assert (raised.value.status, raised.value.code, raised.value.tag) == ("NO", code, "a")
+
+
+@pytest.mark.parametrize(("line", "patterns"), [
+    (b'a LIST "" "&AGE"', ()), (b'a LIST "&AGE" "*"', ()),
+    (b'a LIST "" ("&AGE" INBOX)', ("INBOX",)), (b'a LIST (SUBSCRIBED) "" "a&Jjo-&x"', ())])
+def test_invalid_list_pattern_matches_nothing(line: bytes, patterns: tuple[str, ...]) -> None:
+    """RFC 3501 6.3.8 / RFC 9051 6.3.9: a LIST pattern (or reference) that
+    is no valid modified UTF-7 matches no mailbox name: the command lists
+    nothing and completes OK (as Dovecot does), it does not fail with NO."""
+    command = p(line)
+    assert isinstance(command, c.ListCommand)
+    assert command.patterns == patterns
+    lsub = p(b'a LSUB "" "&AGE*"')
+    assert isinstance(lsub, c.Lsub) and lsub.pattern is None
 
 
 def test_append_rfc_example_with_synchronising_literal() -> None:
