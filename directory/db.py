@@ -10,7 +10,7 @@ use a separate pool and see WAL snapshots without blocking the writer.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -71,7 +71,7 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> 
 _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", ""})
 
 
-def _postgres_connect_args(url: str) -> dict[str, Any]:
+def postgres_connect_args(url: str) -> dict[str, Any]:
     """No TLS negotiation with a server on this machine, unless the URL asks for it.
 
     asyncpg's default (sslmode=prefer) first asks the server for TLS; on
@@ -90,6 +90,7 @@ class Database:
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self.backend = make_url(url).get_backend_name()
         if self.is_sqlite:
             self.write_engine = _sqlite_engine(url, immediate=True, pool_size=1, echo=echo)
@@ -98,7 +99,7 @@ class Database:
             # hide_parameters: a database error must never print a hash or a body.
             engine = create_async_engine(url, echo=echo, pool_size=10, max_overflow=20,
                                          hide_parameters=True,
-                                         connect_args=_postgres_connect_args(url))
+                                         connect_args=postgres_connect_args(url))
             self.write_engine = self.read_engine = engine
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
@@ -144,7 +145,14 @@ class Database:
             finally:
                 request_timing.add("sql", time.perf_counter() - checked_out)
 
+    def on_dispose(self, close: Callable[[], Awaitable[None]]) -> None:
+        """``close()`` runs when the database is disposed (a connection of one's own)."""
+        self._closers.append(close)
+
     async def dispose(self) -> None:
+        closers, self._closers = self._closers, []
+        for close in closers:
+            await close()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

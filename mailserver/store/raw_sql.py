@@ -15,13 +15,17 @@ single writer.  SQL uses ``?`` placeholders; for PostgreSQL they become
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import sqlite3
+import threading
+import weakref
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
@@ -140,6 +144,9 @@ async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]
     SQLite the database thread schedules it straight away, so whoever waits
     for the commit is answered before this coroutine has resumed (under
     load each resumption is a full turn of a busy event loop)."""
+    if not db.is_sqlite:
+        return await _pg_writer(db).run(make_steps(_dialect_of(db.write_engine.dialect)),
+                                        committed)
     async with db.write_engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         if driver is None:
@@ -155,11 +162,82 @@ async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]
             # thread"; its _execute is that call (aiosqlite 0.20-0.22).
             result: T = await driver._execute(_transaction_here, driver._conn, steps, notify)
             return result
-        async with driver.transaction():
-            result = await _drive(driver, steps)
-        if committed is not None:
-            committed(result)
+        raise RuntimeError("unreachable: PostgreSQL runs on its writer thread")
+
+
+class _PgWriter:
+    """PostgreSQL's group-commit transactions on a thread with its own event
+    loop and its own asyncpg connection.
+
+    Driven on the server's event loop, every statement of a batch is an
+    ``await`` that resumes only after a full turn of a loop busy with
+    hundreds of sessions (a batch of ~10 writes took p50 71 ms where COMMIT
+    alone takes 4 ms).  Here the statements follow each other on an idle
+    loop, as SQLite's transaction runs in one hop on aiosqlite's thread;
+    the caller is answered through ``call_soon_threadsafe`` after COMMIT."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever,
+                                        name="schulhof-pg-writer", daemon=True)
+        self._thread.start()
+        self._conn: Any = None
+        self._lock: asyncio.Lock | None = None
+
+    async def _connect(self) -> Any:
+        import asyncpg  # type: ignore[import-untyped]
+
+        from directory.db import postgres_connect_args
+
+        url = make_url(self._db.url)
+        return await asyncpg.connect(
+            host=url.host, port=url.port or 5432, user=url.username, password=url.password,
+            database=url.database, **postgres_connect_args(self._db.url))
+
+    async def _here(self, steps: Steps[T], notify: Callable[[T], None] | None) -> T:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await self._connect()
+            async with self._conn.transaction():
+                result = await _drive(self._conn, steps)
+        if notify is not None:
+            notify(result)
         return result
+
+    async def run(self, steps: Steps[T], committed: Callable[[T], None] | None) -> T:
+        notify: Callable[[T], None] | None = None
+        if committed is not None:
+            loop, done = asyncio.get_running_loop(), committed
+
+            def notify(result: T) -> None:
+                loop.call_soon_threadsafe(done, result)
+        return await asyncio.wrap_future(
+            asyncio.run_coroutine_threadsafe(self._here(steps, notify), self.loop))
+
+    async def _close_here(self) -> None:
+        if self._conn is not None and not self._conn.is_closed():
+            await self._conn.close(timeout=5)
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(
+                asyncio.run_coroutine_threadsafe(self._close_here(), self.loop))
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        await asyncio.to_thread(self._thread.join, 10)
+
+
+_PG_WRITERS: weakref.WeakKeyDictionary[Database, _PgWriter] = weakref.WeakKeyDictionary()
+
+
+def _pg_writer(db: Database) -> _PgWriter:
+    writer = _PG_WRITERS.get(db)
+    if writer is None:
+        writer = _PG_WRITERS[db] = _PgWriter(db)
+        db.on_dispose(writer.close)
+    return writer
 
 
 class RawTransaction:
