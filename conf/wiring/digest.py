@@ -11,8 +11,6 @@ A failed run is logged and the next one tries again; runs once per school
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 import secrets
@@ -20,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from conf.wiring.bridge import webmail_url
 from conf.wiring.delivery_rules import rules_target
+from conf.wiring.repeating import Repeating
 from mailserver.delivery import DeliveryTarget, Envelope, LocalRecipient
 from mailserver.digest_mail import DigestItem, DigestMail, compose_digest
 from mailserver.webmail.i18n import Translator, load_translations
@@ -83,7 +82,9 @@ class DigestJob:
         self.digests = RoomDigests(school.db, school.directory, BridgeGroups(school.db),
                                    server_name, f"@{SYSTEM_LOCALPART}:{server_name}")
         self.mailer = DigestMailer(school, rules_target(school))
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Repeating(
+            "room-digests", lambda: school.settings.bridge.digest_check_seconds,
+            self.run_once, "room_digests_failed", log)
 
     async def run_once(self, now: dt.datetime | None = None) -> int:
         b = self.school.settings.bridge
@@ -92,25 +93,13 @@ class DigestJob:
             period=dt.timedelta(seconds=b.digest_period_seconds), send=self.mailer.send)
 
     async def start(self) -> list[str]:
-        self._task = asyncio.create_task(self._run(), name="room-digests")
+        self._loop.start()
         b = self.school.settings.bridge
         return [f"service=room_digests delay={b.digest_delay_seconds:g}s "
                 f"period={b.digest_period_seconds:g}s"]
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.school.settings.bridge.digest_check_seconds)
-            try:
-                await self.run_once()
-            except Exception:
-                log.exception("event=room_digests_failed")
-
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
 
 def build(school: School) -> list[Service]:

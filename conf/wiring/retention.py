@@ -6,11 +6,11 @@ logged and tried again the next day, never taking the server down.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import datetime as dt
 import logging
 from typing import TYPE_CHECKING
+
+from conf.wiring.repeating import Repeating
 
 if TYPE_CHECKING:
     from conf.app import School, Service
@@ -30,31 +30,26 @@ def seconds_until(now: dt.datetime, daily_at: str) -> float:
 class RetentionJob:
     def __init__(self, school: School) -> None:
         self.school = school
-        self._task: asyncio.Task[None] | None = None
+        self._loop = Repeating("retention", self._seconds_to_next, self._run_once,
+                               "retention_failed", log)
 
     async def start(self) -> list[str]:
         daily_at = self.school.settings.retention.daily_at
-        seconds_until(dt.datetime.now().astimezone(), daily_at)  # a bad value fails now
-        self._task = asyncio.create_task(self._run(), name="retention")
+        self._seconds_to_next()  # a bad value fails now
+        self._loop.start()
         return [f"service=retention daily_at={daily_at}"]
 
-    async def _run(self) -> None:
+    def _seconds_to_next(self) -> float:
+        return seconds_until(dt.datetime.now().astimezone(),
+                             self.school.settings.retention.daily_at)
+
+    async def _run_once(self) -> None:
         from conf.admin.retention import run_retention
 
-        while True:
-            await asyncio.sleep(seconds_until(dt.datetime.now().astimezone(),
-                                              self.school.settings.retention.daily_at))
-            try:
-                await run_retention(self.school, dt.datetime.now(dt.UTC))
-            except Exception:
-                log.exception("event=retention_failed")
+        await run_retention(self.school, dt.datetime.now(dt.UTC))
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._loop.stop()
 
 
 def build(school: School) -> list[Service]:
