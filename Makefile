@@ -64,9 +64,10 @@ REQUIRE_BROWSER := $(shell [ "$$(id -u)" = 0 ] && echo 1)
 
 # The real components other tests talk to, from Debian (as root, as in CI): rspamd for
 # the spam-filter tests (tests/e2e/test_spam.py), pdftotext (poppler-utils) to read the
-# password letters back, redis-server for rspamd's own statistics.  Without root they
+# password letters back, redis-server for rspamd's own statistics, clamd (clamav-daemon)
+# for the virus test, dovecot for the IMAP comparison.  Without root they
 # skip with a message when missing.
-PEER_PACKAGES := rspamd:rspamd pdftotext:poppler-utils redis-server:redis-server \
+PEER_PACKAGES := rspamd:rspamd pdftotext:poppler-utils redis-server:redis-server clamd:clamav-daemon \
     dovecot:dovecot-imapd
 peers:
 	@if [ "$$(id -u)" = 0 ]; then missing=""; \

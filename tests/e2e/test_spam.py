@@ -7,11 +7,14 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import email
+import email.policy
 import email.utils
 import smtplib
 import ssl
 import subprocess
 from collections.abc import Iterator
+from contextlib import ExitStack
+from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
@@ -20,7 +23,9 @@ from imapclient import IMAPClient
 from conf.app import School
 from conf.settings import Settings, SpamSettings
 from directory.model import Role
+from tests.support import clamd as clamd_support
 from tests.support import rspamd as rspamd_support
+from tests.support.clamd import EICAR, SIGNATURE_NAME, running_clamd
 from tests.support.rspamd import (
     GREY_SUBJECT,
     GREYLIST_SECONDS,
@@ -38,8 +43,14 @@ GTUBE = "XJS*C4JDBQADN1.NSBN3*2IDNEN*GTUBE-STANDARD-ANTI-UBE-TEST-EMAIL*C.34X"
 
 @pytest.fixture(scope="module")
 def rspamd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rspamd]:
-    with running_rspamd(tmp_path_factory.mktemp("rspamd")) as server:
-        yield server
+    """rspamd, asking a real clamd about attachments where Debian's clamav-daemon
+    is installed (`make peers` installs it as root, so CI always has it)."""
+    with ExitStack() as stack:
+        clamd = (stack.enter_context(running_clamd(tmp_path_factory.mktemp("clamd")))
+                 if clamd_support.available() else None)
+        yield stack.enter_context(running_rspamd(
+            tmp_path_factory.mktemp("rspamd"),
+            clamd=(clamd.host, clamd.port) if clamd else None))
 
 
 @pytest.fixture
@@ -92,6 +103,39 @@ async def test_gtube_refused_junk_filed_clean_delivered(running_school: School) 
     [clean] = await asyncio.to_thread(_headers, running_school, "INBOX")
     assert clean["Subject"] == "Elternabend"
     assert clean["X-Spam-Status"].startswith("No, score=")
+
+
+def _with_attachment(subject: str, filename: str, content: bytes) -> bytes:
+    message = EmailMessage()
+    message["From"], message["To"] = "Eva <eva@eltern.example>", "anna@schule.test"
+    message["Subject"], message["Message-ID"] = subject, email.utils.make_msgid()
+    message["Date"] = "Mon, 07 Dec 2026 08:00:00 +0000"
+    message.set_content("Im Anhang die Datei.")
+    message.add_attachment(content, maintype="application", subtype="octet-stream",
+                           filename=filename)
+    return message.as_bytes(policy=email.policy.SMTP)
+
+
+@pytest.mark.skipif(not clamd_support.available(),
+                    reason="needs Debian's clamav-daemon (make peers)")
+async def test_virus_refused_through_rspamd_and_clamd(running_school: School) -> None:
+    """The EICAR test file as an attachment: rspamd's antivirus module asks clamd,
+    which finds it; the MX refuses before the 250 naming the signature. The same
+    mail with a harmless attachment is delivered."""
+    await running_school.directory.create_account(role=Role.PUPIL, login="anna",
+                                                  password=PASSWORD)
+    with pytest.raises(smtplib.SMTPDataError) as refused:
+        await asyncio.to_thread(_send_mx, running_school,
+                                _with_attachment("Rechnung", "rechnung.com", EICAR))
+    assert refused.value.smtp_code == 550
+    assert b"5.7.1" in refused.value.smtp_error
+    assert SIGNATURE_NAME.encode() in refused.value.smtp_error
+
+    await asyncio.to_thread(_send_mx, running_school,
+                            _with_attachment("Stundenplan", "plan.txt", b"Mo: Mathe\n"))
+    [delivered] = await asyncio.to_thread(_headers, running_school, "INBOX")
+    assert delivered["Subject"] == "Stundenplan"
+    assert "CLAM_VIRUS" not in (delivered["X-Spam-Symbols"] or "")
 
 
 @pytest.fixture(scope="module")

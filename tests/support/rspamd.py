@@ -62,6 +62,14 @@ SCHULHOF_GREY_TEST {{
 }}
 """
 _GREYLIST = "timeout = {seconds}s; check_local = {local};\n"
+# rspamd's antivirus module asking a clamd (tests/support/clamd.py) about every
+# attachment; a virus makes rspamd's action "reject" with the signature's name.
+_ANTIVIRUS = """clamav {{
+    type = "clamav"; servers = "{host}:{port}"; symbol = "CLAM_VIRUS";
+    action = "reject"; message = '${{SCANNER}}: virus found: "${{VIRUS}}"';
+    scan_mime_parts = true; scan_text_mime = true; log_clean = true; timeout = 5.0;
+}}
+"""
 
 
 @dataclass(frozen=True)
@@ -77,8 +85,10 @@ def available() -> bool:
 
 @contextmanager
 def running_rspamd(root: Path, *, start_timeout: float = 120.0,
-                   greylist_loopback: bool = False) -> Iterator[Rspamd]:
-    """rspamd and redis in ``root``; both stopped (by their pids) afterwards."""
+                   greylist_loopback: bool = False,
+                   clamd: tuple[str, int] | None = None) -> Iterator[Rspamd]:
+    """rspamd and redis in ``root``; both stopped (by their pids) afterwards.
+    With ``clamd`` (host, port) rspamd's antivirus module scans attachments there."""
     for name in ("local.d", "override.d", "db", "run", "log"):
         (root / name).mkdir(parents=True, exist_ok=True)
     dns_host, dns_port = quiet_dns()
@@ -93,6 +103,9 @@ def running_rspamd(root: Path, *, start_timeout: float = 120.0,
                                                      scan=scan, controller=controller))
     (root / "local.d" / "redis.conf").write_text(f'servers = "127.0.0.1:{redis_port}";\n')
     (root / "local.d" / "multimap.conf").write_text(_MULTIMAP.format(root=root))
+    if clamd is not None:
+        (root / "local.d" / "antivirus.conf").write_text(
+            _ANTIVIRUS.format(host=clamd[0], port=clamd[1]))
     (root / "override.d" / "fuzzy_check.conf").write_text("enabled = false;\n")
     redis = subprocess.Popen(
         ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
