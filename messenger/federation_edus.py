@@ -49,6 +49,24 @@ MAX_REMEMBERED_MESSAGE_IDS = 10_000
 MAX_ID_BYTES = 255
 
 
+# EDUs a receiver applies before the PDUs of the same transaction: the end-to-end
+# key traffic that the events after it need (a room key before the message it
+# decrypts, a new device before a message encrypted for it).
+EDUS_BEFORE_PDUS = frozenset({"m.direct_to_device", "m.device_list_update",
+                              "m.signing_key_update"})
+
+
+def split_edus(edus: Iterable[Mapping[str, Any]]
+               ) -> tuple[list[Mapping[str, Any]], list[Mapping[str, Any]]]:
+    """The EDUs of a transaction to apply before its PDUs, and those after (each
+    in the order sent)."""
+    before: list[Mapping[str, Any]] = []
+    after: list[Mapping[str, Any]] = []
+    for edu in edus:
+        (before if edu.get("edu_type") in EDUS_BEFORE_PDUS else after).append(edu)
+    return before, after
+
+
 class EduQueue(Protocol):
     """The durable per-destination queue (``federation.matrix.outbox.Outbox``)."""
 

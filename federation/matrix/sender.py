@@ -52,6 +52,10 @@ class TransactionSender:
         self._peers = peers
         self._wake = asyncio.Event()
         self._busy: set[str] = set()
+        # Busy destinations a pass found due: their drain reads the queue once more
+        # before it ends (what was queued as it read the queue empty is not left
+        # for the next poll).
+        self._again: set[str] = set()
         self._waiting: set[str] = set()  # destinations in a backoff, as last seen
         self._failed_at: dict[str, float] = {}  # monotonic time of each one's last failure
         self._task: asyncio.Task[None] | None = None
@@ -132,8 +136,11 @@ class TransactionSender:
                 for destination in due:
                     # A send that failed while the schedule was read is not due: its
                     # backoff was not in what we read.
-                    if destination not in self._busy \
-                            and self._failed_at.get(destination, -1.0) < read_at:
+                    if self._failed_at.get(destination, -1.0) >= read_at:
+                        continue
+                    if destination in self._busy:
+                        self._again.add(destination)
+                    else:
                         self._busy.add(destination)
                         self._spawn(self._drain(destination))
             except Exception:
@@ -146,12 +153,19 @@ class TransactionSender:
     async def _drain(self, destination: str) -> None:
         """Send batches to ``destination`` until its queue is empty or a send fails."""
         try:
-            while (batch := await self.outbox.next_batch(destination)) is not None:
+            while True:
+                self._again.discard(destination)
+                batch = await self.outbox.next_batch(destination)
+                if batch is None:
+                    if destination in self._again:
+                        continue  # queued and found due while we read: look again
+                    return
                 if not await self.send(batch):
                     self.wake()  # the loop then sleeps until this backoff ends
                     return
         finally:
             self._busy.discard(destination)
+            self._again.discard(destination)
 
     async def send(self, batch: Batch) -> bool:
         started = time.monotonic()

@@ -35,6 +35,7 @@ from messenger.api import federation_keys
 from messenger.api.errors import MatrixError, routing_error
 from messenger.api.http import check_path_params
 from messenger.events.identifiers import InvalidIdentifier, UserId
+from messenger.federation_edus import split_edus
 from messenger.federation_keys import LocalKeys
 from messenger.media import MediaRepository
 from messenger.rooms.resident import ResidentRooms
@@ -235,9 +236,16 @@ async def send_transaction(request: web.Request) -> web.Response:
     async with lock:
         answer = await ctx.received.answer_of(origin, txn_id)
         if answer is None:
+            # Key traffic first: a client shares the room key (to-device) before it
+            # sends the message, and a busy sender may carry both in one
+            # transaction; a client that got the message first could not decrypt
+            # it.  Typing and receipts after the events they may refer to.
+            before, after = split_edus(edus)
+            if ctx.edus is not None:
+                await ctx.edus.receive(origin, before)
             results = await ctx.transactions.receive(origin, pdus, edus)
             if ctx.edus is not None:
-                await ctx.edus.receive(origin, edus)
+                await ctx.edus.receive(origin, after)
             answer = {"pdus": results}
             await ctx.received.remember(origin, txn_id, answer)
     return web.json_response(answer)

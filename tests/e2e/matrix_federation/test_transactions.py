@@ -142,3 +142,61 @@ async def test_unsigned_transaction_is_refused(peers: dict[str, Peer]) -> None:
                      "Content-Type": "application/json"}) as response:
         assert response.status == 401
     assert recorder.transactions == 0
+
+
+class GatedOutbox(Outbox):
+    """An outbox whose next read of a destination's queue, once armed, waits after
+    reading until released: the moment a sender's drain found the queue empty."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.armed = False
+        self.reading = asyncio.Event()
+        self.release = asyncio.Event()
+        self.schedules = 0
+
+    async def next_batch(self, destination: str) -> Any:
+        batch = await super().next_batch(destination)
+        if self.armed and batch is None:
+            self.armed = False
+            self.reading.set()
+            await self.release.wait()
+        return batch
+
+    async def schedule(self, now: Any) -> Any:
+        self.schedules += 1
+        return await super().schedule(now)
+
+
+async def test_item_queued_while_a_drain_ends_is_sent_at_once(peers: dict[str, Peer]) -> None:
+    """Queued (and the sender woken) just as the destination's drain read its queue
+    empty: the sender's pass skips the busy destination, so the drain must look
+    again instead of leaving the item for the next poll, half a minute later."""
+    a, b = peers["a"], peers["b"]
+    await a.listener.sender.stop()
+    recorder = await restart_with_recorder(b)
+    outbox = GatedOutbox(a.school.db)
+    sender = TransactionSender(outbox, a.listener.client)
+    sender.start()
+    try:
+        outbox.armed = True
+        await outbox.enqueue(["b.test"], pdus=[pdu(1)])
+        sender.wake()
+        await asyncio.wait_for(outbox.reading.wait(), 20)  # pdu 1 sent, queue read empty
+        seen = outbox.schedules
+        await outbox.enqueue(["b.test"], pdus=[pdu(2)])
+        sender.wake()
+
+        async def looked() -> bool:
+            return outbox.schedules > seen
+        await eventually(looked)
+        await asyncio.sleep(0.1)  # the pass that found b.test busy is over
+        outbox.release.set()
+
+        async def both() -> bool:
+            return len(recorder.pdus) == 2
+        await eventually(both, timeout=5.0)
+    finally:
+        outbox.release.set()
+        await sender.stop()
+    assert [p["depth"] for p in recorder.pdus] == [1, 2]
