@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from directory.model import Group, NotFound
 from directory.service import Directory
 from mailserver.group_mail import GroupMail
+from mailserver.unsubscribe import UnsubscribeLinks, load_secret
 from messenger.bridge_groups import BridgeGroups, GroupBridge
 from messenger.mail_bridge import MailFile, MailPost, MailToRoom
 
@@ -33,6 +34,15 @@ def webmail_url(settings: Settings) -> str:
     """The webmail as people reach it (as on the password letters, conf.admin.letters)."""
     web_port = settings.listen.web_public_port or settings.listen.web
     return f"https://{settings.smtp_hostname}" + ("" if web_port == 443 else f":{web_port}")
+
+
+UNSUBSCRIBE_SECRET = "unsubscribe.key"  # in the data directory
+
+
+def unsubscribe_links(settings: Settings) -> UnsubscribeLinks:
+    """The digests' one-click links (RFC 8058), the same in every worker."""
+    return UnsubscribeLinks(load_secret(settings.data_dir / UNSUBSCRIBE_SECRET),
+                            webmail_url(settings))
 
 
 class GroupSettingsOf:

@@ -16,7 +16,7 @@ import logging
 import secrets
 from typing import TYPE_CHECKING
 
-from conf.wiring.bridge import webmail_url
+from conf.wiring.bridge import unsubscribe_links
 from conf.wiring.delivery_rules import rules_target
 from conf.wiring.repeating import Repeating
 from mailserver.delivery import DeliveryTarget, Envelope, LocalRecipient
@@ -40,7 +40,7 @@ class DigestMailer:
         self._domain = settings.school.domain.lower()
         self._school_name = settings.school.name or self._domain
         self._hostname = settings.smtp_hostname
-        self._unsubscribe = webmail_url(settings) + "/settings#zusammenfassungen"
+        self._unsubscribe = unsubscribe_links(settings)
         self._timezone = settings.quiet_hours.timezone
         self._target = target
         self._translators: dict[str, Translator] = load_translations()
@@ -58,7 +58,8 @@ class DigestMailer:
                                    dt.datetime.fromtimestamp(i.ts_ms / 1000, dt.UTC))
                         for i in digest.items),
             school_name=self._school_name, from_address=f"noreply@{self._domain}",
-            unsubscribe_url=self._unsubscribe, hostname=self._hostname,
+            unsubscribe_url=self._unsubscribe.url(account.id), one_click=True,
+            hostname=self._hostname,
             children=digest.as_parent_of, timezone=self._timezone,
             references=digest.references)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from conf.admin_web.pages import admin_routes
+from conf.wiring.bridge import unsubscribe_links
 from conf.wiring.delivery_rules import rules_target
 from conf.wiring.matrix import http_limits
 from directory.client_address import TrustedProxies
@@ -52,7 +53,8 @@ def build(school: School) -> list[Service]:
         sessions=Sessions(), vacation=VacationScripts(school.sieve_scripts),
         max_message_size=settings.smtp.max_message_size,
         trusted_proxies=TrustedProxies.parse(settings.listen.trusted_proxies),
-        digests=DigestPreferences(school.db) if settings.bridge.room_digests else None)
+        digests=DigestPreferences(school.db) if settings.bridge.room_digests else None,
+        unsubscribe=unsubscribe_links(settings) if settings.bridge.room_digests else None)
     return [WebmailServer(webmail, bind=settings.listen.bind, port=settings.listen.web,
                           extra_routes=[*autoconfig_routes(discovery(school, cert, key)),
                                         *admin_routes(school)],

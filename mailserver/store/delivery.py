@@ -206,8 +206,7 @@ async def _account_state(session: AsyncSession, conn: AsyncConnection, account_i
         if mailbox_id is not None:
             boxes[(account_id, name)] = mailbox_id
     if fresh:
-        for account_id in fresh:
-            await q.ensure_account(session, account_id)
+        await q.ensure_accounts(session, fresh)  # one set of statements for them all
         fresh_rows = await conn.execute(_FRESH_BOXES, {"ids": fresh, "names": names})
         boxes.update({(account_id, name): mailbox_id
                       for account_id, name, mailbox_id in fresh_rows})

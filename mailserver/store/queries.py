@@ -85,6 +85,44 @@ async def ensure_account(session: AsyncSession, account_id: int) -> bool:
     return True
 
 
+async def ensure_accounts(session: AsyncSession, account_ids: Sequence[int]) -> list[int]:
+    """``ensure_account`` for many accounts known to exist, in a constant number of
+    statements (a delivery batch's first-time recipients: a digest run or a class
+    mail reaching a whole school's new INBOXes); returns those created here."""
+    ids = sorted(set(account_ids))
+    created: list[int] = []
+    for start in range(0, len(ids), 500):
+        part = ids[start:start + 500]
+        have = set(await session.scalars(select(mail_accounts.c.account_id).where(
+            mail_accounts.c.account_id.in_(part))))
+        new = [account_id for account_id in part if account_id not in have]
+        if not new:
+            continue
+        # ON CONFLICT: on PostgreSQL a concurrent login may create one meanwhile.
+        inserted = await session.scalars(
+            insert_ignoring_conflict(session, mail_accounts).values(
+                [{"account_id": a, "used_bytes": 0, "last_uidvalidity": 0} for a in new])
+            .returning(mail_accounts.c.account_id))
+        mine = sorted(inserted)
+        if not mine:
+            continue
+        n = len(DEFAULT_MAILBOXES)
+        now = int(time.time())
+        last = mail_accounts.c.last_uidvalidity
+        rows = await session.execute(
+            update(mail_accounts).where(mail_accounts.c.account_id.in_(mine))
+            .values(last_uidvalidity=case((last + 1 > now, last + n), else_=now + n - 1))
+            .returning(mail_accounts.c.account_id, mail_accounts.c.last_uidvalidity))
+        await session.execute(insert(mailboxes), [
+            {"account_id": account_id, "name": name, "special_use": special_use,
+             "uidvalidity": int(new_last) - n + 1 + i, "uidnext": 1, "highestmodseq": 1,
+             "subscribed": True}
+            for account_id, new_last in rows
+            for i, (name, special_use) in enumerate(DEFAULT_MAILBOXES)])
+        created.extend(mine)
+    return created
+
+
 async def allocate_uidvalidity(session: AsyncSession, account_id: int, n: int = 1) -> int:
     """The first of ``n`` fresh UIDVALIDITY values (RFC 9051 2.3.1.1).
 

@@ -116,6 +116,7 @@ class MailStore:
         # re-checks in its transaction) and one read per RCPT halved throughput.
         self._rcpt_quota: dict[int, tuple[float, Quota]] = {}
         self._rcpt_quota_inflight: dict[int, asyncio.Future[dict[int, Quota]]] = {}
+        self._quota_pending: tuple[list[int], asyncio.Future[dict[int, Quota]]] | None = None
         self._batcher: CommitBatcher[DeliveryWork, DeliveryResult] = CommitBatcher(
             db, lambda session, works: apply_deliveries(session, works, self.limit_for),
             self._after_delivery, size_of=lambda work: len(work.message),
@@ -189,11 +190,10 @@ class MailStore:
             elif account_id not in missing:
                 missing.append(account_id)
         if missing:
-            lookup = asyncio.ensure_future(self._read_quotas(missing))
+            lookup = self._quota_lookup_for(missing)
             for account_id in missing:
                 self._rcpt_quota_inflight[account_id] = lookup
                 waiting[account_id] = lookup
-            lookup.add_done_callback(lambda done: self._settle_quotas(missing, done))
         for account_id, pending in waiting.items():
             # shield: one RCPT going away must not cancel a read others wait for.
             quotas = await asyncio.shield(pending)
@@ -201,6 +201,40 @@ class MailStore:
                 raise AccountNotFound(f"no account {account_id}")
             found[account_id] = quotas[account_id]
         return found
+
+    def _quota_lookup_for(self, account_ids: list[int]) -> asyncio.Future[dict[int, Quota]]:
+        """The read that will answer ``account_ids``: one per turn of the event loop.
+
+        Deliveries started together (a digest run's chunk, parallel SMTP
+        sessions) each ask for their own recipient; the misses of one turn
+        are read with one query on the next instead of one query each.
+        """
+        pending = self._quota_pending
+        if pending is None:
+            loop = asyncio.get_running_loop()
+            pending = self._quota_pending = ([], loop.create_future())
+            loop.call_soon(self._start_quota_read)
+        pending[0].extend(account_ids)
+        return pending[1]
+
+    def _start_quota_read(self) -> None:
+        pending, self._quota_pending = self._quota_pending, None
+        assert pending is not None
+        ids, answer = pending
+        read = asyncio.ensure_future(self._read_quotas(ids))
+
+        def done(read: asyncio.Future[dict[int, Quota]]) -> None:
+            if answer.cancelled():
+                pass
+            elif read.cancelled():
+                answer.cancel()
+            elif (error := read.exception()) is not None:
+                answer.set_exception(error)
+            else:
+                answer.set_result(read.result())
+            self._settle_quotas(ids, answer)
+
+        read.add_done_callback(done)
 
     async def _read_quotas(self, account_ids: list[int]) -> dict[int, Quota]:
         async with self.db.read() as session:

@@ -19,6 +19,7 @@ from mailserver.webmail import (
     organise,
     settings_pages,
     static_files,
+    unsubscribe_pages,
 )
 from mailserver.webmail.context import TEMPLATES, WEBMAIL, Webmail
 from mailserver.webmail.errors import error_pages
@@ -41,6 +42,6 @@ def build_app(webmail: Webmail) -> web.Application:
     app[TEMPLATES] = environments(app[TRANSLATIONS])
     app.on_response_prepare.append(add_security_headers)
     for area in (login, language, mailbox, html_view, compose_pages, organise,
-                 settings_pages, static_files):
+                 settings_pages, static_files, unsubscribe_pages):
         app.add_routes(area.routes())
     return app

@@ -12,6 +12,7 @@ from directory.client_address import TrustedProxies
 from directory.service import Directory
 from mailserver.sieve.managed_vacation import VacationScripts
 from mailserver.submission import Submitter
+from mailserver.unsubscribe import UnsubscribeLinks
 from mailserver.webmail.reading import Mail
 from mailserver.webmail.sessions import Sessions
 
@@ -40,8 +41,10 @@ class Webmail:
     # mail settings only, for set-ups without Sieve).
     vacation: VacationScripts | None = None
     max_message_size: int = 25 * 1024 * 1024  # the SMTP limit: what other servers take
-    # Room digests by mail (the digest's List-Unsubscribe leads here); None: no digests.
+    # Room digests by mail (the settings page and the one-click link); None: no digests.
     digests: DigestSetting | None = None
+    # The digests' one-click unsubscribe links (RFC 8058); None: none are sent.
+    unsubscribe: UnsubscribeLinks | None = None
     trusted_proxies: TrustedProxies = field(default_factory=TrustedProxies)
 
 

@@ -132,7 +132,7 @@ async def save_signature(request: web.Request, session: WebSession, account: Acc
 @login_required
 async def save_digest(request: web.Request, session: WebSession, account: Account
                       ) -> web.StreamResponse:
-    """Room digests by mail on or off (where a digest's List-Unsubscribe leads)."""
+    """Room digests by mail on or off (a digest's one-click link turns them off too)."""
     digests = request.app[WEBMAIL].digests
     if digests is None:
         raise web.HTTPNotFound()

@@ -17,6 +17,7 @@ import imaplib
 import re
 import smtplib
 import time
+import urllib.parse
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from conf.app import School
 from conf.settings import BridgeSettings, Settings
 from directory.model import GroupKind, MemberRole, Role
 from messenger.bridge_groups import BridgeGroups
+from messenger.room_digest import DigestPreferences
 from messenger.server import MatrixServer
 from tests.e2e.test_mail_bridge import _collect, _settled
 from tests.support.schools import make_settings
@@ -151,8 +153,9 @@ async def test_unread_announcement_reaches_pupil_and_parent_once(
         assert await asyncio.to_thread(_inbox, running_school, login) == [], login
     for mail in (parent_mail, pupil_mail):
         assert mail["Auto-Submitted"] == "auto-generated"
-        assert re.fullmatch(r"<https://mail\.schule\.test:\d+/settings#zusammenfassungen>",
-                            mail["List-Unsubscribe"])
+        assert re.fullmatch(r"<https://mail\.schule\.test:\d+/digest/unsubscribe\?a=\d+"
+                            r"&t=[A-Za-z0-9_-]{22}>", mail["List-Unsubscribe"])
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert mail["Reply-To"] == "Frau Lehrer <lehrer@schule.test>"
         assert mail["Subject"] == "1 neue Mitteilung aus den Räumen der Schule"
         body = mail.get_content()
@@ -210,3 +213,75 @@ def _submit(school: School, message: email.message.EmailMessage) -> None:
         smtp.starttls(context=context)
         smtp.login("lehrer", PASSWORD)
         smtp.send_message(message)
+
+
+async def _wait_for_digests(school: School, login: str, count: int) -> list[
+        email.message.EmailMessage]:
+    deadline = time.monotonic() + 30
+    found: list[email.message.EmailMessage] = []
+    while time.monotonic() < deadline and len(found) < count:
+        await asyncio.sleep(0.3)
+        found = [m for m in await asyncio.to_thread(_inbox, school, login)
+                 if m["Auto-Submitted"] == "auto-generated"]
+    return found
+
+
+async def test_one_click_unsubscribe_over_https(
+        running_school: School, server: MatrixServer,
+        clients: dict[str, AsyncClient]) -> None:
+    """RFC 8058 from a mail program's side: the digest's List-Unsubscribe URL, fetched
+    without any cookie, first only shows a page asking (German); a forged token changes
+    nothing; the one-click POST turns ben's digests off: the next announcement reaches
+    his mother but not him."""
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    teacher = clients["lehrer"]
+    await teacher.sync(timeout=0)
+    sent = await teacher.room_send(room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Morgen fällt Sport aus."})
+    assert isinstance(sent, RoomSendResponse)
+    (digest,) = await _wait_for_digests(running_school, "ben", 1)
+    assert digest["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    link = re.fullmatch(r"<(https://[^>]+)>", str(digest["List-Unsubscribe"]))
+    assert link, digest["List-Unsubscribe"]
+    url = urllib.parse.urlsplit(link.group(1))
+    assert link.group(1) in digest.get_content()  # the same link in the text
+    ben = await running_school.directory.get_account("ben")
+    preferences = DigestPreferences(running_school.db)
+    (web,) = [s for s in running_school.services if type(s).__name__ == "WebmailServer"]
+    connector = aiohttp.TCPConnector(ssl=client_tls_context(running_school.settings))
+    async with aiohttp.ClientSession(web.base_url, connector=connector,  # type: ignore
+                                     cookie_jar=aiohttp.DummyCookieJar()) as mail_program:
+        target = f"{url.path}?{url.query}"
+        async with mail_program.get(target, headers={"Accept-Language": "en"}) as response:
+            assert response.status == 200
+            page = await response.text()
+        assert "Zusammenfassungen abbestellen" not in page  # in English when asked
+        async with mail_program.get(target) as response:
+            assert response.status == 200
+            page = await response.text()
+        assert "Sollen für ben@schule.test keine Zusammenfassungen" in page
+        assert 'name="List-Unsubscribe" value="One-Click"' in page
+        assert await preferences.enabled(ben.id)  # a GET changes nothing
+        forged = target[:-3] + ("AAA" if not target.endswith("AAA") else "BBB")
+        for method in ("GET", "POST"):
+            async with mail_program.request(method, forged, data={
+                    "List-Unsubscribe": "One-Click"}) as response:
+                assert response.status == 404
+        async with mail_program.post(target.replace(f"a={ben.id}", f"a={ben.id + 1}"),
+                                     data={"List-Unsubscribe": "One-Click"}) as response:
+            assert response.status == 404  # ben's token is no one else's
+        assert await preferences.enabled(ben.id)
+        async with mail_program.post(target, data={"List-Unsubscribe": "One-Click"},
+                                     allow_redirects=False) as response:
+            assert response.status == 200
+            assert "keine Zusammenfassungen aus den Räumen mehr" in await response.text()
+    assert not await preferences.enabled(ben.id)
+
+    sent = await teacher.room_send(room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Am Freitag ist Wandertag."})
+    assert isinstance(sent, RoomSendResponse)
+    parent = await _wait_for_digests(running_school, "mama.ben", 2)
+    assert "Am Freitag ist Wandertag." in parent[-1].get_content()
+    # ben's would have gone out in the same run (both had their first one together).
+    assert len(await asyncio.to_thread(_inbox, running_school, "ben")) == 1

@@ -296,3 +296,45 @@ async def test_concurrent_rcpt_quota_reads_are_shared(store: MailStore, db: Data
     tx = store.begin(envelope())
     with pytest.raises(AccountNotFound):
         await tx.add_local(LocalRecipient(max(pupils) + 1000), len(MAIL))
+
+
+async def test_deliveries_started_together_read_their_quotas_in_one_query(
+        store: MailStore, db: Database) -> None:
+    """A digest run's chunk: each delivery has its own recipient, one read for all."""
+    pupils = [await make_account(db) for _ in range(8)]
+    reads: list[list[int]] = []
+    real_read = store._read_quotas
+
+    async def counting_read(account_ids: list[int]) -> dict:
+        reads.append(sorted(account_ids))
+        return await real_read(account_ids)
+
+    store._read_quotas = counting_read  # type: ignore[method-assign]
+    outcomes = await asyncio.gather(*(
+        store.begin(envelope()).add_local(LocalRecipient(a), len(MAIL)) for a in pupils))
+    assert outcomes == [RecipientOutcome.ACCEPTED] * len(pupils)
+    assert reads == [sorted(pupils)]
+    with pytest.raises(AccountNotFound):  # one unknown account fails only its own RCPT
+        await asyncio.gather(store.begin(envelope()).add_local(LocalRecipient(max(pupils) + 99)))
+
+
+async def test_first_deliveries_of_a_batch_make_every_default_folder(
+        store: MailStore, db: Database) -> None:
+    """New accounts of one group commit get their folders together, each its own
+    UIDVALIDITY values; an account that had folders keeps them."""
+    old = await make_account(db)
+    await store.ensure_default_mailboxes(old)
+    before = {i.name: i.uidvalidity for i in await store.mailbox_infos(old)}
+    fresh = [await make_account(db) for _ in range(12)]
+    receipts = await asyncio.gather(*(deliver(store, a, message=MAIL + b"%d" % a)
+                                      for a in [old, *fresh]))
+    assert [r.stored[0][0] for r in receipts] == [old, *fresh]
+    assert {i.name: i.uidvalidity for i in await store.mailbox_infos(old)} == before
+    for account_id in fresh:
+        infos = await store.mailbox_infos(account_id)
+        assert sorted(i.name for i in infos) == sorted(
+            ["INBOX", "Sent", "Drafts", "Trash", "Junk", "Archive"])
+        assert len({i.uidvalidity for i in infos}) == 6
+        [message] = await store.read_mailbox(account_id)
+        assert message.body == MAIL + b"%d" % account_id and message.uid == 1
+    assert await store.ensure_default_mailboxes(fresh[0]) is False
