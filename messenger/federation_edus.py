@@ -5,18 +5,21 @@ other servers send in ``PUT /send`` reaches the same typing tracker, receipt
 store, to-device queue and device-list stream as local changes do.
 
 Outgoing (``EphemeralFederation``): typing and ``m.read`` receipts to the servers
-of the room's joined members; to-device messages to the server of each remote
-recipient; a device-list or cross-signing change (``m.device_list_update`` with
-no ``prev_id``, so the receiver fetches the whole list with ``/user/devices``,
-and ``m.signing_key_update``) to the servers of everyone the user shares a room
-with.  Private receipts (``m.read.private``) never leave the server.
+of the room's joined members that the room's server ACL allows; to-device
+messages to the server of each remote recipient; a device-list or cross-signing
+change (``m.device_list_update`` with no ``prev_id``, so the receiver fetches the
+whole list with ``/user/devices``, and ``m.signing_key_update``) to the servers
+of everyone the user shares a room with.  Private receipts (``m.read.private``)
+never leave the server.
 
 Incoming (``EduReceiver``): an EDU speaks only for users of the server that sent
-it; typing and receipts only for members joined to the room; to-device
-messages only of the end-to-end key traffic (``KEY_SHARING_TYPES``) between
-people who share a room (as local ones, see ``messenger.e2ee``), each message id
-once.  Anything else, or malformed, is dropped and logged: an EDU never fails
-the transaction.
+it; typing and receipts only for members joined to the room, from a server the
+room's server ACL allows; to-device messages only of the end-to-end key traffic
+(``KEY_SHARING_TYPES``) between people who share a room (as local ones, see
+``messenger.e2ee``), each message id once.  Anything else, or malformed, is
+dropped and logged: an EDU never fails the transaction.  In one transaction the
+key traffic is applied before the PDUs, typing and receipts after them
+(``split_edus``).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ from messenger.ephemeral import Receipts, TypingTracker
 from messenger.events.identifiers import InvalidIdentifier, UserId, server_of
 from messenger.federation_keys import LocalKeys
 from messenger.rooms.errors import Forbidden
-from messenger.rooms.lookups import check_server_acl
+from messenger.rooms.lookups import check_server_acl, room_server_acl
 from messenger.storage import device_messages
 from messenger.storage.tables import MembershipRow
 
@@ -75,10 +78,14 @@ class EduQueue(Protocol):
 
 
 async def _joined_servers(db: Database, room_id: str) -> set[str]:
+    """The servers of the room's joined members that its server ACL lets take part
+    (a denied server gets no typing nor receipts of the room, as no events)."""
     async with db.read() as session:
         users = await session.scalars(select(MembershipRow.user_id).where(
             MembershipRow.room_id == room_id, MembershipRow.membership == "join"))
-        return {server_of(u) for u in users}
+        servers = {server_of(u) for u in users}
+        acl = await room_server_acl(session, room_id) if len(servers) > 1 else None
+    return servers if acl is None else {s for s in servers if acl.allows(s)}
 
 
 async def _is_joined(db: Database, room_id: str, user_id: str) -> bool:

@@ -10,12 +10,19 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from nio import AsyncClient, RoomPutStateResponse, RoomSendResponse
+from nio import (
+    AsyncClient,
+    RoomPutStateResponse,
+    RoomReadMarkersResponse,
+    RoomSendResponse,
+    RoomTypingResponse,
+)
 
 from federation.matrix.client import FederationRequestError
 from messenger.rooms import dag_state
 from messenger.rooms.receiving import pdu_for_wire
 from messenger.storage import dag
+from messenger.storage.tables import ReceiptRow
 from tests.e2e.matrix_federation.conftest import ChatSchool
 from tests.e2e.matrix_federation.test_rooms import bodies, invited_and_joined, until
 
@@ -80,6 +87,14 @@ async def test_a_denied_server_is_ignored_and_refused(chat_schools: dict[str, Ch
     assert "nicht für B" not in bodies(ben, room_id)
     queued = {d.destination: d.queued for d in await a.listener.sender.outbox.status()}
     assert not queued.get("b.test")
+    # Nor anna's typing and read receipt in it (B would take them: the ACL allows A).
+    assert isinstance(await anna.room_typing(room_id, True, timeout=20_000), RoomTypingResponse)
+    assert isinstance(await anna.room_read_markers(room_id, sent.event_id, sent.event_id),
+                      RoomReadMarkersResponse)
+    await asyncio.sleep(1.0)
+    assert a.user("anna") not in b.matrix.typing.typing_in(room_id)
+    async with b.school.db.read() as session:
+        assert await session.get(ReceiptRow, (room_id, a.user("anna"), "m.read", "")) is None
 
     # Let B in again: its messages arrive.
     await set_acl(anna, room_id, {"allow": ["*"], "deny": [], "allow_ip_literals": False})
