@@ -44,9 +44,15 @@ class MailAuthCheck:
         self._own_domains = own_domains
         self._key_paths = key_paths
         self._local_keys: LocalKeys | None = None
+        # The first messages arrive together: one of them reads the keys (40 ms), not all.
+        self._loading = asyncio.Lock()
 
     async def _keys(self) -> LocalKeys:
-        if self._local_keys is None:
+        if self._local_keys is not None:
+            return self._local_keys
+        async with self._loading:
+            if self._local_keys is not None:
+                return self._local_keys
             keys: tuple[DkimKey, ...] = ()
             if self._key_paths is not None:
                 try:

@@ -3,8 +3,10 @@
     python -m tests.bench.federation_mail [--messages 2000] [--connections 8]
         [--size 10240] [--database-url URL] [--poll SECONDS]
 
-Two schools run in this process, as in tests/e2e/test_federation_mail.py:
-A (a.test) on 127.0.0.2 and B (b.test) on 127.0.0.3, each with its own
+Two schools, as in tests/e2e/test_federation_mail.py: A (a.test) on
+127.0.0.2 in this process and B (b.test) on 127.0.0.3 in a child process, as
+another school's server would be (``--one-process``: both in this process,
+sharing one GIL, as the benchmark used to run them), each with its own
 database (SQLite files in a temporary directory, or fresh PostgreSQL
 databases made from the admin URL ``--database-url``), a loopback DNS
 server publishing MX, SPF, DKIM and DMARC.  A *separate client process*
@@ -20,8 +22,11 @@ Prints:
   stored in B's INBOX;
 * the queue's p50 / p99 time from a row's creation (A's commit) to the
   remote 250 (the worker's ``event=outbound_sent``);
-* submission p50 / p99 as the clients saw them, and this process's CPU
-  seconds per message (both schools, all threads).
+* submission p50 / p99 as the clients saw them, and CPU per message of
+  each school's process (all threads) and of the client.
+
+``--profile FILE`` records py-spy (raw format, for flamegraph.pl or a
+grep) of the measured part: school A into FILE.a, school B into FILE.b.
 
 ``--poll`` sets the worker's idle poll interval (default: the production
 value).  Both schools' certificates are signed by a test CA that A trusts
@@ -44,6 +49,7 @@ import asyncio
 import dataclasses
 import logging
 import multiprocessing
+import os
 import re
 import resource
 import statistics
@@ -51,7 +57,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from conf.settings import Settings
 
 PASSWORD = "Bench-Lehrkraft-1"
 A_IP, B_IP = "127.0.0.2", "127.0.0.3"
@@ -77,6 +86,160 @@ class SentTimes(logging.Handler):
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] if ordered else 0.0
+
+
+def _start_profiler(out: str, pid: int) -> Any:
+    """py-spy on one process for the measured part only."""
+    if not out:
+        return None
+    import subprocess
+
+    return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-r", "100",
+                             "--threads", "-f", "raw", "-o", out, "--pid", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def _stop_profiler(profiler: Any) -> None:
+    if profiler is not None:
+        import signal
+
+        profiler.send_signal(signal.SIGINT)
+        await asyncio.to_thread(profiler.wait, 30)
+
+
+# --- school B: the receiving side, in its own process (default) or in this one ---------
+class _SchoolB(Protocol):
+    async def ready(self) -> None: ...
+    async def go(self, messages: int, timeout: float) -> None: ...
+    async def done(self) -> tuple[int, float, float]: ...  # stored, time.time(), CPU s
+    async def close(self) -> None: ...
+
+
+class _SameProcess:
+    """B in this process: its SMTP listeners on this event loop."""
+
+    def __init__(self, school: Any, services: list[Any]) -> None:
+        self.school, self.services = school, services
+        self._target, self._deadline = 0, 0.0
+
+    @classmethod
+    async def open(cls, settings: Settings, migrate: bool,
+                   args: argparse.Namespace) -> _SameProcess:
+        school, services = await _open_b(settings, migrate, args.dns_cache)
+        return cls(school, services)
+
+    async def ready(self) -> None:
+        pass
+
+    async def go(self, messages: int, timeout: float) -> None:
+        self._target, self._deadline = messages, time.time() + timeout
+
+    async def done(self) -> tuple[int, float, float]:
+        count = await _wait_stored(self.school, self._target, self._deadline)
+        return count, time.time(), 0.0
+
+    async def close(self) -> None:
+        await _close_b(self.school, self.services)
+
+
+class _OtherProcess:
+    """B in a child process, as another school's server is: its own core and GIL."""
+
+    def __init__(self, settings: Settings, migrate: bool, args: argparse.Namespace) -> None:
+        context = multiprocessing.get_context("spawn")
+        self._pipe, child = context.Pipe()
+        self._process = context.Process(
+            target=school_b_process,
+            args=(settings, migrate, args.dns_cache,
+                  args.profile + ".b" if args.profile else "", child))
+        self._process.start()
+
+    async def _receive(self) -> Any:
+        answer = await asyncio.to_thread(self._pipe.recv)
+        if isinstance(answer, str) and answer.startswith("failed"):
+            raise SystemExit(f"school B: {answer}")
+        return answer
+
+    async def ready(self) -> None:
+        await self._receive()
+
+    async def go(self, messages: int, timeout: float) -> None:
+        self._pipe.send((messages, timeout))
+        await self._receive()
+
+    async def done(self) -> tuple[int, float, float]:
+        count, finished, cpu = await self._receive()
+        return int(count), float(finished), float(cpu)
+
+    async def close(self) -> None:
+        self._pipe.send("stop")
+        await asyncio.to_thread(self._process.join, 60)
+
+
+async def _open_b(settings: Settings, migrate: bool, dns_cache: bool) -> tuple[Any, list[Any]]:
+    from conf.app import School
+    from conf.wiring import smtp as smtp_wiring
+    from directory.model import Role
+
+    school = await School.open(settings, migrate=migrate)
+    if dns_cache:
+        from dns.resolver import LRUCache
+
+        school.resolver._resolver.cache = LRUCache()
+    await school.directory.create_account(role=Role.TEACHER, login="anna")
+    services = []
+    for service in smtp_wiring.build(school):
+        await service.start()
+        services.append(service)
+    return school, services
+
+
+async def _close_b(school: Any, services: list[Any]) -> None:
+    for service in reversed(services):
+        await service.stop()
+    await school.close()
+
+
+async def _wait_stored(school: Any, target: int, deadline: float) -> int:
+    from sqlalchemy import func, select
+
+    from mailserver.schema import MessageRow  # the store's model, read-only here
+
+    count = 0
+    while count < target and time.time() < deadline:
+        await asyncio.sleep(0.1)
+        async with school.db.read() as session:
+            count = int(await session.scalar(select(func.count()).select_from(MessageRow))
+                        or 0)
+    return count
+
+
+def school_b_process(settings: Settings, migrate: bool, dns_cache: bool, profile: str,
+                     pipe: Any) -> None:
+    async def serve() -> None:
+        school, services = await _open_b(settings, migrate, dns_cache)
+        try:
+            pipe.send("ready")
+            messages, timeout = await asyncio.to_thread(pipe.recv)
+            before = resource.getrusage(resource.RUSAGE_SELF)
+            profiler = _start_profiler(profile, os.getpid())
+            pipe.send("going")
+            count = await _wait_stored(school, messages, time.time() + timeout)
+            finished = time.time()
+            await _stop_profiler(profiler)
+            after = resource.getrusage(resource.RUSAGE_SELF)
+            pipe.send((count, finished, (after.ru_utime + after.ru_stime)
+                       - (before.ru_utime + before.ru_stime)))
+            await asyncio.to_thread(pipe.recv)  # "stop"
+        finally:
+            await _close_b(school, services)
+
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    try:
+        asyncio.run(serve())
+    except BaseException as exc:
+        pipe.send(f"failed: {exc!r}")
+        raise
 
 
 async def _database_urls(admin_url: str, work: Path) -> tuple[list[str], Any]:
@@ -121,6 +284,7 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                                  remote_smtp_port=mx_port,
                                  tls_ca_file=str(ca.path) if ca is not None else "")
         schools: list[School] = []
+        every: list[Settings] = []
         for name, ip, url, partner in (("a", A_IP, urls[0], "b.test"),
                                        ("b", B_IP, urls[1], "a.test")):
             settings = make_settings(
@@ -135,18 +299,20 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
                     issued.chain_file.read_bytes())
                 settings.path(settings.tls.key).write_bytes(issued.key_file.read_bytes())
             publish(dns, settings, ip)
-            school = await School.open(settings, migrate=factory is None)
-            if args.dns_cache:
-                from dns.resolver import LRUCache
+            every.append(settings)
+        b_side: _SchoolB = (_OtherProcess(every[1], factory is None, args) if args.processes
+                            else await _SameProcess.open(every[1], factory is None, args))
+        a = await School.open(every[0], migrate=factory is None)
+        if args.dns_cache:
+            from dns.resolver import LRUCache
 
-                school.resolver._resolver.cache = LRUCache()
-            schools.append(school)
-        a, b = schools
+            a.resolver._resolver.cache = LRUCache()
+        schools.append(a)
         await a.directory.create_account(role=Role.TEACHER, login="paul", password=PASSWORD)
-        await b.directory.create_account(role=Role.TEACHER, login="anna")
+        await b_side.ready()
 
         services: list[Any] = []
-        for service in [*smtp_wiring.build(b), *smtp_wiring.build(a)]:
+        for service in smtp_wiring.build(a):
             await service.start()
             services.append(service)
         [outbound] = outbound_wiring.build(a)
@@ -161,13 +327,6 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             config = dataclasses.replace(config, per_domain_connections=args.lanes)
         outbound.worker.config = config
 
-        from mailserver.schema import MessageRow  # the store's model, read-only here
-
-        async def stored_at_b() -> int:
-            async with b.db.read() as session:
-                return int(await session.scalar(select(func.count()).select_from(MessageRow))
-                           or 0)
-
         plan = {"host": A_IP, "port": a.settings.listen.submission,
                 "cafile": str(ca.path if ca is not None
                               else a.settings.path(a.settings.tls.certificate)),
@@ -178,23 +337,22 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         results: Any = multiprocessing.get_context("spawn").Queue()
         queries_before = len(dns.queries)
         cpu_before = resource.getrusage(resource.RUSAGE_SELF)
-        started = time.perf_counter()
+        await b_side.go(args.messages, args.timeout)
+        started = time.time()
         client = multiprocessing.get_context("spawn").Process(
             target=client_process, args=(plan, results))
         client.start()
-        deadline = started + args.timeout
-        count = 0
-        while count < args.messages and time.perf_counter() < deadline:
-            await asyncio.sleep(0.05)
-            count = await stored_at_b()
-        elapsed = time.perf_counter() - started
+        profiler = _start_profiler(args.profile + ".a" if args.profile else "", os.getpid())
+        count, finished, cpu_b = await b_side.done()
+        elapsed = finished - started
+        await _stop_profiler(profiler)
         cpu_after = resource.getrusage(resource.RUSAGE_SELF)
         dns_queries = len(dns.queries) - queries_before
         outcome = await asyncio.to_thread(results.get, True, 60)
         client.join(30)
         if isinstance(outcome, str):
             raise SystemExit(outcome)
-        latencies, failures, client_seconds = outcome[:3]
+        latencies, failures, client_seconds, client_cpu = outcome[:4]
 
         connections = outbound.client.connections_opened if outbound.client else 0
         rows = await OutboundQueue(a.db).entries(("sent",), limit=args.messages + 10)
@@ -206,10 +364,14 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
             await service.stop()
         for school in schools:
             await school.close()
+        await b_side.close()
         await dns.stop()
         if factory is not None:
             await asyncio.to_thread(factory.close)
     cpu = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    cpu_a = cpu - cpu_b if not args.processes else cpu
+    if not args.processes:
+        cpu_b = 0.0  # inside cpu: one process
     return {
         "stored": count, "messages": args.messages, "failures": failures,
         "not_sent": int(waiting or 0), "seconds": elapsed,
@@ -220,7 +382,10 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         "queue_p50_ms": percentile(queue_times, 0.5) * 1000,
         "queue_p99_ms": percentile(queue_times, 0.99) * 1000,
         "queue_mean_ms": statistics.fmean(queue_times) * 1000 if queue_times else 0.0,
-        "cpu_ms_per_message": cpu / max(count, 1) * 1000,
+        "cpu_ms_per_message": (cpu_a + cpu_b) / max(count, 1) * 1000,
+        "cpu_a_ms": cpu_a / max(count, 1) * 1000,
+        "cpu_b_ms": cpu_b / max(count, 1) * 1000,
+        "client_ms": client_cpu / max(len(latencies), 1) * 1000,
         "connections": connections,
         "dns_queries": dns_queries,
     }
@@ -239,6 +404,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=600.0)
     parser.add_argument("--dns-cache", action="store_true",
                         help="cache DNS answers in the resolvers (a proposed change, see above)")
+    parser.add_argument("--profile", default="", metavar="FILE",
+                        help="py-spy (raw format) of the measured part into FILE.a and FILE.b")
+    parser.add_argument("--one-process", dest="processes", action="store_false",
+                        help="both schools in this process (one GIL), as before")
     parser.add_argument("--no-ca", action="store_true",
                         help="self-signed certificates: outbound TLS falls back to unverified")
     args = parser.parse_args(argv)
@@ -253,7 +422,13 @@ def main(argv: list[str] | None = None) -> int:
           f"p50={figures['submit_p50_ms']:.1f} ms p99={figures['submit_p99_ms']:.1f} ms")
     print(f"queue (row created -> remote 250): p50={figures['queue_p50_ms']:.1f} ms "
           f"p99={figures['queue_p99_ms']:.1f} ms mean={figures['queue_mean_ms']:.1f} ms")
-    print(f"server cpu: {figures['cpu_ms_per_message']:.2f} ms/message (both schools)")
+    if args.processes:
+        print(f"server cpu: {figures['cpu_ms_per_message']:.2f} ms/message (both schools: "
+              f"A {figures['cpu_a_ms']:.2f}, B {figures['cpu_b_ms']:.2f}); "
+              f"client {figures['client_ms']:.2f} ms/message")
+    else:
+        print(f"server cpu: {figures['cpu_ms_per_message']:.2f} ms/message (both schools); "
+              f"client {figures['client_ms']:.2f} ms/message")
     print(f"outbound connections opened: {figures['connections']}; DNS queries during the "
           f"run (both schools: MX, SPF, DKIM keys, DMARC, MTA-STS, TLSA): "
           f"{figures['dns_queries']}")

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+from collections.abc import Sequence
 
 from federation.resolver import Resolver
+from mailserver.outbound.queue import OutboundQueue
 from mailserver.outbound.worker import OutboundWorker
 from tests.mailserver.outbound.conftest import Outbound
 from tests.support.dns_server import DnsServer
@@ -47,4 +50,45 @@ async def test_next_message_is_signed_while_the_current_one_is_sent(
         b"m0", b"m1", b"m2"]
     assert signer.started == [("m0", 0), ("m1", 0), ("m2", 1)]
     assert all(m.data.startswith(b"X-Signed: yes\r\n") for m in outbound.sink.messages)
+    assert set((await outbound.states()).values()) == {"sent"}
+
+
+class CountingQueue(OutboundQueue):
+    """The real queue, counting how bodies are read."""
+
+    def __init__(self, queue: OutboundQueue) -> None:
+        super().__init__(queue.db)
+        self.one_by_one = 0
+        self.together: list[int] = []
+
+    async def body(self, blob_id: str) -> bytes:
+        self.one_by_one += 1
+        return await super().body(blob_id)
+
+    async def small_bodies(self, blob_ids: Sequence[str], max_size: int) -> dict[str, bytes]:
+        found = await super().small_bodies(blob_ids, max_size)
+        self.together.append(len(found))
+        return found
+
+
+async def test_a_claims_small_bodies_are_read_together(
+        outbound: Outbound, dns_server: DnsServer) -> None:
+    queue = CountingQueue(outbound.queue)
+    config = dataclasses.replace(outbound.worker.config, prefetch_body_bytes=1000)
+    worker = OutboundWorker(config, queue, outbound.client,
+                            Resolver([dns_server.host], dns_server.port, timeout=2,
+                                     lifetime=4),
+                            None, outbound.bounces, clock=outbound.clock)
+    big = mail("big").replace(b"Text\r\n", (b"x" * 70 + b"\r\n") * 30)
+    for message in (mail("m0"), mail("m1"), big, mail("m2")):
+        await outbound.submit("paul@a.test", ["anna@b.test"], message)
+    assert await worker.process_due() == 4
+
+    # One read for the three small bodies; the big one on its own when its turn came.
+    assert queue.together == [3]
+    assert queue.one_by_one == 1
+    subjects = sorted(m.data.split(b"Subject: ")[1].split(b"\r\n")[0]
+                      for m in outbound.sink.messages)
+    assert subjects == [b"big", b"m0", b"m1", b"m2"]
+    assert any(m.data.endswith((b"x" * 70 + b"\r\n") * 30) for m in outbound.sink.messages)
     assert set((await outbound.states()).values()) == {"sent"}
