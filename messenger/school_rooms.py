@@ -43,6 +43,7 @@ from messenger.events.client_format import client_event
 from messenger.rooms.errors import AliasInUse, AuthRuleViolation
 from messenger.rooms.presets import CreateRoomRequest, default_power_levels
 from messenger.rooms.service import RoomService
+from messenger.rooms.writer import ServerAppend
 from messenger.school_space import SchoolSpace
 from messenger.storage import aliases as alias_store
 from messenger.storage import events as store
@@ -57,6 +58,8 @@ OWNER_LEVEL = 50
 ADMIN_LEVEL = 100
 SYSTEM_DISPLAY_NAME = "Schulhof"
 SYSTEM_LOCALPART = "schulhof"  # the system user @schulhof:<domain>
+# Member events per write transaction (the write lock is held that long).
+BATCH_EVENTS = 250
 
 
 class GroupDirectory(Protocol):
@@ -189,6 +192,8 @@ class SchoolRooms:
                                    (ACL_EVENT, "")])
         # Power levels first: a new owner is a moderator from their first event on.
         await self._update_power(room_id, plan, state, report)
+        # Invitations and joins go in batches (one commit each, not one per event).
+        appends: list[tuple[str, ServerAppend]] = []
         for user_id, display_name in plan.members.items():
             row = rows.get(user_id)
             membership = row.membership if row else "leave"
@@ -204,17 +209,26 @@ class SchoolRooms:
                 if offer:
                     content[REJOIN_MARK] = True
                     content["reason"] = f"{plan.name}: du kannst jederzeit zurückkommen"
-                await self._rooms.append_as(self.system_user, room_id, "m.room.member",
-                                            content, state_key=user_id)
-                report.invited += 1
+                appends.append(("invited", ServerAppend(self.system_user, room_id,
+                                                        "m.room.member", content, user_id)))
                 membership = "invite"
             elif membership == "invite" and event is not None:
                 offer = bool(event.pdu.get("content", {}).get(REJOIN_MARK))
             if membership == "invite" and self.auto_join and not offer:
-                await self._rooms.append_as(
+                appends.append(("joined", ServerAppend(
                     user_id, room_id, "m.room.member",
-                    {"membership": "join", "displayname": display_name}, state_key=user_id)
-                report.joined += 1
+                    {"membership": "join", "displayname": display_name}, user_id)))
+        for start in range(0, len(appends), BATCH_EVENTS):
+            chunk = appends[start:start + BATCH_EVENTS]
+            results = await self._rooms.writer.append_batch([a for _, a in chunk])
+            for (what, append), result in zip(chunk, results, strict=True):
+                if isinstance(result, Exception):
+                    report.errors.append(f"{group.name}: {append.state_key} not {what}: "
+                                         f"{result}")
+                elif what == "invited":
+                    report.invited += 1
+                else:
+                    report.joined += 1
         for user_id, row in rows.items():
             if row.membership not in ("join", "invite") or user_id in plan.members:
                 continue

@@ -57,6 +57,17 @@ EventStoredHook = Callable[[AsyncSession, StoredEvent, Mapping[tuple[str, str],
                            Awaitable[None]]
 
 
+@dataclass(frozen=True)
+class ServerAppend:
+    """One event for :meth:`RoomWriter.append_batch`."""
+
+    sender: str
+    room_id: str
+    event_type: str
+    content: Mapping[str, Any]
+    state_key: str | None = None
+
+
 class PduOutbox(Protocol):
     """Where events for other servers are queued (``messenger.rooms.federating``)."""
 
@@ -323,6 +334,73 @@ class RoomWriter:
             if levels.user_level(sender) < levels.redact:
                 raise Forbidden(f"redacting others' events needs power level {levels.redact}")
         return target
+
+    # --- server-made events in batches ---------------------------------------------------
+    async def append_batch(self, appends: list[ServerAppend]) -> list[StoredEvent | Exception]:
+        """Events the server makes in users' names (the school rooms' invitations and
+        joins) in one transaction, in order, each checked against the auth rules with
+        the state the ones before it made: per append its event or its error (an
+        error leaves the others in).  Should the transaction fail, each goes alone.
+
+        A 2,000-user school's first start brings every member into every group room:
+        one commit per member event made that take minutes (issue 15)."""
+        if not appends:
+            return []
+        written: tuple[list[StoredEvent], list[StoredEvent | Exception]] | None
+        async with self._write_lock:
+            try:
+                written = await self._write_batch(appends)
+            except Exception as exc:
+                self._heads = RoomHeads()  # it moved on with events never committed
+                log.warning("event=append_batch_failed count=%d error=%s", len(appends),
+                            type(exc).__name__)
+                written = None
+            else:
+                for event in written[0]:
+                    if self.cache is not None:
+                        self.cache.publish(event, None)
+        if written is None:
+            results: list[StoredEvent | Exception] = []
+            for a in appends:
+                try:
+                    results.append(await self.append(None, a.sender, a.room_id, a.event_type,
+                                                     a.content, state_key=a.state_key))
+                except MessengerError as exc:
+                    results.append(exc)
+            return results
+        stored, results = written
+        self._notify(stored)
+        return results
+
+    async def _write_batch(self, appends: list[ServerAppend],
+                           ) -> tuple[list[StoredEvent], list[StoredEvent | Exception]]:
+        stored: list[StoredEvent] = []
+        results: list[StoredEvent | Exception] = []
+        async with self.db.write() as session:
+            await lock_stream(session, "events")
+            newest = await store.max_stream_ordering(session)
+            before: dict[str, tuple[RoomHead, set[str]]] = {}
+            for a in appends:
+                try:
+                    head = await self._heads.get(session, a.room_id, newest)
+                    before.setdefault(a.room_id, (head, set(head.extremities)))
+                    keys = room_state.auth_state_keys(a.event_type, a.sender, a.state_key,
+                                                      a.content)
+                    state = {k: head.state[k] for k in keys if k in head.state}
+                    event = await self.store_event(session, head.version, a.room_id, state,
+                                                   head.prev_events(), a.sender, a.event_type,
+                                                   a.content, a.state_key,
+                                                   position=newest + 1, head=head)
+                except MessengerError as exc:
+                    results.append(exc)
+                    continue
+                newest = event.stream_ordering
+                self._heads.committed(event)  # undone by the caller if the commit fails
+                stored.append(event)
+                results.append(event)
+            for room_id, (head, old) in before.items():
+                await dag.move_extremities(session, room_id, old, set(head.extremities))
+        return stored, results
 
     # --- messages in batches ------------------------------------------------------------
     async def append_messages(self, sends: list[MessageSend],

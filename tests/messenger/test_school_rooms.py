@@ -185,3 +185,66 @@ async def test_a_school_without_federation_sets_no_acl(
     assert room_id is not None
     async with school.db.read() as session:
         assert not await store.current_state(session, room_id, [("m.room.server_acl", "")])
+
+
+async def test_a_large_class_comes_in_with_few_commits(
+        school: School, server: MatrixServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A school's first start: invitations and joins go in batches (a commit per
+    BATCH_EVENTS events, not per event), each event still checked with the state
+    the ones before it made; the room ends up with every member joined."""
+    from contextlib import asynccontextmanager
+
+    from messenger.storage import dag
+
+    monkeypatch.setattr("messenger.school_rooms.BATCH_EVENTS", 20)  # a small school
+    d = school.directory
+    await d.create_account(role=Role.TEACHER, login="lehrer")
+    await d.create_group("5a", kind=GroupKind.CLASS, display_name="Klasse 5a")
+    await d.add_member("5a", "lehrer", MemberRole.OWNER)
+    pupils = [f"kind{n:02d}" for n in range(30)]  # 62 member events: four batches
+    for login in pupils:
+        await d.create_account(role=Role.PUPIL, login=login)
+        await d.add_member("5a", login)
+
+    writes = 0
+    real_write = school.db.write
+
+    @asynccontextmanager
+    async def counting_write():  # type: ignore[no-untyped-def]
+        nonlocal writes
+        writes += 1
+        async with real_write() as session:
+            yield session
+
+    monkeypatch.setattr(school.db, "write", counting_write)
+    report = await server.school_rooms.sync_group_rooms()
+    monkeypatch.setattr(school.db, "write", real_write)
+    everyone = len(pupils) + 1
+    assert (report.created, report.invited, report.joined) == (1, everyone, everyone)
+    assert not report.errors
+    # Room creation and the space take their own few; the 62 member events four.
+    assert writes < 15, writes
+
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    assert await members(school, room_id) == {
+        SYSTEM: "join", uid("lehrer"): "join", **{uid(p): "join" for p in pupils}}
+    async with school.db.read() as session:
+        extremities = await dag.forward_extremities(session, room_id)
+        state = await store.current_state(session, room_id)
+        events = await store.room_events(session, room_id, after=0, upto=2 ** 62,
+                                         limit=10_000, newest_first=False)
+    assert len(extremities) == 1  # one line of events, no forks
+    invites = {e.state_key: e.event_id for e in events
+               if e.type == "m.room.member" and e.pdu["content"]["membership"] == "invite"}
+    for login in pupils:
+        join = state[("m.room.member", uid(login))]
+        assert join.pdu["content"] == {"membership": "join", "displayname": login}
+        assert join.pdu["sender"] == uid(login)
+        # Its auth events name the invitation made earlier in the same batch.
+        assert invites[uid(login)] in join.pdu["auth_events"]
+    orderings = [e.stream_ordering for e in events]
+    assert orderings == sorted(orderings)
+
+    again = await server.school_rooms.sync_group_rooms()
+    assert (again.invited, again.joined, again.removed, again.errors) == (0, 0, 0, [])
