@@ -4,6 +4,7 @@ events, state and members, page by page."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from directory.db import Database
 from messenger.rooms.errors import Forbidden, RoomNotFound
 from messenger.rooms.lookups import existing_room, room_version_of
-from messenger.rooms.visibility import visibility_of
+from messenger.rooms.visibility import FIRST_POSITION, visibility_of
 from messenger.storage import events as store
 from messenger.storage.events import StoredEvent
 
@@ -39,9 +40,17 @@ async def readable_rooms(session: AsyncSession, user_id: str) -> dict[str, int]:
     return out
 
 
+# Fetches up to n events of a room from before the oldest held here from other
+# servers; how many it stored (messenger.rooms.backfill).
+Backfill = Callable[[str, int], Awaitable[int]]
+
+
 class RoomReader:
     def __init__(self, db: Database) -> None:
         self._db = db
+        # Set when rooms federate: /messages pages back into history from before
+        # this server joined.
+        self.backfill: Backfill | None = None
 
     async def visible_upto(self, session: AsyncSession, user_id: str, room_id: str) -> int:
         """The last stream position of ``room_id`` that ``user_id`` may read.
@@ -99,27 +108,50 @@ class RoomReader:
         """/messages: positions are stream orderings (a token p lies after event p);
         only the events the room's history visibility shows the user (spec 11.2):
         pages stop where nothing before is visible, events hidden within a page
-        are left out (the token still moves past them)."""
+        are left out (the token still moves past them).  Paging back past the
+        oldest event held here, into history the user may see, first asks the
+        other servers in the room for it (``backfill``)."""
+        page, wants_more = await self._page(user_id, room_id, from_position, to_position,
+                                            backwards, limit)
+        if wants_more and self.backfill is not None \
+                and await self.backfill(room_id, limit - len(page.events)):
+            page, _ = await self._page(user_id, room_id, from_position, to_position,
+                                       backwards, limit)
+        return page
+
+    async def _page(self, user_id: str, room_id: str, from_position: int | None,
+                    to_position: int | None, backwards: bool, limit: int
+                    ) -> tuple[Page, bool]:
+        """A page, and whether it ends at the oldest event held here with history
+        before it that the user could see (backfill could add to it)."""
+        wants_more = False
         async with self._db.read() as session:
             upto = await self.visible_upto(session, user_id, room_id)
             visibility = await visibility_of(session, room_id, user_id)
             hidden_below = visibility.floor()
             if backwards:
                 start = upto if from_position is None else min(from_position, upto)
-                floor = max(to_position if to_position is not None else 0, hidden_below)
+                floor = max(to_position if to_position is not None else FIRST_POSITION,
+                            hidden_below)
                 events = await store.room_events(session, room_id, after=floor, upto=start,
                                                  limit=limit, newest_first=True)
                 more = len(events) == limit
                 next_position = events[-1].stream_ordering - 1 if more and events else None
+                if not more and to_position is None and self.backfill is not None:
+                    # History from before the user's join is theirs to see (what is
+                    # missing, if anything, the backfill finds out).
+                    wants_more = visibility.setting_before(visibility.last_join + 1) in (
+                        "shared", "world_readable")
             else:
-                start = max(0 if from_position is None else from_position, hidden_below)
+                start = max(FIRST_POSITION if from_position is None else from_position,
+                            hidden_below)
                 ceiling = upto if to_position is None else min(to_position, upto)
                 events = await store.room_events(session, room_id, after=start, upto=ceiling,
                                                  limit=limit, newest_first=False)
                 more = len(events) == limit
                 next_position = events[-1].stream_ordering if more and events else None
         shown = [e for e in events if visibility.visible(e.stream_ordering)]
-        return Page(shown, start, next_position)
+        return Page(shown, start, next_position), wants_more
 
     async def context(self, user_id: str, room_id: str, event_id: str, limit: int,
                       ) -> tuple[list[StoredEvent], StoredEvent, list[StoredEvent],

@@ -209,7 +209,7 @@ class RemoteEvents:
         if checked.event_id in known - in_batch:
             return
         if set(checked.pdu["auth_events"]) - known:
-            await self._fetch_auth_chain(origin, checked)
+            await self.fetch_auth_chain(origin, checked)
         if set(checked.pdu["prev_events"]) - known:
             await self._fetch_missing(origin, checked)
 
@@ -224,12 +224,12 @@ class RemoteEvents:
             missing_prev = set(checked.pdu["prev_events"]) - await dag.known_events(
                 session, checked.pdu["prev_events"])
         if missing_auth and self._remote is not None:
-            await self._fetch_auth_chain(origin, checked)
+            await self.fetch_auth_chain(origin, checked)
         if missing_prev and fetch_missing and self._remote is not None:
             await self._fetch_missing(origin, checked)
         return await self.persist(checked, relay_to=relay_to)
 
-    async def _fetch_auth_chain(self, origin: str, checked: Checked) -> None:
+    async def fetch_auth_chain(self, origin: str, checked: Checked) -> None:
         assert self._remote is not None
         try:
             chain = await self._remote.event_auth(origin, checked.room_id, checked.event_id)

@@ -94,6 +94,15 @@ class RemoteRooms:
         events = answer.get("events")
         return events if isinstance(events, list) else []
 
+    async def backfill(self, server: str, room_id: str, start: Sequence[str], limit: int
+                       ) -> list[Any]:
+        """``GET /v1/backfill``: the events ``start`` names and those before them."""
+        path = (f"/_matrix/federation/v1/backfill/{_q(room_id)}?limit={int(limit)}&"
+                + "&".join(f"v={_q(e)}" for e in start))
+        answer = await self._call("GET", server, path)
+        events = answer.get("pdus")
+        return events if isinstance(events, list) else []
+
     async def event_auth(self, server: str, room_id: str, event_id: str) -> list[Any]:
         answer = await self._call(
             "GET", server, f"/_matrix/federation/v1/event_auth/{_q(room_id)}/{_q(event_id)}")

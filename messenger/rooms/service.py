@@ -18,6 +18,7 @@ from collections.abc import Callable
 from directory.db import Database
 from messenger.events.signing import EventSigner, KeyLookup
 from messenger.rooms.aliases import RoomAliases
+from messenger.rooms.backfill import Backfiller
 from messenger.rooms.creation import RoomCreation
 from messenger.rooms.membership import Membership
 from messenger.rooms.policy import ChatPolicy
@@ -48,7 +49,7 @@ class RoomService:
         membership = self._membership = Membership(writer, aliases, policy)
         creation = RoomCreation(writer, server_name, policy, membership)
         sending = EventSending(writer)
-        reading = RoomReader(db)
+        reading = self._reading = RoomReader(db)
 
         # The operations callers use, each from the part that does it.
         self.catch_up = writer.catch_up
@@ -99,3 +100,5 @@ class RoomService:
         self.resident = ResidentRooms(self.writer, self.remote_events, self.policy,
                                       self._signer)
         self._membership.remote = RemoteMembership(self.writer, self.remote_events, remote)
+        self._reading.backfill = Backfiller(self.writer, self.remote_events, remote,
+                                            federates_with).fill

@@ -31,6 +31,9 @@ from messenger.events.identifiers import server_of
 from messenger.storage import timeline_queries as queries
 
 DEFAULT = "shared"
+# Below every position: history backfilled from other servers lies at zero and
+# below (messenger.rooms.backfill).
+FIRST_POSITION = -(2 ** 62)
 KNOWN = frozenset({"world_readable", "shared", "invited", "joined"})
 
 
@@ -63,7 +66,7 @@ class Visibility:
 
     def floor(self) -> int:
         """A position before which nothing is visible (pages stop there)."""
-        points = sorted({0, *(p for p, _s in self.settings),
+        points = sorted({FIRST_POSITION, *(p for p, _s in self.settings),
                          *(p - 1 for p, _m in self.memberships),
                          *((self.last_join - 1,) if self.last_join else ())})
         # Visibility is constant between these points: the first visible stretch.

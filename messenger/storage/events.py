@@ -54,6 +54,18 @@ async def max_stream_ordering(session: AsyncSession) -> int:
     return (await session.scalar(select(func.max(EventRow.stream_ordering)))) or 0
 
 
+async def min_stream_ordering(session: AsyncSession) -> int:
+    """The lowest position of all (backfilled history lies below 1)."""
+    return (await session.scalar(select(func.min(EventRow.stream_ordering)))) or 0
+
+
+async def oldest_room_events(session: AsyncSession, room_id: str, limit: int
+                             ) -> list[StoredEvent]:
+    rows = await session.scalars(select(EventRow).where(EventRow.room_id == room_id)
+                                 .order_by(EventRow.stream_ordering.asc()).limit(limit))
+    return [_stored(r) for r in rows]
+
+
 async def room(session: AsyncSession, room_id: str) -> RoomRow | None:
     return await session.get(RoomRow, room_id)
 

@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass, fields
 
 _SYNC = re.compile(r"^s(\d{1,18})_(\d{1,18})(?:_(\d{1,18})_(\d{1,18})_(\d{1,18})_(\d{1,18}))?$")
-_ROOM = re.compile(r"^t(\d{1,18})$")
+_ROOM = re.compile(r"^t(-?\d{1,19})$")
+LOWEST_POSITION_MAGNITUDE = 2 ** 62  # positions lie within +-this (a BIGINT column)
 
 
 class InvalidToken(ValueError):
@@ -48,11 +49,15 @@ class SyncToken:
 
 
 def room_token(position: int) -> str:
-    return f"t{max(0, position)}"
+    # Backfilled history lies at zero and below (messenger.rooms.backfill).
+    return f"t{max(position, -LOWEST_POSITION_MAGNITUDE)}"
 
 
 def parse_position(text: str) -> int:
     """The event stream position of a sync or room token."""
     if match := _ROOM.match(text):
-        return int(match[1])
+        position = int(match[1])
+        if abs(position) > LOWEST_POSITION_MAGNITUDE:
+            raise InvalidToken("position out of range")
+        return position
     return SyncToken.parse(text).events

@@ -200,7 +200,7 @@ async def test_relations_are_for_members_only_and_bad_input_is_refused(
         (f"{V1}/rooms/{room}/relations/{root}", {"from": "garbage"}, 400, "M_INVALID_PARAM"),
         (f"{V1}/rooms/{room}/relations/{root}", {"recurse": "maybe"}, 400, "M_INVALID_PARAM"),
         (f"{V1}/rooms/{room}/threads", {"include": "everything"}, 400, "M_INVALID_PARAM"),
-        (f"{V1}/rooms/{room}/threads", {"from": "t-1"}, 400, "M_INVALID_PARAM"),
+        (f"{V1}/rooms/{room}/threads", {"from": "t--1"}, 400, "M_INVALID_PARAM"),
         (f"{V1}/rooms/{quote('!unknown:schule.test')}/threads", {}, 404, "M_NOT_FOUND"),
     ]
     for path, params, want_status, errcode in cases:
