@@ -14,8 +14,9 @@ run) or what lies beyond the mail side's count is listed in the message as
 
 Posted only when the sender is verified (a logged-in submission, or DMARC pass
 for outside mail), when the group's setting (``messenger.bridge_groups``) is on,
-and once per (room, Message-ID): the key is stored before the post, so a mail
-delivered twice, even at the same moment, is posted at most once.  Encrypted
+and once per (room, Message-ID): the key is stored in the transaction of the post
+and is unique, so a mail delivered twice, even at the same moment, is posted at
+most once (and a post that fails leaves no key behind).  Encrypted
 rooms (``m.room.encryption`` in the state) cannot be written by the server in
 clear: they get a short notice without the mail's content instead.  This module
 knows nothing of mail: the composition root (``conf.wiring.bridge``) turns a
@@ -27,11 +28,13 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
 from directory.model import Group
@@ -81,7 +84,9 @@ class GroupRoomWriter(Protocol):
 
 class EventAppender(Protocol):
     async def append_as(self, sender: str, room_id: str, event_type: str,
-                        content: dict[str, object], *, state_key: str | None = None) -> str: ...
+                        content: dict[str, object], *, state_key: str | None = None,
+                        also: Callable[[AsyncSession, str], Awaitable[None]] | None = None
+                        ) -> str: ...
 
 
 class MediaUploader(Protocol):
@@ -110,6 +115,18 @@ class ThreadPlace:
         """Client-Server API 11.10.1 "Threading": a thread event with its fallback reply."""
         return {"rel_type": "m.thread", "event_id": self.root, "is_falling_back": True,
                 "m.in_reply_to": {"event_id": self.parent}}
+
+
+def _record(room_id: str, key: str, *, threads: bool = True, root: str | None = None,
+            message_id: str | None = None) -> Callable[[AsyncSession, str], Awaitable[None]]:
+    """The bridged mail's row, written with its event (``EventAppender.append_as``);
+    ``threads`` False (the encrypted room's notice): no thread for replies to join."""
+    async def write(session: AsyncSession, event_id: str) -> None:
+        session.add(MailBridgedRow(
+            room_id=room_id, message_key=key, event_id=event_id if threads else None,
+            thread_root=(root or event_id) if threads else None, message_id=message_id))
+        await session.flush()
+    return write
 
 
 def message_key(message_id: str) -> str:
@@ -199,14 +216,10 @@ class MailToRoom:
             log.info("event=mail_bridge_no_room group=%s", post.group)
             return None
         key = message_key(post.message_id)
-        try:
-            async with self._db.write() as session:
-                session.add(MailBridgedRow(room_id=room_id, message_key=key))
-                await session.flush()
-        except IntegrityError:
-            log.info("event=mail_bridge_duplicate group=%s", post.group)
-            return None
         async with self._db.read() as session:
+            if await session.get(MailBridgedRow, (room_id, key)) is not None:
+                log.info("event=mail_bridge_duplicate group=%s", post.group)
+                return None  # (before uploading its attachments again)
             state = await store.current_state(session, room_id, [("m.room.encryption", "")])
         system = self._rooms.system_user
         if state.get(("m.room.encryption", "")) is not None:
@@ -214,7 +227,8 @@ class MailToRoom:
             content: dict[str, object] = {
                 "msgtype": "m.notice",
                 "body": ENCRYPTED_NOTICE.format(group=post.group, who=who)}
-            return await self._appender.append_as(system, room_id, "m.room.message", content)
+            return await self._post_once(post, room_id, content,
+                                         _record(room_id, key, threads=False))
         uploaded, only_in_mailbox = await self._upload(post)
         place = await self._thread_of(room_id, post.replies_to)
         content = {"msgtype": "m.text", "body": message_body(post, only_in_mailbox),
@@ -225,12 +239,12 @@ class MailToRoom:
             content["formatted_body"] = formatted
         if place is not None:
             content["m.relates_to"] = place.relation()
-        event_id = await self._appender.append_as(system, room_id, "m.room.message", content)
+        event_id = await self._post_once(post, room_id, content, _record(
+            room_id, key, root=None if place is None else place.root,
+            message_id=post.message_id))
+        if event_id is None:
+            return None
         root = event_id if place is None else place.root
-        async with self._db.write() as session:
-            await session.execute(update(MailBridgedRow).where(
-                MailBridgedRow.room_id == room_id, MailBridgedRow.message_key == key).values(
-                event_id=event_id, thread_root=root, message_id=post.message_id))
         for item in uploaded:
             kind = item.file.content_type
             file_content: dict[str, object] = {
@@ -245,6 +259,19 @@ class MailToRoom:
                  post.group, room_id, event_id, len(uploaded),
                  len(only_in_mailbox) + post.files_left_out)
         return event_id
+
+    async def _post_once(self, post: MailPost, room_id: str, content: dict[str, object],
+                         record: Callable[[AsyncSession, str], Awaitable[None]]
+                         ) -> str | None:
+        """The event and the mail's key in one transaction (one commit, not three,
+        for each bridged mail: the next delivery waits less for the database); the
+        key's uniqueness refuses a second post of the mail delivered twice at once."""
+        try:
+            return await self._appender.append_as(self._rooms.system_user, room_id,
+                                                  "m.room.message", content, also=record)
+        except IntegrityError:
+            log.info("event=mail_bridge_duplicate group=%s", post.group)
+            return None
 
     async def _thread_of(self, room_id: str, replies_to: tuple[str, ...]
                          ) -> ThreadPlace | None:

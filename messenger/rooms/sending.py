@@ -10,7 +10,7 @@ from typing import Any
 from messenger.identity import Requester
 from messenger.rooms.batching import MessageSend, SendBatcher
 from messenger.rooms.errors import DuplicateAnnotation, Forbidden, InvalidRequest
-from messenger.rooms.writer import RoomWriter
+from messenger.rooms.writer import AlsoWrite, RoomWriter
 from messenger.storage import events as store
 from messenger.storage import relations as relation_store
 
@@ -65,9 +65,11 @@ class EventSending:
         return event.event_id
 
     async def append_as(self, sender: str, room_id: str, event_type: str,
-                        content: Mapping[str, Any], *, state_key: str | None = None) -> str:
+                        content: Mapping[str, Any], *, state_key: str | None = None,
+                        also: AlsoWrite | None = None) -> str:
         """An event the server sends in a user's name (its system user, or a local user
-        it joins to a school room); the auth rules still apply."""
+        it joins to a school room); the auth rules still apply.  ``also``: rows that
+        belong with the event, written in its transaction (``RoomWriter.append``)."""
         event = await self._writer.append(None, sender, room_id, event_type, content,
-                                          state_key=state_key)
+                                          state_key=state_key, also=also)
         return event.event_id

@@ -47,6 +47,9 @@ from messenger.storage.tables import TxnRow
 from messenger.sync.cache import SyncCache
 from messenger.sync.notifier import Notifier
 
+# Written in the transaction of an appended event: (session, event id).
+AlsoWrite = Callable[[AsyncSession, str], Awaitable[None]]
+
 log = logging.getLogger("schulhof.messenger")
 
 TxnKey = tuple[int, str, str]  # (account id, device id, transaction id)
@@ -277,7 +280,10 @@ class RoomWriter:
     async def append(self, requester: Requester | None, sender: str, room_id: str,
                      event_type: str, content: Mapping[str, Any], *,
                      state_key: str | None = None, txn_id: str | None = None,
-                     redacts: str | None = None) -> StoredEvent:
+                     redacts: str | None = None, also: AlsoWrite | None = None
+                     ) -> StoredEvent:
+        """One event; ``also(session, event_id)`` writes what belongs with it in the
+        same transaction (its exception undoes the event)."""
         async with self.transaction() as write:
             session = write.session
             if txn_id is not None and requester is not None:
@@ -318,6 +324,8 @@ class RoomWriter:
                                    device_id=requester.device_id, txn_id=txn_id,
                                    event_id=event.event_id))
                 txn = (requester.account_id, requester.device_id, txn_id)
+            if also is not None:
+                await also(session, event.event_id)
             write.publish(event, txn, redacted)
         log.debug("event=room_event room=%s type=%s sender=%s id=%s", room_id, event_type,
                  sender, event.event_id)

@@ -1,10 +1,16 @@
 """Mail -> room end to end (issue 18): a teacher's mail to the class address, sent
 over submission with aiosmtplib, appears in the class room for a pupil's matrix-nio
-client, from the school's system user, once however often it is delivered; a mail
-the role policy refuses at SMTP posts nothing; an encrypted room gets a notice only."""
+client, from the school's system user, once however often it is delivered (also twice at the
+same moment); a mail the role policy refuses at SMTP posts nothing; an encrypted room
+gets a notice only; a pupil who left the class gets nothing more, in the room or by
+mail."""
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.policy
+import imaplib
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -211,3 +217,76 @@ async def test_setting_off_and_group_without_room_post_nothing(
     later = await pupil.sync(timeout=2000, since=first.next_batch)
     assert isinstance(later, SyncResponse)
     assert _from_system(later, chor) == []
+
+
+async def test_the_same_mail_delivered_twice_at_once_is_posted_once(
+        running_school: School, server: MatrixServer, pupil: AsyncClient) -> None:
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    first = await pupil.sync(timeout=0)
+    assert isinstance(first, SyncResponse)
+    await asyncio.gather(*(_submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
+                           for _ in range(3)))
+    await _settled(running_school)
+    messages = await _collect(pupil, room_id, first.next_batch, want=1)
+    assert len(messages) == 1, [m.body for m in messages]
+
+
+def _inbox_subjects(school: School, login: str) -> list[str]:
+    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps, ssl_context=_tls(school),
+                           timeout=20) as imap:
+        imap.login(login, PASSWORD)
+        imap.select("INBOX", readonly=True)
+        _, found = imap.uid("SEARCH", "ALL")
+        subjects = []
+        for uid in found[0].split():
+            _, data = imap.uid("FETCH", uid, "(BODY.PEEK[HEADER])")
+            raw = data[0][1]
+            assert isinstance(raw, bytes)
+            subjects.append(str(email.message_from_bytes(raw, policy=email.policy.default)
+                                ["Subject"]))
+        return subjects
+
+
+async def test_a_pupil_who_left_the_class_gets_nothing_more(
+        running_school: School, server: MatrixServer, pupil: AsyncClient) -> None:
+    """Rule 4: anna leaves 5a; the next class mail reaches ben by mail and in the room,
+    anna neither: not in her IMAP inbox, not in her matrix-nio client's sync (she is no
+    longer in the room), not through the room's history either.  (The MX reuses group
+    members for ``directory_cache_seconds``, mailserver.smtp.routing: for that long after
+    leaving, class mail still reaches her; the test waits it out.)"""
+    d = running_school.directory
+    await d.create_account(role=Role.PUPIL, login="ben", password=PASSWORD)
+    await d.add_member("5a", "ben")
+    await server.school_rooms.sync_group_rooms()
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    ben = AsyncClient(server.base_url, f"@ben:{DOMAIN}")
+    try:
+        assert isinstance(await ben.login(PASSWORD), LoginResponse)
+        ben_first = await ben.sync(timeout=0)
+        assert isinstance(ben_first, SyncResponse) and room_id in ben_first.rooms.join
+        await _submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)  # anna still in
+        await d.remove_member("5a", "anna")
+        await server.school_rooms.sync_group_rooms()
+        (smtp,) = [s for s in running_school.services if isinstance(s, SmtpService)]
+        await asyncio.sleep(smtp.config.directory_cache_seconds)
+        anna_first = await pupil.sync(timeout=0)
+        assert isinstance(anna_first, SyncResponse)
+        assert room_id not in anna_first.rooms.join
+        await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
+        await _settled(running_school)
+        seen = await _collect(ben, room_id, ben_first.next_batch, want=2)
+        assert [m.body.splitlines()[1] for m in seen] == [
+            "Betreff: Elternabend", "Betreff: Wandertag am Freitag – bitte lesen"]
+    finally:
+        await ben.close()
+    later = await pupil.sync(timeout=1000, since=anna_first.next_batch)
+    assert isinstance(later, SyncResponse)
+    assert _from_system(later, room_id) == []
+    history = await pupil.room_messages(room_id, start=anna_first.next_batch, limit=50)
+    bodies = [getattr(e, "body", "") for e in getattr(history, "chunk", [])]
+    assert not any("Wandertag" in body for body in bodies), bodies
+    assert await asyncio.to_thread(_inbox_subjects, running_school, "anna") == ["Elternabend"]
+    assert await asyncio.to_thread(_inbox_subjects, running_school, "ben") == [
+        "Elternabend", "Wandertag am Freitag – bitte lesen"]

@@ -23,11 +23,14 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from nio import AsyncClient, LoginResponse, RoomSendResponse, SyncResponse
+from nio import AsyncClient, LoginResponse, RoomSendError, RoomSendResponse, SyncResponse
+from sqlalchemy import select, update
 
 from conf.app import School
 from conf.settings import BridgeSettings, Settings
 from directory.model import GroupKind, MemberRole, Role
+from directory.schema import GroupRow
+from mailserver.schema import OutboundRow
 from messenger.bridge_groups import BridgeGroups
 from messenger.room_digest import DigestPreferences
 from messenger.server import MatrixServer
@@ -58,6 +61,9 @@ async def server(running_school: School) -> MatrixServer:
     await d.create_account(role=Role.PARENT, login="mama.ben", password=PASSWORD,
                            display_name="Mama Ben")
     await d.link_parent("mama.ben", "ben")
+    await d.create_account(role=Role.PARENT, login="papa.dora", password=PASSWORD,
+                           display_name="Papa Dora")
+    await d.link_parent("papa.dora", "dora")
     await d.create_group("5a", kind=GroupKind.CLASS, display_name="Klasse 5a")
     await d.add_member("5a", "lehrer", MemberRole.OWNER)
     for login in ("anna", "ben", "carl", "dora"):
@@ -149,7 +155,7 @@ async def test_unread_announcement_reaches_pupil_and_parent_once(
 
     (parent_mail,) = await asyncio.to_thread(_inbox, running_school, "mama.ben")
     (pupil_mail,) = await asyncio.to_thread(_inbox, running_school, "ben")
-    for login in ("anna", "carl", "dora", "lehrer"):
+    for login in ("anna", "carl", "dora", "papa.dora", "lehrer"):
         assert await asyncio.to_thread(_inbox, running_school, login) == [], login
     for mail in (parent_mail, pupil_mail):
         assert mail["Auto-Submitted"] == "auto-generated"
@@ -285,3 +291,49 @@ async def test_one_click_unsubscribe_over_https(
     assert "Am Freitag ist Wandertag." in parent[-1].get_content()
     # ben's would have gone out in the same run (both had their first one together).
     assert len(await asyncio.to_thread(_inbox, running_school, "ben")) == 1
+
+
+async def test_pupils_words_never_leave_the_room_by_mail(
+        running_school: School, server: MatrixServer,
+        clients: dict[str, AsyncClient]) -> None:
+    """Rule 4 (room -> mail): in the announcement room a pupil's matrix-nio client may not
+    post (the role policy as power levels); what a pupil wrote while the group was open
+    is in the room but in no digest, not even the parents', and nothing of it is queued
+    for an outside address; the teacher's announcement after it is mailed."""
+    room_id = await server.school_rooms.room_of_group("5a")
+    assert room_id is not None
+    teacher, anna = clients["lehrer"], clients["anna"]
+    await anna.sync(timeout=0)
+    refused = await anna.room_send(room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Anna darf hier nicht schreiben."})
+    assert isinstance(refused, RoomSendError) and refused.status_code == "M_FORBIDDEN"
+    # The class was open for a while (members may post), then closed again.
+    await _members_may_post(running_school, "5a", True)
+    await server.school_rooms.sync_group_rooms()
+    said = await anna.room_send(room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Annas Geheimnis: ich habe den Schlüssel."})
+    assert isinstance(said, RoomSendResponse)
+    await _members_may_post(running_school, "5a", False)
+    await server.school_rooms.sync_group_rooms()
+    await teacher.sync(timeout=0)
+    sent = await teacher.room_send(room_id, "m.room.message", {
+        "msgtype": "m.text", "body": "Bitte den Schlüssel im Sekretariat abgeben."})
+    assert isinstance(sent, RoomSendResponse)
+
+    (parent,) = await _wait_for_digests(running_school, "mama.ben", 1)
+    (pupil,) = await _wait_for_digests(running_school, "ben", 1)
+    for digest in (parent, pupil):
+        body = digest.get_content()
+        assert "Bitte den Schlüssel im Sekretariat abgeben." in body
+        assert "Geheimnis" not in body and "Anna" not in body
+        assert "nicht schreiben" not in body
+    async with running_school.db.read() as session:
+        queued = (await session.scalars(select(OutboundRow.recipient))).all()
+    assert queued == []
+
+
+async def _members_may_post(school: School, group: str, allowed: bool) -> None:
+    """The group's setting changed by the school (the admin's import sets it)."""
+    async with school.db.write() as session:
+        await session.execute(update(GroupRow).where(GroupRow.name == group)
+                              .values(members_may_post=allowed))
