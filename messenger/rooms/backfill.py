@@ -21,6 +21,10 @@ from messenger.events.signing import EventSignatureError
 from messenger.rooms import dag_state
 from messenger.rooms.errors import AuthRuleViolation
 from messenger.rooms.pdu_checks import MalformedPdu, check_against_auth_events
+from messenger.rooms.received_redactions import (
+    apply_earlier_redactions,
+    apply_received_redaction,
+)
 from messenger.rooms.receiving import Checked, RemoteEvents, joined_servers
 from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
 from messenger.rooms.writer import RoomWriter
@@ -121,7 +125,10 @@ class Backfiller:
                              origin, c.event_id, str(exc))
                     continue
                 await dag.drop_outlier(session, c.event_id)
-                await store.insert_event(session, c.pdu, c.event_id, position,
-                                         update_state=False)
+                event = await store.insert_event(session, c.pdu, c.event_id, position,
+                                                 update_state=False)
+                # History comes newest first: a redaction is often here before its target.
+                await apply_received_redaction(session, event, c.version)
+                await apply_earlier_redactions(session, event, c.version)
                 stored += 1
         return stored

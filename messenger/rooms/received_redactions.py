@@ -4,8 +4,10 @@ Room versions 3 and later (Client-Server API "Redactions", Server-Server API
 "Redactions"): the auth rules accept a redaction event, and a server applies it
 when it has the target and either both were sent from the same server (a
 user's own events, or that server's moderation) or the redaction's sender has
-the room's redact power level.  A redaction whose target is not here (yet) is
-kept as an event and not applied.
+the room's redact power level.  A redaction whose target is not here yet is
+kept as an event; when the target arrives later (a fetch that failed, history
+backfilled afterwards) it is applied then, and the target is stored redacted
+before anyone sees it (``apply_earlier_redactions``).
 """
 
 from __future__ import annotations
@@ -51,3 +53,17 @@ async def apply_received_redaction(session: AsyncSession, event: StoredEvent,
     body = {k: v for k, v in body.items() if k != "event_id"}
     return StoredEvent(target.event_id, target.stream_ordering, event.room_id,
                        {**body, "event_id": target.event_id}, event.event_id)
+
+
+async def apply_earlier_redactions(session: AsyncSession, event: StoredEvent,
+                                   version: RoomVersion) -> StoredEvent:
+    """``event`` just stored, redacted if a redaction of it came first (and may apply,
+    as ``apply_received_redaction`` judges); else ``event`` as it is."""
+    for redaction in await store.redactions_naming(session, event.room_id, event.event_id):
+        if redaction.event_id == event.event_id \
+                or redacted_target(redaction.pdu, version) != event.event_id:
+            continue
+        applied = await apply_received_redaction(session, redaction, version)
+        if applied is not None:
+            return applied
+    return event

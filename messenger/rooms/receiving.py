@@ -35,7 +35,10 @@ from messenger.rooms.auth import check_event
 from messenger.rooms.errors import AuthRuleViolation, Forbidden
 from messenger.rooms.lookups import check_server_acl
 from messenger.rooms.pdu_checks import MalformedPdu, check_against_auth_events, check_format
-from messenger.rooms.received_redactions import apply_received_redaction
+from messenger.rooms.received_redactions import (
+    apply_earlier_redactions,
+    apply_received_redaction,
+)
 from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
 from messenger.rooms.state import auth_state_keys
 from messenger.rooms.writer import RoomWriter, Transaction
@@ -356,6 +359,7 @@ class RemoteEvents:
         position = await store.max_stream_ordering(session) + 1
         event = await store.insert_event(session, pdu, checked.event_id, position,
                                          state_group=group, update_state=False)
+        event = await apply_earlier_redactions(session, event, version)
         if self._writer.event_stored is not None:
             await self._stored(session, event, await dag_state.events_by_id(
                 session, before.values()), before)
@@ -419,6 +423,7 @@ class RemoteEvents:
         position = await store.max_stream_ordering(session) + 1
         event = await store.insert_event(session, pdu, checked.event_id, position,
                                          state_group=group)
+        event = await apply_earlier_redactions(session, event, version)
         await self._stored(session, event, None, state_before)
         await dag.move_extremities(session, room_id, prevs, [checked.event_id])
         if relay_to and self._writer.outbox is not None:

@@ -66,6 +66,17 @@ async def oldest_room_events(session: AsyncSession, room_id: str, limit: int
     return [_stored(r) for r in rows]
 
 
+async def redactions_naming(session: AsyncSession, room_id: str, event_id: str
+                            ) -> list[StoredEvent]:
+    """The room's redaction events whose JSON mentions ``event_id`` (the caller reads
+    which event each names): few per room, found through the (room, type) index."""
+    rows = await session.scalars(select(EventRow).where(
+        EventRow.room_id == room_id, EventRow.type == "m.room.redaction",
+        EventRow.json.contains(event_id, autoescape=True))
+        .order_by(EventRow.stream_ordering))
+    return [_stored(r) for r in rows]
+
+
 async def room(session: AsyncSession, room_id: str) -> RoomRow | None:
     return await session.get(RoomRow, room_id)
 

@@ -15,6 +15,8 @@ from sqlalchemy import select
 
 from conf.admin.erasure import erase_account
 from directory.audit import Actor
+from messenger.events.hashing import event_id_for
+from messenger.events.room_versions import room_version
 from messenger.storage import events as store
 from messenger.storage.tables import EventRow
 from tests.e2e.matrix_federation.conftest import ChatSchool
@@ -116,3 +118,33 @@ async def test_received_redactions_follow_the_servers_and_power_rule(
     assert kept is not None and kept.redacted_by is None
     assert kept.pdu["content"]["body"] == "Annas Text bleibt"
     assert gone is not None and gone.redacted_by is not None and gone.pdu["content"] == {}
+
+
+async def test_a_redaction_before_its_target_applies_when_the_target_arrives(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    """Ben's redaction reaches A before the message it redacts (B could not hand the
+    message over when A asked): kept, and applied the moment the message arrives,
+    so anna never sees its text (issue 17)."""
+    a, b = chat_schools["a"], chat_schools["b"]
+    anna, _ben, room_id = await invited_and_joined(a, b, clients)
+    version = room_version("10")
+    key = b.listener.context.signing_key
+    message = signed(await ben_event(a, room_id, f"zu spät {MARKER}"), key, "10")
+    message_id = event_id_for(message, version)
+    redaction = signed(await ben_event(
+        a, room_id, "", type="m.room.redaction", content={}, redacts=message_id,
+        prev_events=[message_id], depth=message["depth"] + 1), key, "10")
+    answer = await send_txn(b, [redaction])
+    assert not any("error" in r for r in answer.get("pdus", {}).values()), answer
+    async with a.school.db.read() as session:
+        assert await store.get_event(session, message_id) is None  # B did not have it
+    answer = await send_txn(b, [message])
+    assert not any("error" in r for r in answer.get("pdus", {}).values()), answer
+    async with a.school.db.read() as session:
+        stored = await store.get_event(session, message_id)
+    assert stored is not None and stored.redacted_by == event_id_for(redaction, version)
+    assert stored.pdu["content"] == {}
+    got = await anna.room_get_event(room_id, message_id)
+    assert isinstance(got, RoomGetEventResponse) and isinstance(got.event, RedactedEvent), got
+    await anna.sync(timeout=0)
+    assert not any(MARKER in body for body in bodies(anna, room_id))
