@@ -1,6 +1,8 @@
 """The outbound SMTP client: delivers queued mail to another school's (or anyone's) MX.
 
-RFC 5321 client side on top of aiosmtplib:
+RFC 5321 client side on top of aiosmtplib (the session set-up, STARTTLS
+included) and, when the server offers PIPELINING (RFC 2920), our own
+:mod:`federation.smtp_pipeline` for the transactions:
 
 * one :class:`OutboundConnection` per MX host carries several messages
   (RFC 5321 3.3: a new MAIL after the previous transaction; RSET after a
@@ -29,6 +31,7 @@ and the address to connect to.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -40,6 +43,7 @@ import aiosmtplib
 
 from federation import dane
 from federation.resolver import TlsaRecord
+from federation.smtp_pipeline import ParsedReply, PipelinedSession, SessionLost, dot_stuffed
 
 log = logging.getLogger("schulhof.federation.smtp_out")
 
@@ -322,6 +326,10 @@ def _peer_chain(smtp: aiosmtplib.SMTP) -> list[bytes]:
     return [leaf] if leaf else []
 
 
+def _reply(parsed: ParsedReply) -> Reply:
+    return Reply(parsed.code, parsed.text)
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -348,10 +356,23 @@ class OutboundConnection:
         self.tls = tls
         self._config = config
         self.messages_sent = 0
-        log.info("event=outbound_connected host=%s %s", host, tls.log_fields())
+        # RFC 2920: with PIPELINING the transactions go through our own session on
+        # aiosmtplib's transport (set up, TLS included, by aiosmtplib).
+        self._session: PipelinedSession | None = None
+        if smtp.supports_extension("pipelining") and isinstance(smtp.transport,
+                                                                asyncio.Transport):
+            self._session = PipelinedSession(smtp.transport, config.timeout)
+        log.info("event=outbound_connected host=%s %s pipelining=%s", host, tls.log_fields(),
+                 str(self._session is not None).lower())
+
+    @property
+    def pipelining(self) -> bool:
+        return self._session is not None
 
     @property
     def usable(self) -> bool:
+        if self._session is not None:
+            return self._session.connected
         return self._smtp.is_connected
 
     async def send(self, mail_from: str, recipients: Sequence[str],
@@ -375,6 +396,13 @@ class OutboundConnection:
         if not message.isascii() and smtp.supports_extension("8bitmime"):
             options.append("BODY=8BITMIME")  # RFC 6152
         encoding = "utf-8" if utf8 else "ascii"
+        if self._session is not None:
+            try:
+                return await self._send_pipelined(self._session, mail_from, recipients,
+                                                  message, options, encoding)
+            except SessionLost as exc:
+                self._session.close()
+                raise ConnectionLost(self.host, str(exc)) from exc
         try:
             try:
                 await smtp.mail(mail_from, options=options, encoding=encoding)
@@ -412,6 +440,39 @@ class OutboundConnection:
             self._smtp.close()
             raise ConnectionLost(self.host, _describe(exc)) from exc
 
+    async def _send_pipelined(self, session: PipelinedSession, mail_from: str,
+                              recipients: Sequence[str], message: bytes, options: list[str],
+                              encoding: str) -> MessageResult:
+        """MAIL, RCPT per recipient and DATA in one write (RFC 2920 3.1), then the
+        message if DATA got its 354; per recipient its RCPT reply or the final one."""
+        mail = f"MAIL FROM:<{mail_from}>" + "".join(f" {o}" for o in options)
+        lines = [mail.encode(encoding), *(f"RCPT TO:<{r}>".encode(encoding)
+                                          for r in recipients), b"DATA"]
+        replies = [_reply(r) for r in await session.commands(lines)]
+        mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
+        results = dict(zip(recipients, rcpt_replies, strict=True))
+        accepted = [r for r in recipients if mail_reply.ok and results[r].ok]
+        if data_reply.code == 354:
+            if not accepted:
+                # RFC 2920 3.1: DATA accepted without a recipient: an empty message ends it.
+                await session.data(b".\r\n", self._config.data_timeout)
+                await self._reset_pipelined(session)
+            else:
+                data_reply = _reply(await session.data(dot_stuffed(message),
+                                                       self._config.data_timeout))
+                if data_reply.ok:
+                    self.messages_sent += 1
+        else:
+            await self._reset_pipelined(session)  # DATA refused: the transaction is void
+        if not mail_reply.ok:
+            return self._result([RecipientResult(r, mail_reply) for r in recipients])
+        for recipient in accepted:
+            results[recipient] = data_reply
+        return self._result([RecipientResult(r, results[r]) for r in recipients])
+
+    async def _reset_pipelined(self, session: PipelinedSession) -> None:
+        await session.commands([b"RSET"])
+
     def _result(self, results: list[RecipientResult]) -> MessageResult:
         return MessageResult(self.host, self.tls, tuple(results))
 
@@ -427,5 +488,11 @@ class OutboundConnection:
 
         ``timeout``: how long to wait for the reply (default: the command timeout).
         """
+        if self._session is not None:
+            if self._session.connected:
+                with contextlib.suppress(SessionLost):
+                    await self._session.commands([b"QUIT"], timeout)
+            self._session.close()
+            return
         if self._smtp.is_connected:
             await _quietly_quit(self._smtp, timeout)

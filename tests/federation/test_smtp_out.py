@@ -22,10 +22,13 @@ MESSAGE = b"From: paul@a.test\r\nTo: anna@b.test\r\nSubject: Hallo\r\n\r\nText\r
 HOST = "mail.b.test"
 
 
-@pytest.fixture
-async def tls_sink(tmp_path: Path) -> AsyncIterator[tuple[Sink, Path]]:
+@pytest.fixture(params=[False, True], ids=["one-by-one", "pipelining"])
+async def tls_sink(tmp_path: Path, request: pytest.FixtureRequest,
+                   ) -> AsyncIterator[tuple[Sink, Path]]:
+    """A TLS sink, without and with PIPELINING: the results must be the same."""
     context, cert = server_tls(tmp_path, HOST)
     sink = await Sink(tls=context, hostname=HOST).start()
+    sink.handler.pipelining = request.param
     yield sink, cert
     await sink.stop()
 
@@ -118,6 +121,7 @@ async def test_one_connection_carries_many_messages(tls_sink: tuple[Sink, Path])
     sink, _ = tls_sink
     outbound = client(sink.port)
     connection = await outbound.connect(HOST, "127.0.0.1")
+    assert connection.pipelining == sink.handler.pipelining
     for i in range(5):
         result = await connection.send("paul@a.test", [f"r{i}@b.test"], MESSAGE)
         assert result.delivered == (f"r{i}@b.test",)

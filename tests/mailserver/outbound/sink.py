@@ -37,9 +37,19 @@ class SinkHandler:
     # False: the gate holds RCPT only.  A DATA held at the gate would be recorded
     # after its client died (the 250 never reached it): a legitimate duplicate.
     gate_data: bool = True
+    # Offer PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd reads pipelined
+    # commands in order either way; without the keyword clients send one by one).
+    pipelining: bool = False
 
     def __post_init__(self) -> None:
         self.gate.set()
+
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server: SMTP, session: Session, envelope: Envelope,
                           address: str, rcpt_options: list[str]) -> str:
