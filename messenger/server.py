@@ -15,14 +15,13 @@ import ssl
 from pathlib import Path
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from directory.broadcast import Broadcast
 from directory.client_address import TrustedProxies
 from directory.db import Database
 from directory.service import Directory
 from federation.http_guard import GuardedSite, HttpLimits
-from messenger.api.app import build_app
+from messenger.api.app import RequestObserver, build_app
 from messenger.api.http import ApiContext
 from messenger.api.low_level_errors import MatrixRunner
 from messenger.chat_rights import ChatRights
@@ -124,8 +123,8 @@ class MatrixServer:
             exempt=trusted_proxies or TrustedProxies())
         self._runner: web.AppRunner | None = None
         self.bound_port: int | None = None
-        # Innermost middlewares the composition root adds (metrics).
-        self.extra_middlewares: list[Middleware] = []
+        # Told of each client API request (the composition root's metrics).
+        self.observer: RequestObserver | None = None
 
     def federate_keys(self, remote: RemoteKeys) -> None:
         """Ask other servers for their users' keys in /keys/query and /keys/claim
@@ -137,9 +136,7 @@ class MatrixServer:
         self.push.events_committed(events, self.unread.committed(events))
 
     def app(self) -> web.Application:
-        app = build_app(self.context)
-        app.middlewares.extend(self.extra_middlewares)
-        return app
+        return build_app(self.context, self.observer)
 
     async def start(self) -> list[str]:
         runner = MatrixRunner(self.app(), access_log=None, handle_signals=False,

@@ -19,8 +19,8 @@ from typing import Protocol
 
 from directory.auth import AuthenticationFailed
 from directory.db import Database
-from directory.model import Account
-from directory.repository import account_from_row
+from directory.model import Account, NotFound
+from directory.repository import account_by_id
 from messenger.events.identifiers import InvalidIdentifier, UserId, new_device_id
 from messenger.identity import Requester, user_id_for
 from messenger.rooms.errors import Forbidden, InvalidRequest, RoomNotFound
@@ -127,16 +127,18 @@ class Sessions:
         now = self._clock()
         if cached is not None and now < cached[1]:
             return cached[0]
-        async with self.db.read() as session:
-            found = await device_store.token_owner(session, token)
+        # Two one-hop statements, not an ORM session (thousands of long-polls re-check).
+        found = await device_store.token_device(self.db, token)
         if found is None:
             raise UnknownToken("unknown access token")
-        account_row, token_row = found
-        account = account_from_row(account_row)
+        account_id, device_id = found
+        try:
+            account = await account_by_id(self.db, account_id)
+        except NotFound:
+            raise UnknownToken("unknown access token") from None
         if not account.is_active:
             raise UnknownToken("the account is not active")
-        who = Requester(user_id_for(account.login, self.server_name), account,
-                        token_row.device_id)
+        who = Requester(user_id_for(account.login, self.server_name), account, device_id)
         if len(self._tokens) >= TOKEN_CACHE_SIZE:
             self._tokens.clear()
         # Each entry lives between half and all of TOKEN_CACHE_SECONDS: tokens first seen

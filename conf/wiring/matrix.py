@@ -8,12 +8,10 @@ live under ``<data_dir>/media``.
 
 from __future__ import annotations
 
-import time
 from functools import partial
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import Counter
 
 from conf.wiring.bridge import GroupSettingsOf
 from conf.wiring.signing import event_key_lookup, event_signer, signing_key
@@ -75,7 +73,7 @@ def build(school: School) -> list[Service]:
         rate_limits=rate_limits(m.send_messages_per_second, m.send_burst),
         event_signer=event_signer(school), chat_rights=chat_rights(settings),
         quiet_hours=quiet_hours(school), broadcast=school.broadcast)
-    server.extra_middlewares.append(request_timer(school.metrics))
+    server.observer = RequestMetrics(school.metrics)
     # Mail to a group address appears in the group's room (issue 18, conf.wiring.bridge).
     school.mail_bridge.target = MailToRoom(
         school.db, server.school_rooms, server.rooms, media=server.media,
@@ -234,25 +232,22 @@ def school_rooms(school: School) -> SchoolRooms:
     return keeper
 
 
-def request_timer(metrics: SchoolMetrics) -> Middleware:
+class RequestMetrics:
     """Matrix requests by status class, and how long /sync took (long-polls included)."""
 
-    @web.middleware
-    async def timed(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        status = 500
-        metrics.matrix_in_progress.inc()
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as error:
-            status = error.status
-            raise
-        finally:
-            metrics.matrix_in_progress.dec()
-            metrics.matrix_requests.labels(f"{status // 100}xx").inc()
-            if request.path.endswith("/sync"):
-                metrics.sync_seconds.observe(time.perf_counter() - started)
+    def __init__(self, metrics: SchoolMetrics) -> None:
+        self._metrics = metrics
+        self._by_class: dict[int, Counter] = {}  # status // 100 -> its labelled counter
 
-    return timed
+    def started(self) -> None:
+        self._metrics.matrix_in_progress.inc()
+
+    def finished(self, path: str, status: int, seconds: float) -> None:
+        self._metrics.matrix_in_progress.dec()
+        kind = status // 100
+        counter = self._by_class.get(kind)
+        if counter is None:
+            counter = self._by_class[kind] = self._metrics.matrix_requests.labels(f"{kind}xx")
+        counter.inc()
+        if path.endswith("/sync"):
+            self._metrics.sync_seconds.observe(seconds)

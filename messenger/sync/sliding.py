@@ -35,6 +35,7 @@ from messenger.sync import engine
 from messenger.sync.builder import INVITE_STATE_KEYS, SyncBuilder
 from messenger.sync.cache import relates_within
 from messenger.sync.sliding_connections import (
+    Config,
     Connection,
     Connections,
     SentRoom,
@@ -140,6 +141,7 @@ class SlidingSync:
         self.parsed_requests: dict[bytes, SlidingRequest] = {}  # request body -> parsed
         # Equal list and extension configs of all connections share one object.
         self._interned: dict[Any, Any] = {}
+        self._interned_configs: dict[Any, Config] = {}
 
     # --- the request -----------------------------------------------------------------
     async def sync(self, requester: Requester, pos: str | None, timeout_ms: int,
@@ -153,8 +155,21 @@ class SlidingSync:
         joined = await self._joined(requester)
         with b.notifier.waiting(requester.user_id, joined) as waiter:
             del joined
+            # The client's next long-poll right after a response: nothing new since
+            # its snapshot and the same parameters (the common case, thousands of
+            # times a second under load): it waits at once, without a pass that
+            # would find nothing.  Checked after registering, so nothing is missed.
+            quiet = base is not None and deadline > time.monotonic()
             while True:
                 waiter.woken.clear()
+                if quiet and base is not None and self._unchanged_since(connection, base):
+                    quiet = False
+                    if await waiter.wait(deadline - time.monotonic()):
+                        waiter.update_rooms(await self._joined(requester))
+                    else:
+                        deadline = 0.0
+                    continue
+                quiet = False
                 snapshot, result, news = await self._pass(requester, connection, base, request)
                 remaining = deadline - time.monotonic()
                 if news or base is None or remaining <= 0:
@@ -186,18 +201,39 @@ class SlidingSync:
             self._interned.clear()
         return self._interned.setdefault(value, value)
 
+    def _unchanged_since(self, connection: Connection, base: Snapshot) -> bool:
+        """Whether a pass against ``base`` now would find nothing: no stream moved
+        since it was made (events, account data, to-device, device lists, receipts,
+        typing: all that changes rooms, lists, counts and extensions) and the
+        connection's parameters are those it was made with."""
+        cache = self._b.cache
+        if cache is None or not cache.ready or base.config is not connection.config:
+            return False
+        p = cache.positions
+        t = base.token
+        return (t.events == p["events"] and t.account_data == p["account_data"]
+                and t.to_device == p["to_device"] and t.device_lists == p["device_lists"]
+                and t.receipts == p["receipts"] and t.typing == self._b.typing.serial)
+
     def _configure(self, connection: Connection, request: SlidingRequest) -> None:
-        """The connection's sticky parameters after this request."""
-        connection.lists = {name: self._intern(config.merged(connection.lists.get(name)))
-                            for name, config in request.lists.items()}
+        """The connection's sticky parameters after this request; equal parameters of
+        all connections are one object (thousands of idle connections)."""
+        lists = {name: self._intern(config.merged(connection.lists.get(name)))
+                 for name, config in request.lists.items()}
         subscriptions = dict(connection.subscriptions)
         subscriptions.update(request.room_subscriptions)
         for room_id in request.unsubscribe_rooms:
             subscriptions.pop(room_id, None)
-        connection.subscriptions = subscriptions
-        connection.extensions = {
+        extensions = {
             name: self._intern(config.merged(connection.extensions.get(name)))
             for name, config in {**connection.extensions, **request.extensions}.items()}
+        key = (tuple(lists.items()), tuple(extensions.items()), tuple(subscriptions.items()))
+        config = self._interned_configs.get(key)
+        if config is None:
+            if len(self._interned_configs) >= MAX_ROOM_TYPES:
+                self._interned_configs.clear()
+            config = self._interned_configs[key] = Config(lists, extensions, subscriptions)
+        connection.config = config
 
     async def _pass(self, requester: Requester, connection: Connection, base: Snapshot | None,
                     request: SlidingRequest) -> tuple[Snapshot, SlidingResult, bool]:
@@ -214,7 +250,8 @@ class SlidingSync:
         news = bool(rooms) or ext_news or (
             base is not None and (plan.list_rooms != base.list_rooms
                                   or plan.list_counts != base.list_counts))
-        snapshot = Snapshot(plan.token, sent, plan.list_rooms, plan.list_counts)
+        snapshot = Snapshot(plan.token, sent, plan.list_rooms, plan.list_counts,
+                            connection.config)
         return snapshot, SlidingResult("", lists, rooms, extensions), news
 
     # --- which rooms ------------------------------------------------------------------

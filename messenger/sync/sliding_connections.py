@@ -51,14 +51,43 @@ class Snapshot:
     rooms: dict[str, SentRoom]  # never mutated once stored: shared between snapshots
     list_rooms: dict[str, tuple[tuple[str, ...], ...]]  # list -> room ids per range
     list_counts: dict[str, int]
+    # The connection's sticky parameters it was made with (``Connection.config``,
+    # the same object while they do not change).
+    config: Config | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """A connection's sticky parameters after a request (compared by value)."""
+
+    lists: dict[str, ListConfig] = field(default_factory=dict)
+    extensions: dict[str, ExtensionConfig] = field(default_factory=dict)
+    subscriptions: dict[str, RoomConfig] = field(default_factory=dict)
+
+
+NO_CONFIG = Config()
 
 
 @dataclass(eq=False, slots=True)
 class Connection:
     snapshots: OrderedDict[int, Snapshot] = field(default_factory=OrderedDict)
-    lists: dict[str, ListConfig] = field(default_factory=dict)
-    extensions: dict[str, ExtensionConfig] = field(default_factory=dict)
-    subscriptions: dict[str, RoomConfig] = field(default_factory=dict)
+    config: Config = NO_CONFIG
+
+    @property
+    def lists(self) -> dict[str, ListConfig]:
+        return self.config.lists
+
+    @property
+    def extensions(self) -> dict[str, ExtensionConfig]:
+        return self.config.extensions
+
+    @property
+    def subscriptions(self) -> dict[str, RoomConfig]:
+        return self.config.subscriptions
+
+    def newest(self) -> Snapshot | None:
+        """The snapshot handed out last (None: none yet)."""
+        return next(reversed(self.snapshots.values()), None)
 
 
 class Connections:

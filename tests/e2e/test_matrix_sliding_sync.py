@@ -190,6 +190,29 @@ async def test_a_new_message_moves_a_room_up_and_arrives_by_long_poll(
     assert data["rooms"] == {} and data["pos"] == before
 
 
+async def test_a_long_poll_with_new_parameters_answers_at_once(
+        http: aiohttp.ClientSession, base: str) -> None:
+    """Nothing new since the pos, but the request widens the range or subscribes to a
+    room: the rooms the client now lacks come at once, not after the timeout."""
+    lehrer = await login(http, base, "lehrer")
+    rooms = [await lehrer.room(f"Raum {n}") for n in range(3)]
+    narrow = room_list([[0, 0]])
+    data = await lehrer.sliding(narrow)
+    assert list(data["rooms"]) == [rooms[2]]
+    data = await lehrer.next(narrow, timeout=200)  # nothing new: the same pos
+    assert data["rooms"] == {}
+    started = time.monotonic()
+    data = await lehrer.next(room_list([[0, 1]]), timeout=10_000)
+    assert time.monotonic() - started < 5
+    assert list(data["rooms"]) == [rooms[1]] and data["rooms"][rooms[1]]["initial"] is True
+    started = time.monotonic()
+    data = await lehrer.next({**room_list([[0, 1]]), "room_subscriptions": {
+        rooms[0]: {"timeline_limit": 1, "required_state": [["m.room.name", ""]]}}},
+        timeout=10_000)
+    assert time.monotonic() - started < 5
+    assert list(data["rooms"]) == [rooms[0]]
+
+
 async def test_unknown_and_malformed_pos_are_m_unknown_pos(http: aiohttp.ClientSession,
                                                            base: str) -> None:
     lehrer = await login(http, base, "lehrer")
