@@ -206,14 +206,7 @@ class SlidingSync:
         since it was made (events, account data, to-device, device lists, receipts,
         typing: all that changes rooms, lists, counts and extensions) and the
         connection's parameters are those it was made with."""
-        cache = self._b.cache
-        if cache is None or not cache.ready or base.config is not connection.config:
-            return False
-        p = cache.positions
-        t = base.token
-        return (t.events == p["events"] and t.account_data == p["account_data"]
-                and t.to_device == p["to_device"] and t.device_lists == p["device_lists"]
-                and t.receipts == p["receipts"] and t.typing == self._b.typing.serial)
+        return base.config is connection.config and self._cached_now() == base.token
 
     def _configure(self, connection: Connection, request: SlidingRequest) -> None:
         """The connection's sticky parameters after this request; equal parameters of
@@ -255,12 +248,18 @@ class SlidingSync:
         return snapshot, SlidingResult("", lists, rooms, extensions), news
 
     # --- which rooms ------------------------------------------------------------------
-    async def _now(self) -> SyncToken:
+    def _cached_now(self) -> SyncToken | None:
+        """The streams' positions from the sync cache (None: it does not cover now)."""
         cache = self._b.cache
-        if cache is not None and cache.ready:
-            p = cache.positions
-            return SyncToken(p["events"], p["account_data"], p["to_device"],
-                             p["device_lists"], p["receipts"], self._b.typing.serial)
+        if cache is None or not cache.ready:
+            return None
+        p = cache.positions
+        return SyncToken(p["events"], p["account_data"], p["to_device"],
+                         p["device_lists"], p["receipts"], self._b.typing.serial)
+
+    async def _now(self) -> SyncToken:
+        if (known := self._cached_now()) is not None:
+            return known
         async with self._b.db.read() as session:
             return SyncToken(*await dm.stream_maxima(session), self._b.typing.serial)
 
