@@ -96,7 +96,8 @@ search_keys = st.recursive(leaf_keys, lambda inner: st.one_of(
 
 
 @st.composite
-def list_commands(draw: st.DrawFn, tag: str) -> c.ListCommand:
+def list_commands(draw: st.DrawFn, tags: st.SearchStrategy[str]) -> c.ListCommand:
+    tag = draw(tags)
     selection = tuple(draw(st.lists(st.sampled_from(["SUBSCRIBED", "REMOTE", "SPECIAL-USE"]),
                                     max_size=2, unique=True)))
     if set(selection) - {"REMOTE"} and draw(st.booleans()):
@@ -110,8 +111,9 @@ def list_commands(draw: st.DrawFn, tag: str) -> c.ListCommand:
     return c.ListCommand(tag, draw(texts), patterns, selection, *options, status, extended)
 
 
-def commands(tag: str) -> st.SearchStrategy[c.Command]:
-    t = st.just(tag)
+def commands(t: st.SearchStrategy[str]) -> st.SearchStrategy[c.Command]:
+    """Every command, its tag drawn from ``t``.  Built once: a strategy made anew for
+    each example (``tags.flatmap(...)``) cost most of the property tests' time."""
     qresync = st.builds(
         c.QresyncParams, numbers, st.integers(0, 2**63 - 1), st.none() | sequence_sets,
         st.none() | st.tuples(sequence_sets, sequence_sets))
@@ -121,8 +123,9 @@ def commands(tag: str) -> st.SearchStrategy[c.Command]:
         st.builds(c.AppendMessage, st.binary(max_size=20), flag_tuples,
                   st.none() | date_times, st.just(True)))
     return st.one_of(
-        st.sampled_from([c.Capability, c.Noop, c.Logout, c.StartTls, c.Namespace, c.Idle,
-                         c.Check, c.Close, c.Unselect, c.Expunge]).map(lambda k: k(tag)),
+        st.builds(lambda kind, tag: kind(tag),
+                  st.sampled_from([c.Capability, c.Noop, c.Logout, c.StartTls, c.Namespace,
+                                   c.Idle, c.Check, c.Close, c.Unselect, c.Expunge]), t),
         st.builds(c.Expunge, t, sequence_sets),
         st.builds(c.Authenticate, t, upper_atoms, st.none() | st.binary(max_size=20)),
         st.builds(c.Login, t, texts, texts),
@@ -133,7 +136,7 @@ def commands(tag: str) -> st.SearchStrategy[c.Command]:
         st.builds(c.Rename, t, mailboxes, mailboxes),
         st.builds(c.Subscribe, t, mailboxes),
         st.builds(c.Unsubscribe, t, mailboxes),
-        list_commands(tag),
+        list_commands(t),
         st.builds(c.Lsub, t, texts, texts),
         st.builds(c.Status, t, mailboxes, st.lists(st.sampled_from(
             ["MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "DELETED", "SIZE", "RECENT",
@@ -148,8 +151,10 @@ def commands(tag: str) -> st.SearchStrategy[c.Command]:
         st.builds(c.Search, t, search_keys, st.booleans(), st.none() | st.just("UTF-8"),
                   st.none() | st.lists(st.sampled_from(["MIN", "MAX", "ALL", "COUNT", "SAVE"]),
                                        max_size=3).map(tuple)),
-        st.builds(lambda s, a, u, cs, v: c.Fetch(tag, s, a, u, cs, v and u and cs is not None),
-                  any_sequence_sets, st.lists(fetch_attributes, min_size=1, max_size=4).map(tuple),
+        st.builds(lambda tag, s, a, u, cs, v: c.Fetch(tag, s, a, u, cs,
+                                                     v and u and cs is not None),
+                  t, any_sequence_sets,
+                  st.lists(fetch_attributes, min_size=1, max_size=4).map(tuple),
                   st.booleans(), st.none() | st.integers(0, 2**63 - 1), st.booleans()),
         st.builds(c.Store, t, any_sequence_sets, st.sampled_from(["add", "remove", "replace"]),
                   flag_tuples, st.booleans(), st.booleans(),
@@ -159,4 +164,4 @@ def commands(tag: str) -> st.SearchStrategy[c.Command]:
     )
 
 
-tagged_commands = tags.flatmap(commands)
+tagged_commands = commands(tags)
