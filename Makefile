@@ -6,7 +6,8 @@ DEMO   := demo
 PG_URL ?= postgresql+asyncpg://postgres@127.0.0.1:5432/test
 
 .PHONY: install serve demo test test-sqlite test-postgres lint bench-import postgres clean-demo \
-        node-deps browser peers synapse webmail-catalog admin-catalog fuzz fuzz-smoke soak
+        node-deps browser peers synapse webmail-catalog admin-catalog properties fuzz fuzz-smoke \
+        soak
 
 install: $(VENV)/.installed
 
@@ -91,10 +92,17 @@ test-postgres: install postgres node-deps browser peers synapse
 # The whole suite, on both storage backends, plus lint, plus a 60-second fuzz smoke.
 test: lint node-deps test-sqlite test-postgres fuzz-smoke
 
+# The property tests (hypothesis; pytest marks them `hypothesis`) with all their
+# examples: the thorough profile (tests/support/properties.py).  `make test` runs
+# a quarter of the examples of each.
+properties: install
+	HYPOTHESIS_PROFILE=thorough $(BIN)/pytest -n 2 -q -m 'hypothesis and not slow'
+
 # Fuzzing IMAP, SMTP and Matrix of a real `schulhof serve` (tests/fuzz): FUZZ_SECONDS
 # in all, split between the three; FUZZ_SEED=... replays a run (the seed is printed).
+# The thorough property tests (`make properties`) run first.
 FUZZ_SECONDS ?= 600
-fuzz: install
+fuzz: install properties
 	FUZZ_SECONDS=$(FUZZ_SECONDS) $(BIN)/pytest -m fuzz -n 0 -q -s tests/fuzz
 
 fuzz-smoke: install

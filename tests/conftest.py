@@ -7,19 +7,17 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import settings as hypothesis_settings
 
 from conf.app import School
 from conf.settings import Settings
 from directory.db import Database
+from tests.support import properties
 from tests.support.databases import PostgresDatabases, SqliteDatabases
 from tests.support.schools import make_settings
 
-# Property tests check behaviour, not speed: on a shared 2-core machine one example can
-# take longer than hypothesis' 200 ms default deadline.  A test that sets its own
-# deadline keeps it; benchmarks measure speed (tests/bench).
-hypothesis_settings.register_profile("schulhof", deadline=None)
-hypothesis_settings.load_profile("schulhof")
+# The hypothesis profile: a quarter of the examples by default, all of them with
+# HYPOTHESIS_PROFILE=thorough (tests/support/properties.py).
+properties.load()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

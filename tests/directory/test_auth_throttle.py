@@ -16,6 +16,7 @@ from directory.auth import (
     LoginThrottle,
 )
 from directory.model import Account, Role, Status
+from tests.support.properties import examples
 
 
 class FakeClock:
@@ -205,7 +206,7 @@ _steps = st.lists(st.one_of(
 
 @given(steps=_steps, free=st.integers(0, 4), account_free=st.integers(0, 12),
        ip_accounts=st.integers(1, 4), account_cap=st.sampled_from([2.0, 30.0, 600.0]))
-@settings(max_examples=600, deadline=None)
+@settings(max_examples=examples(600), deadline=None)
 def test_the_throttle_answers_as_the_model(steps: list[tuple], free: int, account_free: int,
                                            ip_accounts: int, account_cap: float) -> None:
     clock = FakeClock()

@@ -26,6 +26,7 @@ from directory.importer.planning import (
 from directory.importer.records import GroupRef, ImportRecord, group_name
 from directory.importer.state import AccountState, DirectoryState, GroupState
 from directory.model import GroupKind, MemberRole, Role, Status
+from tests.support.properties import examples
 
 TODAY = dt.date(2026, 8, 1)
 OPTIONS = PlanOptions(today=TODAY, leaver_grace_days=90, local_domains=frozenset({"schule.test"}))
@@ -232,7 +233,7 @@ def test_parent_links_follow_the_file_and_keep_hand_made_links() -> None:
 NAMES = st.text(min_size=1, max_size=100).filter(lambda s: s.strip())
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(NAMES, NAMES), min_size=1, max_size=40),
        st.sets(st.sampled_from(["user", "anna.schmidt", "a", "5a", "x.y", "user2"])))
 def test_generated_names_give_valid_unique_ascii_logins(names: list[tuple[str, str]],

@@ -13,6 +13,7 @@ from directory.importer.profiles import profile_named
 from directory.importer.reading import read_csv
 from directory.importer.records import group_name, validate
 from directory.model import Role
+from tests.support.properties import examples
 
 HEADER = "external_id;first_name;last_name;role;class;courses;email;parent_of"
 
@@ -130,7 +131,7 @@ def test_unknown_profile() -> None:
         profile_named("magellan")
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=3000))
 def test_arbitrary_bytes_raise_only_import_errors(data: bytes) -> None:
     try:
@@ -144,7 +145,7 @@ CSV_ALPHABET = st.sampled_from([
     "role", "class", "parent_of", "Schüler", "Lehrer", "Eltern"])
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(CSV_ALPHABET, max_size=200), st.sampled_from(["utf-8", "cp1252", "utf-16"]))
 def test_csv_like_text_raises_only_import_errors(parts: list[str], encoding: str) -> None:
     data = "".join(parts).encode(encoding, errors="replace")

@@ -43,6 +43,7 @@ from tests.mailserver.imap.session.helpers import (
     imap_settings,
     make_account,
 )
+from tests.support.properties import examples
 
 pytestmark = pytest.mark.skipif(not Path(DOVECOT).exists(),
                                 reason="dovecot is not installed (apt-get install "
@@ -777,7 +778,7 @@ async def test_generated_mime_trees(peers: tuple[Peer, Peer]) -> None:
     ours, dovecot = peers
     count = [0]
 
-    @hsettings(max_examples=25, suppress_health_check=list(HealthCheck))
+    @hsettings(max_examples=examples(25), suppress_health_check=list(HealthCheck))
     @given(mime_trees())
     def check(entity: bytes) -> None:
         message = b"From: a@b.example\r\nSubject: gen\r\nMIME-Version: 1.0\r\n" + entity

@@ -37,6 +37,7 @@ from hypothesis.stateful import (
 from conf.app import School
 from directory.model import Role
 from messenger.server import MatrixServer
+from tests.support.properties import examples
 from tests.support.schools import make_settings
 
 PASSWORD = "correct horse battery"
@@ -270,10 +271,10 @@ def test_sliding_sync_room_lists_agree_with_v3_sync(tmp_path: Path, database_url
     try:
         RoomLists.env = env
         run_state_machine_as_test(RoomLists, settings=settings(
-            max_examples=10, stateful_step_count=20, deadline=None,
+            max_examples=examples(10), stateful_step_count=20, deadline=None,
             suppress_health_check=list(HealthCheck)))
     finally:
         env.close()
 
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.hypothesis]

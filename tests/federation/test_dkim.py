@@ -22,6 +22,7 @@ from federation.keys import (
 )
 from federation.resolver import Resolver
 from tests.support.dns_server import DnsServer
+from tests.support.properties import examples
 
 MESSAGE = (
     b"From: Anna Lehrerin <anna@schule.test>\r\n"
@@ -229,7 +230,7 @@ def test_rfc8463_ed25519_signature_reproduced(monkeypatch: pytest.MonkeyPatch) -
 
 # --- robustness: verification never crashes on hostile signatures --------------------
 
-@settings(max_examples=60, deadline=None,
+@settings(max_examples=examples(60), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=200))
 async def test_arbitrary_signature_field_never_crashes(resolver: Resolver, value: str) -> None:

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from federation import dkim
 from federation.keys import DKIM_RSA, SchoolKeyPaths, generate_school_keys, load_dkim_keys
+from tests.support.properties import examples
 
 NOW = 1_790_000_000.0
 MESSAGE = (b"From: Paul <paul@a.test>\r\nTo: anna@b.test\r\nSubject: Hausaufgabe\r\n"
@@ -87,7 +88,7 @@ _header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), ma
 _body_line = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=80)
 
 
-@settings(max_examples=30, deadline=None,
+@settings(max_examples=examples(30), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(subject=_header_text, lines=st.lists(_body_line, max_size=12),
        now=st.floats(min_value=1e9, max_value=4e9))
@@ -122,7 +123,7 @@ _tamper = st.sampled_from([
 ])
 
 
-@settings(max_examples=40, deadline=None,
+@settings(max_examples=examples(40), deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(lines=st.lists(_body_line, max_size=8), tamper=_tamper)
 def test_openssl_verifier_agrees_with_dkimpy(rsa_key, lines: list[str],

@@ -12,6 +12,7 @@ from federation.from_header import (
     from_domain,
     parsed_from_domain,
 )
+from tests.support.properties import examples
 
 
 @pytest.mark.parametrize(("message", "domain"), [
@@ -82,7 +83,7 @@ def messages(draw: st.DrawFn) -> bytes:
     return head.encode("utf-8") + b"\r\nbody\r\n"
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(messages())
 @example(b"From: a@x.test\r\n\r\n")
 @example(b'From: "a b" <c@d.test>\r\n\r\n')
@@ -93,7 +94,7 @@ def test_fast_path_agrees_with_the_email_package(message: bytes) -> None:
     assert from_domain(message) == parsed_from_domain(message)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.from_regex(r"\A[A-Za-z0-9 ]{0,12}\Z"), st.from_regex(r"\A[a-z0-9.+-]{1,10}\Z"),
        st.from_regex(r"\A[a-zA-Z0-9.-]{1,20}\Z"))
 def test_named_addresses_agree(name: str, local: str, domain: str) -> None:
@@ -103,7 +104,7 @@ def test_named_addresses_agree(name: str, local: str, domain: str) -> None:
         assert fast == parsed_from_domain(message)
 
 
-@settings(max_examples=1500, deadline=None)
+@settings(max_examples=examples(1500), deadline=None)
 @given(from_values(), st.sampled_from(["", "To: x@y.test\r\n", "Subject: Hallo\r\n"]))
 def test_single_from_fields_agree(value: str, other: str) -> None:
     message = f"{other}From:{value}\r\n{other}\r\nbody".encode()

@@ -25,6 +25,7 @@ from mailserver.digest_mail import (
     compose_digest,
 )
 from mailserver.webmail.i18n import DEFAULT, GERMAN, load_translations
+from tests.support.properties import examples
 
 TRANSLATORS = load_translations()
 NOW = dt.datetime(2026, 12, 7, 2, 0, tzinfo=dt.UTC)
@@ -68,7 +69,7 @@ def reference(mail: DigestMail) -> bytes:
     return head + b"\r\n" + set_content_bytes(body + "\n")
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(items=items, to_name=name, school=name, children=st.lists(name, max_size=3),
        references=st.lists(st.sampled_from(["<a@b.test>", "nonsense", "<m@x>"]), max_size=5),
        one_click=st.booleans())

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from messenger.e2ee import KEY_SHARING_TYPES
 from messenger.events.identifiers import server_of
 from messenger.federation_edus import EduReceiver
+from tests.support.properties import examples
 
 ORIGIN = "remote.test"
 ROOM = "!raum:here.test"
@@ -96,7 +97,7 @@ any_edu = st.one_of(well_formed,
                     st.dictionaries(st.text(max_size=5), json_value, max_size=3))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(any_edu, max_size=8))
 def test_receiver_applies_only_what_may_speak(edus: list[Any]) -> None:
     recorder = Recorder()

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from federation.matrix.client import FederationRequestError
 from messenger.federation_keys import RemoteKeys
+from tests.support.properties import examples
 
 USERS = ["@anna:remote.test", "@bert:remote.test", "@cem:other.test"]
 DEVICES = ["DEV1", "DEV2"]
@@ -40,7 +41,7 @@ class Answering:
         return self.answer
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(value)
 def test_query_keeps_only_self_naming_keys_of_users_asked(answer: Any) -> None:
     remote = RemoteKeys(Answering(answer), "here.test")
@@ -54,7 +55,7 @@ def test_query_keeps_only_self_naming_keys_of_users_asked(answer: Any) -> None:
         assert all(k["user_id"] == u == "@anna:remote.test" for u, k in keys.items())
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(value)
 def test_claim_keeps_one_key_of_the_algorithm_asked(answer: Any) -> None:
     remote = RemoteKeys(Answering(answer), "here.test")

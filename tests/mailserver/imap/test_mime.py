@@ -24,6 +24,7 @@ from mailserver.imap.mime.addresses import parse_address_list
 from mailserver.imap.mime.types import Address
 from mailserver.imap.wire.fetch_items import Section
 from mailserver.imap.wire.serializer import body_structure_bytes, envelope_bytes
+from tests.support.properties import examples
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -177,7 +178,7 @@ def test_binary_decodes_transfer_encodings() -> None:
     assert binary(mixed, ()) == mixed
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.binary(max_size=300), st.lists(st.integers(1, 4), max_size=3))
 def test_mime_views_never_crash(message: bytes, part: list[int]) -> None:
     # Arbitrary bytes are still "a message": every view gives an answer.
@@ -194,7 +195,7 @@ def test_mime_views_never_crash(message: bytes, part: list[int]) -> None:
         pass
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(st.lists(st.binary(max_size=40).filter(lambda b: b"--" not in b), min_size=1,
                 max_size=4))
 def test_multipart_parts_come_back_exactly(bodies: list[bytes]) -> None:

@@ -38,6 +38,7 @@ from mailserver.imap.mime.addresses import tokenize
 from mailserver.imap.mime.types import Address
 from mailserver.imap.wire.fetch_items import FetchBinarySize, Section
 from mailserver.imap.wire.serializer import body_structure_bytes
+from tests.support.properties import examples
 
 # Body text never holds "-" or ":" (no accidental delimiter, no header-like
 # first line in a header-less part) nor "=" (quoted-printable stays exact).
@@ -197,7 +198,7 @@ def _message_paths(message: Message, prefix: tuple[int, ...]
     return [((*prefix, 1), message)]
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(trees())
 def test_generated_trees_match_the_email_package(tree: Node) -> None:
     """BODYSTRUCTURE / BODY (RFC 3501 7.4.2), BODY[n], BODY[n.MIME],
@@ -321,7 +322,7 @@ _entries = st.one_of(
     st.tuples(_words, st.lists(mailboxes(), max_size=3)).map(lambda g: ("group", g)))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(_entries, min_size=1, max_size=4))
 def test_envelope_address_forms(entries: list) -> None:
     """ENVELOPE address lists (RFC 3501 7.4.2): every display-name form
@@ -410,7 +411,7 @@ _ADDRESS_OCTETS = st.lists(st.sampled_from(
      b'"', b"\\", b"a", b"Bc", b"=?utf-8?q?x?=", b"\xc3\xa4", b"\x00"]), max_size=30).map(b"".join)
 
 
-@settings(max_examples=500, deadline=None)
+@settings(max_examples=examples(500), deadline=None)
 @given(st.one_of(st.binary(max_size=60), _ADDRESS_OCTETS))
 def test_tokenizer_matches_the_reference(value: bytes) -> None:
     """The regular-expression tokenizer of ENVELOPE addresses gives the

@@ -19,8 +19,9 @@ from mailserver.imap.wire.client import serialize_command
 from mailserver.imap.wire.mutf7 import decode_mutf7, encode_mutf7
 from mailserver.imap.wire.sequence import SequenceSet, parse_sequence_set
 from tests.mailserver.imap.strategies import sequence_sets, tagged_commands
+from tests.support.properties import examples
 
-SETTINGS = settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow],
+SETTINGS = settings(max_examples=examples(300), suppress_health_check=[HealthCheck.too_slow],
                     deadline=None)
 
 

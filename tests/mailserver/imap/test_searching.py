@@ -40,6 +40,7 @@ from mailserver.imap.wire.search import (
 )
 from mailserver.imap.wire.sequence import SequenceSet
 from mailserver.imap.wire.serializer import serialize_response
+from tests.support.properties import examples
 
 MESSAGES = Path(__file__).parent / "messages"
 UTC = datetime.UTC
@@ -205,7 +206,7 @@ def never_load() -> bytes:
     raise AssertionError("a key without text loaded the body")
 
 
-@settings(max_examples=600)
+@settings(max_examples=examples(600))
 @given(box=mailboxes(), key=trees)
 def test_matches_the_model(box, key: SearchKey) -> None:
     records, saved, recent = box
@@ -236,7 +237,7 @@ bodies = st.one_of(st.sampled_from(NAMES).map(message), st.binary(max_size=300),
                    st.text(max_size=300).map(lambda t: t.encode("utf-8")))
 
 
-@settings(max_examples=300)
+@settings(max_examples=examples(300))
 @given(key=any_trees, raw=bodies, flags=st.lists(st.sampled_from(SYSTEM + KEYWORDS)))
 def test_never_raises_and_loads_at_most_once(key: SearchKey, raw: bytes, flags) -> None:
     loads: list[int] = []

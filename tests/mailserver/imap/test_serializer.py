@@ -20,6 +20,7 @@ from mailserver.imap.wire.sequence import SequenceSet, parse_sequence_set
 from mailserver.imap.wire.serializer import serialize_response
 from tests.mailserver.imap.response_reader import Atom, read
 from tests.mailserver.imap.strategies import sequence_sets, texts
+from tests.support.properties import examples
 
 S = serialize_response
 
@@ -165,7 +166,7 @@ envelopes = st.builds(
     st.none() | st.binary(max_size=20), st.none() | st.binary(max_size=20))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.integers(1, 2**31), st.lists(st.from_regex(r"\A\\?[A-Za-z$]{1,8}\Z"), max_size=4),
        st.binary(max_size=60).filter(lambda d: b"\0" not in d), envelopes,
        st.integers(1, 2**32 - 1))
@@ -186,7 +187,7 @@ def test_fetch_round_trip_through_imapclient(number, flags, body, env, uid) -> N
             (a.name, a.adl, a.mailbox, a.host) for a in mine))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(st.from_regex(r"\A\\[A-Za-z]{1,8}\Z"), max_size=3), st.none() | st.sampled_from(
     ["/", ".", "\\", '"']), texts, st.booleans())
 def test_list_round_trip(attributes, delimiter, mailbox, utf8) -> None:
@@ -198,7 +199,7 @@ def test_list_round_trip(attributes, delimiter, mailbox, utf8) -> None:
     assert (name.decode() if utf8 else decode_mutf7(name)) == mailbox
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(texts, st.lists(st.tuples(st.sampled_from(["MESSAGES", "UIDNEXT", "SIZE"]),
                                  st.integers(0, 2**63)), max_size=3))
 def test_status_round_trip(mailbox, values) -> None:
@@ -208,7 +209,7 @@ def test_status_round_trip(mailbox, values) -> None:
     assert [(flat[i].decode(), int(flat[i + 1])) for i in range(0, len(flat), 2)] == values
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(sequence_sets, st.booleans(), st.sets(st.integers(1, 10**6), max_size=20))
 def test_vanished_and_search_round_trip(uids, earlier, numbers) -> None:
     items = read(S(r.VanishedData(uids, earlier)))
@@ -223,7 +224,7 @@ def test_vanished_and_search_round_trip(uids, earlier, numbers) -> None:
     assert [int(x) for x in items[2:]] == sorted(numbers)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=40), st.booleans())
 def test_strings_round_trip(value, utf8) -> None:
     items = read(S(r.IdData((("k", value.decode("latin-1")),)), utf8=utf8))

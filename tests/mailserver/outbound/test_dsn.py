@@ -20,6 +20,7 @@ from mailserver.outbound.dsn import (
     header_section,
     one_line,
 )
+from tests.support.properties import examples
 
 NOW = dt.datetime(2026, 11, 23, 14, 0, tzinfo=dt.UTC)
 ORIGINAL = (b"From: Paul <paul@a.test>\r\nTo: anna@b.test, x@b.test\r\n"
@@ -105,7 +106,7 @@ def test_header_section_without_body() -> None:
 field_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=200)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(diagnostic=field_text, remote=field_text, subject=field_text,
        local=st.from_regex(r"[a-z0-9.]{1,20}", fullmatch=True))
 def test_remote_text_never_adds_fields(diagnostic: str, remote: str, subject: str,
@@ -130,7 +131,7 @@ def test_remote_text_never_adds_fields(diagnostic: str, remote: str, subject: st
         assert block["Diagnostic-Code"].isascii()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.binary(max_size=400))
 def test_header_section_is_a_header_block(data: bytes) -> None:
     headers = header_section(data)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from mailserver.sieve.checks import compile_script
 from mailserver.sieve.evaluate import INBOX, Actions, MessageFacts, evaluate
 from mailserver.sieve.matching import match
+from tests.support.properties import examples
 
 NOW = dt.datetime(2026, 12, 7, 9, 30, tzinfo=dt.UTC)
 MESSAGE = (
@@ -167,7 +168,7 @@ _glob_text = st.text(alphabet="ab*?", max_size=8)
 _value_text = st.text(alphabet="abAB", max_size=10)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(_glob_text, _value_text)
 def test_matches_agrees_with_fnmatch(key: str, value: str) -> None:
     # fnmatchcase without [ ] classes is the same glob language as RFC 5228 :matches.

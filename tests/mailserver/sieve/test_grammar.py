@@ -19,6 +19,7 @@ from mailserver.sieve.grammar import (
 from mailserver.sieve.grammar import (
     Test as SieveTest,
 )
+from tests.support.properties import examples
 
 RFC_EXAMPLE = b"""# RFC 5228 9, a little adapted
 require ["fileinto", "reject"];
@@ -173,14 +174,14 @@ def _without_lines(node: Command | SieveTest) -> object:
 
 
 # Nested command trees are slow to draw on a loaded machine; the draw time is not the test.
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_commands, max_size=4))
 def test_serialised_trees_parse_back_to_the_same_tree(commands: list[Command]) -> None:
     text = "\n".join(map(_command, commands))
     assert tuple(map(_without_lines, parse(text))) == tuple(map(_without_lines, commands))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_parse_or_fail_with_a_line(data: bytes) -> None:
     try:
@@ -195,7 +196,7 @@ _fragments = st.sampled_from(['require', '"fileinto"', '[', ']', ',', ';', '{', 
                               '\n.\n', '#c\n', '/*', '*/', 'vacation', ':days', 'set'])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(st.lists(_fragments, max_size=40))
 def test_token_soup_parses_or_fails_with_a_line(parts: list[str]) -> None:
     try:

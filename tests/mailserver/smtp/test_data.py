@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailserver.smtp.data import DataAccumulator, DataState, read_data
+from tests.support.properties import examples
 
 LIMIT = 40  # stream limit = line limit, as SchulhofSMTP sets them
 
@@ -81,7 +82,7 @@ line_text = st.lists(st.sampled_from([b".", b"\r", b"\n", b"a", b"..", b"xyz" * 
                      max_size=12).map(b"".join)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(lines=st.lists(line_text, max_size=15), after=st.sampled_from([b"", b"QUIT\r\n"]),
        cuts=st.lists(st.integers(0, 10_000), max_size=6),
        size_limit=st.sampled_from([0, 30, 200]))
@@ -98,7 +99,7 @@ async def test_bulk_reader_matches_aiosmtpd(lines: list[bytes], after: bytes,
     assert left == expected_left  # a line "." ends DATA early, in both
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(lines=st.lists(line_text.filter(lambda line: b"\r\n" not in line), max_size=15),
        cuts=st.lists(st.integers(0, 10_000), max_size=6))
 async def test_stuffed_lines_come_back_unchanged(lines: list[bytes], cuts: list[int]) -> None:

@@ -8,6 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailserver.smtp.identity import identity_refusal, sender_fields
+from tests.support.properties import examples
 
 OWN = {"paul@schule.test", "p.schueler@schule.test"}
 
@@ -28,7 +29,7 @@ def test_fields_are_found_with_obsolete_blanks_and_folding() -> None:
 
 
 @given(st.binary(max_size=400))
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 def test_never_crashes_on_arbitrary_bytes(data: bytes) -> None:
     result = refusal(data)
     assert result is None or result[:3] == "550"
@@ -43,7 +44,7 @@ _decoration = st.sampled_from(['"{a}" <paul@schule.test>', "paul@schule.test ({a
 
 
 @given(_local, _domain, _field, _decoration)
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 def test_a_foreign_address_in_a_display_name_is_always_refused(
         local: str, domain: str, field: str, decoration: str) -> None:
     foreign = f"{local}@{domain}"
@@ -58,7 +59,7 @@ def test_a_foreign_address_in_a_display_name_is_always_refused(
 
 
 @given(_local, _domain, _field)
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 def test_a_foreign_address_in_any_sender_field_is_refused(local: str, domain: str,
                                                           field: str) -> None:
     foreign = f"{local}@{domain}"

@@ -32,6 +32,7 @@ from directory.db import Database
 from mailserver.changes import ChangeFeed
 from mailserver.store import FlagMode, MailStore, QuotaExceeded
 from tests.mailserver.store.conftest import PUPIL_QUOTA, QUOTAS, make_account
+from tests.support.properties import examples
 
 T = TypeVar("T")
 SYSTEM = {f.lower(): f for f in ("\\Seen", "\\Answered", "\\Flagged", "\\Deleted", "\\Draft")}
@@ -327,6 +328,7 @@ def without_fsync(db: Database) -> None:
 
 
 @pytest.mark.timeout(900)  # only a failing run (shrinking) comes near this
+@pytest.mark.hypothesis  # a state machine: `make properties` runs it too
 def test_store_matches_model(database_url: str) -> None:
     loop = asyncio.new_event_loop()
     db = Database(database_url)
@@ -336,7 +338,7 @@ def test_store_matches_model(database_url: str) -> None:
     MailStoreMachine.store = MailStore(db, QUOTAS, ChangeFeed())
     try:
         run_state_machine_as_test(MailStoreMachine, settings=settings(
-            max_examples=30, stateful_step_count=15, deadline=None,
+            max_examples=examples(30), stateful_step_count=15, deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much]))
     finally:
         loop.run_until_complete(db.dispose())

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailserver.webmail.sanitise import linkify, sanitise_html
+from tests.support.properties import examples
 
 
 def _inline(content_id: str) -> str:
@@ -87,7 +88,7 @@ _DANGEROUS = re.compile(r"<\s*(script|style|iframe|form|object|embed|svg)|<[^>]*
                         re.IGNORECASE)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(st.sampled_from([
     "<script>", "</script>", "<img src=x onerror=alert(1)>", "<a href='javascript:x'>",
     "<style>", "<svg onload=1>", "<iframe>", "<form>", "<!--", "-->", "<p style='x:url(y)'>",

@@ -22,6 +22,7 @@ from messenger.storage import dag
 from messenger.storage import events as store
 from messenger.storage.dag_tables import ForwardExtremityRow
 from messenger.storage.events import StoredEvent
+from tests.support.properties import examples
 
 PASSWORD = "correct horse battery"
 
@@ -104,7 +105,7 @@ def _event(event_id: str, depth: int, prev: list[str]) -> StoredEvent:
                         "depth": depth, "prev_events": prev, "content": {}})
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(st.lists(st.tuples(st.integers(0, 30), st.lists(st.integers(0, 30), max_size=4)),
                 min_size=1, max_size=30))
 def test_extremities_are_the_events_nothing_points_at(plan: list[tuple[int, list[int]]]

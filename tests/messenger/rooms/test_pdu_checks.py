@@ -19,6 +19,7 @@ from messenger.rooms.pdu_checks import (
     check_format,
 )
 from tests.messenger.rooms.test_auth_rules import ALICE, EVE, OWNER, ROOM, new_room
+from tests.support.properties import examples
 
 
 def _by_id(state: dict[tuple[str, str], Any]) -> dict[str, Any]:
@@ -105,7 +106,7 @@ fields = st.sampled_from(["room_id", "sender", "type", "state_key", "content", "
                           "signatures", "event_id"])
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(st.dictionaries(fields, json_values, max_size=12))
 def test_check_format_refuses_arbitrary_input_cleanly(pdu: dict[str, Any]) -> None:
     """Whatever arrives, the format check either passes or raises ``MalformedPdu``;

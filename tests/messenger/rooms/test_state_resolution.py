@@ -18,6 +18,7 @@ from messenger.rooms.auth import check_event
 from messenger.rooms.errors import AuthRuleViolation
 from messenger.rooms.state import StateKey, auth_state_keys
 from messenger.rooms.state_resolution import resolve_state
+from tests.support.properties import examples
 
 ALICE, BOB, CHARLIE = "@alice:a.test", "@bob:a.test", "@charlie:b.test"
 ROOM = "!room:a.test"
@@ -135,7 +136,7 @@ ACTIONS = st.sampled_from([
 ])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.lists(st.tuples(ACTIONS, st.integers(0, 5)), max_size=5),
                 min_size=2, max_size=3),
        st.sampled_from([V10, V11]))

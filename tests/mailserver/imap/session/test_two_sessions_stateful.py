@@ -31,6 +31,7 @@ from tests.mailserver.imap.session.helpers import (
     make_account,
     sample_message,
 )
+from tests.support.properties import examples
 
 FLAGS = ("\\Flagged", "\\Deleted", "\\Seen", "$Wichtig", "Hausaufgabe")
 _FETCH = re.compile(rb"^\* (\d+) FETCH \((.*)\)$")
@@ -212,10 +213,10 @@ def test_two_sessions_agree_with_the_model(tmp_path: Path, database_url: str) ->
         TwoSessions.env = env
         TwoSessions.context = client_tls(config)
         run_state_machine_as_test(TwoSessions, settings=settings(
-            max_examples=20, stateful_step_count=15, deadline=None,
+            max_examples=examples(20), stateful_step_count=15, deadline=None,
             suppress_health_check=list(HealthCheck)))
     finally:
         env.close()
 
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.hypothesis]
