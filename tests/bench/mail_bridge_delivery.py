@@ -22,7 +22,7 @@ from conf.app import School
 from directory.model import GroupKind, MemberRole, Role
 from messenger.mail_bridge import MailPost
 from messenger.server import MatrixServer
-from tests.e2e.test_mail_bridge import DOMAIN, PASSWORD, _tls
+from tests.support.bridge import DOMAIN, PASSWORD, tls_context
 
 MAILS = 40
 
@@ -60,7 +60,7 @@ async def test_bridge_cost_for_a_class_of_30(running_school: School) -> None:
     target.post = timed  # type: ignore[method-assign]
     timings: dict[bool, list[float]] = {True: [], False: []}
     smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=running_school.settings.listen.submission,
-                           start_tls=True, tls_context=_tls(running_school), timeout=30)
+                           start_tls=True, tls_context=tls_context(running_school), timeout=30)
     async with smtp:
         await smtp.login("lehrer", PASSWORD)
         for number in range(2 * MAILS):

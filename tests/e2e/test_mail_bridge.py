@@ -11,22 +11,27 @@ import asyncio
 import email
 import email.policy
 import imaplib
-import ssl
-import time
-from collections.abc import AsyncIterator
 
 import aiosmtplib
 import pytest
-from nio import AsyncClient, LoginResponse, RoomMessageNotice, RoomMessageText, SyncResponse
+from nio import AsyncClient, RoomMessageNotice, RoomMessageText, SyncResponse
 
 from conf.app import School
 from directory.model import GroupKind, MemberRole, Role
 from mailserver.smtp import SmtpService
 from messenger.server import MatrixServer
-
-DOMAIN = "schule.test"
-PASSWORD = "ein-sicheres-passwort"
-SYSTEM = f"@schulhof:{DOMAIN}"
+from tests.support.bridge import (
+    DOMAIN,
+    PASSWORD,
+    SYSTEM,
+    collect,
+    from_system,
+    group_rooms,
+    nio_client,
+    settled,
+    submit,
+    tls_context,
+)
 
 PLAIN_AND_HTML = (
     b"From: Frau Lehrer <lehrer@schule.test>\r\n"
@@ -61,21 +66,6 @@ HTML_ONLY = (
 )
 
 
-def _tls(school: School) -> ssl.SSLContext:
-    context = ssl.create_default_context(
-        cafile=str(school.settings.path(school.settings.tls.certificate)))
-    context.check_hostname = False  # the test certificate names mail.schule.test
-    return context
-
-
-async def _submit(school: School, login: str, to: str, message: bytes) -> None:
-    smtp = aiosmtplib.SMTP(hostname="127.0.0.1", port=school.settings.listen.submission,
-                           start_tls=True, tls_context=_tls(school), timeout=20)
-    async with smtp:
-        await smtp.login(login, PASSWORD)
-        await smtp.sendmail(f"{login}@{DOMAIN}", [to], message)
-
-
 @pytest.fixture
 async def server(running_school: School) -> MatrixServer:
     d = running_school.directory
@@ -85,48 +75,7 @@ async def server(running_school: School) -> MatrixServer:
         await d.create_group(group, kind=GroupKind.CLASS, display_name=f"Klasse {group}")
         await d.add_member(group, "lehrer", MemberRole.OWNER)
         await d.add_member(group, "anna")
-    server = next(s for s in running_school.services if isinstance(s, MatrixServer))
-    await server.school_rooms.sync_group_rooms()
-    return server
-
-
-@pytest.fixture
-async def pupil(server: MatrixServer) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(server.base_url, f"@anna:{DOMAIN}")
-    assert isinstance(await client.login(PASSWORD), LoginResponse)
-    yield client
-    await client.close()
-
-
-async def _settled(school: School) -> None:
-    """The bridge posts after the 250: wait until it has run."""
-    for service in school.services:
-        if isinstance(service, SmtpService):
-            await service.settled()
-
-
-def _from_system(sync: SyncResponse, room_id: str) -> list[RoomMessageText | RoomMessageNotice]:
-    room = sync.rooms.join.get(room_id)
-    if room is None:
-        return []
-    return [e for e in room.timeline.events
-            if isinstance(e, RoomMessageText | RoomMessageNotice) and e.sender == SYSTEM]
-
-
-async def _collect(client: AsyncClient, room_id: str, since: str, *, want: int,
-                   ) -> list[RoomMessageText | RoomMessageNotice]:
-    """The system user's messages in the room: syncs until ``want`` arrived (or 10 s),
-    then one more short sync, so that a further (duplicate) post would be seen too."""
-    found: list[RoomMessageText | RoomMessageNotice] = []
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        synced = await client.sync(timeout=1000 if len(found) < want else 500, since=since)
-        assert isinstance(synced, SyncResponse), synced
-        found += _from_system(synced, room_id)
-        since = synced.next_batch
-        if len(found) >= want and not _from_system(synced, room_id):
-            break
-    return found
+    return await group_rooms(running_school)
 
 
 async def test_class_mail_appears_once_in_the_class_room(
@@ -136,17 +85,17 @@ async def test_class_mail_appears_once_in_the_class_room(
     first = await pupil.sync(timeout=0)
     assert isinstance(first, SyncResponse) and room_id in first.rooms.join
 
-    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
-    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)  # again
-    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)
+    await submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
+    await submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)  # again
+    await submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)
     # A pupil may not post to the class list: refused at RCPT, nothing bridged.
     with pytest.raises(aiosmtplib.SMTPRecipientsRefused) as refused:
-        await _submit(running_school, "anna", f"5a@{DOMAIN}", HTML_ONLY.replace(
+        await submit(running_school, "anna", f"5a@{DOMAIN}", HTML_ONLY.replace(
             b"elternabend-2", b"von-anna-3").replace(b"lehrer@", b"anna@"))
     assert refused.value.recipients[0].code == 550
 
     # The bridge posts after the 250: sync until both arrived, then once more.
-    messages = await _collect(pupil, room_id, first.next_batch, want=2)
+    messages = await collect(pupil, room_id, first.next_batch, want=2)
     assert len(messages) == 2, [m.body for m in messages]
     wander, abend = messages
     assert isinstance(wander, RoomMessageText)
@@ -178,9 +127,9 @@ async def test_encrypted_room_gets_a_notice_without_the_mail(
     first = await pupil.sync(timeout=0)
     assert isinstance(first, SyncResponse)
 
-    await _submit(running_school, "lehrer", f"5b@{DOMAIN}",
-                  PLAIN_AND_HTML.replace(b"5a@", b"5b@"))
-    messages = await _collect(pupil, room_id, first.next_batch, want=1)
+    await submit(running_school, "lehrer", f"5b@{DOMAIN}",
+                 PLAIN_AND_HTML.replace(b"5a@", b"5b@"))
+    messages = await collect(pupil, room_id, first.next_batch, want=1)
     assert len(messages) == 1
     notice = messages[0]
     assert isinstance(notice, RoomMessageNotice)
@@ -200,15 +149,15 @@ async def test_setting_off_and_group_without_room_post_nothing(
     first = await pupil.sync(timeout=0)
     assert isinstance(first, SyncResponse)
 
-    await _submit(running_school, "lehrer", f"ag-chor@{DOMAIN}",
-                  PLAIN_AND_HTML.replace(b"5a@", b"ag-chor@"))  # delivered, not bridged
+    await submit(running_school, "lehrer", f"ag-chor@{DOMAIN}",
+                 PLAIN_AND_HTML.replace(b"5a@", b"ag-chor@"))  # delivered, not bridged
     running_school.mail_bridge.enabled = False  # bridge.mail_to_rooms = false
-    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)
-    await _settled(running_school)
+    await submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)
+    await settled(running_school)
     running_school.mail_bridge.enabled = True
     # The mail that was not bridged stays so: only the next one (a new Message-ID) shows.
-    await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
-    messages = await _collect(pupil, room_id, first.next_batch, want=1)
+    await submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
+    messages = await collect(pupil, room_id, first.next_batch, want=1)
     assert [m.body.splitlines()[1] for m in messages] == \
         ["Betreff: Wandertag am Freitag – bitte lesen"]
     await server.school_rooms.sync_group_rooms()
@@ -216,7 +165,7 @@ async def test_setting_off_and_group_without_room_post_nothing(
     assert chor is not None
     later = await pupil.sync(timeout=2000, since=first.next_batch)
     assert isinstance(later, SyncResponse)
-    assert _from_system(later, chor) == []
+    assert from_system(later, chor) == []
 
 
 async def test_the_same_mail_delivered_twice_at_once_is_posted_once(
@@ -225,16 +174,16 @@ async def test_the_same_mail_delivered_twice_at_once_is_posted_once(
     assert room_id is not None
     first = await pupil.sync(timeout=0)
     assert isinstance(first, SyncResponse)
-    await asyncio.gather(*(_submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
-                           for _ in range(3)))
-    await _settled(running_school)
-    messages = await _collect(pupil, room_id, first.next_batch, want=1)
+    await asyncio.gather(*(submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
+                          for _ in range(3)))
+    await settled(running_school)
+    messages = await collect(pupil, room_id, first.next_batch, want=1)
     assert len(messages) == 1, [m.body for m in messages]
 
 
 def _inbox_subjects(school: School, login: str) -> list[str]:
-    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps, ssl_context=_tls(school),
-                           timeout=20) as imap:
+    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps,
+                           ssl_context=tls_context(school), timeout=20) as imap:
         imap.login(login, PASSWORD)
         imap.select("INBOX", readonly=True)
         _, found = imap.uid("SEARCH", "ALL")
@@ -261,12 +210,11 @@ async def test_a_pupil_who_left_the_class_gets_nothing_more(
     await server.school_rooms.sync_group_rooms()
     room_id = await server.school_rooms.room_of_group("5a")
     assert room_id is not None
-    ben = AsyncClient(server.base_url, f"@ben:{DOMAIN}")
+    ben = await nio_client(server, "ben")
     try:
-        assert isinstance(await ben.login(PASSWORD), LoginResponse)
         ben_first = await ben.sync(timeout=0)
         assert isinstance(ben_first, SyncResponse) and room_id in ben_first.rooms.join
-        await _submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)  # anna still in
+        await submit(running_school, "lehrer", f"5a@{DOMAIN}", HTML_ONLY)  # anna still in
         await d.remove_member("5a", "anna")
         await server.school_rooms.sync_group_rooms()
         (smtp,) = [s for s in running_school.services if isinstance(s, SmtpService)]
@@ -274,16 +222,16 @@ async def test_a_pupil_who_left_the_class_gets_nothing_more(
         anna_first = await pupil.sync(timeout=0)
         assert isinstance(anna_first, SyncResponse)
         assert room_id not in anna_first.rooms.join
-        await _submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
-        await _settled(running_school)
-        seen = await _collect(ben, room_id, ben_first.next_batch, want=2)
+        await submit(running_school, "lehrer", f"5a@{DOMAIN}", PLAIN_AND_HTML)
+        await settled(running_school)
+        seen = await collect(ben, room_id, ben_first.next_batch, want=2)
         assert [m.body.splitlines()[1] for m in seen] == [
             "Betreff: Elternabend", "Betreff: Wandertag am Freitag – bitte lesen"]
     finally:
         await ben.close()
     later = await pupil.sync(timeout=1000, since=anna_first.next_batch)
     assert isinstance(later, SyncResponse)
-    assert _from_system(later, room_id) == []
+    assert from_system(later, room_id) == []
     history = await pupil.room_messages(room_id, start=anna_first.next_batch, limit=50)
     bodies = [getattr(e, "body", "") for e in getattr(history, "chunk", [])]
     assert not any("Wandertag" in body for body in bodies), bodies

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import re
-import smtplib
 import urllib.parse
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
-import aiohttp
 import pytest
-from nio import AsyncClient, DownloadResponse, LoginResponse, RoomMessageFile, SyncResponse
+from nio import AsyncClient, DownloadResponse, RoomMessageFile, SyncResponse
 
 from conf.app import School
 from directory.model import GroupKind, MemberRole, Role
 from mailserver.group_mail import group_mail
 from messenger.bridge_groups import BridgeGroups
 from messenger.server import MatrixServer
-from tests.e2e.test_mail_bridge import DOMAIN, PASSWORD, SYSTEM, _collect, _settled, _tls
-from tests.support.smtp_clients import client_tls_context
+from tests.support.bridge import (
+    DOMAIN,
+    PASSWORD,
+    SYSTEM,
+    collect,
+    group_rooms,
+    send,
+    settled,
+    webmail,
+)
 
 PDF = b"%PDF-1.4\n" + bytes(range(256)) * 40 + b"\n%%EOF\n"
 LIMIT = 64 * 1024  # the media repository's limit in these tests
@@ -49,13 +54,6 @@ def _mail(to: str, message_id: str) -> EmailMessage:
     return message
 
 
-def _send(school: School, message: EmailMessage) -> None:
-    with smtplib.SMTP("127.0.0.1", school.settings.listen.submission, timeout=20) as smtp:
-        smtp.starttls(context=_tls(school))
-        smtp.login("lehrer", PASSWORD)
-        smtp.send_message(message)
-
-
 @pytest.fixture
 async def server(running_school: School) -> MatrixServer:
     d = running_school.directory
@@ -67,19 +65,10 @@ async def server(running_school: School) -> MatrixServer:
     for group in ("5a", "theater"):
         await d.add_member(group, "lehrer", MemberRole.OWNER)
         await d.add_member(group, "anna")
-    server = next(s for s in running_school.services if isinstance(s, MatrixServer))
+    server = await group_rooms(running_school)
     assert server.media is not None
     server.media.max_upload_bytes = LIMIT
-    await server.school_rooms.sync_group_rooms()
     return server
-
-
-@pytest.fixture
-async def pupil(server: MatrixServer) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(server.base_url, f"@anna:{DOMAIN}")
-    assert isinstance(await client.login(PASSWORD), LoginResponse)
-    yield client
-    await client.close()
 
 
 async def _files(client: AsyncClient, room_id: str, since: str) -> list[RoomMessageFile]:
@@ -92,17 +81,7 @@ async def _files(client: AsyncClient, room_id: str, since: str) -> list[RoomMess
 
 async def _webmail_get(school: School, login: str, path: str) -> tuple[int, str, str]:
     """(status, Location, text) of ``path`` for ``login`` logged in to the webmail."""
-    (web,) = [s for s in school.services if type(s).__name__ == "WebmailServer"]
-    connector = aiohttp.TCPConnector(ssl=client_tls_context(school.settings))
-    async with aiohttp.ClientSession(web.base_url, connector=connector,  # type: ignore
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        async with browser.get("/login") as response:
-            token = re.search(r'name="csrf" value="([^"]+)"', await response.text())
-            assert token
-        async with browser.post("/login", data={"csrf": token.group(1), "login": login,
-                                                "password": PASSWORD},
-                                allow_redirects=False) as response:
-            assert response.status == 303
+    async with webmail(school, login) as browser:
         async with browser.get(path, allow_redirects=False) as response:
             location = response.headers.get("Location", "")
         if response.status == 303:
@@ -119,9 +98,9 @@ async def test_html_attachments_and_webmail_link(
     assert isinstance(first, SyncResponse)
 
     message = _mail(f"5a@{DOMAIN}", "<fahrt-1@schule.test>")
-    await asyncio.to_thread(_send, running_school, message)
-    await asyncio.to_thread(_send, running_school, message)  # delivered again
-    (post,) = await _collect(pupil, room_id, first.next_batch, want=1)
+    await asyncio.to_thread(send, running_school, "lehrer", message)
+    await asyncio.to_thread(send, running_school, "lehrer", message)  # delivered again
+    (post,) = await collect(pupil, room_id, first.next_batch, want=1)
 
     assert len(post.body.splitlines()[1]) < 320  # the 10,000-character subject, cut
     assert "Die Unterlagen hängen an." in post.body
@@ -166,17 +145,17 @@ async def test_group_setting_and_unverified_sender_post_nothing(
     assert not (await groups.of(await running_school.directory.get_group("theater"))
                 ).mail_to_room  # a custom group: off by default
 
-    await asyncio.to_thread(_send, running_school, _mail(f"theater@{DOMAIN}", "<t-1@x>"))
+    await asyncio.to_thread(send, running_school, "lehrer", _mail(f"theater@{DOMAIN}", "<t-1@x>"))
     await groups.change(five_a, mail_to_room=False)
-    await asyncio.to_thread(_send, running_school, _mail(f"5a@{DOMAIN}", "<off-2@x>"))
-    await _settled(running_school)
+    await asyncio.to_thread(send, running_school, "lehrer", _mail(f"5a@{DOMAIN}", "<off-2@x>"))
+    await settled(running_school)
     await groups.change(five_a, mail_to_room=True)
     # A mail whose sender nobody verified (no login, no DMARC pass) stays in the mailbox.
     raw = _mail(f"5a@{DOMAIN}", "<forged-3@x>").as_bytes()
     await running_school.mail_bridge.group_mail_delivered(group_mail("5a", raw))
-    await asyncio.to_thread(_send, running_school, _mail(f"5a@{DOMAIN}", "<on-4@x>"))
+    await asyncio.to_thread(send, running_school, "lehrer", _mail(f"5a@{DOMAIN}", "<on-4@x>"))
 
-    messages = await _collect(pupil, room_id, first.next_batch, want=1)
+    messages = await collect(pupil, room_id, first.next_batch, want=1)
     assert len(messages) == 1
     later = await pupil.sync(timeout=0, since=first.next_batch)
     assert isinstance(later, SyncResponse)
@@ -200,9 +179,9 @@ async def test_a_mail_with_200_attachments_posts_ten_and_counts_the_rest(
     for number in range(200):
         message.add_attachment(f"Blatt {number}".encode(), maintype="text", subtype="plain",
                                filename=f"blatt-{number:03d}.txt")
-    await asyncio.to_thread(_send, running_school, message)
-    await _settled(running_school)
-    (post,) = await _collect(pupil, room_id, first.next_batch, want=1)
+    await asyncio.to_thread(send, running_school, "lehrer", message)
+    await settled(running_school)
+    (post,) = await collect(pupil, room_id, first.next_batch, want=1)
     assert "Anhänge nur im Postfach: 190 weitere" in post.body
     files = await _files(pupil, room_id, first.next_batch)
     assert [f.body for f in files] == [f"blatt-{n:03d}.txt" for n in range(10)]
@@ -216,17 +195,14 @@ async def test_the_link_leads_through_the_login_to_the_mail(
     assert room_id is not None
     first = await pupil.sync(timeout=0)
     assert isinstance(first, SyncResponse)
-    await asyncio.to_thread(_send, running_school, _mail(f"5a@{DOMAIN}", "<link-1@x>"))
-    await _settled(running_school)
-    (post,) = await _collect(pupil, room_id, first.next_batch, want=1)
+    await asyncio.to_thread(send, running_school, "lehrer", _mail(f"5a@{DOMAIN}", "<link-1@x>"))
+    await settled(running_school)
+    (post,) = await collect(pupil, room_id, first.next_batch, want=1)
     link = re.search(r"Im Webmail öffnen: (\S+)", post.body)
     assert link
     url = urllib.parse.urlsplit(link.group(1))
     path = f"{url.path}?{url.query}"
-    (web,) = [s for s in running_school.services if type(s).__name__ == "WebmailServer"]
-    connector = aiohttp.TCPConnector(ssl=client_tls_context(running_school.settings))
-    async with aiohttp.ClientSession(web.base_url, connector=connector,  # type: ignore
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+    async with webmail(running_school) as browser:
         async with browser.get(path, allow_redirects=False) as response:
             assert response.status == 303
             login_url = response.headers["Location"]

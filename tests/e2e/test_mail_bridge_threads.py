@@ -6,17 +6,15 @@ A pupil's matrix-nio client reads the relations."""
 from __future__ import annotations
 
 import asyncio
-import smtplib
-from collections.abc import AsyncIterator
 from email.message import EmailMessage
 
 import pytest
-from nio import AsyncClient, LoginResponse, SyncResponse
+from nio import AsyncClient, SyncResponse
 
 from conf.app import School
 from directory.model import GroupKind, MemberRole, Role
 from messenger.server import MatrixServer
-from tests.e2e.test_mail_bridge import DOMAIN, PASSWORD, _collect, _settled, _tls
+from tests.support.bridge import DOMAIN, PASSWORD, collect, group_rooms, send, settled
 
 
 def _mail(login: str, message_id: str, text: str, *, in_reply_to: str = "",
@@ -33,13 +31,6 @@ def _mail(login: str, message_id: str, text: str, *, in_reply_to: str = "",
     return message
 
 
-def _send(school: School, login: str, message: EmailMessage) -> None:
-    with smtplib.SMTP("127.0.0.1", school.settings.listen.submission, timeout=20) as smtp:
-        smtp.starttls(context=_tls(school))
-        smtp.login(login, PASSWORD)
-        smtp.send_message(message)
-
-
 @pytest.fixture
 async def server(running_school: School) -> MatrixServer:
     d = running_school.directory
@@ -50,17 +41,7 @@ async def server(running_school: School) -> MatrixServer:
     await d.add_member("5a", "lehrer", MemberRole.OWNER)
     await d.add_member("5a", "kollegin", MemberRole.OWNER)
     await d.add_member("5a", "anna")
-    server = next(s for s in running_school.services if isinstance(s, MatrixServer))
-    await server.school_rooms.sync_group_rooms()
-    return server
-
-
-@pytest.fixture
-async def pupil(server: MatrixServer) -> AsyncIterator[AsyncClient]:
-    client = AsyncClient(server.base_url, f"@anna:{DOMAIN}")
-    assert isinstance(await client.login(PASSWORD), LoginResponse)
-    yield client
-    await client.close()
+    return await group_rooms(running_school)
 
 
 async def test_mail_replies_become_the_thread_of_the_bridged_mail(
@@ -85,10 +66,10 @@ async def test_mail_replies_become_the_thread_of_the_bridged_mail(
                          references="<nie-gesehen@elsewhere.example>")),
     ]
     for login, mail in mails:  # one after the other: each reply finds its parent posted
-        await asyncio.to_thread(_send, running_school, login, mail)
-        await _settled(running_school)
-    root, reply, reply_to_reply, other = await _collect(pupil, room_id, first.next_batch,
-                                                        want=4)
+        await asyncio.to_thread(send, running_school, login, mail)
+        await settled(running_school)
+    root, reply, reply_to_reply, other = await collect(pupil, room_id, first.next_batch,
+                                                       want=4)
 
     assert "m.relates_to" not in root.source["content"]
     relation = reply.source["content"]["m.relates_to"]

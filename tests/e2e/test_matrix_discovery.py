@@ -4,8 +4,6 @@ user directory search limited by the role policy, the public room list,
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import aiohttp
 import pytest
 from nio import (
@@ -38,14 +36,6 @@ async def server(running_school: School) -> MatrixServer:
                            password=PASSWORD)
     await d.link_parent("mama", "anna")
     return next(s for s in running_school.services if isinstance(s, MatrixServer))
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def login(server: MatrixServer, name: str, made: list[AsyncClient]) -> AsyncClient:

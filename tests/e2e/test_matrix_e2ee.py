@@ -5,7 +5,6 @@ read receipts reaching the other client's /sync as ephemeral events."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -40,14 +39,6 @@ async def server(running_school: School) -> MatrixServer:
     await d.create_account(role=Role.TEACHER, login="lehrer", password=PASSWORD)
     await d.create_account(role=Role.PUPIL, login="anna", password=PASSWORD)
     return next(s for s in running_school.services if isinstance(s, MatrixServer))
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def login(server: MatrixServer, name: str, store: Path,

@@ -4,8 +4,6 @@ room goes away from the pupil's list when the directory removes them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from nio import AsyncClient, LoginResponse, RoomMessageText, RoomSendResponse, SyncResponse
 
@@ -25,14 +23,6 @@ async def server(running_school: School) -> MatrixServer:
     await d.create_group("7b", kind=GroupKind.CLASS, display_name="Klasse 7b")
     await d.add_member("7b", "lehrer", MemberRole.OWNER)
     return next(s for s in running_school.services if isinstance(s, MatrixServer))
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def login(server: MatrixServer, login: str, made: list[AsyncClient]) -> AsyncClient:

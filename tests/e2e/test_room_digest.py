@@ -15,7 +15,6 @@ import email.message
 import email.policy
 import imaplib
 import re
-import smtplib
 import time
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -23,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from nio import AsyncClient, LoginResponse, RoomSendError, RoomSendResponse, SyncResponse
+from nio import AsyncClient, RoomSendError, RoomSendResponse, SyncResponse
 from sqlalchemy import select, update
 
 from conf.app import School
@@ -34,12 +33,20 @@ from mailserver.schema import OutboundRow
 from messenger.bridge_groups import BridgeGroups
 from messenger.room_digest import DigestPreferences
 from messenger.server import MatrixServer
-from tests.e2e.test_mail_bridge import _collect, _settled
+from tests.support.bridge import (
+    DOMAIN,
+    PASSWORD,
+    collect,
+    group_rooms,
+    nio_client,
+    send,
+    settled,
+    tls_context,
+    webmail,
+)
 from tests.support.schools import make_settings
 from tests.support.smtp_clients import client_tls_context
 
-DOMAIN = "schule.test"
-PASSWORD = "ein-sicheres-passwort"
 DELAY, PERIOD = 1.5, 6.0  # seconds
 
 
@@ -69,30 +76,21 @@ async def server(running_school: School) -> MatrixServer:
     for login in ("anna", "ben", "carl", "dora"):
         await d.add_member("5a", login)
     await BridgeGroups(running_school.db).change(await d.get_group("5a"), parents_digest=True)
-    server = next(s for s in running_school.services if isinstance(s, MatrixServer))
-    await server.school_rooms.sync_group_rooms()
-    return server
-
-
-async def _client(server: MatrixServer, login: str) -> AsyncClient:
-    client = AsyncClient(server.base_url, f"@{login}:{DOMAIN}")
-    assert isinstance(await client.login(PASSWORD), LoginResponse)
-    return client
+    return await group_rooms(running_school)
 
 
 @pytest.fixture
-async def clients(server: MatrixServer) -> AsyncIterator[dict[str, AsyncClient]]:
-    made = {login: await _client(server, login) for login in ("lehrer", "anna")}
+async def logged_in(server: MatrixServer) -> AsyncIterator[dict[str, AsyncClient]]:
+    """The teacher's and anna's matrix-nio clients."""
+    made = {login: await nio_client(server, login) for login in ("lehrer", "anna")}
     yield made
     for client in made.values():
         await client.close()
 
 
 def _inbox(school: School, login: str) -> list[email.message.EmailMessage]:
-    context = client_tls_context(school.settings)
-    context.check_hostname = False
-    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps, ssl_context=context,
-                           timeout=20) as imap:
+    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps,
+                           ssl_context=tls_context(school), timeout=20) as imap:
         imap.login(login, PASSWORD)
         imap.select("INBOX", readonly=True)
         _, found = imap.uid("SEARCH", "ALL")
@@ -109,16 +107,7 @@ def _inbox(school: School, login: str) -> list[email.message.EmailMessage]:
 
 async def _opt_out(school: School, login: str) -> None:
     """The pupil turns digests off on the webmail's settings page."""
-    (web,) = [s for s in school.services if type(s).__name__ == "WebmailServer"]
-    connector = aiohttp.TCPConnector(ssl=client_tls_context(school.settings))
-    async with aiohttp.ClientSession(web.base_url, connector=connector,  # type: ignore
-                                     cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
-        async with browser.get("/login") as response:
-            token = re.search(r'name="csrf" value="([^"]+)"', await response.text())
-            assert token
-        async with browser.post("/login", data={"csrf": token.group(1), "login": login,
-                                                "password": PASSWORD}) as response:
-            page = await response.text()
+    async with webmail(school, login) as browser:
         async with browser.get("/settings") as response:
             page = await response.text()
             assert 'id="zusammenfassungen"' in page and 'name="digests" checked' in page
@@ -131,11 +120,11 @@ async def _opt_out(school: School, login: str) -> None:
 
 async def test_unread_announcement_reaches_pupil_and_parent_once(
         running_school: School, server: MatrixServer,
-        clients: dict[str, AsyncClient]) -> None:
+        logged_in: dict[str, AsyncClient]) -> None:
     room_id = await server.school_rooms.room_of_group("5a")
     assert room_id is not None
     await _opt_out(running_school, "carl")
-    teacher, anna = clients["lehrer"], clients["anna"]
+    teacher, anna = logged_in["lehrer"], logged_in["anna"]
     await teacher.sync(timeout=0)
     sent = await teacher.room_send(room_id, "m.room.message", {
         "msgtype": "m.text", "body": "Morgen Wandertag, bitte an feste Schuhe denken."})
@@ -175,13 +164,13 @@ async def test_unread_announcement_reaches_pupil_and_parent_once(
 
 async def test_a_thread_reply_to_a_bridged_mail_is_mailed_in_its_conversation(
         running_school: School, server: MatrixServer,
-        clients: dict[str, AsyncClient]) -> None:
+        logged_in: dict[str, AsyncClient]) -> None:
     """The teacher's class mail is in the room (not mailed back: it is mail already);
     her answer in its room thread reaches ben's inbox in a digest whose In-Reply-To and
     References name the class mail, so his mail program shows both as one conversation."""
     room_id = await server.school_rooms.room_of_group("5a")
     assert room_id is not None
-    teacher = clients["lehrer"]
+    teacher = logged_in["lehrer"]
     first = await teacher.sync(timeout=0)
     assert isinstance(first, SyncResponse)
     mail = email.message.EmailMessage()
@@ -190,9 +179,9 @@ async def test_a_thread_reply_to_a_bridged_mail_is_mailed_in_its_conversation(
     mail["Subject"] = "Klassenfahrt"
     mail["Message-ID"] = "<fahrt-2027@schule.test>"
     mail.set_content("Wir fahren im Mai.")
-    await asyncio.to_thread(_submit, running_school, mail)
-    await _settled(running_school)
-    bridged = await _collect(teacher, room_id, first.next_batch, want=1)
+    await asyncio.to_thread(send, running_school, "lehrer", mail)
+    await settled(running_school)
+    bridged = await collect(teacher, room_id, first.next_batch, want=1)
     assert len(bridged) == 1
     sent = await teacher.room_send(room_id, "m.room.message", {
         "msgtype": "m.text", "body": "Nachtrag: Abfahrt 7 Uhr.",
@@ -212,15 +201,6 @@ async def test_a_thread_reply_to_a_bridged_mail_is_mailed_in_its_conversation(
     assert "Nachtrag: Abfahrt 7 Uhr." in body and "Wir fahren im Mai." not in body
 
 
-def _submit(school: School, message: email.message.EmailMessage) -> None:
-    context = client_tls_context(school.settings)
-    context.check_hostname = False
-    with smtplib.SMTP("127.0.0.1", school.settings.listen.submission, timeout=20) as smtp:
-        smtp.starttls(context=context)
-        smtp.login("lehrer", PASSWORD)
-        smtp.send_message(message)
-
-
 async def _wait_for_digests(school: School, login: str, count: int) -> list[
         email.message.EmailMessage]:
     deadline = time.monotonic() + 30
@@ -234,14 +214,14 @@ async def _wait_for_digests(school: School, login: str, count: int) -> list[
 
 async def test_one_click_unsubscribe_over_https(
         running_school: School, server: MatrixServer,
-        clients: dict[str, AsyncClient]) -> None:
+        logged_in: dict[str, AsyncClient]) -> None:
     """RFC 8058 from a mail program's side: the digest's List-Unsubscribe URL, fetched
     without any cookie, first only shows a page asking (German); a forged token changes
     nothing; the one-click POST turns ben's digests off: the next announcement reaches
     his mother but not him."""
     room_id = await server.school_rooms.room_of_group("5a")
     assert room_id is not None
-    teacher = clients["lehrer"]
+    teacher = logged_in["lehrer"]
     await teacher.sync(timeout=0)
     sent = await teacher.room_send(room_id, "m.room.message", {
         "msgtype": "m.text", "body": "Morgen fällt Sport aus."})
@@ -295,14 +275,14 @@ async def test_one_click_unsubscribe_over_https(
 
 async def test_pupils_words_never_leave_the_room_by_mail(
         running_school: School, server: MatrixServer,
-        clients: dict[str, AsyncClient]) -> None:
+        logged_in: dict[str, AsyncClient]) -> None:
     """Rule 4 (room -> mail): in the announcement room a pupil's matrix-nio client may not
     post (the role policy as power levels); what a pupil wrote while the group was open
     is in the room but in no digest, not even the parents', and nothing of it is queued
     for an outside address; the teacher's announcement after it is mailed."""
     room_id = await server.school_rooms.room_of_group("5a")
     assert room_id is not None
-    teacher, anna = clients["lehrer"], clients["anna"]
+    teacher, anna = logged_in["lehrer"], logged_in["anna"]
     await anna.sync(timeout=0)
     refused = await anna.room_send(room_id, "m.room.message", {
         "msgtype": "m.text", "body": "Anna darf hier nicht schreiben."})

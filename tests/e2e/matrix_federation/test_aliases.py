@@ -6,8 +6,6 @@ clear errors, never a 500."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from nio import (
     AsyncClient,
@@ -26,14 +24,6 @@ from tests.e2e.matrix_federation.conftest import ChatSchool
 from tests.e2e.matrix_federation.test_rooms import bodies, login, record_messages, until
 
 V1 = "/_matrix/federation/v1"
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def public_room_at_b(b: ChatSchool, clients: list[AsyncClient]

@@ -7,9 +7,7 @@ room service, the running server's sender sends the queue)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
-import pytest
 from nio import AsyncClient, RedactedEvent, RoomGetEventResponse, RoomSendResponse
 from sqlalchemy import select
 
@@ -24,14 +22,6 @@ from tests.e2e.matrix_federation.test_room_input import ben_event, send_txn, sig
 from tests.e2e.matrix_federation.test_rooms import bodies, invited_and_joined, until
 
 MARKER = "Geheimnis-7f3a9c"
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def test_erased_pupils_events_are_redacted_at_the_partner_school(

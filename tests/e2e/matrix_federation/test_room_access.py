@@ -6,7 +6,6 @@ events are 404, never a 500. Signed requests of school B's real federation clien
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -18,14 +17,6 @@ from tests.e2e.matrix_federation.conftest import ChatSchool
 from tests.e2e.matrix_federation.test_rooms import invited_and_joined, login, until
 
 V1 = "/_matrix/federation/v1"
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def latest(a: ChatSchool, room_id: str) -> str:

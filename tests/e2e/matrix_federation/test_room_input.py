@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from nio import AsyncClient, RoomGetStateEventResponse, RoomSendResponse
 
 from federation.matrix.signed_json import SigningKey
@@ -24,14 +22,6 @@ from tests.e2e.matrix_federation.conftest import ChatSchool
 from tests.e2e.matrix_federation.test_rooms import bodies, invited_and_joined, until
 
 _txn = itertools.count()
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def ben_event(a: ChatSchool, room_id: str, body: str, **override: Any

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
-import pytest
 from nio import (
     AsyncClient,
     JoinResponse,
@@ -21,14 +20,6 @@ from nio import (
 )
 
 from tests.e2e.matrix_federation.conftest import CHAT_PASSWORD, ChatSchool
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def login(school: ChatSchool, login_name: str, made: list[AsyncClient], *,

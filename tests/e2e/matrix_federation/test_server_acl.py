@@ -7,7 +7,6 @@ matrix-nio clients at both schools; B's real federation client for raw requests.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 from nio import (
@@ -27,14 +26,6 @@ from tests.e2e.matrix_federation.conftest import ChatSchool
 from tests.e2e.matrix_federation.test_rooms import bodies, invited_and_joined, until
 
 V1 = "/_matrix/federation/v1"
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def set_acl(client: AsyncClient, room_id: str, content: dict[str, object]) -> None:

@@ -5,8 +5,6 @@ the other which room the alias names, with matrix-nio clients on both sides."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from nio import (
     AsyncClient,
@@ -20,14 +18,6 @@ from tests.e2e.matrix_synapse.conftest import SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT
 from tests.e2e.matrix_synapse.test_rooms import chat, nio_login, until
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT)]
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def test_aliases_resolve_and_join_both_ways(interop: Interop,

@@ -6,7 +6,6 @@ Olm device keys; each server's client API hands out the other side's users' keys
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,14 +18,6 @@ from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TE
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT),
               pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")]
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def nio_with_keys(base_url: str, user_id: str, store: Path,

@@ -7,7 +7,6 @@ at the other side's client."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -25,14 +24,6 @@ from tests.support.nio_watch import login
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT),
               pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")]
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def test_encrypted_room_decrypts_both_ways(interop: Interop, tmp_path: Path,

@@ -6,7 +6,7 @@ other implementation) and messages both ways."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import pytest
 from nio import (
@@ -22,14 +22,6 @@ from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TE
 from tests.support.synapse import SynapseUser
 
 pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT)]
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def nio_login(base_url: str, user_id: str, made: list[AsyncClient]) -> AsyncClient:
