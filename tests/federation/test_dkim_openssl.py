@@ -153,7 +153,7 @@ _body_bytes = st.lists(st.sampled_from([b"a", b"Zz", b" ", b"  ", b"\t", b"\r\n"
                        max_size=40).map(b"".join)
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(body=_body_bytes | st.binary(max_size=200))
 def test_relaxed_body_is_dkimpys(body: bytes) -> None:
     """The shortcut for bodies without WSP to fold gives dkimpy's bytes for any body,

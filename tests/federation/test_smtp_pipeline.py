@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from federation.smtp_out import ClientConfig, OutboundClient
 from federation.smtp_pipeline import ParsedReply, ReplyError, ReplyParser, dot_stuffed
+from tests.support.properties import examples
 
 _text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=60)
 _reply = st.builds(ParsedReply, st.integers(200, 599),
@@ -24,7 +25,7 @@ def render(reply: ParsedReply) -> bytes:
         f"{reply.code} {last}\r\n".encode()
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(replies=st.lists(_reply, max_size=8), cuts=st.lists(st.integers(0, 2000), max_size=10))
 def test_replies_come_out_whatever_the_segments(replies: list[ParsedReply],
                                                 cuts: list[int]) -> None:
@@ -60,7 +61,7 @@ def unstuffed(payload: bytes) -> bytes:
     return b"\r\n".join(line[1:] if line.startswith(b".") else line for line in lines)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(message=st.lists(st.sampled_from([b"a", b".", b"..", b"\r\n", b"\n", b"\r", b" ",
                                          b"\xc3\xa4"]), max_size=30).map(b"".join))
 def test_dot_stuffing_round_trips(message: bytes) -> None:

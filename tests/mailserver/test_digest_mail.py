@@ -104,7 +104,7 @@ lines = st.lists(st.one_of(st.text(st.characters(blacklist_categories=["Cs"]), m
                                    max_size=1010)), max_size=6)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(lines=lines, newline=st.sampled_from(["\n", "\r\n", "\r"]))
 def test_fast_body_matches_set_content(lines: list[str], newline: str) -> None:
     text = newline.join(lines) + "\n"
@@ -114,7 +114,7 @@ def test_fast_body_matches_set_content(lines: list[str], newline: str) -> None:
 ascii_word = st.from_regex(r"[A-Za-z0-9]{1,12}", fullmatch=True)
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(name=st.one_of(st.lists(ascii_word, min_size=1, max_size=5).map(" ".join), name),
        local=st.from_regex(r"[A-Za-z0-9_.\-]{1,20}", fullmatch=True),
        unique=st.from_regex(r"[A-Za-z0-9.\-]{1,40}", fullmatch=True))
@@ -130,7 +130,7 @@ def stock_fold(name: str, value: str) -> bytes:
     return policy.fold_binary(*policy.header_store_parse(name, value))
 
 
-@settings(max_examples=50, deadline=None)
+@settings(max_examples=examples(50), deadline=None)
 @given(account=st.integers(1, 10**12), port=st.integers(1, 65535),
        mailto=st.sampled_from(["", "mailto:abmelden@schule.test?subject=digest"]))
 def test_a_long_unsubscribe_url_is_never_encoded_or_broken(

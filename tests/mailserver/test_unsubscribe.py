@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailserver.unsubscribe import PATH, SECRET_BYTES, UnsubscribeLinks, load_secret
+from tests.support.properties import examples
 
 LINKS = UnsubscribeLinks(b"k" * SECRET_BYTES, "https://mail.schule.test:8443/")
 
@@ -24,7 +25,7 @@ def query(url: str) -> dict[str, str]:
     return dict(urllib.parse.parse_qsl(parts.query))
 
 
-@settings(max_examples=200)
+@settings(max_examples=examples(200))
 @given(account=st.integers(1, 10**15), other=st.integers(1, 10**15),
        junk=st.text(max_size=40))
 def test_a_link_opens_for_its_own_account_only(account: int, other: int, junk: str) -> None:

@@ -6,21 +6,10 @@ from before his join is shown."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
 from nio import AsyncClient, JoinResponse, RoomCreateResponse, RoomMessagesResponse
 
 from tests.e2e.matrix_federation.conftest import ChatSchool
 from tests.e2e.matrix_federation.test_rooms import login, until
-
-
-@pytest.fixture
-async def clients() -> AsyncIterator[list[AsyncClient]]:
-    made: list[AsyncClient] = []
-    yield made
-    for client in made:
-        await client.close()
 
 
 async def history_then_join(a: ChatSchool, b: ChatSchool, clients: list[AsyncClient],
