@@ -91,7 +91,9 @@ class MailBridge:
     async def group_mail_delivered(self, mail: GroupMail) -> None:
         if not self.enabled or self.target is None:
             return
+        # Whose files the attachments become: a directory read only when there are some.
+        uploader = await self._uploader(mail.sender_login) if mail.attachments else None
         try:
-            await self.target.post(self.post_of(mail, await self._uploader(mail.sender_login)))
+            await self.target.post(self.post_of(mail, uploader))
         except NotFound:  # the group is gone from the directory since RCPT
             log.info("event=mail_bridge_group_gone group=%s", mail.group)
