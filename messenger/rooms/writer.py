@@ -453,7 +453,7 @@ class RoomWriter:
         results: list[StoredEvent | Exception] = []
         async with self.db.write() as session:
             await lock_stream(session, "events")
-            newest = await store.max_stream_ordering(session)
+            newest = await store.newest_position(session)
             known = await store.events_of_txns(session, [
                 (s.requester.account_id, s.requester.device_id, s.txn_id)
                 for s in sends if s.txn_id is not None])

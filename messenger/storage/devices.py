@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 
-from sqlalchemy import delete, select, tuple_, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
@@ -100,11 +100,14 @@ async def delete_devices(session: AsyncSession, account_id: int,
 async def lock_live_devices(session: AsyncSession,
                             devices: set[tuple[int, str]]) -> set[tuple[int, str]]:
     """Which of ``devices`` still exist, locked against deletion until the commit
-    (PostgreSQL ``FOR KEY SHARE``: a concurrent logout waits; SQLite has one writer)."""
+    (PostgreSQL ``FOR KEY SHARE``: a concurrent logout waits; SQLite has one writer).
+    One driver call (every send batch asks; ``Database.rows_in``)."""
     if not devices:
         return set()
-    rows = await session.execute(
-        select(DeviceRow.account_id, DeviceRow.device_id)
-        .where(tuple_(DeviceRow.account_id, DeviceRow.device_id).in_(sorted(devices)))
-        .with_for_update(key_share=True))
-    return {(a, d) for a, d in rows}
+    wanted = sorted(devices)
+    where = " OR ".join(["(account_id = ? AND device_id = ?)"] * len(wanted))
+    lock = "" if (await session.connection()).dialect.name == "sqlite" else " FOR KEY SHARE"
+    rows = await Database.rows_in(
+        session, f"SELECT account_id, device_id FROM matrix_devices WHERE {where}{lock}",
+        [v for key in wanted for v in key])
+    return {(int(a), str(d)) for a, d in rows}

@@ -16,9 +16,10 @@ from typing import Any
 from sqlalchemy import and_, func, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from messenger.events.canonical import canonical_json
 from messenger.storage.relations import add_relation, forget_relation
-from messenger.storage.tables import EventRow, MembershipRow, RoomRow, RoomStateRow, TxnRow
+from messenger.storage.tables import EventRow, MembershipRow, RoomRow, RoomStateRow
 
 
 @dataclass(frozen=True)
@@ -125,14 +126,23 @@ async def insert_event(session: AsyncSession, pdu: Mapping[str, Any], event_id: 
 
 async def events_of_txns(session: AsyncSession, keys: Iterable[tuple[int, str, str]],
                          ) -> dict[tuple[int, str, str], str]:
-    """(account, device, transaction id) -> the event it made, for those known."""
-    wanted = list(keys)
+    """(account, device, transaction id) -> the event it made, for those known.
+    One driver call (every send batch asks; ``Database.rows_in``)."""
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
-    rows = await session.execute(
-        select(TxnRow.account_id, TxnRow.device_id, TxnRow.txn_id, TxnRow.event_id).where(
-            tuple_(TxnRow.account_id, TxnRow.device_id, TxnRow.txn_id).in_(wanted)))
-    return {(a, d, t): e for a, d, t, e in rows}
+    where = " OR ".join(["(account_id = ? AND device_id = ? AND txn_id = ?)"] * len(wanted))
+    rows = await Database.rows_in(
+        session, f"SELECT account_id, device_id, txn_id, event_id FROM matrix_txn_ids "
+                 f"WHERE {where}", [v for key in wanted for v in key])
+    return {(int(a), str(d), str(t)): str(e) for a, d, t, e in rows}
+
+
+async def newest_position(session: AsyncSession) -> int:
+    """``max_stream_ordering`` in one driver call, for the start of a write
+    transaction (no pending rows to flush first)."""
+    rows = await Database.rows_in(session, "SELECT max(stream_ordering) FROM matrix_events")
+    return int(rows[0][0] or 0)
 
 
 async def get_event(session: AsyncSession, event_id: str) -> StoredEvent | None:
