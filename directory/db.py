@@ -9,6 +9,8 @@ use a separate pool and see WAL snapshots without blocking the writer.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -103,6 +105,10 @@ class Database:
             self.write_engine = self.read_engine = engine
         self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        self._inline_path = _sqlite_file(url) if self.is_sqlite else None
+        self._inline = threading.local()
+        self._inline_connections: list[sqlite3.Connection] = []
+        self._inline_lock = threading.Lock()
 
     @property
     def is_sqlite(self) -> bool:
@@ -164,6 +170,49 @@ class Database:
                                           {f"p{i}": v for i, v in enumerate(parameters)})
         return list(result)
 
+    @property
+    def reads_inline(self) -> bool:
+        """Whether ``read_rows_small`` runs on the caller's thread (SQLite
+        with a file): it then completes without suspending the caller."""
+        return self._inline_path is not None
+
+    async def read_rows_small(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
+        """``read_rows`` for a small indexed read (a mailbox row, a FETCH
+        chunk's records, a few header blocks).  On SQLite it runs right here,
+        on the caller's thread, on a read connection of that thread's own:
+        reading a few cached pages takes microseconds, while the hop to
+        aiosqlite's thread and back (a queue, a thread wake-up, the GIL
+        handed over and back, a future resolved across threads) cost more
+        CPU than the statement, and under load each hop waited up to a GIL
+        switch interval (5 ms) behind the busy event loop.  WAL readers
+        never wait for the writer.  Not for statements that scan much or
+        return large values: the event loop waits for them.  On PostgreSQL
+        (and an SQLite database without a file) this is ``read_rows``."""
+        if self._inline_path is None:
+            return await self.read_rows(sql, parameters)
+        started = time.perf_counter()
+        try:
+            return self._inline_connection().execute(sql, parameters).fetchall()
+        finally:
+            request_timing.add("sql", time.perf_counter() - started)
+
+    def _inline_connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._inline, "connection", None)
+        if connection is None:
+            assert self._inline_path is not None
+            # Autocommit (isolation_level None): each statement is its own
+            # snapshot, as on the pooled read connections.  The connection is
+            # used by this thread only; check_same_thread is off so that
+            # ``dispose`` may close it from whichever thread disposes.
+            connection = sqlite3.connect(self._inline_path, isolation_level=None,
+                                         check_same_thread=False)
+            connection.execute("PRAGMA busy_timeout=30000")
+            connection.execute("PRAGMA query_only=ON")
+            with self._inline_lock:
+                self._inline_connections.append(connection)
+            self._inline.connection = connection
+        return connection
+
     def on_dispose(self, close: Callable[[], Awaitable[None]]) -> None:
         """``close()`` runs when the database is disposed (a connection of one's own)."""
         self._closers.append(close)
@@ -172,9 +221,24 @@ class Database:
         closers, self._closers = self._closers, []
         for close in closers:
             await close()
+        with self._inline_lock:
+            inline, self._inline_connections = self._inline_connections, []
+            self._inline = threading.local()
+        for connection in inline:
+            connection.close()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The file of an SQLite URL; None for an in-memory database or a URL
+    with options (those stay on the pooled connections)."""
+    parsed = make_url(url)
+    path = parsed.database
+    if not path or path == ":memory:" or path.startswith("file:") or parsed.query:
+        return None
+    return path
 
 
 def _numbered(sql: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from federation.tls import server_tls_context
 from mailserver.imap.fetching import MimeItemCache
@@ -61,14 +61,19 @@ def build(school: School) -> list[Service]:
             log.info("event=imap_session ip=%s commands=%d seconds=%.1f", connection.client_ip,
                      session.commands, time.monotonic() - started)
 
+    counters: dict[str, Any] = {}  # command name -> its labelled counter
+
     class CountingImapSession(ImapSession):
         """Counts each command for the metrics (one per command unit, parsed or not)."""
 
         commands = 0
 
         async def execute(self, unit: CommandUnit) -> None:
-            metrics.imap_commands.labels(command_name(unit.segments[0] if unit.segments
-                                                      else b"")).inc()
+            name = command_name(unit.segments[0] if unit.segments else b"")
+            counter = counters.get(name)
+            if counter is None:  # a bounded set of names (command_name)
+                counter = counters[name] = metrics.imap_commands.labels(name)
+            counter.inc()
             self.commands += 1
             await super().execute(unit)
 

@@ -94,6 +94,12 @@ class MailboxState:
         Callers that arrive while a refresh runs wait for the next one,
         all woken in the same event-loop turn (a lock would hand over to one
         waiter per turn)."""
+        if self.loaded and self._runner is None and db.reads_inline:
+            # SQLite: the delta is a small read on this thread that completes
+            # without suspending (nobody can refresh meanwhile), so the
+            # caller reads it itself: no task, no future, no event-loop turn.
+            self._apply_delta(await bulk_reads.mailbox_delta(db, self.mailbox_id, self.modseq))
+            return self.counters is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bool] = loop.create_future()
         if self._pending is None:

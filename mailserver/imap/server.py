@@ -90,7 +90,9 @@ class ImapConnection(asyncio.Protocol):
         self.logged_in = False
         self._framer = self._new_framer()
         self._events: collections.deque[FramerEvent] = collections.deque()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None  # True: timed out
+        self._deadline: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
         self._drain_waiter: asyncio.Future[None] | None = None
         self._transport: asyncio.Transport | None = None
         self._paused_reading = False
@@ -170,6 +172,9 @@ class ImapConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._wake()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._drain_waiter is not None and not self._drain_waiter.done():
             self._drain_waiter.set_result(None)
 
@@ -183,7 +188,23 @@ class ImapConnection(asyncio.Protocol):
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+            self._waiter.set_result(False)
+
+    def _check_deadline(self) -> None:
+        """The connection's one timer: it fires at the deadline it was set
+        for, ends a wait that has reached the current deadline and otherwise
+        sets itself for that one (a later command moved it: one timer per
+        connection per timeout, not one per command)."""
+        self._timer = None
+        deadline = self._deadline
+        waiter = self._waiter
+        if deadline is None or waiter is None or waiter.done():
+            return
+        loop = asyncio.get_running_loop()
+        if deadline <= loop.time():
+            waiter.set_result(True)
+        else:
+            self._timer = loop.call_at(deadline, self._check_deadline)
 
     # --- the Channel the session uses ---------------------------------------
 
@@ -196,17 +217,25 @@ class ImapConnection(asyncio.Protocol):
                 timeout, self.limits.prelogin_timeout)
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
+        self._deadline = deadline
         while not self._events:
             if self.closed:
                 raise ConnectionClosed()
+            if deadline is not None:
+                if deadline <= loop.time():
+                    return None
+                timer = self._timer
+                if timer is None or timer.when() > deadline:
+                    if timer is not None:
+                        timer.cancel()
+                    self._timer = loop.call_at(deadline, self._check_deadline)
+            # The waiter is resolved straight by data_received (None) or the
+            # deadline (True): one event-loop turn to wake this task, where
+            # wait_for(shield(...)) took three and a timer per command.
             self._waiter = loop.create_future()
             try:
-                remaining = None if deadline is None else deadline - loop.time()
-                if remaining is not None and remaining <= 0:
+                if await self._waiter:
                     return None
-                await asyncio.wait_for(asyncio.shield(self._waiter), remaining)
-            except TimeoutError:
-                return None
             finally:
                 self._waiter = None
         event = self._events.popleft()

@@ -44,6 +44,18 @@ async def _rows(db: Database, sql: str, parameters: Sequence[Any]) -> list[Any]:
     return await db.read_rows(sql, parameters)
 
 
+async def _small(db: Database, sql: str, parameters: Sequence[Any]) -> list[Any]:
+    """A small indexed read (``Database.read_rows_small``: on SQLite on the
+    event loop's own thread, without a hop to the pool's thread)."""
+    return await db.read_rows_small(sql, parameters)
+
+
+# Up to this many rows (bodies, header blocks, records) a read is "small".
+SMALL_BODIES = 8
+SMALL_HEADERS = 64
+SMALL_RECORDS = 256
+
+
 def _in(db: Database, values: Sequence[Any]) -> tuple[str, list[Any]]:
     """``IN (?, ?, ...)`` on SQLite, ``= ANY(?)`` with one array on PostgreSQL
     (one prepared statement whatever the count)."""
@@ -58,7 +70,8 @@ async def read_blobs(db: Database, blob_ids: Iterable[str]) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     for chunk in _chunks(wanted):
         where, values = _in(db, chunk)
-        out.update((blob_id, bytes(data)) for blob_id, data in await _rows(
+        read = _small if len(chunk) <= SMALL_BODIES else _rows
+        out.update((blob_id, bytes(data)) for blob_id, data in await read(
             db, f"SELECT id, data FROM message_blobs WHERE id {where}", values))
     return out
 
@@ -100,7 +113,8 @@ async def read_headers(db: Database, blob_ids: Iterable[str],
     again: list[str] = []
     for chunk in _chunks(wanted):
         where, values = _in(db, chunk)
-        for blob_id, size, head in await _rows(
+        read = _small if len(chunk) <= SMALL_HEADERS else _rows
+        for blob_id, size, head in await read(
                 db, f"SELECT id, size, substr(data, 1, ?) FROM message_blobs WHERE id {where}",
                 [prefix, *values]):
             head = bytes(head)
@@ -133,7 +147,8 @@ async def fetch_metas(db: Database, mailbox_id: int,
 
     for chunk in _chunks(sorted(set(uids))):
         where, values = _in(db, chunk)
-        rows = await _rows(
+        read = _small if len(chunk) <= SMALL_RECORDS else _rows
+        rows = await read(
             db, "SELECT uid, system_flags, keywords, internal_date, size, modseq, blob_id "
             f"FROM messages WHERE mailbox_id = ? AND uid {where} ORDER BY uid",
             [mailbox_id, *values])
@@ -168,13 +183,13 @@ class MailboxDelta:
 
 async def has_mail_state(db: Database, account_id: int) -> bool:
     """Whether the account's mail state (its row and default mailboxes) exists."""
-    return bool(await _rows(db, "SELECT 1 FROM mail_accounts WHERE account_id = ?",
+    return bool(await _small(db, "SELECT 1 FROM mail_accounts WHERE account_id = ?",
                             [account_id]))
 
 
 async def mailbox_by_name(db: Database, account_id: int, name: str) -> MailboxRow | None:
     """The mailbox ``name`` (already normalised) of an account."""
-    rows = await _rows(
+    rows = await _small(
         db, "SELECT id, account_id, name, uidvalidity, uidnext, highestmodseq "
         "FROM mailboxes WHERE account_id = ? AND name = ?", [account_id, name])
     return MailboxRow(*rows[0]) if rows else None
@@ -183,7 +198,7 @@ async def mailbox_by_name(db: Database, account_id: int, name: str) -> MailboxRo
 async def mailbox_infos(db: Database, account_id: int) -> list[MailboxInfo]:
     """Every mailbox of an account by name, without counting messages (LIST)."""
     return [MailboxInfo(i, a, name, use, validity, uidnext, modseq, bool(subscribed))
-            for i, a, name, use, validity, uidnext, modseq, subscribed in await _rows(
+            for i, a, name, use, validity, uidnext, modseq, subscribed in await _small(
                 db, "SELECT id, account_id, name, special_use, uidvalidity, uidnext, "
                 "highestmodseq, subscribed FROM mailboxes WHERE account_id = ? "
                 "ORDER BY name", [account_id])]
@@ -191,7 +206,7 @@ async def mailbox_infos(db: Database, account_id: int) -> list[MailboxInfo]:
 
 async def recent_uid(db: Database, mailbox_id: int) -> int | None:
     """The mailbox's first UID not yet claimed as \\Recent; None: no mailbox."""
-    rows = await _rows(db, "SELECT recent_uid FROM mailboxes WHERE id = ?", [mailbox_id])
+    rows = await _small(db, "SELECT recent_uid FROM mailboxes WHERE id = ?", [mailbox_id])
     return int(rows[0][0]) if rows else None
 
 
@@ -211,7 +226,10 @@ async def mailbox_delta(db: Database, mailbox_id: int, modseq: int | None) -> Ma
     expunged after it (none when None) and the mailbox row."""
     changed_after = -1 if modseq is None else modseq
     expunged_after = _NO_EXPUNGED if modseq is None else modseq
-    rows = await _rows(db, _DELTA, [mailbox_id, changed_after, mailbox_id, expunged_after,
+    # A loaded state's delta is a few rows; the first load reads the whole
+    # mailbox (on the pool's thread: the event loop goes on meanwhile).
+    read = _rows if modseq is None else _small
+    rows = await read(db, _DELTA, [mailbox_id, changed_after, mailbox_id, expunged_after,
                                     mailbox_id])
     changed: list[tuple[int, frozenset[str], int]] = []
     vanished: list[tuple[int, int]] = []

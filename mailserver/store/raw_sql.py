@@ -96,16 +96,31 @@ def _run_here(connection: sqlite3.Connection, steps: Steps[T]) -> T:
 
 
 def _transaction_here(connection: sqlite3.Connection, steps: Steps[T],
-                      committed: Callable[[T], None] | None) -> T:
+                      committed: Callable[[T], None] | None, durable: bool = True) -> T:
     """BEGIN IMMEDIATE, the statements, COMMIT (or ROLLBACK), in the
-    connection's thread: a whole write transaction in one hop."""
-    connection.execute("BEGIN IMMEDIATE")
+    connection's thread: a whole write transaction in one hop.
+
+    ``durable``: COMMIT returns once the transaction is on disk
+    (``synchronous=FULL``, the connection's setting).  Otherwise the
+    transaction is committed with ``synchronous=NORMAL`` (no fsync of the
+    WAL): it survives a crash of this process (it is in the WAL file, in
+    the OS's cache) but not a power failure until the next durable commit
+    or checkpoint syncs the WAL, which covers every frame before it.  The
+    setting is back to FULL before this hop ends, so no other transaction
+    on the connection ever runs with it."""
+    if not durable:
+        connection.execute("PRAGMA synchronous=NORMAL")
     try:
-        result = _run_here(connection, steps)
-    except BaseException:
-        connection.execute("ROLLBACK")
-        raise
-    connection.execute("COMMIT")  # synchronous=FULL: on disk when this returns
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            result = _run_here(connection, steps)
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")  # FULL: on disk when this returns
+    finally:
+        if not durable:
+            connection.execute("PRAGMA synchronous=FULL")
     if committed is not None:
         committed(result)
     return result
@@ -134,11 +149,19 @@ async def _drive(driver: Any, steps: Steps[T]) -> T:
 
 
 async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]],
-                          committed: Callable[[T], None] | None = None) -> T:
+                          committed: Callable[[T], None] | None = None, *,
+                          durable: bool = True) -> T:
     """``make_steps(dialect)`` as a write transaction of its own, committed
     before this returns; rolled back when it raises.  On SQLite the whole
     transaction, BEGIN IMMEDIATE to COMMIT, is one hop to the write
     connection's thread (through SQLAlchemy's session it was three more).
+
+    ``durable=False`` is for writes a power failure may lose but a crash of
+    this process may not (flag changes, expunges): COMMIT does not wait for
+    the disk (SQLite: ``synchronous=NORMAL`` for this transaction;
+    PostgreSQL: ``SET LOCAL synchronous_commit = off``).  Both backends
+    write their log in order, so the next durable commit makes every
+    earlier one durable too.
 
     ``committed(result)`` runs on the event loop once COMMIT returned: on
     SQLite the database thread schedules it straight away, so whoever waits
@@ -146,7 +169,7 @@ async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]
     load each resumption is a full turn of a busy event loop)."""
     if not db.is_sqlite:
         return await _pg_writer(db).run(make_steps(_dialect_of(db.write_engine.dialect)),
-                                        committed)
+                                        committed, durable)
     async with db.write_engine.connect() as conn:
         driver = (await conn.get_raw_connection()).driver_connection
         if driver is None:
@@ -160,7 +183,8 @@ async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]
                 notify = lambda result: loop.call_soon_threadsafe(done, result)  # noqa: E731
             # aiosqlite has no public call for "run this in the connection's
             # thread"; its _execute is that call (aiosqlite 0.20-0.22).
-            result: T = await driver._execute(_transaction_here, driver._conn, steps, notify)
+            result: T = await driver._execute(_transaction_here, driver._conn, steps, notify,
+                                              durable)
             return result
         raise RuntimeError("unreachable: PostgreSQL runs on its writer thread")
 
@@ -195,19 +219,25 @@ class _PgWriter:
             host=url.host, port=url.port or 5432, user=url.username, password=url.password,
             database=url.database, **postgres_connect_args(self._db.url))
 
-    async def _here(self, steps: Steps[T], notify: Callable[[T], None] | None) -> T:
+    async def _here(self, steps: Steps[T], notify: Callable[[T], None] | None,
+                    durable: bool) -> T:
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await self._connect()
             async with self._conn.transaction():
+                if not durable:
+                    # This transaction only; the WAL is flushed in order, so
+                    # the next synchronous commit flushes this one too.
+                    await self._conn.execute("SET LOCAL synchronous_commit = off")
                 result = await _drive(self._conn, steps)
         if notify is not None:
             notify(result)
         return result
 
-    async def run(self, steps: Steps[T], committed: Callable[[T], None] | None) -> T:
+    async def run(self, steps: Steps[T], committed: Callable[[T], None] | None,
+                  durable: bool = True) -> T:
         notify: Callable[[T], None] | None = None
         if committed is not None:
             loop, done = asyncio.get_running_loop(), committed
@@ -215,7 +245,7 @@ class _PgWriter:
             def notify(result: T) -> None:
                 loop.call_soon_threadsafe(done, result)
         return await asyncio.wrap_future(
-            asyncio.run_coroutine_threadsafe(self._here(steps, notify), self.loop))
+            asyncio.run_coroutine_threadsafe(self._here(steps, notify, durable), self.loop))
 
     async def _close_here(self) -> None:
         if self._conn is not None and not self._conn.is_closed():

@@ -6,10 +6,19 @@ and SQLite has one writer: with one transaction per APPEND or EXPUNGE, 20
 busy IMAP sessions queued behind each other's fsyncs (p50 of a write 150-550
 ms under load).  Here writes that arrive while a commit runs go into the
 next transaction together (``mailserver.store.batcher.CommitBatcher``):
-each caller is answered only after that commit returned, so an accepted
-write is never lost, and a refused one (``Failed``: quota, a mailbox that
-is gone) has written nothing and fails alone.  Any other error makes the
+each caller is answered only after that commit returned, and a refused
+one (``Failed``: quota, a mailbox that is gone) has written nothing and
+fails alone.  Any other error makes the
 batcher retry the batch one write per transaction.
+
+Durability classes: a batch with an APPEND commits with fsync (SQLite
+``synchronous=FULL``, PostgreSQL's WAL flush), so an accepted APPEND, like an
+accepted delivery, is never lost.  A batch of only STOREs, EXPUNGEs and
+\\Recent claims commits without waiting for the disk (``raw_sql``,
+``durable=False``): a crash of the server process never loses it (the
+database has it), a power failure may lose the last such changes (as
+Dovecot's default, which does not fsync flag changes), never an APPEND and
+never the database's consistency; the next durable commit covers them.
 
 Within a transaction: APPENDs first (a fixed number of statements for all
 of them), then EXPUNGEs and \\Recent claims in arrival order, then the
@@ -128,8 +137,13 @@ class WriteQueue(CommitBatcher[WriteWork, WriteDone]):
     async def _transaction(self, works: list[WriteWork],
                            committed: Callable[[list[WriteDone | Failed]], None] | None = None,
                            ) -> list[WriteDone | Failed]:
+        # Durability class: a batch with an APPEND is durable when answered
+        # (like an accepted delivery); flag changes, expunges and \Recent
+        # claims alone may be lost on power failure, never on a crash of
+        # the server process (Dovecot does not fsync flag changes either).
         return await run_transaction(
-            self._db, lambda dialect: _writes(dialect, works, self._limit_for), committed)
+            self._db, lambda dialect: _writes(dialect, works, self._limit_for), committed,
+            durable=any(isinstance(work, AppendWork) for work in works))
 
 
 class MailStateMissing(StoreError):

@@ -80,11 +80,22 @@ async def test_concurrent_callers_share_refreshes(school, monkeypatch) -> None: 
         return await real(*args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(bulk_reads, "mailbox_delta", counting)
+    db = school.mail_store.db
+    inline = db.reads_inline
+    # The shared refresh (PostgreSQL; on SQLite the first load of a mailbox).
+    monkeypatch.setattr(type(db), "reads_inline", property(lambda self: False))
     await asyncio.gather(*(states.current(box) for _ in range(50)))
     assert 1 <= calls <= 2  # one running refresh, at most one more for late callers
+    monkeypatch.undo()
+    monkeypatch.setattr(bulk_reads, "mailbox_delta", counting)
     calls = 0
+    turns: list[int] = []
+    asyncio.get_running_loop().call_soon(turns.append, 1)
     state = await states.current(box)
     assert calls == 1  # a caller always gets a refresh that began after it asked
+    # On SQLite the caller reads the small delta itself, without an
+    # event-loop turn (no task, no future: nothing to share).
+    assert turns == ([] if inline else [1])
     await states.current(box, at_least=state.modseq)
     assert calls == 1  # ... unless the feed says the state is recent enough
 
