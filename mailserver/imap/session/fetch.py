@@ -41,6 +41,16 @@ FAST_PATH_MINIMUM = 500
 RECENT = frozenset({"\\Recent"})
 
 
+class _Everything:
+    """A set that holds every UID (FETCH 1:* of the whole view)."""
+
+    def __contains__(self, uid: object) -> bool:
+        return True
+
+
+_EVERYTHING = _Everything()
+
+
 def chunks(items: list[int], size: int) -> list[list[int]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
@@ -161,6 +171,7 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
     states = s.services.states
     state = None if states is None else await states.current(view.mailbox_id,
                                                              at_least=s.known_modseq())
+    everything = False  # the view shares the state's UIDs and all are wanted
     if state is not None and len(uids) * 4 < len(state):
         # A few messages of a big mailbox: look each up.
         picked = [(uid, index) for uid in uids
@@ -169,13 +180,14 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
                          for uid, index in picked]
     elif state is not None:
         # Copies (C speed): the state changes while we wait for the client.
+        everything = view.uids is state.uids and len(uids) == len(state.uids)
         messages = zip(state.uids, list(state.flags), array("Q", state.modseqs), strict=True)
     else:
         snapshot = await s.store.select_snapshot(s.account, view.name)
         if snapshot.mailbox.id != view.mailbox_id:
             return False
         messages = snapshot.messages
-    wanted = set(uids)
+    wanted: Any = _EVERYTHING if everything else set(uids)
     uid_item = FetchItem("UID") in items or cmd.uid
     flags_item = FetchItem("FLAGS") in items
     modseq_item = FetchItem("MODSEQ") in items
@@ -186,11 +198,12 @@ async def _fetch_states(s: ImapSession, cmd: c.Fetch, items: tuple[Any, ...],
     out: list[bytes] = []
     seq_of = view.seq_of
     recent = view.recent if not s.rev2 else None
-    for uid, message_flags, modseq in messages:
-        if uid not in wanted or (cmd.changed_since is not None
-                                 and modseq <= cmd.changed_since):
+    changed_since = cmd.changed_since
+    for index, (uid, message_flags, modseq) in enumerate(messages, 1):
+        if uid not in wanted or (changed_since is not None and modseq <= changed_since):
             continue
-        seq = seq_of(uid)
+        # With the view's UID array the state's own, message n is at n.
+        seq = index if everything else seq_of(uid)
         if seq is None:
             continue
         if recent and uid in recent:

@@ -87,8 +87,37 @@ class FetchBinarySize:
 FetchAttribute = FetchItem | FetchBody | FetchBinary | FetchBinarySize
 
 
+# Parsed attribute lists by the rest of the command line they were parsed
+# from: clients send the same few lists again and again (the attributes are
+# immutable, so one tuple serves every command).  Bounded; cleared when full.
+_PARSED: dict[bytes, tuple[tuple[FetchAttribute, ...], int]] = {}
+_PARSED_MAX = 1024
+_PARSED_KEY_MAX = 256
+
+
 def parse_fetch_attributes(reader: Reader) -> tuple[FetchAttribute, ...]:
-    """A macro, one attribute, or a parenthesised list (RFC 9051 9, ``fetch``)."""
+    """A macro, one attribute, or a parenthesised list (RFC 9051 9, ``fetch``).
+    A list parsed before from the same rest of the line is taken from
+    ``_PARSED`` (only when the parse stayed within that line segment, so the
+    result depends on nothing but those octets)."""
+    key = reader.rest_of_segment()
+    if len(key) > _PARSED_KEY_MAX:
+        return _parse_fetch_attributes(reader)
+    known = _PARSED.get(key)
+    if known is not None:
+        reader.advance(known[1])
+        return known[0]
+    segment, start = reader.position()
+    attributes = _parse_fetch_attributes(reader)
+    after, end = reader.position()
+    if after == segment:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[key] = (attributes, end - start)
+    return attributes
+
+
+def _parse_fetch_attributes(reader: Reader) -> tuple[FetchAttribute, ...]:
     if reader.peek_is(b"("):
         attributes = reader.parenthesized(lambda: parse_fetch_attribute(reader))
         if not attributes:

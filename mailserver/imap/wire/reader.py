@@ -48,6 +48,14 @@ class Reader:
     def restore(self, mark: tuple[int, int]) -> None:
         self._index, self._pos = mark
 
+    def rest_of_segment(self) -> bytes:
+        """What is left of the current line segment (up to the next literal)."""
+        return self._text[self._pos:]
+
+    def advance(self, octets: int) -> None:
+        """Skip ``octets`` of the current segment (already parsed once)."""
+        self._pos += octets
+
     def at_end(self) -> bool:
         return self._index == len(self._segments) - 1 and self._pos == len(self._text)
 

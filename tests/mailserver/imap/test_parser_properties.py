@@ -74,6 +74,22 @@ def test_arbitrary_units_only_raise_parse_error(units) -> None:
 def test_command_round_trip(command, utf8: bool) -> None:
     raw = serialize_command(command, utf8=utf8)
     assert parse_line(raw, utf8=utf8) == command
+    # Again: a FETCH's attribute list now comes from the parse cache.
+    assert parse_line(raw, utf8=utf8) == command
+
+
+@SETTINGS
+@given(tagged_commands, tagged_commands)
+def test_cached_fetch_attributes_never_leak_into_another_command(first, second) -> None:
+    """The attribute-list cache is keyed by the rest of the line: a cached
+    list never changes how the following text is parsed."""
+    from mailserver.imap.wire import fetch_items
+
+    raw_first, raw_second = serialize_command(first), serialize_command(second)
+    parse_line(raw_first)
+    cached = parse_line(raw_second)
+    fetch_items._PARSED.clear()
+    assert cached == parse_line(raw_second) == second
 
 
 def _feed_all(stream: bytes, cuts: list[int]) -> list[object]:
