@@ -78,7 +78,8 @@ def test_command_round_trip(command, utf8: bool) -> None:
     assert parse_line(raw, utf8=utf8) == command
 
 
-@settings(max_examples=100, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@settings(max_examples=examples(100), suppress_health_check=[HealthCheck.too_slow],
+          deadline=None)
 @given(tagged_commands, tagged_commands)
 def test_cached_fetch_attributes_never_leak_into_another_command(first, second) -> None:
     """The attribute-list cache is keyed by the rest of the line: a cached
