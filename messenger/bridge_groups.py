@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
 from directory.model import Group, GroupKind
@@ -26,6 +27,16 @@ class GroupBridge:
     parents_digest: bool
 
 
+async def setting(session: AsyncSession, group: Group) -> GroupBridge:
+    """The group's settings, read in the caller's session (the bridge's one read)."""
+    row = await session.get(BridgeGroupRow, group.id)
+    default = group.kind in MAIL_TO_ROOM_KINDS
+    if row is None:
+        return GroupBridge(mail_to_room=default, parents_digest=False)
+    return GroupBridge(mail_to_room=default if row.mail_to_room is None else row.mail_to_room,
+                       parents_digest=row.parents_digest)
+
+
 class BridgeGroups:
     """Reads and changes ``GroupBridge`` settings (one row per changed group)."""
 
@@ -34,12 +45,7 @@ class BridgeGroups:
 
     async def of(self, group: Group) -> GroupBridge:
         async with self._db.read() as session:
-            row = await session.get(BridgeGroupRow, group.id)
-        default = group.kind in MAIL_TO_ROOM_KINDS
-        if row is None:
-            return GroupBridge(mail_to_room=default, parents_digest=False)
-        return GroupBridge(mail_to_room=default if row.mail_to_room is None else row.mail_to_room,
-                           parents_digest=row.parents_digest)
+            return await setting(session, group)
 
     async def parents_digest_groups(self) -> set[int]:
         """Ids of the groups whose announcements go to parents too."""

@@ -36,12 +36,13 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory import repository as repo
 from directory.db import Database
-from directory.model import Group
-from messenger.bridge_groups import GroupBridge
+from messenger import bridge_groups
 from messenger.mail_html import matrix_html
 from messenger.rooms.errors import Forbidden, TooLarge
 from messenger.storage import events as store
+from messenger.storage import group_rooms
 from messenger.storage.tables import MailBridgedRow
 
 log = logging.getLogger("schulhof.messenger")
@@ -79,8 +80,6 @@ class GroupRoomWriter(Protocol):
 
     system_user: str
 
-    async def room_of_group(self, name: str) -> str | None: ...
-
 
 class EventAppender(Protocol):
     async def append_as(self, sender: str, room_id: str, event_type: str,
@@ -96,12 +95,6 @@ class MediaUploader(Protocol):
 
     async def upload(self, account_id: int, data: bytes, content_type: str,
                      upload_name: str | None) -> str: ...
-
-
-class GroupSettings(Protocol):
-    async def group(self, name: str) -> Group: ...
-
-    async def bridge_of(self, group: Group) -> GroupBridge: ...
 
 
 @dataclass(frozen=True)
@@ -192,13 +185,11 @@ class MailToRoom:
     """Posts ``MailPost``s into group rooms (see the module docstring)."""
 
     def __init__(self, db: Database, rooms: GroupRoomWriter, appender: EventAppender, *,
-                 media: MediaUploader | None = None,
-                 groups: GroupSettings | None = None) -> None:
+                 media: MediaUploader | None = None) -> None:
         self._db = db
         self._rooms = rooms
         self._appender = appender
         self._media = media
-        self._groups = groups
 
     async def post(self, post: MailPost) -> str | None:
         """The event id posted, or None (not verified, switched off, no room, or
@@ -206,17 +197,19 @@ class MailToRoom:
         if not post.verified:
             log.info("event=mail_bridge_unverified group=%s", post.group)
             return None
-        if self._groups is not None:
-            bridge = await self._groups.bridge_of(await self._groups.group(post.group))
-            if not bridge.mail_to_room:
+        key = message_key(post.message_id)
+        # One read session for all that decides (it was five, each a pooled
+        # connection's checkout and a transaction): the group (NotFound when it is gone since RCPT),
+        # its setting, its room, the mail's key there, the room's encryption.
+        async with self._db.read() as session:
+            group = repo.group_from_row(await repo.group_row(session, post.group))
+            if not (await bridge_groups.setting(session, group)).mail_to_room:
                 log.info("event=mail_bridge_off group=%s", post.group)
                 return None
-        room_id = await self._rooms.room_of_group(post.group)
-        if room_id is None:
-            log.info("event=mail_bridge_no_room group=%s", post.group)
-            return None
-        key = message_key(post.message_id)
-        async with self._db.read() as session:
+            room_id = await group_rooms.room_of(session, group.id)
+            if room_id is None:
+                log.info("event=mail_bridge_no_room group=%s", post.group)
+                return None
             if await session.get(MailBridgedRow, (room_id, key)) is not None:
                 log.info("event=mail_bridge_duplicate group=%s", post.group)
                 return None  # (before uploading its attachments again)

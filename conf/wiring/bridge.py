@@ -17,11 +17,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from directory.model import Group, NotFound
+from directory.model import NotFound
 from directory.service import Directory
 from mailserver.group_mail import GroupMail
 from mailserver.unsubscribe import UnsubscribeLinks, load_secret
-from messenger.bridge_groups import BridgeGroups, GroupBridge
 from messenger.mail_bridge import MailFile, MailPost, MailToRoom
 
 if TYPE_CHECKING:
@@ -43,20 +42,6 @@ def unsubscribe_links(settings: Settings) -> UnsubscribeLinks:
     """The digests' one-click links (RFC 8058), the same in every worker."""
     return UnsubscribeLinks(load_secret(settings.data_dir / UNSUBSCRIBE_SECRET),
                             webmail_url(settings))
-
-
-class GroupSettingsOf:
-    """``messenger.mail_bridge.GroupSettings`` from the directory and the bridge table."""
-
-    def __init__(self, directory: Directory, groups: BridgeGroups) -> None:
-        self._directory = directory
-        self._groups = groups
-
-    async def group(self, name: str) -> Group:
-        return await self._directory.get_group(name)
-
-    async def bridge_of(self, group: Group) -> GroupBridge:
-        return await self._groups.of(group)
 
 
 class MailBridge:

@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import Counter
 
-from conf.wiring.bridge import GroupSettingsOf
 from conf.wiring.signing import event_key_lookup, event_signer, signing_key
 from directory.client_address import TrustedProxies
 from directory.model import Role
@@ -25,7 +24,6 @@ from federation.matrix.received import ReceivedTransactions
 from federation.matrix.sender import TransactionSender
 from federation.metrics import SchoolMetrics
 from messenger.api.federation import FederationContext, TransactionHandler
-from messenger.bridge_groups import BridgeGroups
 from messenger.chat_rights import ChatRights
 from messenger.federation_edus import EduReceiver, EphemeralFederation
 from messenger.federation_inbox import RoomsInbox, UnknownRoomsInbox
@@ -76,8 +74,7 @@ def build(school: School) -> list[Service]:
     server.observer = RequestMetrics(school.metrics)
     # Mail to a group address appears in the group's room (issue 18, conf.wiring.bridge).
     school.mail_bridge.target = MailToRoom(
-        school.db, server.school_rooms, server.rooms, media=server.media,
-        groups=GroupSettingsOf(school.directory, BridgeGroups(school.db)))
+        school.db, server.school_rooms, server.rooms, media=server.media)
     services: list[Service] = [server]
     if settings.listen.federation >= 0:
         # The school's group rooms let only the servers it federates with in.
