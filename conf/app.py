@@ -19,6 +19,7 @@ from directory.audit import AuditLog
 from directory.auth import Authenticator, LoginThrottle
 from directory.broadcast import Broadcast, LocalBroadcast
 from directory.db import Database
+from directory.directory_relay import DirectoryRelay
 from directory.passwords import PasswordHasher
 from directory.policy import PolicyRules, RolePolicy
 from directory.service import Directory
@@ -232,6 +233,7 @@ class School:
 
             ChangeRelay(self.mail_store.feed, self.broadcast, self.db)
             ThrottleRelay(self.throttle, self.broadcast)
+            DirectoryRelay(self.directory.changes, self.broadcast)
             await self.broadcast.start()
         for service in self.services:
             for listener in await service.start():

@@ -7,14 +7,17 @@ admin CLI goes through here.  Returns frozen domain values, raises
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory import repository as repo
 from directory.addresses import RESERVED_LOCAL_PARTS, is_valid_local_part, normalise_domain
+from directory.changes import DirectoryChanges
 from directory.db import Database
 from directory.login_names import login_base, unique_login
 from directory.model import (
@@ -69,6 +72,15 @@ class Directory:
         self.domain = normalise_domain(domain)
         self.local_domains = frozenset({self.domain, *map(normalise_domain, extra_domains)})
         self.partner_domains = frozenset(map(normalise_domain, partner_domains))
+        #: Told after every committed change callers may have cached (not passwords).
+        self.changes = DirectoryChanges()
+
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction; once it committed, ``changes`` hears of it."""
+        async with self.db.write() as session:
+            yield session
+        self.changes.changed()
 
     def address_of(self, local_part: str) -> str:
         return f"{local_part}@{self.domain}"
@@ -82,7 +94,7 @@ class Directory:
                              external_id: str | None = None,
                              password: str | None = None) -> Account:
         password_hash = await self.hasher.hash(password) if password else ""
-        async with self.db.write() as session:
+        async with self._changing() as session:
             if login is None:
                 login = unique_login(login_base(first_name, last_name),
                                      await repo.taken_local_parts(session))
@@ -126,7 +138,7 @@ class Directory:
 
     async def set_status(self, login: str, status: Status,
                          deletion_date: dt.date | None = None) -> Account:
-        async with self.db.write() as session:
+        async with self._changing() as session:
             row = await repo.account_row(session, login=login)
             row.status = status.value
             row.deletion_date = deletion_date if status is Status.LEAVER else None
@@ -134,7 +146,7 @@ class Directory:
             return repo.account_from_row(row)
 
     async def set_role(self, login: str, role: Role) -> Account:
-        async with self.db.write() as session:
+        async with self._changing() as session:
             row = await repo.account_row(session, login=login)
             row.role = role.value
             await session.flush()
@@ -142,13 +154,13 @@ class Directory:
 
     async def delete_account(self, login: str) -> None:
         """Delete an account and (by cascading foreign keys) everything it owns."""
-        async with self.db.write() as session:
+        async with self._changing() as session:
             row = await repo.account_row(session, login=login)
             await session.delete(row)
 
     async def purge_leavers(self, today: dt.date) -> list[str]:
         """Delete leavers whose deletion date has passed; returns their logins."""
-        async with self.db.write() as session:
+        async with self._changing() as session:
             rows = (await session.scalars(select(AccountRow).where(
                 AccountRow.status == Status.LEAVER.value,
                 AccountRow.deletion_date <= today))).all()
@@ -164,7 +176,7 @@ class Directory:
                            display_name: str | None = None,
                            members_may_post: bool = False) -> Group:
         name = _check_local_part(name)
-        async with self.db.write() as session:
+        async with self._changing() as session:
             row = await repo.insert_group(session, name=name, display_name=display_name or name,
                                           kind=kind, members_may_post=members_may_post)
             return repo.group_from_row(row)
@@ -187,13 +199,13 @@ class Directory:
 
     async def add_member(self, group_name: str, login: str,
                          role: MemberRole = MemberRole.MEMBER) -> None:
-        async with self.db.write() as session:
+        async with self._changing() as session:
             group = await repo.group_row(session, group_name)
             account = await repo.account_row(session, login=login)
             await repo.set_membership(session, group.id, account.id, role)
 
     async def remove_member(self, group_name: str, login: str) -> None:
-        async with self.db.write() as session:
+        async with self._changing() as session:
             group = await repo.group_row(session, group_name)
             account = await repo.account_row(session, login=login)
             if not await repo.remove_membership(session, group.id, account.id):
@@ -214,7 +226,7 @@ class Directory:
     async def add_alias(self, alias: str, target: str) -> AliasEntry:
         """Add ``alias`` for the account or group whose address is ``target``."""
         alias = _check_local_part(alias)
-        async with self.db.write() as session:
+        async with self._changing() as session:
             address = await session.get(AddressRow, target.strip().lower())
             if address is None:
                 raise NotFound(f"no account or group {target!r}")
@@ -224,7 +236,7 @@ class Directory:
         return AliasEntry(alias, target.strip().lower(), kind)
 
     async def delete_alias(self, alias: str) -> None:
-        async with self.db.write() as session:
+        async with self._changing() as session:
             await repo.delete_alias(session, alias.strip().lower())
 
     async def list_aliases(self) -> list[AliasEntry]:
@@ -270,13 +282,13 @@ class Directory:
 
     # --- parents ------------------------------------------------------------------
     async def link_parent(self, parent_login: str, child_login: str) -> None:
-        async with self.db.write() as session:
+        async with self._changing() as session:
             parent = await repo.account_row(session, login=parent_login)
             child = await repo.account_row(session, login=child_login)
             await repo.link_parent(session, parent.id, child.id)
 
     async def unlink_parent(self, parent_login: str, child_login: str) -> None:
-        async with self.db.write() as session:
+        async with self._changing() as session:
             parent = await repo.account_row(session, login=parent_login)
             child = await repo.account_row(session, login=child_login)
             link = await session.get(ParentLinkRow, (parent.id, child.id))

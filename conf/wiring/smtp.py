@@ -43,10 +43,18 @@ def build(school: School) -> list[Service]:
     check = MailAuthCheck(
         school.resolver, config.hostname, own_domains=config.local_domains,
         key_paths=SchoolKeyPaths.in_dir(school.settings.base_dir / KEYS_DIR))
-    return [SmtpService(config, school.directory, school.authenticator,
-                        rules_target(school), inbound_check=check,
-                        observe=school.metrics.smtp_reply, spam_filter=spam_filter(school),
-                        tls_context=school.tls.context, group_mail=school.mail_bridge)]
+    service = SmtpService(config, school.directory, school.authenticator,
+                          rules_target(school), inbound_check=check,
+                          observe=school.metrics.smtp_reply, spam_filter=spam_filter(school),
+                          tls_context=school.tls.context, group_mail=school.mail_bridge)
+    # A directory change (here, or in another worker: conf.app's DirectoryRelay)
+    # forgets the MX's cached answers at once (issue 18: a leaver gets nothing more).
+    unsubscribe = school.directory.changes.subscribe(service.forget_directory_answers)
+
+    async def release() -> None:
+        unsubscribe()
+    school.close_later(release)
+    return [service]
 
 
 def spam_filter(school: School) -> SpamFilter | None:

@@ -132,6 +132,7 @@ class Importer:
                 if out:
                     out.write((p.login, p.email, p.first_name, p.last_name, p.role,
                                p.class_name, p.password) for p in issued)
+            self.directory.changes.changed()  # committed: the caches forget
             clock.lap("write")
         except IntegrityError as exc:  # PostgreSQL: a login or group name taken meanwhile
             if out:

@@ -5,7 +5,9 @@ class asks the same questions (who is in 5a, may she write to 5a) for every
 message; each answer is a read transaction.  ``TtlCache`` keeps answers
 (including "no such address") for ``ttl`` seconds, bounded in size, and lets
 concurrent misses for one key share one lookup (single flight): parallel
-connections tend to ask the same thing at the same moment.
+connections tend to ask the same thing at the same moment.  ``clear`` forgets
+everything at once (the directory changed): a lookup still in flight then
+answers its waiters but is not kept, since it may have read the old state.
 """
 
 from __future__ import annotations
@@ -30,6 +32,13 @@ class TtlCache(Generic[K, V]):
         self._clock = clock
         self._entries: dict[K, tuple[float, V]] = {}
         self._inflight: dict[K, asyncio.Future[V]] = {}
+        self._generation = 0  # bumped by clear(): older lookups are not kept
+
+    def clear(self) -> None:
+        """Forget every answer; lookups in flight are not kept when they finish."""
+        self._generation += 1
+        self._entries.clear()
+        self._inflight.clear()
 
     async def get(self, key: K) -> V:
         if self._ttl <= 0:
@@ -41,14 +50,18 @@ class TtlCache(Generic[K, V]):
         if lookup is None:
             lookup = asyncio.ensure_future(self._load(key))
             self._inflight[key] = lookup
-            lookup.add_done_callback(lambda done: self._settle(key, done))
+            generation = self._generation
+            lookup.add_done_callback(lambda done: self._settle(key, done, generation))
         # shield: one waiter going away must not cancel the lookup the others share.
         return await asyncio.shield(lookup)
 
-    def _settle(self, key: K, lookup: asyncio.Future[V]) -> None:
-        self._inflight.pop(key, None)
+    def _settle(self, key: K, lookup: asyncio.Future[V], generation: int) -> None:
+        if self._inflight.get(key) is lookup:
+            del self._inflight[key]
         if lookup.cancelled() or lookup.exception() is not None:
             return  # not cached; the waiters saw the error
+        if generation != self._generation:
+            return  # cleared meanwhile: the answer may predate the change
         now = self._clock()
         if len(self._entries) >= self._max_entries:
             self._entries = {k: v for k, v in self._entries.items() if v[0] > now}

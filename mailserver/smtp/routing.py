@@ -19,14 +19,15 @@ Decisions (RFC 5321 3.6 and 7.1; RFC 6409 for submission):
 * A submitting account may send as its login and aliases, and as a group it
   owns (``MemberRole.OWNER``).
 
-Address lookups, group members and role-policy verdicts are reused for a few
-seconds per service (mailserver.smtp.lookup_cache with
-``SmtpConfig.directory_cache_seconds``, 5 s): a mail to a class of 30 asked
-the directory four questions per message, more than half of the MX's work
-for it.  The price: for up to that many seconds after a change in the
-directory (made by another process: the admin CLI, an import) an account
-that was suspended can still receive mail, a pupil who left a group still
-gets its mail, and a changed policy still gives its old answer.
+Address lookups, group members and role-policy verdicts are reused per
+service (mailserver.smtp.lookup_cache): a mail to a class of 30 asked the
+directory four questions per message, more than half of the MX's work for
+it.  Every directory change forgets them at once (``forget``, called on the
+directory's change notifications, across ``serve`` workers too: conf wires
+it), so a suspended account or a pupil who left a group gets nothing more
+(issue 18).  ``SmtpConfig.directory_cache_seconds`` (5 s) only bounds changes
+nobody announced: made by a process outside the school's broadcast (the
+admin command line), an account or policy change then takes up to that long.
 """
 
 from __future__ import annotations
@@ -63,9 +64,17 @@ class Router:
                  cache_seconds: float = 0.0) -> None:
         self._directory = directory
         self._local_domains = local_domains
-        self._resolve = TtlCache(directory.resolve, cache_seconds).get
-        self._members = TtlCache(self._active_members, cache_seconds).get
-        self._verdicts = TtlCache(self._verdict, cache_seconds).get
+        self._caches = (TtlCache(directory.resolve, cache_seconds),
+                        TtlCache(self._active_members, cache_seconds),
+                        TtlCache(self._verdict, cache_seconds))
+        self._resolve = self._caches[0].get
+        self._members = self._caches[1].get
+        self._verdicts = self._caches[2].get
+
+    def forget(self) -> None:
+        """The directory changed: ask it again from the next lookup on."""
+        for cache in self._caches:
+            cache.clear()
 
     def is_local(self, mailbox: Mailbox) -> bool:
         return not mailbox.is_address_literal and mailbox.domain in self._local_domains

@@ -46,9 +46,9 @@ class SmtpService:
         self.config = config
         # The school's shared, reloadable context (SIGHUP); else one from the files.
         self._tls_context = tls_context
-        router = Router(directory, config.local_domains,
-                        cache_seconds=config.directory_cache_seconds)
-        self._services = SessionServices(config, router, authenticator, target,
+        self._router = Router(directory, config.local_domains,
+                              cache_seconds=config.directory_cache_seconds)
+        self._services = SessionServices(config, self._router, authenticator, target,
                                          inbound_check=inbound_check, observe=observe,
                                          spam_filter=spam_filter, group_mail=group_mail)
         self._limiter = ConnectionLimiter(config.limits.max_connections_per_ip)
@@ -121,6 +121,10 @@ class SmtpService:
         while self._services.committing and time.monotonic() < deadline:
             await asyncio.wait(set(self._services.committing),
                                timeout=max(0.0, deadline - time.monotonic()))
+
+    def forget_directory_answers(self) -> None:
+        """The directory changed: the next RCPT asks it again (conf subscribes this)."""
+        self._router.forget()
 
     async def stop(self) -> None:
         """Stop accepting; let running commits finish (bounded), then close every connection.

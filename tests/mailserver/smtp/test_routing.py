@@ -7,10 +7,13 @@ import asyncio
 import pytest
 
 from conf.app import School
+from directory.directory_relay import DirectoryRelay
 from directory.model import GroupKind, MemberRole, Role, Status
+from directory.service import Directory
 from mailserver.smtp.addresses import Mailbox, parse_path
 from mailserver.smtp.lookup_cache import TtlCache
 from mailserver.smtp.routing import Refusal, Route, Router
+from tests.support.broadcast import PairedBroadcast
 
 DOMAINS = frozenset({"schule.test"})
 
@@ -131,3 +134,61 @@ async def test_group_mail_reuses_members_and_verdicts_within_the_ttl(school: Sch
         calls.clear()
         assert await router.route(anna, box("Klasse@schule.test")) == first
         assert sorted(calls) == sorted(asked_again)
+
+
+async def test_a_directory_change_empties_the_cache_at_once(school: School) -> None:
+    """Issue 18: the pupil who left, the suspended account and the new alias are seen
+    by the next RCPT; between changes a class mail asks the directory nothing.  The
+    change is made through another process's directory (same database), told over the
+    school's broadcast (directory.directory_relay), as between two serve workers."""
+    d = school.directory
+    anna = await d.create_account(role=Role.TEACHER, login="anna")
+    paul = await d.create_account(role=Role.PUPIL, login="paul")
+    lena = await d.create_account(role=Role.PUPIL, login="lena")
+    await d.create_group("klasse", kind=GroupKind.CLASS)
+    await d.add_member("klasse", "paul")
+    await d.add_member("klasse", "lena")
+    here_b, there_b = PairedBroadcast.pair()
+    elsewhere = Directory(d.db, d.hasher, d.policy, domain="schule.test")
+    DirectoryRelay(d.changes, here_b)
+    DirectoryRelay(elsewhere.changes, there_b)
+    router = Router(d, DOMAINS, cache_seconds=3600.0)
+    d.changes.subscribe(router.forget)
+    before = d.changes.count
+    assert set((await router.route(anna, box("klasse@schule.test"))).account_ids) == {
+        paul.id, lena.id}
+    await elsewhere.remove_member("klasse", "paul")
+    assert (await router.route(anna, box("klasse@schule.test"))).account_ids == (lena.id,)
+    assert (await router.route(anna, box("lena@schule.test"))).account_ids == (lena.id,)
+    await elsewhere.set_status("lena", Status.SUSPENDED)
+    with pytest.raises(Refusal) as refused:
+        await router.route(anna, box("lena@schule.test"))
+    assert refused.value.reply.startswith("550 5.2.1")
+    with pytest.raises(Refusal):
+        await router.route(anna, box("paule@schule.test"))
+    await d.add_alias("paule", "paul")  # this process's own change
+    assert (await router.route(anna, box("paule@schule.test"))).account_ids == (paul.id,)
+    assert there_b.sent == [("schulhof_directory", "changed")] * 2
+    assert len(here_b.sent) == 1
+    await here_b.reconnect()  # hints may have been lost: everything is forgotten
+    assert d.changes.count == before + 4  # two relayed, one own, one catch-up
+
+
+async def test_a_lookup_in_flight_during_a_clear_is_not_kept() -> None:
+    """It may have read the directory before the change: its waiters get it, the cache not."""
+    answers = iter(["old", "new"])
+    release = asyncio.Event()
+
+    async def load(key: str) -> str:
+        answer = next(answers)
+        await release.wait()
+        return answer
+
+    cache: TtlCache[str, str] = TtlCache(load, ttl=3600.0)
+    waiting = asyncio.ensure_future(cache.get("5a"))
+    await asyncio.sleep(0)
+    cache.clear()
+    release.set()
+    assert await waiting == "old"
+    assert await cache.get("5a") == "new"
+    assert await cache.get("5a") == "new"  # and that one is kept
