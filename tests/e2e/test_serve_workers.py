@@ -6,7 +6,8 @@ the tests open connections until they have one on each worker and then check
 that what happens on one is seen on the other: an IMAP IDLE (imaplib) woken by
 a delivery (smtplib) through the other worker, a Matrix /sync long-poll woken
 by a message sent through the other worker (plain HTTP), login failures
-counted across workers, the outbound queue worked by one worker only, and a
+counted across workers, a directory change seen by every worker's MX at once,
+the outbound queue worked by one worker only, and a
 worker killed with SIGKILL under SMTP load: every 250 stored exactly once,
 the worker restarted.  On SQLite ``--workers 2`` runs one process and says so.
 """
@@ -34,9 +35,12 @@ import asyncpg  # type: ignore[import-untyped]
 import pytest
 from sqlalchemy.engine import make_url
 
+from conf.app import School
 from conf.settings import MetricsSettings, ServerSettings, Settings
-from directory.model import Role
-from directory.pg_broadcast import APPLICATION_NAME, connect_arguments
+from directory.directory_relay import DirectoryRelay
+from directory.model import Role, Status
+from directory.pg_broadcast import APPLICATION_NAME, PostgresBroadcast, connect_arguments
+from mailserver.smtp import SmtpConfig
 from tests.support.schools import make_settings
 from tests.support.serve_process import ServeProcess, create_accounts
 from tests.support.worker_sockets import owning_pid, serving_pid, worker_pids
@@ -215,6 +219,52 @@ async def test_a_lost_notification_is_caught_up(served: ServeProcess, pg_url: st
     sender.quit()
     idle_on.send(b"DONE\r\n")
     idle_on.shutdown()
+
+
+def rcpt_code(client: smtplib.SMTP, recipient: str) -> int:
+    client.rset()
+    client.mail("someone@outside.example")
+    code, _ = client.rcpt(recipient)
+    return int(code)
+
+
+async def test_a_directory_change_elsewhere_reaches_both_workers_mx_at_once(
+        served: ServeProcess, pg_url: str) -> None:
+    """Issue 18 across workers: both MX workers cached anna's address (250); she is
+    suspended by another process of the school (this test, on the school's broadcast,
+    as the admin pages in another worker would); both refuse her at once (550 5.2.1),
+    well before their cache's own expiry (``directory_cache_seconds``)."""
+    settings = served.settings
+    on_0, on_1 = await asyncio.to_thread(
+        on_each_worker, served, settings.listen.smtp, lambda: smtp_connect(settings),
+        smtp_port, lambda c: c.close())
+    recipient = f"anna@{DOMAIN}"
+    school = await School.open(settings, migrate=False)
+    broadcast = PostgresBroadcast(pg_url)
+    DirectoryRelay(school.directory.changes, broadcast)
+    await broadcast.start()
+    try:
+        primed_at = time.monotonic()  # from here each worker's answer is cached for 5 s
+        for client in (on_0, on_1):
+            assert await asyncio.to_thread(rcpt_code, client, recipient) == 250
+        changed_at = time.monotonic()
+        await school.directory.set_status("anna", Status.SUSPENDED)
+        seen: list[float] = []
+        for client in (on_0, on_1):
+            while await asyncio.to_thread(rcpt_code, client, recipient) == 250:
+                assert time.monotonic() - primed_at < SmtpConfig.directory_cache_seconds, \
+                    "the worker's MX waited for its cache to expire"
+                await asyncio.sleep(0.05)
+            seen.append(time.monotonic() - changed_at)
+        assert time.monotonic() - primed_at < SmtpConfig.directory_cache_seconds, \
+            "too slow to tell a relayed change from the cache's expiry"
+        print(f"suspension refused by the workers after {seen[0]:.3f} s and {seen[1]:.3f} s")
+        assert await asyncio.to_thread(rcpt_code, on_1, recipient) == 550
+    finally:
+        await broadcast.stop()
+        await school.close()
+    on_0.quit()
+    on_1.quit()
 
 
 def login_fails(client: imaplib.IMAP4_SSL, password: str) -> str:
