@@ -8,9 +8,6 @@ mail."""
 from __future__ import annotations
 
 import asyncio
-import email
-import email.policy
-import imaplib
 
 import aiosmtplib
 import pytest
@@ -26,10 +23,10 @@ from tests.support.bridge import (
     collect,
     from_system,
     group_rooms,
+    inbox,
     nio_client,
     settled,
     submit,
-    tls_context,
 )
 
 PLAIN_AND_HTML = (
@@ -181,19 +178,7 @@ async def test_the_same_mail_delivered_twice_at_once_is_posted_once(
 
 
 def _inbox_subjects(school: School, login: str) -> list[str]:
-    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps,
-                           ssl_context=tls_context(school), timeout=20) as imap:
-        imap.login(login, PASSWORD)
-        imap.select("INBOX", readonly=True)
-        _, found = imap.uid("SEARCH", "ALL")
-        subjects = []
-        for uid in found[0].split():
-            _, data = imap.uid("FETCH", uid, "(BODY.PEEK[HEADER])")
-            raw = data[0][1]
-            assert isinstance(raw, bytes)
-            subjects.append(str(email.message_from_bytes(raw, policy=email.policy.default)
-                                ["Subject"]))
-        return subjects
+    return [str(message["Subject"]) for message in inbox(school, login)]
 
 
 async def test_a_pupil_who_left_the_class_gets_nothing_more(

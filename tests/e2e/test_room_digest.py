@@ -13,7 +13,6 @@ import dataclasses
 import email
 import email.message
 import email.policy
-import imaplib
 import re
 import time
 import urllib.parse
@@ -38,10 +37,10 @@ from tests.support.bridge import (
     PASSWORD,
     collect,
     group_rooms,
+    inbox,
     nio_client,
     send,
     settled,
-    tls_context,
     webmail,
 )
 from tests.support.schools import make_settings
@@ -88,23 +87,6 @@ async def logged_in(server: MatrixServer) -> AsyncIterator[dict[str, AsyncClient
         await client.close()
 
 
-def _inbox(school: School, login: str) -> list[email.message.EmailMessage]:
-    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps,
-                           ssl_context=tls_context(school), timeout=20) as imap:
-        imap.login(login, PASSWORD)
-        imap.select("INBOX", readonly=True)
-        _, found = imap.uid("SEARCH", "ALL")
-        messages = []
-        for uid in found[0].split():
-            _, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
-            raw = data[0][1]
-            assert isinstance(raw, bytes)
-            parsed = email.message_from_bytes(raw, policy=email.policy.default)
-            assert isinstance(parsed, email.message.EmailMessage)
-            messages.append(parsed)
-        return messages
-
-
 async def _opt_out(school: School, login: str) -> None:
     """The pupil turns digests off on the webmail's settings page."""
     async with webmail(school, login) as browser:
@@ -137,15 +119,15 @@ async def test_unread_announcement_reaches_pupil_and_parent_once(
 
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if await asyncio.to_thread(_inbox, running_school, "mama.ben"):
+        if await asyncio.to_thread(inbox, running_school, "mama.ben"):
             break
         await asyncio.sleep(0.3)
     await asyncio.sleep(PERIOD + 1)  # a whole period more: nothing a second time
 
-    (parent_mail,) = await asyncio.to_thread(_inbox, running_school, "mama.ben")
-    (pupil_mail,) = await asyncio.to_thread(_inbox, running_school, "ben")
+    (parent_mail,) = await asyncio.to_thread(inbox, running_school, "mama.ben")
+    (pupil_mail,) = await asyncio.to_thread(inbox, running_school, "ben")
     for login in ("anna", "carl", "dora", "papa.dora", "lehrer"):
-        assert await asyncio.to_thread(_inbox, running_school, login) == [], login
+        assert await asyncio.to_thread(inbox, running_school, login) == [], login
     for mail in (parent_mail, pupil_mail):
         assert mail["Auto-Submitted"] == "auto-generated"
         assert re.fullmatch(r"<https://mail\.schule\.test:\d+/digest/unsubscribe\?a=\d+"
@@ -192,7 +174,7 @@ async def test_a_thread_reply_to_a_bridged_mail_is_mailed_in_its_conversation(
     ben: list[email.message.EmailMessage] = []
     while time.monotonic() < deadline and not ben:
         await asyncio.sleep(0.3)
-        ben = await asyncio.to_thread(_inbox, running_school, "ben")
+        ben = await asyncio.to_thread(inbox, running_school, "ben")
         ben = [m for m in ben if m["Auto-Submitted"] == "auto-generated"]
     (digest,) = ben
     assert digest["In-Reply-To"] == "<fahrt-2027@schule.test>"
@@ -207,7 +189,7 @@ async def _wait_for_digests(school: School, login: str, count: int) -> list[
     found: list[email.message.EmailMessage] = []
     while time.monotonic() < deadline and len(found) < count:
         await asyncio.sleep(0.3)
-        found = [m for m in await asyncio.to_thread(_inbox, school, login)
+        found = [m for m in await asyncio.to_thread(inbox, school, login)
                  if m["Auto-Submitted"] == "auto-generated"]
     return found
 
@@ -270,7 +252,7 @@ async def test_one_click_unsubscribe_over_https(
     parent = await _wait_for_digests(running_school, "mama.ben", 2)
     assert "Am Freitag ist Wandertag." in parent[-1].get_content()
     # ben's would have gone out in the same run (both had their first one together).
-    assert len(await asyncio.to_thread(_inbox, running_school, "ben")) == 1
+    assert len(await asyncio.to_thread(inbox, running_school, "ben")) == 1
 
 
 async def test_pupils_words_never_leave_the_room_by_mail(

@@ -4,6 +4,9 @@ submission, what the school's system user posted, the webmail logged in."""
 
 from __future__ import annotations
 
+import email
+import email.policy
+import imaplib
 import re
 import smtplib
 import ssl
@@ -49,6 +52,24 @@ def send(school: School, login: str, message: EmailMessage) -> None:
         smtp.starttls(context=tls_context(school))
         smtp.login(login, PASSWORD)
         smtp.send_message(message)
+
+
+def inbox(school: School, login: str) -> list[EmailMessage]:
+    """``login``'s INBOX over IMAPS with imaplib (run it in a thread)."""
+    with imaplib.IMAP4_SSL("127.0.0.1", school.settings.listen.imaps,
+                           ssl_context=tls_context(school), timeout=20) as imap:
+        imap.login(login, PASSWORD)
+        imap.select("INBOX", readonly=True)
+        _, found = imap.uid("SEARCH", "ALL")
+        messages = []
+        for uid in found[0].split():
+            _, data = imap.uid("FETCH", uid, "(BODY.PEEK[])")
+            raw = data[0][1]
+            assert isinstance(raw, bytes)
+            parsed = email.message_from_bytes(raw, policy=email.policy.default)
+            assert isinstance(parsed, EmailMessage)
+            messages.append(parsed)
+        return messages
 
 
 async def group_rooms(school: School) -> MatrixServer:
