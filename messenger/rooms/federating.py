@@ -24,13 +24,22 @@ class OutboxQueue:
 
     def __init__(self, wake: Callable[[], None]) -> None:
         self._wake = wake
+        self._queued = False  # since the last wake
 
     async def add(self, session: AsyncSession, destinations: frozenset[str],
                   event: StoredEvent) -> None:
         Outbox.add_in(session, destinations, pdus=[pdu_for_wire(event.pdu)])
+        self._queued = True
 
     def wake(self) -> None:
-        self._wake()
+        """After the writer's commit: the sender is woken only when something was
+        queued (an event of a room without members elsewhere queues nothing, and
+        each wake is a read of the outbox's schedule).  The writer adds under its
+        write lock and wakes right after releasing it, with no await between, so
+        no other transaction's add falls between a commit and its wake."""
+        if self._queued:
+            self._queued = False
+            self._wake()
 
 
 async def servers_sharing_rooms(db: Database, server_name: str) -> set[str]:
