@@ -34,6 +34,9 @@ DEFAULT = "shared"
 # Below every position: history backfilled from other servers lies at zero and
 # below (messenger.rooms.backfill).
 FIRST_POSITION = -(2 ** 62)
+# ``last_join`` of a user who never joined: below every position, backfilled ones
+# included (0 would have let such a user see the history backfilled below 0).
+NO_JOIN = FIRST_POSITION - 1
 KNOWN = frozenset({"world_readable", "shared", "invited", "joined"})
 
 
@@ -43,7 +46,7 @@ class Visibility:
 
     settings: tuple[tuple[int, str], ...]  # (position, history_visibility), ascending
     memberships: tuple[tuple[int, str], ...]  # the user's member events, ascending
-    last_join: int  # position of the user's newest join, 0 if none
+    last_join: int  # position of the user's newest join, NO_JOIN if none
 
     def setting_before(self, position: int) -> str:
         at = bisect_left(self.settings, (position, "")) - 1
@@ -68,7 +71,7 @@ class Visibility:
         """A position before which nothing is visible (pages stop there)."""
         points = sorted({FIRST_POSITION, *(p for p, _s in self.settings),
                          *(p - 1 for p, _m in self.memberships),
-                         *((self.last_join - 1,) if self.last_join else ())})
+                         *((self.last_join - 1,) if self.last_join != NO_JOIN else ())})
         # Visibility is constant between these points: the first visible stretch.
         for point in points:
             if self.visible(point + 1):
@@ -86,7 +89,7 @@ async def visibility_of(session: AsyncSession, room_id: str, user_id: str) -> Vi
     for event in await queries.state_history(session, room_id, "m.room.member", user_id):
         value = (event.pdu.get("content") or {}).get("membership")
         memberships.append((event.stream_ordering, value if isinstance(value, str) else "leave"))
-    last_join = max((p for p, m in memberships if m == "join"), default=0)
+    last_join = max((p for p, m in memberships if m == "join"), default=NO_JOIN)
     return Visibility(tuple(settings), tuple(memberships), last_join)
 
 
@@ -98,7 +101,7 @@ class ServerVisibility:
     settings: tuple[tuple[int, str], ...]
 
     def visible(self, position: int) -> bool:
-        setting = Visibility(self.settings, (), 0).setting_before(position)
+        setting = Visibility(self.settings, (), NO_JOIN).setting_before(position)
         if setting in ("world_readable", "shared"):
             return True
         for user in self.users:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from messenger.rooms.visibility import ServerVisibility, Visibility
+from messenger.rooms.visibility import FIRST_POSITION, NO_JOIN, ServerVisibility, Visibility
 
 SETTINGS = ["world_readable", "shared", "invited", "joined"]
 MEMBERSHIPS = ["join", "invite", "leave", "ban"]
@@ -40,7 +40,8 @@ def replay(history: list[tuple[str, str] | None]) -> list[bool]:
 def visibility(history: list[tuple[str, str] | None]) -> Visibility:
     settings = tuple((n + 1, e[1]) for n, e in enumerate(history) if e and e[0] == "setting")
     members = tuple((n + 1, e[1]) for n, e in enumerate(history) if e and e[0] == "member")
-    return Visibility(settings, members, max((p for p, m in members if m == "join"), default=0))
+    last_join = max((p for p, m in members if m == "join"), default=NO_JOIN)
+    return Visibility(settings, members, last_join)
 
 
 @given(histories)
@@ -52,11 +53,24 @@ def test_visible_is_the_spec_replayed(history: list[tuple[str, str] | None]) -> 
 @given(histories)
 def test_nothing_at_or_below_the_floor_is_visible(history: list[tuple[str, str] | None]) -> None:
     view = visibility(history)
-    floor = view.floor()
+    # A floor below position 1 (at FIRST_POSITION, where history backfilled from
+    # other servers lies) means "visible from the very start" in this model.
+    floor = max(view.floor(), 0)
     expected = replay(history)
     assert not any(expected[:floor])
     if any(expected):
         assert expected[floor]  # the first position above the floor is visible
+
+
+def test_backfilled_history_is_shared_only_with_users_who_joined() -> None:
+    """History backfilled from other servers lies at 0 and below: under "shared" a
+    user who joined later sees it, one who never joined does not."""
+    never_joined = Visibility((), (), NO_JOIN)
+    joined = Visibility((), ((5, "join"),), 5)
+    for position in (FIRST_POSITION + 1, -1000, 0):
+        assert joined.visible(position)
+        assert not never_joined.visible(position)
+    assert never_joined.floor() >= 0 or not never_joined.visible(never_joined.floor() + 1)
 
 
 # A server's history: at each position a visibility change or a member event of one
@@ -89,6 +103,6 @@ def test_server_visible_is_the_spec_replayed(history: list[tuple[str, str] | Non
     for user in ("0", "1"):
         members = tuple((n + 1, e[1]) for n, e in enumerate(history) if e and e[0] == user)
         users.append(Visibility(settings, members,
-                                max((p for p, m in members if m == "join"), default=0)))
+                                max((p for p, m in members if m == "join"), default=NO_JOIN)))
     view = ServerVisibility(tuple(users), settings)
     assert [view.visible(p) for p in range(1, len(history) + 1)] == server_replay(history)
