@@ -193,8 +193,14 @@ class Database:
         started = time.perf_counter()
         try:
             return self._inline_connection().execute(sql, parameters).fetchall()
+        except sqlite3.OperationalError as error:
+            # Busy (a WAL reset or recovery holds the read lock for a moment): the
+            # event loop must not wait for it; the pool's thread may.
+            if "locked" not in str(error) and "busy" not in str(error):
+                raise
         finally:
             request_timing.add("sql", time.perf_counter() - started)
+        return await self.read_rows(sql, parameters)
 
     def _inline_connection(self) -> sqlite3.Connection:
         connection: sqlite3.Connection | None = getattr(self._inline, "connection", None)
@@ -206,7 +212,9 @@ class Database:
             # ``dispose`` may close it from whichever thread disposes.
             connection = sqlite3.connect(self._inline_path, isolation_level=None,
                                          check_same_thread=False)
-            connection.execute("PRAGMA busy_timeout=30000")
+            # No waiting on this thread (it is the event loop's): a busy read
+            # goes to the pool instead (read_rows_small).
+            connection.execute("PRAGMA busy_timeout=0")
             connection.execute("PRAGMA query_only=ON")
             with self._inline_lock:
                 self._inline_connections.append(connection)

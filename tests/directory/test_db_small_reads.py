@@ -63,3 +63,27 @@ async def test_small_reads_are_read_only(db: Database) -> None:
         else:
             raise AssertionError("a small read wrote")
     assert await db.read_rows("SELECT v FROM small_reads") == []
+
+
+class _BusyConnection:
+    """Stands for this thread's read connection while SQLite answers "busy"."""
+
+    def execute(self, sql: str, parameters: object = ()) -> object:
+        import sqlite3
+        raise sqlite3.OperationalError("database is locked")
+
+
+async def test_a_busy_small_read_goes_to_the_pool_instead_of_waiting(db: Database) -> None:
+    """The inline connection never waits (busy_timeout 0: it is the event loop's
+    thread); a read that finds the database busy is answered by the pool."""
+    async with db.write() as session:
+        await session.execute(text("CREATE TABLE small_reads (v INTEGER)"))
+    await _commit_value(db, 3)
+    if not db.is_sqlite:
+        return
+    assert db._inline_connection().execute("PRAGMA busy_timeout").fetchone() == (0,)
+    db._inline.connection = _BusyConnection()
+    try:
+        assert await db.read_rows_small("SELECT v FROM small_reads") == [(3,)]
+    finally:
+        del db._inline.connection
