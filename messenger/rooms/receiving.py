@@ -80,6 +80,18 @@ class Outcome:
     state_before: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
+@dataclass
+class _BatchReads:
+    """What one transaction's write has read once for all its PDUs: which of them
+    are in the timeline, which are outliers (and as what), and per room the current
+    state as PDUs, kept up to date in memory as events of the batch move it (a room
+    whose state moved some other way is dropped and read again)."""
+
+    timeline: set[str]
+    outliers: dict[str, tuple[str, dict[str, Any]]]
+    state: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = field(default_factory=dict)
+
+
 async def joined_servers(session: AsyncSession, room_id: str) -> set[str]:
     rows = await session.scalars(select(MembershipRow.user_id).where(
         MembershipRow.room_id == room_id, MembershipRow.membership == "join"))
@@ -178,13 +190,29 @@ class RemoteEvents:
                 log.info("event=federation_pdu_refused origin=%s reason=%r", origin, str(exc))
                 results[key] = {"error": str(exc)}
         in_batch = {c.event_id for _, c in ready}
+        known: set[str] | None = None
         for _, checked in ready:
-            await self._fetch_what_is_missing(origin, checked, in_batch)
+            if known is None:  # one read for the lot, again after a fetch stored some
+                async with self._writer.db.read() as session:
+                    known = await dag.known_events(session, {
+                        i for _, c in ready
+                        for i in (c.event_id, *c.pdu["auth_events"], *c.pdu["prev_events"])})
+            if await self._fetch_what_is_missing(origin, checked, in_batch, known):
+                known = None
         try:
             async with self._writer.transaction() as write:
-                outcomes = [(key, checked, await self._persist(write, checked, frozenset(),
-                                                               None))
-                            for key, checked in ready]
+                ids = [c.event_id for _, c in ready]
+                reads = _BatchReads(set(await dag.timeline_events(write.session, ids)),
+                                    await dag.outliers(write.session, ids))
+                outcomes = []
+                done: dict[str, Outcome] = {}
+                for key, checked in ready:
+                    if checked.event_id in done:  # the same event twice: judged once
+                        outcomes.append((key, checked, done[checked.event_id]))
+                        continue
+                    outcome = await self._persist(write, checked, frozenset(), None, reads)
+                    done[checked.event_id] = outcome
+                    outcomes.append((key, checked, outcome))
         except Exception:
             log.exception("event=federation_batch_failed origin=%s count=%d", origin,
                           len(ready))
@@ -203,18 +231,21 @@ class RemoteEvents:
         return results
 
     async def _fetch_what_is_missing(self, origin: str, checked: Checked,
-                                     in_batch: set[str]) -> None:
-        if self._remote is None:
-            return
-        named = [*checked.pdu["auth_events"], *checked.pdu["prev_events"]]
-        async with self._writer.db.read() as session:
-            known = await dag.known_events(session, [checked.event_id, *named]) | in_batch
-        if checked.event_id in known - in_batch:
-            return
+                                     in_batch: set[str], stored: set[str]) -> bool:
+        """Fetch the auth chain and missing prev_events of ``checked``; ``stored``:
+        the ids (of the batch and what they name) this server has.  True if it
+        fetched (then what is stored has changed)."""
+        if self._remote is None or checked.event_id in stored:
+            return False
+        known = stored | in_batch
+        fetched = False
         if set(checked.pdu["auth_events"]) - known:
             await self.fetch_auth_chain(origin, checked)
+            fetched = True
         if set(checked.pdu["prev_events"]) - known:
             await self._fetch_missing(origin, checked)
+            fetched = True
+        return fetched
 
     async def process(self, origin: str, checked: Checked, *, fetch_missing: bool,
                       relay_to: frozenset[str] = frozenset()) -> Outcome:
@@ -303,13 +334,17 @@ class RemoteEvents:
             return await self._persist(write, checked, relay_to, state_before)
 
     async def _persist(self, write: Transaction, checked: Checked, relay_to: frozenset[str],
-                       given_before: dict[tuple[str, str], str] | None) -> Outcome:
+                       given_before: dict[tuple[str, str], str] | None,
+                       reads: _BatchReads | None = None) -> Outcome:
         session = write.session
         pdu, room_id, version = checked.pdu, checked.room_id, checked.version
-        timeline = await store.get_events(session, [checked.event_id])
-        if timeline:
+        if reads is None:
+            reads = _BatchReads(set(await dag.timeline_events(session, [checked.event_id])),
+                                await dag.outliers(session, [checked.event_id]))
+        if checked.event_id in reads.timeline:
             return Outcome("known")
-        outliers = await dag.outliers(session, [checked.event_id])
+        outliers = ({checked.event_id: reads.outliers[checked.event_id]}
+                    if checked.event_id in reads.outliers else {})
         if outliers and outliers[checked.event_id][0] != "outlier":
             return Outcome("known")
         auth = await dag_state.events_by_id(session, pdu["auth_events"])
@@ -319,9 +354,11 @@ class RemoteEvents:
             await dag.insert_outlier(session, pdu, checked.event_id, "rejected", str(exc))
             return Outcome("rejected", f"auth events: {exc}")
         if given_before is None:
-            linear = await self._persist_linear(write, checked, relay_to, bool(outliers))
+            linear = await self._persist_linear(write, checked, relay_to, bool(outliers),
+                                                reads)
             if linear is not None:
                 return linear
+        reads.state.pop(room_id, None)  # the general path may move the current state
         # Step 5: the state before the event, resolved over its prev_events.
         prev_states: list[dict[tuple[str, str], str]] = []
         prev_groups: list[int | None] = []
@@ -381,7 +418,8 @@ class RemoteEvents:
         return Outcome("accepted", event=event, state_before=before)
 
     async def _persist_linear(self, write: Transaction, checked: Checked,
-                              relay_to: frozenset[str], was_outlier: bool) -> Outcome | None:
+                              relay_to: frozenset[str], was_outlier: bool,
+                              reads: _BatchReads) -> Outcome | None:
         """The common case without a fork: the event follows the room's one forward
         extremity, whose state group is the current state.  Then the state before
         the event *is* the current state (steps 5 and 6 are one check), its state
@@ -399,8 +437,14 @@ class RemoteEvents:
             return None
         keys = auth_state_keys(pdu["type"], pdu["sender"], pdu.get("state_key"),
                                pdu["content"])
-        current = {k: e.pdu for k, e in
-                   (await store.current_state(session, room_id, keys)).items()}
+        # The state before the event is the current state (read before the insert moves
+        # it): once per room and batch, then moved on in memory.
+        state = reads.state.get(room_id)
+        if state is None:
+            state = {k: e.pdu for k, e in
+                     (await store.current_state(session, room_id)).items()}
+            reads.state[room_id] = state
+        current = {k: state[k] for k in keys if k in state}
         try:
             check_event(pdu, current, version)
         except AuthRuleViolation as exc:
@@ -416,10 +460,7 @@ class RemoteEvents:
             after[key] = checked.event_id
             group = await dag.new_state_group(session, room_id, after, prev_group=prev_group,
                                               delta={key: checked.event_id})
-        # The state before the event is the current state (read before the insert moves it).
-        state_before = ({k: e.pdu for k, e in
-                         (await store.current_state(session, room_id)).items()}
-                        if self._writer.event_stored is not None else {})
+        state_before = dict(state) if self._writer.event_stored is not None else {}
         position = await store.max_stream_ordering(session) + 1
         event = await store.insert_event(session, pdu, checked.event_id, position,
                                          state_group=group)
@@ -428,8 +469,13 @@ class RemoteEvents:
         await dag.move_extremities(session, room_id, prevs, [checked.event_id])
         if relay_to and self._writer.outbox is not None:
             await self._writer.outbox.add(session, relay_to, event)
-        write.publish(event, None, await apply_received_redaction(session, event, version))
+        redacted = await apply_received_redaction(session, event, version)
+        write.publish(event, None, redacted)
         write.forget_head(room_id)
+        if redacted is not None or pdu["type"] == "m.room.redaction":
+            reads.state.pop(room_id, None)  # a state event's content may have changed
+        elif isinstance(state_key, str):
+            state[(pdu["type"], state_key)] = event.pdu
         return Outcome("accepted", event=event)
 
     async def _stored(self, session: AsyncSession, event: StoredEvent,

@@ -146,6 +146,15 @@ async def drop_outlier(session: AsyncSession, event_id: str) -> None:
     await session.execute(delete(OutlierEventRow).where(OutlierEventRow.event_id == event_id))
 
 
+async def timeline_events(session: AsyncSession, event_ids: Iterable[str]) -> set[str]:
+    """Which of ``event_ids`` are in the timeline (not outliers)."""
+    ids = list(set(event_ids))
+    if not ids:
+        return set()
+    return set(await session.scalars(select(EventRow.event_id)
+                                     .where(EventRow.event_id.in_(ids))))
+
+
 async def known_events(session: AsyncSession, event_ids: Iterable[str]) -> set[str]:
     """Which of ``event_ids`` this server has, in the timeline or as outliers."""
     ids = list(set(event_ids))

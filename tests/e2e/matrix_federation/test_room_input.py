@@ -178,3 +178,37 @@ async def test_concurrent_state_changes_converge(chat_schools: dict[str, ChatSch
     assert merged is not None and set(merged.pdu["prev_events"]) == set(forks_a)
     await until(ben, lambda c: "eins" in bodies(c, room_id))
     assert await topic_at(ben, room_id) == at_a
+
+
+async def test_one_transaction_is_judged_event_by_event_in_order(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    """The PDUs of a transaction are stored in one write, each judged against the
+    state the ones before it made: a message after its sender's leave in the same
+    transaction is refused, and an event given twice is judged (and answered) once."""
+    a, b = chat_schools["a"], chat_schools["b"]
+    anna, _, room_id = await invited_and_joined(a, b, clients)
+    version, key = "10", b.listener.context.signing_key
+    before = signed(await ben_event(a, room_id, "vorher"), key, version)
+    before_id = event_id_for(before, room_version(version))
+    leave = await ben_event(a, room_id, "", type="m.room.member", state_key="@ben:b.test",
+                            content={"membership": "leave"}, prev_events=[before_id],
+                            depth=before["depth"] + 1)
+    leave = signed(leave, key, version)
+    leave_id = event_id_for(leave, room_version(version))
+    # Its auth events name Ben's join, which allows it; the state before it does not.
+    after = signed(await ben_event(a, room_id, "nachher", prev_events=[leave_id],
+                                   depth=leave["depth"] + 1), key, version)
+    after_id = event_id_for(after, room_version(version))
+
+    answer = await send_txn(b, [before, leave, after, after])
+
+    assert answer["pdus"][before_id] == {} and answer["pdus"][leave_id] == {}
+    assert "state before the event" in answer["pdus"][after_id]["error"]
+    assert await in_timeline(a, before_id) and await in_timeline(a, leave_id)
+    assert not await in_timeline(a, after_id)
+    async with a.school.db.read() as session:
+        state = await store.current_state(session, room_id)
+        extremities = await dag.forward_extremities(session, room_id)
+    assert state[("m.room.member", "@ben:b.test")].event_id == leave_id
+    assert set(extremities) == {leave_id}
+    await until(anna, lambda c: "vorher" in bodies(c, room_id))
