@@ -13,10 +13,8 @@ one bad delivery (say a constraint error) never fails its neighbours.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +28,6 @@ R = TypeVar("R")
 
 MAX_BATCH_ITEMS = 256
 MAX_BATCH_BYTES = 32 * 1024 * 1024
-HELD_BATCHES = 8
 
 
 class Failed(Exception):
@@ -97,26 +94,11 @@ class CommitBatcher(Generic[W, R]):
         self._after_commit(result)
         return result
 
-    def _hold(self) -> AbstractAsyncContextManager[object]:
-        """What the runner holds for up to ``HELD_BATCHES`` batches in a row
-        (``WriteQueue``: SQLite's write connection); nothing here."""
-        return contextlib.nullcontext()
-
     async def _run(self) -> None:
         try:
             while self._pending:
-                try:
-                    async with self._hold():
-                        # A cap, so other writers waiting for the connection
-                        # get it between runs of batches.
-                        for _ in range(HELD_BATCHES):
-                            if not self._pending:
-                                break
-                            await self._commit(self._take())
-                except Exception as exc:  # checkout or return; each batch settled itself
-                    log.warning("event=group_commit_hold_failed error=%s", type(exc).__name__)
-                    while self._pending:  # each batch takes its own connection
-                        await self._commit(self._take())
+                batch = self._take()
+                await self._commit(batch)
         finally:
             self._runner = None
 

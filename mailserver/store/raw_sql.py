@@ -20,7 +20,7 @@ import datetime as dt
 import sqlite3
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeVar
@@ -148,44 +148,13 @@ async def _drive(driver: Any, steps: Steps[T]) -> T:
         return done.value
 
 
-@dataclass(frozen=True)
-class HeldWriter:
-    """SQLite's write connection, checked out of the pool for several
-    transactions in a row (``held_writer``)."""
-
-    driver: Any  # aiosqlite.Connection
-    dialect: Dialect
-
-
-@contextlib.asynccontextmanager
-async def held_writer(db: Database) -> AsyncIterator[HeldWriter | None]:
-    """SQLite's one write connection for the transactions run inside, with
-    ``run_transaction(..., held=...)``; None on PostgreSQL (its writer thread
-    keeps its own connection).
-
-    The pool's checkout and return are each a full turn of the event loop
-    or more (under the IMAP mix: p50 1 ms and 5 ms, while a flag batch's
-    whole transaction took 1-2 ms on the database thread): a group commit
-    that runs batch after batch pays them once, not per batch."""
-    if not db.is_sqlite:
-        yield None
-        return
-    async with db.write_engine.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-        if driver is None:
-            raise RuntimeError("no driver connection")
-        yield HeldWriter(driver, _dialect_of(conn.dialect))
-
-
 async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]],
                           committed: Callable[[T], None] | None = None, *,
-                          durable: bool = True, held: HeldWriter | None = None) -> T:
+                          durable: bool = True) -> T:
     """``make_steps(dialect)`` as a write transaction of its own, committed
     before this returns; rolled back when it raises.  On SQLite the whole
     transaction, BEGIN IMMEDIATE to COMMIT, is one hop to the write
-    connection's thread (through SQLAlchemy's session it was three more),
-    on ``held`` (``held_writer``) when given, else on a connection checked
-    out for this transaction.
+    connection's thread (through SQLAlchemy's session it was three more).
 
     ``durable=False`` is for writes a power failure may lose but a crash of
     this process may not (flag changes, expunges): COMMIT does not wait for
@@ -201,25 +170,23 @@ async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]
     if not db.is_sqlite:
         return await _pg_writer(db).run(make_steps(_dialect_of(db.write_engine.dialect)),
                                         committed, durable)
-    if held is not None:
-        return await _sqlite_transaction(held, make_steps, committed, durable)
-    async with held_writer(db) as writer:
-        assert writer is not None
-        return await _sqlite_transaction(writer, make_steps, committed, durable)
-
-
-async def _sqlite_transaction(writer: HeldWriter, make_steps: Callable[[Dialect], Steps[T]],
-                              committed: Callable[[T], None] | None, durable: bool) -> T:
-    steps = make_steps(writer.dialect)
-    notify = None
-    if committed is not None:
-        loop, done = asyncio.get_running_loop(), committed
-        notify = lambda result: loop.call_soon_threadsafe(done, result)  # noqa: E731
-    # aiosqlite has no public call for "run this in the connection's
-    # thread"; its _execute is that call (aiosqlite 0.20-0.22).
-    driver = writer.driver
-    result: T = await driver._execute(_transaction_here, driver._conn, steps, notify, durable)
-    return result
+    async with db.write_engine.connect() as conn:
+        driver = (await conn.get_raw_connection()).driver_connection
+        if driver is None:
+            raise RuntimeError("no driver connection")
+        dialect = _dialect_of(conn.dialect)
+        steps = make_steps(dialect)
+        if dialect.sqlite:
+            notify = None
+            if committed is not None:
+                loop, done = asyncio.get_running_loop(), committed
+                notify = lambda result: loop.call_soon_threadsafe(done, result)  # noqa: E731
+            # aiosqlite has no public call for "run this in the connection's
+            # thread"; its _execute is that call (aiosqlite 0.20-0.22).
+            result: T = await driver._execute(_transaction_here, driver._conn, steps, notify,
+                                              durable)
+            return result
+        raise RuntimeError("unreachable: PostgreSQL runs on its writer thread")
 
 
 class _PgWriter:

@@ -31,10 +31,9 @@ sessions have no order to keep.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -54,11 +53,9 @@ from mailserver.store.model import (
 from mailserver.store.raw_sql import (
     Dialect,
     Fetch,
-    HeldWriter,
     Many,
     RawTransaction,
     Steps,
-    held_writer,
     run_transaction,
 )
 
@@ -136,19 +133,6 @@ class WriteQueue(CommitBatcher[WriteWork, WriteDone]):
         super().__init__(db, lambda session, works: apply_writes(session, works, limit_for),
                          after_commit, size_of=size_of, enabled=enabled)
         self._limit_for = limit_for
-        self._held: HeldWriter | None = None
-
-    @contextlib.asynccontextmanager
-    async def _hold(self) -> AsyncIterator[object]:
-        # One checkout of SQLite's write connection for a run of batches
-        # (``raw_sql.held_writer``): between two batches there is no pool
-        # return and checkout, each a turn of the busy event loop or more.
-        async with held_writer(self._db) as held:
-            self._held = held
-            try:
-                yield held
-            finally:
-                self._held = None
 
     async def _transaction(self, works: list[WriteWork],
                            committed: Callable[[list[WriteDone | Failed]], None] | None = None,
@@ -159,7 +143,7 @@ class WriteQueue(CommitBatcher[WriteWork, WriteDone]):
         # the server process (Dovecot does not fsync flag changes either).
         return await run_transaction(
             self._db, lambda dialect: _writes(dialect, works, self._limit_for), committed,
-            durable=any(isinstance(work, AppendWork) for work in works), held=self._held)
+            durable=any(isinstance(work, AppendWork) for work in works))
 
 
 class MailStateMissing(StoreError):

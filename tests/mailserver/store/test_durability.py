@@ -66,9 +66,9 @@ async def test_only_batches_with_an_append_wait_for_the_disk(
         return await real_transaction(self, works, committed)
 
     async def run(db: Database, make_steps: Any, committed: Any = None, *,
-                  durable: bool = True, held: Any = None) -> Any:
+                  durable: bool = True) -> Any:
         batches[-1] = (batches[-1][0], durable)
-        return await real_run(db, make_steps, committed, durable=durable, held=held)
+        return await real_run(db, make_steps, committed, durable=durable)
 
     monkeypatch.setattr(wq.WriteQueue, "_transaction", transaction)
     monkeypatch.setattr(wq, "run_transaction", run)

@@ -8,9 +8,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
-import pytest
-from sqlalchemy import event
-
 from directory.db import Database
 from mailserver.store import MailStore
 from mailserver.store.model import FlagMode, MailboxNotFound, QuotaExceeded
@@ -132,39 +129,3 @@ async def test_writers_are_answered_when_the_commit_returns(
         assert order == ["caller answered", "batcher resumed"]
     else:
         assert sorted(order) == ["batcher resumed", "caller answered"]
-
-
-async def test_batches_in_a_row_share_one_checkout_of_the_write_connection(
-        store: MailStore, db: Database) -> None:
-    """SQLite: the group commit holds the write connection for a run of
-    batches (``raw_sql.held_writer``); each pool checkout and return is a
-    turn of the event loop, which under load doubled a STORE's wait."""
-    if not db.is_sqlite:
-        pytest.skip("PostgreSQL's writer thread keeps its own connection")
-    account = await make_account(db, "teacher")
-    await store.ensure_default_mailboxes(account)
-    await store.append(account, "INBOX", MAIL)
-    inbox = (await store.mailbox_status(account, "INBOX")).mailbox
-    checkouts = 0
-
-    def checked_out(*_: object) -> None:
-        nonlocal checkouts
-        checkouts += 1
-
-    pool = db.write_engine.sync_engine.pool
-    event.listen(pool, "checkout", checked_out)
-    try:
-        before = store.writes.transactions
-
-        async def session(i: int) -> None:  # each waits for its answer, as IMAP does
-            for round_ in range(4):
-                await store.store_flags(inbox.id, [1], FlagMode.ADD, [f"k{i}x{round_}"])
-
-        await asyncio.gather(*(session(i) for i in range(5)))
-    finally:
-        event.remove(pool, "checkout", checked_out)
-    batches = store.writes.transactions - before
-    assert batches >= 4
-    assert checkouts * 2 <= batches, (checkouts, batches)  # one per batch before
-    flags = set((await store.read_mailbox(account))[0].flags)
-    assert {f"k{i}x{r}" for i in range(5) for r in range(4)} <= flags
