@@ -85,11 +85,14 @@ class _BatchReads:
     """What one transaction's write has read once for all its PDUs: which of them
     are in the timeline, which are outliers (and as what), and per room the current
     state as PDUs, kept up to date in memory as events of the batch move it (a room
-    whose state moved some other way is dropped and read again)."""
+    whose state moved some other way is dropped and read again).  ``head``: per
+    room, its one forward extremity and that event's state group, as the last
+    event of the batch that followed it left them (same rule)."""
 
     timeline: set[str]
     outliers: dict[str, tuple[str, dict[str, Any]]]
     state: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = field(default_factory=dict)
+    head: dict[str, tuple[str, int]] = field(default_factory=dict)
 
 
 async def joined_servers(session: AsyncSession, room_id: str) -> set[str]:
@@ -358,7 +361,9 @@ class RemoteEvents:
                                                 reads)
             if linear is not None:
                 return linear
-        reads.state.pop(room_id, None)  # the general path may move the current state
+        # The general path may move the current state and the extremities.
+        reads.state.pop(room_id, None)
+        reads.head.pop(room_id, None)
         # Step 5: the state before the event, resolved over its prev_events.
         prev_states: list[dict[tuple[str, str], str]] = []
         prev_groups: list[int | None] = []
@@ -429,10 +434,17 @@ class RemoteEvents:
         session = write.session
         pdu, room_id, version = checked.pdu, checked.room_id, checked.version
         prevs = pdu["prev_events"]
-        extremities = await dag.forward_extremities(session, room_id)
-        if len(prevs) != 1 or set(prevs) != set(extremities):
-            return None
-        prev_group = (await dag.state_groups_of(session, prevs)).get(prevs[0], (None, 0))[0]
+        head = reads.head.get(room_id)
+        if head is not None:
+            if list(prevs) != [head[0]]:
+                return None
+            prev_group: int | None = head[1]
+        else:
+            extremities = await dag.forward_extremities(session, room_id)
+            if len(prevs) != 1 or set(prevs) != set(extremities):
+                return None
+            prev_group = (await dag.state_groups_of(session, prevs)).get(prevs[0],
+                                                                          (None, 0))[0]
         if prev_group is None:
             return None
         keys = auth_state_keys(pdu["type"], pdu["sender"], pdu.get("state_key"),
@@ -472,6 +484,7 @@ class RemoteEvents:
         redacted = await apply_received_redaction(session, event, version)
         write.publish(event, None, redacted)
         write.forget_head(room_id)
+        reads.head[room_id] = (checked.event_id, group)
         if redacted is not None or pdu["type"] == "m.room.redaction":
             reads.state.pop(room_id, None)  # a state event's content may have changed
         elif isinstance(state_key, str):
