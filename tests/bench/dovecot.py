@@ -29,6 +29,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.processes import stop_processes
+
 DOVECOT = "/usr/sbin/dovecot"
 
 
@@ -175,12 +177,7 @@ def throwaway_dovecot(base: Path, users: dict[str, str], certificate: Path,
             time.sleep(0.1)
         yield Dovecot(port, process, base)
     finally:
-        process.terminate()  # the master stops its children itself
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_processes(process, timeout=15)  # the master stops its children itself
 
 
 def process_tree_cpu(pid: int) -> float:

@@ -35,6 +35,8 @@ from pathlib import Path
 
 import aiohttp
 
+from tests.support.processes import stop_processes
+
 DOMAIN = "bench.test"
 API = "/_matrix/client/v3"
 
@@ -309,11 +311,7 @@ async def main(args: argparse.Namespace) -> None:
             if idle_tokens:
                 await _idle_polls(base, idle_tokens, pid)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_processes(server, timeout=30)
 
 
 def cli() -> None:

@@ -46,6 +46,7 @@ from tests.bench.matrix_sync import (
     _wait_until_up,
     _write_config,
 )
+from tests.support.processes import stop_processes
 
 SS = "/_matrix/client/unstable/org.matrix.simplified_msc3575/sync"
 REQUIRED_STATE = [["m.room.encryption", ""], ["m.room.member", "$LAZY"],
@@ -283,11 +284,7 @@ async def main(args: argparse.Namespace) -> None:
             if idle_tokens:
                 await _idle_connections(base, idle_tokens, pid)
         finally:
-            server.terminate()
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
+            stop_processes(server, timeout=30)
 
 
 def cli() -> None:

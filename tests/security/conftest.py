@@ -21,6 +21,7 @@ import pytest
 from conf.app import School
 from conf.settings import Settings, render_settings_toml
 from directory.model import Role
+from tests.support.processes import stop_processes
 from tests.support.schools import make_settings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,12 +97,7 @@ def serve_school(settings: Settings) -> Iterator[ServedSchool]:
             time.sleep(0.05)
         yield served
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_processes(proc, timeout=30)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.support.processes import stop_processes
 from tests.support.schools import free_port
 
 # The EICAR anti-virus test file (eicar.org): harmless, found by every scanner.
@@ -77,9 +78,4 @@ def running_clamd(root: Path, *, start_timeout: float = 60.0) -> Iterator[Clamd]
             time.sleep(0.2)
         yield Clamd("127.0.0.1", port)
     finally:
-        clamd.terminate()
-        try:
-            clamd.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            clamd.kill()
-            clamd.wait()
+        stop_processes(clamd)

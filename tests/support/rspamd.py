@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.support.dns_server import quiet_dns
+from tests.support.processes import stop_processes
 from tests.support.schools import free_port
 
 JUNK_SUBJECT = "SCHULHOF-JUNK-TEST"
@@ -132,11 +133,4 @@ def running_rspamd(root: Path, *, start_timeout: float = 120.0,
             time.sleep(0.3)
         yield Rspamd(f"http://127.0.0.1:{scan}", f"http://127.0.0.1:{controller}", redis_port)
     finally:
-        for process in (rspamd, redis):
-            process.terminate()
-        for process in (rspamd, redis):
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_processes(rspamd, redis)
