@@ -278,8 +278,8 @@ async def test_add_locals_judges_like_add_local_with_one_quota_query(
         {*pupils, teacher} - {pupils[1]})
 
 
-async def test_concurrent_rcpt_quota_reads_are_shared(store: MailStore, db: Database) -> None:
-    pupils = [await make_account(db) for _ in range(3)]
+def _record_quota_reads(store: MailStore) -> list[list[int]]:
+    """The account ids of each quota read the store makes from now on."""
     reads: list[list[int]] = []
     real_read = store._read_quotas
 
@@ -288,6 +288,12 @@ async def test_concurrent_rcpt_quota_reads_are_shared(store: MailStore, db: Data
         return await real_read(account_ids)
 
     store._read_quotas = counting_read  # type: ignore[method-assign]
+    return reads
+
+
+async def test_concurrent_rcpt_quota_reads_are_shared(store: MailStore, db: Database) -> None:
+    pupils = [await make_account(db) for _ in range(3)]
+    reads = _record_quota_reads(store)
     outcomes = await asyncio.gather(*(
         store.begin(envelope()).add_locals([LocalRecipient(a) for a in pupils], len(MAIL))
         for _ in range(5)))
@@ -302,14 +308,7 @@ async def test_deliveries_started_together_read_their_quotas_in_one_query(
         store: MailStore, db: Database) -> None:
     """A digest run's chunk: each delivery has its own recipient, one read for all."""
     pupils = [await make_account(db) for _ in range(8)]
-    reads: list[list[int]] = []
-    real_read = store._read_quotas
-
-    async def counting_read(account_ids: list[int]) -> dict:
-        reads.append(sorted(account_ids))
-        return await real_read(account_ids)
-
-    store._read_quotas = counting_read  # type: ignore[method-assign]
+    reads = _record_quota_reads(store)
     outcomes = await asyncio.gather(*(
         store.begin(envelope()).add_local(LocalRecipient(a), len(MAIL)) for a in pupils))
     assert outcomes == [RecipientOutcome.ACCEPTED] * len(pupils)
