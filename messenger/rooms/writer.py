@@ -53,6 +53,9 @@ AlsoWrite = Callable[[AsyncSession, str], Awaitable[None]]
 log = logging.getLogger("schulhof.messenger")
 
 TxnKey = tuple[int, str, str]  # (account id, device id, transaction id)
+# What one transaction of several events wrote: the events stored (each with its
+# client transaction id, if any), and per event asked for its event or its error.
+WrittenBatch = tuple[list[tuple[StoredEvent, TxnKey | None]], list[StoredEvent | Exception]]
 # Told about each event stored, in its transaction, with the room state before it
 # (messenger.unread evaluates push rules there): may add rows, must not commit.
 EventStoredHook = Callable[[AsyncSession, StoredEvent, Mapping[tuple[str, str],
@@ -354,19 +357,8 @@ class RoomWriter:
         one commit per member event made that take minutes (issue 15)."""
         if not appends:
             return []
-        written: tuple[list[StoredEvent], list[StoredEvent | Exception]] | None
-        async with self._write_lock:
-            try:
-                written = await self._write_batch(appends)
-            except Exception as exc:
-                self._heads = RoomHeads()  # it moved on with events never committed
-                log.warning("event=append_batch_failed count=%d error=%s", len(appends),
-                            type(exc).__name__)
-                written = None
-            else:
-                for event in written[0]:
-                    if self.cache is not None:
-                        self.cache.publish(event, None)
+        written = await self._write_together("append_batch", len(appends),
+                                             lambda: self._write_batch(appends))
         if written is None:
             results: list[StoredEvent | Exception] = []
             for a in appends:
@@ -376,13 +368,30 @@ class RoomWriter:
                 except MessengerError as exc:
                     results.append(exc)
             return results
-        stored, results = written
-        self._notify(stored)
-        return results
+        return written[1]
 
-    async def _write_batch(self, appends: list[ServerAppend],
-                           ) -> tuple[list[StoredEvent], list[StoredEvent | Exception]]:
-        stored: list[StoredEvent] = []
+    async def _write_together(self, name: str, count: int,
+                              write: Callable[[], Awaitable[WrittenBatch]],
+                              ) -> WrittenBatch | None:
+        """``write`` (one transaction of several events) under the write lock, what it
+        stored published to the sync cache and then told to the listeners; None if
+        the transaction failed (the caller then writes each event alone)."""
+        async with self._write_lock:
+            try:
+                written = await write()
+            except Exception as exc:
+                self._heads = RoomHeads()  # it moved on with events never committed
+                log.warning("event=%s_failed count=%d error=%s", name, count,
+                            type(exc).__name__)
+                return None
+            if self.cache is not None:
+                for event, txn in written[0]:
+                    self.cache.publish(event, txn)
+        self._notify([event for event, _ in written[0]])
+        return written
+
+    async def _write_batch(self, appends: list[ServerAppend]) -> WrittenBatch:
+        stored: list[tuple[StoredEvent, TxnKey | None]] = []
         results: list[StoredEvent | Exception] = []
         async with self.db.write() as session:
             await lock_stream(session, "events")
@@ -404,7 +413,7 @@ class RoomWriter:
                     continue
                 newest = event.stream_ordering
                 self._heads.committed(event)  # undone by the caller if the commit fails
-                stored.append(event)
+                stored.append((event, None))
                 results.append(event)
             for room_id, (head, old) in before.items():
                 await dag.move_extremities(session, room_id, old, set(head.extremities))
@@ -415,20 +424,8 @@ class RoomWriter:
                               ) -> list[StoredEvent | Exception]:
         """Message events in one transaction (``messenger.rooms.batching``): per send
         its event or its error.  Should the transaction fail, each goes alone."""
-        written: tuple[list[tuple[StoredEvent, TxnKey | None]],
-                       list[StoredEvent | Exception]] | None
-        async with self._write_lock:
-            try:
-                written = await self._write_messages(sends)
-            except Exception as exc:
-                self._heads = RoomHeads()  # it moved on with events never committed
-                log.warning("event=send_batch_failed count=%d error=%s", len(sends),
-                            type(exc).__name__)
-                written = None
-            else:
-                for event, txn in written[0]:
-                    if self.cache is not None:
-                        self.cache.publish(event, txn)
+        written = await self._write_together("send_batch", len(sends),
+                                             lambda: self._write_messages(sends))
         if written is None:
             results: list[StoredEvent | Exception] = []
             for send in sends:
@@ -440,15 +437,12 @@ class RoomWriter:
                     results.append(exc)
             return results
         stored, results = written
-        self._notify([event for event, _ in stored])
         for event, _ in stored:
             log.debug("event=room_event room=%s type=%s sender=%s id=%s", event.room_id,
                      event.type, event.sender, event.event_id)
         return results
 
-    async def _write_messages(self, sends: list[MessageSend],
-                              ) -> tuple[list[tuple[StoredEvent, TxnKey | None]],
-                                         list[StoredEvent | Exception]]:
+    async def _write_messages(self, sends: list[MessageSend]) -> WrittenBatch:
         stored: list[tuple[StoredEvent, TxnKey | None]] = []
         results: list[StoredEvent | Exception] = []
         async with self.db.write() as session:
