@@ -20,11 +20,14 @@ from federation.dmarc import DmarcVerdict
 from federation.spf import SpfResult
 
 FIELD_NAME = b"authentication-results"
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters, and lone surrogates (bytes that were not UTF-8, decoded with
+# surrogateescape somewhere upstream): neither may reach our header.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
 
 
 def _clean(value: str) -> str:
-    """Values come from the network: no control characters may reach our header."""
+    """Values come from the network: no control characters or undecodable bytes
+    may reach our header."""
     return _CONTROL.sub("", value)
 
 

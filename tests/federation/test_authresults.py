@@ -50,6 +50,15 @@ def test_control_characters_never_reach_the_header() -> None:
     assert b"\r\nX-Evil" not in header
 
 
+def test_undecodable_bytes_never_break_the_header() -> None:
+    """A sender with bytes that were not UTF-8 (surrogateescape upstream): the
+    header is still built (the fuzzer found this raising UnicodeEncodeError)."""
+    sender = b"caf\xe9@x.test".decode("utf-8", "surrogateescape")
+    header = build_header("mail.schule.test", SpfResult("pass", "x.test", "mailfrom", sender),
+                          [DkimResult("fail", "x.test\udce9", "s", "rsa-sha256")], None)
+    assert header.startswith(b"Authentication-Results: ") and b"smtp.mailfrom=caf@x.test" in header
+
+
 def test_authserv_id_forms() -> None:
     assert authserv_id(" mail.schule.test; spf=pass") == "mail.schule.test"
     assert authserv_id(" (comment (nested)) MAIL.Schule.test 1; none") == "mail.schule.test"
