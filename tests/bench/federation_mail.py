@@ -89,13 +89,15 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 def _start_profiler(out: str, pid: int) -> Any:
-    """py-spy on one process for the measured part only."""
+    """py-spy on one process for the measured part only: the thread holding the GIL
+    (CPU in Python), not threads waiting on a queue or a socket."""
     if not out:
         return None
     import subprocess
 
     return subprocess.Popen([str(Path(sys.executable).with_name("py-spy")), "record", "-r", "100",
-                             "--threads", "-f", "raw", "-o", out, "--pid", str(pid)],
+                             "--threads", "--gil", "--nonblocking", "-f", "raw", "-o", out,
+                             "--pid", str(pid)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -8,6 +8,7 @@ must verify with dkimpy's verifier.
 
 from __future__ import annotations
 
+import base64
 from unittest import mock
 
 import dkim as dkimpy
@@ -97,6 +98,40 @@ def test_equal_for_arbitrary_messages(rsa_key, subject: str, lines: list[str],
     message = (f"From: paul@a.test\r\nTo: anna@b.test\r\nSubject: {subject}\r\n\r\n"
                + "".join(f"{line}\r\n" for line in lines)).encode()
     ours, reference = signed_at(now, message, rsa_key)
+    assert ours == reference
+
+
+@pytest.fixture(scope="module")
+def ed25519_key(tmp_path_factory: pytest.TempPathFactory):
+    paths = SchoolKeyPaths.in_dir(tmp_path_factory.mktemp("keys"))
+    generate_school_keys(paths)
+    [key] = [k for k in load_dkim_keys(paths) if k.algorithm != DKIM_RSA]
+    return key
+
+
+@settings(max_examples=examples(30), deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(subject=_header_text, lines=st.lists(_body_line, max_size=12),
+       extra=st.lists(st.sampled_from(["Cc: x@a.test", "Reply-To: y@a.test",
+                                       "Subject:  zwei  Leerzeichen ", "X-Other: 1"]),
+                      max_size=3),
+       now=st.floats(min_value=1e9, max_value=4e9))
+def test_ed25519_equal_to_dkimpy_for_arbitrary_messages(ed25519_key, subject: str,
+                                                        lines: list[str], extra: list[str],
+                                                        now: float) -> None:
+    """Our Ed25519 signature (key loaded once, body hash shared) is dkimpy's own."""
+    message = (f"From: paul@a.test\r\nTo: anna@b.test\r\nSubject: {subject}\r\n"
+               + "".join(f"{h}\r\n" for h in extra) + "\r\n"
+               + "".join(f"{line}\r\n" for line in lines)).encode()
+    seed = serialization.load_pem_private_key(ed25519_key.private_pem, None).private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+        serialization.NoEncryption())
+    with mock.patch.object(dkimpy.time, "time", return_value=now):
+        ours = dkim.sign(message, "a.test", ed25519_key.selector, ed25519_key.private_pem,
+                         ed25519_key.algorithm)
+        reference = dkimpy.DKIM(message, linesep=b"\r\n").sign(
+            ed25519_key.selector.encode(), b"a.test", base64.b64encode(seed),
+            signature_algorithm=b"ed25519-sha256", canonicalize=(b"relaxed", b"relaxed"))
     assert ours == reference
 
 
