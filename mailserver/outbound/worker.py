@@ -607,15 +607,22 @@ class OutboundWorker:
                                          failure.diagnostic, failure.remote_mta, now,
                                          schedule.give_up_at(entry.created_at)))
         if warn:
+            # Recorded first, as for bounces: a crash in between loses the warning
+            # rather than sending it again after the restart.
+            await self.queue.mark_warned(warned_ids, now)
             if message.mail_from:
                 await self._send_dsn(message, warn)
-            await self.queue.mark_warned(warned_ids, now)
         if give_up:
             await self._bounce(message, give_up)
 
     async def _bounce(self, message: _Message, failed: list[tuple[QueueEntry, Failure]]) -> None:
+        """The rows are marked ``bounced`` before the notice goes out: a crash in
+        between leaves a bounced row without its DSN, never a row that a restarted
+        worker claims again and bounces (and notifies) a second time."""
         ids = [e.id for e, _ in failed]
         error = "; ".join(dict.fromkeys(f.diagnostic for _, f in failed))
+        await self.queue.mark_bounced(ids, error)
+        self._forget(ids)
         if not message.mail_from:
             # RFC 5321 4.5.5 / RFC 3464 2: never a DSN about a DSN.
             log.warning("event=bounce_dropped reason=null_sender ids=%s error=%r",
@@ -625,8 +632,6 @@ class OutboundWorker:
             await self._send_dsn(message, [
                 DsnRecipient(e.recipient, FAILED, f.status, f.diagnostic, f.remote_mta, now)
                 for e, f in failed])
-        await self.queue.mark_bounced(ids, error)
-        self._forget(ids)
         self._count("bounced", len(ids))
         log.info("event=outbound_bounced ids=%s error=%r", ",".join(map(str, ids)), error)
 

@@ -127,6 +127,42 @@ async def test_null_sender_giving_up_is_not_bounced_nor_warned(outbound: Outboun
     assert outbound.bounces.calls == []
 
 
+def _states_when_notified(outbound: Outbound, row: int) -> list[tuple[str, bool]]:
+    """(state, delay warned?) of ``row`` at the moment each DSN is handed over."""
+    seen: list[tuple[str, bool]] = []
+    deliver = outbound.bounces.deliver
+
+    async def noting(sender: str, message: bytes) -> bool:
+        entry = await outbound.queue.get(row)
+        assert entry is not None
+        seen.append((entry.state, entry.delay_warned_at is not None))
+        return await deliver(sender, message)
+
+    outbound.bounces.deliver = noting  # type: ignore[method-assign]
+    return seen
+
+
+async def test_row_is_bounced_before_its_notice_goes_out(outbound: Outbound) -> None:
+    """A crash between the two must not bounce and notify again after a restart."""
+    outbound.sink.handler.rcpt_replies["gone@b.test"] = "550 5.1.1 unknown"
+    [row] = await outbound.submit("paul@a.test", ["gone@b.test"], mail("order"))
+    seen = _states_when_notified(outbound, row)
+    await outbound.worker.process_due()
+    assert seen == [("bounced", False)]
+    assert len(await outbound.inbox("paul")) == 1
+
+
+async def test_delay_is_recorded_before_its_warning_goes_out(outbound: Outbound) -> None:
+    outbound.sink.handler.rcpt_replies["busy@b.test"] = "451 4.3.0 try later"
+    [row] = await outbound.submit("paul@a.test", ["busy@b.test"], mail("warn-order"))
+    seen = _states_when_notified(outbound, row)
+    entry = await outbound.queue.get(row)
+    assert entry is not None
+    outbound.clock.now = entry.created_at + outbound.worker.config.schedule.warn_after
+    await outbound.worker.process_due()
+    assert seen == [("queued", True)]
+
+
 async def test_null_mx_and_missing_domain_bounce_without_connecting(
         outbound: Outbound, dns_server: DnsServer) -> None:
     dns_server.add("nomail.test", "MX", "0 .")
