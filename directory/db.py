@@ -28,6 +28,11 @@ from sqlalchemy.pool import PoolResetState
 
 from directory import request_timing
 
+# Every SQLite connection that writes runs with these.  FULL: a commit is on
+# disk when COMMIT returns (we answer 250 after it).
+SQLITE_PRAGMAS = ("PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                  "PRAGMA foreign_keys=ON", "PRAGMA busy_timeout=30000")
+
 
 def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> AsyncEngine:
     engine = create_async_engine(
@@ -44,11 +49,8 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> 
         # Take transaction control from the driver so BEGIN is ours (below).
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk when COMMIT returns (we answer 250 after it).
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        for pragma in SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "reset")
@@ -169,6 +171,12 @@ class Database:
         result = await connection.execute(text(named),
                                           {f"p{i}": v for i, v in enumerate(parameters)})
         return list(result)
+
+    @property
+    def sqlite_file(self) -> str | None:
+        """The SQLite database's file; None on PostgreSQL and for an SQLite
+        database without one (in memory, or a URL with options)."""
+        return self._inline_path
 
     @property
     def reads_inline(self) -> bool:

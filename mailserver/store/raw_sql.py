@@ -95,7 +95,7 @@ def _run_here(connection: sqlite3.Connection, steps: Steps[T]) -> T:
         return done.value
 
 
-def _transaction_here(connection: sqlite3.Connection, steps: Steps[T],
+def transaction_here(connection: sqlite3.Connection, steps: Steps[T],
                       committed: Callable[[T], None] | None, durable: bool = True) -> T:
     """BEGIN IMMEDIATE, the statements, COMMIT (or ROLLBACK), in the
     connection's thread: a whole write transaction in one hop.
@@ -130,6 +130,12 @@ def _dialect_of(dialect: Any) -> Dialect:
     processor = UtcDateTime().dialect_impl(dialect).bind_processor(dialect)
     date: Callable[[dt.datetime], object] = processor or (lambda value: value)
     return Dialect(dialect.name == "sqlite", date)
+
+
+def sqlite_dialect(db: Database) -> Dialect:
+    """The ``Dialect`` of an SQLite database, for statements run on a
+    connection of one's own (``writer_thread``)."""
+    return _dialect_of(db.write_engine.dialect)
 
 
 async def _drive(driver: Any, steps: Steps[T]) -> T:
@@ -183,7 +189,7 @@ async def run_transaction(db: Database, make_steps: Callable[[Dialect], Steps[T]
                 notify = lambda result: loop.call_soon_threadsafe(done, result)  # noqa: E731
             # aiosqlite has no public call for "run this in the connection's
             # thread"; its _execute is that call (aiosqlite 0.20-0.22).
-            result: T = await driver._execute(_transaction_here, driver._conn, steps, notify,
+            result: T = await driver._execute(transaction_here, driver._conn, steps, notify,
                                               durable)
             return result
         raise RuntimeError("unreachable: PostgreSQL runs on its writer thread")

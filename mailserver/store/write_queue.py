@@ -57,7 +57,9 @@ from mailserver.store.raw_sql import (
     RawTransaction,
     Steps,
     run_transaction,
+    sqlite_dialect,
 )
+from mailserver.store.writer_thread import Waiting, WriterThread
 
 
 @dataclass(frozen=True)
@@ -125,14 +127,33 @@ def size_of(work: WriteWork) -> int:
 
 
 class WriteQueue(CommitBatcher[WriteWork, WriteDone]):
-    """The store's group commit; each batch is one ``raw_sql.run_transaction``
-    (on SQLite: BEGIN IMMEDIATE, every statement and COMMIT in one hop)."""
+    """The store's group commit.  On an SQLite file the batches run on a
+    writer thread of their own (``writer_thread``: it takes the next batch
+    right after COMMIT, without the event loop); elsewhere each batch is one
+    ``raw_sql.run_transaction`` started by the batcher's task."""
 
     def __init__(self, db: Database, limit_for: Callable[[str], int | None],
                  after_commit: Callable[[WriteDone], None], *, enabled: bool = True) -> None:
         super().__init__(db, lambda session, works: apply_writes(session, works, limit_for),
                          after_commit, size_of=size_of, enabled=enabled)
         self._limit_for = limit_for
+        self._thread: WriterThread[WriteWork, WriteDone] | None = None
+        path = db.sqlite_file
+        if path is not None:
+            dialect = sqlite_dialect(db)
+            self._thread = WriterThread(
+                path, lambda works: (_writes(dialect, works, limit_for), _durable(works)),
+                self._settle_waiting, size_of=size_of, name="schulhof-imap-writer")
+            db.on_dispose(self._thread.close)
+
+    async def submit(self, work: WriteWork) -> WriteDone:
+        if self._thread is None or not self.enabled:
+            return await super().submit(work)
+        return await self._thread.submit(work)
+
+    def _settle_waiting(self, batch: list[Waiting[WriteWork, WriteDone]],
+                        results: list[WriteDone | Failed]) -> None:
+        self._settle([(waiting.work, waiting.future) for waiting in batch], results)
 
     async def _transaction(self, works: list[WriteWork],
                            committed: Callable[[list[WriteDone | Failed]], None] | None = None,
@@ -143,7 +164,11 @@ class WriteQueue(CommitBatcher[WriteWork, WriteDone]):
         # the server process (Dovecot does not fsync flag changes either).
         return await run_transaction(
             self._db, lambda dialect: _writes(dialect, works, self._limit_for), committed,
-            durable=any(isinstance(work, AppendWork) for work in works))
+            durable=_durable(works))
+
+
+def _durable(works: Sequence[WriteWork]) -> bool:
+    return any(isinstance(work, AppendWork) for work in works)
 
 
 class MailStateMissing(StoreError):

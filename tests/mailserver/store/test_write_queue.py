@@ -102,11 +102,14 @@ async def test_a_cancelled_writer_cancels_only_itself(store: MailStore, db: Data
 async def test_writers_are_answered_when_the_commit_returns(
         store: MailStore, db: Database) -> None:
     """The batch's callers are answered from the commit's own callback, before
-    the batcher's coroutine resumes (its next event-loop turn)."""
+    the batcher's coroutine resumes (its next event-loop turn).  This is the
+    batcher task's path (PostgreSQL, SQLite without a file); on an SQLite
+    file the writer thread answers (tests/mailserver/store/test_writer_thread.py)."""
     teacher = await make_account(db, "teacher")
     await store.ensure_default_mailboxes(teacher)
     order: list[str] = []
     queue = store.writes
+    queue._thread = None  # type: ignore[attr-defined]
     transaction = queue._transaction
 
     async def watched(works, committed=None):  # type: ignore[no-untyped-def]
