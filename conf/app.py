@@ -24,6 +24,7 @@ from directory.passwords import PasswordHasher
 from directory.policy import PolicyRules, RolePolicy
 from directory.service import Directory
 from directory.throttle_relay import ThrottleRelay
+from directory.verified_logins import VerifiedLogins
 
 # What only some commands use is imported where it is first needed: a command
 # such as ``schulhof export`` then loads neither the network stack (aiohttp, DNS,
@@ -199,7 +200,8 @@ class School:
                                  account_free_failures=a.account_free_failures,
                                  account_max_delay=a.account_max_delay_seconds,
                                  ip_failing_accounts=a.ip_failing_accounts)
-        authenticator = CountingAuthenticator(directory, hasher, throttle)
+        authenticator = CountingAuthenticator(directory, hasher, throttle,
+                                              VerifiedLogins(ttl=a.verified_login_seconds))
         return cls(settings, db, hasher, directory, authenticator, throttle)
 
     def build_services(self) -> list[Service]:
@@ -255,6 +257,7 @@ class School:
         if self._rspamd is not None:
             await self._rspamd.close()
         await self.db.dispose()
+        self.hasher.close()
 
     async def serve_until(self, stop: asyncio.Event,
                           on_ready: Callable[[], None] | None = None) -> None:

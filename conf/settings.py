@@ -234,6 +234,9 @@ class AuthSettings:
     # Distinct accounts failing from one address (a school NAT: be generous)
     # before that address is slowed.
     ip_failing_accounts: int = 300
+    # A password verified this long ago against the same stored hash is taken
+    # without argon2id again (directory.verified_logins); 0: verify every login.
+    verified_login_seconds: float = 900.0
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,10 @@ count, never to the account's or the address's, so others' failures cannot lock
 the owner out of their usual place.  Attempts during a lock are refused without
 checking the password, so parallel connections gain nothing.  Suspended and
 leaver accounts are refused like wrong passwords.
+
+A login whose password was verified a short while ago against the same stored hash
+skips argon2id (``directory.verified_logins``); everything else above is unchanged
+for it, and a failure never takes that shortcut.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from typing import Protocol, TypeVar
 
 from directory.model import Account, DirectoryError
 from directory.passwords import PasswordHasher
+from directory.verified_logins import VerifiedLogins
 
 #: The per-account lock never lasts longer than this, whatever the settings say.
 ACCOUNT_LOCK_CAP = 60.0
@@ -220,10 +225,12 @@ class Authenticator:
     """Verify login + password in constant time, with throttling."""
 
     def __init__(self, directory: CredentialSource, hasher: PasswordHasher,
-                 throttle: LoginThrottle) -> None:
+                 throttle: LoginThrottle, verified: VerifiedLogins | None = None) -> None:
         self._directory = directory
         self._hasher = hasher
         self._throttle = throttle
+        #: Recent successes (per process; see directory.verified_logins).  None: none kept.
+        self.verified = verified
 
     async def authenticate(self, login: str, password: str, client_ip: str = "") -> Account:
         login = login.strip().lower()
@@ -234,6 +241,11 @@ class Authenticator:
         self._throttle.check(login, client_ip)
         found = await self._directory.credentials_for(login)
         account, password_hash = found if found else (None, None)
+        if (account is not None and account.is_active and password_hash
+                and self.verified is not None
+                and self.verified.verified(login, password_hash, password)):
+            self._throttle.succeeded(login, client_ip)
+            return account
         ok = await self._hasher.verify(password_hash, password)
         if not ok or account is None or not account.is_active:
             self._throttle.failed(login, client_ip)
@@ -242,5 +254,9 @@ class Authenticator:
         if password_hash and self._hasher.needs_rehash(password_hash):
             # Generated initial passwords carry light parameters: upgrade them now.
             new_hash = await self._hasher.hash(password)
-            await self._directory.replace_password_hash(login, password_hash, new_hash)
+            replaced = await self._directory.replace_password_hash(login, password_hash,
+                                                                   new_hash)
+            password_hash = new_hash if replaced else None  # else a new password won
+        if password_hash and self.verified is not None:
+            self.verified.remember(login, password_hash, password)
         return account

@@ -16,6 +16,7 @@ from directory.auth import (
     LoginThrottle,
 )
 from directory.model import Account, Role, Status
+from directory.verified_logins import VerifiedLogins
 from tests.support.properties import examples
 
 
@@ -312,3 +313,83 @@ async def test_unknown_suspended_and_foreign_logins_count_as_failures(
     with pytest.raises(AuthenticationThrottled):
         await auth.authenticate("ida", "richtig-geheim", "10.0.0.7")
     assert (await auth.authenticate("lea", "richtig-geheim", "10.0.0.8")).login == "lea"
+
+
+# --- verified logins (directory.verified_logins) ---------------------------------------------
+
+class CountingHasher(FakeHasher):
+    def __init__(self) -> None:
+        self.verifications = 0
+
+    async def verify(self, password_hash: str | None, password: str) -> bool:
+        self.verifications += 1
+        return await super().verify(password_hash, password)
+
+
+@pytest.fixture
+def hasher() -> CountingHasher:
+    return CountingHasher()
+
+
+@pytest.fixture
+def cached(directory: FakeDirectory, hasher: CountingHasher, throttle: LoginThrottle,
+           clock: FakeClock) -> Authenticator:
+    return Authenticator(directory, hasher, throttle,  # type: ignore[arg-type]
+                         VerifiedLogins(ttl=600.0, clock=clock))
+
+
+async def test_a_repeated_login_skips_the_verification_until_the_ttl_ends(
+        cached: Authenticator, hasher: CountingHasher, clock: FakeClock) -> None:
+    for _ in range(3):
+        assert (await cached.authenticate("Lea@schule.test", "richtig-geheim", NAT)).login == "lea"
+    assert hasher.verifications == 1
+    clock.advance(599)  # a hit does not extend the entry
+    await cached.authenticate("lea", "richtig-geheim", NAT)
+    assert hasher.verifications == 1
+    clock.advance(1)
+    await cached.authenticate("lea", "richtig-geheim", NAT)
+    assert hasher.verifications == 2
+
+
+async def test_a_wrong_password_is_never_taken_from_the_cache_and_is_throttled(
+        cached: Authenticator, hasher: CountingHasher) -> None:
+    await cached.authenticate("lea", "richtig-geheim", NAT)
+    for wrong in ("falsch", "richtig-geheim ", "Richtig-geheim", ""):
+        with pytest.raises(AuthenticationFailed):
+            await cached.authenticate("lea", wrong, NAT)
+    assert hasher.verifications == 5  # every failure paid the full verification
+    # Four failures: the pair is locked, the right (cached) password included.
+    with pytest.raises(AuthenticationThrottled):
+        await cached.authenticate("lea", "richtig-geheim", NAT)
+
+
+async def test_a_changed_hash_or_a_suspension_ends_the_cached_login_at_once(
+        cached: Authenticator, directory: FakeDirectory, hasher: CountingHasher) -> None:
+    await cached.authenticate("lea", "richtig-geheim", NAT)
+    lea, _ = directory.accounts["lea"]
+    directory.accounts["lea"] = (lea, "hash:neu-geheim")  # a new password, set elsewhere
+    with pytest.raises(AuthenticationFailed):
+        await cached.authenticate("lea", "richtig-geheim", NAT)
+    await cached.authenticate("lea", "neu-geheim", NAT)
+    directory.accounts["lea"] = (Account(1, "lea", "Lea", Role.PUPIL, Status.SUSPENDED),
+                                 "hash:neu-geheim")
+    with pytest.raises(AuthenticationFailed):
+        await cached.authenticate("lea", "neu-geheim", NAT)
+    del directory.accounts["lea"]  # erased
+    with pytest.raises(AuthenticationFailed):
+        await cached.authenticate("lea", "neu-geheim", "10.9.9.9")
+
+
+def test_verified_logins_stay_within_their_bound(clock: FakeClock) -> None:
+    verified = VerifiedLogins(ttl=10.0, max_entries=3, clock=clock)
+    for n in range(5):
+        verified.remember(f"u{n}", "hash", "pw")
+    assert len(verified) == 3 and not verified.verified("u0", "hash", "pw")
+    assert verified.verified("u4", "hash", "pw")
+    clock.advance(10)
+    verified.remember("u5", "hash", "pw")  # drops the expired ones on the way
+    assert len(verified) == 1
+    # Fields cannot run into each other: ("a", "bc") is not ("ab", "c").
+    verified.remember("a", "bc", "pw")
+    assert not verified.verified("ab", "c", "pw")
+    assert not VerifiedLogins(ttl=0.0).verified("u5", "hash", "pw")

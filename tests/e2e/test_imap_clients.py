@@ -116,6 +116,39 @@ async def test_logindisabled_before_starttls_and_wrong_password(
     assert "AUTHENTICATIONFAILED" in errors[1]
 
 
+async def test_a_remembered_login_ends_with_a_password_change_and_failures_still_count(
+        imap_env: tuple[School, int], imap_env_settings: Settings) -> None:
+    """A login verified a moment ago skips argon2id (directory.verified_logins), but
+    never for another password, nor once the password changed, nor past the throttle."""
+    school, _ = imap_env
+    verified = school.authenticator.verified
+    assert verified is not None
+
+    def login(password: str) -> str:
+        with _imaps(school, imap_env_settings) as m:
+            try:
+                return m.login("anna.schmidt", password)[0]
+            except imaplib.IMAP4.error as error:
+                return str(error)
+
+    async def logins(*passwords: str) -> list[str]:
+        return [await asyncio.to_thread(login, password) for password in passwords]
+
+    new_password = "Neues-Passwort-456"
+    assert await logins(PASSWORD, PASSWORD) == ["OK", "OK"]
+    assert verified.hits == 1  # the second came from the cache
+    assert "AUTHENTICATIONFAILED" in (await logins("falsch"))[0]
+    await school.directory.set_password("anna.schmidt", new_password)
+    old, new, again = await logins(PASSWORD, new_password, new_password)
+    assert "AUTHENTICATIONFAILED" in old and (new, again) == ("OK", "OK")
+    assert verified.hits == 2
+    # Four failures lock this address for anna, the remembered password included.
+    for outcome in await logins("falsch", PASSWORD, "falsch", ""):
+        assert "AUTHENTICATIONFAILED" in outcome
+    assert "UNAVAILABLE" in (await logins(new_password))[0]
+    assert verified.hits == 2
+
+
 async def test_imapclient_move_copyuid_quota_and_append_20mb(
         imap_env: tuple[School, int], imap_env_settings: Settings) -> None:
     school, account_id = imap_env
