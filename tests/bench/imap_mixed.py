@@ -1,7 +1,8 @@
 """Benchmark: a desktop-client-like IMAP mix on Schulhof and on Dovecot, in one run.
 
     python -m tests.bench.imap_mixed [--clients 20] [--seconds 30] [--messages 200]
-        [--commands-per-session 0] [--no-dovecot] [--database-url URL] [--workers N]
+        [--commands-per-session 0] [--verify-every-login] [--no-dovecot]
+        [--database-url URL] [--workers N]
         [--profile DIR]
 
 1. A generated mbox of ``--messages`` real MIME messages, 2-200 KB (text,
@@ -15,7 +16,10 @@
    mbox (Schulhof through the store's row API, Dovecot as maildir files).
 3. ``--clients`` clients, each logged in to its own account on a persistent
    TLS session (``--commands-per-session N``: log out and in again every N
-   commands), run a weighted mix for ``--seconds``: LIST, STATUS, SELECT,
+   commands; a login repeated within ``auth.verified_login_seconds`` skips
+   argon2id, ``--verify-every-login`` turns that off: Dovecot here keeps
+   ``{PLAIN}`` passwords and verifies nothing costly), run a weighted mix
+   for ``--seconds``: LIST, STATUS, SELECT,
    FETCH of all flags, of envelopes, of whole bodies, of BODYSTRUCTURE plus
    the first part, STORE, EXPUNGE (after a STORE \\Deleted) and APPEND of a
    message from the mbox.
@@ -385,6 +389,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--messages", type=int, default=200)
     parser.add_argument("--commands-per-session", type=int, default=0)
+    parser.add_argument("--verify-every-login", action="store_true",
+                        help="auth.verified_login_seconds = 0: argon2id on every login "
+                             "(the benchmark's Dovecot stores {PLAIN} passwords)")
     parser.add_argument("--no-dovecot", action="store_true")
     parser.add_argument("--profile", type=Path, default=None)
     parser.add_argument("--database-url", default=os.environ.get("SCHULHOF_TEST_DATABASE_URL",
@@ -422,6 +429,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = dataclasses.replace(settings, listen=dataclasses.replace(
             settings.listen, imap=-1, imaps=free_port()),
             metrics=dataclasses.replace(settings.metrics, port=-1))
+        if args.verify_every_login:
+            settings = dataclasses.replace(settings, auth=dataclasses.replace(
+                settings.auth, verified_login_seconds=0.0))
         asyncio.run(_fill_schulhof(settings, logins, messages))
         server = ServeProcess.for_settings(settings)
         server.startup_seconds, server.stop_seconds = 300.0, 90.0  # a loaded machine

@@ -6,10 +6,10 @@ the tests open connections until they have one on each worker and then check
 that what happens on one is seen on the other: an IMAP IDLE (imaplib) woken by
 a delivery (smtplib) through the other worker, a Matrix /sync long-poll woken
 by a message sent through the other worker (plain HTTP), login failures
-counted across workers, a directory change seen by every worker's MX at once,
-the outbound queue worked by one worker only, and a
-worker killed with SIGKILL under SMTP load: every 250 stored exactly once,
-the worker restarted.  On SQLite ``--workers 2`` runs one process and says so.
+counted across workers and a password change seen by both at once, a directory
+change seen by every worker's MX at once, the outbound queue worked by one
+worker only, and a worker killed with SIGKILL under SMTP load: every 250
+stored exactly once, the worker restarted.  On SQLite ``--workers 2`` runs one process and says so.
 """
 
 from __future__ import annotations
@@ -267,15 +267,16 @@ async def test_a_directory_change_elsewhere_reaches_both_workers_mx_at_once(
     on_1.quit()
 
 
-def login_fails(client: imaplib.IMAP4_SSL, password: str) -> str:
+def login_fails(client: imaplib.IMAP4_SSL, password: str, user: str = "ben") -> str:
     try:
-        client.login("ben", password)
+        client.login(user, password)
     except imaplib.IMAP4.error as exc:
         return str(exc)
     return "OK"
 
 
-async def test_login_failures_count_across_workers(served: ServeProcess) -> None:
+async def test_login_failures_and_password_changes_count_across_workers(
+        served: ServeProcess) -> None:
     settings = served.settings
     on_0, on_1 = await asyncio.to_thread(
         on_each_worker, served, settings.listen.imaps, lambda: imap_connect(settings),
@@ -288,6 +289,28 @@ async def test_login_failures_count_across_workers(served: ServeProcess) -> None
     assert "UNAVAILABLE" in login_fails(on_1, PASSWORD)
     on_0.shutdown()
     on_1.shutdown()
+
+    # Both workers remember anna's verified password (directory.verified_logins); a new
+    # one set by a process outside the school's broadcast (as `schulhof user passwd`
+    # on the command line) ends that at once on both: the entry is bound to the hash.
+    def anna_logs_in(password: str) -> list[str]:
+        clients = on_each_worker(served, settings.listen.imaps, lambda: imap_connect(settings),
+                                 imap_port, lambda c: c.shutdown())
+        outcomes = [login_fails(client, password, "anna") for client in clients]
+        for client in clients:
+            client.shutdown()
+        return outcomes
+
+    for _ in range(2):
+        assert await asyncio.to_thread(anna_logs_in, PASSWORD) == ["OK", "OK"]
+    school = await School.open(settings, migrate=False)
+    try:
+        await school.directory.set_password("anna", "Neues-Passwort-43")
+    finally:
+        await school.close()
+    for outcome in await asyncio.to_thread(anna_logs_in, PASSWORD):
+        assert "AUTHENTICATIONFAILED" in outcome
+    assert await asyncio.to_thread(anna_logs_in, "Neues-Passwort-43") == ["OK", "OK"]
 
 
 def matrix(settings: Settings) -> http.client.HTTPConnection:
