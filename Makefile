@@ -83,11 +83,11 @@ synapse: install
 	    $(BIN)/python -c "from tests.support.synapse import ensure_synapse; print(ensure_synapse())"; fi
 
 test-sqlite: install node-deps browser peers synapse
-	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/pytest -n 2 -q
+	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) $(BIN)/pytest -n 2 --dist loadgroup -q
 
 test-postgres: install postgres node-deps browser peers synapse
 	SCHULHOF_REQUIRE_BROWSER=$(REQUIRE_BROWSER) SCHULHOF_TEST_DATABASE_URL=$(PG_URL) \
-	    $(BIN)/pytest -n 2 -q
+	    $(BIN)/pytest -n 2 --dist loadgroup -q
 
 # The whole suite, on both storage backends, plus lint, plus a 60-second fuzz smoke.
 test: lint node-deps test-sqlite test-postgres fuzz-smoke

@@ -89,6 +89,15 @@ def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
             reporter.write_line(text)
 
 
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
+    """``--dist loadgroup``: also one worker per tests/security module (its shared serve)."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from tests.support.xdist_groups import ModuleGroupScheduling
+    return ModuleGroupScheduling(config, log)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item: pytest.Item) -> object:
     database_selection.GUARD.running(item)
@@ -113,6 +122,15 @@ def database_url(databases: GuardedDatabases,
                  tmp_path: Path) -> Iterator[str]:
     """A freshly migrated, empty database for this test."""
     url = databases.fresh(tmp_path)
+    yield url
+    databases.drop(url)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(databases: GuardedDatabases,
+                        tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A freshly migrated, empty database for the tests of one module (a shared server)."""
+    url = databases.fresh(tmp_path_factory.mktemp("module-db"))
     yield url
     databases.drop(url)
 

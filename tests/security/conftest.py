@@ -3,17 +3,25 @@
 The accounts are made in-process on the test database first; then the school
 runs as its own process (as an attacker meets it) with its log in a file, so a
 test can assert that nothing was logged as an ERROR or with a traceback.
+
+Starting ``serve`` costs 10-45 s on a loaded machine, so the tests of one module
+share one process (``served_school``, module-scoped; a module overrides
+``served_settings`` for other settings) and, with ``--dist loadgroup``, one
+xdist worker (tests/support/xdist_groups.py).  Each test sees only the log written since it started
+(``served``); the tests that share a school's login throttle use their own
+source addresses and accounts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import re
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -44,6 +52,7 @@ class ServedSchool:
     settings: Settings
     proc: subprocess.Popen[bytes]
     log_path: Path
+    log_offset: int = 0  # where this test's part of the log starts (``mark_log``)
 
     @property
     def host(self) -> str:
@@ -61,7 +70,13 @@ class ServedSchool:
         return ACCOUNTS[login][1]
 
     def log(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        """The log written since :meth:`mark_log` (since the current test started)."""
+        with self.log_path.open("rb") as f:
+            f.seek(self.log_offset)
+            return f.read().decode(errors="replace")
+
+    def mark_log(self) -> None:
+        self.log_offset = self.log_path.stat().st_size
 
     def bad_log_lines(self) -> list[str]:
         return [line for line in self.log().splitlines() if _BAD_LINE.search(line)]
@@ -100,14 +115,25 @@ def serve_school(settings: Settings) -> Iterator[ServedSchool]:
         stop_processes(proc, timeout=30)
 
 
-@pytest.fixture
-def served_settings(tmp_path: Path, database_url: str) -> Settings:
+@pytest.fixture(scope="module")
+def served_settings(tmp_path_factory: pytest.TempPathFactory,
+                    module_database_url: str) -> Settings:
     """The served school's settings; a module overrides this fixture for other settings."""
-    return make_settings(tmp_path / "schule", database_url)
+    return make_settings(tmp_path_factory.mktemp("served") / "schule", module_database_url)
+
+
+@pytest.fixture(scope="module")
+def served_school(served_settings: Settings) -> Iterator[ServedSchool]:
+    """One ``serve`` for the tests of a module (see the module docstring)."""
+    asyncio.run(create_accounts(served_settings))
+    yield from serve_school(served_settings)
 
 
 @pytest.fixture
-async def served(served_settings: Settings) -> AsyncIterator[ServedSchool]:
-    await create_accounts(served_settings)
-    for school in serve_school(served_settings):
-        yield school
+def served(served_school: ServedSchool) -> ServedSchool:
+    """The module's school, its log from this test's start on."""
+    assert served_school.proc.poll() is None, (
+        f"serve exited with {served_school.proc.returncode} during an earlier test:\n"
+        + served_school.log()[-3000:])
+    served_school.mark_log()
+    return served_school

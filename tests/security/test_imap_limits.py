@@ -7,7 +7,6 @@ import asyncio
 import socket
 import ssl
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,10 +18,12 @@ PRELOGIN_TIMEOUT = 2.0
 APPENDLIMIT = 256 * 1024
 
 
-@pytest.fixture
-def served_settings(tmp_path: Path, database_url: str) -> Settings:
-    return make_settings(tmp_path / "schule", database_url, imap=ImapSettings(
-        prelogin_timeout_seconds=PRELOGIN_TIMEOUT, max_literal_size=APPENDLIMIT))
+@pytest.fixture(scope="module")
+def served_settings(tmp_path_factory: pytest.TempPathFactory,
+                    module_database_url: str) -> Settings:
+    return make_settings(
+        tmp_path_factory.mktemp("served") / "schule", module_database_url, imap=ImapSettings(
+            prelogin_timeout_seconds=PRELOGIN_TIMEOUT, max_literal_size=APPENDLIMIT))
 
 
 class Raw:

@@ -20,7 +20,6 @@ import socket
 import ssl
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dns.exception
 import dns.message
@@ -168,12 +167,14 @@ def _failing_dns() -> tuple[str, int]:
     return sock.getsockname()
 
 
-@pytest.fixture
-def served_settings(tmp_path: Path, database_url: str) -> Settings:
+@pytest.fixture(scope="module")
+def served_settings(tmp_path_factory: pytest.TempPathFactory,
+                    module_database_url: str) -> Settings:
     """The school with a broken DNS resolver: every DMARC lookup is a temperror."""
     host, port = _failing_dns()
-    return make_settings(tmp_path / "schule", database_url, federation=FederationSettings(
-        dns_nameservers=(host,), dns_port=port, dns_cache=False))
+    return make_settings(
+        tmp_path_factory.mktemp("served") / "schule", module_database_url,
+        federation=FederationSettings(dns_nameservers=(host,), dns_port=port, dns_cache=False))
 
 
 async def test_relay_and_spoof_matrix(served: ServedSchool) -> None:
