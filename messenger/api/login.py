@@ -17,7 +17,7 @@ from messenger.api.http import (
     string_field,
 )
 from messenger.api.spec_versions import SPEC_VERSIONS
-from messenger.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS
+from messenger.events.room_versions import CREATABLE_ROOM_VERSIONS, DEFAULT_ROOM_VERSION
 from messenger.sessions import DeviceInfo
 
 
@@ -41,7 +41,7 @@ async def capabilities(request: web.Request) -> web.Response:
         "m.set_avatar_url": {"enabled": False},
         "m.3pid_changes": {"enabled": False},
         "m.room_versions": {"default": DEFAULT_ROOM_VERSION.identifier,
-                            "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS}},
+                            "available": {v: "stable" for v in CREATABLE_ROOM_VERSIONS}},
     }})
 
 

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from messenger.events.canonical import canonical_json
+from messenger.events.identifiers import is_hashed_room_id
 from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion
 
@@ -28,19 +29,31 @@ def unpadded_urlsafe_base64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).decode("ascii").rstrip("=")
 
 
+def is_hashed_room_create(event: Mapping[str, Any]) -> bool:
+    """The create event of a room version 12 room (its room id is its hash)."""
+    return event.get("type") == "m.room.create" and event.get("state_key") == "" \
+        and is_hashed_room_id(event.get("room_id"))
+
+
+def wire_form(event: Mapping[str, Any]) -> dict[str, Any]:
+    """The PDU as it is hashed, signed and sent: in memory we carry ``event_id``
+    alongside (never part of a v4+ PDU), and a v12 create event its ``room_id``
+    (which it must not have: MSC4291, the room id *is* its hash)."""
+    drop = ("event_id", "room_id") if is_hashed_room_create(event) else ("event_id",)
+    return {k: v for k, v in event.items() if k not in drop}
+
+
 def content_hash(event: Mapping[str, Any]) -> str:
     """The sha256 content hash (unpadded standard base64) of a PDU."""
-    # event_id is not part of a v4+ PDU; in memory we carry it alongside.
-    stripped = {k: v for k, v in event.items()
-                if k not in ("unsigned", "signatures", "hashes", "event_id")}
+    stripped = {k: v for k, v in wire_form(event).items()
+                if k not in ("unsigned", "signatures", "hashes")}
     return unpadded_base64(hashlib.sha256(canonical_json(stripped)).digest())
 
 
 def reference_hash(event: Mapping[str, Any], version: RoomVersion) -> bytes:
-    redacted = redact(event, version)
+    redacted = redact(wire_form(event), version)
     redacted.pop("signatures", None)
     redacted.pop("unsigned", None)
-    redacted.pop("event_id", None)  # never part of a v3+ PDU; be safe if a caller left it
     return hashlib.sha256(canonical_json(redacted)).digest()
 
 

@@ -49,6 +49,16 @@ def is_user_id(text: object) -> TypeGuard[str]:
     return True
 
 
+def is_historical_user_id(text: object) -> TypeGuard[str]:
+    """A user id as the spec's historical grammar allows it (any non-empty localpart
+    without ``:``; spec Appendices "Historical User IDs"), as other servers accept."""
+    if not isinstance(text, str) or len(text.encode("utf-8")) > MAX_ID_LENGTH \
+            or not text.startswith("@"):
+        return False
+    localpart, colon, server = text[1:].partition(":")
+    return bool(localpart and colon) and _SERVER_NAME.match(server) is not None
+
+
 def server_of(identifier: str) -> str:
     """The server name part of a user, room, alias id (after the first colon)."""
     return identifier.partition(":")[2]
@@ -79,6 +89,26 @@ def is_server_name(text: object) -> TypeGuard[str]:
         and _SERVER_NAME.match(text) is not None
 
 
+_HASHED_ROOM_ID = re.compile(r"![A-Za-z0-9_\-]{43}")
+
+
+def is_hashed_room_id(text: object) -> bool:
+    """A room id of room version 12 (MSC4291): ``!`` and the create event's reference
+    hash (sha256, URL-safe unpadded base64), no server name."""
+    return isinstance(text, str) and _HASHED_ROOM_ID.fullmatch(text) is not None
+
+
 def is_room_id(text: object) -> bool:
-    return (isinstance(text, str) and text.startswith("!") and ":" in text
-            and len(text) <= MAX_ID_LENGTH)
+    """A room id of any version we speak: ``!opaque:server`` or, from v12, a hash."""
+    return isinstance(text, str) and len(text) <= MAX_ID_LENGTH and text.startswith("!") \
+        and (":" in text or is_hashed_room_id(text))
+
+
+def create_event_id_of(room_id: str) -> str | None:
+    """The create event's id named by a v12 room id; None for older room ids."""
+    return "$" + room_id[1:] if is_hashed_room_id(room_id) else None
+
+
+def room_id_of_create(event_id: str) -> str:
+    """The v12 room id of the room whose create event is ``event_id``."""
+    return "!" + event_id[1:]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.matrix.signed_json import SigningKey, verify_signature
-from messenger.events.hashing import content_hash
+from messenger.events.hashing import content_hash, wire_form
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion
@@ -38,8 +38,7 @@ class EventSigner:
 
     def sign(self, pdu: Mapping[str, Any], version: RoomVersion) -> dict[str, Any]:
         """``pdu`` (already hashed) with this server's signature over its redacted form."""
-        redacted = redact(pdu, version)
-        redacted.pop("event_id", None)
+        redacted = redact(wire_form(pdu), version)
         signature = self.key.sign_json(redacted, self.server_name)[
             "signatures"][self.server_name][self.key.key_id]
         out = dict(pdu)
@@ -75,8 +74,7 @@ async def check_received_pdu(pdu: Mapping[str, Any], version: RoomVersion,
     Raises ``EventSignatureError`` when a required server's signature is missing or
     invalid for every key it names.
     """
-    redacted = redact(pdu, version)
-    redacted.pop("event_id", None)
+    redacted = redact(wire_form(pdu), version)
     signatures = pdu.get("signatures")
     if not isinstance(signatures, Mapping):
         raise EventSignatureError("event is not signed")

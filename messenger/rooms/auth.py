@@ -1,5 +1,6 @@
-"""Authorization rules for room versions 10 and 11 (spec: Room Version 10,
-"Authorization rules"; the shape follows synapse/event_auth.py).
+"""Authorization rules for room versions 10, 11 and 12 (spec: Room Version 10,
+"Authorization rules"; Room Version 12: MSC4289 privileged creators, MSC4291
+room ids as the create event's hash; the shape follows synapse/event_auth.py).
 
 ``check_event`` is pure: it takes the event and the room state *before* it and
 raises ``AuthRuleViolation`` with a reason a person can read.  Not supported
@@ -11,10 +12,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from messenger.events.identifiers import is_user_id, server_of
+from messenger.events.identifiers import (
+    create_event_id_of,
+    is_historical_user_id,
+    is_user_id,
+    room_id_of_create,
+    server_of,
+)
 from messenger.events.room_versions import RoomVersion, room_version
 from messenger.rooms.errors import AuthRuleViolation
-from messenger.rooms.power import PowerLevels, power_levels, room_creator
+from messenger.rooms.power import PowerLevels, power_levels, privileged_creators, room_creator
 from messenger.rooms.state import StateMap, join_rule, membership_of
 
 _PL_LEVEL_KEYS = ("users_default", "events_default", "state_default", "ban", "redact",
@@ -37,6 +44,9 @@ def check_event(event: Mapping[str, Any], state: StateMap, version: RoomVersion)
     create = state.get(("m.room.create", ""))
     if create is None:
         raise AuthRuleViolation("the room has no create event")
+    if version.room_id_is_create_hash and "event_id" in create and \
+            create_event_id_of(str(event.get("room_id", ""))) != create["event_id"]:
+        raise AuthRuleViolation("the room id does not name this create event")
 
     levels = power_levels(state)
     # Rule 4 (v10): m.room.member.
@@ -61,12 +71,22 @@ def check_event(event: Mapping[str, Any], state: StateMap, version: RoomVersion)
     # Rule 9: power-level changes.
     if event_type == "m.room.power_levels":
         _check_power_levels(event, state, levels)
+        users = content.get("users")
+        if isinstance(users, Mapping) and privileged_creators(create) & set(users):
+            raise AuthRuleViolation("the room's creators must not be listed in users")
 
 
 def _check_create(event: Mapping[str, Any], version: RoomVersion) -> None:
     if event.get("prev_events"):
         raise AuthRuleViolation("a create event has no previous events")
-    if server_of(event.get("room_id", "")) != server_of(event["sender"]):
+    if version.room_id_is_create_hash:
+        # On the wire the create event has no room_id (pdu_checks refuses one); in
+        # memory we carry the one its hash makes.
+        event_id = event.get("event_id")
+        if "room_id" in event and (not isinstance(event_id, str)
+                                   or event["room_id"] != room_id_of_create(event_id)):
+            raise AuthRuleViolation("a create event has no room_id")
+    elif server_of(event.get("room_id", "")) != server_of(event["sender"]):
         raise AuthRuleViolation("the room id's server must be the creator's server")
     content = event["content"]
     try:
@@ -76,6 +96,10 @@ def _check_create(event: Mapping[str, Any], version: RoomVersion) -> None:
         raise AuthRuleViolation(str(exc)) from None
     if not version.implicit_room_creator and not is_user_id(content.get("creator")):
         raise AuthRuleViolation("the create event needs a creator before room version 11")
+    if version.privileged_creators and "additional_creators" in content:
+        extra = content["additional_creators"]
+        if not isinstance(extra, list) or not all(is_historical_user_id(u) for u in extra):
+            raise AuthRuleViolation("additional_creators must be a list of user ids")
 
 
 def _check_member(event: Mapping[str, Any], state: StateMap, levels: PowerLevels,

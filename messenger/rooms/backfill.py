@@ -27,6 +27,7 @@ from messenger.rooms.received_redactions import (
 )
 from messenger.rooms.receiving import Checked, RemoteEvents, joined_servers
 from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
+from messenger.rooms.state import auth_event_ids
 from messenger.rooms.writer import RoomWriter
 from messenger.storage import dag
 from messenger.storage import events as store
@@ -97,11 +98,11 @@ class Backfiller:
             checked[c.event_id] = c
         async with self._writer.db.read() as session:
             held = set(await store.get_events(session, checked))
-            auth_ids = {a for c in checked.values() for a in c.pdu["auth_events"]}
+            auth_ids = {a for c in checked.values() for a in auth_event_ids(c.pdu)}
             known_auth = await dag.known_events(session, auth_ids)
         fresh = [c for i, c in checked.items() if i not in held]
         for c in fresh:
-            if set(c.pdu["auth_events"]) - known_auth - set(checked):
+            if set(auth_event_ids(c.pdu)) - known_auth - set(checked):
                 await self._events.fetch_auth_chain(origin, c)
                 async with self._writer.db.read() as session:
                     known_auth = await dag.known_events(session, auth_ids)

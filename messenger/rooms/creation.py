@@ -11,7 +11,11 @@ from typing import Any
 
 from messenger.chat_rights import ChatAction
 from messenger.events.identifiers import InvalidIdentifier, new_room_id, parse_room_alias
-from messenger.events.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, room_version
+from messenger.events.room_versions import (
+    CREATABLE_ROOM_VERSIONS,
+    DEFAULT_ROOM_VERSION,
+    room_version,
+)
 from messenger.identity import Requester
 from messenger.rooms import state as room_state
 from messenger.rooms.errors import AliasInUse, InvalidRequest, UnsupportedVersion
@@ -60,7 +64,7 @@ class RoomCreation:
                            request: CreateRoomRequest) -> str:
         version = DEFAULT_ROOM_VERSION
         if request.room_version is not None:
-            if request.room_version not in KNOWN_ROOM_VERSIONS:
+            if request.room_version not in CREATABLE_ROOM_VERSIONS:
                 raise UnsupportedVersion(
                     f"room version {request.room_version!r} is not supported here")
             version = room_version(request.room_version)

@@ -18,6 +18,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.room_versions import RoomVersion
+from messenger.rooms.state import auth_event_ids
 from messenger.rooms.state_resolution import MissingEvent, resolve_state
 from messenger.storage import dag
 from messenger.storage import events as store
@@ -48,8 +49,7 @@ async def with_auth_chains(session: AsyncSession, event_ids: Iterable[str]
     while wanted and len(events) < MAX_AUTH_CHAIN:
         found = await events_by_id(session, wanted)
         events.update(found)
-        wanted = {a for e in found.values() for a in e.get("auth_events") or []
-                  if isinstance(a, str)} - set(events)
+        wanted = {a for e in found.values() for a in auth_event_ids(e)} - set(events)
         if not found:
             break
     return events
@@ -57,7 +57,7 @@ async def with_auth_chains(session: AsyncSession, event_ids: Iterable[str]
 
 async def auth_chain_ids(session: AsyncSession, event_ids: Iterable[str]) -> set[str]:
     events = await with_auth_chains(session, event_ids)
-    return {a for e in events.values() for a in e.get("auth_events") or []} & set(events)
+    return {a for e in events.values() for a in auth_event_ids(e)} & set(events)
 
 
 async def state_after(session: AsyncSession, room_id: str, event_id: str) -> StateIds | None:
@@ -86,7 +86,7 @@ async def resolve(session: AsyncSession, version: RoomVersion,
     except MissingEvent:
         # An auth chain reaches an event we never got: prune those chains' events.
         complete = {i for i, e in events.items()
-                    if all(a in events for a in e.get("auth_events") or [])}
+                    if all(a in events for a in auth_event_ids(e))}
         return resolve_state([{k: v for k, v in s.items() if v in complete} for s in usable],
                              {i: e for i, e in events.items() if i in complete}, version)
 

@@ -15,11 +15,18 @@ from collections.abc import Mapping
 from typing import Any
 
 from messenger.events.canonical import canonical_json
-from messenger.events.identifiers import is_room_id, is_user_id
+from messenger.events.hashing import event_id_for
+from messenger.events.identifiers import (
+    create_event_id_of,
+    is_hashed_room_id,
+    is_room_id,
+    is_user_id,
+    room_id_of_create,
+)
 from messenger.events.room_versions import RoomVersion
 from messenger.rooms.auth import check_event
 from messenger.rooms.errors import AuthRuleViolation
-from messenger.rooms.state import StateKey, auth_state_keys
+from messenger.rooms.state import StateKey, auth_state_keys, implied_create_id
 
 MAX_PDU_BYTES = 65_536  # spec: "Size limits"
 MAX_PREV_EVENTS = 20
@@ -40,11 +47,40 @@ def _event_ids(value: object, name: str, limit: int) -> list[str]:
     return value
 
 
-def check_format(pdu: Mapping[str, Any], room_id: str | None = None) -> None:
-    """Raise ``MalformedPdu`` unless ``pdu`` has the v4+ event format's keys and types."""
+def _check_room_id(pdu: Mapping[str, Any], room_id: str | None,
+                   version: RoomVersion | None) -> None:
+    is_create = pdu.get("type") == "m.room.create" and pdu.get("state_key") == ""
+    if version is not None and version.room_id_is_create_hash:
+        # MSC4291: the create event has no room_id, its hash is the room id; every
+        # other event names the room by that hash and never lists the create event.
+        if is_create:
+            if "room_id" in pdu:
+                raise MalformedPdu("a room version 12 create event has no room_id")
+            if room_id is not None:
+                try:
+                    own = room_id_of_create(event_id_for(pdu, version))
+                except (TypeError, ValueError, AttributeError):
+                    raise MalformedPdu("not canonical JSON") from None
+                if own != room_id:
+                    raise MalformedPdu("the create event is of another room")
+            return
+        if not is_hashed_room_id(pdu.get("room_id")):
+            raise MalformedPdu("room_id is not a room version 12 room id")
+        create = create_event_id_of(str(pdu["room_id"]))
+        if isinstance(pdu.get("auth_events"), list) and create in pdu["auth_events"]:
+            raise MalformedPdu("auth_events must not list the create event")
+    elif version is not None and is_hashed_room_id(pdu.get("room_id")):
+        raise MalformedPdu("room_id is not of this room version")
     if not is_room_id(pdu.get("room_id")) or (room_id is not None
                                               and pdu.get("room_id") != room_id):
         raise MalformedPdu("room_id is missing or wrong")
+
+
+def check_format(pdu: Mapping[str, Any], room_id: str | None = None,
+                 version: RoomVersion | None = None) -> None:
+    """Raise ``MalformedPdu`` unless ``pdu`` has the v4+ event format's keys and types
+    (with ``version``, also its room id rules: a v12 create event has none)."""
+    _check_room_id(pdu, room_id, version)
     if not is_user_id(pdu.get("sender")):
         raise MalformedPdu("sender is not a user id")
     if not isinstance(pdu.get("type"), str) or not pdu["type"] or len(pdu["type"]) > 255:
@@ -77,16 +113,22 @@ def check_format(pdu: Mapping[str, Any], room_id: str | None = None) -> None:
 
 def auth_state_of(pdu: Mapping[str, Any], auth_events: Mapping[str, Mapping[str, Any]]
                   ) -> dict[StateKey, Mapping[str, Any]]:
-    """The state the event's ``auth_events`` describe; raises ``AuthRuleViolation``
-    if one is missing, of another room, not a state event, a duplicate key or not
-    one the selection algorithm picks for this event."""
+    """The state the event's ``auth_events`` describe (and in a room version 12 room
+    the create event its room id names, which ``auth_events`` must hold: see
+    ``state.auth_event_ids``); raises ``AuthRuleViolation`` if one is missing, of
+    another room, not a state event, a duplicate key or not one the selection
+    algorithm picks for this event."""
     allowed = set(auth_state_keys(pdu["type"], pdu["sender"], pdu.get("state_key"),
                                   pdu.get("content") or {}))
     state: dict[StateKey, Mapping[str, Any]] = {}
+    implied = implied_create_id(pdu)
     for event_id in pdu.get("auth_events") or []:
         event = auth_events.get(event_id)
         if event is None:
             raise AuthRuleViolation(f"auth event {event_id} is unknown")
+        if implied is not None and event.get("type") == "m.room.create" \
+                and event.get("state_key") == "":
+            raise AuthRuleViolation("the auth events list the create event (room version 12)")
         if event.get("room_id") != pdu.get("room_id"):
             raise AuthRuleViolation(f"auth event {event_id} is of another room")
         state_key = event.get("state_key")
@@ -98,6 +140,11 @@ def auth_state_of(pdu: Mapping[str, Any], auth_events: Mapping[str, Mapping[str,
         if key not in allowed:
             raise AuthRuleViolation(f"auth event {event_id} ({key}) is not relevant")
         state[key] = event
+    if implied is not None:  # room version 12: the room id names the create event
+        create = auth_events.get(implied)
+        if create is None:
+            raise AuthRuleViolation(f"the create event {implied} is unknown")
+        state[("m.room.create", "")] = create
     if pdu.get("type") != "m.room.create" and ("m.room.create", "") not in state:
         raise AuthRuleViolation("the auth events lack the create event")
     return state

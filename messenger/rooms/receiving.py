@@ -26,8 +26,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messenger.events.hashing import event_id_for
-from messenger.events.identifiers import server_of
+from messenger.events.hashing import event_id_for, wire_form
+from messenger.events.identifiers import room_id_of_create, server_of
 from messenger.events.room_versions import V10, RoomVersion, UnsupportedRoomVersion, room_version
 from messenger.events.signing import EventSignatureError, KeyLookup, check_received_pdu
 from messenger.rooms import dag_state
@@ -40,7 +40,7 @@ from messenger.rooms.received_redactions import (
     apply_received_redaction,
 )
 from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
-from messenger.rooms.state import auth_state_keys
+from messenger.rooms.state import auth_event_ids, auth_state_keys
 from messenger.rooms.writer import RoomWriter, Transaction
 from messenger.storage import dag
 from messenger.storage import events as store
@@ -102,8 +102,9 @@ async def joined_servers(session: AsyncSession, room_id: str) -> set[str]:
 
 
 def pdu_for_wire(pdu: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored PDU as other servers get it (no ``event_id`` in v4+ formats)."""
-    return {k: v for k, v in pdu.items() if k != "event_id"}
+    """A stored PDU as other servers get it (no ``event_id`` in v4+ formats, no
+    ``room_id`` on a room version 12 create event)."""
+    return wire_form(pdu)
 
 
 def _event_id_or_invalid(pdu: Mapping[str, Any], version: RoomVersion = V10) -> str:
@@ -128,9 +129,13 @@ class RemoteEvents:
                     room_id: str | None = None) -> Checked:
         """Format, signatures, hashes; raises ``MalformedPdu`` or ``EventSignatureError``."""
         body = {k: v for k, v in pdu.items() if k != "event_id"}
-        check_format(body, room_id)
+        check_format(body, room_id, version)
         kept = await check_received_pdu(body, version, self._key_of)
         event_id = event_id_for(kept, version)
+        if version.room_id_is_create_hash and kept.get("type") == "m.room.create" \
+                and kept.get("state_key") == "":
+            # In memory (and stored) the create event carries the room id its hash is.
+            kept = {**kept, "room_id": room_id_of_create(event_id)}
         return Checked(version, {**kept, "event_id": event_id}, event_id)
 
     async def room_version_of(self, room_id: str, *, resident: bool = True) -> RoomVersion:
@@ -199,7 +204,7 @@ class RemoteEvents:
                 async with self._writer.db.read() as session:
                     known = await dag.known_events(session, {
                         i for _, c in ready
-                        for i in (c.event_id, *c.pdu["auth_events"], *c.pdu["prev_events"])})
+                        for i in (c.event_id, *auth_event_ids(c.pdu), *c.pdu["prev_events"])})
             if await self._fetch_what_is_missing(origin, checked, in_batch, known):
                 known = None
         try:
@@ -242,7 +247,7 @@ class RemoteEvents:
             return False
         known = stored | in_batch
         fetched = False
-        if set(checked.pdu["auth_events"]) - known:
+        if set(auth_event_ids(checked.pdu)) - known:
             await self.fetch_auth_chain(origin, checked)
             fetched = True
         if set(checked.pdu["prev_events"]) - known:
@@ -256,8 +261,8 @@ class RemoteEvents:
         async with self._writer.db.read() as session:
             if await dag.known_events(session, [checked.event_id]):
                 return Outcome("known")
-            missing_auth = set(checked.pdu["auth_events"]) - await dag.known_events(
-                session, checked.pdu["auth_events"])
+            missing_auth = set(auth_event_ids(checked.pdu)) - await dag.known_events(
+                session, auth_event_ids(checked.pdu))
             missing_prev = set(checked.pdu["prev_events"]) - await dag.known_events(
                 session, checked.pdu["prev_events"])
         if missing_auth and self._remote is not None:
@@ -316,7 +321,7 @@ class RemoteEvents:
         passed: dict[str, Checked] = {}
         async with self._writer.db.write() as session:
             known = await dag_state.events_by_id(session, {
-                a for c in checked.values() for a in c.pdu["auth_events"]})
+                a for c in checked.values() for a in auth_event_ids(c.pdu)})
             for c in sorted(checked.values(), key=lambda c: (c.pdu["depth"], c.event_id)):
                 auth = {**known, **{i: p.pdu for i, p in passed.items()}}
                 try:
@@ -350,7 +355,7 @@ class RemoteEvents:
                     if checked.event_id in reads.outliers else {})
         if outliers and outliers[checked.event_id][0] != "outlier":
             return Outcome("known")
-        auth = await dag_state.events_by_id(session, pdu["auth_events"])
+        auth = await dag_state.events_by_id(session, auth_event_ids(pdu))
         try:
             check_against_auth_events(pdu, auth, version)
         except AuthRuleViolation as exc:

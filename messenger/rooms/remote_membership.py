@@ -28,7 +28,7 @@ from messenger.rooms.errors import AuthRuleViolation, Forbidden, RoomNotFound
 from messenger.rooms.pdu_checks import MalformedPdu, check_against_auth_events
 from messenger.rooms.receiving import Checked, RemoteEvents, joined_servers, pdu_for_wire
 from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
-from messenger.rooms.state import auth_state_keys
+from messenger.rooms.state import auth_event_ids, auth_state_keys
 from messenger.rooms.writer import RoomWriter
 from messenger.storage import dag
 from messenger.storage import events as store
@@ -176,7 +176,7 @@ class RemoteMembership:
             before = {k: events[i] for k, i in state_ids.items() if i in events}
             try:
                 check_against_auth_events(join, await dag_state.events_by_id(
-                    session, join["auth_events"]), version)
+                    session, auth_event_ids(join)), version)
                 check_event(join, before, version)
             except AuthRuleViolation as exc:
                 raise Forbidden(f"the join does not pass the auth rules: {exc}") from None

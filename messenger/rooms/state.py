@@ -13,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from messenger.events.identifiers import create_event_id_of
+
 StateKey = tuple[str, str]
 StateMap = Mapping[StateKey, Mapping[str, Any]]
 
@@ -56,3 +58,34 @@ def auth_state_keys(event_type: str, sender: str, state_key: str | None,
         if content.get("membership") in ("join", "invite", "knock"):
             keys.append(("m.room.join_rules", ""))
     return list(dict.fromkeys(keys))
+
+
+def implied_create_id(event: Mapping[str, Any]) -> str | None:
+    """The create event a room version 12 event names through its room id (MSC4291:
+    never in its ``auth_events``); None for older rooms and for the create itself."""
+    room_id = event.get("room_id")
+    if not isinstance(room_id, str) or (event.get("type") == "m.room.create"
+                                        and event.get("state_key") == ""):
+        return None
+    return create_event_id_of(room_id)
+
+
+def auth_event_ids(event: Mapping[str, Any]) -> list[str]:
+    """The event's auth events as the auth rules and state resolution follow them: its
+    ``auth_events`` and, in a room version 12 room, the create event its room id names."""
+    listed = [a for a in event.get("auth_events") or [] if isinstance(a, str)]
+    create = implied_create_id(event)
+    return listed if create is None or create in listed else [*listed, create]
+
+
+def selected_auth_events(event_type: str, sender: str, state_key: str | None,
+                         content: Mapping[str, Any], room_id: str,
+                         state: Mapping[StateKey, Mapping[str, Any]]) -> list[str]:
+    """The ``auth_events`` of a new event (spec S2S "Auth events selection"): from
+    ``state``, without the create event in a room version 12 room."""
+    if event_type == "m.room.create":
+        return []
+    skip_create = create_event_id_of(room_id) is not None
+    return [state[k]["event_id"]
+            for k in auth_state_keys(event_type, sender, state_key, content)
+            if k in state and not (skip_create and k == ("m.room.create", ""))]

@@ -1,6 +1,9 @@
 """State resolution v2 (spec: Room Version 2 "State resolution", used by room
-versions 10 and 11): the room state before an event whose ``prev_events`` saw
-different states, as every server computes it alike.
+versions 10 and 11) and v2.1 (room version 12, MSC4297: the power events are
+replayed from an empty state instead of the unconflicted state map, and the
+conflicted state subgraph joins the full conflicted set): the room state before
+an event whose ``prev_events`` saw different states, as every server computes
+it alike.
 
 Pure: the caller passes the state maps (key -> event id) and every event they
 and their auth chains name (as stored: the PDU with its ``event_id``, which the
@@ -20,7 +23,7 @@ from messenger.events.room_versions import RoomVersion
 from messenger.rooms.auth import check_event
 from messenger.rooms.errors import AuthRuleViolation
 from messenger.rooms.power import power_levels
-from messenger.rooms.state import StateKey, auth_state_keys
+from messenger.rooms.state import StateKey, auth_event_ids, auth_state_keys
 
 StateIds = Mapping[StateKey, str]
 EventMap = Mapping[str, Mapping[str, Any]]
@@ -59,13 +62,32 @@ def auth_chain(events: EventMap, event_ids: Iterable[str]) -> set[str]:
     """Every event reachable through ``auth_events`` from ``event_ids`` (not the ids
     themselves unless reachable)."""
     seen: set[str] = set()
-    stack = [a for e in event_ids for a in _event(events, e).get("auth_events", [])]
+    stack = [a for e in event_ids for a in auth_event_ids(_event(events, e))]
     while stack:
         event_id = stack.pop()
         if event_id not in seen:
             seen.add(event_id)
-            stack.extend(_event(events, event_id).get("auth_events", []))
+            stack.extend(auth_event_ids(_event(events, event_id)))
     return seen
+
+
+def conflicted_subgraph(events: EventMap, conflicted: set[str]) -> set[str]:
+    """State resolution v2.1 (MSC4297): the events on auth-chain paths between
+    conflicted events, i.e. those reachable through ``auth_events`` from a conflicted
+    event (or conflicted themselves) from which a conflicted event is reachable."""
+    backwards = conflicted | auth_chain(events, conflicted)
+    children: dict[str, list[str]] = {}
+    for event_id in backwards:
+        for parent in auth_event_ids(_event(events, event_id)):
+            children.setdefault(parent, []).append(event_id)
+    forwards: set[str] = set()
+    stack = list(conflicted)
+    while stack:
+        event_id = stack.pop()
+        if event_id not in forwards:
+            forwards.add(event_id)
+            stack.extend(children.get(event_id, ()))
+    return backwards & forwards
 
 
 def split_conflicts(state_sets: Sequence[StateIds]) -> tuple[dict[StateKey, str], set[str]]:
@@ -86,7 +108,7 @@ def split_conflicts(state_sets: Sequence[StateIds]) -> tuple[dict[StateKey, str]
 def _sender_power(events: EventMap, event: Mapping[str, Any]) -> int:
     """The sender's level as the event's own auth events say (spec: "when looking
     at their respective auth_events")."""
-    auth = {_key(a): a for a in (_event(events, i) for i in event.get("auth_events", []))
+    auth = {_key(a): a for a in (_event(events, i) for i in auth_event_ids(event))
             if a.get("state_key") is not None}
     return power_levels(auth).user_level(event["sender"])
 
@@ -94,8 +116,7 @@ def _sender_power(events: EventMap, event: Mapping[str, Any]) -> int:
 def reverse_topological_power_order(events: EventMap, ids: set[str]) -> list[str]:
     """Kahn's algorithm over the auth DAG restricted to ``ids``, always taking the
     smallest candidate by (higher sender power, earlier ts, smaller event id)."""
-    parents = {i: [a for a in _event(events, i).get("auth_events", []) if a in ids]
-               for i in ids}
+    parents = {i: [a for a in auth_event_ids(_event(events, i)) if a in ids] for i in ids}
     children: dict[str, list[str]] = {i: [] for i in ids}
     for child, auth in parents.items():
         for parent in auth:
@@ -120,7 +141,7 @@ def reverse_topological_power_order(events: EventMap, ids: set[str]) -> list[str
 
 
 def _auth_power_levels(events: EventMap, event: Mapping[str, Any]) -> str | None:
-    for auth_id in event.get("auth_events", []):
+    for auth_id in auth_event_ids(event):
         auth = _event(events, auth_id)
         if auth.get("type") == "m.room.power_levels" and auth.get("state_key") == "":
             return auth_id
@@ -160,7 +181,7 @@ def iterative_auth_checks(events: EventMap, ordered: Iterable[str], state: dict[
     (missing keys taken from the event's own auth events)."""
     for event_id in ordered:
         event = _event(events, event_id)
-        auth_state = {_key(a): a for a in (_event(events, i) for i in event.get("auth_events", []))
+        auth_state = {_key(a): a for a in (_event(events, i) for i in auth_event_ids(event))
                       if a.get("state_key") is not None}
         content = event.get("content") or {}
         for key in auth_state_keys(event["type"], event["sender"], event.get("state_key"),
@@ -177,7 +198,8 @@ def iterative_auth_checks(events: EventMap, ordered: Iterable[str], state: dict[
 
 def resolve_state(state_sets: Sequence[StateIds], events: EventMap,
                   version: RoomVersion) -> dict[StateKey, str]:
-    """The resolution of ``state_sets`` (spec: "Algorithm", steps 1-5)."""
+    """The resolution of ``state_sets`` (spec: "Algorithm", steps 1-5; v2.1 for the
+    room versions that use it)."""
     if len(state_sets) == 1:
         return dict(state_sets[0])
     unconflicted, conflicted = split_conflicts(state_sets)
@@ -186,13 +208,17 @@ def resolve_state(state_sets: Sequence[StateIds], events: EventMap,
     chains = [auth_chain(events, s.values()) for s in state_sets]
     auth_difference = set[str]().union(*chains) - chains[0].intersection(*chains[1:])
     full_conflicted = conflicted | auth_difference
+    if version.state_res_v2_1:
+        full_conflicted |= conflicted_subgraph(events, conflicted)
     # Step 1: power events and those of their auth chains in the full conflicted set.
     power = {i for i in full_conflicted if is_power_event(_event(events, i))}
     for event_id in list(power):
         power |= auth_chain(events, [event_id]) & full_conflicted
-    # Step 2.
+    # Step 2 (v2.1: from an empty state map, so an unconflicted event cannot hide a
+    # conflicted power event's effect).
+    base = {} if version.state_res_v2_1 else dict(unconflicted)
     partial = iterative_auth_checks(
-        events, reverse_topological_power_order(events, power), dict(unconflicted), version)
+        events, reverse_topological_power_order(events, power), base, version)
     # Steps 3-4: the rest by mainline of the partially resolved power levels.
     rest = mainline_order(events, full_conflicted - power, partial.get(POWER_LEVELS))
     resolved = iterative_auth_checks(events, rest, partial, version)

@@ -166,9 +166,8 @@ class RoomWriter:
                     content: Mapping[str, Any], state_key: str | None = None,
                     redacts: str | None = None) -> dict[str, Any]:
         """The unsigned, unhashed PDU (also the template of ``make_join``)."""
-        keys = room_state.auth_state_keys(event_type, sender, state_key, content)
-        auth_events = [] if event_type == "m.room.create" else \
-            [state[k]["event_id"] for k in keys if k in state]
+        auth_events = room_state.selected_auth_events(event_type, sender, state_key, content,
+                                                      room_id, state)
         pdu: dict[str, Any] = {
             "room_id": room_id, "sender": sender, "type": event_type,
             "content": dict(content), "origin_server_ts": self._now_ms(),

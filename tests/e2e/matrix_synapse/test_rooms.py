@@ -102,15 +102,34 @@ async def test_room_created_at_synapse_joined_from_schulhof(
     await chat(bert, lehrer, room_id)
 
 
-async def test_room_version_schulhof_lacks_is_refused_clearly(
+async def test_version_12_room_created_at_synapse_joined_from_schulhof(
         interop: Interop, clients: list[AsyncClient]) -> None:
-    """Synapse's newest room version (12) is not one Schulhof speaks: the invite is
-    refused with M_INCOMPATIBLE_ROOM_VERSION, which Synapse hands to its user."""
+    """Synapse's room version 12 (room id = the create event's hash, no create event
+    in auth_events, privileged creators, state resolution v2.1): the invite is
+    taken, the join goes through make_join/send_join, and both sides chat."""
+    a = interop.schools["a"]
     await interop.synapse_user("carla", "Carla Synapse")
     carla = await nio_login(interop.synapse.client_url, f"@carla:{SYNAPSE_NAME}", clients)
-    created = await carla.room_create(name="Neueste Version", room_version="12")
+    lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
+    created = await carla.room_create(name="Neueste Version", room_version="12",
+                                      invite=[lehrer.user_id])
     assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+    assert ":" not in room_id  # v12: "!" + the create event's reference hash
+    await until(lehrer, lambda c: room_id in c.invited_rooms)
+    joined = await lehrer.join(room_id)
+    assert isinstance(joined, JoinResponse), joined
+    await until(lehrer, lambda c: room_id in c.rooms)
+    await until(carla, lambda c: room_id in c.rooms and lehrer.user_id in c.rooms[room_id].users)
+    assert lehrer.rooms[room_id].name == "Neueste Version"
+    await chat(carla, lehrer, room_id)
+    # The creator's power is the room version's, not a power level: Schulhof's
+    # client API shows the create event with its room id and no "users" entry for her.
     status, body = await interop.synapse.client(
-        SynapseUser(carla.user_id, carla.access_token, carla.device_id), "POST",
-        f"/_matrix/client/v3/rooms/{created.room_id}/invite", {"user_id": "@lehrera:a.test"})
-    assert status == 400 and body.get("errcode") == "M_INCOMPATIBLE_ROOM_VERSION", body
+        SynapseUser(carla.user_id, carla.access_token, carla.device_id), "GET",
+        f"/_matrix/client/v3/rooms/{room_id}/state/m.room.power_levels/")
+    assert status == 200 and carla.user_id not in body.get("users", {}), body
+    state = await lehrer.room_get_state(room_id)
+    create = next(e for e in state.events if e["type"] == "m.room.create")
+    assert create["room_id"] == room_id and create["content"]["room_version"] == "12"
+    assert "$" + room_id[1:] == create["event_id"]

@@ -2,7 +2,8 @@
 from the spec's rationale (a demotion beats what the demoted user did meanwhile, a
 ban beats the banned user's concurrent changes, the later of two equal changes
 wins) and, with hypothesis, that the result does not depend on the order in which
-the forks are given."""
+the forks are given (v2 for rooms v10/v11, v2.1 for v12; v2.1's own cases are in
+test_room_version_12.py)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from messenger.events.hashing import add_hashes, event_id_for
-from messenger.events.room_versions import V10, V11, RoomVersion
+from messenger.events.identifiers import room_id_of_create
+from messenger.events.room_versions import V10, V11, V12, RoomVersion
 from messenger.rooms.auth import check_event
 from messenger.rooms.errors import AuthRuleViolation
-from messenger.rooms.state import StateKey, auth_state_keys
+from messenger.rooms.state import StateKey, selected_auth_events
 from messenger.rooms.state_resolution import resolve_state
 from tests.support.properties import examples
 
@@ -29,38 +31,53 @@ class Fork:
 
     def __init__(self, events: dict[str, dict[str, Any]], version: RoomVersion,
                  state: dict[StateKey, str] | None = None, head: str | None = None,
-                 ts: int = 0) -> None:
+                 ts: int = 0, room_id: str = ROOM) -> None:
         self.events = events
         self.version = version
         self.state = dict(state or {})
         self.head = head
         self.ts = ts
+        # Room version 12: the create event's hash, known once it is sent.
+        self.room_id = room_id
 
     def fork(self) -> Fork:
-        return Fork(self.events, self.version, self.state, self.head, self.ts)
+        return Fork(self.events, self.version, self.state, self.head, self.ts, self.room_id)
 
     def send(self, sender: str, event_type: str, content: dict[str, Any],
              state_key: str = "", ts: int | None = None) -> str | None:
         """Append the event if the auth rules allow it here; its id, else None."""
         self.ts = ts if ts is not None else self.ts + 1
-        keys = auth_state_keys(event_type, sender, state_key, content)
-        auth = [] if event_type == "m.room.create" else \
-            [self.state[k] for k in keys if k in self.state]
-        pdu = add_hashes({
-            "room_id": ROOM, "sender": sender, "type": event_type, "state_key": state_key,
+        state = {k: self.events[v] for k, v in self.state.items()}
+        v12_create = self.version.room_id_is_create_hash and event_type == "m.room.create"
+        pdu: dict[str, Any] = {
+            "sender": sender, "type": event_type, "state_key": state_key,
             "content": content, "origin_server_ts": self.ts,
             "depth": len(self.events) + 1, "prev_events": [self.head] if self.head else [],
-            "auth_events": auth})
+            "auth_events": selected_auth_events(event_type, sender, state_key, content,
+                                                self.room_id, state)}
+        if not v12_create:  # a v12 create event has no room_id: its hash is the room id
+            pdu["room_id"] = self.room_id
+        pdu = add_hashes(pdu)
+        event_id = event_id_for(pdu, self.version)
+        if v12_create:
+            self.room_id = room_id_of_create(event_id)
+            pdu["room_id"] = self.room_id  # in memory, as stored events carry it
         try:
-            check_event(pdu, {k: self.events[v] for k, v in self.state.items()},
-                        self.version)
+            check_event({**pdu, "event_id": event_id}, state, self.version)
         except AuthRuleViolation:
             return None
-        event_id = event_id_for(pdu, self.version)
         self.events[event_id] = {**pdu, "event_id": event_id}  # as stored events carry it
         self.state[(event_type, state_key)] = event_id
         self.head = event_id
         return event_id
+
+
+def creators_unlisted(version: RoomVersion, content: dict[str, Any]) -> dict[str, Any]:
+    """Power levels as the room version wants them: from v12 the creator (Alice,
+    above every level anyway) must not be listed in ``users``."""
+    if not version.privileged_creators or "users" not in content:
+        return content
+    return {**content, "users": {u: v for u, v in content["users"].items() if u != ALICE}}
 
 
 def base_room(version: RoomVersion = V11) -> Fork:
@@ -71,8 +88,9 @@ def base_room(version: RoomVersion = V11) -> Fork:
     room.send(ALICE, "m.room.create", create)
     room.send(ALICE, "m.room.member", {"membership": "join"}, ALICE)
     room.send(ALICE, "m.room.power_levels",
-              {"users": {ALICE: 100, BOB: 50}, "state_default": 50, "ban": 50,
-               "kick": 50, "events_default": 0, "users_default": 0}, "")
+              creators_unlisted(version, {"users": {ALICE: 100, BOB: 50}, "state_default": 50,
+                                          "ban": 50, "kick": 50, "events_default": 0,
+                                          "users_default": 0}), "")
     room.send(ALICE, "m.room.join_rules", {"join_rule": "public"}, "")
     for user in (BOB, CHARLIE):
         assert room.send(user, "m.room.member", {"membership": "join"}, user)
@@ -139,7 +157,7 @@ ACTIONS = st.sampled_from([
 @settings(max_examples=examples(60), deadline=None)
 @given(st.lists(st.lists(st.tuples(ACTIONS, st.integers(0, 5)), max_size=5),
                 min_size=2, max_size=3),
-       st.sampled_from([V10, V11]))
+       st.sampled_from([V10, V11, V12]))
 def test_resolution_does_not_depend_on_the_order_of_the_forks(
         forks: list[list[tuple[tuple[str, str, dict[str, Any], str], int]]],
         version: RoomVersion) -> None:
@@ -148,7 +166,8 @@ def test_resolution_does_not_depend_on_the_order_of_the_forks(
     for actions in forks:
         fork = room.fork()
         for (sender, event_type, content, state_key), ts_step in actions:
-            fork.send(sender, event_type, content, state_key, ts=fork.ts + ts_step)
+            fork.send(sender, event_type, creators_unlisted(version, content), state_key,
+                      ts=fork.ts + ts_step)
         states.append(fork.state)
     results = [resolve_state(list(order), room.events, version)
                for order in itertools.permutations(states)]
