@@ -37,6 +37,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    Update,
     column,
     delete,
     func,
@@ -45,6 +46,7 @@ from sqlalchemy import (
     table,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database, affected_rows
 from directory.schema import UtcDateTime
@@ -103,17 +105,33 @@ class OutboundQueue:
     async def claim(self, now: dt.datetime, lease: dt.timedelta,
                     limit: int) -> list[QueueEntry]:
         """Take up to ``limit`` due rows (queued, or delivering with an expired lease)."""
+        statement = self._claim_statement(now, lease, limit)
+        async with self.db.write() as session:
+            rows = (await session.execute(statement)).all()
+        return sorted((_entry(r) for r in rows), key=lambda e: e.id)
+
+    async def claim_with_bodies(self, now: dt.datetime, lease: dt.timedelta, limit: int,
+                                max_body_size: int,
+                                ) -> tuple[list[QueueEntry], dict[str, bytes]]:
+        """:meth:`claim`, and :meth:`small_bodies` of the claimed rows, in one
+        transaction: one session and commit per claim instead of two."""
+        async with self.db.write() as session:
+            rows = (await session.execute(self._claim_statement(now, lease, limit))).all()
+            entries = sorted((_entry(r) for r in rows), key=lambda e: e.id)
+            bodies = await self._small_bodies(session, [e.blob_id for e in entries],
+                                              max_body_size)
+        return entries, bodies
+
+    @staticmethod
+    def _claim_statement(now: dt.datetime, lease: dt.timedelta, limit: int) -> Update:
         due = or_(queue.c.state == QUEUED, queue.c.state == DELIVERING)
         chosen = (select(queue.c.id).where(due, queue.c.next_attempt_at <= now)
                   .order_by(queue.c.next_attempt_at, queue.c.id).limit(limit)
                   .with_for_update(skip_locked=True))
-        statement = (update(queue).where(queue.c.id.in_(chosen.scalar_subquery()))
-                     .values(state=DELIVERING, next_attempt_at=now + lease,
-                             attempts=queue.c.attempts + 1)
-                     .returning(*_COLUMNS))
-        async with self.db.write() as session:
-            rows = (await session.execute(statement)).all()
-        return sorted((_entry(r) for r in rows), key=lambda e: e.id)
+        return (update(queue).where(queue.c.id.in_(chosen.scalar_subquery()))
+                .values(state=DELIVERING, next_attempt_at=now + lease,
+                        attempts=queue.c.attempts + 1)
+                .returning(*_COLUMNS))
 
     async def recover(self, now: dt.datetime) -> int:
         """Hand back rows a killed worker left in ``delivering``: due at once."""
@@ -130,19 +148,18 @@ class OutboundQueue:
             raise LookupError(f"no body {blob_id}")
         return bytes(data)
 
-    async def small_bodies(self, blob_ids: Sequence[str], max_size: int) -> dict[str, bytes]:
-        """The bodies of at most ``max_size`` bytes among ``blob_ids``, in one read.
-
-        The worker reads a claim's bodies together instead of one read per message;
-        larger ones (attachments) are read by :meth:`body` when their turn comes.
-        """
-        if not blob_ids:
+    @staticmethod
+    async def _small_bodies(session: AsyncSession, blob_ids: Sequence[str],
+                            max_size: int) -> dict[str, bytes]:
+        """The bodies of at most ``max_size`` bytes among ``blob_ids``, in one read:
+        a claim's bodies come together instead of one read per message; larger ones
+        (attachments) are read by :meth:`body` when their turn comes."""
+        if not blob_ids or max_size <= 0:
             return {}
-        async with self.db.read() as session:
-            rows = (await session.execute(
-                select(blobs.c.id, blobs.c.data)
-                .where(blobs.c.id.in_(sorted(set(blob_ids))),
-                       func.length(blobs.c.data) <= max_size))).all()
+        rows = (await session.execute(
+            select(blobs.c.id, blobs.c.data)
+            .where(blobs.c.id.in_(sorted(set(blob_ids))),
+                   func.length(blobs.c.data) <= max_size))).all()
         return {blob_id: bytes(data) for blob_id, data in rows}
 
     async def _set(self, ids: Sequence[int], *, only_delivering: bool = True,

@@ -88,6 +88,7 @@ class BounceSink(Protocol):
 
 
 QUIT_WAIT_STOPPING = 1.0  # seconds
+_MIN_WAIT = 0.05  # seconds: the shortest wait between two claims when nothing woke us
 
 
 def utcnow() -> dt.datetime:
@@ -309,9 +310,12 @@ class OutboundWorker:
 
     async def _idle(self, busy: bool = False) -> None:
         timeout = self.config.busy_poll_seconds if busy else self.config.poll_seconds
-        due = await self.queue.next_due()
-        if due is not None:
-            timeout = min(timeout, max(0.05, (due - self._clock()).total_seconds()))
+        if timeout > _MIN_WAIT:
+            # While busy the next look comes as soon as it may anyway: no query for
+            # when the next row is due (one read fewer per claim).
+            due = await self.queue.next_due()
+            if due is not None:
+                timeout = min(timeout, max(_MIN_WAIT, (due - self._clock()).total_seconds()))
         self._wake.clear()
         # The wake-up and the first finished delivery: futures of different results.
         waiters: set[asyncio.Future[Any]] = {asyncio.ensure_future(self._wake.wait())}
@@ -335,8 +339,10 @@ class OutboundWorker:
         room = min(self.config.batch_size, self.config.max_in_flight - len(self._in_flight))
         if room <= 0 or self._stopping:
             return 0
-        claimed = [e for e in await self.queue.claim(self._clock(), self.config.lease, room)
-                   if e.id not in self._in_flight]  # our own row whose lease ran out
+        # The claim's small bodies come in the same transaction (one commit, not two).
+        rows, bodies = await self.queue.claim_with_bodies(
+            self._clock(), self.config.lease, room, self.config.prefetch_body_bytes)
+        claimed = [e for e in rows if e.id not in self._in_flight]  # ours, lease ran out
         for entry in claimed:
             self._in_flight[entry.id] = entry
         messages: dict[tuple[object, ...], _Message] = {}
@@ -344,7 +350,8 @@ class OutboundWorker:
         for entry in claimed:
             messages.setdefault(entry.message_key, _Message(entry))
             by_domain.setdefault(entry.domain, {}).setdefault(entry.message_key, []).append(entry)
-        await self._prefetch(list(messages.values()))
+        for message in messages.values():
+            message.known_body(bodies.get(message.blob_id))
         for domain, grouped in by_domain.items():
             destination = self._destinations.get(domain)
             if destination is None:
@@ -354,19 +361,6 @@ class OutboundWorker:
             destination.rechecks.clear()
             self._start_lanes(destination)
         return len(claimed)
-
-    async def _prefetch(self, messages: list[_Message]) -> None:
-        """The claim's small bodies in one read; a failure leaves them to the lanes."""
-        if not messages or self.config.prefetch_body_bytes <= 0:
-            return
-        try:
-            found = await self.queue.small_bodies([m.blob_id for m in messages],
-                                                  self.config.prefetch_body_bytes)
-        except Exception:
-            log.exception("event=outbound_prefetch_failed")
-            return
-        for message in messages:
-            message.known_body(found.get(message.blob_id))
 
     def _start_lanes(self, destination: _Destination) -> None:
         """Idle lanes get the new messages first; more lanes up to the per-domain limit."""

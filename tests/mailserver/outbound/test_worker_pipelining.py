@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
+import datetime as dt
 
 from federation.resolver import Resolver
-from mailserver.outbound.queue import OutboundQueue
+from mailserver.outbound.queue import OutboundQueue, QueueEntry
 from mailserver.outbound.worker import OutboundWorker
 from tests.mailserver.outbound.conftest import Outbound
 from tests.support.dns_server import DnsServer
@@ -65,10 +65,13 @@ class CountingQueue(OutboundQueue):
         self.one_by_one += 1
         return await super().body(blob_id)
 
-    async def small_bodies(self, blob_ids: Sequence[str], max_size: int) -> dict[str, bytes]:
-        found = await super().small_bodies(blob_ids, max_size)
-        self.together.append(len(found))
-        return found
+    async def claim_with_bodies(self, now: dt.datetime, lease: dt.timedelta, limit: int,
+                                max_body_size: int,
+                                ) -> tuple[list[QueueEntry], dict[str, bytes]]:
+        entries, found = await super().claim_with_bodies(now, lease, limit, max_body_size)
+        if entries:
+            self.together.append(len(found))
+        return entries, found
 
 
 async def test_a_claims_small_bodies_are_read_together(
@@ -84,7 +87,7 @@ async def test_a_claims_small_bodies_are_read_together(
         await outbound.submit("paul@a.test", ["anna@b.test"], message)
     assert await worker.process_due() == 4
 
-    # One read for the three small bodies; the big one on its own when its turn came.
+    # The three small bodies came with the claim; the big one on its own when its turn came.
     assert queue.together == [3]
     assert queue.one_by_one == 1
     subjects = sorted(m.data.split(b"Subject: ")[1].split(b"\r\n")[0]
