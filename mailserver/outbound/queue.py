@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database, affected_rows
 from directory.schema import UtcDateTime
+from mailserver.store.raw_sql import Dialect, Fetch, Steps, run_transaction
 
 QUEUED, DELIVERING, SENT, BOUNCED = "queued", "delivering", "sent", "bounced"
 
@@ -174,7 +175,20 @@ class OutboundQueue:
         return affected_rows(result)
 
     async def mark_sent(self, ids: Sequence[int]) -> int:
-        return await self._set(ids, state=SENT, last_error=None)
+        """Rows with a remote 250 (still ``delivering``) become ``sent``: the worker's
+        most frequent write, so one hop to the database for the whole transaction
+        (raw_sql.run_transaction) instead of SQLAlchemy's session (four on SQLite)."""
+        if not ids:
+            return 0
+
+        def steps(dialect: Dialect) -> Steps[int]:
+            where, parameters = dialect.where_in(list(ids))
+            rows = yield Fetch(f"UPDATE outbound_queue SET state = ?, last_error = NULL "
+                               f"WHERE id {where} AND state = ? RETURNING id",
+                               [SENT, *parameters, DELIVERING])
+            return len(rows)
+
+        return await run_transaction(self.db, steps)
 
     async def mark_bounced(self, ids: Sequence[int], error: str) -> int:
         return await self._set(ids, state=BOUNCED, last_error=error)

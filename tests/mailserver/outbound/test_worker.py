@@ -349,3 +349,15 @@ async def test_run_loop_keeps_the_connection_for_the_next_claims(outbound: Outbo
         await worker.stop()
         await asyncio.wait_for(task, 5)
     assert set((await outbound.states()).values()) == {"sent"}
+
+
+async def test_mark_sent_touches_only_rows_in_delivery(outbound: Outbound) -> None:
+    """A row an admin handed back (queued) meanwhile is not marked sent."""
+    ids = await outbound.submit("paul@a.test", ["anna@b.test", "dora@b.test"], mail("ms"))
+    claimed, bodies = await outbound.queue.claim_with_bodies(
+        outbound.clock(), dt.timedelta(minutes=5), 1, 64 * 1024)
+    assert [e.id for e in claimed] == ids[:1]
+    assert list(bodies.values()) == [mail("ms")]
+    assert await outbound.queue.mark_sent(ids) == 1
+    assert await outbound.states() == {ids[0]: "sent", ids[1]: "queued"}
+    assert await outbound.queue.mark_sent([]) == 0
