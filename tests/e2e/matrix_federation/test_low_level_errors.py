@@ -6,11 +6,11 @@ request; ordinary responses carry no banner either."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import ssl
 
-import pytest
 import yarl
 
 from tests.e2e.matrix_federation.conftest import ChatSchool
@@ -55,10 +55,12 @@ def listeners(school: ChatSchool) -> list[tuple[str, int, bool]]:
             (school.ip, school.listener.port, True)]
 
 
-@pytest.mark.parametrize("request_bytes", MALFORMED)
 async def test_malformed_requests_get_a_matrix_error_and_no_banner(
-        chat_schools: dict[str, ChatSchool], request_bytes: bytes) -> None:
-    for host, port, tls in listeners(chat_schools["a"]):
+        chat_schools: dict[str, ChatSchool]) -> None:
+    # One pair of schools for all the requests (a set-up costs seconds); each
+    # assertion names the listener's port and shows the answer.
+    for request_bytes, (host, port, tls) in itertools.product(
+            MALFORMED, listeners(chat_schools["a"])):
         answer = await exchange(host, port, request_bytes, tls)
         head, headers, body = split(answer)
         assert re.match(rb"HTTP/1\.[01] 4\d\d ", head), (port, answer[:300])
