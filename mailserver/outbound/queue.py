@@ -16,7 +16,7 @@ delivery is at-least-once; the window for a duplicate is between the remote
 
 Claiming is one ``UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP
 LOCKED) RETURNING`` on PostgreSQL (concurrent claimers skip each other's
-rows); SQLite ignores the lock clause and is safe through its single-writer
+rows); SQLite has no lock clause and is safe through its single writer
 engine (``BEGIN IMMEDIATE``).
 
 The columns are addressed through a lightweight table clause: the mail
@@ -37,16 +37,13 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    Update,
     column,
     delete,
     func,
-    or_,
     select,
     table,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database, affected_rows
 from directory.schema import UtcDateTime
@@ -94,6 +91,25 @@ class QueueEntry:
         return (self.blob_id, self.mail_from, self.created_at)
 
 
+_RAW_COLUMNS = ", ".join(c.name for c in _COLUMNS)
+_DATES = frozenset(i for i, c in enumerate(_COLUMNS)
+                   if c.name in ("created_at", "next_attempt_at", "delay_warned_at"))
+
+
+def _utc(value: object) -> dt.datetime | None:
+    """A UtcDateTime value as the driver gives it (SQLite: text) -> aware UTC."""
+    if value is None:
+        return None
+    when = value if isinstance(value, dt.datetime) else dt.datetime.fromisoformat(str(value))
+    return when.replace(tzinfo=dt.UTC) if when.tzinfo is None else when.astimezone(dt.UTC)
+
+
+def _raw_entry(row: Sequence[Any]) -> QueueEntry:
+    """A queue row read past SQLAlchemy (the columns of ``_COLUMNS``, in order)."""
+    values: list[Any] = [_utc(v) if i in _DATES else v for i, v in enumerate(row)]
+    return QueueEntry(*values)
+
+
 def _entry(row: Sequence[Any]) -> QueueEntry:
     """A queue row (the columns of ``_COLUMNS``, in the fields' order)."""
     return QueueEntry(*row)
@@ -106,33 +122,35 @@ class OutboundQueue:
     async def claim(self, now: dt.datetime, lease: dt.timedelta,
                     limit: int) -> list[QueueEntry]:
         """Take up to ``limit`` due rows (queued, or delivering with an expired lease)."""
-        statement = self._claim_statement(now, lease, limit)
-        async with self.db.write() as session:
-            rows = (await session.execute(statement)).all()
-        return sorted((_entry(r) for r in rows), key=lambda e: e.id)
+        entries, _ = await self.claim_with_bodies(now, lease, limit, 0)
+        return entries
 
     async def claim_with_bodies(self, now: dt.datetime, lease: dt.timedelta, limit: int,
                                 max_body_size: int,
                                 ) -> tuple[list[QueueEntry], dict[str, bytes]]:
-        """:meth:`claim`, and :meth:`small_bodies` of the claimed rows, in one
-        transaction: one session and commit per claim instead of two."""
-        async with self.db.write() as session:
-            rows = (await session.execute(self._claim_statement(now, lease, limit))).all()
-            entries = sorted((_entry(r) for r in rows), key=lambda e: e.id)
-            bodies = await self._small_bodies(session, [e.blob_id for e in entries],
-                                              max_body_size)
-        return entries, bodies
+        """:meth:`claim`, and the claimed rows' bodies of at most ``max_body_size``
+        bytes, in one transaction: the worker's claim every busy poll, so in one hop
+        to the database (raw_sql.run_transaction) instead of a session's several.
+        Larger bodies (attachments) are read by :meth:`body` when their turn comes."""
 
-    @staticmethod
-    def _claim_statement(now: dt.datetime, lease: dt.timedelta, limit: int) -> Update:
-        due = or_(queue.c.state == QUEUED, queue.c.state == DELIVERING)
-        chosen = (select(queue.c.id).where(due, queue.c.next_attempt_at <= now)
-                  .order_by(queue.c.next_attempt_at, queue.c.id).limit(limit)
-                  .with_for_update(skip_locked=True))
-        return (update(queue).where(queue.c.id.in_(chosen.scalar_subquery()))
-                .values(state=DELIVERING, next_attempt_at=now + lease,
-                        attempts=queue.c.attempts + 1)
-                .returning(*_COLUMNS))
+        def steps(d: Dialect) -> Steps[tuple[list[QueueEntry], dict[str, bytes]]]:
+            lock = "" if d.sqlite else " FOR UPDATE SKIP LOCKED"
+            rows = yield Fetch(
+                f"UPDATE outbound_queue SET state = ?, next_attempt_at = ?, "
+                f"attempts = attempts + 1 WHERE id IN (SELECT id FROM outbound_queue "
+                f"WHERE state IN (?, ?) AND next_attempt_at <= ? "
+                f"ORDER BY next_attempt_at, id LIMIT ?{lock}) RETURNING {_RAW_COLUMNS}",
+                [DELIVERING, d.date(now + lease), QUEUED, DELIVERING, d.date(now), limit])
+            entries = sorted((_raw_entry(r) for r in rows), key=lambda e: e.id)
+            blob_ids = sorted({e.blob_id for e in entries})
+            if not blob_ids or max_body_size <= 0:
+                return entries, {}
+            where, parameters = d.where_in(blob_ids)
+            found = yield Fetch(f"SELECT id, data FROM message_blobs WHERE id {where} "
+                                f"AND length(data) <= ?", [*parameters, max_body_size])
+            return entries, {blob_id: bytes(data) for blob_id, data in found}
+
+        return await run_transaction(self.db, steps)
 
     async def recover(self, now: dt.datetime) -> int:
         """Hand back rows a killed worker left in ``delivering``: due at once."""
@@ -148,20 +166,6 @@ class OutboundQueue:
         if data is None:
             raise LookupError(f"no body {blob_id}")
         return bytes(data)
-
-    @staticmethod
-    async def _small_bodies(session: AsyncSession, blob_ids: Sequence[str],
-                            max_size: int) -> dict[str, bytes]:
-        """The bodies of at most ``max_size`` bytes among ``blob_ids``, in one read:
-        a claim's bodies come together instead of one read per message; larger ones
-        (attachments) are read by :meth:`body` when their turn comes."""
-        if not blob_ids or max_size <= 0:
-            return {}
-        rows = (await session.execute(
-            select(blobs.c.id, blobs.c.data)
-            .where(blobs.c.id.in_(sorted(set(blob_ids))),
-                   func.length(blobs.c.data) <= max_size))).all()
-        return {blob_id: bytes(data) for blob_id, data in rows}
 
     async def _set(self, ids: Sequence[int], *, only_delivering: bool = True,
                    **values: object) -> int:
