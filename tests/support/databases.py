@@ -10,7 +10,9 @@ two test runs never share a database.
 from __future__ import annotations
 
 import asyncio
+import queue
 import shutil
+import threading
 import uuid
 from pathlib import Path
 
@@ -46,6 +48,16 @@ class SqliteDatabases:
 
 
 class PostgresDatabases:
+    """Copies of a migrated template; dropped in the background.
+
+    ``DROP DATABASE`` waits for a checkpoint (1-4 s on the loaded CI machine), so
+    a dropper thread does it while the next test runs; at most ``PENDING_DROPS``
+    wait (then ``drop`` waits, so the disk does not fill up); ``close`` waits for
+    the thread and drops whatever is left.
+    """
+
+    PENDING_DROPS = 4
+
     def __init__(self, admin_url: str) -> None:
         self.admin_url = make_url(admin_url)
         self.prefix = f"schulhof_{uuid.uuid4().hex[:8]}"
@@ -53,6 +65,11 @@ class PostgresDatabases:
         self._admin(f'CREATE DATABASE "{self.template}"')
         asyncio.run(_migrate(self._url(self.template)))
         self.created: list[str] = []
+        self._to_drop: queue.SimpleQueue[str | None] = queue.SimpleQueue()
+        self._pending = threading.BoundedSemaphore(self.PENDING_DROPS)
+        self._dropper = threading.Thread(target=self._drop_queued, name="drop-test-databases",
+                                         daemon=True)
+        self._dropper.start()
 
     def _url(self, name: str) -> str:
         return self.admin_url.set(database=name).render_as_string(hide_password=False)
@@ -80,10 +97,24 @@ class PostgresDatabases:
 
     def drop(self, url: str) -> None:
         name = make_url(url).database
-        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        if name in self.created:
-            self.created.remove(name)
+        assert name is not None
+        self._pending.acquire()
+        self._to_drop.put(name)
+
+    def _drop_queued(self) -> None:
+        while (name := self._to_drop.get()) is not None:
+            try:
+                self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception:  # close() drops what is left
+                continue
+            else:
+                if name in self.created:
+                    self.created.remove(name)
+            finally:
+                self._pending.release()
 
     def close(self) -> None:
+        self._to_drop.put(None)
+        self._dropper.join()
         self._admin(*(f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)'
                       for n in [*self.created, self.template]))
