@@ -80,7 +80,6 @@ def check_format(pdu: Mapping[str, Any], room_id: str | None = None,
                  version: RoomVersion | None = None) -> None:
     """Raise ``MalformedPdu`` unless ``pdu`` has the v4+ event format's keys and types
     (with ``version``, also its room id rules: a v12 create event has none)."""
-    _check_room_id(pdu, room_id, version)
     if not is_user_id(pdu.get("sender")):
         raise MalformedPdu("sender is not a user id")
     if not isinstance(pdu.get("type"), str) or not pdu["type"] or len(pdu["type"]) > 255:
@@ -103,6 +102,7 @@ def check_format(pdu: Mapping[str, Any], room_id: str | None = None,
         raise MalformedPdu("signatures are missing")
     if "event_id" in pdu and not isinstance(pdu["event_id"], str):
         raise MalformedPdu("event_id must be a string")
+    _check_room_id(pdu, room_id, version)  # last: a v12 create's is checked by hashing it
     try:
         size = len(canonical_json({k: v for k, v in pdu.items() if k != "event_id"}))
     except (TypeError, ValueError):

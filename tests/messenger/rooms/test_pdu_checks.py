@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from messenger.events.room_versions import V10, V11
+from messenger.events.room_versions import V10, V11, V12, RoomVersion
 from messenger.rooms.errors import AuthRuleViolation
 from messenger.rooms.pdu_checks import (
     MalformedPdu,
@@ -106,16 +106,26 @@ fields = st.sampled_from(["room_id", "sender", "type", "state_key", "content", "
                           "signatures", "event_id"])
 
 
+v12_room_ids = st.text("ABCDEFabcdef0123456789-_", min_size=43, max_size=43).map(
+    lambda h: "!" + h)
+
+
 @settings(max_examples=examples(400), deadline=None)
-@given(st.dictionaries(fields, json_values, max_size=12))
-def test_check_format_refuses_arbitrary_input_cleanly(pdu: dict[str, Any]) -> None:
+@given(st.dictionaries(fields, json_values | v12_room_ids, max_size=12),
+       st.sampled_from([None, V10, V12]), st.booleans(), st.none() | v12_room_ids)
+def test_check_format_refuses_arbitrary_input_cleanly(
+        pdu: dict[str, Any], version: RoomVersion | None, create: bool,
+        room_id: str | None) -> None:
     """Whatever arrives, the format check either passes or raises ``MalformedPdu``;
-    what passes is safe for the auth checks (they raise only ``AuthRuleViolation``)."""
+    what passes is safe for the auth checks (they raise only ``AuthRuleViolation``);
+    also for room version 12's room ids and create events without one."""
+    if create:
+        pdu = {**pdu, "type": "m.room.create", "state_key": ""}
     try:
-        check_format(pdu)
+        check_format(pdu, room_id, version)
     except MalformedPdu:
         return
     try:
-        check_against_auth_events(pdu, {}, V10)
+        check_against_auth_events(pdu, {}, version or V10)
     except AuthRuleViolation:
         pass
