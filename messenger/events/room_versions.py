@@ -44,7 +44,7 @@ V12 = RoomVersion("12", updated_redaction_rules=True, implicit_room_creator=True
 # Rooms of these versions can be joined, received and resolved.
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {v.identifier: v for v in (V10, V11, V12)}
 # Rooms of these versions can be created here (and are offered in /capabilities).
-CREATABLE_ROOM_VERSIONS: dict[str, RoomVersion] = {v.identifier: v for v in (V10, V11)}
+CREATABLE_ROOM_VERSIONS: dict[str, RoomVersion] = {v.identifier: v for v in (V10, V11, V12)}
 DEFAULT_ROOM_VERSION = V10  # the spec's recommended default for v1.12 clients
 
 

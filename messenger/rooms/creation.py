@@ -18,7 +18,12 @@ from messenger.events.room_versions import (
 )
 from messenger.identity import Requester
 from messenger.rooms import state as room_state
-from messenger.rooms.errors import AliasInUse, InvalidRequest, UnsupportedVersion
+from messenger.rooms.errors import (
+    AliasInUse,
+    AuthRuleViolation,
+    InvalidRequest,
+    UnsupportedVersion,
+)
 from messenger.rooms.membership import Membership
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.presets import CreateRoomRequest, initial_state
@@ -75,9 +80,20 @@ class RoomCreation:
                 parse_room_alias(alias)
             except InvalidIdentifier as exc:
                 raise InvalidRequest(str(exc)) from None
-        room_id = new_room_id(self._server_name)
         templates = initial_state(request, creator=sender, creator_displayname=display_name,
                                   version=version, alias=alias)
+        hashed_create = None
+        if version.room_id_is_create_hash:
+            # MSC4291: the room id is the create event's hash, so that event comes first.
+            try:
+                hashed_create = self._writer.hashed_room_create(version, sender,
+                                                                templates[0].content)
+            except AuthRuleViolation as exc:
+                raise InvalidRequest(str(exc)) from None
+            room_id = str(hashed_create[0]["room_id"])
+            templates = templates[1:]
+        else:
+            room_id = new_room_id(self._server_name)
         async with self._writer.transaction() as write:
             session = write.session
             if alias is not None and await alias_store.resolve(session, alias):
@@ -86,6 +102,10 @@ class RoomCreation:
                                     request.is_public)
             state: dict[tuple[str, str], Mapping[str, Any]] = {}
             latest = None
+            if hashed_create is not None:
+                latest = await self._writer.store_hashed_room_create(session, *hashed_create)
+                state = room_state.apply(state, latest.pdu)
+                write.publish(latest)
             for t in templates:
                 latest = await self._writer.store_event(session, version, room_id, state,
                                                         _after(latest), sender, t.type,

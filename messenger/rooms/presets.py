@@ -37,15 +37,20 @@ class StateTemplate:
     content: Mapping[str, Any]
 
 
-def default_power_levels(creator: str, preset: str, invitees: tuple[str, ...]) -> dict[str, Any]:
-    users = {creator: 100}
-    if preset == "trusted_private_chat":
+def default_power_levels(creator: str, preset: str, invitees: tuple[str, ...],
+                         privileged_creators: bool = False) -> dict[str, Any]:
+    """The preset's levels; from room version 12 (MSC4289) the creators are above every
+    level and never listed (a trusted private chat's invitees are creators too), and
+    only they may replace the room (tombstone at 150, above the top of the levels)."""
+    users = {} if privileged_creators else {creator: 100}
+    if preset == "trusted_private_chat" and not privileged_creators:
         users.update({user: 100 for user in invitees})
     return {
         "users": users, "users_default": 0,
         "events": {
             "m.room.name": 50, "m.room.power_levels": 100, "m.room.history_visibility": 100,
-            "m.room.canonical_alias": 50, "m.room.avatar": 50, "m.room.tombstone": 100,
+            "m.room.canonical_alias": 50, "m.room.avatar": 50,
+            "m.room.tombstone": 150 if privileged_creators else 100,
             "m.room.server_acl": 100, "m.room.encryption": 100,
         },
         "events_default": 0, "state_default": 50, "ban": 50, "kick": 50, "redact": 50,
@@ -65,7 +70,13 @@ def initial_state(request: CreateRoomRequest, *, creator: str, creator_displayna
     create["room_version"] = version.identifier
     if not version.implicit_room_creator:
         create["creator"] = creator
-    power = default_power_levels(creator, request.preset, request.invite)
+    if version.privileged_creators and request.preset == "trusted_private_chat" \
+            and request.invite:
+        extra = create.get("additional_creators")
+        extra = list(extra) if isinstance(extra, list) else []
+        create["additional_creators"] = list(dict.fromkeys([*extra, *request.invite]))
+    power = default_power_levels(creator, request.preset, request.invite,
+                                 version.privileged_creators)
     if request.power_level_content_override:
         power.update(request.power_level_content_override)
     events = [

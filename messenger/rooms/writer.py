@@ -27,7 +27,7 @@ from directory.db import Database
 from federation.matrix.server_acl import EVENT_TYPE as ACL_EVENT
 from federation.matrix.server_acl import ServerAcl
 from messenger.events.hashing import add_hashes, event_id_for
-from messenger.events.identifiers import server_of
+from messenger.events.identifiers import room_id_of_create, server_of
 from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion
 from messenger.events.signing import EventSigner
@@ -174,6 +174,8 @@ class RoomWriter:
             "depth": next_depth(prev), "prev_events": list(prev),
             "auth_events": auth_events,
         }
+        if version.room_id_is_create_hash and event_type == "m.room.create":
+            del pdu["room_id"]  # MSC4291: its hash will be the room id
         if state_key is not None:
             pdu["state_key"] = state_key
         if redacts is not None:
@@ -182,6 +184,27 @@ class RoomWriter:
             else:
                 pdu["redacts"] = redacts
         return pdu
+
+    def hashed_room_create(self, version: RoomVersion, sender: str,
+                           content: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+        """A room version 12 create event, hashed and signed, with the room id its
+        hash makes (carried in memory; the wire form drops it), and its event id."""
+        pdu = self.finish_event(self.build_event(version, "", {}, {}, sender, "m.room.create",
+                                                 content, ""), version)
+        event_id = event_id_for(pdu, version)
+        pdu["room_id"] = room_id_of_create(event_id)
+        check_event({**pdu, "event_id": event_id}, {}, version)
+        return pdu, event_id
+
+    async def store_hashed_room_create(self, session: AsyncSession, pdu: Mapping[str, Any],
+                                       event_id: str) -> StoredEvent:
+        """Insert the create event ``hashed_room_create`` made (the caller holds the
+        write lock and has inserted the room)."""
+        position = await store.max_stream_ordering(session) + 1
+        event = await store.insert_event(session, pdu, event_id, position)
+        if self.event_stored is not None:
+            await self.event_stored(session, event, {})
+        return event
 
     def finish_event(self, pdu: Mapping[str, Any], version: RoomVersion) -> dict[str, Any]:
         """Hashed and signed by this server."""

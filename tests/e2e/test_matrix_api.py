@@ -70,6 +70,8 @@ async def test_discovery_login_variants_and_whoami(http: aiohttp.ClientSession,
     assert status == 403 and err["errcode"] == "M_FORBIDDEN"
     caps = await by_mxid.ok("GET", f"{V3}/capabilities")
     assert caps["capabilities"]["m.room_versions"]["default"] == "10"
+    assert caps["capabilities"]["m.room_versions"]["available"] == {
+        "10": "stable", "11": "stable", "12": "stable"}
     status, err = await anon.call("GET", f"{V3}/account/whoami")
     assert status == 401 and err["errcode"] == "M_MISSING_TOKEN"
     anon.token = "shm_forged"

@@ -133,3 +133,26 @@ async def test_version_12_room_created_at_synapse_joined_from_schulhof(
     create = next(e for e in state.events if e["type"] == "m.room.create")
     assert create["room_id"] == room_id and create["content"]["room_version"] == "12"
     assert "$" + room_id[1:] == create["event_id"]
+
+
+async def test_version_12_room_created_at_schulhof_joined_from_synapse(
+        interop: Interop, clients: list[AsyncClient]) -> None:
+    """A v12 room made here (its id the create event's hash, the create event sent
+    without room_id): Synapse's user is invited, joins through make_join/send_join
+    against Schulhof, and both sides chat."""
+    a = interop.schools["a"]
+    await interop.synapse_user("dora", "Dora Synapse")
+    lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
+    dora = await nio_login(interop.synapse.client_url, f"@dora:{SYNAPSE_NAME}", clients)
+    created = await lehrer.room_create(name="V12 bei Schulhof", room_version="12",
+                                       invite=[dora.user_id])
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+    assert ":" not in room_id
+    await until(dora, lambda c: room_id in c.invited_rooms)
+    joined = await dora.join(room_id)
+    assert isinstance(joined, JoinResponse), joined
+    await until(dora, lambda c: room_id in c.rooms)
+    await until(lehrer, lambda c: room_id in c.rooms and dora.user_id in c.rooms[room_id].users)
+    assert dora.rooms[room_id].name == "V12 bei Schulhof"
+    await chat(lehrer, dora, room_id)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 
 from conf.app import School
 from directory.model import Role
-from messenger.events.hashing import content_hash, event_id_for
+from messenger.events.hashing import content_hash, event_id_for, wire_form
 from messenger.events.room_versions import room_version
 from messenger.identity import Requester
 from messenger.limits import MessengerLimits
@@ -38,7 +38,7 @@ async def requester(school: School, server: MatrixServer, login: str,
     return await server.sessions.requester(result.access_token)
 
 
-@pytest.mark.parametrize("version", ["10", "11"])
+@pytest.mark.parametrize("version", ["10", "11", "12"])
 async def test_events_form_a_verifiable_linear_chain(school: School, server: MatrixServer,
                                                      version: str) -> None:
     teacher = await requester(school, server, "lehrer")
@@ -64,6 +64,34 @@ async def test_events_form_a_verifiable_linear_chain(school: School, server: Mat
         previous = row.event_id
     create = json.loads(rows[0].json)
     assert ("creator" in create["content"]) is (version == "10")
+    if version == "12":  # MSC4291: the room id is the create event's hash
+        assert room_id == "!" + rows[0].event_id[1:]
+        assert rows[0].event_id not in json.loads(rows[1].json)["auth_events"]
+        assert "room_id" not in wire_form(create)
+    else:
+        assert room_id.endswith(":schule.test")
+
+
+async def test_version_12_rooms_leave_creators_out_of_the_power_levels(
+        school: School, server: MatrixServer) -> None:
+    teacher = await requester(school, server, "lehrer")
+    colleague = await requester(school, server, "kollege")
+    room_id = await server.rooms.create_room(teacher, CreateRoomRequest(
+        name="V12", room_version="12"))
+    power = await server.rooms.state_event(teacher.user_id, room_id, "m.room.power_levels", "")
+    assert power.pdu["content"]["users"] == {}
+    assert power.pdu["content"]["events"]["m.room.tombstone"] == 150
+    # A trusted private chat's invitees are creators as well (MSC4289).
+    chat = await server.rooms.create_room(teacher, CreateRoomRequest(
+        preset="trusted_private_chat", invite=(colleague.user_id,), room_version="12"))
+    create = await server.rooms.state_event(teacher.user_id, chat, "m.room.create", "")
+    assert create.pdu["content"]["additional_creators"] == [colleague.user_id]
+    assert create.pdu["room_id"] == chat
+    power = await server.rooms.state_event(teacher.user_id, chat, "m.room.power_levels", "")
+    assert power.pdu["content"]["users"] == {}
+    with pytest.raises(AuthRuleViolation, match="creators must not be listed"):
+        await server.rooms.set_state(teacher, chat, "m.room.power_levels", "",
+                                     {**power.pdu["content"], "users": {teacher.user_id: 100}})
 
 
 async def test_auth_errors_and_unknown_rooms(school: School, server: MatrixServer) -> None:
