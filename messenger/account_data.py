@@ -48,6 +48,7 @@ from messenger.storage import devices as device_rows
 from messenger.storage import events as store
 from messenger.storage import group_rooms
 from messenger.storage.events import StoredEvent
+from messenger.storage.push_tables import PushActionRow
 from messenger.storage.tables import (
     AccountDataRow,
     CrossSigningKeyRow,
@@ -196,6 +197,7 @@ class MessengerAccountData:
                 await session.execute(delete(table).where(
                     table.account_id == account_id))
             await session.execute(delete(ReceiptRow).where(ReceiptRow.user_id == user_id))
+            await session.execute(delete(PushActionRow).where(PushActionRow.user_id == user_id))
             await session.execute(delete(ReportRow).where(ReportRow.reporter == user_id))
             media = (await session.execute(select(MediaRow.media_id, MediaRow.sha256).where(
                 MediaRow.account_id == account_id))).all()

@@ -140,7 +140,8 @@ async def prune_read(session: AsyncSession, *, before_ms: int,
                      highlights_before_ms: int) -> int:
     """Delete the notifications a read receipt of their user reaches (unthreaded, or
     in their thread) whose event is older than ``before_ms`` (highlights:
-    ``highlights_before_ms``); unread ones stay, they are the counts.  How many went."""
+    ``highlights_before_ms``); unread ones stay, they are the counts, unless their
+    user is no longer in the room.  How many went."""
     read_upto = (select(func.max(EventRow.stream_ordering))
                  .join(ReceiptRow, ReceiptRow.event_id == EventRow.event_id)
                  .where(ReceiptRow.user_id == PushActionRow.user_id,
@@ -153,7 +154,17 @@ async def prune_read(session: AsyncSession, *, before_ms: int,
                .where(EventRow.stream_ordering == PushActionRow.stream_ordering)
                .correlate(PushActionRow).scalar_subquery())
     cutoff = case((PushActionRow.highlight, highlights_before_ms), else_=before_ms)
-    result = await (await session.connection()).execute(
+    connection = await session.connection()
+    result = await connection.execute(
         delete(PushActionRow).where(PushActionRow.stream_ordering <= read_upto,
                                     func.coalesce(sent_at, 0) < cutoff))
-    return result.rowcount or 0
+    # Whoever left the room (or was kicked, banned, erased) never reads these: they
+    # count nowhere (counts are of joined rooms) and go after the same time.
+    still_there = (select(MembershipRow.room_id)
+                   .where(MembershipRow.room_id == PushActionRow.room_id,
+                          MembershipRow.user_id == PushActionRow.user_id,
+                          MembershipRow.membership.in_(("join", "invite")))
+                   .correlate(PushActionRow).exists())
+    gone = await connection.execute(
+        delete(PushActionRow).where(~still_there, func.coalesce(sent_at, 0) < cutoff))
+    return (result.rowcount or 0) + (gone.rowcount or 0)

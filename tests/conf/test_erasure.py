@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, select, text
 
 from conf.admin.erasure import erase_account
 from conf.app import School
@@ -24,6 +24,7 @@ from directory.model import NotFound, Role
 from mailserver.store.account_settings import MailSettings
 from mailserver.store.search import SearchQuery
 from messenger.server import MatrixServer
+from messenger.storage.push_tables import PushActionRow
 from tests.e2e.test_matrix_api import V3, Client
 
 PASSWORD = "correct horse battery"
@@ -130,12 +131,20 @@ async def test_erasure_leaves_no_trace_of_the_account(running_school: School,
         "matrix_account_data", "matrix_media", "matrix_reports", "mail_settings", "addresses",
         "sieve_scripts"}
 
+    async def her_notifications() -> list[str]:
+        async with school.db.read() as session:
+            return list((await session.scalars(select(PushActionRow.event_id).where(
+                PushActionRow.user_id == a.user_id))).all())
+
+    assert await her_notifications()  # ben's answer notified her
+
     report = await erase_account(school, "anna", ADMIN)
 
     assert (report.mail.messages, report.mail.bodies, report.messenger.media) == (3, 2, 1)
     assert report.messenger.rooms_left == 1 and report.messenger.devices == 1
     assert report.messenger.events_redacted >= 4
     assert await rows_containing(school, marker) == []
+    assert await her_notifications() == []
     assert files_containing(media_root, marker) == []
     with pytest.raises(NotFound):
         await d.get_account("anna")

@@ -191,3 +191,28 @@ async def _position(server: MatrixServer, event_id: str) -> int:
         event = await store.get_event(session, event_id)
     assert event is not None
     return event.stream_ordering
+
+
+async def test_pruning_forgets_the_notifications_of_who_left(school: School,
+                                                             server: MatrixServer) -> None:
+    teacher = await device(school, server, "lehrer")
+    anna, ben = await device(school, server, "anna"), await device(school, server, "ben")
+    room = await server.rooms.create_room(teacher, CreateRoomRequest(
+        invite=(anna.user_id, ben.user_id)))
+    await server.rooms.join(anna, room)
+    await server.rooms.join(ben, room)
+    unread = await server.rooms.send(teacher, room, "m.room.message",
+                                     {"msgtype": "m.text", "body": "Hallo"}, txn_id="1")
+    await server.rooms.leave(anna, room)
+
+    async def listed(user_id: str) -> list[str]:
+        page = await Notifications(school.db).page(user_id, before=None, limit=10,
+                                                   only_highlight=False)
+        return [n.event.event_id for n in page.notifications]
+
+    assert unread in await listed(anna.user_id)
+    assert await Notifications(school.db).prune() == 0  # only just
+    in_two_days = Notifications(school.db, clock=lambda: time.time() + 2 * 24 * 3600)
+    await in_two_days.prune()
+    assert await listed(anna.user_id) == []  # she never reads them: they go
+    assert unread in await listed(ben.user_id)  # his stay unread, they are his counts
