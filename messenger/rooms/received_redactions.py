@@ -12,7 +12,7 @@ before anyone sees it (``apply_earlier_redactions``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -56,10 +56,16 @@ async def apply_received_redaction(session: AsyncSession, event: StoredEvent,
 
 
 async def apply_earlier_redactions(session: AsyncSession, event: StoredEvent,
-                                   version: RoomVersion) -> StoredEvent:
+                                   version: RoomVersion,
+                                   candidates: Sequence[StoredEvent] | None = None
+                                   ) -> StoredEvent:
     """``event`` just stored, redacted if a redaction of it came first (and may apply,
-    as ``apply_received_redaction`` judges); else ``event`` as it is."""
-    for redaction in await store.redactions_naming(session, event.room_id, event.event_id):
+    as ``apply_received_redaction`` judges); else ``event`` as it is.  ``candidates``:
+    the stored redaction events that may name it, in stream order, when the caller
+    has read them already (``PendingRedactions``); None: read here."""
+    if candidates is None:
+        candidates = await store.redactions_naming(session, event.room_id, event.event_id)
+    for redaction in candidates:
         if redaction.event_id == event.event_id \
                 or redacted_target(redaction.pdu, version) != event.event_id:
             continue
@@ -67,3 +73,43 @@ async def apply_earlier_redactions(session: AsyncSession, event: StoredEvent,
         if applied is not None:
             return applied
     return event
+
+
+class PendingRedactions:
+    """The redaction events that may name the events of one write transaction (a
+    received transaction's PDUs), read in one query instead of one per event, and
+    kept up to date as the transaction stores more redactions."""
+
+    def __init__(self, found: Iterable[StoredEvent], version_of: Mapping[str, RoomVersion]
+                 ) -> None:
+        self._version_of = version_of
+        self._by_target: dict[str, list[StoredEvent]] = {}
+        for redaction in found:
+            self.stored(redaction)
+
+    @classmethod
+    async def read(cls, session: AsyncSession, event_ids: Iterable[str],
+                   version_of: Mapping[str, RoomVersion]) -> PendingRedactions:
+        """``version_of``: room id -> its version, for every room the events are in."""
+        return cls(await store.redactions_naming_any(session, version_of, event_ids),
+                   version_of)
+
+    def stored(self, event: StoredEvent) -> None:
+        """``event`` was stored in the transaction: if a redaction, a later event of
+        the transaction may be its target."""
+        version = self._version_of.get(event.room_id)
+        target = redacted_target(event.pdu, version) if version is not None else None
+        if target is not None:
+            self._by_target.setdefault(target, []).append(event)
+
+    def replaced(self, event: StoredEvent) -> None:
+        """``event`` is now stored redacted: as a redaction it names what its redacted
+        form names (from room version 11 the same, before that nothing)."""
+        for target, redactions in self._by_target.items():
+            self._by_target[target] = [r for r in redactions if r.event_id != event.event_id]
+        self.stored(event)
+
+    def naming(self, event: StoredEvent) -> list[StoredEvent]:
+        """The redactions of ``event``'s room that name it, in stream order."""
+        return sorted((r for r in self._by_target.get(event.event_id, ())
+                       if r.room_id == event.room_id), key=lambda r: r.stream_ordering)

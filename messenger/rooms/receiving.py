@@ -36,13 +36,14 @@ from messenger.rooms.errors import AuthRuleViolation, Forbidden
 from messenger.rooms.lookups import check_server_acl
 from messenger.rooms.pdu_checks import MalformedPdu, check_against_auth_events, check_format
 from messenger.rooms.received_redactions import (
+    PendingRedactions,
     apply_earlier_redactions,
     apply_received_redaction,
 )
 from messenger.rooms.remote_requests import RemoteRefused, RemoteRooms
 from messenger.rooms.state import auth_event_ids, auth_state_keys
 from messenger.rooms.writer import RoomWriter, Transaction
-from messenger.storage import dag
+from messenger.storage import dag, push_actions
 from messenger.storage import events as store
 from messenger.storage.events import StoredEvent
 from messenger.storage.tables import MembershipRow
@@ -87,12 +88,64 @@ class _BatchReads:
     state as PDUs, kept up to date in memory as events of the batch move it (a room
     whose state moved some other way is dropped and read again).  ``head``: per
     room, its one forward extremity and that event's state group, as the last
-    event of the batch that followed it left them (same rule)."""
+    event of the batch that followed it left them (same rule).
+
+    ``auth``: the events the batch names as auth events, as ``events_by_id`` reads
+    them (an event a redaction changes is dropped; one not here is read when
+    named).  ``redactions``: the stored redactions that may name the batch's
+    events (None: read per event).  ``position``: the last stream position this
+    transaction gave out (None: none yet); positions are the maximum plus one,
+    and the writer's stream lock, held to the commit, keeps them ours.
+    ``moved``: per room, the extremities the batch's linear events replaced and
+    the last of them, written once (``flush_extremities``) instead of per event."""
 
     timeline: set[str]
     outliers: dict[str, tuple[str, dict[str, Any]]]
     state: dict[str, dict[tuple[str, str], Mapping[str, Any]]] = field(default_factory=dict)
     head: dict[str, tuple[str, int]] = field(default_factory=dict)
+    auth: dict[str, Mapping[str, Any]] = field(default_factory=dict)
+    redactions: PendingRedactions | None = None
+    position: int | None = None
+    moved: dict[str, tuple[list[str], str]] = field(default_factory=dict)
+
+    @classmethod
+    async def read(cls, session: AsyncSession, event_ids: list[str], named: set[str]
+                   ) -> _BatchReads:
+        """The reads for ``event_ids`` and the auth events they name, in two queries
+        (timeline, then outliers)."""
+        wanted = set(event_ids) | named
+        timeline = {i: e.pdu for i, e in (await store.get_events(session, wanted)).items()}
+        outliers = await dag.outliers(session, wanted - set(timeline))
+        auth: dict[str, Mapping[str, Any]] = {i: p for i, p in timeline.items() if i in named}
+        auth.update({i: p for i, (status, p) in outliers.items()
+                     if i in named and status != "rejected"})
+        return cls(set(event_ids) & set(timeline),
+                   {i: outliers[i] for i in event_ids if i in outliers}, auth=auth)
+
+    async def next_position(self, session: AsyncSession) -> int:
+        if self.position is None:
+            self.position = await store.max_stream_ordering(session)
+        self.position += 1
+        return self.position
+
+    async def auth_events(self, session: AsyncSession, event_ids: list[str]
+                          ) -> dict[str, Mapping[str, Any]]:
+        missing = [i for i in event_ids if i not in self.auth]
+        if missing:
+            self.auth.update(await dag_state.events_by_id(session, missing))
+        return {i: self.auth[i] for i in event_ids if i in self.auth}
+
+    def redacted(self, event: StoredEvent | None) -> None:
+        """``event`` was stored redacted: what was read of it is stale."""
+        if event is not None:
+            self.auth.pop(event.event_id, None)
+            if self.redactions is not None:
+                self.redactions.replaced(event)
+
+    async def flush_extremities(self, session: AsyncSession) -> None:
+        for room_id, (removed, last) in self.moved.items():
+            await dag.move_extremities(session, room_id, removed, [last])
+        self.moved.clear()
 
 
 async def joined_servers(session: AsyncSession, room_id: str) -> set[str]:
@@ -210,8 +263,11 @@ class RemoteEvents:
         try:
             async with self._writer.transaction() as write:
                 ids = [c.event_id for _, c in ready]
-                reads = _BatchReads(set(await dag.timeline_events(write.session, ids)),
-                                    await dag.outliers(write.session, ids))
+                reads = await _BatchReads.read(write.session, ids, {
+                    a for _, c in ready for a in auth_event_ids(c.pdu)})
+                reads.redactions = await PendingRedactions.read(
+                    write.session, ids, {c.room_id: c.version for _, c in ready})
+                push_actions.hold(write.session)
                 outcomes = []
                 done: dict[str, Outcome] = {}
                 for key, checked in ready:
@@ -221,6 +277,8 @@ class RemoteEvents:
                     outcome = await self._persist(write, checked, frozenset(), None, reads)
                     done[checked.event_id] = outcome
                     outcomes.append((key, checked, outcome))
+                await reads.flush_extremities(write.session)
+                await push_actions.write_held(write.session)
         except Exception:
             log.exception("event=federation_batch_failed origin=%s count=%d", origin,
                           len(ready))
@@ -339,23 +397,25 @@ class RemoteEvents:
                       state_before: dict[tuple[str, str], str] | None = None) -> Outcome:
         """Judge and store ``checked`` under the writer's lock."""
         async with self._writer.transaction() as write:
-            return await self._persist(write, checked, relay_to, state_before)
+            reads = _BatchReads(set(await dag.timeline_events(write.session,
+                                                              [checked.event_id])),
+                                await dag.outliers(write.session, [checked.event_id]))
+            outcome = await self._persist(write, checked, relay_to, state_before, reads)
+            await reads.flush_extremities(write.session)
+            return outcome
 
     async def _persist(self, write: Transaction, checked: Checked, relay_to: frozenset[str],
                        given_before: dict[tuple[str, str], str] | None,
-                       reads: _BatchReads | None = None) -> Outcome:
+                       reads: _BatchReads) -> Outcome:
         session = write.session
         pdu, room_id, version = checked.pdu, checked.room_id, checked.version
-        if reads is None:
-            reads = _BatchReads(set(await dag.timeline_events(session, [checked.event_id])),
-                                await dag.outliers(session, [checked.event_id]))
         if checked.event_id in reads.timeline:
             return Outcome("known")
         outliers = ({checked.event_id: reads.outliers[checked.event_id]}
                     if checked.event_id in reads.outliers else {})
         if outliers and outliers[checked.event_id][0] != "outlier":
             return Outcome("known")
-        auth = await dag_state.events_by_id(session, auth_event_ids(pdu))
+        auth = await reads.auth_events(session, auth_event_ids(pdu))
         try:
             check_against_auth_events(pdu, auth, version)
         except AuthRuleViolation as exc:
@@ -366,7 +426,9 @@ class RemoteEvents:
                                                 reads)
             if linear is not None:
                 return linear
-        # The general path may move the current state and the extremities.
+        # The general path may move the current state and the extremities (and reads
+        # the latter).
+        await reads.flush_extremities(session)
         reads.state.pop(room_id, None)
         reads.head.pop(room_id, None)
         # Step 5: the state before the event, resolved over its prev_events.
@@ -403,10 +465,10 @@ class RemoteEvents:
             after[(pdu["type"], state_key)] = checked.event_id
         group = await self._group(session, room_id, before, after, prev_states, prev_groups,
                                   checked.event_id)
-        position = await store.max_stream_ordering(session) + 1
+        position = await reads.next_position(session)
         event = await store.insert_event(session, pdu, checked.event_id, position,
                                          state_group=group, update_state=False)
-        event = await apply_earlier_redactions(session, event, version)
+        event = await self._redact_if_named(session, event, version, reads)
         if self._writer.event_stored is not None:
             await self._stored(session, event, await dag_state.events_by_id(
                 session, before.values()), before)
@@ -423,7 +485,9 @@ class RemoteEvents:
         await dag_state.set_current_state(session, room_id, new_current, position)
         if relay_to and self._writer.outbox is not None:
             await self._writer.outbox.add(session, relay_to, event)
-        write.publish(event, None, await apply_received_redaction(session, event, version))
+        redacted = await apply_received_redaction(session, event, version)
+        reads.redacted(redacted)
+        write.publish(event, None, redacted)
         write.forget_head(room_id)
         return Outcome("accepted", event=event, state_before=before)
 
@@ -478,15 +542,18 @@ class RemoteEvents:
             group = await dag.new_state_group(session, room_id, after, prev_group=prev_group,
                                               delta={key: checked.event_id})
         state_before = dict(state) if self._writer.event_stored is not None else {}
-        position = await store.max_stream_ordering(session) + 1
+        position = await reads.next_position(session)
         event = await store.insert_event(session, pdu, checked.event_id, position,
-                                         state_group=group)
-        event = await apply_earlier_redactions(session, event, version)
+                                         state_group=group, flush=False)
+        event = await self._redact_if_named(session, event, version, reads)
         await self._stored(session, event, None, state_before)
-        await dag.move_extremities(session, room_id, prevs, [checked.event_id])
+        # The extremity moves once for the batch's run of events in this room.
+        removed = reads.moved[room_id][0] if room_id in reads.moved else list(prevs)
+        reads.moved[room_id] = (removed, checked.event_id)
         if relay_to and self._writer.outbox is not None:
             await self._writer.outbox.add(session, relay_to, event)
         redacted = await apply_received_redaction(session, event, version)
+        reads.redacted(redacted)
         write.publish(event, None, redacted)
         write.forget_head(room_id)
         reads.head[room_id] = (checked.event_id, group)
@@ -495,6 +562,19 @@ class RemoteEvents:
         elif isinstance(state_key, str):
             state[(pdu["type"], state_key)] = event.pdu
         return Outcome("accepted", event=event)
+
+    @staticmethod
+    async def _redact_if_named(session: AsyncSession, event: StoredEvent,
+                               version: RoomVersion, reads: _BatchReads) -> StoredEvent:
+        """``event`` just inserted, redacted if a redaction stored before names it; then
+        a later event of the batch may be redacted by it (if it is a redaction)."""
+        candidates = reads.redactions.naming(event) if reads.redactions is not None else None
+        out = await apply_earlier_redactions(session, event, version, candidates)
+        if out is not event:
+            reads.redacted(out)
+        if reads.redactions is not None:
+            reads.redactions.stored(out)
+        return out
 
     async def _stored(self, session: AsyncSession, event: StoredEvent,
                       by_id: Mapping[str, Mapping[str, Any]] | None,

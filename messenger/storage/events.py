@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select, tuple_, update
+from sqlalchemy import and_, func, or_, select, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
@@ -82,6 +82,21 @@ async def redactions_naming(session: AsyncSession, room_id: str, event_id: str
     rows = await session.scalars(select(EventRow).where(
         EventRow.room_id == room_id, EventRow.type == "m.room.redaction",
         EventRow.json.contains(event_id, autoescape=True))
+        .order_by(EventRow.stream_ordering))
+    return [_stored(r) for r in rows]
+
+
+async def redactions_naming_any(session: AsyncSession, room_ids: Iterable[str],
+                                event_ids: Iterable[str]) -> list[StoredEvent]:
+    """``redactions_naming`` for many events at once (the events of a received
+    transaction): the redaction events of ``room_ids`` whose JSON mentions any of
+    ``event_ids``, in stream order, in one query."""
+    rooms, ids = sorted(set(room_ids)), sorted(set(event_ids))
+    if not rooms or not ids:
+        return []
+    rows = await session.scalars(select(EventRow).where(
+        EventRow.room_id.in_(rooms), EventRow.type == "m.room.redaction",
+        or_(*(EventRow.json.contains(i, autoescape=True) for i in ids)))
         .order_by(EventRow.stream_ordering))
     return [_stored(r) for r in rows]
 

@@ -37,6 +37,24 @@ class Notified:
     highlight: bool
 
 
+# session.info key: rows ``add`` holds back until ``write_held`` (see ``hold``).
+_HELD = "schulhof_push_action_rows"
+
+
+def hold(session: AsyncSession) -> None:
+    """From now on ``add`` keeps the rows of ``session``'s events back, and
+    ``write_held`` (before the commit) writes them in one statement: a received
+    transaction stores up to 50 events, which was an INSERT each."""
+    session.info[_HELD] = []
+
+
+async def write_held(session: AsyncSession) -> None:
+    """Write the rows ``add`` held back since ``hold`` and stop holding them."""
+    rows = session.info.pop(_HELD, None)
+    if rows:
+        await (await session.connection()).execute(insert(PushActionRow), rows)
+
+
 async def add(session: AsyncSession, event: StoredEvent, notified: Iterable[Notified]) -> None:
     """The rows of one event, in the event's own transaction: one executemany of
     plain rows (no ORM objects: a message in a room of many members makes a row
@@ -51,7 +69,10 @@ async def add(session: AsyncSession, event: StoredEvent, notified: Iterable[Noti
     rows = [{"user_id": n.user_id, "stream_ordering": event.stream_ordering,
              "room_id": event.room_id, "event_id": event.event_id,
              "thread_id": n.thread_id, "highlight": n.highlight} for n in notified]
-    if rows:
+    held = session.info.get(_HELD)
+    if held is not None:
+        held.extend(rows)
+    elif rows:
         await (await session.connection()).execute(insert(PushActionRow), rows)
 
 

@@ -136,5 +136,17 @@ async def test_a_redaction_before_its_target_applies_when_the_target_arrives(
     assert stored.pdu["content"] == {}
     got = await anna.room_get_event(room_id, message_id)
     assert isinstance(got, RoomGetEventResponse) and isinstance(got.event, RedactedEvent), got
+    # Both in one transaction, the redaction first: the batch's own redactions count.
+    message = signed(await ben_event(a, room_id, f"auch zu spät {MARKER}"), key, "10")
+    message_id = event_id_for(message, version)
+    redaction = signed(await ben_event(
+        a, room_id, "", type="m.room.redaction", content={}, redacts=message_id,
+        prev_events=[message_id], depth=message["depth"] + 1), key, "10")
+    answer = await send_txn(b, [redaction, message])
+    assert not any("error" in r for r in answer.get("pdus", {}).values()), answer
+    async with a.school.db.read() as session:
+        stored = await store.get_event(session, message_id)
+    assert stored is not None and stored.redacted_by == event_id_for(redaction, version)
+    assert stored.pdu["content"] == {}
     await anna.sync(timeout=0)
     assert not any(MARKER in body for body in bodies(anna, room_id))
