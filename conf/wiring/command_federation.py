@@ -24,7 +24,7 @@ def command_line_federation(school: School, rooms: RoomService) -> None:
     closed with the school."""
     key = signing_key(school)
     if key is None:  # no key, nothing to sign with: queue only
-        rooms.writer.outbox = OutboxQueue(lambda: None)
+        rooms.writer.outbox = OutboxQueue(lambda _destinations: None)
         return
     settings = school.settings
     server_name = settings.school.domain.lower()
@@ -37,4 +37,4 @@ def command_line_federation(school: School, rooms: RoomService) -> None:
     school.close_later(client.close)
     keyring = KeyRing(client, notaries=f.matrix_notary_servers)
     rooms.enable_federation(client, event_key_lookup(server_name, key, keyring),
-                            OutboxQueue(lambda: None), allowed.__contains__)
+                            OutboxQueue(lambda _destinations: None), allowed.__contains__)

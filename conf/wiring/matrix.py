@@ -222,7 +222,7 @@ def school_rooms(school: School) -> SchoolRooms:
     if school.settings.listen.federation >= 0 and rooms.writer.server_name is not None:
         # Posts into rooms shared with other schools are queued for them; the running
         # server's sender finds the queue on its next look (federation.matrix.sender).
-        rooms.writer.outbox = OutboxQueue(lambda: None)
+        rooms.writer.outbox = OutboxQueue(lambda _destinations: None)
     keeper = SchoolRooms(school.directory, rooms)
     if school.settings.listen.federation >= 0:
         keeper.federated_servers = school.settings.matrix_federation_servers

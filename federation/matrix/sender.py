@@ -57,13 +57,29 @@ class TransactionSender:
         # for the next poll).
         self._again: set[str] = set()
         self._waiting: set[str] = set()  # destinations in a backoff, as last seen
+        self._scheduled = False  # a schedule was read: ``_waiting`` is known
         self._failed_at: dict[str, float] = {}  # monotonic time of each one's last failure
         self._task: asyncio.Task[None] | None = None
         self._workers: set[asyncio.Task[None]] = set()
 
-    def wake(self) -> None:
-        """Something was queued: look at the queue now."""
+    def wake(self, destinations: Iterable[str] | None = None) -> None:
+        """Something was queued (for ``destinations``, if the caller knows): look at
+        the queue now.  Destinations known not to be backing off are sent to at
+        once, without a read of the schedule (each event sent wakes the sender)."""
+        wanted = set(destinations) if destinations is not None else set()
+        if wanted and self._scheduled and not wanted & self._waiting:
+            for destination in sorted(wanted):
+                self._start(destination)
+            return
         self._wake.set()
+
+    def _start(self, destination: str) -> None:
+        """Drain ``destination``'s queue (once more, if a drain is under way)."""
+        if destination in self._busy:
+            self._again.add(destination)
+        else:
+            self._busy.add(destination)
+            self._spawn(self._drain(destination))
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="matrix-federation-sender")
@@ -133,16 +149,13 @@ class TransactionSender:
                 self._waiting = set(schedule.waiting)
                 if next_retry is not None:  # wake up when a backoff ends
                     pause = min(pause, max((next_retry - self._clock()).total_seconds(), 0.01))
+                self._scheduled = True
                 for destination in due:
                     # A send that failed while the schedule was read is not due: its
                     # backoff was not in what we read.
                     if self._failed_at.get(destination, -1.0) >= read_at:
                         continue
-                    if destination in self._busy:
-                        self._again.add(destination)
-                    else:
-                        self._busy.add(destination)
-                        self._spawn(self._drain(destination))
+                    self._start(destination)
             except Exception:
                 log.exception("event=federation_sender_pass_failed")
             try:

@@ -22,14 +22,14 @@ from messenger.storage.tables import MembershipRow
 class OutboxQueue:
     """``messenger.rooms.writer.PduOutbox`` over the federation outbox."""
 
-    def __init__(self, wake: Callable[[], None]) -> None:
+    def __init__(self, wake: Callable[[frozenset[str]], None]) -> None:
         self._wake = wake
-        self._queued = False  # since the last wake
+        self._queued: set[str] = set()  # destinations queued for since the last wake
 
     async def add(self, session: AsyncSession, destinations: frozenset[str],
                   event: StoredEvent) -> None:
         Outbox.add_in(session, destinations, pdus=[pdu_for_wire(event.pdu)])
-        self._queued = True
+        self._queued |= destinations
 
     def wake(self) -> None:
         """After the writer's commit: the sender is woken only when something was
@@ -38,8 +38,8 @@ class OutboxQueue:
         write lock and wakes right after releasing it, with no await between, so
         no other transaction's add falls between a commit and its wake."""
         if self._queued:
-            self._queued = False
-            self._wake()
+            queued, self._queued = frozenset(self._queued), set()
+            self._wake(queued)
 
 
 async def servers_sharing_rooms(db: Database, server_name: str) -> set[str]:

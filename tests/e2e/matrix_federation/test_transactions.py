@@ -200,3 +200,49 @@ async def test_item_queued_while_a_drain_ends_is_sent_at_once(peers: dict[str, P
         outbox.release.set()
         await sender.stop()
     assert [p["depth"] for p in recorder.pdus] == [1, 2]
+
+
+async def test_a_wake_naming_its_destination_sends_without_a_schedule_read(
+        peers: dict[str, Peer]) -> None:
+    """Each event sent wakes the sender with its destinations: one known not to be
+    backing off is sent to at once; one that is backing off still waits."""
+    a, b = peers["a"], peers["b"]
+    await a.listener.sender.stop()
+    recorder = await restart_with_recorder(b)
+    outbox = Outbox(a.school.db)
+    reads = 0
+    schedule = outbox.schedule
+
+    async def counted(now: Any) -> Any:
+        nonlocal reads
+        reads += 1
+        return await schedule(now)
+    outbox.schedule = counted  # type: ignore[method-assign]
+    sender = TransactionSender(outbox, a.listener.client, first_backoff=60.0)
+    sender.start()
+    try:
+        async def first_read() -> bool:
+            return reads == 1
+        await eventually(first_read)
+        await outbox.enqueue(["b.test"], pdus=[pdu(1)])
+        sender.wake(["b.test"])
+
+        async def arrived() -> bool:
+            return len(recorder.pdus) == 1
+        await eventually(arrived)
+        assert reads == 1
+
+        await b.listener.stop()
+        await outbox.enqueue(["b.test"], pdus=[pdu(2)])
+        sender.wake(["b.test"])
+
+        async def failed_once() -> bool:
+            return any(s.failures >= 1 for s in await outbox.status())
+        await eventually(failed_once)
+        await outbox.enqueue(["b.test"], pdus=[pdu(3)])
+        sender.wake(["b.test"])
+        await asyncio.sleep(0.5)
+        [status] = await outbox.status()
+        assert status.failures == 1 and status.queued == 2  # not tried again: backoff
+    finally:
+        await sender.stop()
