@@ -64,9 +64,19 @@ def verify_signature(signed: Mapping[str, Any], signer: str, key_id: str,
     if signature is None:
         return False
     try:
+        payload = signed_bytes(signed)
+    except (ValueError, CanonicalJsonError):
+        return False
+    return verify_signed_bytes(payload, signature, public_key)
+
+
+def verify_signed_bytes(payload: bytes, signature: str, public_key: str) -> bool:
+    """``verify_signature`` for a caller that has ``signed_bytes`` already (a received
+    event's are also what its reference hash covers)."""
+    try:
         key = Ed25519PublicKey.from_public_bytes(decode_base64(public_key))
-        key.verify(decode_base64(signature), signed_bytes(signed))
-    except (ValueError, CanonicalJsonError, BadEd25519Signature):
+        key.verify(decode_base64(signature), payload)
+    except (ValueError, BadEd25519Signature):
         return False
     return True
 

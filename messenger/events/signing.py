@@ -10,12 +10,19 @@ kept only in its redacted form.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from federation.matrix.signed_json import SigningKey, verify_signature
-from messenger.events.hashing import content_hash, wire_form
+from federation.matrix.canonical_json import CanonicalJsonError
+from federation.matrix.signed_json import (
+    SigningKey,
+    signature_of,
+    signed_bytes,
+    verify_signed_bytes,
+)
+from messenger.events.hashing import content_hash, unpadded_urlsafe_base64, wire_form
 from messenger.events.identifiers import InvalidIdentifier, UserId
 from messenger.events.redaction import redact
 from messenger.events.room_versions import RoomVersion
@@ -74,7 +81,16 @@ async def check_received_pdu(pdu: Mapping[str, Any], version: RoomVersion,
     Raises ``EventSignatureError`` when a required server's signature is missing or
     invalid for every key it names.
     """
+    return (await check_received(pdu, version, key_of))[0]
+
+
+async def check_received(pdu: Mapping[str, Any], version: RoomVersion,
+                         key_of: KeyLookup) -> tuple[dict[str, Any], str]:
+    """``check_received_pdu`` and the event id of the PDU (room version 4+ format):
+    the signatures cover the redacted event without ``signatures`` and
+    ``unsigned``, the very bytes of its reference hash, made once for both."""
     redacted = redact(wire_form(pdu), version)
+    payload: bytes | None = None
     signatures = pdu.get("signatures")
     if not isinstance(signatures, Mapping):
         raise EventSignatureError("event is not signed")
@@ -91,13 +107,23 @@ async def check_received_pdu(pdu: Mapping[str, Any], version: RoomVersion,
                 public = await key_of(server, key_id, ts)
             except KeyError:
                 continue
-            if verify_signature(redacted, server, key_id, public):
+            signature = signature_of(redacted, server, key_id)
+            if signature is None:
+                continue
+            if payload is None:
+                try:
+                    payload = signed_bytes(redacted)
+                except (ValueError, CanonicalJsonError):
+                    continue
+            if verify_signed_bytes(payload, signature, public):
                 break
         else:
             raise EventSignatureError(f"no valid signature of {server}")
+    assert payload is not None  # a signature verified over it
+    event_id = "$" + unpadded_urlsafe_base64(hashlib.sha256(payload).digest())
     hashes = pdu.get("hashes")
     expected = hashes.get("sha256") if isinstance(hashes, Mapping) else None
     if expected != content_hash(pdu):
         kept = redact(pdu, version)
-        return kept
-    return dict(pdu)
+        return kept, event_id
+    return dict(pdu), event_id

@@ -29,10 +29,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from messenger.events.hashing import event_id_for, wire_form
 from messenger.events.identifiers import room_id_of_create, server_of
 from messenger.events.room_versions import V10, RoomVersion, UnsupportedRoomVersion, room_version
-from messenger.events.signing import EventSignatureError, KeyLookup, check_received_pdu
+from messenger.events.signing import EventSignatureError, KeyLookup, check_received
 from messenger.rooms import dag_state
 from messenger.rooms.auth import check_event
-from messenger.rooms.errors import AuthRuleViolation, Forbidden
+from messenger.rooms.errors import AuthRuleViolation, Forbidden, RoomNotFound
 from messenger.rooms.lookups import check_server_acl
 from messenger.rooms.pdu_checks import MalformedPdu, check_against_auth_events, check_format
 from messenger.rooms.received_redactions import (
@@ -106,6 +106,7 @@ class _BatchReads:
     auth: dict[str, Mapping[str, Any]] = field(default_factory=dict)
     redactions: PendingRedactions | None = None
     position: int | None = None
+    first_position: int | None = None  # the maximum when the transaction began
     moved: dict[str, tuple[list[str], str]] = field(default_factory=dict)
 
     @classmethod
@@ -122,10 +123,18 @@ class _BatchReads:
         return cls(set(event_ids) & set(timeline),
                    {i: outliers[i] for i in event_ids if i in outliers}, auth=auth)
 
-    async def next_position(self, session: AsyncSession) -> int:
+    @property
+    def stored_any(self) -> bool:
+        return self.position is not None and self.position != self.first_position
+
+    async def newest(self, session: AsyncSession) -> int:
+        """The stream's maximum in this transaction (read once, then counted here)."""
         if self.position is None:
-            self.position = await store.max_stream_ordering(session)
-        self.position += 1
+            self.position = self.first_position = await store.max_stream_ordering(session)
+        return self.position
+
+    async def next_position(self, session: AsyncSession) -> int:
+        self.position = await self.newest(session) + 1
         return self.position
 
     async def auth_events(self, session: AsyncSession, event_ids: list[str]
@@ -183,8 +192,7 @@ class RemoteEvents:
         """Format, signatures, hashes; raises ``MalformedPdu`` or ``EventSignatureError``."""
         body = {k: v for k, v in pdu.items() if k != "event_id"}
         check_format(body, room_id, version)
-        kept = await check_received_pdu(body, version, self._key_of)
-        event_id = event_id_for(kept, version)
+        kept, event_id = await check_received(body, version, self._key_of)
         if version.room_id_is_create_hash and kept.get("type") == "m.room.create" \
                 and kept.get("state_key") == "":
             # In memory (and stored) the create event carries the room id its hash is.
@@ -193,11 +201,15 @@ class RemoteEvents:
 
     async def room_version_of(self, room_id: str, *, resident: bool = True) -> RoomVersion:
         async with self._writer.db.read() as session:
-            row = await store.room(session, room_id)
-            if row is None:
-                raise NotInRoom(f"{room_id} is not known here")
-            if resident and self.server_name not in await joined_servers(session, room_id):
-                raise NotInRoom(f"{self.server_name} is not in {room_id}")
+            return await self._room_version_in(session, room_id, resident)
+
+    async def _room_version_in(self, session: AsyncSession, room_id: str, resident: bool
+                               ) -> RoomVersion:
+        row = await store.room(session, room_id)
+        if row is None:
+            raise NotInRoom(f"{room_id} is not known here")
+        if resident and self.server_name not in await joined_servers(session, room_id):
+            raise NotInRoom(f"{self.server_name} is not in {room_id}")
         try:
             return room_version(row.room_version)
         except UnsupportedRoomVersion as exc:
@@ -207,12 +219,37 @@ class RemoteEvents:
     async def acl_denies(self, room_id: str, server: str) -> str:
         """Why the room's server ACL refuses ``server``; "" if it does not."""
         async with self._writer.db.read() as session:
-            try:
-                await check_server_acl(session, room_id, server)
-            except Forbidden as exc:
-                log.info("event=federation_acl_denied origin=%s room=%s", server, room_id)
-                return str(exc)
+            return await self._acl_denies_in(session, room_id, server)
+
+    @staticmethod
+    async def _acl_denies_in(session: AsyncSession, room_id: str, server: str) -> str:
+        try:
+            await check_server_acl(session, room_id, server)
+        except Forbidden as exc:
+            log.info("event=federation_acl_denied origin=%s room=%s", server, room_id)
+            return str(exc)
         return ""
+
+    async def _rooms_admitting(self, origin: str, room_ids: set[str]
+                               ) -> tuple[dict[str, RoomVersion | None], dict[str, str]]:
+        """Per room of a transaction its version (None: not processed here, the spec's
+        "servers only process events of rooms they are in") and why its server ACL
+        refuses ``origin`` ("": it does not); one read for all."""
+        versions: dict[str, RoomVersion | None] = {}
+        denied: dict[str, str] = {}
+        if not room_ids:
+            return versions, denied
+        async with self._writer.db.read() as session:
+            for room_id in sorted(room_ids):
+                try:
+                    versions[room_id] = await self._room_version_in(session, room_id, True)
+                except NotInRoom as exc:
+                    log.debug("event=federation_pdu_ignored origin=%s reason=%r", origin,
+                              str(exc))
+                    versions[room_id] = None
+                    continue
+                denied[room_id] = await self._acl_denies_in(session, room_id, origin)
+        return versions, denied
 
     async def receive_all(self, origin: str, pdus: list[Mapping[str, Any]]
                           ) -> dict[str, dict[str, Any]]:
@@ -220,23 +257,15 @@ class RemoteEvents:
         fetched, then stored in one write transaction (one commit for the lot); should
         that fail, each goes alone.  The answer per event id."""
         results: dict[str, dict[str, Any]] = {}
-        versions: dict[str, RoomVersion | None] = {}
-        denied: dict[str, str] = {}  # room -> why the origin may not send to it ("": may)
+        # room -> its version, and why the origin may not send to it ("": may)
+        versions, denied = await self._rooms_admitting(origin, {
+            p["room_id"] for p in pdus if isinstance(p.get("room_id"), str)})
         ready: list[tuple[str, Checked]] = []
         for pdu in pdus:
             room_id = pdu.get("room_id")
             if not isinstance(room_id, str):
                 results[_event_id_or_invalid(pdu)] = {"error": "room_id is missing"}
                 continue
-            if room_id not in versions:
-                try:
-                    versions[room_id] = await self.room_version_of(room_id)
-                except NotInRoom as exc:
-                    log.debug("event=federation_pdu_ignored origin=%s reason=%r", origin,
-                              str(exc))
-                    versions[room_id] = None
-                if versions[room_id] is not None:
-                    denied[room_id] = await self.acl_denies(room_id, origin)
             version = versions[room_id]
             if version is None:  # the spec: servers only process events of rooms they are in
                 results[_event_id_or_invalid(pdu)] = {}
@@ -244,12 +273,15 @@ class RemoteEvents:
             if denied[room_id]:  # the spec: such PDUs are ignored, with an error each
                 results[_event_id_or_invalid(pdu, version)] = {"error": denied[room_id]}
                 continue
-            key = _event_id_or_invalid(pdu, version)
             try:
-                ready.append((key, await self.check(pdu, version)))
+                checked = await self.check(pdu, version)
             except (MalformedPdu, EventSignatureError) as exc:
                 log.info("event=federation_pdu_refused origin=%s reason=%r", origin, str(exc))
-                results[key] = {"error": str(exc)}
+                results[_event_id_or_invalid(pdu, version)] = {"error": str(exc)}
+                continue
+            # The id of the PDU as received: its reference hash is over the redacted
+            # form, so the one ``check`` gave (of the PDU, or of it redacted) is it.
+            ready.append((checked.event_id, checked))
         in_batch = {c.event_id for _, c in ready}
         known: set[str] | None = None
         for _, checked in ready:
@@ -509,11 +541,24 @@ class RemoteEvents:
                 return None
             prev_group: int | None = head[1]
         else:
-            extremities = await dag.forward_extremities(session, room_id)
+            # Before this transaction stored anything, the writer's head of the room
+            # (kept in memory between transactions) has its extremities and current
+            # state; after, the database does.
+            room_head = None
+            if not reads.stored_any:
+                try:
+                    room_head = await self._writer.head(write, room_id,
+                                                        await reads.newest(session))
+                except RoomNotFound:
+                    pass
+            extremities = room_head.extremities if room_head is not None else \
+                await dag.forward_extremities(session, room_id)
             if len(prevs) != 1 or set(prevs) != set(extremities):
                 return None
             prev_group = (await dag.state_groups_of(session, prevs)).get(prevs[0],
                                                                           (None, 0))[0]
+            if room_head is not None and prev_group is not None:
+                reads.state[room_id] = dict(room_head.state)
         if prev_group is None:
             return None
         keys = auth_state_keys(pdu["type"], pdu["sender"], pdu.get("state_key"),
@@ -555,7 +600,10 @@ class RemoteEvents:
         redacted = await apply_received_redaction(session, event, version)
         reads.redacted(redacted)
         write.publish(event, None, redacted)
-        write.forget_head(room_id)
+        if isinstance(state_key, str) or pdu["type"] == "m.room.redaction":
+            # The writer's head follows a message (it moves the extremity; state and
+            # state group stay); a state event's new group it does not know.
+            write.forget_head(room_id)
         reads.head[room_id] = (checked.event_id, group)
         if redacted is not None or pdu["type"] == "m.room.redaction":
             reads.state.pop(room_id, None)  # a state event's content may have changed

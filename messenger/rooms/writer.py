@@ -275,9 +275,12 @@ class RoomWriter:
         if self.cache is not None:
             self.cache.publish(event, txn, redacted)
 
-    async def head(self, write: Transaction, room_id: str) -> RoomHead:
-        """The room's head inside ``transaction`` (raises ``RoomNotFound``)."""
-        newest = await store.max_stream_ordering(write.session)
+    async def head(self, write: Transaction, room_id: str, newest: int | None = None
+                   ) -> RoomHead:
+        """The room's head inside ``transaction`` (raises ``RoomNotFound``); ``newest``:
+        the stream's maximum if the caller has read it in this transaction."""
+        if newest is None:
+            newest = await store.max_stream_ordering(write.session)
         return await self._heads.get(write.session, room_id, newest)
 
     async def catch_up(self) -> bool:

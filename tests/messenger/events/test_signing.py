@@ -13,7 +13,12 @@ from hypothesis import strategies as st
 from federation.matrix.signed_json import SigningKey
 from messenger.events.hashing import add_hashes, event_id_for
 from messenger.events.room_versions import V10, V11, RoomVersion
-from messenger.events.signing import EventSignatureError, EventSigner, check_received_pdu
+from messenger.events.signing import (
+    EventSignatureError,
+    EventSigner,
+    check_received,
+    check_received_pdu,
+)
 
 A_KEY = SigningKey.from_seed(bytes(range(32)), "a1")
 B_KEY = SigningKey.from_seed(bytes(range(1, 33)), "b1")
@@ -38,6 +43,8 @@ async def test_signed_event_passes_and_keeps_its_id(version: RoomVersion) -> Non
     signed = EventSigner("a.test", A_KEY).sign(pdu, version)
     assert event_id_for(signed, version) == event_id_for(pdu, version)
     assert await check_received_pdu(signed, version, key_of) == signed
+    assert await check_received(signed, version, key_of) == (
+        signed, event_id_for(signed, version))
 
 
 async def test_changed_content_is_kept_redacted() -> None:
@@ -46,6 +53,9 @@ async def test_changed_content_is_kept_redacted() -> None:
     tampered["content"]["body"] = "Gib mir dein Passwort"
     kept = await check_received_pdu(tampered, V11, key_of)
     assert kept["content"] == {} and kept["type"] == "m.room.message"
+    # The id stays the received PDU's (its reference hash covers the redacted form).
+    assert (await check_received(tampered, V11, key_of))[1] == event_id_for(tampered, V11) \
+        == event_id_for(kept, V11)
 
 
 @pytest.mark.parametrize("change", [
