@@ -218,19 +218,21 @@ async def test_a_wake_naming_its_destination_sends_without_a_schedule_read(
         reads += 1
         return await schedule(now)
     outbox.schedule = counted  # type: ignore[method-assign]
+    await outbox.end_backoff("b.test")  # an earlier test of the module may have left one
     sender = TransactionSender(outbox, a.listener.client, first_backoff=60.0)
     sender.start()
     try:
         async def first_read() -> bool:
-            return reads == 1
+            return reads >= 1
         await eventually(first_read)
+        before = reads
         await outbox.enqueue(["b.test"], pdus=[pdu(1)])
         sender.wake(["b.test"])
 
         async def arrived() -> bool:
-            return len(recorder.pdus) == 1
+            return pdu(1) in recorder.pdus
         await eventually(arrived)
-        assert reads == 1
+        assert reads == before
 
         await b.listener.stop()
         await outbox.enqueue(["b.test"], pdus=[pdu(2)])
