@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import PoolResetState
-from sqlalchemy.util import await_only
 
 from directory import request_timing
 
@@ -66,13 +65,9 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> 
         if open_transaction:
             dbapi_connection.rollback()
 
-    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
-
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        # Straight to aiosqlite: one hop to its thread, where exec_driver_sql's
-        # cursor, execute and close are three (every transaction begins here).
-        await_only(conn.connection.driver_connection.execute_fetchall(begin))
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -176,18 +171,6 @@ class Database:
         result = await connection.execute(text(named),
                                           {f"p{i}": v for i, v in enumerate(parameters)})
         return list(result)
-
-    @staticmethod
-    async def rows_in_each(session: AsyncSession,
-                           statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
-        """``rows_in`` for several statements, in order: on SQLite all in one hop to
-        aiosqlite's thread."""
-        connection = await session.connection()
-        if connection.dialect.name == "sqlite":
-            raw = (await connection.get_raw_connection()).driver_connection
-            return await raw._execute(_fetch_each, raw._conn, statements)  # type: ignore[union-attr]
-        return [await Database.rows_in(session, sql, parameters)
-                for sql, parameters in statements]
 
     @staticmethod
     async def write_rows(session: AsyncSession,
@@ -298,17 +281,6 @@ def _sqlite_file(url: str) -> str | None:
     if not path or path == ":memory:" or path.startswith("file:") or parsed.query:
         return None
     return path
-
-
-def _fetch_each(connection: sqlite3.Connection,
-                statements: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Any]]:
-    """``Database.rows_in_each`` on aiosqlite's thread."""
-    out = []
-    for sql, parameters in statements:
-        cursor = connection.execute(sql, parameters)
-        out.append(cursor.fetchall())
-        cursor.close()
-    return out
 
 
 def _execute_each(connection: sqlite3.Connection,

@@ -474,14 +474,15 @@ class RoomWriter:
         async with self.db.write() as session:
             await lock_stream(session, "events")
             rows = gather(session)  # the batch's rows: one write before the commit
+            newest = await store.newest_position(session)
+            known = await store.events_of_txns(session, [
+                (s.requester.account_id, s.requester.device_id, s.txn_id)
+                for s in sends if s.txn_id is not None])
             # A logout racing a send deletes the device its transaction id would
             # point at: that send is refused, not the whole batch's commit.
-            start = await store.batch_start(session, [
-                (s.requester.account_id, s.requester.device_id, s.txn_id)
-                for s in sends if s.txn_id is not None], {
+            live = await devices.lock_live_devices(session, {
                 (s.requester.account_id, s.requester.device_id)
                 for s in sends if s.txn_id is not None})
-            newest, known, live = start.newest, start.known, start.live
             made: dict[TxnKey, StoredEvent] = {}
             # Per room its head and extremities before the batch: stored once at the end.
             before: dict[str, tuple[RoomHead, set[str]]] = {}

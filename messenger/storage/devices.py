@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -102,23 +101,13 @@ async def lock_live_devices(session: AsyncSession,
                             devices: set[tuple[int, str]]) -> set[tuple[int, str]]:
     """Which of ``devices`` still exist, locked against deletion until the commit
     (PostgreSQL ``FOR KEY SHARE``: a concurrent logout waits; SQLite has one writer).
-    One driver call (``Database.rows_in``)."""
+    One driver call (every send batch asks; ``Database.rows_in``)."""
     if not devices:
         return set()
-    dialect = (await session.connection()).dialect.name
-    return live_devices(await Database.rows_in(session, *live_devices_query(devices, dialect)))
-
-
-def live_devices_query(devices: set[tuple[int, str]], dialect: str,
-                       ) -> tuple[str, list[object]]:
-    """``lock_live_devices``' statement (``?`` placeholders) and its parameters."""
     wanted = sorted(devices)
-    where = " OR ".join(["(account_id = ? AND device_id = ?)"] * len(wanted)) or "0 = 1"
-    lock = "" if dialect == "sqlite" else " FOR KEY SHARE"
-    return (f"SELECT account_id, device_id FROM matrix_devices WHERE {where}{lock}",
-            [v for key in wanted for v in key])
-
-
-def live_devices(rows: list[Any]) -> set[tuple[int, str]]:
-    """``live_devices_query``'s rows as (account id, device id)."""
+    where = " OR ".join(["(account_id = ? AND device_id = ?)"] * len(wanted))
+    lock = "" if (await session.connection()).dialect.name == "sqlite" else " FOR KEY SHARE"
+    rows = await Database.rows_in(
+        session, f"SELECT account_id, device_id FROM matrix_devices WHERE {where}{lock}",
+        [v for key in wanted for v in key])
     return {(int(a), str(d)) for a, d in rows}

@@ -18,7 +18,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
 from messenger.events.canonical import canonical_json
-from messenger.storage.devices import live_devices, live_devices_query
 from messenger.storage.gathered_rows import gathered, insert_sql
 from messenger.storage.relations import add_relation, forget_relation
 from messenger.storage.tables import EventRow, MembershipRow, RoomRow, RoomStateRow, TxnRow
@@ -170,52 +169,22 @@ def add_transaction_id(session: AsyncSession, account_id: int, device_id: str, t
 async def events_of_txns(session: AsyncSession, keys: Iterable[tuple[int, str, str]],
                          ) -> dict[tuple[int, str, str], str]:
     """(account, device, transaction id) -> the event it made, for those known.
-    One driver call (``Database.rows_in``)."""
-    wanted = set(keys)
+    One driver call (every send batch asks; ``Database.rows_in``)."""
+    wanted = sorted(set(keys))
     if not wanted:
         return {}
-    return _known_txns(await Database.rows_in(session, *_txns_query(wanted)))
-
-
-def _txns_query(keys: set[tuple[int, str, str]]) -> tuple[str, list[object]]:
-    wanted = sorted(keys)
-    where = " OR ".join(["(account_id = ? AND device_id = ? AND txn_id = ?)"] * len(wanted)) \
-        or "0 = 1"
-    return (f"SELECT account_id, device_id, txn_id, event_id FROM matrix_txn_ids "
-            f"WHERE {where}", [v for key in wanted for v in key])
-
-
-def _known_txns(rows: list[Any]) -> dict[tuple[int, str, str], str]:
+    where = " OR ".join(["(account_id = ? AND device_id = ? AND txn_id = ?)"] * len(wanted))
+    rows = await Database.rows_in(
+        session, f"SELECT account_id, device_id, txn_id, event_id FROM matrix_txn_ids "
+                 f"WHERE {where}", [v for key in wanted for v in key])
     return {(int(a), str(d), str(t)): str(e) for a, d, t, e in rows}
 
 
-@dataclass(frozen=True)
-class BatchStart:
-    """What a send batch reads first in its write transaction."""
-
-    newest: int  # the newest stream position (``max_stream_ordering``)
-    known: dict[tuple[int, str, str], str]  # ``events_of_txns`` of the batch's txn ids
-    live: set[tuple[int, str]]  # ``devices.lock_live_devices`` of the sending devices
-
-
-async def batch_start(session: AsyncSession, txns: Iterable[tuple[int, str, str]],
-                      senders: set[tuple[int, str]]) -> BatchStart:
-    """The newest position, the known transaction ids and the live sending devices
-    (locked against a logout until the commit) in one driver call on SQLite
-    (``Database.rows_in_each``): no pending rows to flush first."""
-    dialect = (await session.connection()).dialect.name
-    wanted = set(txns)
-    statements: list[tuple[str, list[object]]] = [
-        ("SELECT max(stream_ordering) FROM matrix_events", [])]
-    if wanted:
-        statements.append(_txns_query(wanted))
-    if senders:
-        statements.append(live_devices_query(senders, dialect))
-    results = await Database.rows_in_each(session, statements)
-    newest = int(results[0][0][0] or 0)
-    known = _known_txns(results[1]) if wanted else {}
-    live = live_devices(results[-1]) if senders else set()
-    return BatchStart(newest, known, live)
+async def newest_position(session: AsyncSession) -> int:
+    """``max_stream_ordering`` in one driver call, for the start of a write
+    transaction (no pending rows to flush first)."""
+    rows = await Database.rows_in(session, "SELECT max(stream_ordering) FROM matrix_events")
+    return int(rows[0][0] or 0)
 
 
 async def get_event(session: AsyncSession, event_id: str) -> StoredEvent | None:
