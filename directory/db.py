@@ -172,32 +172,6 @@ class Database:
                                           {f"p{i}": v for i, v in enumerate(parameters)})
         return list(result)
 
-    @staticmethod
-    async def write_rows(session: AsyncSession,
-                         statements: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-        """Several statements, each run once per row (executemany), in order, inside
-        ``session``'s transaction.  On SQLite all of them in one hop to aiosqlite's
-        thread: through SQLAlchemy each statement costs a cursor, the executemany
-        and the close, three hops that each wait for the GIL behind a busy event
-        loop (up to a switch interval apiece), and a write transaction holds the
-        one writer all that time.  On PostgreSQL one executemany per statement
-        through the session's connection.  ``sql`` uses ``?`` placeholders; values
-        go to the driver as they are.  Pending ORM objects are not flushed first."""
-        work = [(sql, rows) for sql, rows in statements if rows]
-        if not work:
-            return
-        connection = await session.connection()
-        if connection.dialect.name == "sqlite":
-            raw = (await connection.get_raw_connection()).driver_connection
-            await raw._execute(_execute_each, raw._conn, work)  # type: ignore[union-attr]
-            return
-        for sql, rows in work:
-            parts = sql.split("?")
-            named = "".join(part + (f":p{i}" if i < len(parts) - 1 else "")
-                            for i, part in enumerate(parts))
-            await connection.execute(text(named), [
-                {f"p{i}": v for i, v in enumerate(row)} for row in rows])
-
     @property
     def sqlite_file(self) -> str | None:
         """The SQLite database's file; None on PostgreSQL and for an SQLite
@@ -281,13 +255,6 @@ def _sqlite_file(url: str) -> str | None:
     if not path or path == ":memory:" or path.startswith("file:") or parsed.query:
         return None
     return path
-
-
-def _execute_each(connection: sqlite3.Connection,
-                  work: Sequence[tuple[str, Sequence[Sequence[Any]]]]) -> None:
-    """``Database.write_rows`` on aiosqlite's thread: every statement in one hop."""
-    for sql, rows in work:
-        connection.executemany(sql, rows).close()
 
 
 def _numbered(sql: str) -> str:

@@ -42,7 +42,6 @@ from messenger.storage import dag, devices
 from messenger.storage import events as store
 from messenger.storage.device_messages import stream_maxima
 from messenger.storage.events import StoredEvent
-from messenger.storage.gathered_rows import gather
 from messenger.storage.stream_locks import lock_stream
 from messenger.storage.tables import TxnRow
 from messenger.sync.cache import SyncCache
@@ -473,7 +472,6 @@ class RoomWriter:
         results: list[StoredEvent | Exception] = []
         async with self.db.write() as session:
             await lock_stream(session, "events")
-            rows = gather(session)  # the batch's rows: one write before the commit
             newest = await store.newest_position(session)
             known = await store.events_of_txns(session, [
                 (s.requester.account_id, s.requester.device_id, s.txn_id)
@@ -519,13 +517,12 @@ class RoomWriter:
                 self._heads.committed(event)  # undone by the caller if the commit fails
                 txn: TxnKey | None = None
                 if key is not None:
-                    store.add_transaction_id(session, who.account_id, who.device_id,
-                                             key[2], event.event_id)
+                    session.add(TxnRow(account_id=who.account_id, device_id=who.device_id,
+                                       txn_id=send.txn_id, event_id=event.event_id))
                     txn = key
                     made[key] = event
                 stored.append((event, txn))
                 results.append(event)
             for room_id, (head, old) in before.items():
                 await dag.move_extremities(session, room_id, old, set(head.extremities))
-            await rows.write(session)
         return stored, results

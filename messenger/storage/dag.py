@@ -13,16 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from messenger.events.canonical import canonical_json
 from messenger.storage.dag_tables import ForwardExtremityRow, OutlierEventRow, StateGroupRow
-from messenger.storage.gathered_rows import gathered, insert_sql
 from messenger.storage.tables import EventRow
 
 StateKey = tuple[str, str]
 StateIds = dict[StateKey, str]
 FULL_EVERY = 50  # a full state map after this many deltas: loading reads at most 51 rows
-_INSERT_EXTREMITY = insert_sql(ForwardExtremityRow.__table__,  # type: ignore[arg-type]
-                               ("room_id", "event_id"))
-_DELETE_EXTREMITY = (f"DELETE FROM {ForwardExtremityRow.__tablename__} "
-                     f"WHERE room_id = ? AND event_id = ?")
 
 
 async def forward_extremities(session: AsyncSession, room_id: str) -> dict[str, int]:
@@ -44,13 +39,6 @@ async def move_extremities(session: AsyncSession, room_id: str, removed: Iterabl
     after the one before it, is a single UPDATE."""
     gone = list(set(removed) - set(added))
     new = sorted(set(added) - set(removed))
-    rows = gathered(session)
-    if rows is not None:  # a send batch's: with its other rows, before the commit
-        for event_id in sorted(gone):
-            rows.add(_DELETE_EXTREMITY, (room_id, event_id))
-        for event_id in new:
-            rows.add(_INSERT_EXTREMITY, (room_id, event_id))
-        return
     connection = await session.connection()
     table = ForwardExtremityRow.__table__
     if len(gone) == 1 and len(new) == 1:

@@ -18,15 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import Database
 from messenger.events.canonical import canonical_json
-from messenger.storage.gathered_rows import gathered, insert_sql
 from messenger.storage.relations import add_relation, forget_relation
-from messenger.storage.tables import EventRow, MembershipRow, RoomRow, RoomStateRow, TxnRow
-
-_INSERT_EVENT = insert_sql(EventRow.__table__, (  # type: ignore[arg-type]
-    "event_id", "stream_ordering", "room_id", "type", "state_key", "sender", "depth",
-    "origin_server_ts", "json", "redacted", "redacted_by", "state_group"))
-_INSERT_TXN = insert_sql(TxnRow.__table__,  # type: ignore[arg-type]
-                         ("account_id", "device_id", "txn_id", "event_id"))
+from messenger.storage.tables import EventRow, MembershipRow, RoomRow, RoomStateRow
 
 
 @dataclass(frozen=True)
@@ -126,21 +119,12 @@ async def insert_event(session: AsyncSession, pdu: Mapping[str, Any], event_id: 
     ``update_state=False``: the current state is the caller's (a received event on
     a fork, where state resolution decides)."""
     body = {k: v for k, v in pdu.items() if k != "event_id"}
-    state_key = pdu.get("state_key")
-    rows = gathered(session) if state_key is None else None
-    if rows is not None:  # a message of a send batch: its rows go with the batch's
-        rows.add(_INSERT_EVENT, (
-            event_id, stream_ordering, pdu["room_id"], pdu["type"], None, pdu["sender"],
-            pdu["depth"], pdu["origin_server_ts"], canonical_json(body).decode("utf-8"),
-            False, None, state_group))
-        add_relation(session, pdu, event_id, stream_ordering)
-        return StoredEvent(event_id, stream_ordering, pdu["room_id"],
-                           {**body, "event_id": event_id})
     session.add(EventRow(
         event_id=event_id, stream_ordering=stream_ordering, room_id=pdu["room_id"],
-        type=pdu["type"], state_key=state_key, sender=pdu["sender"],
+        type=pdu["type"], state_key=pdu.get("state_key"), sender=pdu["sender"],
         depth=pdu["depth"], origin_server_ts=pdu["origin_server_ts"],
         json=canonical_json(body).decode("utf-8"), redacted=False, state_group=state_group))
+    state_key = pdu.get("state_key")
     if isinstance(state_key, str) and update_state:
         await session.merge(RoomStateRow(room_id=pdu["room_id"], type=pdu["type"],
                                          state_key=state_key, event_id=event_id))
@@ -153,17 +137,6 @@ async def insert_event(session: AsyncSession, pdu: Mapping[str, Any], event_id: 
     if flush:
         await session.flush()
     return StoredEvent(event_id, stream_ordering, pdu["room_id"], {**body, "event_id": event_id})
-
-
-def add_transaction_id(session: AsyncSession, account_id: int, device_id: str, txn_id: str,
-                       event_id: str) -> None:
-    """The client transaction id that made ``event_id`` (spec 9.6: a retry gets it)."""
-    rows = gathered(session)
-    if rows is not None:
-        rows.add(_INSERT_TXN, (account_id, device_id, txn_id, event_id))
-        return
-    session.add(TxnRow(account_id=account_id, device_id=device_id, txn_id=txn_id,
-                       event_id=event_id))
 
 
 async def events_of_txns(session: AsyncSession, keys: Iterable[tuple[int, str, str]],

@@ -18,14 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.schema import AccountRow
 from messenger.storage.events import StoredEvent, _stored
-from messenger.storage.gathered_rows import gathered, insert_sql
 from messenger.storage.push_tables import PushActionRow
 from messenger.storage.tables import AccountDataRow, EventRow, MembershipRow, ReceiptRow
 
 READ_RECEIPTS = ("m.read", "m.read.private")
 UNTHREADED = ""  # how an unthreaded receipt's thread id is stored
-_INSERT_ACTION = insert_sql(PushActionRow.__table__, (  # type: ignore[arg-type]
-    "user_id", "stream_ordering", "room_id", "event_id", "thread_id", "highlight"))
 
 
 @dataclass(frozen=True)
@@ -60,12 +57,6 @@ async def add(session: AsyncSession, event: StoredEvent, notified: Iterable[Noti
     plain rows (no ORM objects: a message in a room of many members makes a row
     for each of them, and this runs on every send).  On the session's connection,
     so the writer's pending rows are not flushed early (one flush per batch)."""
-    gatherer = gathered(session)
-    if gatherer is not None:  # a send batch's: one statement for the whole batch
-        for n in notified:
-            gatherer.add(_INSERT_ACTION, (n.user_id, event.stream_ordering, event.room_id,
-                                          event.event_id, n.thread_id, n.highlight))
-        return
     rows = [{"user_id": n.user_id, "stream_ordering": event.stream_ordering,
              "room_id": event.room_id, "event_id": event.event_id,
              "thread_id": n.thread_id, "highlight": n.highlight} for n in notified]

@@ -10,13 +10,9 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messenger.storage.gathered_rows import gathered, insert_sql
 from messenger.storage.tables import EventRow, RelationRow
 
 ID_BYTES = 255
-_INSERT_RELATION = insert_sql(RelationRow.__table__, (  # type: ignore[arg-type]
-    "event_id", "room_id", "relates_to", "rel_type", "event_type", "sender",
-    "aggregation_key", "stream_ordering"))
 
 
 @dataclass(frozen=True)
@@ -55,12 +51,6 @@ def add_relation(session: AsyncSession, pdu: Mapping[str, Any], event_id: str,
         return  # state events do not take part in aggregations
     relation = relation_of(pdu.get("content"))
     if relation is None:
-        return
-    rows = gathered(session)
-    if rows is not None:  # a send batch's: written with the batch's event rows
-        rows.add(_INSERT_RELATION, (event_id, pdu["room_id"], relation.relates_to,
-                                    relation.rel_type, pdu["type"], pdu["sender"],
-                                    relation.key, stream_ordering))
         return
     session.add(RelationRow(event_id=event_id, room_id=pdu["room_id"],
                             relates_to=relation.relates_to, rel_type=relation.rel_type,
