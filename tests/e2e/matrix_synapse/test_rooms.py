@@ -66,21 +66,33 @@ async def chat(first: AsyncClient, second: AsyncClient, room_id: str) -> None:
     assert reply.sender == second.user_id
 
 
+async def create_and_join(creator: AsyncClient, joiner: AsyncClient, name: str,
+                          room_version: str | None = None) -> str:
+    """``creator`` makes a room named ``name`` inviting ``joiner``, who takes the
+    invite and joins over federation; both see the other in the room."""
+    extra = {} if room_version is None else {"room_version": room_version}
+    created = await creator.room_create(name=name, invite=[joiner.user_id], **extra)
+    assert isinstance(created, RoomCreateResponse), created
+    room_id = created.room_id
+    if room_version == "12":
+        assert ":" not in room_id  # v12: "!" + the create event's reference hash
+    await until(joiner, lambda c: room_id in c.invited_rooms)
+    joined = await joiner.join(room_id)
+    assert isinstance(joined, JoinResponse), joined
+    await until(joiner, lambda c: room_id in c.rooms)
+    await until(creator,
+                lambda c: room_id in c.rooms and joiner.user_id in c.rooms[room_id].users)
+    assert joiner.rooms[room_id].name == name
+    return room_id
+
+
 async def test_room_created_at_schulhof_joined_from_synapse(
         interop: Interop, clients: list[AsyncClient]) -> None:
     a = interop.schools["a"]
     await interop.synapse_user("anna", "Anna Synapse")
     lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
     anna = await nio_login(interop.synapse.client_url, f"@anna:{SYNAPSE_NAME}", clients)
-    created = await lehrer.room_create(name="Schulhof-Raum", invite=[anna.user_id])
-    assert isinstance(created, RoomCreateResponse), created
-    room_id = created.room_id
-    await until(anna, lambda c: room_id in c.invited_rooms)
-    joined = await anna.join(room_id)
-    assert isinstance(joined, JoinResponse), joined
-    await until(anna, lambda c: room_id in c.rooms)
-    await until(lehrer, lambda c: room_id in c.rooms and anna.user_id in c.rooms[room_id].users)
-    assert anna.rooms[room_id].name == "Schulhof-Raum"
+    room_id = await create_and_join(lehrer, anna, "Schulhof-Raum")
     await chat(lehrer, anna, room_id)
 
 
@@ -90,15 +102,7 @@ async def test_room_created_at_synapse_joined_from_schulhof(
     await interop.synapse_user("bert", "Bert Synapse")
     bert = await nio_login(interop.synapse.client_url, f"@bert:{SYNAPSE_NAME}", clients)
     lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
-    created = await bert.room_create(name="Synapse-Raum", invite=[lehrer.user_id])
-    assert isinstance(created, RoomCreateResponse), created
-    room_id = created.room_id
-    await until(lehrer, lambda c: room_id in c.invited_rooms)
-    joined = await lehrer.join(room_id)
-    assert isinstance(joined, JoinResponse), joined
-    await until(lehrer, lambda c: room_id in c.rooms)
-    await until(bert, lambda c: room_id in c.rooms and lehrer.user_id in c.rooms[room_id].users)
-    assert lehrer.rooms[room_id].name == "Synapse-Raum"
+    room_id = await create_and_join(bert, lehrer, "Synapse-Raum")
     await chat(bert, lehrer, room_id)
 
 
@@ -111,17 +115,7 @@ async def test_version_12_room_created_at_synapse_joined_from_schulhof(
     await interop.synapse_user("carla", "Carla Synapse")
     carla = await nio_login(interop.synapse.client_url, f"@carla:{SYNAPSE_NAME}", clients)
     lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
-    created = await carla.room_create(name="Neueste Version", room_version="12",
-                                      invite=[lehrer.user_id])
-    assert isinstance(created, RoomCreateResponse), created
-    room_id = created.room_id
-    assert ":" not in room_id  # v12: "!" + the create event's reference hash
-    await until(lehrer, lambda c: room_id in c.invited_rooms)
-    joined = await lehrer.join(room_id)
-    assert isinstance(joined, JoinResponse), joined
-    await until(lehrer, lambda c: room_id in c.rooms)
-    await until(carla, lambda c: room_id in c.rooms and lehrer.user_id in c.rooms[room_id].users)
-    assert lehrer.rooms[room_id].name == "Neueste Version"
+    room_id = await create_and_join(carla, lehrer, "Neueste Version", room_version="12")
     await chat(carla, lehrer, room_id)
     # The creator's power is the room version's, not a power level: Schulhof's
     # client API shows the create event with its room id and no "users" entry for her.
@@ -144,15 +138,5 @@ async def test_version_12_room_created_at_schulhof_joined_from_synapse(
     await interop.synapse_user("dora", "Dora Synapse")
     lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
     dora = await nio_login(interop.synapse.client_url, f"@dora:{SYNAPSE_NAME}", clients)
-    created = await lehrer.room_create(name="V12 bei Schulhof", room_version="12",
-                                       invite=[dora.user_id])
-    assert isinstance(created, RoomCreateResponse), created
-    room_id = created.room_id
-    assert ":" not in room_id
-    await until(dora, lambda c: room_id in c.invited_rooms)
-    joined = await dora.join(room_id)
-    assert isinstance(joined, JoinResponse), joined
-    await until(dora, lambda c: room_id in c.rooms)
-    await until(lehrer, lambda c: room_id in c.rooms and dora.user_id in c.rooms[room_id].users)
-    assert dora.rooms[room_id].name == "V12 bei Schulhof"
+    room_id = await create_and_join(lehrer, dora, "V12 bei Schulhof", room_version="12")
     await chat(lehrer, dora, room_id)
