@@ -405,7 +405,11 @@ class ImapConnection:
             line += b"\r\n"
         if line:
             await self.send(line)
-        if parts and parts[0] in (b"STARTTLS", b"starttls") and line.endswith(b"\r\n"):
+        # Only a complete STARTTLS line is answered at once; one whose literal's
+        # announced size lies leaves the server rightly waiting (the sentinel
+        # completes it).
+        if (parts and parts[0] in (b"STARTTLS", b"starttls") and line.endswith(b"\r\n")
+                and framing_state(self.pending) == (0, False)):
             await self.starttls(tag)
         if not self.closed:
             await self.sync()
