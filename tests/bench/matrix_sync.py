@@ -74,6 +74,7 @@ submission = -1
 submissions = -1
 imap = -1
 imaps = -1
+managesieve = -1
 matrix = {port}
 web = -1
 federation = -1
