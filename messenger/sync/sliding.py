@@ -565,7 +565,9 @@ class SlidingSync:
             config = plan.windows[room_id]
             events = timelines.get(room_id, [])
             limited = len(events) > config.timeline_limit
-            events = events[len(events) - config.timeline_limit:] if config.timeline_limit \
+            # A room with fewer events than the limit comes whole (a negative start
+            # would cut it and still say "not limited").
+            events = events[-config.timeline_limit:] if config.timeline_limit \
                 else []
             room_state = state.get(room_id, {})
             lazy = frozenset(e.sender for e in events) if config.required_state.lazy \
