@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messenger.events.room_versions import RoomVersion
+from messenger.events.room_versions import RoomVersion, room_version
 from messenger.rooms.state import auth_event_ids
 from messenger.rooms.state_resolution import MissingEvent, resolve_state
 from messenger.storage import dag
@@ -26,6 +26,7 @@ from messenger.storage.tables import MembershipRow, RoomStateRow
 
 StateIds = dict[tuple[str, str], str]
 MAX_AUTH_CHAIN = 10_000
+MAX_SOFT_FAILED = 100  # soft-failed events one state_after may walk back through
 
 
 async def events_by_id(session: AsyncSession, event_ids: Iterable[str], *,
@@ -60,15 +61,42 @@ async def auth_chain_ids(session: AsyncSession, event_ids: Iterable[str]) -> set
     return {a for e in events.values() for a in auth_event_ids(e)} & set(events)
 
 
-async def state_after(session: AsyncSession, room_id: str, event_id: str) -> StateIds | None:
-    """The state after a timeline event; None for an event not in the timeline."""
+async def state_after(session: AsyncSession, room_id: str, event_id: str,
+                      _budget: list[int] | None = None) -> StateIds | None:
+    """The state after a timeline or soft-failed event; None for any other event."""
     known = await dag.state_groups_of(session, [event_id])
     if event_id not in known:
-        return None
+        return await _state_after_soft_failed(session, room_id, event_id,
+                                              [MAX_SOFT_FAILED] if _budget is None else _budget)
     group, position = known[event_id]
     if group is not None:
         return await dag.state_of_group(session, group)
     return {k: e.event_id for k, e in (await store.state_at(session, room_id, position)).items()}
+
+
+async def _state_after_soft_failed(session: AsyncSession, room_id: str, event_id: str,
+                                   budget: list[int]) -> StateIds | None:
+    """A soft-failed event is kept out of the timeline and the current state, but a
+    later event may name it as a prev event: its state then counts as any other's
+    (Server-Server API "Soft failure"), or this server would compute another state
+    before that later event than the servers that accepted it.  Soft-failed events
+    get no state group: their state is the resolution over their own prev events
+    plus the event, computed here (``budget``: soft-failed events visited at most)."""
+    found = (await dag.outliers(session, [event_id])).get(event_id)
+    if found is None or found[0] != "soft_failed" or budget[0] <= 0:
+        return None
+    budget[0] -= 1
+    pdu = found[1]
+    states = [s for p in pdu.get("prev_events") or []
+              if (s := await state_after(session, room_id, p, budget)) is not None]
+    room = await store.room(session, room_id)
+    if not states or room is None:
+        return None
+    after = await resolve(session, room_version(room.room_version), states)
+    state_key = pdu.get("state_key")
+    if isinstance(state_key, str):
+        after[(pdu["type"], state_key)] = event_id
+    return after
 
 
 async def resolve(session: AsyncSession, version: RoomVersion,

@@ -470,7 +470,9 @@ class RemoteEvents:
             state = await dag_state.state_after(session, room_id, prev)
             if state is not None:
                 prev_states.append(state)
-                prev_groups.append((await dag.state_groups_of(session, [prev]))[prev][0])
+                # A soft-failed prev event has a state but no group.
+                prev_groups.append((await dag.state_groups_of(session, [prev]))
+                                   .get(prev, (None, 0))[0])
         current = await dag_state.current_state_ids(session, room_id)
         if given_before is not None:
             before = dict(given_before)

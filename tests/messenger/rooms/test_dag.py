@@ -169,3 +169,34 @@ async def test_with_federation_local_rooms_stay_local(school: School, server: Ma
     with pytest.raises(RoomNotFound):
         await server.rooms.join(teacher, "!fremd:other.test")
     assert queue.queued == []
+
+
+async def test_a_soft_failed_event_has_a_state_for_the_events_after_it(
+        school: School, server: MatrixServer) -> None:
+    """A soft-failed event stays out of the timeline, but a later event may name it
+    as a prev event: its state is the state before it plus itself (S2S API "Soft
+    failure"), also through a chain of them; any other outlier has none."""
+    from messenger.rooms import dag_state
+
+    teacher = await requester(school, server, "lehrer")
+    room_id = await server.rooms.create_room(teacher, CreateRoomRequest(name="Weich"))
+    async with school.db.write() as session:
+        tip = await store.latest_event(session, room_id)
+        assert tip is not None
+        before = await dag_state.state_after(session, room_id, tip.event_id)
+        assert before is not None
+        base = {"room_id": room_id, "sender": "@fremd:b.test", "depth": 99,
+                "auth_events": [], "origin_server_ts": 1}
+        await dag.insert_outlier(session, {**base, "type": "m.room.topic", "state_key": "",
+                                           "content": {"topic": "x"},
+                                           "prev_events": [tip.event_id]}, "$topic", "soft_failed")
+        await dag.insert_outlier(session, {**base, "type": "m.room.message",
+                                           "content": {"body": "y"}, "prev_events": ["$topic"]},
+                                 "$message", "soft_failed")
+        await dag.insert_outlier(session, {**base, "type": "m.room.name", "state_key": "",
+                                           "content": {"name": "z"},
+                                           "prev_events": [tip.event_id]}, "$name", "rejected")
+        topic = {**before, ("m.room.topic", ""): "$topic"}
+        assert await dag_state.state_after(session, room_id, "$topic") == topic
+        assert await dag_state.state_after(session, room_id, "$message") == topic
+        assert await dag_state.state_after(session, room_id, "$name") is None
