@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import os
 import random
 import socket
+import time
 from pathlib import Path
 
 from conf.settings import (
@@ -48,25 +50,61 @@ def _port_cursor() -> itertools.cycle[int]:
 
 
 _cursor: itertools.cycle[int] | None = None
+#: How long a handed-out port stays held: longer than a ``serve`` takes to bind
+#: its listeners on a loaded machine (tests/security/conftest.py waits 60 s).
+HOLD_SECONDS = 120.0
+#: (when, socket) of the ports handed out in the last HOLD_SECONDS, oldest first.
+_held: collections.deque[tuple[float, socket.socket]] = collections.deque()
+
+
+def _hold(host: str, port: int) -> socket.socket | None:
+    """A socket bound to ``port`` that keeps it from every other pytest run until
+    our server binds it, or None if the port is taken.
+
+    The bind is made without SO_REUSEADDR, so it fails on a port that anything
+    holds, listens on or has a connection in TIME_WAIT on; SO_REUSEADDR is set
+    only afterwards, so a server (every listener of ours binds with it, as do
+    Synapse, rspamd, redis and clamd) can still bind the port while this
+    socket, bound but not listening, keeps any other check from handing it out.
+    """
+    s = socket.socket()
+    try:
+        s.bind((host, port))
+    except OSError:
+        s.close()
+        return None
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    return s
+
+
+def _release_old(now: float) -> None:
+    while _held and now - _held[0][0] > HOLD_SECONDS:
+        _held.popleft()[1].close()
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port that is free now, from below the kernel's ephemeral range.
+    """A port that is free now, held for us until our server has bound it.
 
-    Picking with bind(0) hands out ephemeral ports, which an outgoing client
-    connection can take between our check and the server's bind ("address
-    already in use"); ports from 20000-32767 are never handed out that way.
+    From below the kernel's ephemeral range: picking with bind(0) hands out
+    ephemeral ports, which an outgoing client connection can take between our
+    check and the server's bind ("address already in use"); ports from
+    20000-32767 are never handed out that way.  The xdist workers of one run
+    walk disjoint slices of the range, but two pytest runs on one machine (two
+    engineers) walk the same slices: a port one run has checked but not yet
+    bound (a ``serve`` can take many seconds to start) would pass the other
+    run's check too.  So the checking socket stays bound, not listening, for
+    HOLD_SECONDS (``_hold``): another run's check fails on it, old code's too.
     """
     global _cursor
     if _cursor is None:
         _cursor = _port_cursor()
+    now = time.monotonic()
+    _release_old(now)
     for _ in range(500):
         port = next(_cursor)
-        with socket.socket() as s:
-            try:
-                s.bind((host, port))
-            except OSError:
-                continue
+        held = _hold(host, port)
+        if held is not None:
+            _held.append((now, held))
             return port
     raise RuntimeError(f"no free port on {host}")
 
