@@ -16,18 +16,13 @@ row per remote recipient.  Quota is checked again there with the real size:
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import hashlib
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import BigInteger, and_, bindparam, insert, select, update
-from sqlalchemy.dialects import postgresql as postgresql_dialect
-from sqlalchemy.dialects import sqlite as sqlite_dialect
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
-
+from directory.db import Database
 from mailserver.changes import MailboxChange
 from mailserver.delivery import (
     DeliveryReceipt,
@@ -47,6 +42,13 @@ from mailserver.store.model import (
     StoreError,
 )
 from mailserver.store.names import INBOX, normalise
+from mailserver.store.raw_sql import (
+    Dialect,
+    Fetch,
+    Many,
+    Steps,
+)
+from mailserver.store.writer_thread import RawGroupCommit
 
 log = logging.getLogger("schulhof.mailstore")
 
@@ -82,134 +84,124 @@ class DeliveryResult:
     size: int = 0
 
 
-# The statements of a delivery batch, built once: building and cache-keying a
-# SQLAlchemy statement costs more than running it, and this is the hot path.
-# Lists go in as expanding bind parameters, so one compiled form serves every batch.
-_a, _ma, _mb = q.accounts_t, q.mail_accounts, q.mailboxes
-_STATE = (
-    select(_a.c.id, _a.c.role, _ma.c.used_bytes, _mb.c.name, _mb.c.id)
-    .select_from(_a.outerjoin(_ma, _ma.c.account_id == _a.c.id).outerjoin(
-        _mb, and_(_mb.c.account_id == _a.c.id,
-                  _mb.c.name.in_(bindparam("names", expanding=True)))))
-    .where(_a.c.id.in_(bindparam("ids", expanding=True))))
-_FRESH_BOXES = (
-    select(_mb.c.account_id, _mb.c.name, _mb.c.id)
-    .where(_mb.c.account_id.in_(bindparam("ids", expanding=True)),
-           _mb.c.name.in_(bindparam("names", expanding=True))))
-_RESERVE_UIDS = (
-    update(_mb).where(_mb.c.id.in_(bindparam("ids", expanding=True)))
-    .values(uidnext=_mb.c.uidnext + bindparam("n", type_=BigInteger),
-            highestmodseq=_mb.c.highestmodseq + 1)
-    .returning(_mb.c.id, _mb.c.uidnext, _mb.c.highestmodseq))
-_INSERT_MESSAGES = insert(q.messages)
-_ADD_USAGE = (
-    update(_ma).where(_ma.c.account_id == bindparam("account"))
-    .values(used_bytes=_ma.c.used_bytes + bindparam("delta", type_=BigInteger)))
-_INSERT_QUEUE = insert(q.outbound).returning(q.outbound.c.id, sort_by_parameter_order=True)
-_INSERT_BLOBS = {
-    "sqlite": sqlite_dialect.insert(q.blobs).on_conflict_do_nothing(),
-    "postgresql": postgresql_dialect.insert(q.blobs).on_conflict_do_nothing(),
-}
+class NoMailState(StoreError):
+    """Recipients without mail state (no mailboxes) yet, on their first
+    delivery: the caller makes it (``queries.ensure_accounts``) and commits
+    again; nothing of the delivery was written."""
+
+    def __init__(self, account_ids: Sequence[int]) -> None:
+        super().__init__(f"no mail state of accounts {list(account_ids)}")
+        self.account_ids = tuple(account_ids)
 
 
-async def apply_deliveries(session: AsyncSession, works: Sequence[DeliveryWork],
-                           limit_for: Callable[[str], int | None],
-                           ) -> list[DeliveryResult | Failed]:
-    """Write a batch of deliveries inside ``session`` with a constant number of statements.
+class DeliveryQueue(RawGroupCommit[DeliveryWork, DeliveryResult]):
+    """The group commit of deliveries (``writer_thread.RawGroupCommit``), as
+    ``write_queue.WriteQueue`` is of IMAP's writes: on an SQLite file a
+    batch is BEGIN IMMEDIATE .. COMMIT in one hop on a writer thread of its
+    own.  Through SQLAlchemy's session a batch took about 25 hops between
+    the event loop and aiosqlite's thread (each statement's cursor,
+    execute, fetch and close, BEGIN and COMMIT), and under load every hop
+    waits for a busy event loop.  Every delivery batch is durable (fsync)
+    before any caller is answered: the SMTP layer answers 250 after that."""
+
+    def __init__(self, db: Database, limit_for: Callable[[str], int | None],
+                 after_commit: Callable[[DeliveryResult], None], *,
+                 enabled: bool = True) -> None:
+        super().__init__(db, lambda dialect, works: deliveries(dialect, works, limit_for),
+                         lambda _works: True, after_commit,
+                         size_of=lambda work: len(work.message), enabled=enabled,
+                         name="schulhof-delivery-writer")
+
+
+def deliveries(dialect: Dialect, works: list[DeliveryWork],
+               limit_for: Callable[[str], int | None],
+               ) -> Steps[list[DeliveryResult | Failed]]:
+    """A batch of deliveries as raw statements, a constant number per batch.
 
     Per batch, not per message: one query for account state, usage and
     mailboxes; one multi-row insert each for blobs, messages and queue rows;
     one ``UPDATE ... RETURNING`` reserving the UIDs of the touched mailboxes
     (one per distinct per-mailbox count, usually one); one usage update
-    (executemany).  Refusals (quota, missing account) are returned as
-    ``Failed`` and nothing of a refused delivery is written.
+    (executemany).  Refusals (quota, missing account, an account without
+    mail state yet: ``NoMailState``, which the caller makes and then
+    retries) are returned as ``Failed`` and nothing of a refused delivery
+    is written.
     """
-    conn = await session.connection()
     account_ids = sorted({r.account_id for w in works for r in w.local})
     names = sorted({r.mailbox for w in works for r in w.local} | {INBOX})
-    accounts, boxes = await _account_state(session, conn, account_ids, names)
-    plans: list[list[tuple[LocalRecipient, int]] | Failed] = []
-    for work in works:
-        plans.append(_plan(work, accounts, boxes, limit_for))
+    accounts, boxes = yield from _account_state(dialect, account_ids, names)
+    plans = [_plan(work, accounts, boxes, limit_for) for work in works]
     live = [(w, p) for w, p in zip(works, plans, strict=True) if not isinstance(p, Failed)]
     if not live:
         return [p for p in plans if isinstance(p, Failed)]
 
-    now = msgs.now()
-    blob_rows = {w.blob_id: w.message for w, _ in live}
-    await conn.execute(_INSERT_BLOBS[conn.dialect.name], [
-        {"id": blob_id, "size": len(data), "data": data, "created_at": now}
-        for blob_id, data in blob_rows.items()])
+    now = dialect.date(msgs.now())
+    yield Many("INSERT INTO message_blobs (id, size, data, created_at) VALUES (?, ?, ?, ?) "
+               "ON CONFLICT DO NOTHING",
+               [(blob_id, len(data), data, now)
+                for blob_id, data in {w.blob_id: w.message for w, _ in live}.items()])
 
     counts = Counter(mailbox_id for _, plan in live for _, mailbox_id in plan)
-    next_uid, modseqs = await _reserve_uids(conn, counts)
-    message_rows: list[dict[str, object]] = []
+    next_uid, modseqs = yield from _reserve_uids(dialect, counts)
+    message_rows: list[tuple[object, ...]] = []
     results: dict[int, DeliveryResult] = {}
     usage: Counter[int] = Counter()
     for work, plan in live:
         stored: list[tuple[int, int, int]] = []
         size = len(work.message)
+        received = dialect.date(work.envelope.received_at)
         for recipient, mailbox_id in plan:
             uid = next_uid[mailbox_id]
             next_uid[mailbox_id] += 1
             bits, keywords = fl.encode(recipient.flags)
-            message_rows.append({
-                "mailbox_id": mailbox_id, "uid": uid, "blob_id": work.blob_id,
-                "size": size, "internal_date": work.envelope.received_at,
-                "system_flags": bits, "keywords": fl.keywords_text(keywords),
-                "modseq": modseqs[mailbox_id]})
+            message_rows.append((mailbox_id, uid, work.blob_id, size, received, bits,
+                                 fl.keywords_text(keywords), modseqs[mailbox_id]))
             usage[recipient.account_id] += size
             stored.append((recipient.account_id, mailbox_id, uid))
         results[id(work)] = DeliveryResult(
             DeliveryReceipt(tuple(stored), ()),
             [MailboxChange(a, m, modseqs[m]) for a, m, _ in stored], size)
     if message_rows:
-        await conn.execute(_INSERT_MESSAGES, message_rows)
-        await conn.execute(_ADD_USAGE, [{"account": account, "delta": delta}
-                                        for account, delta in sorted(usage.items())])
-    await _queue(conn, [w for w, _ in live], results, now)
-    out: list[DeliveryResult | Failed] = []
-    for work, planned in zip(works, plans, strict=True):
-        out.append(planned if isinstance(planned, Failed) else results[id(work)])
-    return out
+        yield Many("INSERT INTO messages (mailbox_id, uid, blob_id, size, internal_date, "
+                   "system_flags, keywords, modseq) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   message_rows)
+        yield Many("UPDATE mail_accounts SET used_bytes = used_bytes + ? WHERE account_id = ?",
+                   [(delta, account) for account, delta in sorted(usage.items())])
+    yield from _queue(dialect, [w for w, _ in live], results, now)
+    return [planned if isinstance(planned, Failed) else results[id(work)]
+            for work, planned in zip(works, plans, strict=True)]
 
 
 @dataclass
 class _Usage:
-    """An account's stored bytes (charged as the batch is planned) and its role."""
+    """An account's stored bytes (charged as the batch is planned) and its role;
+    ``used`` None: the account has no mail state (no mailboxes) yet."""
 
-    used: int
+    used: int | None
     role: str
 
 
-async def _account_state(session: AsyncSession, conn: AsyncConnection, account_ids: list[int],
-                         names: list[str],
-                         ) -> tuple[dict[int, _Usage], dict[tuple[int, str], int]]:
+def _account_state(dialect: Dialect, account_ids: list[int], names: list[str],
+                   ) -> Steps[tuple[dict[int, _Usage], dict[tuple[int, str], int]]]:
     """(account id -> its usage and role, (account id, mailbox name) -> mailbox id).
 
-    One query for the whole batch (account, its mail state and the mailboxes
-    the batch delivers into); accounts without mail state yet get it and their
-    default folders here (first delivery), then one more query for those.
-    Accounts that no longer exist are simply absent.
+    One query per 500 accounts (the account, its mail state and the mailboxes
+    the batch delivers into).  Accounts that no longer exist are simply absent.
     """
-    if not account_ids:
-        return {}, {}
-    rows = await conn.execute(_STATE, {"ids": account_ids, "names": names})
     state: dict[int, _Usage] = {}
     boxes: dict[tuple[int, str], int] = {}
-    fresh: list[int] = []
-    for account_id, role, used, name, mailbox_id in rows:
-        if account_id not in state:
-            state[account_id] = _Usage(int(used or 0), role)
-            if used is None:
-                fresh.append(account_id)
-        if mailbox_id is not None:
-            boxes[(account_id, name)] = mailbox_id
-    if fresh:
-        await q.ensure_accounts(session, fresh)  # one set of statements for them all
-        fresh_rows = await conn.execute(_FRESH_BOXES, {"ids": fresh, "names": names})
-        boxes.update({(account_id, name): mailbox_id
-                      for account_id, name, mailbox_id in fresh_rows})
+    in_names, name_values = dialect.where_in(names)
+    for part in q.chunks(account_ids):
+        in_accounts, account_values = dialect.where_in(part)
+        for account_id, role, used, name, mailbox_id in (yield Fetch(
+                "SELECT a.id, a.role, ma.used_bytes, mb.name, mb.id "
+                "FROM accounts a LEFT JOIN mail_accounts ma ON ma.account_id = a.id "
+                f"LEFT JOIN mailboxes mb ON mb.account_id = a.id AND mb.name {in_names} "
+                f"WHERE a.id {in_accounts}", [*name_values, *account_values])):
+            if account_id not in state:
+                state[account_id] = _Usage(None if used is None else int(used), str(role))
+            if mailbox_id is not None:
+                boxes[(account_id, name)] = int(mailbox_id)
     return state, boxes
 
 
@@ -220,6 +212,9 @@ def _plan(work: DeliveryWork, accounts: dict[int, _Usage], boxes: dict[tuple[int
     by_account: dict[int, list[LocalRecipient]] = {}
     for recipient in work.local:
         by_account.setdefault(recipient.account_id, []).append(recipient)
+    unprepared = sorted(a for a in by_account if a in accounts and accounts[a].used is None)
+    if unprepared:
+        return Failed(NoMailState(unprepared))
     plan: list[tuple[LocalRecipient, int]] = []
     refused: list[RecipientOutcome] = []
     missing: list[int] = []
@@ -228,12 +223,13 @@ def _plan(work: DeliveryWork, accounts: dict[int, _Usage], boxes: dict[tuple[int
             missing.append(account_id)
             continue
         usage = accounts[account_id]
+        used = usage.used or 0
         needed = size * len(recipients)
-        outcome = quota_outcome(usage.used, needed, limit_for(usage.role))
+        outcome = quota_outcome(used, needed, limit_for(usage.role))
         if outcome is not RecipientOutcome.ACCEPTED:
             refused.append(outcome)
             continue
-        usage.used += needed
+        usage.used = used + needed
         for recipient in recipients:
             # A filter's folder that was deleted meanwhile: never lose the mail.
             mailbox_id = boxes.get((account_id, recipient.mailbox)) \
@@ -250,8 +246,8 @@ def _plan(work: DeliveryWork, accounts: dict[int, _Usage], boxes: dict[tuple[int
     return Failed(QuotaExceeded("no recipient has room for the message", permanent=permanent))
 
 
-async def _reserve_uids(conn: AsyncConnection,
-                        counts: Counter[int]) -> tuple[dict[int, int], dict[int, int]]:
+def _reserve_uids(dialect: Dialect, counts: Counter[int],
+                  ) -> Steps[tuple[dict[int, int], dict[int, int]]]:
     """``UPDATE ... RETURNING`` per distinct count: (first uid, new modseq) per mailbox.
 
     Usually one statement: single-recipient mail puts one message into each
@@ -265,27 +261,43 @@ async def _reserve_uids(conn: AsyncConnection,
     first: dict[int, int] = {}
     modseqs: dict[int, int] = {}
     for n, ids in sorted(by_count.items()):
-        rows = await conn.execute(_RESERVE_UIDS, {"ids": ids, "n": n})
-        for mailbox_id, uidnext, modseq in rows:
-            first[mailbox_id] = int(uidnext) - n
-            modseqs[mailbox_id] = int(modseq)
+        for part in q.chunks(ids):
+            where, values = dialect.where_in(part)
+            for mailbox_id, uidnext, modseq in (yield Fetch(
+                    "UPDATE mailboxes SET uidnext = uidnext + ?, "
+                    f"highestmodseq = highestmodseq + 1 WHERE id {where} "
+                    "RETURNING id, uidnext, highestmodseq", [n, *values])):
+                first[int(mailbox_id)] = int(uidnext) - n
+                modseqs[int(mailbox_id)] = int(modseq)
     if len(first) != len(counts):
         raise MailboxNotFound("a mailbox vanished during delivery")
     return first, modseqs
 
 
-async def _queue(conn: AsyncConnection, works: list[DeliveryWork],
-                 results: dict[int, DeliveryResult], now: dt.datetime) -> None:
+QUEUE_ROWS_PER_INSERT = 500  # 7 parameters each: far below both backends' limits
+
+
+def _queue(dialect: Dialect, works: list[DeliveryWork], results: dict[int, DeliveryResult],
+           now: object) -> Steps[None]:
     rows = [(work, address) for work in works for address in work.remote]
     if not rows:
         return
-    result = await conn.execute(_INSERT_QUEUE, [
-        {"mail_from": work.envelope.mail_from, "recipient": address,
-         "blob_id": work.blob_id, "created_at": now, "next_attempt_at": now,
-         "attempts": 0, "state": "queued"} for work, address in rows])
     ids: dict[int, list[int]] = {}
-    for (work, _), queue_id in zip(rows, result.scalars().all(), strict=True):
-        ids.setdefault(id(work), []).append(queue_id)
+    for start in range(0, len(rows), QUEUE_ROWS_PER_INSERT):
+        part = rows[start:start + QUEUE_ROWS_PER_INSERT]
+        values: list[object] = []
+        for work, address in part:
+            values += [work.envelope.mail_from, address, work.blob_id, now, now, 0, "queued"]
+        returned = yield Fetch(
+            "INSERT INTO outbound_queue (mail_from, recipient, blob_id, created_at, "
+            "next_attempt_at, attempts, state) VALUES "
+            + ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(part)) + " RETURNING id", values)
+        # One statement's new ids ascend in the order of its VALUES (SQLite's
+        # rowids under the write lock, PostgreSQL's sequence drawn row by row),
+        # whatever order RETURNING lists them in.
+        for (work, _), queue_id in zip(part, sorted(int(row[0]) for row in returned),
+                                         strict=True):
+            ids.setdefault(id(work), []).append(queue_id)
     for work in works:
         old = results.get(id(work))
         stored = old.receipt.stored if old else ()
@@ -299,8 +311,10 @@ class StoreDeliveryTransaction:
 
     def __init__(self, envelope: Envelope,
                  batcher: CommitBatcher[DeliveryWork, DeliveryResult],
-                 quotas_of: Callable[[Sequence[int]], Awaitable[dict[int, Quota]]]) -> None:
+                 quotas_of: Callable[[Sequence[int]], Awaitable[dict[int, Quota]]],
+                 prepare: Callable[[Sequence[int]], Awaitable[object]]) -> None:
         self._envelope = envelope
+        self._prepare = prepare  # makes the mail state (mailboxes) of first-time recipients
         self._batcher = batcher
         self._quotas_of = quotas_of
         self._local: dict[tuple[int, str], LocalRecipient] = {}
@@ -363,7 +377,11 @@ class StoreDeliveryTransaction:
             digest = hashlib.sha256(message).hexdigest()
         work = DeliveryWork(self._envelope, list(self._local.values()), list(self._remote),
                             message, digest)
-        result = await self._batcher.submit(work)
+        try:
+            result = await self._batcher.submit(work)
+        except NoMailState as missing:  # a first delivery: nothing was written
+            await self._prepare(missing.account_ids)
+            result = await self._batcher.submit(work)
         log.debug("event=delivered size=%d local=%d queued=%d", len(message),
                  len(result.receipt.stored), len(result.receipt.queued_ids))
         return result.receipt

@@ -31,10 +31,10 @@ from mailserver.store import queries as q
 from mailserver.store.account_settings import SettingsStore
 from mailserver.store.batcher import CommitBatcher
 from mailserver.store.delivery import (
+    DeliveryQueue,
     DeliveryResult,
     DeliveryWork,
     StoreDeliveryTransaction,
-    apply_deliveries,
 )
 from mailserver.store.flag_batch import FlagDone, FlagWork
 from mailserver.store.mailbox_counts import MailboxCounts
@@ -117,10 +117,8 @@ class MailStore:
         self._rcpt_quota: dict[int, tuple[float, Quota]] = {}
         self._rcpt_quota_inflight: dict[int, asyncio.Future[dict[int, Quota]]] = {}
         self._quota_pending: tuple[list[int], asyncio.Future[dict[int, Quota]]] | None = None
-        self._batcher: CommitBatcher[DeliveryWork, DeliveryResult] = CommitBatcher(
-            db, lambda session, works: apply_deliveries(session, works, self.limit_for),
-            self._after_delivery, size_of=lambda work: len(work.message),
-            enabled=group_commit)
+        self._batcher = DeliveryQueue(db, self.limit_for, self._after_delivery,
+                                      enabled=group_commit)
         # STORE, APPEND, EXPUNGE and \Recent claims of all sessions, group-committed.
         self._writes = WriteQueue(db, self.limit_for, self._after_write, enabled=group_commit)
         self._flag_listeners: list[FlagListener] = []
@@ -168,7 +166,13 @@ class MailStore:
 
     # --- delivery (mailserver.delivery.DeliveryTarget) ---------------------
     def begin(self, envelope: Envelope) -> StoreDeliveryTransaction:
-        return StoreDeliveryTransaction(envelope, self._batcher, self._quotas_for_rcpt)
+        return StoreDeliveryTransaction(envelope, self._batcher, self._quotas_for_rcpt,
+                                        self._prepare_mail_state)
+
+    async def _prepare_mail_state(self, account_ids: Sequence[int]) -> None:
+        """Default mailboxes of accounts receiving their first mail."""
+        async with self.db.write() as session:
+            await q.ensure_accounts(session, account_ids)
 
     async def _quotas_for_rcpt(self, account_ids: Sequence[int]) -> dict[int, Quota]:
         """RCPT-time quota of each account: cached answers, one query for the rest.

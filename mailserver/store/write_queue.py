@@ -36,12 +36,10 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from directory.db import Database
 from mailserver.store import flags as fl
 from mailserver.store import queries as q
-from mailserver.store.batcher import CommitBatcher, Failed
+from mailserver.store.batcher import Failed
 from mailserver.store.flag_batch import FlagDone, FlagWork, apply_flags
 from mailserver.store.model import (
     AccountNotFound,
@@ -54,12 +52,9 @@ from mailserver.store.raw_sql import (
     Dialect,
     Fetch,
     Many,
-    RawTransaction,
     Steps,
-    run_transaction,
-    sqlite_dialect,
 )
-from mailserver.store.writer_thread import Waiting, WriterThread
+from mailserver.store.writer_thread import RawGroupCommit
 
 
 @dataclass(frozen=True)
@@ -126,45 +121,20 @@ def size_of(work: WriteWork) -> int:
     return len(work.message) if isinstance(work, AppendWork) else 0
 
 
-class WriteQueue(CommitBatcher[WriteWork, WriteDone]):
-    """The store's group commit.  On an SQLite file the batches run on a
-    writer thread of their own (``writer_thread``: it takes the next batch
-    right after COMMIT, without the event loop); elsewhere each batch is one
-    ``raw_sql.run_transaction`` started by the batcher's task."""
+class WriteQueue(RawGroupCommit[WriteWork, WriteDone]):
+    """The store's group commit (``writer_thread.RawGroupCommit``): on an
+    SQLite file the batches run on a writer thread of their own.
+
+    Durability class: a batch with an APPEND is durable when answered
+    (like an accepted delivery); flag changes, expunges and \\Recent
+    claims alone may be lost on power failure, never on a crash of the
+    server process (Dovecot does not fsync flag changes either)."""
 
     def __init__(self, db: Database, limit_for: Callable[[str], int | None],
                  after_commit: Callable[[WriteDone], None], *, enabled: bool = True) -> None:
-        super().__init__(db, lambda session, works: apply_writes(session, works, limit_for),
-                         after_commit, size_of=size_of, enabled=enabled)
-        self._limit_for = limit_for
-        self._thread: WriterThread[WriteWork, WriteDone] | None = None
-        path = db.sqlite_file
-        if path is not None:
-            dialect = sqlite_dialect(db)
-            self._thread = WriterThread(
-                path, lambda works: (_writes(dialect, works, limit_for), _durable(works)),
-                self._settle_waiting, size_of=size_of, name="schulhof-imap-writer")
-            db.on_dispose(self._thread.close)
-
-    async def submit(self, work: WriteWork) -> WriteDone:
-        if self._thread is None or not self.enabled:
-            return await super().submit(work)
-        return await self._thread.submit(work)
-
-    def _settle_waiting(self, batch: list[Waiting[WriteWork, WriteDone]],
-                        results: list[WriteDone | Failed]) -> None:
-        self._settle([(waiting.work, waiting.future) for waiting in batch], results)
-
-    async def _transaction(self, works: list[WriteWork],
-                           committed: Callable[[list[WriteDone | Failed]], None] | None = None,
-                           ) -> list[WriteDone | Failed]:
-        # Durability class: a batch with an APPEND is durable when answered
-        # (like an accepted delivery); flag changes, expunges and \Recent
-        # claims alone may be lost on power failure, never on a crash of
-        # the server process (Dovecot does not fsync flag changes either).
-        return await run_transaction(
-            self._db, lambda dialect: _writes(dialect, works, self._limit_for), committed,
-            durable=_durable(works))
+        super().__init__(db, lambda dialect, works: _writes(dialect, works, limit_for),
+                         _durable, after_commit, size_of=size_of, enabled=enabled,
+                         name="schulhof-imap-writer")
 
 
 def _durable(works: Sequence[WriteWork]) -> bool:
@@ -174,14 +144,6 @@ def _durable(works: Sequence[WriteWork]) -> bool:
 class MailStateMissing(StoreError):
     """The account has no mail state yet (no default mailboxes): the caller
     makes it (``MailStore.ensure_default_mailboxes``) and tries again."""
-
-
-async def apply_writes(session: AsyncSession, works: Sequence[WriteWork],
-                       limit_for: Callable[[str], int | None],
-                       ) -> list[WriteDone | Failed]:
-    """One transaction's writes; results in the order of ``works``."""
-    raw = await RawTransaction.of(session)
-    return await raw.run(_writes(raw.dialect, list(works), limit_for))
 
 
 def _writes(dialect: Dialect, works: list[WriteWork], limit_for: Callable[[str], int | None],

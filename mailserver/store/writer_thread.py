@@ -35,9 +35,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
-from directory.db import SQLITE_PRAGMAS
-from mailserver.store.batcher import MAX_BATCH_BYTES, MAX_BATCH_ITEMS, Failed
-from mailserver.store.raw_sql import Steps, transaction_here
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from directory.db import SQLITE_PRAGMAS, Database
+from mailserver.store.batcher import MAX_BATCH_BYTES, MAX_BATCH_ITEMS, CommitBatcher, Failed
+from mailserver.store.raw_sql import (
+    Dialect,
+    RawTransaction,
+    Steps,
+    run_transaction,
+    sqlite_dialect,
+    transaction_here,
+)
 
 log = logging.getLogger("schulhof.mailstore")
 
@@ -193,3 +202,49 @@ def _connect(path: str) -> sqlite3.Connection:
     for pragma in SQLITE_PRAGMAS:
         connection.execute(pragma)
     return connection
+
+
+class RawGroupCommit(CommitBatcher[W, R]):
+    """Group commit of transactions written as raw statements (``raw_sql``):
+    ``steps(dialect, works)`` writes a batch and ``durable(works)`` says
+    whether its COMMIT must wait for the disk.  On an SQLite file the
+    batches run on a ``WriterThread`` of their own (BEGIN IMMEDIATE ..
+    COMMIT in one hop, the next batch taken right after COMMIT, callers
+    answered with ``call_soon_threadsafe``); elsewhere (PostgreSQL) each
+    batch is one ``raw_sql.run_transaction`` started by the batcher's task,
+    and with group commit off each write is one through a session."""
+
+    def __init__(self, db: Database,
+                 steps: Callable[[Dialect, list[W]], Steps[list[R | Failed]]],
+                 durable: Callable[[list[W]], bool], after_commit: Callable[[R], None], *,
+                 size_of: Callable[[W], int] = lambda _: 0, enabled: bool = True,
+                 name: str = "schulhof-sqlite-writer") -> None:
+        async def in_session(session: AsyncSession, works: list[W]) -> list[R | Failed]:
+            raw = await RawTransaction.of(session)
+            return await raw.run(steps(raw.dialect, works))
+
+        super().__init__(db, in_session, after_commit, size_of=size_of, enabled=enabled)
+        self._steps = steps
+        self._durable = durable
+        self._thread: WriterThread[W, R] | None = None
+        path = db.sqlite_file
+        if path is not None:
+            dialect = sqlite_dialect(db)
+            self._thread = WriterThread(
+                path, lambda works: (steps(dialect, works), durable(works)),
+                self._settle_waiting, size_of=size_of, name=name)
+            db.on_dispose(self._thread.close)
+
+    async def submit(self, work: W) -> R:
+        if self._thread is None or not self.enabled:
+            return await super().submit(work)
+        return await self._thread.submit(work)
+
+    def _settle_waiting(self, batch: list[Waiting[W, R]], results: list[R | Failed]) -> None:
+        self._settle([(waiting.work, waiting.future) for waiting in batch], results)
+
+    async def _transaction(self, works: list[W],
+                           committed: Callable[[list[R | Failed]], None] | None = None,
+                           ) -> list[R | Failed]:
+        return await run_transaction(self._db, lambda dialect: self._steps(dialect, works),
+                                     committed, durable=self._durable(works))

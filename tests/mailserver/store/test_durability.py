@@ -9,13 +9,17 @@ inside the transaction itself."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
 import pytest
 
 from directory.db import Database
+from mailserver.delivery import Envelope, LocalRecipient
 from mailserver.store import MailStore
+from mailserver.store import delivery as dl
 from mailserver.store import write_queue as wq
+from mailserver.store.messages import now as msgs_now
 from mailserver.store.model import FlagMode
 from mailserver.store.raw_sql import Dialect, Fetch, Steps, run_transaction
 from tests.mailserver.store.conftest import make_account
@@ -87,3 +91,34 @@ async def test_only_batches_with_an_append_wait_for_the_disk(
     messages = await store.read_mailbox(account)
     assert [m.uid for m in messages] == [2, 3]
     assert {f"k{i}" for i in range(5)} <= set(messages[0].flags)
+
+
+async def test_delivery_batches_wait_for_the_disk_in_one_hop(
+        store: MailStore, db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every delivery batch commits with fsync before its callers are answered
+    (SMTP answers 250 after that); on an SQLite file the whole transaction
+    runs on the store's delivery writer thread, BEGIN to COMMIT."""
+    account = await make_account(db, "teacher")
+    await store.ensure_default_mailboxes(account)
+    batches: list[tuple[int, bool, str]] = []
+    real = dl.deliveries
+
+    def deliveries(dialect: Dialect, works: list[dl.DeliveryWork], limit_for: Any,
+                   ) -> Steps[Any]:
+        setting = yield from _sync_setting(dialect)
+        batches.append((len(works), setting in ("2", "on"), threading.current_thread().name))
+        return (yield from real(dialect, works, limit_for))
+
+    monkeypatch.setattr(dl, "deliveries", deliveries)
+
+    async def deliver(i: int) -> None:
+        tx = store.begin(Envelope("a@partner.test", msgs_now()))
+        await tx.add_local(LocalRecipient(account))
+        await tx.commit(MAIL + b"%d" % i)
+
+    await asyncio.gather(*(deliver(i) for i in range(8)))
+    assert sum(n for n, _, _ in batches) == 8
+    assert all(durable for _, durable, _ in batches), batches
+    if db.sqlite_file is not None:
+        assert {thread for _, _, thread in batches} == {"schulhof-delivery-writer"}
+    assert [m.uid for m in await store.read_mailbox(account)] == list(range(1, 9))
