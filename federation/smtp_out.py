@@ -125,6 +125,23 @@ class MessageResult:
         return tuple(r.recipient for r in self.recipients if r.reply.ok)
 
 
+@dataclass(frozen=True)
+class NextEnvelope:
+    """A transaction to open ahead: its MAIL and RCPTs go out right behind the
+    current message (RFC 2920 3.1), and :meth:`OutboundConnection.send` for the same
+    sender and recipients then reads their replies instead of sending them."""
+
+    mail_from: str
+    recipients: tuple[str, ...]
+    eight_bit: bool  # the body may hold 8-bit octets (BODY=8BITMIME when offered)
+
+
+@dataclass(frozen=True)
+class _Opened:
+    envelope: tuple[str, tuple[str, ...]]
+    futures: list[asyncio.Future[ParsedReply]]
+
+
 class ConnectionFailed(Exception):
     """No usable SMTP session with the host (refused, timeout, lost, greeting 4xx/5xx).
 
@@ -359,6 +376,8 @@ class OutboundConnection:
         # RFC 2920: with PIPELINING the transactions go through our own session on
         # aiosmtplib's transport (set up, TLS included, by aiosmtplib).
         self._session: PipelinedSession | None = None
+        # The next transaction's MAIL, RCPT and DATA, sent behind the last message.
+        self._opened: _Opened | None = None
         if smtp.supports_extension("pipelining") and isinstance(smtp.transport,
                                                                 asyncio.Transport):
             self._session = PipelinedSession(smtp.transport, config.timeout)
@@ -375,32 +394,46 @@ class OutboundConnection:
             return self._session.connected
         return self._smtp.is_connected
 
-    async def send(self, mail_from: str, recipients: Sequence[str],
-                   message: bytes) -> MessageResult:
+    def _mail_options(self, mail_from: str, recipients: Sequence[str],
+                      eight_bit: bool) -> tuple[list[str], str] | None:
+        """MAIL parameters and the address encoding; None if the server cannot take
+        the addresses (RFC 6531 3.2: no downgrade of internationalized addresses)."""
+        utf8 = any(not a.isascii() for a in (mail_from, *recipients))
+        options = []
+        if utf8:
+            if not self._smtp.supports_extension("smtputf8"):
+                return None
+            options.append("SMTPUTF8")
+        if eight_bit and self._smtp.supports_extension("8bitmime"):
+            options.append("BODY=8BITMIME")  # RFC 6152
+        return options, "utf-8" if utf8 else "ascii"
+
+    async def send(self, mail_from: str, recipients: Sequence[str], message: bytes,
+                   then: NextEnvelope | None = None) -> MessageResult:
         """One transaction (RFC 5321 3.3): MAIL, RCPT per recipient, DATA.
 
+        ``then``: the transaction the caller sends next on this connection; with
+        PIPELINING its commands follow this message in the same write, so the
+        next message costs one round trip instead of two.  The caller must then
+        send it next (or close the connection).
+
         Raises ConnectionLost when the connection breaks (the caller retries
-        every recipient of this message that did not get a result).
+        every recipient of this message that did not get a result, and of ``then``).
         """
         if not self.usable:
             raise ConnectionLost(self.host, "connection closed")
         smtp = self._smtp
-        utf8 = any(not a.isascii() for a in (mail_from, *recipients))
-        options = []
-        if utf8:
-            if not smtp.supports_extension("smtputf8"):
-                # RFC 6531 3.2: no downgrade of internationalized addresses.
-                reply = Reply(553, "5.6.7 the receiving server does not support SMTPUTF8")
-                return self._result([RecipientResult(r, reply) for r in recipients])
-            options.append("SMTPUTF8")
-        if not message.isascii() and smtp.supports_extension("8bitmime"):
-            options.append("BODY=8BITMIME")  # RFC 6152
-        encoding = "utf-8" if utf8 else "ascii"
+        mail = self._mail_options(mail_from, recipients, not message.isascii())
+        if mail is None:
+            reply = Reply(553, "5.6.7 the receiving server does not support SMTPUTF8")
+            return self._result([RecipientResult(r, reply) for r in recipients])
+        options, encoding = mail
         if self._session is not None:
             try:
                 return await self._send_pipelined(self._session, mail_from, recipients,
-                                                  message, options, encoding)
+                                                  message, options, encoding, then)
             except SessionLost as exc:
+                self._drop_opened()
                 self._session.close()
                 raise ConnectionLost(self.host, str(exc)) from exc
         try:
@@ -440,15 +473,39 @@ class OutboundConnection:
             self._smtp.close()
             raise ConnectionLost(self.host, _describe(exc)) from exc
 
+    @staticmethod
+    def _transaction_lines(mail_from: str, recipients: Sequence[str], options: list[str],
+                           encoding: str) -> list[bytes]:
+        mail = f"MAIL FROM:<{mail_from}>" + "".join(f" {o}" for o in options)
+        return [mail.encode(encoding), *(f"RCPT TO:<{r}>".encode(encoding)
+                                         for r in recipients), b"DATA"]
+
+    def _ahead(self, then: NextEnvelope | None) -> list[bytes]:
+        """The command lines of ``then`` to send behind this message, if it can go."""
+        if then is None:
+            return []
+        mail = self._mail_options(then.mail_from, then.recipients, then.eight_bit)
+        if mail is None:
+            return []  # send() answers it without a word to the server
+        return self._transaction_lines(then.mail_from, then.recipients, *mail)
+
     async def _send_pipelined(self, session: PipelinedSession, mail_from: str,
                               recipients: Sequence[str], message: bytes, options: list[str],
-                              encoding: str) -> MessageResult:
+                              encoding: str, then: NextEnvelope | None) -> MessageResult:
         """MAIL, RCPT per recipient and DATA in one write (RFC 2920 3.1), then the
-        message if DATA got its 354; per recipient its RCPT reply or the final one."""
-        mail = f"MAIL FROM:<{mail_from}>" + "".join(f" {o}" for o in options)
-        lines = [mail.encode(encoding), *(f"RCPT TO:<{r}>".encode(encoding)
-                                          for r in recipients), b"DATA"]
-        replies = [_reply(r) for r in await session.commands(lines)]
+        message if DATA got its 354; per recipient its RCPT reply or the final one.
+
+        The commands went out already if the previous message carried them."""
+        opened, self._opened = self._opened, None
+        if opened is not None and opened.envelope == (mail_from, tuple(recipients)):
+            futures = opened.futures  # the options were chosen then, from the same body
+        else:
+            if opened is not None:  # a caller's mistake: the server waits for other mail
+                self._opened = opened  # dropped with the connection
+                raise SessionLost("internal: another transaction was opened ahead")
+            futures = session.send(self._transaction_lines(mail_from, recipients, options,
+                                                           encoding))
+        replies = [_reply(r) for r in await session.replies(futures)]
         mail_reply, rcpt_replies, data_reply = replies[0], replies[1:-1], replies[-1]
         results = dict(zip(recipients, rcpt_replies, strict=True))
         accepted = [r for r in recipients if mail_reply.ok and results[r].ok]
@@ -458,8 +515,14 @@ class OutboundConnection:
                 await session.data(b".\r\n", self._config.data_timeout)
                 await self._reset_pipelined(session)
             else:
-                data_reply = _reply(await session.data(dot_stuffed(message),
-                                                       self._config.data_timeout))
+                ahead = self._ahead(then)
+                [data_future, *next_futures] = session.send(ahead, dot_stuffed(message))
+                if ahead:
+                    assert then is not None
+                    self._opened = _Opened((then.mail_from, tuple(then.recipients)),
+                                           next_futures)
+                [reply] = await session.replies([data_future], self._config.data_timeout)
+                data_reply = _reply(reply)
                 if data_reply.ok:
                     self.messages_sent += 1
         else:
@@ -469,6 +532,15 @@ class OutboundConnection:
         for recipient in accepted:
             results[recipient] = data_reply
         return self._result([RecipientResult(r, results[r]) for r in recipients])
+
+    def _drop_opened(self) -> bool:
+        """Forgets the transaction opened ahead (its replies are not wanted); was one?"""
+        if self._opened is None:
+            return False
+        for future in self._opened.futures:
+            future.cancel()
+        self._opened = None
+        return True
 
     async def _reset_pipelined(self, session: PipelinedSession) -> None:
         await session.commands([b"RSET"])
@@ -489,7 +561,11 @@ class OutboundConnection:
         ``timeout``: how long to wait for the reply (default: the command timeout).
         """
         if self._session is not None:
-            if self._session.connected:
+            if self._drop_opened():
+                # The server may be waiting for a message after a 354: a QUIT would
+                # be taken as its text.  Dropping the connection voids the transaction.
+                pass
+            elif self._session.connected:
                 with contextlib.suppress(SessionLost):
                     await self._session.commands([b"QUIT"], timeout)
             self._session.close()

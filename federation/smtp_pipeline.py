@@ -5,8 +5,10 @@ EHLO, STARTTLS with its verification and fallback rules, EHLO again).  When
 the server offers PIPELINING, the connection's transport is then handed to
 a :class:`PipelinedSession`: MAIL, every RCPT and DATA go out in one write
 and their replies are read together, then the message; two round trips per
-message instead of 3 + recipients.  aiosmtplib cannot do this: it reads one
-reply per command written and drops replies that arrive before it asks.
+message instead of 3 + recipients, and one when the next message's MAIL, RCPT
+and DATA follow the message in the same write (RFC 2920 3.1).  aiosmtplib
+cannot do this: it reads one reply per command written and drops replies
+that arrive before it asks.
 
 :class:`ReplyParser` turns the bytes from the server into replies
 (RFC 5321 4.2: ``250-first line`` ... ``250 last line``), whatever the
@@ -166,22 +168,31 @@ class PipelinedSession(asyncio.Protocol):
             raise SessionLost(self._lost)
         self._transport.write(data)
 
+    def send(self, lines: Sequence[bytes], payload: bytes = b"",
+             ) -> list[asyncio.Future[ParsedReply]]:
+        """Writes ``payload`` (a dot-stuffed message after a 354) and the command lines
+        in one write, as one group (RFC 2920 3.1: the message content may be the first
+        "command" of a group); one future per reply (the payload's first), read them
+        with :meth:`replies`."""
+        if self._lost is not None:
+            raise SessionLost(self._lost)
+        futures = [self._expect() for _ in range(len(lines) + (1 if payload else 0))]
+        self._write(payload + b"".join(line + b"\r\n" for line in lines))
+        return futures
+
+    async def replies(self, futures: Sequence[asyncio.Future[ParsedReply]],
+                      timeout: float | None = None) -> list[ParsedReply]:
+        """The replies :meth:`send` promised, in order (SessionLost after ``timeout``)."""
+        return await self._read(futures, self._timeout if timeout is None else timeout)
+
     async def commands(self, lines: Sequence[bytes], timeout: float | None = None,
                        ) -> list[ParsedReply]:
         """Send the command lines in one write; their replies, in order."""
-        if self._lost is not None:
-            raise SessionLost(self._lost)
-        futures = [self._expect() for _ in lines]
-        self._write(b"".join(line + b"\r\n" for line in lines))
-        return await self._read(futures, self._timeout if timeout is None else timeout)
+        return await self.replies(self.send(lines), timeout)
 
     async def data(self, payload: bytes, timeout: float) -> ParsedReply:
         """The dot-stuffed message after a 354; the reply to it."""
-        if self._lost is not None:
-            raise SessionLost(self._lost)
-        future = self._expect()
-        self._write(payload)
-        [reply] = await self._read([future], timeout)
+        [reply] = await self.replies(self.send((), payload), timeout)
         return reply
 
     def close(self) -> None:

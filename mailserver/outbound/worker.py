@@ -17,6 +17,8 @@ Postfix's connection cache), so a steady stream of mail to a partner school
 pays for its TLS handshakes once, not per claim.  A message going to three
 domains is DKIM-signed once, and the claim's bodies (up to
 ``prefetch_body_bytes`` each) are read in one query, not one per message.
+With PIPELINING a lane opens the next message's transaction behind the
+current message (RFC 2920 3.1): one round trip per message, not two.
 The remote 250 is recorded (``sent``) by one writer for all lanes: rows that
 got their 250 meanwhile share a commit.
 
@@ -44,6 +46,7 @@ from federation.smtp_out import (
     ConnectionFailed,
     ConnectionLost,
     MessageResult,
+    NextEnvelope,
     TlsInfo,
     TlsRefused,
     TlsRequirement,
@@ -69,8 +72,11 @@ class Connection(Protocol):
     @property
     def usable(self) -> bool: ...
 
-    async def send(self, mail_from: str, recipients: list[str],
-                   message: bytes) -> MessageResult: ...
+    @property
+    def pipelining(self) -> bool: ...
+
+    async def send(self, mail_from: str, recipients: list[str], message: bytes,
+                   then: NextEnvelope | None = None) -> MessageResult: ...
     async def close(self, timeout: float | None = None) -> None: ...
 
 
@@ -146,6 +152,14 @@ class _Message:
     def known_body(self, body: bytes | None) -> None:
         if body is not None and self._body is None:
             self._body = body
+
+    def envelope(self, entries: list[QueueEntry]) -> NextEnvelope | None:
+        """The transaction to open ahead of sending; None while the body is unread
+        (BODY=8BITMIME depends on it; the signature adds ASCII only)."""
+        if self._body is None:
+            return None
+        return NextEnvelope(self.mail_from, tuple(e.recipient for e in entries),
+                            not self._body.isascii())
 
     async def body(self, queue: OutboundQueue) -> bytes:
         if self._body is None:
@@ -374,7 +388,9 @@ class OutboundWorker:
 
     # --- one domain ------------------------------------------------------------------------
     async def _lane(self, destination: _Destination) -> None:
-        hand: Batch = []  # the message this lane has taken from the line
+        # The messages this lane has taken from the line: the one on the wire and
+        # the one whose transaction was opened behind it.
+        hand: Batch = []
         try:
             await self._lane_session(destination, hand)
         except Exception:
@@ -511,14 +527,14 @@ class OutboundWorker:
                         hand: Batch, requirement: TlsRequirement) -> Failure | None:
         """Send the line's messages over one connection until it is empty (and stays
         empty for ``connection_idle_seconds`` while the worker runs); a Failure when
-        the connection breaks (the message in hand goes back to the head of the line).
+        the connection breaks (the messages in hand go back to the head of the line).
         """
         line = destination.pending
         sent_here = 0
         while True:
             if self._stopping:
-                return None  # stop() hands the line's rows back
-            if not line:
+                return None  # stop() hands the line's rows back (the hand's too)
+            if not line and not hand:
                 if not self._keep_connections or not connection.usable:
                     return None
                 if not await destination.wait_for_work(self.config.connection_idle_seconds):
@@ -531,24 +547,35 @@ class OutboundWorker:
                     # changed while we waited: a fresh lane takes over.
                     return None
                 continue
-            hand.append(line.popleft())
+            if not hand:
+                hand.append(line.popleft())
             message, entries = hand[0]
             data = await message.signed(self.queue, self._signer)
-            if line:
+            # The next message's MAIL, RCPT and DATA ride behind this one (RFC 2920
+            # 3.1): taken from the line now, it is this connection's next message.
+            then = None
+            if len(hand) == 1 and line and connection.pipelining:
+                then = line[0][0].envelope(line[0][1])
+                if then is not None:
+                    hand.append(line.popleft())
+            if len(hand) > 1:
+                hand[1][0].prepare(self.queue, self._signer)
+            elif line:
                 line[0][0].prepare(self.queue, self._signer)
             try:
                 result = await connection.send(message.mail_from,
-                                               [e.recipient for e in entries], data)
+                                               [e.recipient for e in entries], data, then)
             except ConnectionLost as exc:
                 log.info("event=outbound_connection_lost host=%s reason=%r",
                          connection.host, exc.reason)
-                line.appendleft(hand.pop())
+                line.extendleft(reversed(hand))
+                hand.clear()
                 if sent_here:
                     return None  # a reused connection timed out at the remote: reconnect
                 return Failure("4.4.2", f"451 4.4.2 {exc.reason}", False, connection.host)
             sent_here += 1
             await self._record(message, entries, result)
-            hand.clear()
+            hand.pop(0)
 
     async def _record(self, message: _Message, entries: list[QueueEntry],
                       result: MessageResult) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,7 @@ from federation.smtp_out import (
     ClientConfig,
     ConnectionFailed,
     ConnectionLost,
+    NextEnvelope,
     OutboundClient,
     Reply,
 )
@@ -171,3 +173,32 @@ def test_reply_enhanced_code_must_match_class() -> None:
     assert Reply(550, "4.1.1 mixed up").enhanced == "5.0.0"
     assert Reply(421, "closing").temporary and Reply(421, "x").enhanced == "4.0.0"
     assert Reply(250, "2.6.0 ok").enhanced == "2.6.0"
+
+
+async def test_next_transaction_rides_behind_the_message_and_close_voids_it(
+        tls_sink: tuple[Sink, Path]) -> None:
+    """RFC 2920 3.1: the next MAIL, RCPT and DATA follow the message in the same write
+    (with PIPELINING); a transaction opened that way and never sent is dropped with
+    the connection, not ended with an empty message or a QUIT read as its text."""
+    sink, _ = tls_sink
+    ahead: list[bool] = []
+    record = sink.handler.handle_DATA
+
+    async def handle_data(server: Any, session: Any, envelope: Any) -> str:
+        await asyncio.sleep(0.05)  # the rest of the client's write is in by now
+        ahead.append(b"MAIL FROM:<paul@a.test>" in bytes(server._reader._buffer))
+        return await record(server, session, envelope)
+
+    sink.handler.handle_DATA = handle_data  # type: ignore[method-assign]
+    connection = await client(sink.port).connect(HOST, "127.0.0.1")
+    envelopes = [NextEnvelope("paul@a.test", (f"r{i}@b.test",), False) for i in range(3)]
+    for i in range(2):
+        result = await connection.send("paul@a.test", [f"r{i}@b.test"], MESSAGE,
+                                       envelopes[i + 1])
+        assert result.delivered == (f"r{i}@b.test",)
+    # r2's transaction was opened and its message never came: a QUIT would wait for a
+    # reply the server (reading message text) never gives.
+    await asyncio.wait_for(connection.close(), 1.0)
+    await asyncio.sleep(0.2)
+    assert [m.recipients for m in sink.messages] == [["r0@b.test"], ["r1@b.test"]]
+    assert ahead == [sink.handler.pipelining] * 2

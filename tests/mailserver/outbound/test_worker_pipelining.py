@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+from typing import Any
 
 from federation.resolver import Resolver
 from mailserver.outbound.queue import OutboundQueue, QueueEntry
@@ -94,4 +95,33 @@ async def test_a_claims_small_bodies_are_read_together(
                       for m in outbound.sink.messages)
     assert subjects == [b"big", b"m0", b"m1", b"m2"]
     assert any(m.data.endswith((b"x" * 70 + b"\r\n") * 30) for m in outbound.sink.messages)
+    assert set((await outbound.states()).values()) == {"sent"}
+
+
+async def test_connection_lost_with_a_transaction_opened_ahead_loses_nothing(
+        outbound: Outbound) -> None:
+    """With PIPELINING the next message is taken from the line and its transaction
+    opened behind the current one; the connection dies during the current one's
+    DATA: both go back to the line, a new connection delivers each once."""
+    handler = outbound.sink.handler
+    handler.pipelining = True
+    record = handler.handle_DATA
+    aborted: list[bytes] = []
+
+    async def handle_data(server: Any, session: Any, envelope: Any) -> str:
+        subject = envelope.original_content.split(b"Subject: ")[1][:2]
+        if subject == b"m1" and not aborted:
+            aborted.append(subject)
+            server.transport.abort()  # m1's 250 never reaches the worker
+        return await record(server, session, envelope)
+
+    handler.handle_DATA = handle_data  # type: ignore[method-assign]
+    for subject in ("m0", "m1", "m2"):
+        await outbound.submit("paul@a.test", ["anna@b.test"], mail(subject))
+    assert await outbound.worker.process_due() == 3
+
+    assert aborted == [b"m1"]
+    assert outbound.sink.connections == 2
+    assert sorted(m.data.split(b"Subject: ")[1][:2] for m in outbound.sink.messages) == [
+        b"m0", b"m1", b"m2"]
     assert set((await outbound.states()).values()) == {"sent"}
