@@ -686,9 +686,11 @@ class SlidingSync:
             lazy = set(before.lazy_members)
             new_senders = {e.sender for e in events} - lazy if config.required_state.lazy \
                 else set()
-            in_timeline = {e.event_id for e in events}
-            wanted = [e for e in changed if e.event_id not in in_timeline
-                      and config.required_state.wants(e.type, e.state_key or "", me)]
+            # A state change goes in required_state even when the timeline has it
+            # too: matrix-rust-sdk takes a room's state from required_state only
+            # (and finds its own leave there), as Synapse sends it.
+            wanted = [e for e in changed
+                      if config.required_state.wants(e.type, e.state_key or "", me)]
             if new_senders:
                 cache = self._b.cache
                 if cache is not None:
@@ -700,7 +702,7 @@ class SlidingSync:
                 known = {e.event_id for e in wanted}
                 wanted += [e for e in members.values() if e.event_id not in known]
                 lazy |= new_senders
-            if left and not any(e.event_id == row.event_id for e in events + wanted):
+            if left and not any(e.event_id == row.event_id for e in wanted):
                 leave = await store.get_event(session, row.event_id)
                 if leave is not None:
                     wanted.append(leave)

@@ -234,8 +234,13 @@ async def test_discovery_and_login_as_the_sdk_does_them(http: aiohttp.ClientSess
     # ffi/client.rs:504-547 homeserver_login_details(): OAuth metadata first
     # (sdk/authentication/oauth/mod.rs:521-545, GET /_matrix/client/v1/auth_metadata);
     # an error there only means "no OAuth login" (supports_oauth_login = false) ...
-    status, error = await anonymous.call("GET", "/_matrix/client/v1/auth_metadata")
-    assert (status, error["errcode"]) == (404, "M_UNRECOGNIZED")
+    # ruma picks the path by the advertised versions: v1/ from v1.15 on, below that
+    # the MSC2965 unstable one; both must say "not implemented" (404 M_UNRECOGNIZED,
+    # OAuthDiscoveryError::NotSupported at oauth/mod.rs:527-530).
+    for path in ("/_matrix/client/v1/auth_metadata",
+                 "/_matrix/client/unstable/org.matrix.msc2965/auth_metadata"):
+        status, error = await anonymous.call("GET", path)
+        assert (status, error["errcode"]) == (404, "M_UNRECOGNIZED"), path
     # ... then the login types: m.login.password makes supports_password_login.
     flows = await anonymous.ok("GET", f"{V3}/login")
     assert {"type": "m.login.password"} in [{"type": f["type"]} for f in flows["flows"]]
@@ -341,6 +346,34 @@ async def test_room_list_service_setup_growth_and_live_updates(
     data = await asyncio.wait_for(waiting, 10)
     receipt = data["extensions"]["receipts"]["rooms"][rooms[1]]
     assert lehrer.user_id in receipt["content"][last]["m.read"]
+    # The SDK takes a room's state from required_state only, never from the
+    # timeline (matrix-sdk-base response_processors/room/msc4186/mod.rs:72-80,
+    # State::After, state_events.rs:75-79): a renamed room's new m.room.name must
+    # be in required_state even though it is in the timeline too.
+    waiting = asyncio.create_task(kollegin.ss(opened, timeout=POLL_TIMEOUT_MS))
+    await asyncio.sleep(0.3)
+    await lehrer.ok("PUT", f"{V3}/rooms/{quote(rooms[1])}/state/m.room.name/",
+                    {"name": "Klasse 1b"})
+    data = await asyncio.wait_for(waiting, 10)
+    renamed = data["rooms"][rooms[1]]
+    assert "m.room.name" in [e["type"] for e in renamed["timeline"]]
+    assert [e["content"]["name"] for e in renamed.get("required_state", [])
+            if e["type"] == "m.room.name"] == ["Klasse 1b"]
+    # Kicked out of a room: it comes once more, with the leave in required_state
+    # (the SDK finds its own membership there: msc4186/mod.rs:291-315), and
+    # leaves the list.
+    waiting = asyncio.create_task(kollegin.ss(opened, timeout=POLL_TIMEOUT_MS))
+    await asyncio.sleep(0.3)
+    await lehrer.ok("POST", f"{V3}/rooms/{quote(rooms[0])}/kick",
+                    {"user_id": kollegin.user_id, "reason": "Schuljahresende"})
+    data = await asyncio.wait_for(waiting, 10)
+    left = data["rooms"][rooms[0]]
+    assert [e["content"]["membership"] for e in left.get("required_state", [])
+            if e["type"] == "m.room.member" and e["state_key"] == kollegin.user_id] \
+        == ["leave"]
+    # As Synapse: a room left since pos counts in the list this once, then not.
+    data = await kollegin.ss(opened, timeout=0)
+    assert data["lists"]["all_rooms"]["count"] == 3 and rooms[0] not in data["rooms"]
 
 
 async def test_encryption_sync_connection_and_to_device(http: aiohttp.ClientSession,
@@ -379,9 +412,21 @@ async def test_encryption_sync_connection_and_to_device(http: aiohttp.ClientSess
     # The next request with the new since acknowledges: nothing comes twice.
     data = await kollegin.ss(encryption_request(to_device["next_batch"]), timeout=0)
     assert data["extensions"].get("to_device", {}).get("events", []) == []
+    # Someone comes to share a room: their devices are news for the OlmMachine
+    # (e2ee.device_lists.changed), on this connection that has no lists at all.
+    room_id = await kollegin.room("Verschlüsselt", [mxid("lehrer")])
+    waiting = asyncio.create_task(
+        kollegin.ss(encryption_request(to_device["next_batch"]), timeout=POLL_TIMEOUT_MS))
+    await asyncio.sleep(0.3)
+    await lehrer.ok("POST", f"{V3}/join/{quote(room_id)}")
+    data = await asyncio.wait_for(waiting, 10)
+    if lehrer.user_id not in data["extensions"]["e2ee"].get("device_lists", {}).get(
+            "changed", []):  # the invite woke it first
+        data = await kollegin.ss(encryption_request(to_device["next_batch"]), timeout=5000)
+    assert lehrer.user_id in data["extensions"]["e2ee"]["device_lists"]["changed"]
     # The room list connection's pos is untouched by the encryption connection.
     data = await kollegin.ss(room_list_request([[0, 0]]), timeout=0)
-    assert data["lists"]["all_rooms"]["count"] == 0
+    assert data["lists"]["all_rooms"]["count"] == 1 and list(data["rooms"]) == [room_id]
 
 
 async def test_notification_client_finds_the_event(http: aiohttp.ClientSession,
