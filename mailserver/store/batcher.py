@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Generic, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,7 @@ log = logging.getLogger("schulhof.mailstore")
 
 W = TypeVar("W")
 R = TypeVar("R")
+T = TypeVar("T")
 
 MAX_BATCH_ITEMS = 256
 MAX_BATCH_BYTES = 32 * 1024 * 1024
@@ -41,6 +42,18 @@ class Failed(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+def retry_singly(batch: Sequence[T], error: BaseException) -> list[list[T]]:
+    """The group commit's answer to a failed shared transaction (here and in
+    ``writer_thread``): a batch of several items is retried one item per
+    transaction, so one bad item never fails its neighbours and each item's error
+    reaches its own caller; for a single item the error is final (no retries)."""
+    if len(batch) <= 1:
+        return []
+    log.warning("event=group_commit_failed items=%d error=%s; retrying singly",
+                len(batch), type(error).__name__)
+    return [[item] for item in batch]
 
 
 class CommitBatcher(Generic[W, R]):
@@ -127,11 +140,9 @@ class CommitBatcher(Generic[W, R]):
         except Exception as exc:
             if settled:  # committed and answered; the error came after
                 log.warning("event=group_commit_after_commit error=%s", type(exc).__name__)
-            elif len(batch) > 1:
-                log.warning("event=group_commit_failed items=%d error=%s; retrying singly",
-                            len(batch), type(exc).__name__)
-                for item in batch:
-                    await self._commit([item])
+            elif singles := retry_singly(batch, exc):
+                for single in singles:
+                    await self._commit(single)
             elif not batch[0][1].done():
                 batch[0][1].set_exception(exc)
 

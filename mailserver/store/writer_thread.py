@@ -38,7 +38,13 @@ from typing import Generic, TypeVar
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from directory.db import SQLITE_PRAGMAS, Database
-from mailserver.store.batcher import MAX_BATCH_BYTES, MAX_BATCH_ITEMS, CommitBatcher, Failed
+from mailserver.store.batcher import (
+    MAX_BATCH_BYTES,
+    MAX_BATCH_ITEMS,
+    CommitBatcher,
+    Failed,
+    retry_singly,
+)
 from mailserver.store.raw_sql import (
     Dialect,
     RawTransaction,
@@ -148,13 +154,11 @@ class WriterThread(Generic[W, R]):
         try:
             results = self._transaction([waiting.work for waiting in batch])
         except Exception as exc:
-            if len(batch) == 1:
+            singles = retry_singly(batch, exc)
+            if not singles and batch:
                 self._answer(batch[0].loop, _fail, batch[0], exc)
-                return
-            log.warning("event=group_commit_failed items=%d error=%s; retrying singly",
-                        len(batch), type(exc).__name__)
-            for waiting in batch:
-                self._commit([waiting])
+            for single in singles:
+                self._commit(single)
             return
         by_loop: dict[asyncio.AbstractEventLoop, tuple[list[Waiting[W, R]],
                                                       list[R | Failed]]] = {}
