@@ -15,8 +15,6 @@ from typing import Any
 
 from nio import (
     AsyncClient,
-    JoinResponse,
-    RoomCreateResponse,
     RoomGetStateResponse,
     RoomPutStateError,
     RoomPutStateResponse,
@@ -26,7 +24,7 @@ from nio import (
 from messenger.events.identifiers import create_event_id_of
 from messenger.storage import dag
 from tests.e2e.matrix_federation.conftest import ChatSchool
-from tests.e2e.matrix_federation.test_rooms import bodies, login, record_messages, until
+from tests.e2e.matrix_federation.test_rooms import bodies, invited_and_joined, login, until
 
 POWER = ("m.room.power_levels", "")
 
@@ -81,32 +79,14 @@ async def eventually(probe: Callable[[], Awaitable[bool]], timeout: float = 20.0
         await asyncio.sleep(0.1)
 
 
-async def v12_room(a: ChatSchool, b: ChatSchool, clients: list[AsyncClient]
-                   ) -> tuple[AsyncClient, AsyncClient, str]:
-    """Lehrer A makes a version 12 room inviting Lehrer B, who joins over federation."""
-    lehrera = await login(a, "lehrera", clients)
-    lehrerb = await login(b, "lehrerb", clients)
-    record_messages(lehrera)
-    record_messages(lehrerb)
-    created = await lehrera.room_create(name="Projekt V12", room_version="12",
-                                        invite=[b.user("lehrerb")])
-    assert isinstance(created, RoomCreateResponse), created
-    room_id = created.room_id
-    assert ":" not in room_id  # "!" + the create event's reference hash, no server name
-    await until(lehrerb, lambda c: room_id in c.invited_rooms)
-    joined = await lehrerb.join(room_id)
-    assert isinstance(joined, JoinResponse), joined
-    await until(lehrerb, lambda c: room_id in c.rooms)
-    await until(lehrera,
-                lambda c: room_id in c.rooms and b.user("lehrerb") in c.rooms[room_id].users)
-    return lehrera, lehrerb, room_id
-
-
 async def test_version_12_room_between_two_schools(chat_schools: dict[str, ChatSchool],
                                                    clients: list[AsyncClient]) -> None:
     a, b = chat_schools["a"], chat_schools["b"]
     creator, guest = a.user("lehrera"), b.user("lehrerb")
-    lehrera, lehrerb, room_id = await v12_room(a, b, clients)
+    lehrera, lehrerb, room_id = await invited_and_joined(
+        a, b, clients, inviter="lehrera", invitee="lehrerb", name="Projekt V12",
+        room_version="12")
+    assert ":" not in room_id  # "!" + the create event's reference hash, no server name
 
     # The same create event at both servers, its hash the room id.
     state = await converged(lehrera, lehrerb, room_id, lambda s: ("m.room.member", guest) in s)

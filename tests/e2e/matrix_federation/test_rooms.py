@@ -66,21 +66,26 @@ def record_messages(client: AsyncClient) -> None:
     client.add_event_callback(on_message, RoomMessageText)
 
 
-async def invited_and_joined(a: ChatSchool, b: ChatSchool, clients: list[AsyncClient]
+async def invited_and_joined(a: ChatSchool, b: ChatSchool, clients: list[AsyncClient], *,
+                             inviter: str = "anna", invitee: str = "ben",
+                             name: str = "Partnerklasse", room_version: str | None = None
                              ) -> tuple[AsyncClient, AsyncClient, str]:
-    anna = await login(a, "anna", clients)
-    ben = await login(b, "ben", clients)
+    """``inviter`` at A makes a room named ``name`` inviting ``invitee`` at B, who
+    joins over federation; both clients record the messages they see."""
+    anna = await login(a, inviter, clients)
+    ben = await login(b, invitee, clients)
     record_messages(anna)
     record_messages(ben)
-    created = await anna.room_create(name="Partnerklasse", invite=[b.user("ben")])
+    created = await anna.room_create(name=name, invite=[b.user(invitee)],
+                                     room_version=room_version)
     assert isinstance(created, RoomCreateResponse), created
     room_id = created.room_id
     await until(ben, lambda c: room_id in c.invited_rooms)
-    assert ben.invited_rooms[room_id].name == "Partnerklasse"  # the stripped state came along
+    assert ben.invited_rooms[room_id].name == name  # the stripped state came along
     joined = await ben.join(room_id)
     assert isinstance(joined, JoinResponse), joined
     await until(ben, lambda c: room_id in c.rooms)
-    await until(anna, lambda c: room_id in c.rooms and b.user("ben") in c.rooms[room_id].users)
+    await until(anna, lambda c: room_id in c.rooms and b.user(invitee) in c.rooms[room_id].users)
     return anna, ben, room_id
 
 

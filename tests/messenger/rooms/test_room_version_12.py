@@ -193,26 +193,30 @@ def _concurrent_join_rule(version: RoomVersion) -> tuple[Fork, str, str, str]:
     return room, demotion, closed, public
 
 
+def _resolve_both_orders(version: RoomVersion) -> tuple[str, str, str]:
+    """The two states of ``_concurrent_join_rule`` (both with the demotion, one with
+    Bob's closed join rule) resolved with ``version``'s algorithm, in either order
+    (the result must not depend on it; the demotion, unconflicted, holds): the
+    resolved join rules, the public ones and Bob's closed ones."""
+    room, demotion, closed, public = _concurrent_join_rule(version)
+    a, b = dict(room.state), dict(room.state)
+    a[POWER] = b[POWER] = demotion
+    b[JOIN_RULES] = closed
+    resolved = [resolve_state(sets, room.events, version) for sets in ([a, b], [b, a])]
+    assert resolved[0] == resolved[1] and resolved[0][POWER] == demotion
+    return resolved[0][JOIN_RULES], public, closed
+
+
 def test_v2_1_replays_power_events_from_an_empty_state_not_the_unconflicted_one() -> None:
     # v2 (room v11): Bob's join rule is checked against the unconflicted state, which
     # holds the later demotion: refused, the room stays public.
-    room, demotion, closed, public = _concurrent_join_rule(V11)
-    a, b = dict(room.state), dict(room.state)
-    a[POWER] = b[POWER] = demotion
-    b[JOIN_RULES] = closed
-    for sets in ([a, b], [b, a]):
-        resolved = resolve_state(sets, room.events, V11)
-        assert resolved[JOIN_RULES] == public and resolved[POWER] == demotion
+    join_rules, public, _ = _resolve_both_orders(V11)
+    assert join_rules == public
     # v2.1 (room v12): replayed from an empty state, Bob's change is judged by its own
     # auth events (Bob at 50, allowed when he made it) and it sorts after Alice's
     # older one: the room is closed; the demotion stays (unconflicted).
-    room, demotion, closed, public = _concurrent_join_rule(V12)
-    a, b = dict(room.state), dict(room.state)
-    a[POWER] = b[POWER] = demotion
-    b[JOIN_RULES] = closed
-    for sets in ([a, b], [b, a]):
-        resolved = resolve_state(sets, room.events, V12)
-        assert resolved[JOIN_RULES] == closed and resolved[POWER] == demotion
+    join_rules, _, closed = _resolve_both_orders(V12)
+    assert join_rules == closed
 
 
 def test_the_conflicted_subgraph_holds_the_events_between_conflicted_ones() -> None:
