@@ -150,6 +150,23 @@ def _digest_signer(private_pem: bytes, algorithm: str) -> _DigestSigner:
     raise ValueError(f"key does not fit algorithm {algorithm}")
 
 
+def parse_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
+    """dkimpy's ``rfc822_parse`` (header fields, body with CRLF line ends), cheaper.
+
+    dkimpy splits the whole message into lines and joins the body's lines
+    again, for every message.  When every line end already is CRLF (no bare
+    LF: what our submission and MX store), the body is the bytes after the
+    first empty line as they are, and only the header block is dkimpy's to
+    parse.  Property-tested against dkimpy's function.
+    """
+    end = message.find(b"\r\n\r\n")
+    if end < 0 or message.startswith(b"\r\n") or message.count(b"\n") != message.count(
+            b"\r\n"):
+        return dkimpy.rfc822_parse(message)
+    headers, _ = dkimpy.rfc822_parse(message[:end + 2])
+    return headers, message[end + 4:]
+
+
 _RELAXED = _dkimpy_canonicalization.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _SIGNATURE_NAME = b"DKIM-Signature"
 
@@ -185,6 +202,12 @@ class _OpenSslRsaDkim(dkimpy.DKIM):
 
     _body_hash: bytes | None = None
     _canonical_headers: list[tuple[bytes, bytes]] | None = None
+
+    def set_message(self, message: bytes) -> None:
+        """dkimpy's, with the message parsed by :func:`parse_message`."""
+        super().set_message(b"")
+        if message:
+            self.headers, self.body = parse_message(message)  # type: ignore[assignment]
 
     def sign_with(self, selector: str, domain: str, private_key_pem: bytes, algorithm: str,
                   headers: Sequence[str] | None = None) -> bytes:

@@ -15,12 +15,26 @@ import email.utils
 from collections.abc import Iterable, Sequence
 
 from federation.dkim import DkimSigner
+from federation.from_header import fast_from_domain
 from federation.keys import DkimKey
 from mailserver.outbound.dsn import header_section
 
 
 def from_domain(message: bytes) -> str:
-    """The domain of the (first) From address, lower case; "" if there is none."""
+    """The domain of the (first) From address, lower case; "" if there is none.
+
+    The common shapes (one ``From: Name <local@domain>`` or ``local@domain`` in
+    plain header lines) are read by :func:`fast_from_domain`'s strict pattern, a
+    tenth of the email package's time; everything else by the email package.
+    """
+    fast = fast_from_domain(message)
+    if isinstance(fast, str):
+        return fast
+    return parsed_from_domain(message)
+
+
+def parsed_from_domain(message: bytes) -> str:
+    """:func:`from_domain` by the email package (compat32: the first address)."""
     headers = header_section(message).decode("utf-8", "replace")
     parsed = email.parser.HeaderParser(policy=email.policy.compat32).parsestr(headers)
     addresses = email.utils.getaddresses(parsed.get_all("From") or [])

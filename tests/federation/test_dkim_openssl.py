@@ -215,3 +215,31 @@ def test_one_signer_for_both_keys_equals_one_per_key(tmp_path) -> None:
                          for k in keys) + MESSAGE
     assert together == apart
     assert together.count(b"DKIM-Signature:") == 2
+
+
+_message_parts = st.lists(st.sampled_from([
+    b"From: a@x.test", b"Subject: Hallo", b" folded", b"\tfolded", b"X-A:b", b"",
+    b"From other", b"Zz", b"\xc3\xa4", b".", b"\r\n", b"\n", b"\r", b"\r\n\r\n", b" "]),
+    max_size=30).map(b"".join)
+
+
+@settings(max_examples=examples(600), deadline=None)
+@given(message=_message_parts | st.binary(max_size=200))
+def test_parse_message_is_dkimpys(message: bytes) -> None:
+    """The shortcut for messages with CRLF line ends gives dkimpy's header fields
+    and body for any message (or its error)."""
+    try:
+        expected = dkimpy.rfc822_parse(message)
+    except (dkimpy.MessageFormatError, IndexError) as exc:  # IndexError: a leading " x"
+        with pytest.raises(type(exc)):
+            dkim.parse_message(message)
+        return
+    assert dkim.parse_message(message) == expected
+
+
+def test_parse_message_examples() -> None:
+    message = b"From: a@x.test\r\nSubject: x\r\n  y\r\n\r\nBody\r\n\r\nmore\r\n"
+    assert dkim.parse_message(message) == (
+        [[b"From", b" a@x.test\r\n"], [b"Subject", b" x\r\n  y\r\n"]], b"Body\r\n\r\nmore\r\n")
+    assert dkim.parse_message(b"From: a\nTo: b\n\nx\ny") == dkimpy.rfc822_parse(
+        b"From: a\nTo: b\n\nx\ny")  # bare LF: dkimpy's own way
