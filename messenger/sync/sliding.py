@@ -431,6 +431,12 @@ class SlidingSync:
             elif before is None or before.membership != row.membership \
                     or before.config != config:
                 initial.append(room_id)
+            elif row.membership == "invite":
+                # An invited user sees the invite's stripped state, never the room's
+                # events (nor would an app keep it an invite: matrix-rust-sdk takes a
+                # room entry without invite_state for a joined room).
+                if row.stream_ordering > before.position:
+                    initial.append(room_id)  # invited again since
             elif plan.bumps.get(room_id, 0) > before.position \
                     or self._has_events_after(room_id, before.position):
                 updates.append(room_id)
@@ -675,6 +681,12 @@ class SlidingSync:
             row = plan.memberships[room_id]
             config = plan.windows[room_id]
             left = row.membership in ("leave", "ban")
+            if left and before.membership != "join":
+                # An invite declined or withdrawn: the leave alone, not the events
+                # the user was never in the room for.
+                out[room_id] = await self._leave_only(session, requester, plan, room_id)
+                sent.pop(room_id, None)
+                continue
             upto = row.stream_ordering if left else plan.token.events
             limit = config.timeline_limit
             newest = await store.room_events(session, room_id, after=before.position,
@@ -733,6 +745,17 @@ class SlidingSync:
             else:
                 sent[room_id] = SentRoom(plan.token.events, row.membership, config,
                                          frozenset(lazy))
+
+    async def _leave_only(self, session: AsyncSession, requester: Requester, plan: _Plan,
+                          room_id: str) -> SlidingRoom:
+        room = SlidingRoom(bump_stamp=plan.bumps.get(room_id))
+        leave = await store.get_event(session, plan.memberships[room_id].event_id)
+        if leave is not None:
+            room.timeline = room.required_state = await render_events(
+                session, requester, [leave], include_room_id=False)
+            room.limited = False
+            room.num_live = 1
+        return room
 
     # --- extensions -----------------------------------------------------------------
     async def _extensions(self, requester: Requester, connection: Connection, plan: _Plan,

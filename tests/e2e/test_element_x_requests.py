@@ -298,9 +298,14 @@ async def test_room_list_service_setup_growth_and_live_updates(
     await asyncio.sleep(0.3)
     assert not waiting.done()
     started = time.monotonic()
+    # A message in the room she is only invited to is not hers to see (and an
+    # entry without invite_state would make the SDK take the room for joined,
+    # msc4186/mod.rs:291-300).
+    await lehrer.send(rooms[2], "Nur für Mitglieder")
     event_id = await lehrer.send(rooms[1], "Neue Nachricht")
     data = await asyncio.wait_for(waiting, 10)
     assert time.monotonic() - started < 3
+    assert rooms[2] not in data["rooms"]
     room = data["rooms"][rooms[1]]
     assert [e["event_id"] for e in room["timeline"]] == [event_id]
     assert room["notification_count"] >= 1 and "initial" not in room
@@ -374,6 +379,17 @@ async def test_room_list_service_setup_growth_and_live_updates(
     # As Synapse: a room left since pos counts in the list this once, then not.
     data = await kollegin.ss(opened, timeout=0)
     assert data["lists"]["all_rooms"]["count"] == 3 and rooms[0] not in data["rooms"]
+    # The invite withdrawn: the leave alone, none of the room's messages.
+    waiting = asyncio.create_task(kollegin.ss(opened, timeout=POLL_TIMEOUT_MS))
+    await asyncio.sleep(0.3)
+    await lehrer.ok("POST", f"{V3}/rooms/{quote(rooms[2])}/kick",
+                    {"user_id": kollegin.user_id})
+    data = await asyncio.wait_for(waiting, 10)
+    withdrawn = data["rooms"][rooms[2]]
+    assert "invite_state" not in withdrawn
+    for part in ("timeline", "required_state"):
+        assert [(e["type"], e["state_key"], e["content"]["membership"])
+                for e in withdrawn[part]] == [("m.room.member", kollegin.user_id, "leave")]
 
 
 async def test_encryption_sync_connection_and_to_device(http: aiohttp.ClientSession,
