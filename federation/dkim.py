@@ -65,6 +65,14 @@ _library_log = logging.Logger("schulhof.federation.dkim.dkimpy", level=logging.C
 # A message with more signatures than this is not worth the lookups (DoS).
 MAX_SIGNATURES = 8
 
+# Up to this size a message is verified on the caller's thread (the event
+# loop): dkimpy's parsing and canonicalisation are Python holding the GIL,
+# so a worker thread ran them no more concurrently, and its two hops per
+# message (a thread woken, the loop woken back) cost school B as many CPU
+# samples as the verification itself (federation_mail, py-spy).  Bigger
+# messages (a hash over megabytes) still go to a thread.
+VERIFY_INLINE = 64 * 1024
+
 PASS, FAIL, NEUTRAL, TEMPERROR, PERMERROR = "pass", "fail", "neutral", "temperror", "permerror"
 
 
@@ -561,8 +569,10 @@ async def verify(message: bytes, resolver: Resolver,
     """
     if not _SIGNATURE_FIELD.search(_header_section(message)):
         return []  # unsigned: no need to parse it in a worker thread
+    inline = len(message) <= VERIFY_INLINE
     try:
-        verifier, parsed = await asyncio.to_thread(_parse_signatures, message)
+        verifier, parsed = (_parse_signatures(message) if inline
+                            else await asyncio.to_thread(_parse_signatures, message))
     except _MALFORMED as exc:
         return [DkimResult(PERMERROR, reason=f"unparseable message: {exc}")]
     local = local_keys or LocalKeys()
@@ -571,7 +581,8 @@ async def verify(message: bytes, resolver: Resolver,
     keys: dict[str, str | DnsTemporaryError | None] = dict(zip(names, fetched, strict=True))
     keys.update({p.key_name: local.records.get(p.key_name.lower()) for p in parsed
                  if not p.error and p.domain in local.domains})
-    results = await asyncio.to_thread(_check, verifier, parsed, keys)
+    results = (_check(verifier, parsed, keys) if inline
+               else await asyncio.to_thread(_check, verifier, parsed, keys))
     for r in results:
         log.info("dkim result=%s d=%s s=%s a=%s reason=%r", r.result, r.domain, r.selector,
                  r.algorithm, r.reason)

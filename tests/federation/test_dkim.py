@@ -246,3 +246,27 @@ async def test_arbitrary_signature_field_never_crashes(resolver: Resolver, value
 ])
 def test_header_section_ends_at_the_first_empty_line(message: bytes, expected: bytes) -> None:
     assert dkim._header_section(message) == expected
+
+
+async def test_small_messages_are_verified_without_a_thread_big_ones_in_one(
+        dns_server: DnsServer, resolver: Resolver, school_keys,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Up to VERIFY_INLINE bytes the verification runs on the event loop (two
+    thread hops per message cost as much as the work); a bigger message's
+    parsing and hashing go to a worker thread, as before."""
+    publish(dns_server, school_keys)
+    signer = dkim.DkimSigner("schule.test", school_keys)
+    small = await signer.sign(MESSAGE)
+    big = await signer.sign(MESSAGE + b"x" * 76 * 1000 + b"\r\n")
+    calls: list[str] = []
+    real = dkim.asyncio.to_thread
+
+    async def to_thread(function, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(function.__name__)
+        return await real(function, *args, **kwargs)
+
+    monkeypatch.setattr(dkim.asyncio, "to_thread", to_thread)
+    assert [r.result for r in await dkim.verify(small, resolver)] == ["pass", "pass"]
+    assert calls == []
+    assert [r.result for r in await dkim.verify(big, resolver)] == ["pass", "pass"]
+    assert calls == ["_parse_signatures", "_check"]
