@@ -351,6 +351,17 @@ async def test_room_list_service_setup_growth_and_live_updates(
     data = await asyncio.wait_for(waiting, 10)
     receipt = data["extensions"]["receipts"]["rooms"][rooms[1]]
     assert lehrer.user_id in receipt["content"][last]["m.read"]
+    # Her own message comes back with its transaction id: the send queue matches
+    # its local echo by it or the event id (ui/timeline/event_handler.rs:1213-1230).
+    waiting = asyncio.create_task(kollegin.ss(opened, timeout=POLL_TIMEOUT_MS))
+    await asyncio.sleep(0.3)
+    txn = f"sq-{time.monotonic_ns()}"
+    own = await kollegin.ok("PUT", f"{V3}/rooms/{quote(rooms[1])}/send/m.room.message/{txn}",
+                            {"msgtype": "m.text", "body": "Danke!"})
+    data = await asyncio.wait_for(waiting, 10)
+    echo = [e for e in data["rooms"][rooms[1]]["timeline"]
+            if e["event_id"] == own["event_id"]]
+    assert echo and echo[0]["unsigned"]["transaction_id"] == txn
     # The SDK takes a room's state from required_state only, never from the
     # timeline (matrix-sdk-base response_processors/room/msc4186/mod.rs:72-80,
     # State::After, state_events.rs:75-79): a renamed room's new m.room.name must
