@@ -351,6 +351,15 @@ async def test_room_list_service_setup_growth_and_live_updates(
     data = await asyncio.wait_for(waiting, 10)
     receipt = data["extensions"]["receipts"]["rooms"][rooms[1]]
     assert lehrer.user_id in receipt["content"][last]["m.read"]
+    # A favourite (room account data, m.tag) comes through the account_data
+    # extension, which covers every list room (lists: None).
+    waiting = asyncio.create_task(kollegin.ss(opened, timeout=POLL_TIMEOUT_MS))
+    await asyncio.sleep(0.3)
+    await kollegin.ok("PUT", f"{V3}/user/{quote(kollegin.user_id)}/rooms/{quote(rooms[0])}"
+                             "/tags/m.favourite", {"order": 0.5})
+    data = await asyncio.wait_for(waiting, 10)
+    assert {"type": "m.tag", "content": {"tags": {"m.favourite": {"order": 0.5}}}} \
+        in data["extensions"]["account_data"]["rooms"][rooms[0]]
     # Her own message comes back with its transaction id: the send queue matches
     # its local echo by it or the event id (ui/timeline/event_handler.rs:1213-1230).
     waiting = asyncio.create_task(kollegin.ss(opened, timeout=POLL_TIMEOUT_MS))
