@@ -175,6 +175,14 @@ def parse_message(message: bytes) -> tuple[list[list[bytes]], bytes]:
     return headers, message[end + 4:]
 
 
+def load_signing_keys(keys: Iterable[DkimKey]) -> None:
+    """Loads the keys as signers now (start-up, in a worker thread), not with the
+    first message: loading an RSA key costs tens of milliseconds, and the first
+    messages, signed in several threads at once, would each load it."""
+    for key in keys:
+        _digest_signer(key.private_pem, key.algorithm)
+
+
 _RELAXED = _dkimpy_canonicalization.CanonicalizationPolicy.from_c_value(b"relaxed/relaxed")
 _SIGNATURE_NAME = b"DKIM-Signature"
 

@@ -115,7 +115,9 @@ class OutboundService:
             log.warning("event=dkim_keys_missing reason=%r: outgoing mail is not signed",
                         type(exc).__name__)
             return None
-        return MessageSigner(keys, settings.local_domains, settings.school.domain)
+        signer = MessageSigner(keys, settings.local_domains, settings.school.domain)
+        await asyncio.to_thread(signer.load_keys)
+        return signer
 
     async def start(self) -> list[str]:
         settings = self._school.settings

@@ -14,7 +14,7 @@ import email.policy
 import email.utils
 from collections.abc import Iterable, Sequence
 
-from federation.dkim import DkimSigner
+from federation.dkim import DkimSigner, load_signing_keys
 from federation.from_header import fast_from_domain
 from federation.keys import DkimKey
 from mailserver.outbound.dsn import header_section
@@ -52,6 +52,10 @@ class MessageSigner:
         self._keys = tuple(keys)
         self._local = frozenset(d.lower() for d in local_domains)
         self._default = default_domain.lower()
+
+    def load_keys(self) -> None:
+        """Loads the keys for signing (tens of ms: in a worker thread, at start-up)."""
+        load_signing_keys(self._keys)
 
     def domain_for(self, message: bytes) -> str:
         domain = from_domain(message)
