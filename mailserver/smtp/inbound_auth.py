@@ -27,6 +27,9 @@ class InboundCheck(Protocol):
     async def __call__(self, message: bytes, client_ip: str, mail_from: str,
                        helo: str) -> InboundVerdict: ...
 
+    async def prepare(self) -> None:
+        """Read what the checks need before the first message arrives."""
+
 
 class MailAuthCheck:
     """The production check: federation.mail_auth with the school's resolver.
@@ -62,6 +65,11 @@ class MailAuthCheck:
                     log.warning("event=dkim_keys_missing reason=%s", type(exc).__name__)
             self._local_keys = LocalKeys.of(self._own_domains, keys)
         return self._local_keys
+
+    async def prepare(self) -> None:
+        """The school's DKIM keys, read when the service starts: not by the
+        first messages (the RSA key's check alone is tens of milliseconds)."""
+        await self._keys()
 
     async def __call__(self, message: bytes, client_ip: str, mail_from: str,
                        helo: str) -> InboundVerdict:

@@ -59,6 +59,9 @@ class SmtpService:
         self.addresses: dict[ListenerKind, tuple[str, int]] = {}
 
     async def start(self) -> list[str]:
+        check = self._services.inbound_check
+        if check is not None and self.config.port(ListenerKind.MX) >= 0:
+            await check.prepare()
         if self._tls_context is not None:
             tls = await asyncio.to_thread(self._tls_context)
         else:

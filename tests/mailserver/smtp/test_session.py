@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiosmtplib
 import pytest
@@ -12,8 +13,9 @@ import pytest
 from conf.app import School
 from conf.wiring.smtp import smtp_config
 from directory.model import Role, Status
+from federation.keys import DkimKey, SchoolKeyPaths, generate_school_keys, load_dkim_keys
 from mailserver.delivery import RecipientOutcome
-from mailserver.smtp import ListenerKind, SmtpLimits, SmtpService
+from mailserver.smtp import ListenerKind, SmtpLimits, SmtpService, inbound_auth
 from tests.mailserver.smtp.fakes import FakeTarget
 from tests.support.smtp_clients import RawClient
 
@@ -67,6 +69,31 @@ async def test_listener_descriptions_report_real_ports(school: School) -> None:
             host, port = service.addresses[kind]
             assert port > 0
             assert line == f"service={kind.service_name} addr={host}:{port}"
+    finally:
+        await service.stop()
+
+
+async def test_the_mx_reads_the_schools_dkim_keys_when_it_starts(
+        school: School, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not on the first message: that read is a startup cost, not a delivery's."""
+    paths = SchoolKeyPaths.in_dir(tmp_path)
+    generate_school_keys(paths)
+    reads: list[SchoolKeyPaths] = []
+
+    def load(key_paths: SchoolKeyPaths) -> tuple[DkimKey, DkimKey]:
+        reads.append(key_paths)
+        return load_dkim_keys(key_paths)
+
+    monkeypatch.setattr(inbound_auth, "load_dkim_keys", load)
+    config = dataclasses.replace(smtp_config(school.settings), mx_port=0, submission_port=-1,
+                                 submissions_port=-1)
+    check = inbound_auth.MailAuthCheck(school.resolver, config.hostname,
+                                       own_domains=config.local_domains, key_paths=paths)
+    service = SmtpService(config, school.directory, school.authenticator, FakeTarget(),
+                          inbound_check=check)
+    await service.start()
+    try:
+        assert reads == [paths]
     finally:
         await service.stop()
 
