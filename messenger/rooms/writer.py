@@ -38,7 +38,7 @@ from messenger.rooms.batching import MessageSend
 from messenger.rooms.errors import DeviceLoggedOut, Forbidden, MessengerError, RoomNotFound
 from messenger.rooms.heads import RoomHead, RoomHeads, next_depth
 from messenger.rooms.lookups import room_power_levels
-from messenger.storage import dag, devices
+from messenger.storage import dag, devices, push_actions
 from messenger.storage import events as store
 from messenger.storage.device_messages import stream_maxima
 from messenger.storage.events import StoredEvent
@@ -472,6 +472,8 @@ class RoomWriter:
         results: list[StoredEvent | Exception] = []
         async with self.db.write() as session:
             await lock_stream(session, "events")
+            # The batch's notification rows go in together before the commit.
+            push_actions.hold(session)
             newest = await store.newest_position(session)
             known = await store.events_of_txns(session, [
                 (s.requester.account_id, s.requester.device_id, s.txn_id)
@@ -523,6 +525,7 @@ class RoomWriter:
                     made[key] = event
                 stored.append((event, txn))
                 results.append(event)
-            for room_id, (head, old) in before.items():
-                await dag.move_extremities(session, room_id, old, set(head.extremities))
+            await dag.move_extremities_of(session, {
+                room_id: (old, set(head.extremities)) for room_id, (head, old) in before.items()})
+            await push_actions.write_held(session)
         return stored, results

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from messenger.events.canonical import canonical_json
 from messenger.storage.dag_tables import ForwardExtremityRow, OutlierEventRow, StateGroupRow
 from messenger.storage.tables import EventRow
@@ -55,6 +56,39 @@ async def move_extremities(session: AsyncSession, room_id: str, removed: Iterabl
     if new:
         await connection.execute(insert(ForwardExtremityRow),
                                  [{"room_id": room_id, "event_id": e} for e in new])
+
+
+async def move_extremities_of(session: AsyncSession,
+                               moves: Mapping[str, tuple[Iterable[str], Iterable[str]]]) -> None:
+    """``move_extremities`` for several rooms (room id -> removed, added), as a send
+    batch ends: the rooms where one event followed the one extremity (the usual
+    case) in one UPDATE, one driver call (``Database.rows_in``) for them all; the
+    others room by room."""
+    simple: dict[str, tuple[str, str]] = {}
+    rest: dict[str, tuple[Iterable[str], Iterable[str]]] = {}
+    for room_id, (removed, added) in moves.items():
+        gone = set(removed) - set(added)
+        new = set(added) - set(removed)
+        if len(gone) == 1 and len(new) == 1:
+            simple[room_id] = (gone.pop(), new.pop())
+        elif gone or new:
+            rest[room_id] = (gone, new)
+    if len(simple) == 1:
+        rest.update({r: ([old], [new]) for r, (old, new) in simple.items()})
+    elif simple:
+        table = ForwardExtremityRow.__tablename__
+        rows = await Database.rows_in(
+            session, f"UPDATE {table} SET event_id = CASE room_id "
+                     f"{' '.join(['WHEN ? THEN ?'] * len(simple))} END WHERE "
+                     f"{' OR '.join(['(room_id = ? AND event_id = ?)'] * len(simple))} "
+                     f"RETURNING room_id",
+            [v for room_id, (_old, new) in simple.items() for v in (room_id, new)]
+            + [v for room_id, (old, _new) in simple.items() for v in (room_id, old)])
+        moved = {r for (r,) in rows}
+        # A room whose old extremity was not there: the general path adds the new one.
+        rest.update({r: ([old], [new]) for r, (old, new) in simple.items() if r not in moved})
+    for room_id, (removed, added) in rest.items():
+        await move_extremities(session, room_id, removed, added)
 
 
 def _encode(state: Mapping[StateKey, str]) -> str:

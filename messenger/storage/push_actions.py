@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, case, delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from directory.db import Database
 from directory.schema import AccountRow
 from messenger.storage.events import StoredEvent, _stored
 from messenger.storage.push_tables import PushActionRow
@@ -41,15 +42,29 @@ _HELD = "schulhof_push_action_rows"
 def hold(session: AsyncSession) -> None:
     """From now on ``add`` keeps the rows of ``session``'s events back, and
     ``write_held`` (before the commit) writes them in one statement: a received
-    transaction stores up to 50 events, which was an INSERT each."""
+    transaction stores up to 50 events, and a send batch as many messages, which
+    was an INSERT each."""
     session.info[_HELD] = []
 
 
+_COLUMNS = ("user_id", "stream_ordering", "room_id", "event_id", "thread_id", "highlight")
+_INSERT = f"INSERT INTO matrix_push_actions ({', '.join(_COLUMNS)}) VALUES "
+_ROW = f"({', '.join('?' * len(_COLUMNS))})"
+ROWS_PER_INSERT = 500  # 3,000 parameters: within SQLite's and asyncpg's limits
+
+
 async def write_held(session: AsyncSession) -> None:
-    """Write the rows ``add`` held back since ``hold`` and stop holding them."""
+    """Write the rows ``add`` held back since ``hold`` and stop holding them.
+
+    One multi-row INSERT per ``ROWS_PER_INSERT`` rows, each in one driver call
+    (``Database.rows_in``): an executemany steps through the rows one by one,
+    and on SQLite each step hands the GIL back and waits to take it again
+    behind the busy event loop."""
     rows = session.info.pop(_HELD, None)
-    if rows:
-        await (await session.connection()).execute(insert(PushActionRow), rows)
+    for start in range(0, len(rows or ()), ROWS_PER_INSERT):
+        chunk = rows[start:start + ROWS_PER_INSERT]
+        await Database.rows_in(session, _INSERT + ", ".join([_ROW] * len(chunk)),
+                               [row[c] for row in chunk for c in _COLUMNS])
 
 
 async def add(session: AsyncSession, event: StoredEvent, notified: Iterable[Notified]) -> None:
