@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -232,6 +233,13 @@ async def main(args: argparse.Namespace) -> None:
                 toml.write("[http]\nmax_connections_per_ip = 0\n")
         tokens, room_of, idle_tokens = await _prepare(config, args.users, args.room_size,
                                                       args.idle)
+        # The port is chosen again now: in the setup's seconds another process on
+        # this machine may have taken the first (the server then exits, and the
+        # other process's server answered instead).
+        port = _free_port()
+        config.write_text(re.sub(r"^matrix = \d+$", f"matrix = {port}",
+                                 config.read_text(encoding="utf-8"), flags=re.M),
+                          encoding="utf-8")
         command = [sys.executable, "-m", "conf.cli", "--config", str(config), "serve"]
         server = subprocess.Popen(command, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                   stderr=subprocess.DEVNULL if not args.verbose else None)
@@ -246,7 +254,15 @@ async def main(args: argparse.Namespace) -> None:
                 ready = [asyncio.Event() for _ in room_of]
                 loops = [asyncio.create_task(load.sliding_loop(http, user, event))
                          for user, event in zip(room_of, ready, strict=True)]
-                await asyncio.gather(*(e.wait() for e in ready))
+                everyone = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in ready)))
+                while not everyone.done():  # a server that died or a failed poll ends the run
+                    await asyncio.wait([everyone, *loops], timeout=1,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    failed = [t for t in loops if t.done()]
+                    if server.poll() is not None or failed:
+                        everyone.cancel()
+                        raise SystemExit(f"the server exited ({server.poll()}) or a poll "
+                                         f"failed: {failed[0].exception() if failed else ''}")
                 await asyncio.sleep(1)
                 spy = None
                 if args.profile:  # collapsed stacks of the server during the load phase
