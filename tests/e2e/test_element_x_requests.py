@@ -25,9 +25,12 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.e2e import test_matrix_sliding_sync as sliding_e2e
-from tests.e2e.test_matrix_sliding_sync import PASSWORD, SS, V3, Client, mxid
+from tests.e2e.test_matrix_sliding_sync import PASSWORD, SS, V3, Client, account, mxid
 
-# The sliding sync e2e fixtures: a running school with three teachers, a session.
+# The sliding sync e2e fixtures: a school shared by the module's tests, in the
+# module's event loop; each test gets its own three teachers, and a session.
+pytestmark = sliding_e2e.pytestmark
+shared_school = sliding_e2e.shared_school
 base = sliding_e2e.base
 http = sliding_e2e.http
 
@@ -206,7 +209,7 @@ async def element_x_login(http: aiohttp.ClientSession, base: str, user: str) -> 
     refresh_token (ffi login never asks for one)."""
     client = ElementX(http, base)
     data = await client.ok("POST", f"{V3}/login", {
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": account(user)},
         "password": PASSWORD, "initial_device_display_name": "Element X"})
     for key in ("access_token", "device_id", "user_id"):
         assert isinstance(data[key], str) and data[key], (key, data)

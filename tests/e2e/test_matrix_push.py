@@ -1,28 +1,40 @@
 """Push notifications over real HTTP: pushers set and listed through the client API,
 and a fake push gateway on loopback that records what the server sends it -
-only event id, room id, count and device, never content or sender."""
+only event id, room id, count and device, never content or sender.
+
+The module's tests share one running school and one fake gateway (module-scoped,
+in the module's event loop; on one xdist worker: tests/support/xdist_groups.py);
+each test has its own accounts (tests/support/shared_school.py) and sees only
+what the gateway received since it started (``gateway``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
+import pytest_asyncio
 from aiohttp import web
 
 from conf.app import School
-from conf.settings import MatrixSettings, Settings
+from conf.settings import MatrixSettings
+from directory.model import Role
 from messenger.server import MatrixServer
 from tests.e2e import test_matrix_api
-from tests.e2e.test_matrix_api import V3, Client, client, mxid
+from tests.e2e.test_matrix_api import DOMAIN, V3, Client
 from tests.support.schools import make_settings
+from tests.support.shared_school import OwnAccounts, running
 
-base = test_matrix_api.base
-http = test_matrix_api.http
+# Every test of the module runs in the module's event loop, the shared school's.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+ACCOUNTS = (("lehrer", Role.TEACHER), ("anna", Role.PUPIL), ("ben", Role.PUPIL),
+            ("carl", Role.PUPIL))
+#: The running test's own accounts.
+account = OwnAccounts()
 
 NOTIFY = "/_matrix/push/v1/notify"
 SECRET = "Treffen um drei am Fahrradkeller"
@@ -64,28 +76,69 @@ class FakeGateway:
         if self._runner is not None:
             await self._runner.cleanup()
 
+    def forget(self) -> None:
+        """What came so far, and the answers ordered for it: a new test starts."""
+        self.received.clear()
+        self.raw.clear()
+        self.rejected.clear()
+        self.failures_left = 0
 
-@pytest.fixture
-async def gateway() -> AsyncIterator[FakeGateway]:
+
+DEAD_GATEWAY = "http://127.0.0.1:9/_matrix/push/v1/notify"  # nothing listens on port 9
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_gateway() -> AsyncIterator[FakeGateway]:
     fake = FakeGateway()
     await fake.start()
     yield fake
     await fake.stop()
 
 
-DEAD_GATEWAY = "http://127.0.0.1:9/_matrix/push/v1/notify"  # nothing listens on port 9
-
-
-@pytest.fixture
-def settings(tmp_path: Path, database_url: str, gateway: FakeGateway) -> Settings:
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_school(tmp_path_factory: pytest.TempPathFactory, module_database_url: str,
+                        shared_gateway: FakeGateway) -> AsyncIterator[School]:
     """The school allows exactly the fake gateway and a dead one (matrix.push_gateways)."""
-    return make_settings(tmp_path / "school", database_url,
-                         matrix=MatrixSettings(push_gateways=(gateway.url, DEAD_GATEWAY)))
+    settings = make_settings(
+        tmp_path_factory.mktemp("shared") / "school", module_database_url,
+        matrix=MatrixSettings(push_gateways=(shared_gateway.url, DEAD_GATEWAY)))
+    async with running(settings) as school:
+        yield school
 
 
 @pytest.fixture
-def server(running_school: School, base: str) -> MatrixServer:
-    return next(s for s in running_school.services if isinstance(s, MatrixServer))
+def server(shared_school: School) -> MatrixServer:
+    return next(s for s in shared_school.services if isinstance(s, MatrixServer))
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def base(shared_school: School, server: MatrixServer) -> AsyncIterator[str]:
+    """The Matrix API's URL; this test's own teacher and pupils Anna, Ben and Carl."""
+    await account.make(shared_school, ACCOUNTS, password=test_matrix_api.PASSWORD)
+    yield server.base_url
+    account.forget()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def gateway(shared_gateway: FakeGateway, server: MatrixServer) -> FakeGateway:
+    """The module's gateway, with what earlier tests had pushed delivered and forgotten."""
+    await server.push.drained()
+    shared_gateway.forget()
+    return shared_gateway
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def client(http: aiohttp.ClientSession, base: str, user: str) -> Client:
+    return await test_matrix_api.client(http, base, account(user))
+
+
+def mxid(login: str) -> str:
+    return f"@{account(login)}:{DOMAIN}"
 
 
 def pusher_body(url: str, pushkey: str, **extra: Any) -> dict[str, Any]:
@@ -296,4 +349,7 @@ async def test_stop_does_not_hang_on_a_dead_gateway(
     teacher, _, room = await teacher_and_anna(http, base, dead, "pk-dead")
     await say(teacher, room, "d1")
     await asyncio.sleep(0.1)
-    await asyncio.wait_for(server.push.stop(), 2.0)
+    try:
+        await asyncio.wait_for(server.push.stop(), 2.0)
+    finally:
+        await server.push.start()  # the module's later tests push again

@@ -7,6 +7,7 @@ account data wins."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import AsyncIterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -19,11 +20,20 @@ from directory.model import Role
 from messenger.server import MatrixServer
 from tests.e2e import test_matrix_api
 from tests.e2e.test_matrix_api import V3, client, mxid
-from tests.e2e.test_matrix_push import FakeGateway, gateway, pusher_body, say
+from tests.e2e.test_matrix_push import FakeGateway, pusher_body, say
 from tests.support.schools import make_settings
 
 base, http = test_matrix_api.base, test_matrix_api.http
-__all__ = ["base", "gateway", "http"]
+__all__ = ["base", "http"]
+
+
+@pytest.fixture
+async def gateway() -> AsyncIterator[FakeGateway]:
+    """A fake push gateway of this test's own (test_matrix_push's is the module's)."""
+    fake = FakeGateway()
+    await fake.start()
+    yield fake
+    await fake.stop()
 
 
 def window_around_now() -> str:

@@ -1,6 +1,15 @@
 """Simplified sliding sync (MSC4186) over raw HTTP against a running school:
 connections and positions, lists and ranges, invites and leaves, room
-subscriptions, required_state, the extensions, long-polling and bad input."""
+subscriptions, required_state, the extensions, long-polling and bad input.
+
+The tests of this module (and of test_element_x_requests, which uses these
+fixtures) share one running school (``shared_school``, module-scoped: starting
+one costs 1-5 s, far more than most tests here) and so one event loop; with
+``--dist loadgroup`` they stay on one xdist worker (tests/support/xdist_groups.py).
+Each test still starts from nothing: ``base`` makes it its own three teachers
+(tests/support/shared_school.py), so no test sees another's rooms, invites,
+connections or to-device messages, and their order does not matter.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +21,13 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
+import pytest_asyncio
 
 from conf.app import School
 from directory.model import Role
 from messenger.server import MatrixServer
+from tests.support.schools import make_settings
+from tests.support.shared_school import OwnAccounts, running
 
 DOMAIN = "schule.test"
 PASSWORD = "correct horse battery"
@@ -54,7 +66,8 @@ class Client:
 
     async def login(self, user: str) -> Client:
         data = await self.ok("POST", f"{V3}/login", {
-            "type": "m.login.password", "identifier": {"type": "m.id.user", "user": user},
+            "type": "m.login.password", "identifier": {"type": "m.id.user",
+                                                       "user": account(user)},
             "password": PASSWORD})
         self.token, self.user_id = data["access_token"], data["user_id"]
         return self
@@ -98,17 +111,32 @@ def bodies(room: dict[str, Any]) -> list[str]:
             if e["type"] == "m.room.message"]
 
 
-@pytest.fixture
-async def base(running_school: School) -> str:
-    d = running_school.directory
-    for login in ("lehrer", "kollegin", "referendar"):
-        await d.create_account(role=Role.TEACHER, login=login, password=PASSWORD,
-                               display_name=login.title())
-    server = next(s for s in running_school.services if isinstance(s, MatrixServer))
-    return server.base_url
+# Every test of the module runs in the module's event loop, the shared school's.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+TEACHERS = ("lehrer", "kollegin", "referendar")
+#: The running test's own accounts (tests/support/shared_school.py).
+account = OwnAccounts()
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def shared_school(tmp_path_factory: pytest.TempPathFactory,
+                        module_database_url: str) -> AsyncIterator[School]:
+    """One school for the module's tests, every network service listening on loopback."""
+    settings = make_settings(tmp_path_factory.mktemp("shared") / "school", module_database_url)
+    async with running(settings) as school:
+        yield school
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def base(shared_school: School) -> AsyncIterator[str]:
+    """The Matrix API's URL; this test's own three teachers (see the module docstring)."""
+    await account.make(shared_school, ((login, Role.TEACHER) for login in TEACHERS))
+    server = next(s for s in shared_school.services if isinstance(s, MatrixServer))
+    yield server.base_url
+    account.forget()
+
+
+@pytest_asyncio.fixture(loop_scope="module")
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession() as session:
         yield session
@@ -119,7 +147,7 @@ async def login(http: aiohttp.ClientSession, base: str, user: str) -> Client:
 
 
 def mxid(login: str) -> str:
-    return f"@{login}:{DOMAIN}"
+    return f"@{account(login)}:{DOMAIN}"
 
 
 async def test_versions_advertise_simplified_sliding_sync(http: aiohttp.ClientSession,
