@@ -62,3 +62,11 @@ def test_a_port_in_use_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.setattr(schools, "_cursor", itertools.cycle([port]))
         with pytest.raises(RuntimeError, match="no free port"):
             schools.free_port()
+
+
+def test_fast_tests_never_run_out_of_ports() -> None:
+    # More ports than this worker's slice of the range, handed out at once: the
+    # oldest are let go (HOLD_MAX) before the slice is all held.
+    for _ in range(2 * (schools._PORTS_HIGH - schools._PORTS_LOW)):
+        schools.free_port()
+    assert len(schools._held) <= schools.HOLD_MAX

@@ -53,6 +53,11 @@ _cursor: itertools.cycle[int] | None = None
 #: How long a handed-out port stays held: longer than a ``serve`` takes to bind
 #: its listeners on a loaded machine (tests/security/conftest.py waits 60 s).
 HOLD_SECONDS = 120.0
+#: At most this many held at once (the oldest go first): fast tests that make a
+#: school each (ten ports) would otherwise hold this process's whole slice of the
+#: range within HOLD_SECONDS, and free_port would find no port.  Tests run one
+#: after another in a process, so only the running test's ports need holding.
+HOLD_MAX = 1000
 #: (when, socket) of the ports handed out in the last HOLD_SECONDS, oldest first.
 _held: collections.deque[tuple[float, socket.socket]] = collections.deque()
 
@@ -78,7 +83,7 @@ def _hold(host: str, port: int) -> socket.socket | None:
 
 
 def _release_old(now: float) -> None:
-    while _held and now - _held[0][0] > HOLD_SECONDS:
+    while _held and (now - _held[0][0] > HOLD_SECONDS or len(_held) >= HOLD_MAX):
         _held.popleft()[1].close()
 
 
