@@ -1,7 +1,7 @@
 """The Authentication-Results header field (RFC 8601).
 
-Built with ``authres`` (the RFC 8601 module of dkimpy's author), which quotes
-values where the grammar needs it.  Reading the authserv-id of incoming
+Built as ``authres`` (the RFC 8601 module of dkimpy's author) builds it,
+quoting values where the grammar needs it.  Reading the authserv-id of incoming
 fields is our own small parser: authres refuses valid fields (a quoted
 authserv-id) and we must not miss one that claims to be us (RFC 8601 5).
 """
@@ -10,10 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-
-import authres
-import authres.core
-import authres.dmarc
 
 from federation.dkim import DkimResult
 from federation.dmarc import DmarcVerdict
@@ -37,29 +33,57 @@ def build_header(authserv_id: str, spf: SpfResult | None, dkim: Sequence[DkimRes
 
     RFC 8601 2.7: dkim with header.d/header.s/header.a/header.b (RFC 6008),
     spf with smtp.mailfrom or smtp.helo, dmarc with header.from (RFC 7489 11.2).
+
+    Written here rather than with ``authres``'s objects, which cost every
+    inbound message a few hundred microseconds (3% of the receiving school's
+    CPU in federation_mail); the text is the same as theirs, quoting
+    included (a property test compares both).
     """
-    results: list[authres.core.BaseAuthenticationResult] = []
+    results: list[str] = []
     if not dkim:
-        results.append(authres.DKIMAuthenticationResult(result="none"))
+        results.append("dkim=none")
     for r in dkim:
-        prefix = _clean(r.signature_prefix)
-        results.append(authres.DKIMAuthenticationResult(
-            result=r.result, reason=_clean(r.reason) or None,
-            properties=[authres.core.AuthenticationResultProperty("header", "b", prefix)]
-            if prefix else None,
-            header_d=_clean(r.domain) or None, header_s=_clean(r.selector) or None,
-            header_a=_clean(r.algorithm) or None))
+        results.append(_result("dkim", r.result, _clean(r.reason), (
+            ("header.b", _clean(r.signature_prefix)), ("header.d", _clean(r.domain)),
+            ("header.a", _clean(r.algorithm)), ("header.s", _clean(r.selector)))))
     if spf is not None:
-        kwargs = ({"smtp_mailfrom": _clean(spf.sender)} if spf.identity == "mailfrom"
-                  else {"smtp_helo": _clean(spf.domain)})
-        results.append(authres.SPFAuthenticationResult(result=spf.result, **kwargs))
+        identity = (("smtp.mailfrom", _clean(spf.sender)) if spf.identity == "mailfrom"
+                    else ("smtp.helo", _clean(spf.domain)))
+        results.append(_result("spf", spf.result, "", (identity,)))
     if dmarc is not None:
-        results.append(authres.dmarc.DMARCAuthenticationResult(
-            result=dmarc.result, header_from=_clean(dmarc.from_domain) or None,
-            policy=dmarc.policy if dmarc.result in ("pass", "fail") else None))
-    header = authres.AuthenticationResultsHeader(authserv_id=_clean(authserv_id),
-                                                 results=results)
-    return _fold(str(header)).encode("utf-8") + b"\r\n"
+        results.append(_result("dmarc", dmarc.result, "", (
+            ("header.from", _clean(dmarc.from_domain)),
+            ("policy.dmarc", dmarc.policy if dmarc.result in ("pass", "fail") else ""))))
+    header = "; ".join([f"Authentication-Results: {_clean(authserv_id)}", *results])
+    return _fold(header).encode("utf-8") + b"\r\n"
+
+
+# RFC 2045 token: printable ASCII without tspecials (authres's pattern, and its
+# ``^...$``, which also matches before a final newline).
+_TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`{|}~-]+$")
+_NOT_PRINTABLE = re.compile(r"[^\x20-\x7e]")
+_QUOTED = re.compile(r'(["\\])')
+
+
+def _value(value: str) -> str:
+    """A value as RFC 8601 2.2 wants it: as is when it has an "@" (an address,
+    as authres leaves it) or is a token, else a quoted-string."""
+    if "@" in value or _TOKEN.match(value):
+        return value
+    return '"' + _QUOTED.sub(r"\\\1", value) + '"'
+
+
+def _result(method: str, result: str, reason: str,
+            properties: Sequence[tuple[str, str]]) -> str:
+    """``method=result [reason=...] [ptype.property=value ...]`` (RFC 8601 2.2);
+    properties with an empty value are left out."""
+    text = f"{method}={result.lower()}"
+    if reason:
+        text += " reason=" + _value(_NOT_PRINTABLE.sub("?", reason))
+    for name, value in properties:
+        if value:
+            text += f" {name}={_value(value)}"
+    return text
 
 
 def _fold(text: str, limit: int = 78) -> str:

@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import authres
+import authres.core
+import authres.dmarc
 from hypothesis import given
 from hypothesis import strategies as st
 
-from federation.authresults import authserv_id, build_header, remove_claims, split_header
+from federation.authresults import (
+    _clean,
+    _fold,
+    authserv_id,
+    build_header,
+    remove_claims,
+    split_header,
+)
 from federation.dkim import DkimResult
 from federation.dmarc import DmarcVerdict
 from federation.spf import SpfResult
@@ -108,3 +117,51 @@ def test_split_and_remove_never_crash_and_keep_bytes(data: bytes) -> None:
 def test_authserv_id_never_crashes(value: str) -> None:
     result = authserv_id(value)
     assert result is None or result == result.lower()
+
+
+def authres_header(authserv: str, spf: SpfResult | None, dkim: list[DkimResult],
+                   dmarc: DmarcVerdict | None) -> bytes:
+    """The header as authres builds it (how build_header built it before)."""
+    results: list[authres.core.BaseAuthenticationResult] = []
+    if not dkim:
+        results.append(authres.DKIMAuthenticationResult(result="none"))
+    for r in dkim:
+        prefix = _clean(r.signature_prefix)
+        results.append(authres.DKIMAuthenticationResult(
+            result=r.result, reason=_clean(r.reason) or None,
+            properties=[authres.core.AuthenticationResultProperty("header", "b", prefix)]
+            if prefix else None,
+            header_d=_clean(r.domain) or None, header_s=_clean(r.selector) or None,
+            header_a=_clean(r.algorithm) or None))
+    if spf is not None:
+        kwargs = ({"smtp_mailfrom": _clean(spf.sender)} if spf.identity == "mailfrom"
+                  else {"smtp_helo": _clean(spf.domain)})
+        results.append(authres.SPFAuthenticationResult(result=spf.result, **kwargs))
+    if dmarc is not None:
+        results.append(authres.dmarc.DMARCAuthenticationResult(
+            result=dmarc.result, header_from=_clean(dmarc.from_domain) or None,
+            policy=dmarc.policy if dmarc.result in ("pass", "fail") else None))
+    header = authres.AuthenticationResultsHeader(authserv_id=_clean(authserv),
+                                                 results=results)
+    return _fold(str(header)).encode("utf-8") + b"\r\n"
+
+
+_results = st.sampled_from(["pass", "fail", "none", "neutral", "temperror", "permerror",
+                            "softfail", "policy"])
+_values = st.one_of(st.sampled_from(["", "partner.test", "a@partner.test", "rsa-sha256",
+                                     "Ab+/=12x", 'x "y" \\z', "body hash mismatch"]),
+                    st.text(max_size=30))
+_dkim = st.builds(DkimResult, _results, _values, _values, _values, _values, _values)
+_spf = st.one_of(st.none(), st.builds(SpfResult, _results, _values,
+                                      st.sampled_from(["mailfrom", "helo"]), _values))
+_dmarc = st.one_of(st.none(), st.builds(DmarcVerdict, _results, _values,
+                                        st.sampled_from(["none", "quarantine", "reject", ""])))
+
+
+@given(st.sampled_from(["mx.schule.test", "b.test"]), _spf, st.lists(_dkim, max_size=3),
+       _dmarc)
+def test_build_header_writes_what_authres_writes(authserv: str, spf: SpfResult | None,
+                                                 dkim: list[DkimResult],
+                                                 dmarc: DmarcVerdict | None) -> None:
+    assert build_header(authserv, spf, dkim, dmarc) == authres_header(authserv, spf, dkim,
+                                                                       dmarc)
