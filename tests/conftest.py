@@ -91,7 +91,7 @@ def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object:
-    """``--dist loadgroup``: also one worker per tests/security module (its shared serve)."""
+    """``--dist loadgroup``: one worker per server-sharing group (tests/support/xdist_groups.py)."""
     if config.getvalue("dist") != "loadgroup":
         return None
     from tests.support.xdist_groups import ModuleGroupScheduling

@@ -14,9 +14,15 @@ import pytest
 from nio import AsyncClient, AsyncClientConfig, KeysUploadResponse, LoginResponse
 from nio.crypto import ENCRYPTION_ENABLED
 
-from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
+from tests.e2e.matrix_synapse.conftest import (
+    ON_SHARED_LOOP,
+    PASSWORD,
+    SYNAPSE_NAME,
+    SYNAPSE_TEST_TIMEOUT,
+    Interop,
+)
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT),
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT), ON_SHARED_LOOP,
               pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")]
 
 
@@ -45,9 +51,9 @@ async def test_keys_cross_both_ways(interop: Interop, tmp_path: Path,
                                    clients: list[AsyncClient]) -> None:
     a = interop.schools["a"]
     await interop.synapse_user("anna", "Anna Synapse")
-    anna = await nio_with_keys(interop.synapse.client_url, f"@anna:{SYNAPSE_NAME}",
+    anna = await nio_with_keys(interop.synapse.client_url, interop.synapse_id("anna"),
                                tmp_path / "anna", clients)
-    lehrer = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "lehrer",
+    lehrer = await nio_with_keys(a.matrix.base_url, interop.teacher_id(), tmp_path / "lehrer",
                                  clients)
 
     # Synapse's client API asks A (POST /_matrix/federation/v1/user/keys/query).
@@ -92,9 +98,9 @@ async def test_schulhof_reads_synapse_device_list(interop: Interop, tmp_path: Pa
     device nio uploaded; A's own answer has the same shape."""
     a = interop.schools["a"]
     await interop.synapse_user("bert", "Bert Synapse")
-    bert = await nio_with_keys(interop.synapse.client_url, f"@bert:{SYNAPSE_NAME}",
+    bert = await nio_with_keys(interop.synapse.client_url, interop.synapse_id("bert"),
                                tmp_path / "bert", clients)
-    lehrer = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "lehrer",
+    lehrer = await nio_with_keys(a.matrix.base_url, interop.teacher_id(), tmp_path / "lehrer",
                                  clients)
     answer = await a.listener.client.request(
         "GET", SYNAPSE_NAME, f"/_matrix/federation/v1/user/devices/{bert.user_id}")
@@ -112,9 +118,9 @@ async def test_a_new_device_reaches_synapse_through_a_device_list_update(
     GET /user/devices)."""
     a = interop.schools["a"]
     await interop.synapse_user("dora", "Dora Synapse")
-    dora = await nio_with_keys(interop.synapse.client_url, f"@dora:{SYNAPSE_NAME}",
+    dora = await nio_with_keys(interop.synapse.client_url, interop.synapse_id("dora"),
                                tmp_path / "dora", clients)
-    first = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "first",
+    first = await nio_with_keys(a.matrix.base_url, interop.teacher_id(), tmp_path / "first",
                                 clients)
     created = await _post(a.matrix.base_url, first.access_token,
                           "/_matrix/client/v3/createRoom",
@@ -130,7 +136,7 @@ async def test_a_new_device_reaches_synapse_through_a_device_list_update(
         return set(answer["device_keys"].get(first.user_id, {}))
 
     assert await devices_seen_at_synapse() == {first.device_id}
-    second = await nio_with_keys(a.matrix.base_url, "@lehrera:a.test", tmp_path / "second",
+    second = await nio_with_keys(a.matrix.base_url, interop.teacher_id(), tmp_path / "second",
                                  clients)
 
     async def until_seen(devices: set[str]) -> None:

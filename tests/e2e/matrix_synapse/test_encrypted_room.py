@@ -19,10 +19,15 @@ from nio import (
 )
 from nio.crypto import ENCRYPTION_ENABLED
 
-from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
+from tests.e2e.matrix_synapse.conftest import (
+    ON_SHARED_LOOP,
+    PASSWORD,
+    SYNAPSE_TEST_TIMEOUT,
+    Interop,
+)
 from tests.support.nio_watch import login
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT),
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT), ON_SHARED_LOOP,
               pytest.mark.skipif(not ENCRYPTION_ENABLED, reason="nio without vodozemac")]
 
 
@@ -30,8 +35,8 @@ async def test_encrypted_room_decrypts_both_ways(interop: Interop, tmp_path: Pat
                                                  clients: list[AsyncClient]) -> None:
     a = interop.schools["a"]
     await interop.synapse_user("anna", "Anna Synapse")
-    lehrer = await login(a.matrix.base_url, "@lehrera:a.test", PASSWORD, tmp_path / "l", clients)
-    anna = await login(interop.synapse.client_url, f"@anna:{SYNAPSE_NAME}", PASSWORD,
+    lehrer = await login(a.matrix.base_url, interop.teacher_id(), PASSWORD, tmp_path / "l", clients)
+    anna = await login(interop.synapse.client_url, interop.synapse_id("anna"), PASSWORD,
                        tmp_path / "a", clients)
     created = await lehrer.client.room_create(
         name="Vertraulich", invite=[anna.client.user_id],
@@ -49,7 +54,7 @@ async def test_encrypted_room_decrypts_both_ways(interop: Interop, tmp_path: Pat
                                          {"msgtype": "m.text", "body": "Geheim aus Schulhof"},
                                          ignore_unverified_devices=True)
     assert isinstance(sent, RoomSendResponse), sent
-    await anna.until(lambda w: ("@lehrera:a.test", "Geheim aus Schulhof") in w.texts)
+    await anna.until(lambda w: (interop.teacher_id(), "Geheim aus Schulhof") in w.texts)
 
     await anna.sync()  # anna's client learns lehrer's device before it encrypts
     sent = await anna.client.room_send(room_id, "m.room.message",
@@ -65,4 +70,4 @@ async def test_encrypted_room_decrypts_both_ways(interop: Interop, tmp_path: Pat
     await lehrer.until(lambda w: (anna.client.user_id, sent.event_id) in w.receipts)
     # ...and the school's user's typing reaches Synapse's.
     await lehrer.client.room_typing(room_id, True, timeout=20_000)
-    await anna.until(lambda w: ["@lehrera:a.test"] in w.typing)
+    await anna.until(lambda w: [interop.teacher_id()] in w.typing)

@@ -13,9 +13,15 @@ import aiohttp
 import pytest
 
 from federation.matrix.client import download_media
-from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
+from tests.e2e.matrix_synapse.conftest import (
+    ON_SHARED_LOOP,
+    PASSWORD,
+    SYNAPSE_NAME,
+    SYNAPSE_TEST_TIMEOUT,
+    Interop,
+)
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT)]
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT), ON_SHARED_LOOP]
 
 def _png(width: int, height: int) -> bytes:
     """A real PNG of random grey pixels (Synapse makes thumbnails of what it fetches)."""
@@ -52,7 +58,7 @@ async def test_synapse_fetches_a_file_shared_with_its_user(interop: Interop) -> 
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{a.matrix.base_url}/_matrix/client/v3/login", json={
                 "type": "m.login.password", "password": PASSWORD,
-                "identifier": {"type": "m.id.user", "user": "lehrera"}}) as response:
+                "identifier": {"type": "m.id.user", "user": interop.teacher()}}) as response:
             token = (await response.json())["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
         async with http.post(f"{a.matrix.base_url}/_matrix/media/v3/upload?filename=b.png",
@@ -88,7 +94,7 @@ async def _synapse_download(interop: Interop, token: str, media_id: str) -> tupl
 async def test_synapse_gets_no_file_that_was_not_shared(interop: Interop) -> None:
     a = interop.schools["a"]
     anna = await interop.synapse_user("anna", "Anna Synapse")
-    account = await a.school.directory.get_account("lehrera")
+    account = await a.school.directory.get_account(interop.teacher())
     uri = await a.matrix.media.upload(account.id, PNG, "image/png", "privat.png")  # type: ignore[union-attr]
     status, _ = await _synapse_download(interop, anna.access_token, uri.rsplit("/", 1)[1])
     assert status == 404

@@ -18,10 +18,15 @@ from nio import (
     RoomSendResponse,
 )
 
-from tests.e2e.matrix_synapse.conftest import PASSWORD, SYNAPSE_NAME, SYNAPSE_TEST_TIMEOUT, Interop
+from tests.e2e.matrix_synapse.conftest import (
+    ON_SHARED_LOOP,
+    PASSWORD,
+    SYNAPSE_TEST_TIMEOUT,
+    Interop,
+)
 from tests.support.synapse import SynapseUser
 
-pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT)]
+pytestmark = [pytest.mark.synapse, pytest.mark.timeout(SYNAPSE_TEST_TIMEOUT), ON_SHARED_LOOP]
 
 
 async def nio_login(base_url: str, user_id: str, made: list[AsyncClient]) -> AsyncClient:
@@ -90,8 +95,8 @@ async def test_room_created_at_schulhof_joined_from_synapse(
         interop: Interop, clients: list[AsyncClient]) -> None:
     a = interop.schools["a"]
     await interop.synapse_user("anna", "Anna Synapse")
-    lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
-    anna = await nio_login(interop.synapse.client_url, f"@anna:{SYNAPSE_NAME}", clients)
+    lehrer = await nio_login(a.matrix.base_url, interop.teacher_id(), clients)
+    anna = await nio_login(interop.synapse.client_url, interop.synapse_id("anna"), clients)
     room_id = await create_and_join(lehrer, anna, "Schulhof-Raum")
     await chat(lehrer, anna, room_id)
 
@@ -100,8 +105,8 @@ async def test_room_created_at_synapse_joined_from_schulhof(
         interop: Interop, clients: list[AsyncClient]) -> None:
     a = interop.schools["a"]
     await interop.synapse_user("bert", "Bert Synapse")
-    bert = await nio_login(interop.synapse.client_url, f"@bert:{SYNAPSE_NAME}", clients)
-    lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
+    bert = await nio_login(interop.synapse.client_url, interop.synapse_id("bert"), clients)
+    lehrer = await nio_login(a.matrix.base_url, interop.teacher_id(), clients)
     room_id = await create_and_join(bert, lehrer, "Synapse-Raum")
     await chat(bert, lehrer, room_id)
 
@@ -113,8 +118,8 @@ async def test_version_12_room_created_at_synapse_joined_from_schulhof(
     taken, the join goes through make_join/send_join, and both sides chat."""
     a = interop.schools["a"]
     await interop.synapse_user("carla", "Carla Synapse")
-    carla = await nio_login(interop.synapse.client_url, f"@carla:{SYNAPSE_NAME}", clients)
-    lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
+    carla = await nio_login(interop.synapse.client_url, interop.synapse_id("carla"), clients)
+    lehrer = await nio_login(a.matrix.base_url, interop.teacher_id(), clients)
     room_id = await create_and_join(carla, lehrer, "Neueste Version", room_version="12")
     await chat(carla, lehrer, room_id)
     # The creator's power is the room version's, not a power level: Schulhof's
@@ -136,7 +141,7 @@ async def test_version_12_room_created_at_schulhof_joined_from_synapse(
     against Schulhof, and both sides chat."""
     a = interop.schools["a"]
     await interop.synapse_user("dora", "Dora Synapse")
-    lehrer = await nio_login(a.matrix.base_url, "@lehrera:a.test", clients)
-    dora = await nio_login(interop.synapse.client_url, f"@dora:{SYNAPSE_NAME}", clients)
+    lehrer = await nio_login(a.matrix.base_url, interop.teacher_id(), clients)
+    dora = await nio_login(interop.synapse.client_url, interop.synapse_id("dora"), clients)
     room_id = await create_and_join(lehrer, dora, "V12 bei Schulhof", room_version="12")
     await chat(lehrer, dora, room_id)
