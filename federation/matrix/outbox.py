@@ -113,12 +113,16 @@ class Outbox:
                 .values(retry_at=None, failures=0))
             return bool(getattr(result, "rowcount", 0))
 
-    async def next_batch(self, destination: str) -> Batch | None:
+    async def next_batch(self, destination: str, after: int | None = None) -> Batch | None:
+        """The oldest queued items of ``destination``; ``after``: those queued after
+        row ``after`` (the sender reads the next batch while the one before it is in
+        flight, its rows still queued)."""
+        query = select(FederationOutboxRow).where(FederationOutboxRow.destination == destination)
+        if after is not None:
+            query = query.where(FederationOutboxRow.id > after)
         async with self.db.read() as session:
             rows = list(await session.scalars(
-                select(FederationOutboxRow)
-                .where(FederationOutboxRow.destination == destination)
-                .order_by(FederationOutboxRow.id)
+                query.order_by(FederationOutboxRow.id)
                 .limit(MAX_PDUS_PER_TXN + MAX_EDUS_PER_TXN)))
         ids: list[int] = []
         first_queued_us = 0

@@ -164,23 +164,55 @@ class TransactionSender:
                 pass
 
     async def _drain(self, destination: str) -> None:
-        """Send batches to ``destination`` until its queue is empty or a send fails."""
+        """Send batches to ``destination`` until its queue is empty or a send fails.
+
+        One transaction at a time, in queue order; around each one's round trip the
+        queue work is done meanwhile: the next batch is read (the rows after the
+        ones in flight) and the one before's "delivered" commits (awaited before the
+        next answer is acted on, so a failure's backoff is never overwritten by it).
+        Should that commit be lost, the rows are sent again under the same txn id and
+        the receiver answers from its record."""
+        delivering: asyncio.Future[None] | None = None
         try:
-            while True:
+            batch = await self._read(destination)
+            while batch is not None:
                 self._again.discard(destination)
-                batch = await self.outbox.next_batch(destination)
-                if batch is None:
-                    if destination in self._again:
-                        continue  # queued and found due while we read: look again
-                    return
-                if not await self.send(batch):
+                following = asyncio.ensure_future(
+                    self.outbox.next_batch(destination, after=batch.ids[-1]))
+                try:
+                    error = await self._transmit(batch)
+                    if delivering is not None:
+                        await delivering
+                        delivering = None
+                except BaseException:
+                    await _cancelled(following)
+                    raise
+                if error is not None:
+                    await _cancelled(following)
+                    await self._failed(batch, error)
                     self.wake()  # the loop then sleeps until this backoff ends
                     return
+                delivering = asyncio.ensure_future(self.outbox.delivered(batch, self._clock()))
+                batch = await following
+                if batch is None:
+                    # Read from the start once the rows before are gone: SQLite may give
+                    # a newly queued row the id of a deleted one.
+                    await delivering
+                    delivering = None
+                    if destination in self._again:  # queued and found due as we read
+                        batch = await self._read(destination)
         finally:
+            if delivering is not None:
+                await delivering
             self._busy.discard(destination)
             self._again.discard(destination)
 
-    async def send(self, batch: Batch) -> bool:
+    async def _read(self, destination: str) -> Batch | None:
+        self._again.discard(destination)
+        return await self.outbox.next_batch(destination)
+
+    async def _transmit(self, batch: Batch) -> FederationRequestError | None:
+        """``PUT /send/{txnId}`` of ``batch``; the error if it failed."""
         started = time.monotonic()
         body = {"origin": self._client.origin,
                 "origin_server_ts": int(self._clock().timestamp() * 1000),
@@ -190,16 +222,23 @@ class TransactionSender:
                                        f"/_matrix/federation/v1/send/{batch.txn_id}",
                                        content=body)
         except FederationRequestError as exc:
-            failures = await self.outbox.failed(
-                batch.destination, str(exc), self._clock(),
-                lambda n: backoff_after(n, self._first_backoff))
-            self._waiting.add(batch.destination)
-            self._failed_at[batch.destination] = time.monotonic()
-            log.info("event=federation_send_failed destination=%s txn=%s failures=%d "
-                     "reason=%r", batch.destination, batch.txn_id, failures, str(exc))
-            return False
-        await self.outbox.delivered(batch, self._clock())
+            return exc
         log.debug("event=federation_sent destination=%s txn=%s pdus=%d edus=%d ms=%.1f",
                   batch.destination, batch.txn_id, len(batch.pdus), len(batch.edus),
                   (time.monotonic() - started) * 1000)
-        return True
+        return None
+
+    async def _failed(self, batch: Batch, exc: FederationRequestError) -> None:
+        failures = await self.outbox.failed(
+            batch.destination, str(exc), self._clock(),
+            lambda n: backoff_after(n, self._first_backoff))
+        self._waiting.add(batch.destination)
+        self._failed_at[batch.destination] = time.monotonic()
+        log.info("event=federation_send_failed destination=%s txn=%s failures=%d "
+                 "reason=%r", batch.destination, batch.txn_id, failures, str(exc))
+
+
+async def _cancelled(task: asyncio.Future[Any]) -> None:
+    """Cancel ``task`` and wait for it (its result, or error, is not wanted)."""
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)

@@ -33,7 +33,8 @@ class Recorder:
         self.transactions = 0
 
     async def receive(self, origin: str, pdus: list[Mapping[str, Any]],
-                      edus: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+                      edus: list[Mapping[str, Any]], record: Any = None
+                      ) -> dict[str, dict[str, Any]]:
         self.transactions += 1
         self.pdus += pdus
         self.edus += edus
@@ -155,8 +156,8 @@ class GatedOutbox(Outbox):
         self.release = asyncio.Event()
         self.schedules = 0
 
-    async def next_batch(self, destination: str) -> Any:
-        batch = await super().next_batch(destination)
+    async def next_batch(self, destination: str, after: int | None = None) -> Any:
+        batch = await super().next_batch(destination, after)
         if self.armed and batch is None:
             self.armed = False
             self.reading.set()
@@ -248,3 +249,54 @@ async def test_a_wake_naming_its_destination_sends_without_a_schedule_read(
         assert status.failures == 1 and status.queued == 2  # not tried again: backoff
     finally:
         await sender.stop()
+
+
+class HeldDeliveries(Outbox):
+    """An outbox whose first "delivered" commit waits until released."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def delivered(self, batch: Any, now: Any) -> None:
+        if not self.held.is_set():
+            self.held.set()
+            await self.release.wait()
+        await super().delivered(batch, now)
+
+
+async def test_the_next_transaction_does_not_wait_for_the_last_ones_commit(
+        peers: dict[str, Peer]) -> None:
+    """Catch-up sends transaction after transaction: the queue's bookkeeping of one
+    (the rows it delivered leave the queue) is done while the next one is on its way,
+    not before it (one ahead at most: its answer waits for that commit), and nothing
+    is sent twice or lost."""
+    a, b = peers["a"], peers["b"]
+    await a.listener.sender.stop()
+    recorder = await restart_with_recorder(b)
+    outbox = HeldDeliveries(a.school.db)
+    await outbox.end_backoff("b.test")
+    sender = TransactionSender(outbox, a.listener.client)
+    sender.start()
+    try:
+        await outbox.enqueue(["b.test"], pdus=[pdu(n) for n in range(120)])
+        sender.wake(["b.test"])
+        await asyncio.wait_for(outbox.held.wait(), 20)
+
+        async def second_sent() -> bool:
+            return len(recorder.pdus) == 100
+        await eventually(second_sent, timeout=10.0)  # the first commit is still held
+        await asyncio.sleep(0.3)
+        assert len(recorder.pdus) == 100  # the third waits for it
+        assert (await outbox.status())[0].queued == 120
+        outbox.release.set()
+
+        async def drained() -> bool:
+            return (await outbox.status())[0].queued == 0
+        await eventually(drained)
+    finally:
+        outbox.release.set()
+        await sender.stop()
+    assert [p["depth"] for p in recorder.pdus] == list(range(120))  # in order, once
+    assert recorder.transactions == 3
