@@ -15,6 +15,7 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
+from federation.matrix.received import PendingRecord
 from messenger.rooms.receiving import RemoteEvents
 
 log = logging.getLogger("schulhof.messenger.federation")
@@ -22,7 +23,8 @@ log = logging.getLogger("schulhof.messenger.federation")
 
 class UnknownRoomsInbox:
     async def receive(self, origin: str, pdus: list[Mapping[str, Any]],
-                      edus: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+                      edus: list[Mapping[str, Any]], record: PendingRecord | None = None
+                      ) -> dict[str, dict[str, Any]]:
         log.debug("event=federation_txn_ignored origin=%s pdus=%d edus=%d",
                   origin, len(pdus), len(edus))
         return {}
@@ -33,9 +35,10 @@ class RoomsInbox:
         self._events = events
 
     async def receive(self, origin: str, pdus: list[Mapping[str, Any]],
-                      edus: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+                      edus: list[Mapping[str, Any]], record: PendingRecord | None = None
+                      ) -> dict[str, dict[str, Any]]:
         try:
-            results = await self._events.receive_all(origin, pdus)
+            results = await self._events.receive_all(origin, pdus, record)
         except Exception:  # never a 500 for the transaction: the sender would retry forever
             log.exception("event=federation_txn_failed origin=%s", origin)
             results = {}

@@ -23,7 +23,7 @@ from directory.service import Directory
 from federation.matrix.canonical_json import CanonicalJsonError, parse_json
 from federation.matrix.keyring import KeyNotFound, KeyRing
 from federation.matrix.outbox import MAX_EDUS_PER_TXN, MAX_PDUS_PER_TXN
-from federation.matrix.received import ReceivedTransactions
+from federation.matrix.received import PendingRecord, ReceivedTransactions
 from federation.matrix.request_auth import (
     AuthorizationError,
     parse_authorization,
@@ -61,8 +61,11 @@ class TransactionHandler(Protocol):
     """Where the PDUs and EDUs of a received transaction go (the rooms' side)."""
 
     async def receive(self, origin: str, pdus: list[Mapping[str, Any]],
-                      edus: list[Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
-        """Process them; the result per event id (``{}`` or ``{"error": ...}``)."""
+                      edus: list[Mapping[str, Any]], record: PendingRecord | None = None
+                      ) -> dict[str, dict[str, Any]]:
+        """Process them; the result per event id (``{}`` or ``{"error": ...}``).
+        ``record``: the transaction's record, to commit with the PDUs if it can
+        (``{"pdus": <the result>}``, then ``record.written``)."""
 
 
 @dataclass(frozen=True)
@@ -243,11 +246,15 @@ async def send_transaction(request: web.Request) -> web.Response:
             before, after = split_edus(edus)
             if ctx.edus is not None:
                 await ctx.edus.receive(origin, before)
-            results = await ctx.transactions.receive(origin, pdus, edus)
+            # The record commits with the PDUs unless EDUs are processed after them:
+            # those would be lost if a crash came between that commit and them.
+            record = PendingRecord(origin, txn_id) if not (after and ctx.edus) else None
+            results = await ctx.transactions.receive(origin, pdus, edus, record)
             if ctx.edus is not None:
                 await ctx.edus.receive(origin, after)
             answer = {"pdus": results}
-            await ctx.received.remember(origin, txn_id, answer)
+            if record is None or not record.written:
+                await ctx.received.remember(origin, txn_id, answer)
     return web.json_response(answer)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from federation.matrix.received import PendingRecord
 from messenger.events.hashing import event_id_for, wire_form
 from messenger.events.identifiers import room_id_of_create, server_of
 from messenger.events.room_versions import V10, RoomVersion, UnsupportedRoomVersion, room_version
@@ -169,6 +170,15 @@ def pdu_for_wire(pdu: Mapping[str, Any]) -> dict[str, Any]:
     return wire_form(pdu)
 
 
+def _answer(refused: dict[str, dict[str, Any]],
+            outcomes: list[tuple[str, Checked, Outcome]]) -> dict[str, dict[str, Any]]:
+    """The answer per event id: the PDUs refused before storage, then the outcomes."""
+    out = dict(refused)
+    for key, _, outcome in outcomes:
+        out[key] = {"error": outcome.reason} if outcome.status == "rejected" else {}
+    return out
+
+
 def _event_id_or_invalid(pdu: Mapping[str, Any], version: RoomVersion = V10) -> str:
     try:
         return event_id_for({k: v for k, v in pdu.items() if k != "event_id"}, version)
@@ -251,11 +261,12 @@ class RemoteEvents:
                 denied[room_id] = await self._acl_denies_in(session, room_id, origin)
         return versions, denied
 
-    async def receive_all(self, origin: str, pdus: list[Mapping[str, Any]]
-                          ) -> dict[str, dict[str, Any]]:
+    async def receive_all(self, origin: str, pdus: list[Mapping[str, Any]],
+                          record: PendingRecord | None = None) -> dict[str, dict[str, Any]]:
         """The PDUs of one transaction: checked one by one, what they name and we lack
-        fetched, then stored in one write transaction (one commit for the lot); should
-        that fail, each goes alone.  The answer per event id."""
+        fetched, then stored in one write transaction (one commit for the lot, with
+        the transaction's ``record`` if given); should that fail, each goes alone
+        (and the record is not written here).  The answer per event id."""
         results: dict[str, dict[str, Any]] = {}
         # room -> its version, and why the origin may not send to it ("": may)
         versions, denied = await self._rooms_admitting(origin, {
@@ -311,6 +322,10 @@ class RemoteEvents:
                     outcomes.append((key, checked, outcome))
                 await reads.flush_extremities(write.session)
                 await push_actions.write_held(write.session)
+                if record is not None:
+                    record.write_in(write.session, {"pdus": _answer(results, outcomes)})
+            if record is not None:
+                record.written = True
         except Exception:
             log.exception("event=federation_batch_failed origin=%s count=%d", origin,
                           len(ready))
@@ -321,12 +336,11 @@ class RemoteEvents:
                 except Exception:
                     log.exception("event=federation_pdu_failed origin=%s", origin)
                     outcomes.append((key, checked, Outcome("rejected", "could not process")))
-        for key, checked, outcome in outcomes:
+        for _, checked, outcome in outcomes:
             if outcome.status in ("rejected", "soft_failed"):
                 log.info("event=federation_pdu_%s origin=%s id=%s reason=%r", outcome.status,
                          origin, checked.event_id, outcome.reason)
-            results[key] = {"error": outcome.reason} if outcome.status == "rejected" else {}
-        return results
+        return _answer(results, outcomes)
 
     async def _fetch_what_is_missing(self, origin: str, checked: Checked,
                                      in_batch: set[str], stored: set[str]) -> bool:

@@ -212,3 +212,43 @@ async def test_one_transaction_is_judged_event_by_event_in_order(
     assert state[("m.room.member", "@ben:b.test")].event_id == leave_id
     assert set(extremities) == {leave_id}
     await until(anna, lambda c: "vorher" in bodies(c, room_id))
+
+
+async def test_a_transactions_record_commits_with_its_events(
+        chat_schools: dict[str, ChatSchool], clients: list[AsyncClient]) -> None:
+    """The record of a transaction (its answer, for a resend) is written in the commit
+    of its events, not in a commit of its own; when EDUs are processed after the
+    events (a receipt), it is still written after them, so a crash between the two
+    cannot answer a resend without them."""
+    a, b = chat_schools["a"], chat_schools["b"]
+    _, _, room_id = await invited_and_joined(a, b, clients)
+    version, key = "10", b.listener.context.signing_key
+    received = a.listener.context.received
+    separate: list[str] = []
+    remember = received.remember
+
+    async def counted(origin: str, txn_id: str, answer: dict[str, Any]) -> None:
+        separate.append(txn_id)
+        await remember(origin, txn_id, answer)
+    received.remember = counted  # type: ignore[method-assign]
+
+    message = signed(await ben_event(a, room_id, "mit Beleg"), key, version)
+    message_id = event_id_for(message, room_version(version))
+    first = await send_txn(b, [message], "record-1")
+    assert first == {"pdus": {message_id: {}}}
+    assert separate == []  # no commit of its own
+    assert await received.answer_of("b.test", "record-1") == first
+    assert await send_txn(b, [message], "record-1") == first  # from the record
+    assert await in_timeline(a, message_id)
+
+    later = signed(await ben_event(a, room_id, "mit Quittung"), key, version)
+    later_id = event_id_for(later, room_version(version))
+    receipt = {"edu_type": "m.receipt", "content": {room_id: {"m.read": {
+        "@ben:b.test": {"event_ids": [later_id], "data": {"ts": 1}}}}}}
+    answer = await b.listener.client.request(
+        "PUT", "a.test", "/_matrix/federation/v1/send/record-2",
+        content={"origin": "b.test", "origin_server_ts": 1, "pdus": [later],
+                 "edus": [receipt]})
+    assert answer == {"pdus": {later_id: {}}}
+    assert separate == ["record-2"]
+    assert await received.answer_of("b.test", "record-2") == answer
