@@ -13,6 +13,8 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+import orjson
+
 MAX_SAFE_INTEGER = 2**53 - 1
 MIN_SAFE_INTEGER = -(2**53) + 1
 MAX_DEPTH = 100  # events nest far less; deeper input is an attack, not data
@@ -61,11 +63,18 @@ def _check_text(text: str) -> None:
 def canonical_json(value: Any) -> bytes:
     """The canonical JSON bytes of ``value`` (spec Appendices, Canonical JSON)."""
     check_canonical_value(value)
-    # sort_keys orders by code point, as the spec requires; ensure_ascii=False
-    # keeps non-ASCII as UTF-8 and json's escapes for control characters are
-    # already the shortest ones (\n, \t, ... else \u00XX).
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
-                      allow_nan=False).encode("utf-8")
+    # orjson writes exactly the spec's form (the stdlib's ``json.dumps(value,
+    # ensure_ascii=False, separators=(",", ":"), sort_keys=True)``, which the tests
+    # compare it with), about ten times faster: every event is hashed, signed and
+    # checked through here several times, on both sides of federation.  No
+    # whitespace, non-ASCII as UTF-8, the shortest escapes for control characters
+    # (\n, \t, ... else \u00XX) and keys sorted by code point (the order of their
+    # UTF-8 bytes).  Values it could write but the spec refuses (floats, integers
+    # beyond 2**53) the check above has refused.
+    try:
+        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except orjson.JSONEncodeError as exc:  # a type JSON has no form for
+        raise CanonicalJsonError(f"not a JSON value: {exc}") from None
 
 
 def _refuse_constant(name: str) -> Any:

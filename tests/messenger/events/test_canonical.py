@@ -109,3 +109,23 @@ def test_parser_never_crashes_on_bytes(data: bytes) -> None:
         canonical_json(value)
     except CanonicalJsonError:
         pass
+
+
+def stdlib_canonical(value: Any) -> bytes:
+    """The spec's canonical form as Python's json module writes it (the reference
+    Synapse's canonicaljson follows)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True,
+                      allow_nan=False).encode("utf-8")
+
+
+# Keys from all planes: sorting by UTF-16 units would put astral ones before U+E000..FFFF.
+wide_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=6) | st.sampled_from(
+    ["\uffff", "\ue000", "\U0001f600", "\x7f", "\x00", "\u2028", "\\", '"', "é"])
+
+
+@given(st.recursive(
+    st.none() | st.booleans() | safe_ints | wide_text,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(wide_text, children, max_size=6), max_leaves=30))
+def test_bytes_are_those_of_the_stdlib_reference(value: Any) -> None:
+    assert canonical_json(value) == stdlib_canonical(value)
