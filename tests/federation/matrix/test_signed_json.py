@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from federation.matrix.signed_json import (
     SigningKey,
     key_id_for,
+    unpadded_base64,
     verify_signature,
+    verify_signed_bytes,
 )
 
 SPEC_SEED = "YJDBA9Xnr2sVqXD9Vj7XVUnmFZcZrlw8Md7kMW+3XA1"
@@ -70,3 +72,25 @@ def test_key_id_is_stable_and_a_valid_identifier() -> None:
     assert key_id_for(key) == key_id_for(key)
     version = key_id_for(key).removeprefix("ed25519:")
     assert version.isalnum() and version.isascii()
+
+
+def test_a_small_order_key_verifies_nothing() -> None:
+    """The identity point as a public key with the signature (identity, 0) passes a
+    cofactorless check for *every* message (OpenSSL accepts it); libsodium, as
+    Synapse uses it, refuses such keys: no key may vouch for anything at all."""
+    identity = b"\x01" + b"\x00" * 31
+    forged = unpadded_base64(identity + b"\x00" * 32)
+    for payload in (b"{}", b'{"any":"thing"}'):
+        assert not verify_signed_bytes(payload, forged, unpadded_base64(identity))
+
+
+def test_signatures_and_keys_of_the_wrong_length_fail() -> None:
+    key = SigningKey.from_seed(b"\x05" * 32, "k")
+    payload = b'{"a":1}'
+    good = key.sign_bytes(payload)
+    assert verify_signed_bytes(payload, good, key.public_key_base64)
+    raw = base64.b64decode(good + "==")
+    assert not verify_signed_bytes(payload, unpadded_base64(raw[:-1]), key.public_key_base64)
+    assert not verify_signed_bytes(payload, good, key.public_key_base64[:-2])
+    assert not verify_signed_bytes(payload, "nicht base64!", key.public_key_base64)
+    assert not verify_signed_bytes(b'{"a":2}', good, key.public_key_base64)
