@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import PoolResetState
+from sqlalchemy.util import await_only
 
 from directory import request_timing
 
@@ -65,9 +66,20 @@ def _sqlite_engine(url: str, *, immediate: bool, pool_size: int, echo: bool) -> 
         if open_transaction:
             dbapi_connection.rollback()
 
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to aiosqlite: one hop to its thread, where exec_driver_sql's
+        # cursor, execute and close are three (every transaction begins here).
+        await_only(conn.connection.driver_connection.execute_fetchall(begin))
+
+    if immediate:
+        # The rows of an executemany INSERT (an ORM flush of several events, say)
+        # as multi-row INSERTs: sqlite3 steps an executemany row by row, and each
+        # step hands the GIL back and waits to take it again behind the busy
+        # event loop (up to the 5 ms switch interval).
+        engine.sync_engine.dialect.use_insertmanyvalues_wo_returning = True
 
     return engine
 

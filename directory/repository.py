@@ -61,7 +61,8 @@ async def credentials_by_login(db: Database, login: str) -> tuple[Account, str] 
 
 async def _account_where(db: Database, column: str, value: object) -> tuple[Account, str] | None:
     names = (*_ACCOUNT_COLUMNS, "password_hash")
-    rows = await db.read_rows(f"SELECT {', '.join(names)} FROM accounts "
+    # One row by its key or unique login: small enough for the caller's thread.
+    rows = await db.read_rows_small(f"SELECT {', '.join(names)} FROM accounts "
                               f"WHERE {column} = ?", [value])
     if not rows:
         return None

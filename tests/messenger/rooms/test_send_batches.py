@@ -74,9 +74,14 @@ async def test_a_batch_writes_its_rows_together(school: School, server: MatrixSe
             results = await writer.append_messages(sends)
         push_inserts = [s for s in seen if s.startswith("INSERT INTO matrix_push_actions")]
         extremity_moves = [s for s in seen if "matrix_forward_extremities" in s]
+        event_inserts = [s for s in seen if s.startswith("INSERT INTO matrix_events")]
+        txn_inserts = [s for s in seen if s.startswith("INSERT INTO matrix_txn_ids")]
         # One statement each for the whole batch, not one per message or per room.
         assert len(push_inserts) == 1, push_inserts
         assert len(extremity_moves) == 1, extremity_moves
+        # The ORM's executemany of the events and their transaction ids: multi-row too.
+        assert len(event_inserts) == 1 and len(txn_inserts) == 1, (event_inserts,
+                                                                   txn_inserts)
     else:
         results = await writer.append_messages(sends)
     events = [r for r in results if not isinstance(r, Exception)]
