@@ -3,6 +3,7 @@ sliding sync of a user in many rooms, and the memory of idle connections.
 
     python -m tests.bench.sliding_sync [--users 200] [--room-size 10] [--rate 100]
         [--seconds 20] [--idle 2000] [--big-rooms 50] [--database-url URL]
+        [--no-load] [--initial-during-load] [--initial-runs 20] [--profile-initial FILE]
 
 The server is a real ``schulhof serve`` subprocess (Matrix only) on a fresh
 SQLite file or ``--database-url``; accounts, school rooms and tokens are made
@@ -15,7 +16,9 @@ as in ``tests.bench.matrix_sync``.
    response carrying the message reached each other member: p50 / p99 / max.
 2. One user joins ``--big-rooms`` rooms (created over the API, a message in
    each); then the time of an initial sliding sync (no pos) of the room list
-   with the rooms in range: p50 / p99 over 20 runs.
+   with the rooms in range: p50 / p99 over ``--initial-runs`` runs, after
+   part 1 (``--no-load``: without it; ``--initial-during-load``: while part 1
+   sends, its rooms made before, and then again after part 1).
 3. ``--idle`` further devices each open a connection (initial request) and
    then a long-poll with its pos; the server's RSS delta divided by the count
    is the memory per idle sliding sync connection.
@@ -28,6 +31,7 @@ import asyncio
 import os
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -140,12 +144,12 @@ class Load:
             self.errors += 1
 
 
-async def _big_initial_sync(http: aiohttp.ClientSession, base: str, tokens: dict[str, str],
-                            rooms: int) -> None:
-    """One user in ``rooms`` rooms: the time of an initial sliding sync of all of them."""
+async def _big_rooms(http: aiohttp.ClientSession, base: str, tokens: dict[str, str],
+                     rooms: int) -> None:
+    """The first user joins ``rooms`` rooms, each with two other members and a message."""
     users = list(tokens)
     me, others = users[0], users[1:4]
-    auth = {"Authorization": f"Bearer {tokens[me]}"}
+
     async def call(method: str, path: str, token: str, body: Any) -> Any:
         while True:  # the server's rate limits apply to this setup too: wait them out
             async with http.request(method, f"{base}{API}{path}", json=body, headers={
@@ -163,19 +167,30 @@ async def _big_initial_sync(http: aiohttp.ClientSession, base: str, tokens: dict
             await call("POST", f"/join/{room_id}", tokens[other], {})
         await call("PUT", f"/rooms/{room_id}/send/m.room.message/big{n}", tokens[me],
                    {"msgtype": "m.text", "body": f"m{n}"})
+
+
+async def _big_initial_sync(http: aiohttp.ClientSession, base: str, tokens: dict[str, str],
+                            rooms: int, runs: int, pid: int, during: str = "") -> None:
+    """The time of an initial sliding sync of the first user's ``rooms`` rooms, and
+    the server's CPU time per sync (all of the server's: alone only without load;
+    less sensitive than the time to other processes on a loaded machine)."""
+    auth = {"Authorization": f"Bearer {tokens[next(iter(tokens))]}"}
     body = room_list(1, end=rooms - 1)
     times = []
     count = 0
-    for _ in range(20):
+    cpu_start = _cpu_seconds(pid)
+    for _ in range(runs):
         started = time.perf_counter()
         async with http.post(f"{base}{SS}", json={**body, "conn_id": "big"},
                              headers=auth) as r:
             data = await r.json()
         times.append(time.perf_counter() - started)
         count = len(data["rooms"])
-    print(f"initial sliding sync of a user in {count} rooms (timeline_limit 1, Element X's "
-          f"required_state, five extensions): p50 {_ms(times, 0.5):.1f} ms, "
-          f"p99 {_ms(times, 0.99):.1f} ms, mean {statistics.mean(times) * 1000:.1f} ms")
+    cpu = (_cpu_seconds(pid) - cpu_start) / runs
+    print(f"initial sliding sync of a user in {count} rooms{during} (timeline_limit 1, "
+          f"Element X's required_state, five extensions): p50 {_ms(times, 0.5):.1f} ms, "
+          f"p99 {_ms(times, 0.99):.1f} ms, mean {statistics.mean(times) * 1000:.1f} ms "
+          f"({runs} runs); server CPU {cpu * 1000:.1f} ms per sync")
 
 
 async def _idle_connections(base: str, tokens: list[str], pid: int) -> None:
@@ -219,6 +234,72 @@ async def _idle_connections(base: str, tokens: list[str], pid: int) -> None:
         await asyncio.gather(*polls, return_exceptions=True)
 
 
+def _spy(output: str, pid: int, seconds: float | None) -> subprocess.Popen[bytes] | None:
+    """py-spy recording the server's collapsed stacks into ``output`` ("": none)."""
+    if not output:
+        return None
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "-p", str(pid),
+               "-o", output, "-f", "raw", "-r", "100"]
+    if seconds is not None:
+        command += ["-d", str(int(seconds))]
+    spy = subprocess.Popen(command, stdout=subprocess.DEVNULL)
+    time.sleep(1)  # attached before the work starts
+    return spy
+
+
+async def _load_phase(http: aiohttp.ClientSession, load: Load, args: argparse.Namespace,
+                      server: subprocess.Popen[bytes], tokens: dict[str, str],
+                      during: bool) -> None:
+    """Part 1 (and with ``during``, part 2 at the same time)."""
+    pid = server.pid
+    ready = [asyncio.Event() for _ in load.room_of]
+    loops = [asyncio.create_task(load.sliding_loop(http, user, event))
+             for user, event in zip(load.room_of, ready, strict=True)]
+    everyone = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in ready)))
+    while not everyone.done():  # a server that died or a failed poll ends the run
+        await asyncio.wait([everyone, *loops], timeout=1,
+                           return_when=asyncio.FIRST_COMPLETED)
+        failed = [t for t in loops if t.done()]
+        if server.poll() is not None or failed:
+            everyone.cancel()
+            raise SystemExit(f"the server exited ({server.poll()}) or a poll "
+                             f"failed: {failed[0].exception() if failed else ''}")
+    await asyncio.sleep(1)
+    # collapsed stacks of the server during the load phase
+    spy = _spy(args.profile, pid, args.seconds)
+    cpu_start = _cpu_seconds(pid)
+    initial = None
+    if during:
+        initial = asyncio.create_task(_big_initial_sync(
+            http, load.base, tokens, args.big_rooms, args.initial_runs, pid,
+            f" during the load ({args.rate:g} msgs/s)"))
+    elapsed = await load.send_loop(http, args.rate, args.seconds)
+    cpu = _cpu_seconds(pid) - cpu_start
+    if spy is not None:
+        await asyncio.to_thread(spy.wait)
+    if initial is not None:
+        await initial
+    await asyncio.sleep(2)
+    load.running = False
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    expected = load.sent * (args.room_size - 1)
+    print(f"load: {len(load.room_of)} users in {len(load.room_of) // args.room_size} rooms "
+          f"on sliding sync, {load.sent} messages in {elapsed:.1f} s = "
+          f"{load.sent / elapsed:.1f} msg/s (target {args.rate}/s), "
+          f"{len(load.latencies)}/{expected} deliveries, errors {load.errors}")
+    print(f"server CPU during the load: {cpu:.1f} s in {elapsed:.1f} s "
+          f"({100 * cpu / elapsed:.0f}% of one core)")
+    if load.latencies:
+        print(f"send -> sliding sync delivery: p50 {_ms(load.latencies, 0.5):.1f} "
+              f"ms, p99 {_ms(load.latencies, 0.99):.1f} ms, max "
+              f"{max(load.latencies) * 1000:.1f} ms")
+    if load.send_latencies:
+        print(f"send request alone: p50 {_ms(load.send_latencies, 0.5):.1f} ms, "
+              f"p99 {_ms(load.send_latencies, 0.99):.1f} ms")
+
+
 async def main(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -231,6 +312,8 @@ async def main(args: argparse.Namespace) -> None:
                 toml.write("federation = -1\n")  # no signing key made here: CS API only
             if "[http]" not in text:  # thousands of connections from this one address
                 toml.write("[http]\nmax_connections_per_ip = 0\n")
+            if "[metrics]" not in text:  # its fixed port: another running server has it
+                toml.write("[metrics]\nport = -1\n")
         tokens, room_of, idle_tokens = await _prepare(config, args.users, args.room_size,
                                                       args.idle)
         # The port is chosen again now: in the setup's seconds another process on
@@ -251,52 +334,21 @@ async def main(args: argparse.Namespace) -> None:
             connector = aiohttp.TCPConnector(limit=0)
             async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(
                     total=None)) as http:
-                ready = [asyncio.Event() for _ in room_of]
-                loops = [asyncio.create_task(load.sliding_loop(http, user, event))
-                         for user, event in zip(room_of, ready, strict=True)]
-                everyone = asyncio.ensure_future(asyncio.gather(*(e.wait() for e in ready)))
-                while not everyone.done():  # a server that died or a failed poll ends the run
-                    await asyncio.wait([everyone, *loops], timeout=1,
-                                       return_when=asyncio.FIRST_COMPLETED)
-                    failed = [t for t in loops if t.done()]
-                    if server.poll() is not None or failed:
-                        everyone.cancel()
-                        raise SystemExit(f"the server exited ({server.poll()}) or a poll "
-                                         f"failed: {failed[0].exception() if failed else ''}")
-                await asyncio.sleep(1)
-                spy = None
-                if args.profile:  # collapsed stacks of the server during the load phase
-                    spy = subprocess.Popen([
-                        str(Path(sys.executable).with_name("py-spy")), "record", "-p",
-                        str(pid), "-o", args.profile, "-f", "raw", "-r", "100", "-d",
-                        str(int(args.seconds))], stdout=subprocess.DEVNULL)
-                cpu_start = _cpu_seconds(pid)
-                elapsed = await load.send_loop(http, args.rate, args.seconds)
-                cpu = _cpu_seconds(pid) - cpu_start
-                if spy is not None:
-                    await asyncio.to_thread(spy.wait)
-                await asyncio.sleep(2)
-                load.running = False
-                for loop in loops:
-                    loop.cancel()
-                await asyncio.gather(*loops, return_exceptions=True)
-                expected = load.sent * (args.room_size - 1)
-                print(f"load: {len(room_of)} users in {len(room_of) // args.room_size} rooms "
-                      f"on sliding sync, {load.sent} messages in {elapsed:.1f} s = "
-                      f"{load.sent / elapsed:.1f} msg/s (target {args.rate}/s), "
-                      f"{len(load.latencies)}/{expected} deliveries, errors {load.errors}")
-                print(f"server CPU during the load: {cpu:.1f} s in {elapsed:.1f} s "
-                      f"({100 * cpu / elapsed:.0f}% of one core)")
-                if load.latencies:
-                    print(f"send -> sliding sync delivery: p50 {_ms(load.latencies, 0.5):.1f} "
-                          f"ms, p99 {_ms(load.latencies, 0.99):.1f} ms, max "
-                          f"{max(load.latencies) * 1000:.1f} ms")
-                if load.send_latencies:
-                    print(f"send request alone: p50 {_ms(load.send_latencies, 0.5):.1f} ms, "
-                          f"p99 {_ms(load.send_latencies, 0.99):.1f} ms")
-                if args.big_rooms:
-                    await _big_initial_sync(http, base, {u: t for u, t in tokens.items()},
-                                            args.big_rooms)
+                during = args.initial_during_load and args.big_rooms and not args.no_load
+                if during:  # the rooms first: part 2 then runs while part 1's messages flow
+                    await _big_rooms(http, base, tokens, args.big_rooms)
+                if not args.no_load:
+                    await _load_phase(http, load, args, server, tokens, during)
+                if args.big_rooms:  # (again) on a quiet server
+                    if not during:
+                        await _big_rooms(http, base, tokens, args.big_rooms)
+                    spy = _spy(args.profile_initial, pid, None)
+                    await _big_initial_sync(http, base, tokens, args.big_rooms,
+                                            args.initial_runs, pid,
+                                            " (no load)" if during else "")
+                    if spy is not None:
+                        spy.send_signal(signal.SIGINT)  # py-spy then writes its output
+                        await asyncio.to_thread(spy.wait)
             if idle_tokens:
                 await _idle_connections(base, idle_tokens, pid)
         finally:
@@ -314,6 +366,15 @@ def cli() -> None:
     parser.add_argument("--big-rooms", type=int, default=50)
     parser.add_argument("--database-url", default="")
     parser.add_argument("--profile", default="", help="py-spy collapsed stacks to write")
+    parser.add_argument("--no-load", action="store_true",
+                        help="skip part 1 (no long-polls, no messages)")
+    parser.add_argument("--initial-during-load", action="store_true",
+                        help="part 2's initial syncs while part 1's messages are sent "
+                             "(its rooms made before the load), and again after it")
+    parser.add_argument("--initial-runs", type=int, default=20,
+                        help="initial syncs timed in part 2")
+    parser.add_argument("--profile-initial", default="",
+                        help="py-spy collapsed stacks of part 2 to write")
     parser.add_argument("--verbose", action="store_true", help="show the server's log")
     asyncio.run(main(parser.parse_args()))
 
