@@ -564,8 +564,15 @@ class SlidingSync:
         if cache is not None:
             for room_id, room_state in state.items():
                 cache.remember_member_events(room_id, room_state.values())
-        hero_events = await store.get_events(session, [
-            e for r in joined for u, _m, e in members.get(r, []) if u in heroes[r]])
+        # The heroes' member events are in the state just read (``_state`` asks for
+        # them); read apart only one the membership rows name differently (a
+        # membership row and the room state out of step: the row's event counts).
+        hero_ids = [e for r in joined for u, _m, e in members.get(r, []) if u in heroes[r]]
+        hero_events = {e.event_id: e for room_state in state.values()
+                       for (t, _k), e in room_state.items() if t == "m.room.member"}
+        missing = [e for e in hero_ids if e not in hero_events]
+        if missing:
+            hero_events.update(await store.get_events(session, missing))
         to_render: list[tuple[SlidingRoom, list[StoredEvent], list[StoredEvent]]] = []
         for room_id in joined:
             config = plan.windows[room_id]
