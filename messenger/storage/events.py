@@ -46,9 +46,16 @@ class StoredEvent:
 
 
 def _stored(row: EventRow) -> StoredEvent:
-    pdu = json.loads(row.json)
-    pdu["event_id"] = row.event_id
-    return StoredEvent(row.event_id, row.stream_ordering, row.room_id, pdu, row.redacted_by)
+    return stored_event(row.event_id, row.stream_ordering, row.room_id, row.json,
+                        row.redacted_by)
+
+
+def stored_event(event_id: str, stream_ordering: int, room_id: str, text: str,
+                 redacted_by: str | None) -> StoredEvent:
+    """The event of a row's columns (``text``: its stored JSON)."""
+    pdu = json.loads(text)
+    pdu["event_id"] = event_id
+    return StoredEvent(event_id, int(stream_ordering), room_id, pdu, redacted_by)
 
 
 async def max_stream_ordering(session: AsyncSession) -> int:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from messenger.storage.events import StoredEvent, _stored
-from messenger.storage.tables import EventRow, MembershipRow, RoomStateRow
+from directory.db import Database
+from messenger.storage.events import StoredEvent, _stored, stored_event
+from messenger.storage.tables import EventRow, RoomStateRow
 
 # Synapse's defaults (MSC4186 leaves the choice to the server): what a person sees
 # as "new in this room"; state changes and reactions do not reorder the list.
@@ -43,6 +44,23 @@ async def bump_stamps(session: AsyncSession, room_ids: Iterable[str]) -> dict[st
     return out
 
 
+# The columns ``_event`` reads, of ``matrix_events`` as ``e``.
+_EVENT_COLUMNS = "e.event_id, e.stream_ordering, e.room_id, e.json, e.redacted_by"
+
+
+def _event(row: Any) -> StoredEvent:
+    return stored_event(row[0], row[1], row[2], row[3], row[4])
+
+
+def _marks(values: Collection[Any]) -> str:
+    return ", ".join("?" * len(values))
+
+
+# The reads below are plain SQL in one driver call each (``Database.rows_in``):
+# an initial sliding sync of many rooms makes them with hundreds of rows, where
+# ORM objects and the four driver hops of a SQLAlchemy statement on SQLite
+# cost more than the statement.
+
 async def latest_events(session: AsyncSession, room_ids: Iterable[str], limit: int,
                         upto: int) -> dict[str, list[StoredEvent]]:
     """room id -> its newest ``limit`` events at or before ``upto``, oldest first."""
@@ -50,15 +68,17 @@ async def latest_events(session: AsyncSession, room_ids: Iterable[str], limit: i
     if limit <= 0:
         return out
     for chunk in _chunks(room_ids):
-        ranked = (select(EventRow.event_id, func.row_number().over(
-            partition_by=EventRow.room_id, order_by=EventRow.stream_ordering.desc())
-            .label("n")).where(EventRow.room_id.in_(chunk),
-                               EventRow.stream_ordering <= upto).subquery())
-        rows = await session.scalars(
-            select(EventRow).join(ranked, ranked.c.event_id == EventRow.event_id)
-            .where(ranked.c.n <= limit).order_by(EventRow.stream_ordering))
+        rows = await Database.rows_in(
+            session,
+            f"SELECT {_EVENT_COLUMNS} FROM matrix_events e JOIN ("
+            f"SELECT event_id, row_number() OVER (PARTITION BY room_id "
+            f"ORDER BY stream_ordering DESC) AS n FROM matrix_events "
+            f"WHERE room_id IN ({_marks(chunk)}) AND stream_ordering <= ?) ranked "
+            f"ON ranked.event_id = e.event_id WHERE ranked.n <= ? "
+            f"ORDER BY e.stream_ordering", [*chunk, upto, limit])
         for row in rows:
-            out.setdefault(row.room_id, []).append(_stored(row))
+            event = _event(row)
+            out.setdefault(event.room_id, []).append(event)
     return out
 
 
@@ -68,24 +88,29 @@ async def current_state(session: AsyncSession, room_ids: Iterable[str],
     """The current state of the rooms, restricted to ``types`` (None: all types but
     members) and to the member events of ``members`` (None: all members)."""
     out: dict[str, dict[tuple[str, str], StoredEvent]] = {}
-    conditions = []
+    conditions: list[str] = []
+    values: list[Any] = []
     if types is None:
-        conditions.append(RoomStateRow.type != "m.room.member")
+        conditions.append("s.type != 'm.room.member'")
     elif types:
-        conditions.append(RoomStateRow.type.in_(list(types)))
+        conditions.append(f"s.type IN ({_marks(types)})")
+        values += types
     if members is None:
-        conditions.append(RoomStateRow.type == "m.room.member")
+        conditions.append("s.type = 'm.room.member'")
     elif members:
-        conditions.append((RoomStateRow.type == "m.room.member")
-                          & RoomStateRow.state_key.in_(list(members)))
+        conditions.append(f"(s.type = 'm.room.member' AND s.state_key IN ({_marks(members)}))")
+        values += members
     if not conditions:
         return out
     for chunk in _chunks(room_ids):
-        rows = await session.scalars(
-            select(EventRow).join(RoomStateRow, RoomStateRow.event_id == EventRow.event_id)
-            .where(RoomStateRow.room_id.in_(chunk), or_(*conditions)))
+        rows = await Database.rows_in(
+            session,
+            f"SELECT {_EVENT_COLUMNS}, e.type, e.state_key FROM matrix_events e "
+            f"JOIN matrix_room_state s ON s.event_id = e.event_id "
+            f"WHERE s.room_id IN ({_marks(chunk)}) AND ({' OR '.join(conditions)})",
+            [*chunk, *values])
         for row in rows:
-            out.setdefault(row.room_id, {})[(row.type, row.state_key or "")] = _stored(row)
+            out.setdefault(row[2], {})[(row[5], row[6] or "")] = _event(row)
     return out
 
 
@@ -94,12 +119,11 @@ async def members(session: AsyncSession, room_ids: Iterable[str],
     """room id -> (user id, membership, event id) of its joined and invited members."""
     out: dict[str, list[tuple[str, str, str]]] = {}
     for chunk in _chunks(room_ids):
-        rows = await session.execute(
-            select(MembershipRow.room_id, MembershipRow.user_id, MembershipRow.membership,
-                   MembershipRow.event_id)
-            .where(MembershipRow.room_id.in_(chunk),
-                   MembershipRow.membership.in_(("join", "invite")))
-            .order_by(MembershipRow.room_id, MembershipRow.user_id))
+        rows = await Database.rows_in(
+            session,
+            f"SELECT room_id, user_id, membership, event_id FROM matrix_room_memberships "
+            f"WHERE room_id IN ({_marks(chunk)}) AND membership IN ('join', 'invite') "
+            f"ORDER BY room_id, user_id", chunk)
         for room_id, user_id, membership, event_id in rows:
             out.setdefault(room_id, []).append((user_id, membership, event_id))
     return out
