@@ -376,6 +376,16 @@ class _OpenSslVerifyingDkim(dkimpy.DKIM):
     include_headers: tuple[bytes, ...]
 
     _prepared: dict[int, _Prepared]
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+    def set_message(self, message: bytes) -> None:
+        """dkimpy's, with the message parsed by :func:`parse_message` (as the
+        signer's): dkimpy's own split and join of the whole message was a tenth
+        of the receiving school's CPU samples in federation_mail."""
+        super().set_message(b"")
+        if message:
+            self.headers, self.body = parse_message(message)  # type: ignore[assignment]
 
     def verify_headerprep(self, idx: int = 0) -> _Prepared | Literal[False]:
         """dkimpy's, remembered per signature: :func:`_parse_signatures` reads each

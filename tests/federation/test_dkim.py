@@ -270,3 +270,26 @@ async def test_small_messages_are_verified_without_a_thread_big_ones_in_one(
     assert calls == []
     assert [r.result for r in await dkim.verify(big, resolver)] == ["pass", "pass"]
     assert calls == ["_parse_signatures", "_check"]
+
+
+async def test_the_verifier_parses_only_the_header_block_with_dkimpy(
+        dns_server: DnsServer, resolver: Resolver, school_keys,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A message with CRLF line ends is not split into lines and joined again
+    to verify it (dkim.parse_message); the results are dkimpy's."""
+    publish(dns_server, school_keys)
+    signed = await dkim.DkimSigner("schule.test", school_keys).sign(
+        MESSAGE + b"Zeile\r\n" * 500)
+    header_block = signed.index(b"\r\n\r\n") + 2
+    parsed: list[int] = []
+    real = dkimpy.rfc822_parse
+
+    def rfc822_parse(message: bytes):  # type: ignore[no-untyped-def]
+        parsed.append(len(message))
+        return real(message)
+
+    monkeypatch.setattr(dkimpy, "rfc822_parse", rfc822_parse)
+    assert [r.result for r in await dkim.verify(signed, resolver)] == ["pass", "pass"]
+    assert parsed and max(parsed) <= header_block
+    tampered = signed.replace(b"Zeile\r\nZeile", b"Zeile\r\nZeil", 1)
+    assert [r.result for r in await dkim.verify(tampered, resolver)] == ["fail", "fail"]
