@@ -510,10 +510,16 @@ class SlidingSync:
                 continue
             # Events stored after this pass read its token come with the next pass.
             events = [e for e in events if e.event.stream_ordering <= plan.token.events]
-            if len(events) > config.timeline_limit \
-                    or any(e.event.state_key is not None for e in events) \
-                    or relates_within(events):
-                continue  # state, or bundled aggregations: the database path
+            if any(e.event.state_key is not None for e in events):
+                continue  # state (names, counts, required_state): the database path
+            # More than the limit (a client that fell behind under load): the newest,
+            # limited, as the database path sends them, without its dozen reads.
+            limited = len(events) > config.timeline_limit
+            if limited:
+                events = events[len(events) - config.timeline_limit:] \
+                    if config.timeline_limit else []
+            if relates_within(events):
+                continue  # bundled aggregations: the database path
             new_members = []
             if config.required_state.lazy:
                 senders = {e.event.sender for e in events} - before.lazy_members
@@ -526,11 +532,12 @@ class SlidingSync:
                     client_event(m.pdu, now_ms=now_ms, include_room_id=False)  # type: ignore[union-attr]
                     for m in new_members]
                 lazy[room_id] = frozenset(m.state_key for m in new_members)  # type: ignore[union-attr,misc]
-            if events:
+            if events or limited:
                 room.timeline = [e.render(*who, now_ms) for e in events]
-                room.limited = False
+                room.limited = limited
                 room.num_live = len(events)
-                room.prev_batch = room_token(events[0].event.stream_ordering - 1)
+                room.prev_batch = room_token(events[0].event.stream_ordering - 1 if events
+                                             else plan.token.events)
             out[room_id] = room
         return out
 

@@ -22,6 +22,7 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 import pytest_asyncio
+from sqlalchemy import event as sqlalchemy_event
 
 from conf.app import School
 from directory.model import Role
@@ -495,3 +496,43 @@ async def test_lazy_members_come_with_a_new_senders_first_message(
         assert [e["state_key"] for e in lazy] == ([expected] if expected else [])
         if expected:
             assert lazy[0]["content"]["membership"] == "join"
+
+
+async def test_more_new_messages_than_the_limit_come_limited_from_memory(
+        http: aiohttp.ClientSession, shared_school: School, base: str) -> None:
+    lehrer = await login(http, base, "lehrer")
+    kollegin = await login(http, base, "kollegin")
+    referendar = await login(http, base, "referendar")
+    room_id = await lehrer.room("Viele", [mxid("kollegin"), mxid("referendar")])
+    await kollegin.ok("POST", f"{V3}/join/{quote(room_id)}")
+    await referendar.ok("POST", f"{V3}/join/{quote(room_id)}")
+    for n in range(3):  # the initial timeline: the teacher's alone
+        await lehrer.send(room_id, f"vorher {n}")
+    body = room_list(timeline_limit=3)
+    await kollegin.sliding(body)
+    for n in range(4):
+        await lehrer.send(room_id, f"m{n}")
+    await referendar.send(room_id, "m4")  # a sender new to the client: $LAZY
+    events_read = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "FROM matrix_events" in statement:
+            events_read.append(statement)
+
+    engine = shared_school.db.read_engine.sync_engine
+    sqlalchemy_event.listen(engine, "before_cursor_execute", seen)
+    try:
+        data = await kollegin.next(body)
+    finally:
+        sqlalchemy_event.remove(engine, "before_cursor_execute", seen)
+    room = data["rooms"][room_id]
+    # The newest three, limited, and where to page back from for the two before them.
+    assert bodies(room) == ["m2", "m3", "m4"] and room["limited"] is True
+    assert room["num_live"] == 3 and "initial" not in room
+    assert [e["state_key"] for e in room["required_state"]] == [mxid("referendar")]
+    # The sync cache had them all: no read of the events table (the database path
+    # read the timeline, the state changes and the relations).
+    assert events_read == []
+    older = await kollegin.ok("GET", f"{V3}/rooms/{quote(room_id)}/messages", params={
+        "from": room["prev_batch"], "dir": "b", "limit": "2"})
+    assert [e["content"]["body"] for e in older["chunk"]] == ["m1", "m0"]
