@@ -4,37 +4,14 @@ positions that never go backwards after deletion (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import pytest
-
 from conf.app import School
-from directory.model import Role
 from messenger.identity import Requester
-from messenger.limits import MessengerLimits
 from messenger.rooms.presets import CreateRoomRequest
 from messenger.server import MatrixServer
 from messenger.sync.builder import SyncRequest
 from messenger.sync.filters import SyncFilter
 from messenger.sync.tokens import SyncToken
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def server(school: School) -> MatrixServer:
-    return MatrixServer(db=school.db, directory=school.directory,
-                        authenticator=school.authenticator, server_name="schule.test",
-                        bind="127.0.0.1", port=0, limits=MessengerLimits(),
-                        group_sync_interval=None)
-
-
-async def device(school: School, server: MatrixServer, login: str) -> Requester:
-    try:
-        await school.directory.create_account(role=Role.TEACHER, login=login, password=PASSWORD)
-    except Exception:  # a second device of the same account
-        pass
-    result = await server.sessions.login(login, PASSWORD, device_id=None, display_name=None,
-                                         client_ip="127.0.0.1")
-    return await server.sessions.requester(result.access_token)
+from tests.support.matrix_in_process import another_device, new_requester
 
 
 async def sync(server: MatrixServer, who: Requester, since: str | None = None) -> dict:
@@ -44,9 +21,9 @@ async def sync(server: MatrixServer, who: Requester, since: str | None = None) -
 
 async def test_to_device_delivered_once_and_acknowledged(school: School,
                                                          server: MatrixServer) -> None:
-    alice = await device(school, server, "alice")
-    bob_phone = await device(school, server, "bob")
-    bob_laptop = await device(school, server, "bob")
+    alice = await new_requester(school, server, "alice")
+    bob_phone = await new_requester(school, server, "bob")
+    bob_laptop = await another_device(server, "bob")
     phone0 = await sync(server, bob_phone)
     laptop0 = await sync(server, bob_laptop)
     sent = await server.e2ee.send(alice.user_id, alice.device_id, "t1", "m.room_key_request", {
@@ -77,9 +54,9 @@ async def test_to_device_delivered_once_and_acknowledged(school: School,
 
 async def test_device_list_changes_reach_room_mates_only(school: School,
                                                          server: MatrixServer) -> None:
-    alice = await device(school, server, "alice")
-    bob = await device(school, server, "bob")
-    carol = await device(school, server, "carol")
+    alice = await new_requester(school, server, "alice")
+    bob = await new_requester(school, server, "bob")
+    carol = await new_requester(school, server, "carol")
     room_id = await server.rooms.create_room(alice, CreateRoomRequest(invite=(bob.user_id,)))
     await server.rooms.join(bob, room_id)
     tokens = {who.user_id: (await sync(server, who))["next_batch"] for who in (alice, bob, carol)}

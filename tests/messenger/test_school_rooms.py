@@ -6,7 +6,6 @@ import pytest
 
 from conf.app import School
 from directory.model import Group, GroupKind, GroupMember, MemberRole, Role
-from messenger.limits import MessengerLimits
 from messenger.school_rooms import plan_room
 from messenger.server import MatrixServer
 from messenger.storage import events as store
@@ -17,13 +16,6 @@ SYSTEM = f"@schulhof:{DOMAIN}"
 
 def uid(login: str) -> str:
     return f"@{login}:{DOMAIN}"
-
-
-@pytest.fixture
-async def server(school: School) -> MatrixServer:
-    return MatrixServer(db=school.db, directory=school.directory,
-                        authenticator=school.authenticator, server_name=DOMAIN,
-                        bind="127.0.0.1", port=0, limits=MessengerLimits())
 
 
 @pytest.fixture

@@ -16,32 +16,19 @@ from dataclasses import dataclass
 import pytest
 
 from conf.app import School
-from directory.model import Role
 from messenger.identity import Requester
-from messenger.limits import MessengerLimits
 from messenger.notifications import Notifications
 from messenger.rooms.presets import CreateRoomRequest
 from messenger.server import MatrixServer
 from messenger.unread import Counts, RoomUnread, UnreadCounts
+from tests.support.matrix_in_process import new_requester
 
-PASSWORD = "correct horse battery"
 DOMAIN = "schule.test"
 
 
-@pytest.fixture
-async def server(school: School) -> MatrixServer:
-    return MatrixServer(db=school.db, directory=school.directory,
-                        authenticator=school.authenticator, server_name=DOMAIN,
-                        bind="127.0.0.1", port=0, limits=MessengerLimits(),
-                        group_sync_interval=None)
-
-
 async def device(school: School, server: MatrixServer, login: str) -> Requester:
-    await school.directory.create_account(role=Role.TEACHER, login=login, password=PASSWORD,
-                                          display_name=login.title())
-    result = await server.sessions.login(login, PASSWORD, device_id=None, display_name=None,
-                                         client_ip="127.0.0.1")
-    return await server.sessions.requester(result.access_token)
+    """A new teacher whose display name is the login, title-cased (mentions use it)."""
+    return await new_requester(school, server, login, display_name=login.title())
 
 
 @dataclass

@@ -10,10 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conf.app import School
-from directory.model import Role
 from messenger.events.room_versions import V10
-from messenger.identity import Requester
-from messenger.limits import MessengerLimits
 from messenger.rooms.errors import RoomNotFound
 from messenger.rooms.heads import MAX_PREV_EVENTS, RoomHead, next_depth
 from messenger.rooms.presets import CreateRoomRequest
@@ -22,28 +19,13 @@ from messenger.storage import dag
 from messenger.storage import events as store
 from messenger.storage.dag_tables import ForwardExtremityRow
 from messenger.storage.events import StoredEvent
+from tests.support.matrix_in_process import new_requester
 from tests.support.properties import examples
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def server(school: School) -> MatrixServer:
-    return MatrixServer(db=school.db, directory=school.directory,
-                        authenticator=school.authenticator, server_name="schule.test",
-                        bind="127.0.0.1", port=0, limits=MessengerLimits())
-
-
-async def requester(school: School, server: MatrixServer, login: str) -> Requester:
-    await school.directory.create_account(role=Role.TEACHER, login=login, password=PASSWORD)
-    result = await server.sessions.login(login, PASSWORD, device_id=None, display_name=None,
-                                         client_ip="127.0.0.1")
-    return await server.sessions.requester(result.access_token)
 
 
 async def test_one_extremity_moves_with_each_event(school: School, server: MatrixServer
                                                    ) -> None:
-    teacher = await requester(school, server, "lehrer")
+    teacher = await new_requester(school, server, "lehrer")
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest(name="DAG"))
     await asyncio.gather(*(server.rooms.send(teacher, room_id, "m.room.message",
                                              {"msgtype": "m.text", "body": str(n)})
@@ -57,7 +39,7 @@ async def test_one_extremity_moves_with_each_event(school: School, server: Matri
 
 async def test_a_fork_is_merged_by_the_next_event(school: School, server: MatrixServer
                                                   ) -> None:
-    teacher = await requester(school, server, "lehrer")
+    teacher = await new_requester(school, server, "lehrer")
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest(name="Fork"))
     first = await server.rooms.send(teacher, room_id, "m.room.message",
                                     {"msgtype": "m.text", "body": "a"})
@@ -83,7 +65,7 @@ async def test_a_fork_is_merged_by_the_next_event(school: School, server: Matrix
 
 async def test_state_groups_round_trip_through_deltas(school: School, server: MatrixServer
                                                       ) -> None:
-    teacher = await requester(school, server, "lehrer")
+    teacher = await new_requester(school, server, "lehrer")
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest(name="Groups"))
     expected: dict[tuple[str, str], str] = {("m.room.create", ""): "$c"}
     async with school.db.write() as session:
@@ -160,7 +142,7 @@ async def test_with_federation_local_rooms_stay_local(school: School, server: Ma
     members on this server only is queued for other servers."""
     queue = _Queue()
     server.rooms.enable_federation(_NoNetwork(), _no_key, queue, lambda name: False)
-    teacher = await requester(school, server, "lehrer")
+    teacher = await new_requester(school, server, "lehrer")
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest(
         name="Offen", preset="public_chat"))
     await server.rooms.send(teacher, room_id, "m.room.message", {"body": "x"})
@@ -178,7 +160,7 @@ async def test_a_soft_failed_event_has_a_state_for_the_events_after_it(
     failure"), also through a chain of them; any other outlier has none."""
     from messenger.rooms import dag_state
 
-    teacher = await requester(school, server, "lehrer")
+    teacher = await new_requester(school, server, "lehrer")
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest(name="Weich"))
     async with school.db.write() as session:
         tip = await store.latest_event(session, room_id)

@@ -13,35 +13,17 @@ from conf.app import School
 from directory.model import Role
 from messenger.events.hashing import content_hash, event_id_for, wire_form
 from messenger.events.room_versions import room_version
-from messenger.identity import Requester
-from messenger.limits import MessengerLimits
 from messenger.rooms.errors import AuthRuleViolation, Forbidden, RoomNotFound
 from messenger.rooms.presets import CreateRoomRequest
 from messenger.server import MatrixServer
 from messenger.storage.tables import AccessTokenRow, DeviceRow, EventRow
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def server(school: School) -> MatrixServer:
-    return MatrixServer(db=school.db, directory=school.directory,
-                        authenticator=school.authenticator, server_name="schule.test",
-                        bind="127.0.0.1", port=0, limits=MessengerLimits())
-
-
-async def requester(school: School, server: MatrixServer, login: str,
-                    role: Role = Role.TEACHER) -> Requester:
-    await school.directory.create_account(role=role, login=login, password=PASSWORD)
-    result = await server.sessions.login(login, PASSWORD, device_id=None, display_name=None,
-                                         client_ip="127.0.0.1")
-    return await server.sessions.requester(result.access_token)
+from tests.support.matrix_in_process import PASSWORD, new_requester
 
 
 @pytest.mark.parametrize("version", ["10", "11", "12"])
 async def test_events_form_a_verifiable_linear_chain(school: School, server: MatrixServer,
                                                      version: str) -> None:
-    teacher = await requester(school, server, "lehrer")
+    teacher = await new_requester(school, server, "lehrer")
     room_id = await server.rooms.create_room(
         teacher, CreateRoomRequest(name="Chain", room_version=version))
     await asyncio.gather(*(server.rooms.send(teacher, room_id, "m.room.message",
@@ -74,8 +56,8 @@ async def test_events_form_a_verifiable_linear_chain(school: School, server: Mat
 
 async def test_version_12_rooms_leave_creators_out_of_the_power_levels(
         school: School, server: MatrixServer) -> None:
-    teacher = await requester(school, server, "lehrer")
-    colleague = await requester(school, server, "kollege")
+    teacher = await new_requester(school, server, "lehrer")
+    colleague = await new_requester(school, server, "kollege")
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest(
         name="V12", room_version="12"))
     power = await server.rooms.state_event(teacher.user_id, room_id, "m.room.power_levels", "")
@@ -95,8 +77,8 @@ async def test_version_12_rooms_leave_creators_out_of_the_power_levels(
 
 
 async def test_auth_errors_and_unknown_rooms(school: School, server: MatrixServer) -> None:
-    teacher = await requester(school, server, "lehrer")
-    pupil = await requester(school, server, "schueler", Role.PUPIL)
+    teacher = await new_requester(school, server, "lehrer")
+    pupil = await new_requester(school, server, "schueler", role=Role.PUPIL)
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest())
     with pytest.raises(AuthRuleViolation, match="invite-only"):
         await server.rooms.join(pupil, room_id)
@@ -113,8 +95,8 @@ async def test_auth_errors_and_unknown_rooms(school: School, server: MatrixServe
 
 async def test_trusted_private_chat_and_overrides(school: School,
                                                   server: MatrixServer) -> None:
-    teacher = await requester(school, server, "lehrer")
-    colleague = await requester(school, server, "kollege")
+    teacher = await new_requester(school, server, "lehrer")
+    colleague = await new_requester(school, server, "kollege")
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest(
         preset="trusted_private_chat", invite=(colleague.user_id,), is_direct=True,
         initial_state=(("m.room.history_visibility", "", {"history_visibility": "invited"}),),
@@ -132,7 +114,7 @@ async def test_trusted_private_chat_and_overrides(school: School,
 
 async def test_deleting_the_account_removes_devices_and_tokens(school: School,
                                                                server: MatrixServer) -> None:
-    pupil = await requester(school, server, "schueler", Role.PUPIL)
+    pupil = await new_requester(school, server, "schueler", role=Role.PUPIL)
     await school.directory.delete_account("schueler")
     async with school.db.read() as session:
         devices = await session.scalar(select(func.count()).select_from(DeviceRow).where(

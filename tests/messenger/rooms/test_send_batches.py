@@ -9,36 +9,16 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-import pytest
 from sqlalchemy import select
 
 from conf.app import School
-from directory.model import Role
-from messenger.identity import Requester
-from messenger.limits import MessengerLimits
 from messenger.rooms.batching import MessageSend
 from messenger.rooms.presets import CreateRoomRequest
 from messenger.server import MatrixServer
 from messenger.storage.dag_tables import ForwardExtremityRow
 from messenger.storage.push_tables import PushActionRow
 from messenger.storage.tables import EventRow
-
-PASSWORD = "correct horse battery"
-
-
-@pytest.fixture
-async def server(school: School) -> MatrixServer:
-    return MatrixServer(db=school.db, directory=school.directory,
-                        authenticator=school.authenticator, server_name="schule.test",
-                        bind="127.0.0.1", port=0, limits=MessengerLimits(),
-                        group_sync_interval=None)
-
-
-async def device(school: School, server: MatrixServer, login: str) -> Requester:
-    await school.directory.create_account(role=Role.TEACHER, login=login, password=PASSWORD)
-    result = await server.sessions.login(login, PASSWORD, device_id=None, display_name=None,
-                                         client_ip="127.0.0.1")
-    return await server.sessions.requester(result.access_token)
+from tests.support.matrix_in_process import new_requester
 
 
 @contextmanager
@@ -54,8 +34,8 @@ def writer_statements(connection: sqlite3.Connection) -> Iterator[list[str]]:
 
 
 async def test_a_batch_writes_its_rows_together(school: School, server: MatrixServer) -> None:
-    teacher = await device(school, server, "lehrer")
-    readers = [await device(school, server, f"leser{n}") for n in range(3)]
+    teacher = await new_requester(school, server, "lehrer")
+    readers = [await new_requester(school, server, f"leser{n}") for n in range(3)]
     rooms = []
     for n in range(3):
         room_id = await server.rooms.create_room(teacher, CreateRoomRequest(

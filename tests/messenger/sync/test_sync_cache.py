@@ -12,10 +12,8 @@ from typing import Any
 import pytest
 
 from conf.app import School
-from directory.model import Role
 from messenger import jsonenc
 from messenger.identity import Requester
-from messenger.limits import MessengerLimits
 from messenger.rooms.policy import ChatPolicy
 from messenger.rooms.presets import CreateRoomRequest
 from messenger.rooms.service import RoomService
@@ -26,24 +24,9 @@ from messenger.sync.builder import SyncBuilder, SyncRequest
 from messenger.sync.filters import SyncFilter
 from messenger.sync.notifier import Notifier
 from messenger.sync.tokens import SyncToken
+from tests.support.matrix_in_process import new_requester
 
-PASSWORD = "correct horse battery"
 DOMAIN = "schule.test"
-
-
-@pytest.fixture
-async def server(school: School) -> MatrixServer:
-    return MatrixServer(db=school.db, directory=school.directory,
-                        authenticator=school.authenticator, server_name=DOMAIN,
-                        bind="127.0.0.1", port=0, limits=MessengerLimits(),
-                        group_sync_interval=None)
-
-
-async def device(school: School, server: MatrixServer, login: str) -> Requester:
-    await school.directory.create_account(role=Role.TEACHER, login=login, password=PASSWORD)
-    result = await server.sessions.login(login, PASSWORD, device_id=None, display_name=None,
-                                         client_ip="127.0.0.1")
-    return await server.sessions.requester(result.access_token)
 
 
 def _plain(response: dict[str, Any]) -> dict[str, Any]:
@@ -93,8 +76,8 @@ def bodies(response: dict[str, Any], room_id: str) -> list[str]:
 
 async def test_two_rooms_interleaved_are_served_from_memory(school: School,
                                                           server: MatrixServer) -> None:
-    teacher = await device(school, server, "lehrer")
-    colleague = await device(school, server, "kollege")
+    teacher = await new_requester(school, server, "lehrer")
+    colleague = await new_requester(school, server, "kollege")
     rooms = []
     for name in ("A", "B"):
         room_id = await server.rooms.create_room(
@@ -128,8 +111,8 @@ async def test_two_rooms_interleaved_are_served_from_memory(school: School,
 async def test_a_token_older_than_the_cache_falls_back(school: School,
                                                        server: MatrixServer,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    teacher = await device(school, server, "lehrer")
-    colleague = await device(school, server, "kollege")
+    teacher = await new_requester(school, server, "lehrer")
+    colleague = await new_requester(school, server, "kollege")
     room_id = await server.rooms.create_room(
         teacher, CreateRoomRequest(invite=(colleague.user_id,)))
     await server.rooms.join(colleague, room_id)
@@ -159,8 +142,8 @@ async def test_a_token_older_than_the_cache_falls_back(school: School,
 
 
 async def test_membership_changes_invalidate(school: School, server: MatrixServer) -> None:
-    teacher = await device(school, server, "lehrer")
-    colleague = await device(school, server, "kollege")
+    teacher = await new_requester(school, server, "lehrer")
+    colleague = await new_requester(school, server, "kollege")
     room_id = await server.rooms.create_room(teacher, CreateRoomRequest(name="Neu"))
     syncs = Syncs(server)
     token = await syncs.initial(colleague)
@@ -187,8 +170,8 @@ async def test_membership_changes_invalidate(school: School, server: MatrixServe
 
 async def test_redactions_reach_cached_and_later_syncs(school: School,
                                                       server: MatrixServer) -> None:
-    teacher = await device(school, server, "lehrer")
-    colleague = await device(school, server, "kollege")
+    teacher = await new_requester(school, server, "lehrer")
+    colleague = await new_requester(school, server, "kollege")
     room_id = await server.rooms.create_room(
         teacher, CreateRoomRequest(invite=(colleague.user_id,)))
     await server.rooms.join(colleague, room_id)
@@ -212,8 +195,8 @@ async def test_redactions_reach_cached_and_later_syncs(school: School,
 
 async def test_other_writers_and_streams_are_noticed(school: School,
                                                      server: MatrixServer) -> None:
-    teacher = await device(school, server, "lehrer")
-    colleague = await device(school, server, "kollege")
+    teacher = await new_requester(school, server, "lehrer")
+    colleague = await new_requester(school, server, "kollege")
     room_id = await server.rooms.create_room(
         teacher, CreateRoomRequest(invite=(colleague.user_id,)))
     await server.rooms.join(colleague, room_id)
@@ -249,8 +232,8 @@ async def test_other_writers_and_streams_are_noticed(school: School,
 
 async def test_an_event_and_its_relation_in_one_batch_carry_the_bundle(
         school: School, server: MatrixServer) -> None:
-    teacher = await device(school, server, "lehrer")
-    colleague = await device(school, server, "kollege")
+    teacher = await new_requester(school, server, "lehrer")
+    colleague = await new_requester(school, server, "kollege")
     room_id = await server.rooms.create_room(
         teacher, CreateRoomRequest(invite=(colleague.user_id,)))
     await server.rooms.join(colleague, room_id)
