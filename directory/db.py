@@ -182,7 +182,9 @@ class Database:
                         for i, part in enumerate(parts))
         result = await connection.execute(text(named),
                                           {f"p{i}": v for i, v in enumerate(parameters)})
-        return list(result)
+        # An INSERT or UPDATE without RETURNING has no rows to list (SQLAlchemy
+        # raises ResourceClosedError when asked for them).
+        return list(result) if result.returns_rows else []
 
     @property
     def sqlite_file(self) -> str | None:
