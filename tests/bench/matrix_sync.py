@@ -78,6 +78,10 @@ managesieve = -1
 matrix = {port}
 web = -1
 federation = -1
+
+[metrics]
+# its default port (9464) is fixed: another running server may hold it
+port = -1
 """, encoding="utf-8")
     return config
 

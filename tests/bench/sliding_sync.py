@@ -307,13 +307,10 @@ async def main(args: argparse.Namespace) -> None:
         port = _free_port()
         config = _write_config(folder, url, port)
         text = config.read_text(encoding="utf-8")
-        with config.open("a", encoding="utf-8") as toml:  # [listen] is the last table
-            if "federation =" not in text:
-                toml.write("federation = -1\n")  # no signing key made here: CS API only
+        with config.open("a", encoding="utf-8") as toml:
+            # (matrix_sync's config sets federation = -1 and [metrics] port = -1)
             if "[http]" not in text:  # thousands of connections from this one address
                 toml.write("[http]\nmax_connections_per_ip = 0\n")
-            if "[metrics]" not in text:  # its fixed port: another running server has it
-                toml.write("[metrics]\nport = -1\n")
         tokens, room_of, idle_tokens = await _prepare(config, args.users, args.room_size,
                                                       args.idle)
         # The port is chosen again now: in the setup's seconds another process on
